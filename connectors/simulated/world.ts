@@ -1,0 +1,374 @@
+/**
+ * @module connectors/simulated/world
+ * A seeded simulation of people going through a working day, and of what each platform would
+ * say about them in its OWN vocabulary: Teams `Busy/InAMeeting`, Slack `active`/`away` with DND
+ * and custom status, Discord `dnd` with `client_status`, Zoom `In_Meeting`, WhatsApp message
+ * webhooks, and device heartbeats. Nothing here is normalized: the real mappers do that.
+ *
+ * Deterministic: the output depends only on the seed, the start time and the time advanced to,
+ * not on how often `advanceTo` is called.
+ */
+
+import type { AccountRef } from '../../src/core/ports';
+import type { Activity, RealPlatform, Status } from '../../src/core/presence';
+import type { DiscordPresence } from '../discord/types';
+import type { SlackUserState } from '../slack/types';
+import type { GraphPresence } from '../teams/types';
+import type { WhatsAppWebhook } from '../whatsapp/types';
+import type { ZoomPresenceEventObject } from '../zoom/types';
+import { Random, TimeQueue } from './random';
+
+/** What a person is really doing. */
+export type Life = 'working' | 'idle' | 'meeting' | 'call' | 'presenting' | 'focus' | 'break' | 'mobile' | 'offline';
+
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+
+/** Where a person goes next from each state, by weight, and how long they stay (minutes). */
+const NEXT: Record<Life, Partial<Record<Life, number>>> = {
+  working: { idle: 4, meeting: 3, call: 2, focus: 2, break: 2, mobile: 1, offline: 1 },
+  idle: { working: 6, break: 2, offline: 1, meeting: 1 },
+  meeting: { working: 5, presenting: 1, idle: 1, call: 1 },
+  call: { working: 5, meeting: 1, idle: 1 },
+  presenting: { meeting: 2, working: 3 },
+  focus: { working: 5, break: 1, meeting: 1 },
+  break: { working: 5, mobile: 2, offline: 1 },
+  mobile: { working: 4, break: 1, offline: 2 },
+  offline: { working: 4, mobile: 2 },
+};
+const DWELL: Record<Life, readonly [number, number]> = {
+  working: [3, 25],
+  idle: [2, 10],
+  meeting: [10, 45],
+  call: [3, 15],
+  presenting: [3, 12],
+  focus: [15, 50],
+  break: [5, 30],
+  mobile: [5, 30],
+  offline: [10, 60],
+};
+
+export interface SimPerson {
+  readonly userId: string;
+  readonly displayName: string;
+  readonly accounts: readonly AccountRef[];
+  life: Life;
+  lifeSince: number;
+  lifeUntil: number;
+}
+
+export type SimEvent =
+  | { readonly kind: 'slack'; readonly at: number; readonly account: AccountRef; readonly raw: SlackUserState }
+  | { readonly kind: 'teams'; readonly at: number; readonly account: AccountRef; readonly raw: GraphPresence }
+  | { readonly kind: 'discord'; readonly at: number; readonly account: AccountRef; readonly raw: DiscordPresence }
+  | { readonly kind: 'zoom'; readonly at: number; readonly account: AccountRef; readonly raw: ZoomPresenceEventObject }
+  | { readonly kind: 'whatsapp'; readonly at: number; readonly raw: WhatsAppWebhook }
+  | {
+      readonly kind: 'heartbeat';
+      readonly at: number;
+      readonly userId: string;
+      readonly deviceId: string;
+      readonly status: Status;
+      readonly activity: Activity | null;
+      readonly ttlMs: number;
+    }
+  | { readonly kind: 'life'; readonly at: number; readonly userId: string; readonly from: Life; readonly to: Life };
+
+export interface WorldOptions {
+  readonly seed: number;
+  readonly users: number;
+  readonly start: number;
+  /** Slack and Teams poll interval (simulated time). */
+  readonly pollMs?: number;
+}
+
+type Task =
+  | { readonly t: 'life'; readonly p: SimPerson }
+  | { readonly t: 'poll'; readonly p: SimPerson; readonly platform: 'slack' | 'teams' }
+  | { readonly t: 'push'; readonly p: SimPerson; readonly platform: 'discord' | 'zoom'; readonly refresh: boolean }
+  | { readonly t: 'whatsapp'; readonly p: SimPerson }
+  | { readonly t: 'device'; readonly p: SimPerson; readonly device: 'laptop' | 'phone' };
+
+const NAMES = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'grace', 'heidi', 'ivan', 'judy', 'mallory', 'niaj'];
+export const SIM_WORKSPACE: Readonly<Partial<Record<RealPlatform, string>>> = {
+  slack: 'T0SIMULATED',
+  teams: '00000000-0000-4000-8000-00000000517e',
+};
+
+const DESK: ReadonlySet<Life> = new Set(['working', 'idle', 'meeting', 'call', 'presenting', 'focus']);
+const PUSH_REFRESH_MS = 5 * MINUTE;
+const LAPTOP_EVERY_MS = 20 * SECOND;
+const PHONE_EVERY_MS = 60 * SECOND;
+
+export class SimulatedWorld {
+  readonly people: SimPerson[] = [];
+  private readonly rng: Random;
+  private readonly queue = new TimeQueue<Task>();
+  private readonly pollMs: number;
+  private now: number;
+  private messageSeq = 0;
+
+  constructor(options: WorldOptions) {
+    this.rng = new Random(options.seed);
+    this.now = options.start;
+    this.pollMs = options.pollMs ?? MINUTE;
+    for (let i = 0; i < options.users; i++) this.people.push(this.makePerson(i, options.start));
+    for (const p of this.people) this.schedulePerson(p, options.start);
+  }
+
+  private makePerson(i: number, start: number): SimPerson {
+    const base = NAMES[i % NAMES.length]!;
+    const userId = i < NAMES.length ? base : `${base}${Math.floor(i / NAMES.length) + 1}`;
+    const n = String(i + 1).padStart(4, '0');
+    // The first few people have all six platforms so the demo shows each; others a random subset.
+    const has = (p: RealPlatform): boolean => i < 4 || p === 'slack' || this.rng.chance(0.6);
+    const accounts: AccountRef[] = [];
+    if (has('slack')) accounts.push({ platform: 'slack', workspaceId: SIM_WORKSPACE.slack!, externalId: `U0SIM${n}` });
+    if (has('teams')) {
+      accounts.push({ platform: 'teams', workspaceId: SIM_WORKSPACE.teams!, externalId: `5e0c0000-0000-4000-8000-00000000${n}` });
+    }
+    if (has('discord')) accounts.push({ platform: 'discord', workspaceId: '', externalId: `80351110224${n}` });
+    if (has('zoom')) accounts.push({ platform: 'zoom', workspaceId: '', externalId: `zSim${n}` });
+    if (has('whatsapp')) accounts.push({ platform: 'whatsapp', workspaceId: '', externalId: `1555000${n}` });
+    if (has('linkedin')) accounts.push({ platform: 'linkedin', workspaceId: '', externalId: `li-sim-${n}` });
+    const life = this.rng.weighted<Life>({ working: 5, meeting: 2, idle: 1, mobile: 1, offline: 1 });
+    const [lo, hi] = DWELL[life];
+    return { userId, displayName: base[0]!.toUpperCase() + base.slice(1), accounts, life, lifeSince: start, lifeUntil: start + this.rng.int(lo, hi) * MINUTE };
+  }
+
+  private schedulePerson(p: SimPerson, start: number): void {
+    this.queue.push(p.lifeUntil, { t: 'life', p });
+    for (const a of p.accounts) {
+      const jitter = this.rng.int(0, 5 * SECOND);
+      if (a.platform === 'slack' || a.platform === 'teams') this.queue.push(start + jitter, { t: 'poll', p, platform: a.platform });
+      if (a.platform === 'discord' || a.platform === 'zoom') {
+        this.queue.push(start + jitter, { t: 'push', p, platform: a.platform, refresh: true });
+      }
+      if (a.platform === 'whatsapp') this.queue.push(start + this.rng.int(10, 240) * SECOND, { t: 'whatsapp', p });
+    }
+    this.queue.push(start + this.rng.int(0, 3 * SECOND), { t: 'device', p, device: 'laptop' });
+    this.queue.push(start + this.rng.int(0, 10 * SECOND), { t: 'device', p, device: 'phone' });
+  }
+
+  /** Runs the simulation up to `now` and returns what happened, in time order. */
+  advanceTo(now: number): SimEvent[] {
+    const events: SimEvent[] = [];
+    while (this.queue.peekAt() <= now) {
+      const { at, value } = this.queue.pop()!;
+      this.now = at;
+      this.run(value, at, events);
+    }
+    this.now = Math.max(this.now, now);
+    return events;
+  }
+
+  private account(p: SimPerson, platform: RealPlatform): AccountRef | undefined {
+    return p.accounts.find((a) => a.platform === platform);
+  }
+
+  private run(task: Task, at: number, out: SimEvent[]): void {
+    const p = task.p;
+    switch (task.t) {
+      case 'life': {
+        const from = p.life;
+        const to = this.rng.weighted<Life>(NEXT[from]);
+        const [lo, hi] = DWELL[to];
+        p.life = to;
+        p.lifeSince = at;
+        p.lifeUntil = at + this.rng.int(lo, hi) * MINUTE;
+        out.push({ kind: 'life', at, userId: p.userId, from, to });
+        this.queue.push(p.lifeUntil, { t: 'life', p });
+        // Push platforms tell within seconds.
+        for (const platform of ['discord', 'zoom'] as const) {
+          if (this.account(p, platform)) {
+            this.queue.push(at + this.rng.int(200, 3 * SECOND), { t: 'push', p, platform, refresh: false });
+          }
+        }
+        return;
+      }
+      case 'poll': {
+        const account = this.account(p, task.platform)!;
+        if (task.platform === 'slack') out.push({ kind: 'slack', at, account, raw: this.slack(p, at) });
+        else out.push({ kind: 'teams', at, account, raw: this.teams(p) });
+        this.queue.push(at + this.pollMs, task);
+        return;
+      }
+      case 'push': {
+        const account = this.account(p, task.platform)!;
+        if (task.platform === 'discord') out.push({ kind: 'discord', at, account, raw: this.discord(p) });
+        else out.push({ kind: 'zoom', at, account, raw: this.zoom(p, account, at) });
+        // Gateway and webhook connectors also reconcile every few minutes.
+        if (task.refresh) this.queue.push(at + PUSH_REFRESH_MS, task);
+        return;
+      }
+      case 'whatsapp': {
+        const account = this.account(p, 'whatsapp')!;
+        const awake = p.life !== 'offline' && p.life !== 'focus' && p.life !== 'presenting';
+        if (awake) out.push({ kind: 'whatsapp', at, raw: this.whatsapp(account, at) });
+        const meanMin = p.life === 'mobile' || p.life === 'break' ? 3 : 12;
+        this.queue.push(at + this.rng.int(30 * SECOND, meanMin * 2 * MINUTE), task);
+        return;
+      }
+      case 'device': {
+        const hb = this.heartbeat(p, task.device);
+        const every = task.device === 'laptop' ? LAPTOP_EVERY_MS : PHONE_EVERY_MS;
+        if (hb !== null) {
+          out.push({ kind: 'heartbeat', at, userId: p.userId, deviceId: `${p.userId}-${task.device}`, ...hb, ttlMs: every * 3 });
+        }
+        this.queue.push(at + every, task);
+        return;
+      }
+    }
+  }
+
+  // ------------------------------------------------------------ each platform's own words
+
+  private slack(p: SimPerson, at: number): SlackUserState {
+    const s = (text: string, emoji: string, until: number | null) => ({
+      status_text: text,
+      status_emoji: emoji,
+      status_expiration: until === null ? 0 : Math.floor(until / 1000),
+    });
+    const nowS = Math.floor(at / 1000);
+    switch (p.life) {
+      case 'working':
+      case 'mobile':
+      case 'presenting':
+        return { presence: { ok: true, presence: 'active' }, profile: null, dnd: null };
+      case 'idle':
+        return { presence: { ok: true, presence: 'away', auto_away: true }, profile: null, dnd: null };
+      case 'meeting':
+        return { presence: { ok: true, presence: 'active' }, profile: s('In a meeting', ':spiral_calendar_pad:', p.lifeUntil), dnd: null };
+      case 'call':
+        return { presence: { ok: true, presence: 'active' }, profile: s('On a call', ':telephone_receiver:', null), dnd: null };
+      case 'focus':
+        return {
+          presence: { ok: true, presence: 'active' },
+          profile: s('Heads down', ':headphones:', p.lifeUntil),
+          dnd: { dnd_enabled: true, next_dnd_start_ts: nowS - 60, next_dnd_end_ts: Math.floor(p.lifeUntil / 1000) },
+        };
+      case 'break':
+        return { presence: { ok: true, presence: 'away', manual_away: true }, profile: s('Lunch', ':knife_fork_plate:', p.lifeUntil), dnd: null };
+      case 'offline':
+        return { presence: { ok: true, presence: 'away' }, profile: null, dnd: null };
+    }
+  }
+
+  private teams(p: SimPerson): GraphPresence {
+    const g = (availability: string, activity: string): GraphPresence => ({ availability, activity });
+    switch (p.life) {
+      case 'working':
+      case 'mobile':
+        return g('Available', 'Available');
+      case 'idle':
+        return g('AvailableIdle', 'Inactive');
+      case 'meeting':
+        return g('Busy', 'InAMeeting');
+      case 'call':
+        return g('Busy', 'InACall');
+      case 'presenting':
+        return g('DoNotDisturb', 'Presenting');
+      case 'focus':
+        return g('DoNotDisturb', 'UrgentInterruptionsOnly');
+      case 'break':
+        return g('BeRightBack', 'BeRightBack');
+      case 'offline':
+        return g('Offline', 'OffWork');
+    }
+  }
+
+  private discord(p: SimPerson): DiscordPresence {
+    const custom = p.life === 'focus' ? [{ type: 4, name: 'Custom Status', state: 'deep work', emoji: { name: '🎧' } }] : [];
+    switch (p.life) {
+      case 'working':
+      case 'meeting':
+      case 'call':
+      case 'presenting':
+        return { status: 'online', client_status: { desktop: 'online' }, activities: [] };
+      case 'idle':
+        return { status: 'idle', client_status: { desktop: 'idle' }, activities: [] };
+      case 'focus':
+        return { status: 'dnd', client_status: { desktop: 'dnd', mobile: 'dnd' }, activities: custom };
+      case 'break':
+        return { status: 'idle', client_status: { mobile: 'idle' }, activities: [] };
+      case 'mobile':
+        return { status: 'online', client_status: { mobile: 'online' }, activities: [{ type: 2, name: 'Spotify' }] };
+      case 'offline':
+        return { status: 'offline', client_status: {}, activities: [] };
+    }
+  }
+
+  private zoom(p: SimPerson, account: AccountRef, at: number): ZoomPresenceEventObject {
+    const status: Record<Life, string> = {
+      working: 'Available',
+      idle: 'Away',
+      meeting: 'In_Meeting',
+      call: 'On_Phone_Call',
+      presenting: 'Presenting',
+      focus: 'Do_Not_Disturb',
+      break: 'Away',
+      mobile: 'Mobile_signed_in',
+      offline: 'Offline',
+    };
+    const app = p.life === 'mobile' ? { type: 'mobile', presence_status: 'Available' } : { type: 'desktop', presence_status: status[p.life] };
+    return {
+      id: account.externalId,
+      email: `${p.userId}@example.com`,
+      presence_status: status[p.life],
+      date_time: new Date(at).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      app,
+    };
+  }
+
+  private whatsapp(account: AccountRef, at: number): WhatsAppWebhook {
+    this.messageSeq += 1;
+    const ts = String(Math.floor(at / 1000));
+    const read = this.rng.chance(0.35);
+    return {
+      object: 'whatsapp_business_account',
+      entry: [
+        {
+          id: '102290129340398',
+          changes: [
+            {
+              field: 'messages',
+              value: {
+                messaging_product: 'whatsapp',
+                metadata: { display_phone_number: '15550783881', phone_number_id: '106540352242922' },
+                ...(read
+                  ? { statuses: [{ id: `wamid.SIM${this.messageSeq}`, status: 'read', timestamp: ts, recipient_id: account.externalId }] }
+                  : {
+                      contacts: [{ wa_id: account.externalId }],
+                      messages: [{ from: account.externalId, id: `wamid.SIM${this.messageSeq}`, timestamp: ts, type: 'text' }],
+                    }),
+              },
+            },
+          ],
+        },
+      ],
+    };
+  }
+
+  private heartbeat(p: SimPerson, device: 'laptop' | 'phone'): { status: Status; activity: Activity | null } | null {
+    if (device === 'laptop') {
+      if (!DESK.has(p.life)) return null; // a closed laptop sends nothing, and its entry expires
+      switch (p.life) {
+        case 'idle':
+          return { status: 'idle', activity: null };
+        case 'meeting':
+          return { status: 'busy', activity: 'in_meeting' };
+        case 'call':
+          return { status: 'busy', activity: 'in_call' };
+        case 'presenting':
+          return { status: 'busy', activity: 'presenting' };
+        case 'focus':
+          return { status: 'busy', activity: 'focus' };
+        default:
+          return { status: 'online', activity: null };
+      }
+    }
+    if (p.life === 'mobile') return { status: 'online', activity: null };
+    if (p.life === 'break') return { status: 'idle', activity: null };
+    return null;
+  }
+}

@@ -1,0 +1,741 @@
+/**
+ * @module aggregator/engine
+ * The presence engine: hot state in memory, durable state changes in SQLite.
+ *
+ * - A report whose content is unchanged only moves times in memory (no disk write); such refreshes
+ *   are persisted coarsely, every `refreshPersistMs`, in small transactions.
+ * - A report that changes content is queued; everything queued in one turn of the event loop is
+ *   committed in one transaction (group commit), and the caller's promise settles after that
+ *   commit. So "acknowledged" means "on disk", yet a burst costs one transaction, not one per event.
+ * - Expiry is driven by a timing wheel of one-second buckets. A user sits in the bucket of its
+ *   next boundary (an expiry, a decay step); a refresh that pushes the boundary later does not
+ *   move it, the sweep just finds nothing changed and files the user under the new boundary.
+ *   The sweep works in chunks with a time budget so it never holds the event loop for long.
+ */
+
+import { performance } from 'node:perf_hooks';
+
+import type { Clock } from '../core/clock';
+import type { MappedPresence } from '../core/connector';
+import { silentLog, type Log } from '../core/log';
+import type {
+  AccountRecord,
+  AccountRef,
+  HistoryQuery,
+  LinkResult,
+  LoadedUser,
+  PresenceStore,
+  TransitionRecord,
+  UserRecord,
+  WriteOp,
+} from '../core/ports';
+import {
+  effectiveStatus,
+  isLive,
+  sameCustomStatus,
+  type Activity,
+  type CustomStatus,
+  type DecayStep,
+  type Ladder,
+  type NormalizedState,
+  type Observation,
+  type Override,
+  type Platform,
+  type Source,
+  type Status,
+} from '../core/presence';
+import { changedFields, nextCheckAt, reduce, type Reduction } from '../normalizer/reduce';
+import { toPresence, type PresenceView } from '../normalizer/view';
+
+export interface PresenceState {
+  readonly status: Status;
+  readonly activity: Activity | null;
+  readonly customStatus: CustomStatus | null;
+}
+
+/** One change of a user's aggregate, as committed. */
+export interface PresenceChange {
+  readonly userId: string;
+  readonly version: number;
+  readonly at: number;
+  readonly previous: PresenceState;
+  readonly current: Reduction;
+  readonly changed: readonly ('status' | 'activity' | 'custom_status')[];
+  /** The platform whose report caused it, 'override', or null when time did (an expiry). */
+  readonly cause: string | null;
+}
+
+export interface ReportInput {
+  readonly platform: Platform;
+  /** '' (default) for a platform-level report, otherwise the device key. */
+  readonly device?: string;
+  readonly state: NormalizedState;
+  /** How long the report counts. Ignored when `decay` is given (its last step ends it). */
+  readonly ttlMs: number;
+  /** When the platform saw it; defaults to now. A report older than the one held is ignored. */
+  readonly at?: number;
+  readonly decay?: readonly DecayStep[] | null;
+}
+
+export interface OverrideInput {
+  readonly status: Status;
+  readonly activity: Activity | null;
+  readonly customStatus: CustomStatus | null;
+  readonly expiresAt: number;
+}
+
+export interface EngineOptions {
+  readonly clock: Clock;
+  readonly store: PresenceStore;
+  readonly ladder: Ladder;
+  readonly log?: Log;
+  /** How often refreshed times are written to disk. */
+  readonly refreshPersistMs?: number;
+  /** How long an expired device entry is kept for display before it is forgotten. */
+  readonly deviceRetentionMs?: number;
+  /** How long one sweep chunk may hold the event loop. */
+  readonly sweepBudgetMs?: number;
+  /** Flush at once when this many writes are queued, to keep each transaction short. */
+  readonly maxBatch?: number;
+}
+
+type Ack = Promise<void>;
+const DONE: Ack = Promise.resolve();
+const BUCKET_MS = 1000;
+
+/** Per-user hot state. A class, so that V8 gives every user the same compact shape. */
+class UserState {
+  observations: Observation[] = [];
+  override: Override | null = null;
+  status: Status = 'offline';
+  activity: Activity | null = null;
+  customStatus: CustomStatus | null = null;
+  source: Source | null = null;
+  version = 0;
+  lastActiveAt: number | null = null;
+  /** The exact time of the wheel entry that will look at this user next. */
+  dueAt = Number.POSITIVE_INFINITY;
+  refreshDirty = false;
+  deleted = false;
+
+  constructor(readonly userId: string) {}
+}
+
+const accountKey = (a: AccountRef): string => `${a.platform}\u0000${a.workspaceId}\u0000${a.externalId}`;
+
+function sameContent(o: Observation, s: NormalizedState): boolean {
+  return (
+    o.status === s.status &&
+    o.activity === s.activity &&
+    o.source === s.source &&
+    o.label === s.label &&
+    sameCustomStatus(o.customStatus, s.customStatus)
+  );
+}
+
+export class PresenceEngine {
+  readonly clock: Clock;
+  readonly ladder: Ladder;
+  private readonly store: PresenceStore;
+  private readonly log: Log;
+  private readonly refreshPersistMs: number;
+  private readonly deviceRetentionMs: number;
+  private readonly sweepBudgetMs: number;
+  private readonly maxBatch: number;
+
+  private readonly users = new Map<string, UserState>();
+  private readonly accounts = new Map<string, string>();
+  private readonly wheel = new Map<number, UserState[]>();
+  private readonly refreshDirty = new Set<UserState>();
+
+  private ops: WriteOp[] = [];
+  private changes: PresenceChange[] = [];
+  private waiters: (() => void)[] = [];
+  private pendingAck: Ack | null = null;
+  private flushScheduled = false;
+  private retryDelayMs = 0;
+
+  private readonly listeners: ((changes: readonly PresenceChange[]) => void)[] = [];
+  private readonly txHooks: ((changes: readonly PresenceChange[]) => void)[] = [];
+  private timers: NodeJS.Timeout[] = [];
+  private sweeping: Promise<number> | null = null;
+  private stopped = false;
+
+  constructor(options: EngineOptions) {
+    this.clock = options.clock;
+    this.store = options.store;
+    this.ladder = options.ladder;
+    this.log = options.log ?? silentLog;
+    this.refreshPersistMs = options.refreshPersistMs ?? 5000;
+    this.deviceRetentionMs = options.deviceRetentionMs ?? 24 * 3600_000;
+    this.sweepBudgetMs = options.sweepBudgetMs ?? 4;
+    this.maxBatch = options.maxBatch ?? 2048;
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  /** Loads the stored state. Users whose state lapsed while the service was down are swept first. */
+  load(): void {
+    for (const loaded of this.store.loadAll()) this.adopt(loaded);
+  }
+
+  private adopt(loaded: LoadedUser): void {
+    const u = new UserState(loaded.user.userId);
+    u.observations = loaded.observations;
+    u.override = loaded.override;
+    const agg = loaded.aggregate;
+    if (agg !== null) {
+      u.status = agg.status;
+      u.activity = agg.activity;
+      u.customStatus = agg.customStatus;
+      u.source = agg.source;
+      u.version = agg.version;
+      u.lastActiveAt = agg.lastActiveAt;
+    }
+    this.users.set(u.userId, u);
+    for (const a of loaded.accounts) this.accounts.set(accountKey(a), u.userId);
+    // The first boundary after the last time this state was known to be right.
+    const since = agg?.updatedAt ?? 0;
+    const due = Math.min(nextCheckAt(u.observations, u.override, since), this.pruneAt(u));
+    this.schedule(u, Number.isFinite(due) ? due : this.clock.now());
+  }
+
+  /** Loads state and starts the sweeper and the refresh persister on real timers. */
+  start(): void {
+    this.load();
+    this.stopped = false;
+    const sweep = setInterval(() => void this.sweep(), BUCKET_MS);
+    const persist = setInterval(() => void this.persistRefreshes(), this.refreshPersistMs);
+    sweep.unref();
+    persist.unref();
+    this.timers = [sweep, persist];
+    void this.sweep();
+  }
+
+  /** Stops timers and writes everything held in memory. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    await this.sweeping;
+    await this.persistRefreshes();
+    this.flushSync();
+  }
+
+  // ---------------------------------------------------------------- listeners
+
+  /** Called after each commit with the changes it made durable. */
+  onChange(listener: (changes: readonly PresenceChange[]) => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** Called inside the transaction that commits the changes (the webhook outbox hooks in here). */
+  onCommit(hook: (changes: readonly PresenceChange[]) => void): void {
+    this.txHooks.push(hook);
+  }
+
+  // ---------------------------------------------------------------- users and accounts
+
+  hasUser(userId: string): boolean {
+    return this.users.has(userId);
+  }
+
+  get userCount(): number {
+    return this.users.size;
+  }
+
+  get observationCount(): number {
+    let n = 0;
+    for (const u of this.users.values()) n += u.observations.length;
+    return n;
+  }
+
+  /** Creates the user if it does not exist yet (queued with the report that needs it). */
+  ensureUser(userId: string): void {
+    if (this.users.has(userId)) return;
+    const now = this.clock.now();
+    this.users.set(userId, new UserState(userId));
+    this.enqueue({ op: 'user', user: { userId, displayName: null, timezone: null, createdAt: now, updatedAt: now } });
+  }
+
+  putUser(userId: string, fields: { displayName?: string | null; timezone?: string | null }): {
+    created: boolean;
+    user: UserRecord;
+  } {
+    this.flushSync();
+    const now = this.clock.now();
+    const existing = this.store.getUser(userId);
+    const user: UserRecord = {
+      userId,
+      displayName: fields.displayName !== undefined ? fields.displayName : (existing?.displayName ?? null),
+      timezone: fields.timezone !== undefined ? fields.timezone : (existing?.timezone ?? null),
+      createdAt: existing?.createdAt ?? now,
+      updatedAt: now,
+    };
+    this.store.write([{ op: 'user', user }]);
+    if (!this.users.has(userId)) this.users.set(userId, new UserState(userId));
+    return { created: existing === null, user };
+  }
+
+  getUser(userId: string): { user: UserRecord; accounts: AccountRecord[] } | null {
+    if (!this.users.has(userId)) return null;
+    this.flushSync();
+    const user = this.store.getUser(userId);
+    return user === null ? null : { user, accounts: this.store.accountsOf(userId) };
+  }
+
+  deleteUser(userId: string): boolean {
+    const u = this.users.get(userId);
+    if (u === undefined) return false;
+    this.flushSync();
+    for (const a of this.store.accountsOf(userId)) this.accounts.delete(accountKey(a));
+    this.store.deleteUser(userId);
+    u.deleted = true;
+    this.users.delete(userId);
+    this.refreshDirty.delete(u);
+    return true;
+  }
+
+  linkAccount(userId: string, account: AccountRef): LinkResult {
+    this.flushSync();
+    const result = this.store.linkAccount(userId, account, this.clock.now());
+    if (result.linked) this.accounts.set(accountKey(account), userId);
+    return result;
+  }
+
+  unlinkAccount(userId: string, account: AccountRef): boolean {
+    this.flushSync();
+    const removed = this.store.unlinkAccount(userId, account);
+    if (removed) this.accounts.delete(accountKey(account));
+    return removed;
+  }
+
+  /** Linked accounts of one platform, from memory. */
+  accountsFor(platform: Platform): AccountRef[] {
+    const out: AccountRef[] = [];
+    for (const key of this.accounts.keys()) {
+      const [p, workspaceId = '', externalId = ''] = key.split('\u0000');
+      if (p === platform) out.push({ platform, workspaceId, externalId });
+    }
+    return out;
+  }
+
+  /** The user an account belongs to, from memory. */
+  resolveAccount(account: AccountRef): string | undefined {
+    return this.accounts.get(accountKey(account));
+  }
+
+  // ---------------------------------------------------------------- reports
+
+  /**
+   * Records one report. Resolves when it is durable: at once for a refresh, after the next group
+   * commit for a change. Throws for an unknown user.
+   */
+  report(userId: string, input: ReportInput): Ack {
+    const u = this.users.get(userId);
+    if (u === undefined) throw new Error(`unknown user ${userId}`);
+    const now = this.clock.now();
+    const device = input.device ?? '';
+    const at = Math.min(input.at ?? now, now);
+    const decay = input.decay ?? null;
+    const lastStep = decay === null ? undefined : decay[decay.length - 1];
+    const expiresAt = at + (lastStep === undefined ? input.ttlMs : lastStep.untilMs);
+    if (expiresAt <= now) return DONE;
+
+    const obs = u.observations;
+    let index = -1;
+    for (let i = 0; i < obs.length; i++) {
+      const o = obs[i]!;
+      if (o.platform === input.platform && o.device === device) {
+        index = i;
+        break;
+      }
+    }
+    const existing = index >= 0 ? obs[index]! : undefined;
+    if (existing !== undefined && at < existing.observedAt) return DONE; // never move backwards
+
+    if (existing !== undefined && decay === null && existing.decay === null && isLive(existing, now) && sameContent(existing, input.state)) {
+      // The hot path: same state again. Times move in memory; the disk hears of it later.
+      const shortened = expiresAt < existing.expiresAt;
+      existing.observedAt = at;
+      existing.expiresAt = expiresAt;
+      if (input.state.status === 'online' && (u.lastActiveAt === null || at > u.lastActiveAt)) u.lastActiveAt = at;
+      if (!u.refreshDirty) {
+        u.refreshDirty = true;
+        this.refreshDirty.add(u);
+      }
+      if (shortened) this.schedule(u, expiresAt);
+      return DONE;
+    }
+
+    const s = input.state;
+    const next: Observation = {
+      platform: input.platform,
+      device,
+      status: s.status,
+      activity: s.activity,
+      customStatus: s.customStatus,
+      source: s.source,
+      raw: s.raw,
+      label: s.label,
+      decay,
+      observedAt: at,
+      changedAt: at,
+      expiresAt,
+    };
+    if (index >= 0) obs[index] = next;
+    else obs.push(next);
+    if (effectiveStatus(next, now) === 'online' && (u.lastActiveAt === null || at > u.lastActiveAt)) u.lastActiveAt = at;
+    this.enqueue({ op: 'observation', userId, obs: next });
+    this.recompute(u, now, now, input.platform);
+    return this.ack();
+  }
+
+  /**
+   * Records a mapper's answer: the platform-level state, and its device entries when the
+   * platform lists devices. A device the platform no longer lists has gone offline there, so its
+   * entry is ended rather than left to run out its TTL.
+   */
+  reportMapped(userId: string, platform: Platform, mapped: MappedPresence, ttlMs: number): Ack {
+    const at = mapped.at;
+    let changed = this.report(userId, { platform, state: mapped.state, ttlMs, at, decay: mapped.decay ?? null }) !== DONE;
+    if (mapped.devices !== null) {
+      for (const device in mapped.devices) {
+        const state = mapped.devices[device]!;
+        if (this.report(userId, { platform, device, state, ttlMs, at }) !== DONE) changed = true;
+      }
+      const u = this.users.get(userId)!;
+      const now = this.clock.now();
+      const end = Math.min(at ?? now, now);
+      for (let i = 0; i < u.observations.length; i++) {
+        const o = u.observations[i]!;
+        if (o.platform !== platform || o.device === '' || o.device in mapped.devices || !isLive(o, now)) continue;
+        const ended: Observation = { ...o, observedAt: Math.max(o.observedAt, end), expiresAt: Math.max(o.observedAt, end) };
+        u.observations[i] = ended;
+        this.enqueue({ op: 'observation', userId, obs: ended });
+        changed = true;
+      }
+      if (changed) this.recompute(u, now, now, platform);
+    }
+    return changed ? this.ack() : DONE;
+  }
+
+  /** `reportMapped` for whichever user the account is linked to; false when none is. */
+  reportAccount(account: AccountRef, mapped: MappedPresence, ttlMs: number): Ack | false {
+    const userId = this.resolveAccount(account);
+    return userId === undefined ? false : this.reportMapped(userId, account.platform, mapped, ttlMs);
+  }
+
+  /** A device heartbeat (CONTRACT.md §4): creates the user on first sight. */
+  heartbeat(userId: string, deviceId: string, status: Status, activity: Activity | null, ttlMs: number): Ack {
+    this.ensureUser(userId);
+    return this.report(userId, {
+      platform: 'device',
+      device: deviceId,
+      ttlMs,
+      state: {
+        status,
+        activity,
+        customStatus: null,
+        source: 'app',
+        raw: activity === null ? { status } : { status, activity },
+        label: activity === null ? `heartbeat ${status}` : `heartbeat ${status}/${activity}`,
+      },
+    });
+  }
+
+  setOverride(userId: string, input: OverrideInput): Ack {
+    const u = this.users.get(userId);
+    if (u === undefined) throw new Error(`unknown user ${userId}`);
+    const now = this.clock.now();
+    u.override = { ...input, setAt: now };
+    this.enqueue({ op: 'override', userId, override: u.override });
+    this.recompute(u, now, now, 'override');
+    return this.ack();
+  }
+
+  /** Clears the override; resolves to false when there was none. */
+  async clearOverride(userId: string): Promise<boolean> {
+    const u = this.users.get(userId);
+    if (u === undefined) throw new Error(`unknown user ${userId}`);
+    if (u.override === null) return false;
+    const now = this.clock.now();
+    u.override = null;
+    this.enqueue({ op: 'override', userId, override: null });
+    this.recompute(u, now, now, 'override');
+    await this.ack();
+    return true;
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  get(userId: string): PresenceView | undefined {
+    const u = this.users.get(userId);
+    return u === undefined ? undefined : toPresence(u, this.clock.now(), this.ladder);
+  }
+
+  getMany(userIds: readonly string[]): { presence: Record<string, PresenceView>; unknown: string[] } {
+    const now = this.clock.now();
+    const presence: Record<string, PresenceView> = {};
+    const unknown: string[] = [];
+    for (const id of userIds) {
+      const u = this.users.get(id);
+      if (u === undefined) unknown.push(id);
+      else presence[id] = toPresence(u, now, this.ladder);
+    }
+    return { presence, unknown };
+  }
+
+  /** The aggregate as the engine last decided it, without building the whole view. */
+  state(userId: string): (PresenceState & { version: number; source: Source | null }) | undefined {
+    const u = this.users.get(userId);
+    if (u === undefined) return undefined;
+    return { status: u.status, activity: u.activity, customStatus: u.customStatus, source: u.source, version: u.version };
+  }
+
+  history(userId: string, query: HistoryQuery): TransitionRecord[] {
+    this.flushSync();
+    return this.store.history(userId, query);
+  }
+
+  // ---------------------------------------------------------------- the reducer, applied
+
+  private recompute(u: UserState, now: number, at: number, cause: string | null): void {
+    this.prune(u, now);
+    const r = reduce(u.observations, u.override, now, this.ladder);
+    u.source = r.source;
+    const changed = changedFields(u, r);
+    if (changed.length > 0) {
+      const previous: PresenceState = { status: u.status, activity: u.activity, customStatus: u.customStatus };
+      u.status = r.status;
+      u.activity = r.activity;
+      u.customStatus = r.customStatus;
+      u.version += 1;
+      const platform = cause ?? null;
+      this.enqueue({
+        op: 'aggregate',
+        userId: u.userId,
+        aggregate: {
+          status: r.status,
+          activity: r.activity,
+          customStatus: r.customStatus,
+          source: r.source,
+          version: u.version,
+          lastActiveAt: u.lastActiveAt,
+          updatedAt: now,
+        },
+      });
+      this.enqueue({
+        op: 'transition',
+        transition: {
+          userId: u.userId,
+          version: u.version,
+          at,
+          fromStatus: previous.status,
+          toStatus: r.status,
+          fromActivity: previous.activity,
+          toActivity: r.activity,
+          source: r.source,
+          platform,
+        },
+      });
+      this.changes.push({ userId: u.userId, version: u.version, at, previous, current: r, changed, cause: platform });
+    }
+    this.schedule(u, Math.min(nextCheckAt(u.observations, u.override, now), this.pruneAt(u)));
+  }
+
+  /** Forgets device entries that have been expired for longer than the retention. */
+  private prune(u: UserState, now: number): void {
+    const limit = now - this.deviceRetentionMs;
+    let kept: Observation[] | null = null;
+    for (let i = 0; i < u.observations.length; i++) {
+      const o = u.observations[i]!;
+      const drop = o.device !== '' && o.expiresAt <= limit;
+      if (drop && kept === null) kept = u.observations.slice(0, i);
+      if (drop) this.enqueue({ op: 'observation-delete', userId: u.userId, platform: o.platform, device: o.device });
+      else kept?.push(o);
+    }
+    if (kept !== null) u.observations = kept;
+  }
+
+  private pruneAt(u: UserState): number {
+    let at = Number.POSITIVE_INFINITY;
+    for (const o of u.observations) if (o.device !== '') at = Math.min(at, o.expiresAt + this.deviceRetentionMs);
+    return at;
+  }
+
+  // ---------------------------------------------------------------- the timing wheel
+
+  private schedule(u: UserState, at: number): void {
+    if (!Number.isFinite(at) || at >= u.dueAt) return;
+    u.dueAt = at;
+    const bucket = Math.ceil(at / BUCKET_MS);
+    const list = this.wheel.get(bucket);
+    if (list === undefined) this.wheel.set(bucket, [u]);
+    else list.push(u);
+  }
+
+  /**
+   * Looks at every user whose boundary has passed: expiries become transitions (to offline and
+   * stale when nothing live is left). Resolves to the number of users looked at.
+   */
+  sweep(): Promise<number> {
+    this.sweeping ??= this.runSweep().finally(() => {
+      this.sweeping = null;
+    });
+    return this.sweeping;
+  }
+
+  private async runSweep(): Promise<number> {
+    let looked = 0;
+    for (;;) {
+      const now = this.clock.now();
+      const due = Math.floor(now / BUCKET_MS);
+      const started = performance.now();
+      let more = false;
+      for (const [bucket, list] of this.wheel) {
+        if (bucket > due) continue;
+        while (list.length > 0) {
+          const u = list.pop()!;
+          if (u.deleted || u.dueAt > now) continue; // re-filed later, or gone
+          const at = u.dueAt;
+          u.dueAt = Number.POSITIVE_INFINITY;
+          this.recompute(u, now, at, null);
+          looked += 1;
+          if ((looked & 63) === 0 && performance.now() - started > this.sweepBudgetMs) {
+            more = true;
+            break;
+          }
+        }
+        if (list.length === 0) this.wheel.delete(bucket);
+        if (more) break;
+      }
+      if (!more || this.stopped) return looked;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+
+  // ---------------------------------------------------------------- durability
+
+  private enqueue(op: WriteOp): void {
+    this.ops.push(op);
+    if (this.ops.length >= this.maxBatch) {
+      this.flushSafely();
+      return;
+    }
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => {
+        this.flushScheduled = false;
+        this.flushSafely();
+      });
+    }
+  }
+
+  /** The promise that settles when everything queued so far is committed. */
+  private ack(): Ack {
+    if (this.ops.length === 0 && this.waiters.length === 0) return DONE;
+    this.pendingAck ??= new Promise<void>((resolve) => {
+      this.waiters.push(resolve);
+    });
+    return this.pendingAck;
+  }
+
+  /** Commits what is queued; on a storage error keeps it queued and tries again with back-off. */
+  private flushSafely(): void {
+    try {
+      this.flushSync();
+      this.retryDelayMs = 0;
+    } catch (error) {
+      this.retryDelayMs = Math.min(Math.max(this.retryDelayMs * 2, 50), 5000);
+      this.log.error({ err: error, retryInMs: this.retryDelayMs }, 'committing presence changes failed; will retry');
+      setTimeout(() => this.flushSafely(), this.retryDelayMs).unref();
+    }
+  }
+
+  /** Commits what is queued now, in one transaction. Throws (keeping the queue) if storage fails. */
+  flushSync(): void {
+    if (this.ops.length === 0 && this.changes.length === 0) {
+      this.settle(this.takeWaiters());
+      return;
+    }
+    const ops = this.ops;
+    const changes = this.changes;
+    this.ops = [];
+    this.changes = [];
+    const waiters = this.takeWaiters();
+    try {
+      this.store.write(ops, this.txHooks.length === 0 ? undefined : () => {
+        for (const hook of this.txHooks) hook(changes);
+      });
+    } catch (error) {
+      // Put everything back in front of whatever was queued meanwhile, in order.
+      this.ops = ops.concat(this.ops);
+      this.changes = changes.concat(this.changes);
+      // The callers keep waiting: their promises settle at the next commit that succeeds.
+      this.waiters = waiters.concat(this.waiters);
+      throw error;
+    }
+    this.settle(waiters);
+    if (changes.length > 0) {
+      for (const listener of this.listeners) {
+        try {
+          listener(changes);
+        } catch (error) {
+          this.log.error({ err: error }, 'a presence change listener failed');
+        }
+      }
+    }
+  }
+
+  private takeWaiters(): (() => void)[] {
+    const waiters = this.waiters;
+    this.waiters = [];
+    this.pendingAck = null;
+    return waiters;
+  }
+
+  private settle(waiters: (() => void)[]): void {
+    for (const resolve of waiters) resolve();
+  }
+
+  /** Writes queued and not yet committed. */
+  get queued(): number {
+    return this.ops.length;
+  }
+
+  /**
+   * Writes refreshed times (observations' observed_at/expires_at, last_active_at) of the users
+   * refreshed since the last run, a chunk per transaction, yielding between chunks.
+   */
+  async persistRefreshes(chunk = 1000): Promise<number> {
+    let written = 0;
+    while (this.refreshDirty.size > 0) {
+      this.flushSync(); // keep the order: changes first, then times
+      const ops: WriteOp[] = [];
+      for (const u of this.refreshDirty) {
+        this.refreshDirty.delete(u);
+        u.refreshDirty = false;
+        if (u.deleted) continue;
+        ops.push({ op: 'refresh', userId: u.userId, observations: u.observations, lastActiveAt: u.lastActiveAt });
+        if (ops.length >= chunk) break;
+      }
+      try {
+        this.store.write(ops);
+      } catch (error) {
+        this.log.error({ err: error }, 'persisting refreshed presence times failed; will retry');
+        for (const op of ops) {
+          const u = op.op === 'refresh' ? this.users.get(op.userId) : undefined;
+          if (u !== undefined && !u.refreshDirty) {
+            u.refreshDirty = true;
+            this.refreshDirty.add(u);
+          }
+        }
+        return written;
+      }
+      written += ops.length;
+      if (this.refreshDirty.size > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    return written;
+  }
+}
