@@ -35,6 +35,7 @@ const ACTIVITY: Readonly<Record<string, Activity | null>> = {
   berightback: null,
   busy: null,
   inactive: null,
+  availableinactive: null,
   offline: null,
   donotdisturb: 'do_not_disturb',
   inacall: 'in_call',
@@ -46,6 +47,22 @@ const ACTIVITY: Readonly<Record<string, Activity | null>> = {
   outofoffice: 'out_of_office',
   offwork: 'off_work',
 };
+
+/**
+ * When availability and activity both imply an activity (the two doc generations put values such
+ * as `presenting` in either field), the more specific one is kept.
+ */
+const SPECIFICITY: readonly Activity[] = [
+  'presenting',
+  'in_call',
+  'in_meeting',
+  'focus',
+  'out_of_office',
+  'off_work',
+  'do_not_disturb',
+];
+const moreSpecific = (a: Activity | null, b: Activity | null): Activity | null =>
+  a === null ? b : b === null ? a : SPECIFICITY.indexOf(a) <= SPECIFICITY.indexOf(b) ? a : b;
 
 export const TEAMS_AVAILABILITY_VALUES = Object.keys(AVAILABILITY);
 export const TEAMS_ACTIVITY_VALUES = Object.keys(ACTIVITY);
@@ -65,8 +82,10 @@ export function toTeamsPresence(p: GraphPresence, now: number): MappedPresence |
   const a = AVAILABILITY[p.availability.toLowerCase()];
   const act = p.activity.toLowerCase();
   if (a === undefined || !(act in ACTIVITY)) return null; // PresenceUnknown and anything new
-  const [status, implied] = a;
-  let activity = ACTIVITY[act] ?? implied;
+  const [mapped, implied] = a;
+  // "Available, Inactive" is Teams fading a signed-in but untouched session: idle, not online.
+  const status = mapped === 'online' && (act === 'inactive' || act === 'availableinactive') ? 'idle' : mapped;
+  let activity = moreSpecific(ACTIVITY[act] ?? null, implied);
   if (activity === null && p.outOfOfficeSettings?.isOutOfOffice === true) activity = 'out_of_office';
   return {
     state: {

@@ -387,7 +387,7 @@ export class PresenceEngine {
     else obs.push(next);
     if (effectiveStatus(next, now) === 'online' && (u.lastActiveAt === null || at > u.lastActiveAt)) u.lastActiveAt = at;
     this.enqueue({ op: 'observation', userId, obs: next });
-    this.recompute(u, now, now, input.platform);
+    this.schedule(u, this.recompute(u, now, input.platform));
     return this.ack();
   }
 
@@ -415,7 +415,7 @@ export class PresenceEngine {
         this.enqueue({ op: 'observation', userId, obs: ended });
         changed = true;
       }
-      if (changed) this.recompute(u, now, now, platform);
+      if (changed) this.schedule(u, this.recompute(u, now, platform));
     }
     return changed ? this.ack() : DONE;
   }
@@ -450,7 +450,7 @@ export class PresenceEngine {
     const now = this.clock.now();
     u.override = { ...input, setAt: now };
     this.enqueue({ op: 'override', userId, override: u.override });
-    this.recompute(u, now, now, 'override');
+    this.schedule(u, this.recompute(u, now, 'override'));
     return this.ack();
   }
 
@@ -462,7 +462,7 @@ export class PresenceEngine {
     const now = this.clock.now();
     u.override = null;
     this.enqueue({ op: 'override', userId, override: null });
-    this.recompute(u, now, now, 'override');
+    this.schedule(u, this.recompute(u, now, 'override'));
     await this.ack();
     return true;
   }
@@ -500,9 +500,13 @@ export class PresenceEngine {
 
   // ---------------------------------------------------------------- the reducer, applied
 
-  private recompute(u: UserState, now: number, at: number, cause: string | null): void {
-    this.prune(u, now);
-    const r = reduce(u.observations, u.override, now, this.ladder);
+  /**
+   * Reduces the user's state as of `at` and, when the answer differs from the last one, records a
+   * change. Returns the next moment the answer could change.
+   */
+  private recompute(u: UserState, at: number, cause: string | null): number {
+    this.prune(u, at);
+    const r = reduce(u.observations, u.override, at, this.ladder);
     u.source = r.source;
     const changed = changedFields(u, r);
     if (changed.length > 0) {
@@ -522,7 +526,7 @@ export class PresenceEngine {
           source: r.source,
           version: u.version,
           lastActiveAt: u.lastActiveAt,
-          updatedAt: now,
+          updatedAt: at,
         },
       });
       this.enqueue({
@@ -541,7 +545,7 @@ export class PresenceEngine {
       });
       this.changes.push({ userId: u.userId, version: u.version, at, previous, current: r, changed, cause: platform });
     }
-    this.schedule(u, Math.min(nextCheckAt(u.observations, u.override, now), this.pruneAt(u)));
+    return Math.min(nextCheckAt(u.observations, u.override, at), this.pruneAt(u));
   }
 
   /** Forgets device entries that have been expired for longer than the retention. */
@@ -598,9 +602,13 @@ export class PresenceEngine {
         while (list.length > 0) {
           const u = list.pop()!;
           if (u.deleted || u.dueAt > now) continue; // re-filed later, or gone
-          const at = u.dueAt;
+          // Replay every boundary that passed, so that each change is recorded at the moment it
+          // happened, also after downtime (online → idle → away of a fading signal, say).
+          let next = u.dueAt;
           u.dueAt = Number.POSITIVE_INFINITY;
-          this.recompute(u, now, at, null);
+          do next = this.recompute(u, next, null);
+          while (next <= now);
+          this.schedule(u, next);
           looked += 1;
           if ((looked & 63) === 0 && performance.now() - started > this.sweepBudgetMs) {
             more = true;
@@ -610,6 +618,7 @@ export class PresenceEngine {
         if (list.length === 0) this.wheel.delete(bucket);
         if (more) break;
       }
+      this.flushSafely(); // one short transaction per chunk
       if (!more || this.stopped) return looked;
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
