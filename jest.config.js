@@ -14,6 +14,11 @@ module.exports = {
       testMatch: ['<rootDir>/test/**/*.test.ts'],
       testPathIgnorePatterns: ['/node_modules/', '\\.int\\.test\\.ts$'],
     },
-    { displayName: 'int', testEnvironment: 'node', transform, testMatch: ['<rootDir>/test/**/*.int.test.ts'] },
+    {
+      displayName: 'int',
+      testEnvironment: 'node',
+      transform,
+      testMatch: ['<rootDir>/test/**/*.int.test.ts'],
+    },
   ],
 };

@@ -41,7 +41,11 @@ export function toDiscordPresence(p: DiscordPresence, _now: number): MappedPrese
   const raw = {
     status: p.status,
     client_status: p.client_status ?? {},
-    activities: (p.activities ?? []).map((a) => ({ type: a.type, name: a.name, ...(a.state ? { state: a.state } : {}) })),
+    activities: (p.activities ?? []).map((a) => ({
+      type: a.type,
+      name: a.name,
+      ...(a.state ? { state: a.state } : {}),
+    })),
   };
   const top = state(p.status, cs, raw, p.status);
   if (top === null) return null;

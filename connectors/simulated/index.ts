@@ -59,7 +59,12 @@ export class SimulatedConnector implements Connector {
   health(): ConnectorHealth {
     const mode = this.descriptor.mode;
     const next = mode === 'poll' && this.lastSuccessAt !== null ? this.lastSuccessAt + this.pollMs : null;
-    return { state: this.ctx === null ? 'off' : 'ok', lastSuccessAt: this.lastSuccessAt, lastError: this.lastError, nextPollAt: next };
+    return {
+      state: this.ctx === null ? 'off' : 'ok',
+      lastSuccessAt: this.lastSuccessAt,
+      lastError: this.lastError,
+      nextPollAt: next,
+    };
   }
 
   /** Maps one simulated payload with the platform's real mapper and reports it. */
@@ -68,25 +73,45 @@ export class SimulatedConnector implements Connector {
     if (ctx === null) return [];
     const now = ctx.clock.now();
     const sightings: RawSighting[] = [];
-    const send = async (externalId: string, workspaceId: string, mapped: MappedPresence | null, raw: unknown): Promise<void> => {
+    const send = async (
+      externalId: string,
+      workspaceId: string,
+      mapped: MappedPresence | null,
+      raw: unknown,
+    ): Promise<void> => {
       if (mapped === null) {
         // Never guessed: logged once per value and left out (CONTRACT.md: raw kept, nothing invented).
         const key = JSON.stringify(raw);
-        if (!this.unknownValues.has(key)) ctx.log.warn({ platform: this.platform, raw }, 'unknown platform value ignored');
+        if (!this.unknownValues.has(key))
+          ctx.log.warn({ platform: this.platform, raw }, 'unknown platform value ignored');
         this.unknownValues.add(key);
         return;
       }
       sightings.push({ platform: this.platform, externalId, raw: mapped.state.raw, at: event.at });
       // Stamped with the simulated time it happened, so reports handled in one step keep their order.
       const presence = mapped.at === undefined ? { ...mapped, at: event.at } : mapped;
-      await ctx.report({ account: { platform: this.platform, workspaceId, externalId }, presence, ttlMs: this.ttl() });
+      await ctx.report({
+        account: { platform: this.platform, workspaceId, externalId },
+        presence,
+        ttlMs: this.ttl(),
+      });
     };
     switch (event.kind) {
       case 'slack':
-        await send(event.account.externalId, event.account.workspaceId, toSlackPresence(event.raw, now), event.raw);
+        await send(
+          event.account.externalId,
+          event.account.workspaceId,
+          toSlackPresence(event.raw, now),
+          event.raw,
+        );
         break;
       case 'teams':
-        await send(event.account.externalId, event.account.workspaceId, toTeamsPresence(event.raw, now), event.raw);
+        await send(
+          event.account.externalId,
+          event.account.workspaceId,
+          toTeamsPresence(event.raw, now),
+          event.raw,
+        );
         break;
       case 'discord':
         await send(event.account.externalId, '', toDiscordPresence(event.raw, now), event.raw);
@@ -136,7 +161,10 @@ export class Simulation {
    * Advances to the clock's now. Events are handed over in time order; platform reports are
    * awaited together at the end, so one step costs one group commit.
    */
-  async step(onHeartbeat: (hb: HeartbeatEvent) => Promise<void>, onEvent?: (e: SimEvent) => void): Promise<RawSighting[]> {
+  async step(
+    onHeartbeat: (hb: HeartbeatEvent) => Promise<void>,
+    onEvent?: (e: SimEvent) => void,
+  ): Promise<RawSighting[]> {
     const pending: Promise<RawSighting[]>[] = [];
     const beats: Promise<void>[] = [];
     for (const event of this.world.advanceTo(this.clock.now())) {

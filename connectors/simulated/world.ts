@@ -19,7 +19,8 @@ import type { ZoomPresenceEventObject } from '../zoom/types';
 import { Random, TimeQueue } from './random';
 
 /** What a person is really doing. */
-export type Life = 'working' | 'idle' | 'meeting' | 'call' | 'presenting' | 'focus' | 'break' | 'mobile' | 'offline';
+export type Life =
+  'working' | 'idle' | 'meeting' | 'call' | 'presenting' | 'focus' | 'break' | 'mobile' | 'offline';
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
@@ -58,10 +59,25 @@ export interface SimPerson {
 }
 
 export type SimEvent =
-  | { readonly kind: 'slack'; readonly at: number; readonly account: AccountRef; readonly raw: SlackUserState }
+  | {
+      readonly kind: 'slack';
+      readonly at: number;
+      readonly account: AccountRef;
+      readonly raw: SlackUserState;
+    }
   | { readonly kind: 'teams'; readonly at: number; readonly account: AccountRef; readonly raw: GraphPresence }
-  | { readonly kind: 'discord'; readonly at: number; readonly account: AccountRef; readonly raw: DiscordPresence }
-  | { readonly kind: 'zoom'; readonly at: number; readonly account: AccountRef; readonly raw: ZoomPresenceEventObject }
+  | {
+      readonly kind: 'discord';
+      readonly at: number;
+      readonly account: AccountRef;
+      readonly raw: DiscordPresence;
+    }
+  | {
+      readonly kind: 'zoom';
+      readonly at: number;
+      readonly account: AccountRef;
+      readonly raw: ZoomPresenceEventObject;
+    }
   | { readonly kind: 'whatsapp'; readonly at: number; readonly raw: WhatsAppWebhook }
   | {
       readonly kind: 'heartbeat';
@@ -72,7 +88,13 @@ export type SimEvent =
       readonly activity: Activity | null;
       readonly ttlMs: number;
     }
-  | { readonly kind: 'life'; readonly at: number; readonly userId: string; readonly from: Life; readonly to: Life };
+  | {
+      readonly kind: 'life';
+      readonly at: number;
+      readonly userId: string;
+      readonly from: Life;
+      readonly to: Life;
+    };
 
 export interface WorldOptions {
   readonly seed: number;
@@ -85,11 +107,29 @@ export interface WorldOptions {
 type Task =
   | { readonly t: 'life'; readonly p: SimPerson }
   | { readonly t: 'poll'; readonly p: SimPerson; readonly platform: 'slack' | 'teams' }
-  | { readonly t: 'push'; readonly p: SimPerson; readonly platform: 'discord' | 'zoom'; readonly refresh: boolean }
+  | {
+      readonly t: 'push';
+      readonly p: SimPerson;
+      readonly platform: 'discord' | 'zoom';
+      readonly refresh: boolean;
+    }
   | { readonly t: 'whatsapp'; readonly p: SimPerson }
   | { readonly t: 'device'; readonly p: SimPerson; readonly device: 'laptop' | 'phone' };
 
-const NAMES = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'grace', 'heidi', 'ivan', 'judy', 'mallory', 'niaj'];
+const NAMES = [
+  'alice',
+  'bob',
+  'carol',
+  'dave',
+  'erin',
+  'frank',
+  'grace',
+  'heidi',
+  'ivan',
+  'judy',
+  'mallory',
+  'niaj',
+];
 export const SIM_WORKSPACE: Readonly<Partial<Record<RealPlatform, string>>> = {
   slack: 'T0SIMULATED',
   teams: '00000000-0000-4000-8000-00000000517e',
@@ -123,28 +163,43 @@ export class SimulatedWorld {
     // The first few people have all six platforms so the demo shows each; others a random subset.
     const has = (p: RealPlatform): boolean => i < 4 || p === 'slack' || this.rng.chance(0.6);
     const accounts: AccountRef[] = [];
-    if (has('slack')) accounts.push({ platform: 'slack', workspaceId: SIM_WORKSPACE.slack!, externalId: `U0SIM${n}` });
+    if (has('slack'))
+      accounts.push({ platform: 'slack', workspaceId: SIM_WORKSPACE.slack!, externalId: `U0SIM${n}` });
     if (has('teams')) {
-      accounts.push({ platform: 'teams', workspaceId: SIM_WORKSPACE.teams!, externalId: `5e0c0000-0000-4000-8000-00000000${n}` });
+      accounts.push({
+        platform: 'teams',
+        workspaceId: SIM_WORKSPACE.teams!,
+        externalId: `5e0c0000-0000-4000-8000-00000000${n}`,
+      });
     }
-    if (has('discord')) accounts.push({ platform: 'discord', workspaceId: '', externalId: `80351110224${n}` });
+    if (has('discord'))
+      accounts.push({ platform: 'discord', workspaceId: '', externalId: `80351110224${n}` });
     if (has('zoom')) accounts.push({ platform: 'zoom', workspaceId: '', externalId: `zSim${n}` });
     if (has('whatsapp')) accounts.push({ platform: 'whatsapp', workspaceId: '', externalId: `1555000${n}` });
     if (has('linkedin')) accounts.push({ platform: 'linkedin', workspaceId: '', externalId: `li-sim-${n}` });
     const life = this.rng.weighted<Life>({ working: 5, meeting: 2, idle: 1, mobile: 1, offline: 1 });
     const [lo, hi] = DWELL[life];
-    return { userId, displayName: base[0]!.toUpperCase() + base.slice(1), accounts, life, lifeSince: start, lifeUntil: start + this.rng.int(lo, hi) * MINUTE };
+    return {
+      userId,
+      displayName: base[0]!.toUpperCase() + base.slice(1),
+      accounts,
+      life,
+      lifeSince: start,
+      lifeUntil: start + this.rng.int(lo, hi) * MINUTE,
+    };
   }
 
   private schedulePerson(p: SimPerson, start: number): void {
     this.queue.push(p.lifeUntil, { t: 'life', p });
     for (const a of p.accounts) {
       const jitter = this.rng.int(0, 5 * SECOND);
-      if (a.platform === 'slack' || a.platform === 'teams') this.queue.push(start + jitter, { t: 'poll', p, platform: a.platform });
+      if (a.platform === 'slack' || a.platform === 'teams')
+        this.queue.push(start + jitter, { t: 'poll', p, platform: a.platform });
       if (a.platform === 'discord' || a.platform === 'zoom') {
         this.queue.push(start + jitter, { t: 'push', p, platform: a.platform, refresh: true });
       }
-      if (a.platform === 'whatsapp') this.queue.push(start + this.rng.int(10, 240) * SECOND, { t: 'whatsapp', p });
+      if (a.platform === 'whatsapp')
+        this.queue.push(start + this.rng.int(10, 240) * SECOND, { t: 'whatsapp', p });
     }
     this.queue.push(start + this.rng.int(0, 3 * SECOND), { t: 'device', p, device: 'laptop' });
     this.queue.push(start + this.rng.int(0, 10 * SECOND), { t: 'device', p, device: 'phone' });
@@ -213,7 +268,14 @@ export class SimulatedWorld {
         const hb = this.heartbeat(p, task.device);
         const every = task.device === 'laptop' ? LAPTOP_EVERY_MS : PHONE_EVERY_MS;
         if (hb !== null) {
-          out.push({ kind: 'heartbeat', at, userId: p.userId, deviceId: `${p.userId}-${task.device}`, ...hb, ttlMs: every * 3 });
+          out.push({
+            kind: 'heartbeat',
+            at,
+            userId: p.userId,
+            deviceId: `${p.userId}-${task.device}`,
+            ...hb,
+            ttlMs: every * 3,
+          });
         }
         this.queue.push(at + every, task);
         return;
@@ -238,17 +300,33 @@ export class SimulatedWorld {
       case 'idle':
         return { presence: { ok: true, presence: 'away', auto_away: true }, profile: null, dnd: null };
       case 'meeting':
-        return { presence: { ok: true, presence: 'active' }, profile: s('In a meeting', ':spiral_calendar_pad:', p.lifeUntil), dnd: null };
+        return {
+          presence: { ok: true, presence: 'active' },
+          profile: s('In a meeting', ':spiral_calendar_pad:', p.lifeUntil),
+          dnd: null,
+        };
       case 'call':
-        return { presence: { ok: true, presence: 'active' }, profile: s('On a call', ':telephone_receiver:', null), dnd: null };
+        return {
+          presence: { ok: true, presence: 'active' },
+          profile: s('On a call', ':telephone_receiver:', null),
+          dnd: null,
+        };
       case 'focus':
         return {
           presence: { ok: true, presence: 'active' },
           profile: s('Heads down', ':headphones:', p.lifeUntil),
-          dnd: { dnd_enabled: true, next_dnd_start_ts: nowS - 60, next_dnd_end_ts: Math.floor(p.lifeUntil / 1000) },
+          dnd: {
+            dnd_enabled: true,
+            next_dnd_start_ts: nowS - 60,
+            next_dnd_end_ts: Math.floor(p.lifeUntil / 1000),
+          },
         };
       case 'break':
-        return { presence: { ok: true, presence: 'away', manual_away: true }, profile: s('Lunch', ':knife_fork_plate:', p.lifeUntil), dnd: null };
+        return {
+          presence: { ok: true, presence: 'away', manual_away: true },
+          profile: s('Lunch', ':knife_fork_plate:', p.lifeUntil),
+          dnd: null,
+        };
       case 'offline':
         return { presence: { ok: true, presence: 'away' }, profile: null, dnd: null };
     }
@@ -278,7 +356,10 @@ export class SimulatedWorld {
   }
 
   private discord(p: SimPerson): DiscordPresence {
-    const custom = p.life === 'focus' ? [{ type: 4, name: 'Custom Status', state: 'deep work', emoji: { name: '🎧' } }] : [];
+    const custom =
+      p.life === 'focus'
+        ? [{ type: 4, name: 'Custom Status', state: 'deep work', emoji: { name: '🎧' } }]
+        : [];
     switch (p.life) {
       case 'working':
       case 'meeting':
@@ -292,7 +373,11 @@ export class SimulatedWorld {
       case 'break':
         return { status: 'idle', client_status: { mobile: 'idle' }, activities: [] };
       case 'mobile':
-        return { status: 'online', client_status: { mobile: 'online' }, activities: [{ type: 2, name: 'Spotify' }] };
+        return {
+          status: 'online',
+          client_status: { mobile: 'online' },
+          activities: [{ type: 2, name: 'Spotify' }],
+        };
       case 'offline':
         return { status: 'offline', client_status: {}, activities: [] };
     }
@@ -310,7 +395,10 @@ export class SimulatedWorld {
       mobile: 'Mobile_signed_in',
       offline: 'Offline',
     };
-    const app = p.life === 'mobile' ? { type: 'mobile', presence_status: 'Available' } : { type: 'desktop', presence_status: status[p.life] };
+    const app =
+      p.life === 'mobile'
+        ? { type: 'mobile', presence_status: 'Available' }
+        : { type: 'desktop', presence_status: status[p.life] };
     return {
       id: account.externalId,
       email: `${p.userId}@example.com`,
@@ -336,10 +424,26 @@ export class SimulatedWorld {
                 messaging_product: 'whatsapp',
                 metadata: { display_phone_number: '15550783881', phone_number_id: '106540352242922' },
                 ...(read
-                  ? { statuses: [{ id: `wamid.SIM${this.messageSeq}`, status: 'read', timestamp: ts, recipient_id: account.externalId }] }
+                  ? {
+                      statuses: [
+                        {
+                          id: `wamid.SIM${this.messageSeq}`,
+                          status: 'read',
+                          timestamp: ts,
+                          recipient_id: account.externalId,
+                        },
+                      ],
+                    }
                   : {
                       contacts: [{ wa_id: account.externalId }],
-                      messages: [{ from: account.externalId, id: `wamid.SIM${this.messageSeq}`, timestamp: ts, type: 'text' }],
+                      messages: [
+                        {
+                          from: account.externalId,
+                          id: `wamid.SIM${this.messageSeq}`,
+                          timestamp: ts,
+                          type: 'text',
+                        },
+                      ],
                     }),
               },
             },
@@ -349,7 +453,10 @@ export class SimulatedWorld {
     };
   }
 
-  private heartbeat(p: SimPerson, device: 'laptop' | 'phone'): { status: Status; activity: Activity | null } | null {
+  private heartbeat(
+    p: SimPerson,
+    device: 'laptop' | 'phone',
+  ): { status: Status; activity: Activity | null } | null {
     if (device === 'laptop') {
       if (!DESK.has(p.life)) return null; // a closed laptop sends nothing, and its entry expires
       switch (p.life) {

@@ -15,11 +15,15 @@ import type { SlackDndStatus, SlackProfileStatus, SlackUserState } from './types
 export function dndActive(dnd: SlackDndStatus | null | undefined, now: number): boolean {
   if (dnd === null || dnd === undefined) return false;
   const nowS = now / 1000;
-  if (dnd.snooze_enabled === true && (dnd.snooze_endtime === undefined || dnd.snooze_endtime > nowS)) return true;
+  if (dnd.snooze_enabled === true && (dnd.snooze_endtime === undefined || dnd.snooze_endtime > nowS))
+    return true;
   return dnd.dnd_enabled && dnd.next_dnd_start_ts <= nowS && nowS < dnd.next_dnd_end_ts;
 }
 
-export function toSlackCustomStatus(profile: SlackProfileStatus | null | undefined, now: number): CustomStatus | null {
+export function toSlackCustomStatus(
+  profile: SlackProfileStatus | null | undefined,
+  now: number,
+): CustomStatus | null {
   if (profile === null || profile === undefined) return null;
   const text = profile.status_text ?? '';
   const emoji = profile.status_emoji ?? '';
@@ -47,11 +51,32 @@ export function toSlackPresence(raw: SlackUserState, now: number): MappedPresenc
       : p.presence;
   let state: NormalizedState;
   if (dnd) {
-    state = { status: 'busy', activity: 'do_not_disturb', customStatus, source: 'manual', raw: rawOut, label: `${p.presence} + DND` };
+    state = {
+      status: 'busy',
+      activity: 'do_not_disturb',
+      customStatus,
+      source: 'manual',
+      raw: rawOut,
+      label: `${p.presence} + DND`,
+    };
   } else if (p.presence === 'away' && p.manual_away === true) {
-    state = { status: 'away', activity: null, customStatus, source: 'manual', raw: rawOut, label: 'away (manual)' };
+    state = {
+      status: 'away',
+      activity: null,
+      customStatus,
+      source: 'manual',
+      raw: rawOut,
+      label: 'away (manual)',
+    };
   } else if (p.presence === 'away' && p.auto_away === true) {
-    state = { status: 'idle', activity: null, customStatus, source: 'app', raw: rawOut, label: 'away (auto)' };
+    state = {
+      status: 'idle',
+      activity: null,
+      customStatus,
+      source: 'app',
+      raw: rawOut,
+      label: 'away (auto)',
+    };
   } else if (p.presence === 'away') {
     state = { status: 'away', activity: null, customStatus, source: 'app', raw: rawOut, label: 'away' };
   } else {

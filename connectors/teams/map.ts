@@ -73,7 +73,8 @@ function statusMessage(p: GraphPresence, now: number): CustomStatus | null {
   const expiry = p.statusMessage?.expiryDateTime?.dateTime;
   // Graph gives the expiry with a separate timeZone; it is UTC in practice. A value without a
   // zone suffix is read as UTC.
-  const expiresAt = expiry === undefined ? null : Date.parse(/[zZ]|[+-]\d\d:\d\d$/.test(expiry) ? expiry : `${expiry}Z`);
+  const expiresAt =
+    expiry === undefined ? null : Date.parse(/[zZ]|[+-]\d\d:\d\d$/.test(expiry) ? expiry : `${expiry}Z`);
   if (expiresAt !== null && (Number.isNaN(expiresAt) || expiresAt <= now)) return null;
   return { text, emoji: null, expiresAt };
 }

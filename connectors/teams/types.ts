@@ -8,7 +8,10 @@ export interface GraphPresence {
   readonly availability: string;
   readonly activity: string;
   readonly statusMessage?: GraphStatusMessage | null;
-  readonly outOfOfficeSettings?: { readonly isOutOfOffice?: boolean; readonly message?: string | null } | null;
+  readonly outOfOfficeSettings?: {
+    readonly isOutOfOffice?: boolean;
+    readonly message?: string | null;
+  } | null;
 }
 
 export interface GraphStatusMessage {

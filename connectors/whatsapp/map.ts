@@ -18,19 +18,28 @@ export interface WhatsAppSighting {
 
 const seconds = (ts: string): number => Number.parseInt(ts, 10) * 1000;
 
-export function fromMessage(m: WhatsAppInboundMessage, decay: readonly DecayStep[] = DEFAULT_DECAY): WhatsAppSighting | null {
+export function fromMessage(
+  m: WhatsAppInboundMessage,
+  decay: readonly DecayStep[] = DEFAULT_DECAY,
+): WhatsAppSighting | null {
   const at = seconds(m.timestamp);
   return Number.isFinite(at) ? { waId: m.from, presence: signalPresence('message', at, decay) } : null;
 }
 
-export function fromStatus(s: WhatsAppStatus, decay: readonly DecayStep[] = DEFAULT_DECAY): WhatsAppSighting | null {
+export function fromStatus(
+  s: WhatsAppStatus,
+  decay: readonly DecayStep[] = DEFAULT_DECAY,
+): WhatsAppSighting | null {
   if (s.status !== 'read') return null;
   const at = seconds(s.timestamp);
   return Number.isFinite(at) ? { waId: s.recipient_id, presence: signalPresence('read', at, decay) } : null;
 }
 
 /** Every sighting in a webhook batch (several entries and changes), in payload order. */
-export function toWhatsAppSightings(hook: WhatsAppWebhook, decay: readonly DecayStep[] = DEFAULT_DECAY): WhatsAppSighting[] {
+export function toWhatsAppSightings(
+  hook: WhatsAppWebhook,
+  decay: readonly DecayStep[] = DEFAULT_DECAY,
+): WhatsAppSighting[] {
   const out: WhatsAppSighting[] = [];
   for (const entry of hook.entry ?? []) {
     for (const change of entry.changes ?? []) {

@@ -15,7 +15,11 @@ export interface ConnectorStatus {
   readonly health: ConnectorHealth;
 }
 
-export function connectorContext(engine: PresenceEngine, descriptor: ConnectorDescriptor, log: Log): ConnectorContext {
+export function connectorContext(
+  engine: PresenceEngine,
+  descriptor: ConnectorDescriptor,
+  log: Log,
+): ConnectorContext {
   return {
     clock: engine.clock,
     log,

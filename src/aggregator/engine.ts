@@ -255,10 +255,16 @@ export class PresenceEngine {
     if (this.users.has(userId)) return;
     const now = this.clock.now();
     this.users.set(userId, new UserState(userId));
-    this.enqueue({ op: 'user', user: { userId, displayName: null, timezone: null, createdAt: now, updatedAt: now } });
+    this.enqueue({
+      op: 'user',
+      user: { userId, displayName: null, timezone: null, createdAt: now, updatedAt: now },
+    });
   }
 
-  putUser(userId: string, fields: { displayName?: string | null; timezone?: string | null }): {
+  putUser(
+    userId: string,
+    fields: { displayName?: string | null; timezone?: string | null },
+  ): {
     created: boolean;
     user: UserRecord;
   } {
@@ -354,12 +360,19 @@ export class PresenceEngine {
     const existing = index >= 0 ? obs[index]! : undefined;
     if (existing !== undefined && at < existing.observedAt) return DONE; // never move backwards
 
-    if (existing !== undefined && decay === null && existing.decay === null && isLive(existing, now) && sameContent(existing, input.state)) {
+    if (
+      existing !== undefined &&
+      decay === null &&
+      existing.decay === null &&
+      isLive(existing, now) &&
+      sameContent(existing, input.state)
+    ) {
       // The hot path: same state again. Times move in memory; the disk hears of it later.
       const shortened = expiresAt < existing.expiresAt;
       existing.observedAt = at;
       existing.expiresAt = expiresAt;
-      if (input.state.status === 'online' && (u.lastActiveAt === null || at > u.lastActiveAt)) u.lastActiveAt = at;
+      if (input.state.status === 'online' && (u.lastActiveAt === null || at > u.lastActiveAt))
+        u.lastActiveAt = at;
       if (!u.refreshDirty) {
         u.refreshDirty = true;
         this.refreshDirty.add(u);
@@ -385,7 +398,8 @@ export class PresenceEngine {
     };
     if (index >= 0) obs[index] = next;
     else obs.push(next);
-    if (effectiveStatus(next, now) === 'online' && (u.lastActiveAt === null || at > u.lastActiveAt)) u.lastActiveAt = at;
+    if (effectiveStatus(next, now) === 'online' && (u.lastActiveAt === null || at > u.lastActiveAt))
+      u.lastActiveAt = at;
     this.enqueue({ op: 'observation', userId, obs: next });
     this.schedule(u, this.recompute(u, now, input.platform));
     return this.ack();
@@ -398,7 +412,8 @@ export class PresenceEngine {
    */
   reportMapped(userId: string, platform: Platform, mapped: MappedPresence, ttlMs: number): Ack {
     const at = mapped.at;
-    let changed = this.report(userId, { platform, state: mapped.state, ttlMs, at, decay: mapped.decay ?? null }) !== DONE;
+    let changed =
+      this.report(userId, { platform, state: mapped.state, ttlMs, at, decay: mapped.decay ?? null }) !== DONE;
     if (mapped.devices !== null) {
       for (const device in mapped.devices) {
         const state = mapped.devices[device]!;
@@ -409,8 +424,13 @@ export class PresenceEngine {
       const end = Math.min(at ?? now, now);
       for (let i = 0; i < u.observations.length; i++) {
         const o = u.observations[i]!;
-        if (o.platform !== platform || o.device === '' || o.device in mapped.devices || !isLive(o, now)) continue;
-        const ended: Observation = { ...o, observedAt: Math.max(o.observedAt, end), expiresAt: Math.max(o.observedAt, end) };
+        if (o.platform !== platform || o.device === '' || o.device in mapped.devices || !isLive(o, now))
+          continue;
+        const ended: Observation = {
+          ...o,
+          observedAt: Math.max(o.observedAt, end),
+          expiresAt: Math.max(o.observedAt, end),
+        };
         u.observations[i] = ended;
         this.enqueue({ op: 'observation', userId, obs: ended });
         changed = true;
@@ -490,7 +510,13 @@ export class PresenceEngine {
   state(userId: string): (PresenceState & { version: number; source: Source | null }) | undefined {
     const u = this.users.get(userId);
     if (u === undefined) return undefined;
-    return { status: u.status, activity: u.activity, customStatus: u.customStatus, source: u.source, version: u.version };
+    return {
+      status: u.status,
+      activity: u.activity,
+      customStatus: u.customStatus,
+      source: u.source,
+      version: u.version,
+    };
   }
 
   history(userId: string, query: HistoryQuery): TransitionRecord[] {
@@ -510,7 +536,11 @@ export class PresenceEngine {
     u.source = r.source;
     const changed = changedFields(u, r);
     if (changed.length > 0) {
-      const previous: PresenceState = { status: u.status, activity: u.activity, customStatus: u.customStatus };
+      const previous: PresenceState = {
+        status: u.status,
+        activity: u.activity,
+        customStatus: u.customStatus,
+      };
       u.status = r.status;
       u.activity = r.activity;
       u.customStatus = r.customStatus;
@@ -543,7 +573,15 @@ export class PresenceEngine {
           platform,
         },
       });
-      this.changes.push({ userId: u.userId, version: u.version, at, previous, current: r, changed, cause: platform });
+      this.changes.push({
+        userId: u.userId,
+        version: u.version,
+        at,
+        previous,
+        current: r,
+        changed,
+        cause: platform,
+      });
     }
     return Math.min(nextCheckAt(u.observations, u.override, at), this.pruneAt(u));
   }
@@ -556,7 +594,8 @@ export class PresenceEngine {
       const o = u.observations[i]!;
       const drop = o.device !== '' && o.expiresAt <= limit;
       if (drop && kept === null) kept = u.observations.slice(0, i);
-      if (drop) this.enqueue({ op: 'observation-delete', userId: u.userId, platform: o.platform, device: o.device });
+      if (drop)
+        this.enqueue({ op: 'observation-delete', userId: u.userId, platform: o.platform, device: o.device });
       else kept?.push(o);
     }
     if (kept !== null) u.observations = kept;
@@ -564,7 +603,8 @@ export class PresenceEngine {
 
   private pruneAt(u: UserState): number {
     let at = Number.POSITIVE_INFINITY;
-    for (const o of u.observations) if (o.device !== '') at = Math.min(at, o.expiresAt + this.deviceRetentionMs);
+    for (const o of u.observations)
+      if (o.device !== '') at = Math.min(at, o.expiresAt + this.deviceRetentionMs);
     return at;
   }
 
@@ -657,7 +697,10 @@ export class PresenceEngine {
       this.retryDelayMs = 0;
     } catch (error) {
       this.retryDelayMs = Math.min(Math.max(this.retryDelayMs * 2, 50), 5000);
-      this.log.error({ err: error, retryInMs: this.retryDelayMs }, 'committing presence changes failed; will retry');
+      this.log.error(
+        { err: error, retryInMs: this.retryDelayMs },
+        'committing presence changes failed; will retry',
+      );
       setTimeout(() => this.flushSafely(), this.retryDelayMs).unref();
     }
   }
@@ -674,9 +717,14 @@ export class PresenceEngine {
     this.changes = [];
     const waiters = this.takeWaiters();
     try {
-      this.store.write(ops, this.txHooks.length === 0 ? undefined : () => {
-        for (const hook of this.txHooks) hook(changes);
-      });
+      this.store.write(
+        ops,
+        this.txHooks.length === 0
+          ? undefined
+          : () => {
+              for (const hook of this.txHooks) hook(changes);
+            },
+      );
     } catch (error) {
       // Put everything back in front of whatever was queued meanwhile, in order.
       this.ops = ops.concat(this.ops);
@@ -726,7 +774,12 @@ export class PresenceEngine {
         this.refreshDirty.delete(u);
         u.refreshDirty = false;
         if (u.deleted) continue;
-        ops.push({ op: 'refresh', userId: u.userId, observations: u.observations, lastActiveAt: u.lastActiveAt });
+        ops.push({
+          op: 'refresh',
+          userId: u.userId,
+          observations: u.observations,
+          lastActiveAt: u.lastActiveAt,
+        });
         if (ops.length >= chunk) break;
       }
       try {

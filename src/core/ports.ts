@@ -60,7 +60,12 @@ export interface LoadedUser {
 export type WriteOp =
   | { readonly op: 'user'; readonly user: UserRecord }
   | { readonly op: 'observation'; readonly userId: string; readonly obs: Observation }
-  | { readonly op: 'observation-delete'; readonly userId: string; readonly platform: Platform; readonly device: string }
+  | {
+      readonly op: 'observation-delete';
+      readonly userId: string;
+      readonly platform: Platform;
+      readonly device: string;
+    }
   | { readonly op: 'override'; readonly userId: string; readonly override: Override | null }
   | { readonly op: 'aggregate'; readonly userId: string; readonly aggregate: AggregateRecord }
   | { readonly op: 'transition'; readonly transition: TransitionRecord }

@@ -25,9 +25,20 @@ const LABELS: Record<SignalKind, string> = {
 };
 
 /** The inferred state one signal gives, seen at `at`. */
-export function signalPresence(kind: SignalKind, at: number, decay: readonly DecayStep[] = DEFAULT_DECAY): MappedPresence {
+export function signalPresence(
+  kind: SignalKind,
+  at: number,
+  decay: readonly DecayStep[] = DEFAULT_DECAY,
+): MappedPresence {
   return {
-    state: { status: 'online', activity: null, customStatus: null, source: 'inferred', raw: { kind }, label: LABELS[kind] },
+    state: {
+      status: 'online',
+      activity: null,
+      customStatus: null,
+      source: 'inferred',
+      raw: { kind },
+      label: LABELS[kind],
+    },
     devices: null,
     decay,
     at,

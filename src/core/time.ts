@@ -43,6 +43,7 @@ export function clockTime(ms: number): string {
 
 /** Parses an ISO-8601 timestamp with a zone; NaN when it is not one. */
 export function parseIso(text: string): number {
-  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/.test(text)) return Number.NaN;
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/.test(text))
+    return Number.NaN;
   return Date.parse(text);
 }

@@ -120,7 +120,14 @@ export function reduce(
   }
   const winner = pickWinner(observations, now, ladder);
   if (winner === null) {
-    return { status: 'offline', activity: null, customStatus: null, source: null, winner: null, override: null };
+    return {
+      status: 'offline',
+      activity: null,
+      customStatus: null,
+      source: null,
+      winner: null,
+      override: null,
+    };
   }
   return {
     status: effectiveStatus(winner, now),
@@ -142,7 +149,10 @@ export function changedFields(
   if (before.activity !== after.activity) changed.push('activity');
   const a = before.customStatus;
   const b = after.customStatus;
-  if (a !== b && (a === null || b === null || a.text !== b.text || a.emoji !== b.emoji || a.expiresAt !== b.expiresAt)) {
+  if (
+    a !== b &&
+    (a === null || b === null || a.text !== b.text || a.emoji !== b.emoji || a.expiresAt !== b.expiresAt)
+  ) {
     changed.push('custom_status');
   }
   return changed;
@@ -152,7 +162,11 @@ export function changedFields(
  * The earliest moment after `now` at which reducing again could give another answer: an
  * observation or override expiring, a decay step ending, a custom status expiring.
  */
-export function nextCheckAt(observations: readonly Observation[], override: Override | null, now: number): number {
+export function nextCheckAt(
+  observations: readonly Observation[],
+  override: Override | null,
+  now: number,
+): number {
   let next = Number.POSITIVE_INFINITY;
   const consider = (at: number | null): void => {
     if (at !== null && at > now && at < next) next = at;

@@ -82,7 +82,11 @@ export function customStatusView(cs: CustomStatus | null): CustomStatusView | nu
 }
 
 function deviceView(obs: Observation, now: number): DeviceView {
-  return { status: effectiveStatus(obs, now), observed_at: toIso(obs.observedAt), expires_at: toIso(obs.expiresAt) };
+  return {
+    status: effectiveStatus(obs, now),
+    observed_at: toIso(obs.observedAt),
+    expires_at: toIso(obs.expiresAt),
+  };
 }
 
 /**
@@ -104,7 +108,13 @@ function platformViews(
     }
     const obsLive = isLive(obs, now);
     const headLive = isLive(head, now);
-    if (obsLive !== headLive ? obsLive : obsLive ? beats(obs, head, now, ladder) : obs.observedAt > head.observedAt) {
+    if (
+      obsLive !== headLive
+        ? obsLive
+        : obsLive
+          ? beats(obs, head, now, ladder)
+          : obs.observedAt > head.observedAt
+    ) {
       heads.set(obs.platform, obs);
     }
   }
@@ -158,7 +168,8 @@ export function explain(r: Reduction, observations: readonly Observation[], now:
   if (r.winner !== null) {
     let rivals = 0;
     for (const obs of observations) if (obs !== r.winner && isLive(obs, now)) rivals += 1;
-    const contest = rivals === 0 ? 'the only live report' : `beats ${rivals} other live report${rivals === 1 ? '' : 's'}`;
+    const contest =
+      rivals === 0 ? 'the only live report' : `beats ${rivals} other live report${rivals === 1 ? '' : 's'}`;
     return `${describe(r.winner, now)}; ${contest}; no override`;
   }
   let newest: Observation | null = null;
@@ -177,7 +188,12 @@ export function overrideView(ov: Override, now: number): OverrideView {
   };
 }
 
-export function toPresence(user: UserSnapshot, now: number, ladder: Ladder, reduction?: Reduction): PresenceView {
+export function toPresence(
+  user: UserSnapshot,
+  now: number,
+  ladder: Ladder,
+  reduction?: Reduction,
+): PresenceView {
   const r = reduction ?? reduce(user.observations, user.override, now, ladder);
   const { views, reachable } = platformViews(user.observations, now, ladder);
   let observedAt: number | null = null;
@@ -189,7 +205,8 @@ export function toPresence(user: UserSnapshot, now: number, ladder: Ladder, redu
     observedAt = r.winner.observedAt;
     expiresAt = r.winner.expiresAt;
   } else {
-    for (const obs of user.observations) if (observedAt === null || obs.observedAt > observedAt) observedAt = obs.observedAt;
+    for (const obs of user.observations)
+      if (observedAt === null || obs.observedAt > observedAt) observedAt = obs.observedAt;
   }
   return {
     user_id: user.userId,

@@ -74,17 +74,24 @@ export function migrate(
     version TEXT PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at INTEGER NOT NULL
   ) WITHOUT ROWID`);
   const recorded = new Map(
-    (db.prepare('SELECT version, name, checksum FROM schema_migrations').all() as Migration[]).map((m) => [m.version, m]),
+    (db.prepare('SELECT version, name, checksum FROM schema_migrations').all() as Migration[]).map((m) => [
+      m.version,
+      m,
+    ]),
   );
   const known = new Set(migrations.map((m) => m.version));
   for (const m of recorded.values()) {
     if (!known.has(m.version)) {
-      throw new MigrationError(`migration ${m.version}_${m.name} is applied to this database but its file is missing`);
+      throw new MigrationError(
+        `migration ${m.version}_${m.name} is applied to this database but its file is missing`,
+      );
     }
   }
   const applied: string[] = [];
   const upToDate: string[] = [];
-  const record = db.prepare('INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)');
+  const record = db.prepare(
+    'INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)',
+  );
   for (const m of migrations) {
     const label = `${m.version}_${m.name}`;
     const previous = recorded.get(m.version);

@@ -16,15 +16,7 @@ import type {
   UserRecord,
   WriteOp,
 } from '../core/ports';
-import type {
-  Activity,
-  CustomStatus,
-  DecayStep,
-  Override,
-  Platform,
-  Source,
-  Status,
-} from '../core/presence';
+import type { Activity, CustomStatus, DecayStep, Override, Platform, Source, Status } from '../core/presence';
 import type { Db } from './db';
 
 interface ObservationRow {
@@ -91,7 +83,8 @@ interface TransitionRow {
   platform: string | null;
 }
 
-const json = (value: unknown): string | null => (value === null || value === undefined ? null : JSON.stringify(value));
+const json = (value: unknown): string | null =>
+  value === null || value === undefined ? null : JSON.stringify(value);
 const parseCustomStatus = (text: string | null): CustomStatus | null =>
   text === null ? null : (JSON.parse(text) as CustomStatus);
 
@@ -145,8 +138,12 @@ export class SqlitePresenceStore implements PresenceStore {
            platform) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       getUser: db.prepare('SELECT * FROM users WHERE user_id = ?'),
-      accountsOf: db.prepare('SELECT * FROM accounts WHERE user_id = ? ORDER BY platform, workspace_id, external_id'),
-      findAccount: db.prepare('SELECT user_id FROM accounts WHERE platform = ? AND workspace_id = ? AND external_id = ?'),
+      accountsOf: db.prepare(
+        'SELECT * FROM accounts WHERE user_id = ? ORDER BY platform, workspace_id, external_id',
+      ),
+      findAccount: db.prepare(
+        'SELECT user_id FROM accounts WHERE platform = ? AND workspace_id = ? AND external_id = ?',
+      ),
       insertAccount: db.prepare(
         'INSERT INTO accounts (platform, workspace_id, external_id, user_id, created_at) VALUES (?, ?, ?, ?, ?)',
       ),
@@ -194,7 +191,15 @@ export class SqlitePresenceStore implements PresenceStore {
       case 'override': {
         const ov = op.override;
         if (ov === null) s.deleteOverride.run(op.userId);
-        else s.upsertOverride.run(op.userId, ov.status, ov.activity, json(ov.customStatus), ov.setAt, ov.expiresAt);
+        else
+          s.upsertOverride.run(
+            op.userId,
+            ov.status,
+            ov.activity,
+            json(ov.customStatus),
+            ov.setAt,
+            ov.expiresAt,
+          );
         return;
       }
       case 'aggregate': {
@@ -227,7 +232,8 @@ export class SqlitePresenceStore implements PresenceStore {
         return;
       }
       case 'refresh':
-        for (const o of op.observations) s.refreshObs.run(o.observedAt, o.expiresAt, op.userId, o.platform, o.device);
+        for (const o of op.observations)
+          s.refreshObs.run(o.observedAt, o.expiresAt, op.userId, o.platform, o.device);
         s.touchAggregate.run(op.lastActiveAt, op.userId);
         return;
     }
@@ -240,11 +246,19 @@ export class SqlitePresenceStore implements PresenceStore {
   loadAll(): LoadedUser[] {
     const byUser = new Map<string, LoadedUser>();
     for (const row of this.db.prepare('SELECT * FROM users').iterate() as IterableIterator<UserRow>) {
-      byUser.set(row.user_id, { user: toUser(row), observations: [], override: null, aggregate: null, accounts: [] });
+      byUser.set(row.user_id, {
+        user: toUser(row),
+        observations: [],
+        override: null,
+        aggregate: null,
+        accounts: [],
+      });
     }
     // Equal decay schedules are shared, so 100k inferred observations do not hold 100k copies.
     const decays = new Map<string, readonly DecayStep[]>();
-    for (const r of this.db.prepare('SELECT * FROM observations').iterate() as IterableIterator<ObservationRow>) {
+    for (const r of this.db
+      .prepare('SELECT * FROM observations')
+      .iterate() as IterableIterator<ObservationRow>) {
       let decay: readonly DecayStep[] | null = null;
       if (r.decay !== null) {
         decay = decays.get(r.decay) ?? (JSON.parse(r.decay) as DecayStep[]);
@@ -292,7 +306,9 @@ export class SqlitePresenceStore implements PresenceStore {
       byUser.set(r.user_id, { ...u, aggregate });
     }
     for (const r of this.db.prepare('SELECT * FROM accounts').iterate() as IterableIterator<AccountRow>) {
-      byUser.get(r.user_id)?.accounts.push({ platform: r.platform, workspaceId: r.workspace_id, externalId: r.external_id });
+      byUser
+        .get(r.user_id)
+        ?.accounts.push({ platform: r.platform, workspaceId: r.workspace_id, externalId: r.external_id });
     }
     return [...byUser.values()];
   }
@@ -327,7 +343,8 @@ export class SqlitePresenceStore implements PresenceStore {
 
   linkAccount(userId: string, a: AccountRef, now: number): LinkResult {
     return this.db.transaction((): LinkResult => {
-      const owner = this.stmt.findAccount.get(a.platform, a.workspaceId, a.externalId) as { user_id: string } | undefined;
+      const owner = this.stmt.findAccount.get(a.platform, a.workspaceId, a.externalId) as
+        { user_id: string } | undefined;
       if (owner !== undefined) {
         return owner.user_id === userId ? { linked: true } : { linked: false, ownerId: owner.user_id };
       }

@@ -38,7 +38,10 @@ export interface TestEngine {
   close(): void;
 }
 
-export function testEngine(path: string, options: Partial<Omit<EngineOptions, 'clock'>> & { clock?: FakeClock } = {}): TestEngine {
+export function testEngine(
+  path: string,
+  options: Partial<Omit<EngineOptions, 'clock'>> & { clock?: FakeClock } = {},
+): TestEngine {
   const db = openDb(path);
   migrate(db);
   const store = new CountingStore(db);

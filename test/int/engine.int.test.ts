@@ -26,12 +26,17 @@ describe('PresenceEngine on a real SQLite file', () => {
   afterEach(() => t.close());
   afterAll(() => tmp.cleanup());
 
-  const rows = (sql: string, ...args: unknown[]) => t.db.prepare(sql).all(...args) as Record<string, unknown>[];
+  const rows = (sql: string, ...args: unknown[]) =>
+    t.db.prepare(sql).all(...args) as Record<string, unknown>[];
 
   it('makes a change durable before acknowledging it, with version 1 and a transition', async () => {
     await t.engine.report('alice', { platform: 'slack', state: state(), ttlMs: 60_000 });
-    expect(rows('SELECT status, version FROM aggregates WHERE user_id = ?', 'alice')).toEqual([{ status: 'online', version: 1 }]);
-    expect(rows('SELECT platform, status, raw FROM observations')).toEqual([{ platform: 'slack', status: 'online', raw: '"active"' }]);
+    expect(rows('SELECT status, version FROM aggregates WHERE user_id = ?', 'alice')).toEqual([
+      { status: 'online', version: 1 },
+    ]);
+    expect(rows('SELECT platform, status, raw FROM observations')).toEqual([
+      { platform: 'slack', status: 'online', raw: '"active"' },
+    ]);
     expect(rows('SELECT from_status, to_status, version, platform FROM transitions')).toEqual([
       { from_status: 'offline', to_status: 'online', version: 1, platform: 'slack' },
     ]);
@@ -57,7 +62,10 @@ describe('PresenceEngine on a real SQLite file', () => {
     await t.engine.report('alice', { platform: 'slack', state: state(), ttlMs: 60_000 });
     const before = t.store.transactions;
     const acks = [];
-    for (let i = 0; i < 50; i++) acks.push(t.engine.report(`u${i}`, { platform: 'teams', state: state({ status: 'busy' }), ttlMs: 60_000 }));
+    for (let i = 0; i < 50; i++)
+      acks.push(
+        t.engine.report(`u${i}`, { platform: 'teams', state: state({ status: 'busy' }), ttlMs: 60_000 }),
+      );
     await Promise.all(acks);
     expect(t.store.transactions).toBe(before + 1);
     expect(rows("SELECT count(*) AS n FROM aggregates WHERE status = 'busy'")).toEqual([{ n: 50 }]);
@@ -68,26 +76,48 @@ describe('PresenceEngine on a real SQLite file', () => {
     const seen: number[] = [];
     for (const status of statuses) {
       t.clock.advance(1000);
-      await t.engine.report('alice', { platform: 'teams', state: state({ status, label: status }), ttlMs: 600_000 });
+      await t.engine.report('alice', {
+        platform: 'teams',
+        state: state({ status, label: status }),
+        ttlMs: 600_000,
+      });
       seen.push(t.engine.get('alice')!.version);
     }
     expect(seen).toEqual([1, 2, 2, 3, 4, 4, 5]);
     t.close();
     t = t.reopen();
     expect(t.engine.get('alice')?.version).toBe(5);
-    await t.engine.report('alice', { platform: 'teams', state: state({ status: 'away', label: 'away' }), ttlMs: 600_000 });
+    await t.engine.report('alice', {
+      platform: 'teams',
+      state: state({ status: 'away', label: 'away' }),
+      ttlMs: 600_000,
+    });
     expect(t.engine.get('alice')?.version).toBe(6);
     const versions = t.engine.history('alice', { limit: 100 }).map((h) => h.version);
     expect(versions).toEqual([6, 5, 4, 3, 2, 1]);
   });
 
   it('an override is never overwritten by automatic reports, and expires on its own', async () => {
-    await t.engine.setOverride('alice', { status: 'busy', activity: 'focus', customStatus: null, expiresAt: t.clock.now() + 60_000 });
+    await t.engine.setOverride('alice', {
+      status: 'busy',
+      activity: 'focus',
+      customStatus: null,
+      expiresAt: t.clock.now() + 60_000,
+    });
     const v = t.engine.get('alice')!.version;
     for (const status of ['online', 'away', 'idle'] as const) {
       t.clock.advance(1000);
-      await t.engine.report('alice', { platform: 'slack', state: state({ status, label: status, source: 'manual' }), ttlMs: 600_000 });
-      expect(t.engine.get('alice')).toMatchObject({ status: 'busy', activity: 'focus', source: 'manual', version: v });
+      await t.engine.report('alice', {
+        platform: 'slack',
+        state: state({ status, label: status, source: 'manual' }),
+        ttlMs: 600_000,
+      });
+      expect(t.engine.get('alice')).toMatchObject({
+        status: 'busy',
+        activity: 'focus',
+        source: 'manual',
+        version: v,
+      });
     }
     t.clock.advance(60_000);
     await t.engine.sweep();
@@ -96,7 +126,12 @@ describe('PresenceEngine on a real SQLite file', () => {
 
   it('clearing an override falls back to the platforms at once', async () => {
     await t.engine.report('alice', { platform: 'slack', state: state(), ttlMs: 600_000 });
-    await t.engine.setOverride('alice', { status: 'away', activity: null, customStatus: null, expiresAt: t.clock.now() + 60_000 });
+    await t.engine.setOverride('alice', {
+      status: 'away',
+      activity: null,
+      customStatus: null,
+      expiresAt: t.clock.now() + 60_000,
+    });
     expect(t.engine.get('alice')?.status).toBe('away');
     expect(await t.engine.clearOverride('alice')).toBe(true);
     expect(await t.engine.clearOverride('alice')).toBe(false);
@@ -114,7 +149,13 @@ describe('PresenceEngine on a real SQLite file', () => {
     await t.engine.sweep();
     expect(t.engine.get('alice')).toMatchObject({ status: 'offline', stale: true, source: null, version: 2 });
     const [last] = t.engine.history('alice', { limit: 1 });
-    expect(last).toMatchObject({ fromStatus: 'online', toStatus: 'offline', at: start + 30_000, platform: null, version: 2 });
+    expect(last).toMatchObject({
+      fromStatus: 'online',
+      toStatus: 'offline',
+      at: start + 30_000,
+      platform: null,
+      version: 2,
+    });
   });
 
   it('a refresh moves the expiry: the sweep then finds nothing to do', async () => {
@@ -148,7 +189,12 @@ describe('PresenceEngine on a real SQLite file', () => {
       seen.push(t.engine.get('alice')!.status);
     }
     expect(seen).toEqual(['online', 'idle', 'away', 'offline']);
-    expect(t.engine.history('alice', { limit: 10 }).map((h) => h.toStatus)).toEqual(['offline', 'away', 'idle', 'online']);
+    expect(t.engine.history('alice', { limit: 10 }).map((h) => h.toStatus)).toEqual([
+      'offline',
+      'away',
+      'idle',
+      'online',
+    ]);
   });
 
   it('a new signal while faded brings the person back online', async () => {
@@ -168,7 +214,10 @@ describe('PresenceEngine on a real SQLite file', () => {
   });
 
   it('a device the platform no longer lists is ended; expired devices are forgotten after the retention', async () => {
-    const mapped = (devices: Record<string, NormalizedState>) => ({ state: state({ label: 'online' }), devices });
+    const mapped = (devices: Record<string, NormalizedState>) => ({
+      state: state({ label: 'online' }),
+      devices,
+    });
     await t.engine.reportMapped('alice', 'discord', mapped({ desktop: state(), mobile: state() }), 600_000);
     await t.engine.reportMapped('alice', 'discord', mapped({ mobile: state() }), 600_000);
     const devices = t.engine.get('alice')!.platforms.discord!.devices;
@@ -183,7 +232,12 @@ describe('PresenceEngine on a real SQLite file', () => {
   it('restart: comes back with every committed change and resumes TTLs', async () => {
     const start = t.clock.now();
     await t.engine.report('alice', { platform: 'slack', state: state(), ttlMs: 60_000 });
-    await t.engine.setOverride('alice', { status: 'busy', activity: null, customStatus: null, expiresAt: start + 120_000 });
+    await t.engine.setOverride('alice', {
+      status: 'busy',
+      activity: null,
+      customStatus: null,
+      expiresAt: start + 120_000,
+    });
     t.close();
     t.clock.advance(30_000);
     t = t.reopen();
@@ -194,7 +248,10 @@ describe('PresenceEngine on a real SQLite file', () => {
     t = t.reopen();
     await t.engine.sweep();
     expect(t.engine.get('alice')).toMatchObject({ status: 'offline', stale: true, version: 3 });
-    expect(t.engine.history('alice', { limit: 1 })[0]).toMatchObject({ toStatus: 'offline', at: start + 120_000 });
+    expect(t.engine.history('alice', { limit: 1 })[0]).toMatchObject({
+      toStatus: 'offline',
+      at: start + 120_000,
+    });
   });
 
   it('restart: refreshed times survive once persisted', async () => {
@@ -258,7 +315,9 @@ describe('PresenceEngine on a real SQLite file', () => {
     expect(t.engine.resolveAccount(slack)).toBeUndefined();
     expect(t.engine.get('alice')).toBeUndefined();
     for (const table of ['users', 'accounts', 'observations', 'aggregates', 'transitions', 'overrides']) {
-      expect(rows(`SELECT * FROM ${table} WHERE ${table === 'accounts' ? 'user_id' : 'user_id'} = ?`, 'alice')).toEqual([]);
+      expect(
+        rows(`SELECT * FROM ${table} WHERE ${table === 'accounts' ? 'user_id' : 'user_id'} = ?`, 'alice'),
+      ).toEqual([]);
     }
     expect(t.engine.deleteUser('alice')).toBe(false);
     expect(t.engine.linkAccount('bob', slack)).toEqual({ linked: true });

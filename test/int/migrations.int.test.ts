@@ -23,7 +23,9 @@ describe('migration runner', () => {
     expect(first.applied.length).toBeGreaterThan(0);
     expect(isMigrated(db)).toBe(true);
     const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all();
-    expect(tables).toEqual(expect.arrayContaining(['users', 'accounts', 'observations', 'aggregates', 'transitions', 'overrides']));
+    expect(tables).toEqual(
+      expect.arrayContaining(['users', 'accounts', 'observations', 'aggregates', 'transitions', 'overrides']),
+    );
     const second = migrate(db);
     expect(second.applied).toEqual([]);
     expect(second.upToDate).toEqual(first.applied);
@@ -38,7 +40,9 @@ describe('migration runner', () => {
     expect(migrate(db, readMigrations(dir), clock).applied).toEqual(['0001_a']);
     writeFileSync(join(dir, '0002_b.sql'), 'CREATE TABLE b (y);');
     expect(migrate(db, readMigrations(dir), clock).applied).toEqual(['0002_b']);
-    const rows = db.prepare('SELECT version, checksum, applied_at FROM schema_migrations ORDER BY version').all() as {
+    const rows = db
+      .prepare('SELECT version, checksum, applied_at FROM schema_migrations ORDER BY version')
+      .all() as {
       version: string;
       checksum: string;
       applied_at: number;
@@ -63,10 +67,15 @@ describe('migration runner', () => {
   });
 
   it('refuses a database whose applied migration file is missing', () => {
-    const dir = migrationsDir('missing', { '0001_a.sql': 'CREATE TABLE a (x);', '0002_b.sql': 'CREATE TABLE b (x);' });
+    const dir = migrationsDir('missing', {
+      '0001_a.sql': 'CREATE TABLE a (x);',
+      '0002_b.sql': 'CREATE TABLE b (x);',
+    });
     const db = openDb(join(tmp.dir, 'missing.db'));
     migrate(db, readMigrations(dir));
-    expect(() => migrate(db, readMigrations(dir).slice(0, 1))).toThrow(/0002_b is applied to this database but its file is missing/);
+    expect(() => migrate(db, readMigrations(dir).slice(0, 1))).toThrow(
+      /0002_b is applied to this database but its file is missing/,
+    );
     db.close();
   });
 

@@ -7,7 +7,14 @@ const ladder = new Ladder();
 const now = T0 + 1000;
 
 function override(fields: Partial<Override> = {}): Override {
-  return { status: 'busy', activity: 'focus', customStatus: null, setAt: T0, expiresAt: T0 + 3600_000, ...fields };
+  return {
+    status: 'busy',
+    activity: 'focus',
+    customStatus: null,
+    setAt: T0,
+    expiresAt: T0 + 3600_000,
+    ...fields,
+  };
 }
 
 describe('reduce: the rules of CONTRACT.md §2, one by one', () => {
@@ -52,8 +59,20 @@ describe('reduce: the rules of CONTRACT.md §2, one by one', () => {
   });
 
   it('a refresh of an unchanged state does not steal a tie (changedAt decides before observedAt)', () => {
-    const teams = obs({ platform: 'teams', status: 'busy', activity: 'in_meeting', changedAt: T0 - 60_000, observedAt: T0 });
-    const zoom = obs({ platform: 'zoom', status: 'busy', activity: 'in_call', changedAt: T0 - 1000, observedAt: T0 - 1000 });
+    const teams = obs({
+      platform: 'teams',
+      status: 'busy',
+      activity: 'in_meeting',
+      changedAt: T0 - 60_000,
+      observedAt: T0,
+    });
+    const zoom = obs({
+      platform: 'zoom',
+      status: 'busy',
+      activity: 'in_call',
+      changedAt: T0 - 1000,
+      observedAt: T0 - 1000,
+    });
     expect(reduce([teams, zoom], null, now, ladder).winner).toBe(zoom);
   });
 
@@ -74,7 +93,11 @@ describe('reduce: the rules of CONTRACT.md §2, one by one', () => {
       override: ov,
       winner: null,
     });
-    expect(reduce([manualDnd], ov, now + 10, ladder)).toMatchObject({ status: 'busy', winner: manualDnd, override: null });
+    expect(reduce([manualDnd], ov, now + 10, ladder)).toMatchObject({
+      status: 'busy',
+      winner: manualDnd,
+      override: null,
+    });
   });
 
   it('an override keeps a platform custom status unless it sets its own', () => {
@@ -87,7 +110,11 @@ describe('reduce: the rules of CONTRACT.md §2, one by one', () => {
 
   it('takes the custom status from the strongest live observation that has one, not only the winner', () => {
     const teams = obs({ platform: 'teams', status: 'busy', activity: 'in_meeting' });
-    const slack = obs({ platform: 'slack', status: 'away', customStatus: { text: 'Sprint review', emoji: ':spiral_calendar_pad:', expiresAt: null } });
+    const slack = obs({
+      platform: 'slack',
+      status: 'away',
+      customStatus: { text: 'Sprint review', emoji: ':spiral_calendar_pad:', expiresAt: null },
+    });
     const r = reduce([teams, slack], null, now, ladder);
     expect(r.winner).toBe(teams);
     expect(r.customStatus?.text).toBe('Sprint review');
@@ -99,7 +126,13 @@ describe('reduce: the rules of CONTRACT.md §2, one by one', () => {
   });
 
   it('an inferred signal fades: online, then idle, then away', () => {
-    const wa = obs({ platform: 'whatsapp', source: 'inferred', decay: DEFAULT_DECAY, observedAt: T0, expiresAt: T0 + 3600_000 });
+    const wa = obs({
+      platform: 'whatsapp',
+      source: 'inferred',
+      decay: DEFAULT_DECAY,
+      observedAt: T0,
+      expiresAt: T0 + 3600_000,
+    });
     expect(reduce([wa], null, T0 + 60_000, ladder).status).toBe('online');
     expect(reduce([wa], null, T0 + 300_000, ladder).status).toBe('idle');
     expect(reduce([wa], null, T0 + 1800_000, ladder).status).toBe('away');
@@ -121,7 +154,9 @@ describe('changedFields', () => {
     const a = { status: 'online', activity: null, customStatus: null } as const;
     expect(changedFields(a, a)).toEqual([]);
     expect(changedFields(a, { ...a, status: 'busy', activity: 'in_call' })).toEqual(['status', 'activity']);
-    expect(changedFields(a, { ...a, customStatus: { text: 'x', emoji: null, expiresAt: null } })).toEqual(['custom_status']);
+    expect(changedFields(a, { ...a, customStatus: { text: 'x', emoji: null, expiresAt: null } })).toEqual([
+      'custom_status',
+    ]);
     const cs = { text: 'x', emoji: null, expiresAt: null };
     expect(changedFields({ ...a, customStatus: cs }, { ...a, customStatus: { ...cs } })).toEqual([]);
   });
@@ -130,7 +165,11 @@ describe('changedFields', () => {
 describe('nextCheckAt', () => {
   it('is the earliest expiry, decay step, custom status expiry or override expiry still ahead', () => {
     const a = obs({ expiresAt: T0 + 50_000 });
-    const b = obs({ platform: 'teams', expiresAt: T0 + 20_000, customStatus: { text: 'x', emoji: null, expiresAt: T0 + 10_000 } });
+    const b = obs({
+      platform: 'teams',
+      expiresAt: T0 + 20_000,
+      customStatus: { text: 'x', emoji: null, expiresAt: T0 + 10_000 },
+    });
     expect(nextCheckAt([a, b], null, T0)).toBe(T0 + 10_000);
     expect(nextCheckAt([a, b], null, T0 + 10_000)).toBe(T0 + 20_000);
     expect(nextCheckAt([a], override({ expiresAt: T0 + 5000 }), T0)).toBe(T0 + 5000);

@@ -2,7 +2,16 @@ import { clockTime, parseIso, toIso } from '../../src/core/time';
 
 describe('toIso', () => {
   it('matches Date#toISOString across days, years and edge milliseconds', () => {
-    const samples = [0, 1, 999, 1000, 86_399_999, 86_400_000, Date.UTC(2026, 10, 23, 14, 0, 3, 120), Date.UTC(2024, 1, 29, 23, 59, 59, 999)];
+    const samples = [
+      0,
+      1,
+      999,
+      1000,
+      86_399_999,
+      86_400_000,
+      Date.UTC(2026, 10, 23, 14, 0, 3, 120),
+      Date.UTC(2024, 1, 29, 23, 59, 59, 999),
+    ];
     let x = 12345;
     for (let i = 0; i < 2000; i++) {
       x = (x * 1103515245 + 12345) % 2147483648;
@@ -14,7 +23,11 @@ describe('toIso', () => {
   it('alternates between days without mixing them up', () => {
     const a = Date.UTC(2026, 10, 23, 1, 2, 3, 4);
     const b = Date.UTC(2026, 10, 24, 5, 6, 7, 8);
-    expect([toIso(a), toIso(b), toIso(a)]).toEqual([new Date(a).toISOString(), new Date(b).toISOString(), new Date(a).toISOString()]);
+    expect([toIso(a), toIso(b), toIso(a)]).toEqual([
+      new Date(a).toISOString(),
+      new Date(b).toISOString(),
+      new Date(a).toISOString(),
+    ]);
   });
 
   it('clockTime is the UTC time of day', () => {

@@ -16,8 +16,19 @@ const user = (observations = [obs()], extra = {}) => ({
 
 describe('toPresence', () => {
   it('builds the contract object with ISO times, version and per-platform entries', () => {
-    const teams = obs({ platform: 'teams', status: 'busy', activity: 'in_meeting', raw: { availability: 'Busy', activity: 'InAMeeting' }, label: 'Busy/InAMeeting', observedAt: T0 + 3120 - 3000 });
-    const slack = obs({ platform: 'slack', status: 'away', customStatus: { text: 'Sprint review', emoji: ':spiral_calendar_pad:', expiresAt: null } });
+    const teams = obs({
+      platform: 'teams',
+      status: 'busy',
+      activity: 'in_meeting',
+      raw: { availability: 'Busy', activity: 'InAMeeting' },
+      label: 'Busy/InAMeeting',
+      observedAt: T0 + 3120 - 3000,
+    });
+    const slack = obs({
+      platform: 'slack',
+      status: 'away',
+      customStatus: { text: 'Sprint review', emoji: ':spiral_calendar_pad:', expiresAt: null },
+    });
     const p = toPresence(user([teams, slack]), now, ladder);
     expect(p).toMatchObject({
       user_id: 'alice',
@@ -43,7 +54,9 @@ describe('toPresence', () => {
       stale: false,
       devices: {},
     });
-    expect(p.explain).toBe('teams reported Busy/InAMeeting (app tier) at 14:00:00; beats 1 other live report; no override');
+    expect(p.explain).toBe(
+      'teams reported Busy/InAMeeting (app tier) at 14:00:00; beats 1 other live report; no override',
+    );
   });
 
   it('reachable_via lists platforms online or idle now, most present first', () => {
@@ -51,15 +64,31 @@ describe('toPresence', () => {
     const discord = obs({ platform: 'discord', status: 'online' });
     const teams = obs({ platform: 'teams', status: 'busy' });
     const zoom = obs({ platform: 'zoom', status: 'online', expiresAt: now - 1 });
-    expect(toPresence(user([slack, teams, discord, zoom]), now, ladder).reachable_via).toEqual(['discord', 'slack']);
+    expect(toPresence(user([slack, teams, discord, zoom]), now, ladder).reachable_via).toEqual([
+      'discord',
+      'slack',
+    ]);
   });
 
   it('is stale and offline when the newest observation is past its TTL, and still shows it', () => {
-    const old = obs({ platform: 'slack', status: 'online', observedAt: T0 - 600_000, expiresAt: T0 - 300_000 });
+    const old = obs({
+      platform: 'slack',
+      status: 'online',
+      observedAt: T0 - 600_000,
+      expiresAt: T0 - 300_000,
+    });
     const p = toPresence(user([old]), now, ladder);
-    expect(p).toMatchObject({ status: 'offline', source: null, stale: true, expires_at: null, observed_at: '2026-11-23T13:50:00.000Z' });
+    expect(p).toMatchObject({
+      status: 'offline',
+      source: null,
+      stale: true,
+      expires_at: null,
+      observed_at: '2026-11-23T13:50:00.000Z',
+    });
     expect(p.platforms.slack).toMatchObject({ status: 'offline', stale: true, raw: 'active' });
-    expect(p.explain).toBe('no live report: slack reported active (app tier) at 13:50:00, expired at 13:55:00');
+    expect(p.explain).toBe(
+      'no live report: slack reported active (app tier) at 13:50:00, expired at 13:55:00',
+    );
   });
 
   it('a user never seen is offline and not stale', () => {
@@ -69,8 +98,20 @@ describe('toPresence', () => {
   });
 
   it('shows per-device entries; heartbeat devices make up their platform', () => {
-    const laptop = obs({ platform: 'device', device: 'laptop', status: 'busy', activity: 'in_call', label: 'heartbeat busy/in_call' });
-    const phone = obs({ platform: 'device', device: 'phone', status: 'idle', observedAt: T0 + 1000, label: 'heartbeat idle' });
+    const laptop = obs({
+      platform: 'device',
+      device: 'laptop',
+      status: 'busy',
+      activity: 'in_call',
+      label: 'heartbeat busy/in_call',
+    });
+    const phone = obs({
+      platform: 'device',
+      device: 'phone',
+      status: 'idle',
+      observedAt: T0 + 1000,
+      label: 'heartbeat idle',
+    });
     const discord = obs({ platform: 'discord', status: 'online', label: 'online' });
     const desktop = obs({ platform: 'discord', device: 'desktop', status: 'online' });
     const p = toPresence(user([laptop, phone, discord, desktop]), now, ladder);
@@ -88,12 +129,27 @@ describe('toPresence', () => {
 
   it('explains an override', () => {
     const p = toPresence(
-      user([obs()], { override: { status: 'busy', activity: 'focus', customStatus: null, setAt: T0, expiresAt: T0 + 3600_000 } }),
+      user([obs()], {
+        override: {
+          status: 'busy',
+          activity: 'focus',
+          customStatus: null,
+          setAt: T0,
+          expiresAt: T0 + 3600_000,
+        },
+      }),
       now,
       ladder,
     );
-    expect(p).toMatchObject({ status: 'busy', activity: 'focus', source: 'manual', expires_at: '2026-11-23T15:00:00.000Z' });
+    expect(p).toMatchObject({
+      status: 'busy',
+      activity: 'focus',
+      source: 'manual',
+      expires_at: '2026-11-23T15:00:00.000Z',
+    });
     expect(p.override).toMatchObject({ status: 'busy', set_at: '2026-11-23T14:00:00.000Z' });
-    expect(p.explain).toBe('override busy/focus set through the API at 14:00:00, until 15:00:00; it beats every platform report');
+    expect(p.explain).toBe(
+      'override busy/focus set through the API at 14:00:00, until 15:00:00; it beats every platform report',
+    );
   });
 });

@@ -10,7 +10,12 @@ describe('Discord mapping', () => {
     ['offline', 'offline', null, 'app'],
     ['invisible', 'offline', null, 'app'],
   ])('%s → %s %s (%s tier)', (status, expected, activity, source) => {
-    expect(toDiscordPresence({ status }, now)?.state).toMatchObject({ status: expected, activity, source, label: status });
+    expect(toDiscordPresence({ status }, now)?.state).toMatchObject({
+      status: expected,
+      activity,
+      source,
+      label: status,
+    });
   });
 
   it('an unknown status is not guessed', () => {
@@ -20,7 +25,11 @@ describe('Discord mapping', () => {
   it('client_status becomes device entries; an absent device is not listed', () => {
     const m = toDiscordPresence({ status: 'dnd', client_status: { desktop: 'dnd', mobile: 'idle' } }, now);
     expect(Object.keys(m?.devices ?? {})).toEqual(['desktop', 'mobile']);
-    expect(m?.devices?.desktop).toMatchObject({ status: 'busy', activity: 'do_not_disturb', source: 'manual' });
+    expect(m?.devices?.desktop).toMatchObject({
+      status: 'busy',
+      activity: 'do_not_disturb',
+      source: 'manual',
+    });
     expect(m?.devices?.mobile).toMatchObject({ status: 'idle', raw: 'idle' });
   });
 
@@ -36,6 +45,11 @@ describe('Discord mapping', () => {
       now,
     );
     expect(m?.state.customStatus).toEqual({ text: 'deep work', emoji: '🎧', expiresAt: null });
-    expect(m?.state.raw).toMatchObject({ activities: [{ type: 0, name: 'Factorio' }, { type: 4, state: 'deep work' }] });
+    expect(m?.state.raw).toMatchObject({
+      activities: [
+        { type: 0, name: 'Factorio' },
+        { type: 4, state: 'deep work' },
+      ],
+    });
   });
 });

@@ -23,16 +23,19 @@ describe('Slack mapping', () => {
 
   it('keeps the bare presence string as raw, with deciding flags when set', () => {
     expect(toSlackPresence({ presence: { ok: true, presence: 'active' } }, now)?.state.raw).toBe('active');
-    expect(toSlackPresence({ presence: { ok: true, presence: 'away', auto_away: true } }, now)?.state.raw).toEqual({
+    expect(
+      toSlackPresence({ presence: { ok: true, presence: 'away', auto_away: true } }, now)?.state.raw,
+    ).toEqual({
       presence: 'away',
       auto_away: true,
     });
   });
 
   it('maps the documented users.getPresence example', () => {
-    expect(toSlackPresence({ presence: fixture<SlackPresenceResponse>('slack-users-getPresence-self.json') }, now)?.state.status).toBe(
-      'online',
-    );
+    expect(
+      toSlackPresence({ presence: fixture<SlackPresenceResponse>('slack-users-getPresence-self.json') }, now)
+        ?.state.status,
+    ).toBe('online');
   });
 
   it('an unknown presence value is not guessed', () => {
@@ -40,7 +43,11 @@ describe('Slack mapping', () => {
   });
 
   it('DND inside its window is busy + do_not_disturb in the manual tier, whatever the presence', () => {
-    const dnd: SlackDndStatus = { dnd_enabled: true, next_dnd_start_ts: nowS - 60, next_dnd_end_ts: nowS + 60 };
+    const dnd: SlackDndStatus = {
+      dnd_enabled: true,
+      next_dnd_start_ts: nowS - 60,
+      next_dnd_end_ts: nowS + 60,
+    };
     for (const presence of ['active', 'away']) {
       expect(toSlackPresence({ presence: { ok: true, presence }, dnd }, now)?.state).toMatchObject({
         status: 'busy',
@@ -52,11 +59,37 @@ describe('Slack mapping', () => {
   });
 
   it('DND is active only inside its window or while snoozed', () => {
-    expect(dndActive({ dnd_enabled: true, next_dnd_start_ts: nowS + 60, next_dnd_end_ts: nowS + 120 }, now)).toBe(false);
-    expect(dndActive({ dnd_enabled: true, next_dnd_start_ts: nowS - 120, next_dnd_end_ts: nowS - 60 }, now)).toBe(false);
+    expect(
+      dndActive({ dnd_enabled: true, next_dnd_start_ts: nowS + 60, next_dnd_end_ts: nowS + 120 }, now),
+    ).toBe(false);
+    expect(
+      dndActive({ dnd_enabled: true, next_dnd_start_ts: nowS - 120, next_dnd_end_ts: nowS - 60 }, now),
+    ).toBe(false);
     expect(dndActive({ dnd_enabled: false, next_dnd_start_ts: 1, next_dnd_end_ts: 1 }, now)).toBe(false);
-    expect(dndActive({ dnd_enabled: false, next_dnd_start_ts: 1, next_dnd_end_ts: 1, snooze_enabled: true, snooze_endtime: nowS + 600 }, now)).toBe(true);
-    expect(dndActive({ dnd_enabled: false, next_dnd_start_ts: 1, next_dnd_end_ts: 1, snooze_enabled: true, snooze_endtime: nowS - 1 }, now)).toBe(false);
+    expect(
+      dndActive(
+        {
+          dnd_enabled: false,
+          next_dnd_start_ts: 1,
+          next_dnd_end_ts: 1,
+          snooze_enabled: true,
+          snooze_endtime: nowS + 600,
+        },
+        now,
+      ),
+    ).toBe(true);
+    expect(
+      dndActive(
+        {
+          dnd_enabled: false,
+          next_dnd_start_ts: 1,
+          next_dnd_end_ts: 1,
+          snooze_enabled: true,
+          snooze_endtime: nowS - 1,
+        },
+        now,
+      ),
+    ).toBe(false);
   });
 
   it('reads the documented dnd.teamInfo example', () => {
@@ -67,15 +100,17 @@ describe('Slack mapping', () => {
   });
 
   it('takes custom status from the profile, with expiry, from the documented event', () => {
-    const ev = fixture<{ event: { user: { profile: { status_text: string; status_emoji: string; status_expiration: number } } } }>(
-      'slack-user-status-changed-event.json',
-    );
+    const ev = fixture<{
+      event: { user: { profile: { status_text: string; status_emoji: string; status_expiration: number } } };
+    }>('slack-user-status-changed-event.json');
     expect(toSlackCustomStatus(ev.event.user.profile, now)).toEqual({
       text: 'Commuting to office!',
       emoji: ':docs-team-in-transit:',
       expiresAt: null,
     });
-    expect(toSlackCustomStatus({ status_text: 'Lunch', status_emoji: '', status_expiration: nowS + 60 }, now)).toEqual({
+    expect(
+      toSlackCustomStatus({ status_text: 'Lunch', status_emoji: '', status_expiration: nowS + 60 }, now),
+    ).toEqual({
       text: 'Lunch',
       emoji: null,
       expiresAt: now + 60_000,

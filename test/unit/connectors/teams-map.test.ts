@@ -5,7 +5,8 @@ import { toTeamsPresence } from '../../../connectors/teams/map';
 import type { GraphPresencesResponse } from '../../../connectors/teams/types';
 
 const now = Date.UTC(2026, 10, 23, 14);
-const map = (availability: string, activity: string) => toTeamsPresence({ availability, activity }, now)?.state;
+const map = (availability: string, activity: string) =>
+  toTeamsPresence({ availability, activity }, now)?.state;
 
 describe('Teams mapping', () => {
   it.each([
@@ -46,7 +47,13 @@ describe('Teams mapping', () => {
       expect(s).toBeUndefined();
       return;
     }
-    expect(s).toMatchObject({ status, activity: act, source: 'app', raw: { availability, activity }, label: `${availability}/${activity}` });
+    expect(s).toMatchObject({
+      status,
+      activity: act,
+      source: 'app',
+      raw: { availability, activity },
+      label: `${availability}/${activity}`,
+    });
   });
 
   it.each([
@@ -64,17 +71,27 @@ describe('Teams mapping', () => {
         availability: 'Available',
         activity: 'Available',
         outOfOfficeSettings: { isOutOfOffice: true },
-        statusMessage: { message: { content: 'Back Monday', contentType: 'text' }, expiryDateTime: { dateTime: '2026-11-30T08:00:00.0000000', timeZone: 'UTC' } },
+        statusMessage: {
+          message: { content: 'Back Monday', contentType: 'text' },
+          expiryDateTime: { dateTime: '2026-11-30T08:00:00.0000000', timeZone: 'UTC' },
+        },
       },
       now,
     )?.state;
     expect(s?.activity).toBe('out_of_office');
-    expect(s?.customStatus).toEqual({ text: 'Back Monday', emoji: null, expiresAt: Date.UTC(2026, 10, 30, 8) });
+    expect(s?.customStatus).toEqual({
+      text: 'Back Monday',
+      emoji: null,
+      expiresAt: Date.UTC(2026, 10, 30, 8),
+    });
   });
 
   it('maps the documented getPresencesByUserId example', () => {
     const body = JSON.parse(
-      readFileSync(join(__dirname, '../../../connectors/teams/fixtures/graph-getPresencesByUserId-response.json'), 'utf8'),
+      readFileSync(
+        join(__dirname, '../../../connectors/teams/fixtures/graph-getPresencesByUserId-response.json'),
+        'utf8',
+      ),
     ) as GraphPresencesResponse;
     expect(body.value.map((p) => toTeamsPresence(p, now)?.state.status)).toEqual(['busy', 'away']);
   });

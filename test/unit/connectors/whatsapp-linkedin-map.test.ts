@@ -9,17 +9,29 @@ import { DEFAULT_DECAY } from '../../../src/core/signals';
 describe('WhatsApp inference', () => {
   it('an inbound message means the sender was active when they sent it (inferred tier, fading)', () => {
     const hook = JSON.parse(
-      readFileSync(join(__dirname, '../../../connectors/whatsapp/fixtures/whatsapp-messages-text.json'), 'utf8'),
+      readFileSync(
+        join(__dirname, '../../../connectors/whatsapp/fixtures/whatsapp-messages-text.json'),
+        'utf8',
+      ),
     ) as WhatsAppWebhook;
     const [s, ...rest] = toWhatsAppSightings(hook);
     expect(rest).toEqual([]);
     expect(s?.waId).toBe('16505551234');
     expect(s?.presence).toMatchObject({ at: 1749416383000, decay: DEFAULT_DECAY });
-    expect(s?.presence.state).toMatchObject({ status: 'online', source: 'inferred', raw: { kind: 'message' } });
+    expect(s?.presence.state).toMatchObject({
+      status: 'online',
+      source: 'inferred',
+      raw: { kind: 'message' },
+    });
   });
 
   it('only read statuses count, across several entries and changes', () => {
-    const status = (id: string, st: string) => ({ id, status: st, timestamp: '1700000000', recipient_id: id });
+    const status = (id: string, st: string) => ({
+      id,
+      status: st,
+      timestamp: '1700000000',
+      recipient_id: id,
+    });
     const hook: WhatsAppWebhook = {
       object: 'whatsapp_business_account',
       entry: [
@@ -31,7 +43,12 @@ describe('WhatsApp inference', () => {
               value: {
                 messaging_product: 'whatsapp',
                 metadata: { display_phone_number: '1', phone_number_id: '1' },
-                statuses: [status('a', 'sent'), status('b', 'delivered'), status('c', 'read'), status('d', 'failed')],
+                statuses: [
+                  status('a', 'sent'),
+                  status('b', 'delivered'),
+                  status('c', 'read'),
+                  status('d', 'failed'),
+                ],
               },
             },
           ],
@@ -39,7 +56,13 @@ describe('WhatsApp inference', () => {
         {
           id: '2',
           changes: [
-            { field: 'account_update', value: { messaging_product: 'whatsapp', metadata: { display_phone_number: '1', phone_number_id: '1' } } },
+            {
+              field: 'account_update',
+              value: {
+                messaging_product: 'whatsapp',
+                metadata: { display_phone_number: '1', phone_number_id: '1' },
+              },
+            },
             {
               field: 'messages',
               value: {
@@ -62,7 +85,14 @@ describe('WhatsApp inference', () => {
 
 describe('LinkedIn identity', () => {
   it('takes the OpenID Connect sub and name, and nothing about presence', () => {
-    expect(toLinkedInIdentity({ sub: 'abc123', given_name: 'Ada', family_name: 'Lovelace', email: 'ada@example.com' })).toEqual({
+    expect(
+      toLinkedInIdentity({
+        sub: 'abc123',
+        given_name: 'Ada',
+        family_name: 'Lovelace',
+        email: 'ada@example.com',
+      }),
+    ).toEqual({
       externalId: 'abc123',
       displayName: 'Ada Lovelace',
       email: 'ada@example.com',

@@ -27,7 +27,12 @@ describe('Zoom mapping', () => {
     ['available', 'online', null, 'app'],
     ['IN_MEETING', 'busy', 'in_meeting', 'app'],
   ])('%s → %s %s (%s tier)', (value, status, activity, source) => {
-    expect(toZoomPresence({ status: value }, 0)?.state).toMatchObject({ status, activity, source, raw: value });
+    expect(toZoomPresence({ status: value }, 0)?.state).toMatchObject({
+      status,
+      activity,
+      source,
+      raw: value,
+    });
   });
 
   it('an unknown value is not guessed', () => {
@@ -36,7 +41,10 @@ describe('Zoom mapping', () => {
 
   it('maps the documented event, with its per-app entry as a device and its "date-time" spelling', () => {
     const ev = JSON.parse(
-      readFileSync(join(__dirname, '../../../connectors/zoom/fixtures/zoom-user-presence-status-updated.json'), 'utf8'),
+      readFileSync(
+        join(__dirname, '../../../connectors/zoom/fixtures/zoom-user-presence-status-updated.json'),
+        'utf8',
+      ),
     ) as ZoomPresenceEvent;
     const m = toZoomEventPresence(ev.payload.object, 0);
     expect(m?.state.status).toBe('away');
@@ -45,7 +53,10 @@ describe('Zoom mapping', () => {
   });
 
   it('accepts date_time too', () => {
-    const m = toZoomEventPresence({ id: 'u', presence_status: 'Available', date_time: '2026-11-23T14:00:00Z' }, 0);
+    const m = toZoomEventPresence(
+      { id: 'u', presence_status: 'Available', date_time: '2026-11-23T14:00:00Z' },
+      0,
+    );
     expect(m?.at).toBe(Date.UTC(2026, 10, 23, 14));
     expect(m?.devices).toEqual({});
   });
