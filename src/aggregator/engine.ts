@@ -97,6 +97,8 @@ export interface EngineOptions {
   readonly sweepBudgetMs?: number;
   /** Flush at once when this many writes are queued, to keep each transaction short. */
   readonly maxBatch?: number;
+  /** How many users' presence JSON is kept ready for reads (oldest filled is dropped first). */
+  readonly viewCacheSize?: number;
 }
 
 type Ack = Promise<void>;
@@ -117,6 +119,12 @@ class UserState {
   dueAt = Number.POSITIVE_INFINITY;
   refreshDirty = false;
   deleted = false;
+  /**
+   * The member `"<user_id>":<presence object>` as JSON, valid until `jsonUntil` unless something
+   * about the user changes. Keeping the key in it lets a batch read be pure concatenation.
+   */
+  json: string | null = null;
+  jsonUntil = 0;
 
   constructor(readonly userId: string) {}
 }
@@ -147,6 +155,9 @@ export class PresenceEngine {
   private readonly accounts = new Map<string, string>();
   private readonly wheel = new Map<number, UserState[]>();
   private readonly refreshDirty = new Set<UserState>();
+  /** A ring of the users whose JSON is cached, to bound the cache (FIFO eviction). */
+  private readonly viewRing: (UserState | undefined)[];
+  private viewRingNext = 0;
 
   private ops: WriteOp[] = [];
   private changes: PresenceChange[] = [];
@@ -170,6 +181,7 @@ export class PresenceEngine {
     this.deviceRetentionMs = options.deviceRetentionMs ?? 24 * 3600_000;
     this.sweepBudgetMs = options.sweepBudgetMs ?? 4;
     this.maxBatch = options.maxBatch ?? 2048;
+    this.viewRing = new Array<UserState | undefined>(Math.max(1, options.viewCacheSize ?? 100_000));
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -371,6 +383,7 @@ export class PresenceEngine {
       const shortened = expiresAt < existing.expiresAt;
       existing.observedAt = at;
       existing.expiresAt = expiresAt;
+      u.json = null;
       if (input.state.status === 'online' && (u.lastActiveAt === null || at > u.lastActiveAt))
         u.lastActiveAt = at;
       if (!u.refreshDirty) {
@@ -491,7 +504,10 @@ export class PresenceEngine {
 
   get(userId: string): PresenceView | undefined {
     const u = this.users.get(userId);
-    return u === undefined ? undefined : toPresence(u, this.clock.now(), this.ladder);
+    if (u === undefined) return undefined;
+    const now = this.clock.now();
+    this.catchUp(u, now);
+    return toPresence(u, now, this.ladder);
   }
 
   getMany(userIds: readonly string[]): { presence: Record<string, PresenceView>; unknown: string[] } {
@@ -500,10 +516,60 @@ export class PresenceEngine {
     const unknown: string[] = [];
     for (const id of userIds) {
       const u = this.users.get(id);
-      if (u === undefined) unknown.push(id);
-      else presence[id] = toPresence(u, now, this.ladder);
+      if (u === undefined) {
+        unknown.push(id);
+        continue;
+      }
+      this.catchUp(u, now);
+      presence[id] = toPresence(u, now, this.ladder);
     }
     return { presence, unknown };
+  }
+
+  /** One user's presence object as JSON, from the cache when nothing has changed since. */
+  getJson(userId: string): string | undefined {
+    const u = this.users.get(userId);
+    return u === undefined
+      ? undefined
+      : this.memberJson(u, this.clock.now()).slice(JSON.stringify(userId).length + 1);
+  }
+
+  /**
+   * `getMany` as the JSON the API sends, `{"presence":{…},"unknown":[…]}`, assembled from cached
+   * per-user JSON: a batch read mostly concatenates strings that are already built.
+   */
+  getManyJson(userIds: readonly string[]): string {
+    const now = this.clock.now();
+    let body = '{"presence":{';
+    let sep = '';
+    const unknown: string[] = [];
+    // Each id once, so the object has no duplicate keys.
+    for (const id of new Set(userIds)) {
+      const u = this.users.get(id);
+      if (u === undefined) {
+        unknown.push(id);
+        continue;
+      }
+      body += sep + this.memberJson(u, now);
+      sep = ',';
+    }
+    return `${body}},"unknown":${JSON.stringify(unknown)}}`;
+  }
+
+  private memberJson(u: UserState, now: number): string {
+    this.catchUp(u, now);
+    if (u.json !== null && now < u.jsonUntil) return u.json;
+    const fresh = u.json === null;
+    u.json = `${JSON.stringify(u.userId)}:${JSON.stringify(toPresence(u, now, this.ladder))}`;
+    // Valid until the next moment time alone changes the answer (an expiry, a decay step).
+    u.jsonUntil = nextCheckAt(u.observations, u.override, now);
+    if (fresh) {
+      const evicted = this.viewRing[this.viewRingNext];
+      if (evicted !== undefined && evicted !== u) evicted.json = null;
+      this.viewRing[this.viewRingNext] = u;
+      this.viewRingNext = (this.viewRingNext + 1) % this.viewRing.length;
+    }
+    return u.json;
   }
 
   /** The aggregate as the engine last decided it, without building the whole view. */
@@ -531,6 +597,7 @@ export class PresenceEngine {
    * change. Returns the next moment the answer could change.
    */
   private recompute(u: UserState, at: number, cause: string | null): number {
+    u.json = null;
     this.prune(u, at);
     const r = reduce(u.observations, u.override, at, this.ladder);
     u.source = r.source;
@@ -610,6 +677,20 @@ export class PresenceEngine {
 
   // ---------------------------------------------------------------- the timing wheel
 
+  /**
+   * Applies every boundary of the user that has passed. Each change is recorded at the moment it
+   * happened, also after downtime (online → idle → away of a fading signal, say). Reads call it
+   * too, so an answer never lags the sweep.
+   */
+  private catchUp(u: UserState, now: number): void {
+    if (u.dueAt > now) return;
+    let next = u.dueAt;
+    u.dueAt = Number.POSITIVE_INFINITY;
+    do next = this.recompute(u, next, null);
+    while (next <= now);
+    this.schedule(u, next);
+  }
+
   private schedule(u: UserState, at: number): void {
     if (!Number.isFinite(at) || at >= u.dueAt) return;
     u.dueAt = at;
@@ -642,13 +723,7 @@ export class PresenceEngine {
         while (list.length > 0) {
           const u = list.pop()!;
           if (u.deleted || u.dueAt > now) continue; // re-filed later, or gone
-          // Replay every boundary that passed, so that each change is recorded at the moment it
-          // happened, also after downtime (online → idle → away of a fading signal, say).
-          let next = u.dueAt;
-          u.dueAt = Number.POSITIVE_INFINITY;
-          do next = this.recompute(u, next, null);
-          while (next <= now);
-          this.schedule(u, next);
+          this.catchUp(u, now);
           looked += 1;
           if ((looked & 63) === 0 && performance.now() - started > this.sweepBudgetMs) {
             more = true;
@@ -765,7 +840,7 @@ export class PresenceEngine {
    * Writes refreshed times (observations' observed_at/expires_at, last_active_at) of the users
    * refreshed since the last run, a chunk per transaction, yielding between chunks.
    */
-  async persistRefreshes(chunk = 1000): Promise<number> {
+  async persistRefreshes(chunk = 250): Promise<number> {
     let written = 0;
     while (this.refreshDirty.size > 0) {
       this.flushSync(); // keep the order: changes first, then times

@@ -323,3 +323,42 @@ describe('PresenceEngine on a real SQLite file', () => {
     expect(t.engine.linkAccount('bob', slack)).toEqual({ linked: true });
   });
 });
+
+describe('PresenceEngine JSON reads', () => {
+  const tmp = tmpDir();
+  afterAll(() => tmp.cleanup());
+
+  it('serves the same object as get(), from a cache that follows every change and expiry', async () => {
+    const t = testEngine(join(tmp.dir, 'json.db'), { viewCacheSize: 2 });
+    t.engine.ensureUser('alice');
+    await t.engine.report('alice', { platform: 'slack', state: state(), ttlMs: 30_000 });
+    const first = t.engine.getJson('alice')!;
+    expect(JSON.parse(first)).toEqual(t.engine.get('alice'));
+    expect(t.engine.getJson('alice')).toBe(first); // cached: the very same string
+    t.clock.advance(1000);
+    await t.engine.report('alice', { platform: 'slack', state: state(), ttlMs: 30_000 }); // a refresh
+    expect(JSON.parse(t.engine.getJson('alice')!)).toEqual(t.engine.get('alice'));
+    expect(t.engine.getJson('alice')).not.toBe(first);
+    t.clock.advance(31_000); // expiry, before any sweep ran
+    expect(JSON.parse(t.engine.getJson('alice')!)).toMatchObject({
+      status: 'offline',
+      stale: true,
+      version: 2,
+    });
+    t.close();
+  });
+
+  it('assembles a batch with unknown ids, and stays right when the cache evicts', () => {
+    const t = testEngine(join(tmp.dir, 'batch.db'), { viewCacheSize: 2 });
+    for (const id of ['a', 'b', 'c']) t.engine.heartbeat(id, 'phone', 'online', null, 30_000);
+    for (let i = 0; i < 3; i++) {
+      const text = t.engine.getManyJson(['a', 'nobody', 'b', 'c', 'a', 'nobody']);
+      expect(text.match(/"a":/g)).toHaveLength(1);
+      const body = JSON.parse(text);
+      expect(Object.keys(body.presence)).toEqual(['a', 'b', 'c']);
+      expect(body.unknown).toEqual(['nobody']);
+      expect(body.presence.c).toEqual(t.engine.get('c'));
+    }
+    t.close();
+  });
+});

@@ -1,0 +1,32 @@
+/**
+ * `npm run bench`: prints the figures the README quotes, with the machine they came from.
+ * Run with --expose-gc so the heap figure is measured after full collections.
+ */
+import { cpus, totalmem } from 'node:os';
+
+import { benchEngine, type Figure } from './engine';
+
+function print(section: string, figures: readonly Figure[]): void {
+  console.log(`\n${section}`);
+  const width = Math.max(...figures.map((f) => f.name.length));
+  for (const f of figures) {
+    console.log(
+      `  ${f.name.padEnd(width)}  ${f.value.padStart(18)}${f.target === undefined ? '' : `   (target ${f.target})`}`,
+    );
+  }
+}
+
+async function main(): Promise<void> {
+  const cpu = cpus()[0]?.model ?? 'unknown cpu';
+  console.log(
+    `presence-aggregator bench — node ${process.version}, ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB`,
+  );
+  if ((globalThis as { gc?: unknown }).gc === undefined)
+    console.log('(run with --expose-gc for a precise heap figure)');
+  print('engine, in-process, SQLite file in WAL mode', await benchEngine());
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exitCode = 1;
+});
