@@ -350,11 +350,11 @@ describe('PresenceEngine JSON reads', () => {
 
   it('assembles a batch with unknown ids, and stays right when the cache evicts', () => {
     const t = testEngine(join(tmp.dir, 'batch.db'), { viewCacheSize: 2 });
-    for (const id of ['a', 'b', 'c']) t.engine.heartbeat(id, 'phone', 'online', null, 30_000);
+    for (const id of ['a', 'b', 'c']) void t.engine.heartbeat(id, 'phone', 'online', null, 30_000);
     for (let i = 0; i < 3; i++) {
       const text = t.engine.getManyJson(['a', 'nobody', 'b', 'c', 'a', 'nobody']);
       expect(text.match(/"a":/g)).toHaveLength(1);
-      const body = JSON.parse(text);
+      const body = JSON.parse(text) as { presence: Record<string, unknown>; unknown: string[] };
       expect(Object.keys(body.presence)).toEqual(['a', 'b', 'c']);
       expect(body.unknown).toEqual(['nobody']);
       expect(body.presence.c).toEqual(t.engine.get('c'));
