@@ -45,7 +45,7 @@ import {
   type Status,
 } from '../core/presence';
 import { changedFields, nextCheckAt, reduce, type Reduction } from '../normalizer/reduce';
-import { toPresence, type PresenceView } from '../normalizer/view';
+import { explain, toPresence, type PresenceView } from '../normalizer/view';
 
 export interface PresenceState {
   readonly status: Status;
@@ -63,6 +63,8 @@ export interface PresenceChange {
   readonly changed: readonly ('status' | 'activity' | 'custom_status')[];
   /** The platform whose report caused it, 'override', or null when time did (an expiry). */
   readonly cause: string | null;
+  /** The `explain` sentence as of the change. */
+  readonly explain: string;
 }
 
 export interface ReportInput {
@@ -648,6 +650,7 @@ export class PresenceEngine {
         current: r,
         changed,
         cause: platform,
+        explain: explain(r, u.observations, at),
       });
     }
     return Math.min(nextCheckAt(u.observations, u.override, at), this.pruneAt(u));

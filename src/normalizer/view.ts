@@ -151,7 +151,12 @@ function platformViews(
 }
 
 function describe(obs: Observation, now: number): string {
-  const who = obs.device === '' ? obs.platform : `${obs.platform} device ${obs.device}`;
+  const who =
+    obs.device === ''
+      ? obs.platform
+      : obs.platform === 'device'
+        ? `device ${obs.device}`
+        : `${obs.platform} device ${obs.device}`;
   const verb = obs.source === 'inferred' ? 'saw' : 'reported';
   let text = `${who} ${verb} ${obs.label} (${obs.source} tier) at ${clockTime(obs.observedAt)}`;
   if (obs.decay !== null && effectiveStatus(obs, now) !== obs.status) {

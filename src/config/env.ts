@@ -1,0 +1,108 @@
+/**
+ * @module config/env
+ * Configuration from environment variables (CONTRACT.md §7), validated once at start. A bad value
+ * stops the start with a message naming each bad variable; a secret's value is never echoed.
+ */
+
+import { z } from 'zod';
+
+import { Ladder } from '../core/presence';
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const url = z.url({ protocol: /^https?$/ });
+
+const secretKey = z
+  .string()
+  .refine((v) => Buffer.from(v, 'base64').length === 32 && /^[A-Za-z0-9+/]+={0,2}$/.test(v), {
+    message: 'must be 32 bytes, base64-encoded (e.g. `openssl rand -base64 32`)',
+  });
+
+const EnvSchema = z.object({
+  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  PRESENCE_DB: z.string().min(1).default('./data/presence.db'),
+  PRESENCE_DB_SYNC: z.enum(['normal', 'full']).default('normal'),
+  PRESENCE_SECRET_KEY: secretKey.optional(),
+  PUBLIC_URL: url.optional(),
+  PRESENCE_LADDER: z
+    .string()
+    .default('online,idle,busy,away,offline')
+    .superRefine((v, ctx) => {
+      try {
+        Ladder.parse(v);
+      } catch (e) {
+        ctx.addIssue({ code: 'custom', message: (e as Error).message });
+      }
+    }),
+  PRESENCE_VIEW_CACHE: z.coerce.number().int().min(1).default(100_000),
+  PRESENCE_RATE_LIMIT: z.coerce.number().int().min(1).default(6000),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  WEBHOOK_ALLOW_PRIVATE_TARGETS: bool.default(false),
+
+  SLACK_CLIENT_ID: z.string().min(1).optional(),
+  SLACK_CLIENT_SECRET: z.string().min(1).optional(),
+  SLACK_SIGNING_SECRET: z.string().min(1).optional(),
+  SLACK_BOT_TOKEN: z.string().min(1).optional(),
+  SLACK_API_URL: url.optional(),
+  MS_TENANT_ID: z.string().min(1).optional(),
+  MS_CLIENT_ID: z.string().min(1).optional(),
+  MS_CLIENT_SECRET: z.string().min(1).optional(),
+  GRAPH_API_URL: url.optional(),
+  MS_LOGIN_URL: url.optional(),
+  DISCORD_BOT_TOKEN: z.string().min(1).optional(),
+  DISCORD_CLIENT_ID: z.string().min(1).optional(),
+  DISCORD_CLIENT_SECRET: z.string().min(1).optional(),
+  DISCORD_API_URL: url.optional(),
+  ZOOM_ACCOUNT_ID: z.string().min(1).optional(),
+  ZOOM_CLIENT_ID: z.string().min(1).optional(),
+  ZOOM_CLIENT_SECRET: z.string().min(1).optional(),
+  ZOOM_WEBHOOK_SECRET_TOKEN: z.string().min(1).optional(),
+  ZOOM_API_URL: url.optional(),
+  ZOOM_OAUTH_URL: url.optional(),
+  WHATSAPP_APP_SECRET: z.string().min(1).optional(),
+  WHATSAPP_VERIFY_TOKEN: z.string().min(1).optional(),
+  WHATSAPP_ACCESS_TOKEN: z.string().min(1).optional(),
+  WHATSAPP_API_URL: url.optional(),
+  LINKEDIN_CLIENT_ID: z.string().min(1).optional(),
+  LINKEDIN_CLIENT_SECRET: z.string().min(1).optional(),
+  LINKEDIN_API_URL: url.optional(),
+  LINKEDIN_OAUTH_URL: url.optional(),
+});
+
+export type Env = z.infer<typeof EnvSchema>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}
+
+/**
+ * Parses the environment. Empty strings count as unset, as shells and .env files often leave
+ * them. Throws ConfigError listing every bad variable by name, never by value.
+ */
+export function parseEnv(env: NodeJS.ProcessEnv = process.env): Env {
+  const present: Record<string, string> = {};
+  for (const key of Object.keys(EnvSchema.shape)) {
+    const value = env[key];
+    if (value !== undefined && value !== '') present[key] = value;
+  }
+  const result = EnvSchema.safeParse(present);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((i) => `${i.path.join('.') || '(environment)'}: ${i.message}`);
+  throw new ConfigError(problems);
+}
+
+/** `serve` needs the token-encryption key; the demo and other commands do not. */
+export function requireSecretKey(env: Env): string {
+  if (env.PRESENCE_SECRET_KEY === undefined) {
+    throw new ConfigError([
+      'PRESENCE_SECRET_KEY: required by `presence serve` (32 bytes, base64; `openssl rand -base64 32`)',
+    ]);
+  }
+  return env.PRESENCE_SECRET_KEY;
+}
