@@ -27,6 +27,7 @@ export interface Style {
 
 const paint = (style: Style, code: string, text: string): string =>
   style.color ? `${ESC}${code}m${text}${ESC}0m` : text;
+// eslint-disable-next-line no-control-regex -- stripping ANSI colour codes is the point
 const visible = (text: string): number => text.replace(/\u001b\[[0-9;]*m/g, '').length;
 const pad = (text: string, width: number): string => text + ' '.repeat(Math.max(0, width - visible(text)));
 const cut = (text: string, width: number): string =>
