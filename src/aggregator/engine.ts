@@ -65,6 +65,11 @@ export interface PresenceChange {
   readonly cause: string | null;
   /** The `explain` sentence as of the change. */
   readonly explain: string;
+  /**
+   * The whole presence object as of the change, built only when a commit hook is registered (the
+   * webhook outbox needs it; building it for every change would halve the change throughput).
+   */
+  readonly presence: PresenceView | null;
 }
 
 export interface ReportInput {
@@ -651,6 +656,7 @@ export class PresenceEngine {
         changed,
         cause: platform,
         explain: explain(r, u.observations, at),
+        presence: this.txHooks.length > 0 ? toPresence(u, at, this.ladder, r) : null,
       });
     }
     return Math.min(nextCheckAt(u.observations, u.override, at), this.pruneAt(u));
