@@ -178,6 +178,8 @@ export class PresenceEngine {
   private timers: NodeJS.Timeout[] = [];
   private sweeping: Promise<number> | null = null;
   private stopped = false;
+  /** Counters for /metrics. */
+  readonly stats = { sweeps: 0, changesCommitted: 0 };
 
   constructor(options: EngineOptions) {
     this.clock = options.clock;
@@ -743,7 +745,10 @@ export class PresenceEngine {
         if (more) break;
       }
       this.flushSafely(); // one short transaction per chunk
-      if (!more || this.stopped) return looked;
+      if (!more || this.stopped) {
+        this.stats.sweeps += 1;
+        return looked;
+      }
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }
@@ -818,6 +823,7 @@ export class PresenceEngine {
       throw error;
     }
     this.settle(waiters);
+    this.stats.changesCommitted += changes.length;
     if (changes.length > 0) {
       for (const listener of this.listeners) {
         try {

@@ -1,0 +1,99 @@
+/**
+ * @module http/app
+ * `buildApp(deps)`: the Fastify application. Zod schemas validate every request and describe every
+ * response; the OpenAPI document at /docs is generated from them.
+ */
+
+import { randomUUID } from 'node:crypto';
+
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+
+import { RateLimiter, registerAuth } from './auth';
+import type { AppDeps } from './deps';
+import { errorHandler, notFoundHandler } from './errors';
+import { registerMetrics } from './metrics';
+import { heartbeatRoutes } from './routes/heartbeats';
+import { keyRoutes } from './routes/keys';
+import { opsRoutes } from './routes/ops';
+import { presenceRoutes } from './routes/presence';
+import { userRoutes } from './routes/users';
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+
+/** Paths and keys pino must never print, whatever a log call passes it. */
+export const LOG_REDACT = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'req.headers["x-slack-signature"]',
+  'req.headers["x-zm-signature"]',
+  'req.headers["x-hub-signature-256"]',
+  '*.secret',
+  '*.token',
+  '*.access_token',
+  '*.refresh_token',
+  '*.key',
+];
+
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: deps.logger,
+    bodyLimit: 1024 * 1024,
+    // A caller's own request id is kept when it is sane; otherwise a fresh one.
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    // One log line per request, written by the onResponse hook below, instead of Fastify's two.
+    logController: new LogController({ disableRequestLogging: true }),
+    routerOptions: { ignoreTrailingSlash: true },
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler(notFoundHandler);
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      info: {
+        title: 'presence-aggregator',
+        version: '1',
+        description:
+          'Whether a person is reachable right now, and where. Errors: `{ error: { code, message, request_id, details } }`.',
+      },
+      components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer' } } },
+      security: [{ apiKey: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+
+  registerAuth(app, deps.keys, new RateLimiter(deps.rateLimitPerMinute, deps.clock));
+  const registry = registerMetrics(app, deps.engine);
+  app.addHook('onSend', (request, reply, _payload, done) => {
+    void reply.header('x-request-id', request.id);
+    done();
+  });
+  app.addHook('onResponse', (request, reply, done) => {
+    request.log.info(
+      {
+        method: request.method,
+        route: request.routeOptions.url,
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime * 10) / 10,
+      },
+      'request completed',
+    );
+    done();
+  });
+
+  presenceRoutes(app, deps);
+  heartbeatRoutes(app, deps);
+  userRoutes(app, deps);
+  keyRoutes(app, deps);
+  opsRoutes(app, deps, registry);
+  for (const plugin of deps.plugins ?? []) plugin(app);
+  return app;
+}

@@ -1,0 +1,29 @@
+/**
+ * @module http/deps
+ * What the HTTP app is built from. `main.ts` wires real objects; tests pass their own.
+ */
+
+import type { FastifyInstance, FastifyServerOptions } from 'fastify';
+
+import type { PresenceEngine } from '../aggregator/engine';
+import type { ConnectorStatus } from '../aggregator/connector-host';
+import type { Clock } from '../core/clock';
+import type { ApiKeyStore } from '../store/key-store';
+
+export interface AppDeps {
+  readonly engine: PresenceEngine;
+  readonly keys: ApiKeyStore;
+  readonly clock: Clock;
+  /** Every connector, running or off, for GET /v1/connectors. */
+  readonly connectors: () => readonly ConnectorStatus[];
+  /** Database open and migrations applied. */
+  readonly ready: () => boolean;
+  /** Requests per minute per API key. */
+  readonly rateLimitPerMinute: number;
+  /** pino options for Fastify's logger, or false for none. */
+  readonly logger: FastifyServerOptions['logger'];
+  /** A user's OAuth connections, when the connection layer is wired. */
+  readonly connectionsOf?: (userId: string) => Record<string, unknown>[];
+  /** Extra route sets (webhooks, connections, inbound) registered by the composition root. */
+  readonly plugins?: readonly ((app: FastifyInstance) => void)[];
+}

@@ -1,0 +1,108 @@
+/**
+ * @module http/schemas
+ * Zod schemas shared by routes: ids, the presence object, errors. The OpenAPI document at /docs
+ * is generated from these, so they are the API's one description.
+ */
+
+import { z } from 'zod';
+
+import { ACTIVITIES, PLATFORMS, REAL_PLATFORMS, SOURCES, STATUSES, USER_ID_PATTERN } from '../core/presence';
+
+export const UserId = z
+  .string()
+  .regex(USER_ID_PATTERN, 'user ids are 1-128 characters of A-Z a-z 0-9 . _ : @ -')
+  .describe('A user id chosen by the operator');
+
+export const MAX_BATCH = 1000;
+
+/** `a,b,c` → ['a','b','c'], each a valid id, at most 1,000. */
+export const UserIdList = z
+  .string()
+  .transform((s) => s.split(','))
+  .pipe(
+    z
+      .array(UserId)
+      .min(1, 'user_ids needs at least one id')
+      .max(MAX_BATCH, `at most ${MAX_BATCH} user ids per request`),
+  )
+  .describe('Comma-separated user ids, at most 1,000');
+
+export const Status = z.enum(STATUSES);
+export const Activity = z.enum(ACTIVITIES);
+export const Source = z.enum(SOURCES);
+export const Platform = z.enum(PLATFORMS);
+export const RealPlatform = z.enum(REAL_PLATFORMS);
+export const IsoTime = z.string().describe('ISO-8601 UTC with milliseconds');
+
+export const CustomStatusView = z.object({
+  text: z.string(),
+  emoji: z.string().nullable(),
+  expires_at: IsoTime.nullable(),
+});
+
+export const PlatformView = z.object({
+  status: Status,
+  activity: Activity.nullable(),
+  source: Source,
+  raw: z.unknown().describe("The platform's own value(s), verbatim"),
+  observed_at: IsoTime,
+  expires_at: IsoTime,
+  stale: z.boolean(),
+  devices: z.record(z.string(), z.object({ status: Status, observed_at: IsoTime, expires_at: IsoTime })),
+});
+
+export const PresenceSchema = z
+  .object({
+    user_id: z.string(),
+    status: Status,
+    activity: Activity.nullable(),
+    custom_status: CustomStatusView.nullable(),
+    source: Source.nullable(),
+    observed_at: IsoTime.nullable(),
+    last_active_at: IsoTime.nullable(),
+    expires_at: IsoTime.nullable(),
+    stale: z.boolean(),
+    version: z.number().int(),
+    reachable_via: z.array(Platform),
+    explain: z.string(),
+    override: z
+      .object({
+        status: Status,
+        activity: Activity.nullable(),
+        custom_status: CustomStatusView.nullable(),
+        set_at: IsoTime,
+        expires_at: IsoTime,
+      })
+      .nullable(),
+    platforms: z.record(z.string(), PlatformView),
+  })
+  .describe('The presence object (CONTRACT.md §3)');
+
+export const BatchPresence = z.object({
+  presence: z.record(z.string(), PresenceSchema),
+  unknown: z.array(z.string()),
+});
+
+export const ErrorBody = z.object({
+  error: z.object({
+    code: z.string(),
+    message: z.string(),
+    request_id: z.string(),
+    details: z.array(
+      z.object({
+        code: z.string(),
+        message: z.string(),
+        path: z.array(z.union([z.string(), z.number()])).optional(),
+      }),
+    ),
+  }),
+});
+
+/** The error responses every authenticated route can give, for the OpenAPI document. */
+export const COMMON_ERRORS = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 429: ErrorBody } as const;
+
+export const CustomStatusInput = z.strictObject({
+  text: z.string().max(100),
+  emoji: z.string().max(64).nullable().optional(),
+  expires_at: z.iso.datetime({ offset: true }).nullable().optional(),
+});

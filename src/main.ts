@@ -1,0 +1,122 @@
+/**
+ * @module main
+ * The composition root: the only place that builds real adapters (SQLite, the engine, connectors,
+ * the HTTP app) and wires them together. `presence serve`, the demo and the end-to-end tests all
+ * start the service through `createService`.
+ */
+
+import type { FastifyInstance, FastifyServerOptions } from 'fastify';
+
+import { CONNECTORS } from '../connectors';
+import { ConnectorHost, type ConnectorStatus } from './aggregator/connector-host';
+import { PresenceEngine } from './aggregator/engine';
+import type { Env } from './config/env';
+import { systemClock, type Clock } from './core/clock';
+import type { Connector } from './core/connector';
+import { silentLog, type Log } from './core/log';
+import { Ladder, REAL_PLATFORMS } from './core/presence';
+import { buildApp, LOG_REDACT } from './http/app';
+import { isMigrated, migrate, openDb, type Db } from './store/db';
+import { ApiKeyStore } from './store/key-store';
+import { SqlitePresenceStore } from './store/presence-store';
+
+export interface ServiceOptions {
+  readonly clock?: Clock;
+  /** pino options for the HTTP logger; false for none. Defaults to LOG_LEVEL with redaction. */
+  readonly logger?: FastifyServerOptions['logger'];
+  readonly log?: Log;
+  /** Connectors to run (the demo passes simulated ones); the real ones come with their issues. */
+  readonly connectors?: readonly { connector: Connector; simulated?: boolean }[];
+  /** Start the engine's timers (sweeper, refresh persister). Tests driving a FakeClock say no. */
+  readonly timers?: boolean;
+}
+
+export interface Service {
+  readonly app: FastifyInstance;
+  readonly engine: PresenceEngine;
+  readonly db: Db;
+  readonly keys: ApiKeyStore;
+  readonly host: ConnectorHost;
+  close(): Promise<void>;
+}
+
+/** The credentials each platform needs before its connector can run. */
+const CREDENTIALS: Record<(typeof REAL_PLATFORMS)[number], readonly (keyof Env)[]> = {
+  slack: ['SLACK_BOT_TOKEN'],
+  teams: ['MS_TENANT_ID', 'MS_CLIENT_ID', 'MS_CLIENT_SECRET'],
+  discord: ['DISCORD_BOT_TOKEN'],
+  zoom: ['ZOOM_ACCOUNT_ID', 'ZOOM_CLIENT_ID', 'ZOOM_CLIENT_SECRET'],
+  whatsapp: ['WHATSAPP_APP_SECRET'],
+  linkedin: ['LINKEDIN_CLIENT_ID', 'LINKEDIN_CLIENT_SECRET'],
+};
+
+export function pinoOptions(env: Env): FastifyServerOptions['logger'] {
+  return { level: env.LOG_LEVEL, redact: { paths: LOG_REDACT, censor: '[redacted]' } };
+}
+
+export async function createService(env: Env, options: ServiceOptions = {}): Promise<Service> {
+  const clock = options.clock ?? systemClock;
+  const log = options.log ?? silentLog;
+  const db = openDb(env.PRESENCE_DB, { synchronous: env.PRESENCE_DB_SYNC });
+  migrate(db, undefined, clock);
+  const engine = new PresenceEngine({
+    clock,
+    store: new SqlitePresenceStore(db),
+    ladder: Ladder.parse(env.PRESENCE_LADDER),
+    log,
+    viewCacheSize: env.PRESENCE_VIEW_CACHE,
+  });
+  if (options.timers === false) engine.load();
+  else engine.start();
+  const keys = new ApiKeyStore(db, clock);
+  const host = new ConnectorHost(engine, log);
+  for (const { connector, simulated } of options.connectors ?? []) await host.start(connector, { simulated });
+
+  const connectors = (): ConnectorStatus[] => {
+    const running = host.statuses();
+    return REAL_PLATFORMS.map((platform) => {
+      const found = running.find((s) => s.descriptor.platform === platform);
+      if (found !== undefined) return found;
+      const missing = CREDENTIALS[platform].filter((k) => env[k] === undefined);
+      return {
+        descriptor: CONNECTORS[platform],
+        enabled: false,
+        simulated: false,
+        health: {
+          state: 'off',
+          lastSuccessAt: null,
+          lastError:
+            missing.length > 0 ? `off: no credentials (set ${missing.join(', ')})` : 'off: not started',
+          nextPollAt: null,
+        },
+      };
+    });
+  };
+
+  const app = await buildApp({
+    engine,
+    keys,
+    clock,
+    connectors,
+    ready: () => db.open && isMigrated(db),
+    rateLimitPerMinute: env.PRESENCE_RATE_LIMIT,
+    logger: options.logger ?? pinoOptions(env),
+  });
+
+  let closed = false;
+  return {
+    app,
+    engine,
+    db,
+    keys,
+    host,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await app.close();
+      await host.stopAll();
+      await engine.stop();
+      db.close();
+    },
+  };
+}

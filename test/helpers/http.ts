@@ -1,0 +1,66 @@
+import { join } from 'node:path';
+
+import type { InjectOptions, LightMyRequestResponse } from 'fastify';
+
+import { parseEnv } from '../../src/config/env';
+import { FakeClock } from '../../src/core/clock';
+import { createService, type Service } from '../../src/main';
+import { tmpDir } from './engine';
+
+export interface TestApi {
+  svc: Service;
+  clock: FakeClock;
+  /** Keys with one scope each, and one with all three. */
+  key: { read: string; write: string; admin: string; all: string };
+  /** inject() with `Authorization: Bearer <key>` (the all-scopes key unless told). */
+  call(options: InjectOptions & { key?: string | null }): Promise<LightMyRequestResponse>;
+  json<T = any>(res: LightMyRequestResponse): T;
+  close(): Promise<void>;
+}
+
+export async function testApi(env: Record<string, string> = {}): Promise<TestApi> {
+  const tmp = tmpDir();
+  const clock = new FakeClock();
+  const svc = await createService(
+    parseEnv({ PRESENCE_DB: join(tmp.dir, 'api.db'), LOG_LEVEL: 'silent', ...env }),
+    {
+      clock,
+      logger: false,
+      timers: false,
+    },
+  );
+  const key = {
+    read: svc.keys.create(['read'], 'read').key,
+    write: svc.keys.create(['write'], 'write').key,
+    admin: svc.keys.create(['admin'], 'admin').key,
+    all: svc.keys.create(['read', 'write', 'admin'], 'all').key,
+  };
+  return {
+    svc,
+    clock,
+    key,
+    call: ({ key: k, headers, ...rest }) =>
+      svc.app.inject({
+        ...rest,
+        headers: { ...(k === null ? {} : { authorization: `Bearer ${k ?? key.all}` }), ...headers },
+      }),
+    json: (res) => JSON.parse(res.body),
+    close: async () => {
+      await svc.close();
+      tmp.cleanup();
+    },
+  };
+}
+
+/** The error body of the contract, checked whole. */
+export function expectError(res: LightMyRequestResponse, status: number, code: string): void {
+  expect(res.statusCode).toBe(status);
+  const body = JSON.parse(res.body) as {
+    error: { code: string; message: string; request_id: string; details: unknown[] };
+  };
+  expect(body.error.code).toBe(code);
+  expect(typeof body.error.message).toBe('string');
+  expect(body.error.message.length).toBeGreaterThan(0);
+  expect(body.error.request_id).toBe(res.headers['x-request-id']);
+  expect(Array.isArray(body.error.details)).toBe(true);
+}
