@@ -168,7 +168,7 @@ describe('fuzz: malformed requests', () => {
       statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1);
       if (res.statusCode < 400 || res.statusCode >= 500) {
         throw new Error(
-          `${req.method} ${req.url} ${JSON.stringify(req.payload)?.slice(0, 200)} → ${res.statusCode} ${res.body.slice(0, 300)}`,
+          `${req.method} ${JSON.stringify(req.url)} ${JSON.stringify(req.payload)?.slice(0, 200)} → ${res.statusCode} ${res.body.slice(0, 300)}`,
         );
       }
       const body = JSON.parse(res.body);
