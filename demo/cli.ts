@@ -1,7 +1,9 @@
 /**
  * @module demo/cli
- * `presence demo`: the whole engine on simulated platforms and an embedded SQLite file, with a
- * live table on a terminal, or plain log lines when the output is not one.
+ * `presence demo`: the whole system on an embedded SQLite file. The real service (engine, HTTP
+ * API) runs on a loopback port; six simulated platforms feed it through the real connector
+ * interface and mappers; simulated laptops and phones send heartbeats over the HTTP API; the
+ * table is read back over the API. A live table on a terminal, plain lines otherwise.
  */
 
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -9,14 +11,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { Simulation } from '../connectors/simulated';
-import { connectorContext } from '../src/aggregator/connector-host';
-import { PresenceEngine, type PresenceChange } from '../src/aggregator/engine';
+import type { PresenceChange } from '../src/aggregator/engine';
+import { parseEnv } from '../src/config/env';
 import { ScaledClock, systemClock } from '../src/core/clock';
-import { silentLog } from '../src/core/log';
-import { Ladder } from '../src/core/presence';
-import { migrate, openDb } from '../src/store/db';
-import { SqlitePresenceStore } from '../src/store/presence-store';
-import { renderChange, renderTable, type ChangeLine, type Style } from './table';
+import { createService } from '../src/main';
+import type { PresenceView } from '../src/normalizer/view';
+import { fit, renderChange, renderTable, type ChangeLine, type Style } from './table';
 
 export interface DemoOptions {
   readonly users: number;
@@ -30,6 +30,10 @@ export interface DemoOptions {
   readonly signal?: AbortSignal;
   /** Real milliseconds between frames. */
   readonly frameMs?: number;
+  /** Loopback port for the API; 0 picks a free one. */
+  readonly port?: number;
+  /** Terminal width; lines are cut to it. */
+  readonly columns?: () => number;
 }
 
 export interface DemoSummary {
@@ -49,31 +53,71 @@ const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
     signal?.addEventListener('abort', done, { once: true });
   });
 
+/** A small client of the service's own API, as a downstream program would use it. */
+function client(base: string, key: string) {
+  return async (method: string, path: string, body?: unknown): Promise<unknown> => {
+    const res = await fetch(`${base}${path}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${key}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${method} ${path} → ${res.status} ${text}`);
+    return text === '' ? null : (JSON.parse(text) as unknown);
+  };
+}
+
 export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
   const dir = mkdtempSync(join(tmpdir(), 'presence-demo-'));
-  const db = openDb(join(dir, 'presence.db'));
-  migrate(db);
   const clock = new ScaledClock(o.speed, systemClock);
-  const engine = new PresenceEngine({ clock, store: new SqlitePresenceStore(db), ladder: new Ladder() });
-  engine.start();
   const sim = new Simulation({ seed: o.seed, users: o.users, start: clock.now(), pollMs: 60_000 }, clock);
+  const env = parseEnv({
+    PRESENCE_DB: join(dir, 'presence.db'),
+    PRESENCE_RATE_LIMIT: '1000000',
+    LOG_LEVEL: 'silent',
+  });
+  const svc = await createService(env, {
+    clock,
+    logger: false,
+    connectors: Object.values(sim.connectors).map((connector) => ({ connector, simulated: true })),
+  });
+  await svc.app.listen({ host: '127.0.0.1', port: o.port ?? 0 });
+  const address = svc.app.server.address();
+  const base = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`;
+  const key = svc.keys.create(['read', 'write', 'admin'], 'demo').key;
+  const api = client(base, key);
+
   const people = sim.world.people;
   for (const p of people) {
-    engine.putUser(p.userId, { displayName: p.displayName });
-    for (const a of p.accounts) engine.linkAccount(p.userId, a);
+    await api('PUT', `/v1/users/${p.userId}`, { display_name: p.displayName });
+    for (const a of p.accounts) {
+      await api('POST', `/v1/users/${p.userId}/accounts`, {
+        platform: a.platform,
+        external_id: a.externalId,
+        ...(a.workspaceId === '' ? {} : { workspace_id: a.workspaceId }),
+      });
+    }
   }
   const identityOnly = new Set(
     people.filter((p) => p.accounts.some((a) => a.platform === 'linkedin')).map((p) => p.userId),
   );
-  for (const c of Object.values(sim.connectors))
-    await c.start(connectorContext(engine, c.descriptor, silentLog));
+  const ids = people.map((p) => p.userId).join(',');
+  const readAll = async (): Promise<PresenceView[]> => {
+    const body = (await api('GET', `/v1/presence?user_ids=${ids}`)) as {
+      presence: Record<string, PresenceView>;
+    };
+    return people.map((p) => body.presence[p.userId]).filter((v) => v !== undefined);
+  };
 
   const style: Style = { color: o.tty };
   const recent: string[] = [];
   let changes = 0;
   let events = 0;
   const seen = new Set<string>();
-  engine.onChange((batch: readonly PresenceChange[]) => {
+  svc.engine.onChange((batch: readonly PresenceChange[]) => {
     for (const c of batch) {
       changes += 1;
       const line: ChangeLine = {
@@ -95,47 +139,50 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     }
   });
 
+  const intro = [
+    `presence demo: ${o.users} simulated people on slack, teams, discord, zoom, whatsapp, linkedin and devices; speed ×${o.speed}`,
+    `API ${base}  key ${key}  (try: curl -H 'Authorization: Bearer ${key}' ${base}/v1/availability?user_ids=alice,bob)`,
+  ];
   if (o.tty)
     o.write('\u001b[2J\u001b[?25l'); // clear once, hide the cursor while drawing
-  else
-    o.write(
-      `presence demo: ${o.users} simulated people on slack, teams, discord, zoom, whatsapp, linkedin and devices; speed ×${o.speed}\n`,
-    );
+  else o.write(`${intro.join('\n')}\n`);
   const started = systemClock.now();
   const frameMs = o.frameMs ?? 250;
   try {
     while (!o.signal?.aborted && systemClock.now() - started < o.durationMs) {
       const sightings = await sim.step(async (hb) => {
-        await engine.heartbeat(hb.userId, hb.deviceId, hb.status, hb.activity, hb.ttlMs);
+        await api('POST', '/v1/heartbeats', {
+          user_id: hb.userId,
+          device_id: hb.deviceId,
+          status: hb.status,
+          activity: hb.activity,
+          ttl_seconds: Math.max(1, Math.round(hb.ttlMs / 1000)),
+        });
         seen.add('device');
       });
       for (const s of sightings) seen.add(s.platform);
       events += sightings.length;
-      await engine.sweep();
+      await svc.engine.sweep();
       if (o.tty) {
-        const rows = people.map((p) => engine.get(p.userId)).filter((v) => v !== undefined);
         const simTime = new Date(clock.now()).toISOString().slice(11, 19);
         const frame = [
-          `presence demo — ${o.users} people, simulated time ${simTime} UTC (×${o.speed}), ${changes} changes, Ctrl-C to stop`,
+          ...intro,
+          `simulated time ${simTime} UTC, ${changes} changes so far; Ctrl-C to stop`,
           '',
-          ...renderTable(rows, clock.now(), style, identityOnly),
+          ...renderTable(await readAll(), clock.now(), style, identityOnly),
           '',
           'recent changes:',
           ...recent,
         ];
-        o.write(`\u001b[H${frame.map((l) => `${l}\u001b[K`).join('\n')}\n\u001b[J`);
+        const width = o.columns?.() ?? 200;
+        o.write(`\u001b[H${frame.map((l) => `${fit(l, width)}\u001b[K`).join('\n')}\n\u001b[J`);
       }
       await sleep(frameMs, o.signal);
     }
-    if (!o.tty) {
-      const rows = people.map((p) => engine.get(p.userId)).filter((v) => v !== undefined);
-      o.write(`${renderTable(rows, clock.now(), style, identityOnly).join('\n')}\n`);
-    }
+    if (!o.tty) o.write(`${renderTable(await readAll(), clock.now(), style, identityOnly).join('\n')}\n`);
   } finally {
     if (o.tty) o.write('\u001b[?25h');
-    for (const c of Object.values(sim.connectors)) await c.stop();
-    await engine.stop();
-    db.close();
+    await svc.close();
     rmSync(dir, { recursive: true, force: true });
   }
   o.write(

@@ -33,6 +33,27 @@ const pad = (text: string, width: number): string => text + ' '.repeat(Math.max(
 const cut = (text: string, width: number): string =>
   text.length <= width ? text : `${text.slice(0, width - 1)}…`;
 
+/** Cuts a line to `width` visible columns, leaving colour codes whole, so a narrow terminal never wraps. */
+export function fit(line: string, width: number): string {
+  if (visible(line) <= width) return line;
+  let out = '';
+  let shown = 0;
+  for (let i = 0; i < line.length;) {
+    if (line[i] === '\u001b') {
+      const end = line.indexOf('m', i);
+      out += line.slice(i, end + 1);
+      i = end + 1;
+      continue;
+    }
+    const ch = String.fromCodePoint(line.codePointAt(i)!);
+    if (shown === width - 1) return `${out}…${ESC}0m`;
+    out += ch;
+    shown += 1;
+    i += ch.length;
+  }
+  return out;
+}
+
 /** A platform's raw value in its own words, short. */
 export function rawLabel(raw: unknown): string {
   if (typeof raw === 'string') return raw;

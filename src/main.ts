@@ -5,7 +5,8 @@
  * start the service through `createService`.
  */
 
-import type { FastifyInstance, FastifyServerOptions } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import pino from 'pino';
 
 import { CONNECTORS } from '../connectors';
 import { ConnectorHost, type ConnectorStatus } from './aggregator/connector-host';
@@ -22,9 +23,8 @@ import { SqlitePresenceStore } from './store/presence-store';
 
 export interface ServiceOptions {
   readonly clock?: Clock;
-  /** pino options for the HTTP logger; false for none. Defaults to LOG_LEVEL with redaction. */
-  readonly logger?: FastifyServerOptions['logger'];
-  readonly log?: Log;
+  /** The logger; false for none. Defaults to pino at LOG_LEVEL, with secrets redacted. */
+  readonly logger?: FastifyBaseLogger | false;
   /** Connectors to run (the demo passes simulated ones); the real ones come with their issues. */
   readonly connectors?: readonly { connector: Connector; simulated?: boolean }[];
   /** Start the engine's timers (sweeper, refresh persister). Tests driving a FakeClock say no. */
@@ -50,13 +50,14 @@ const CREDENTIALS: Record<(typeof REAL_PLATFORMS)[number], readonly (keyof Env)[
   linkedin: ['LINKEDIN_CLIENT_ID', 'LINKEDIN_CLIENT_SECRET'],
 };
 
-export function pinoOptions(env: Env): FastifyServerOptions['logger'] {
-  return { level: env.LOG_LEVEL, redact: { paths: LOG_REDACT, censor: '[redacted]' } };
+export function createLogger(env: Env): FastifyBaseLogger {
+  return pino({ level: env.LOG_LEVEL, redact: { paths: LOG_REDACT, censor: '[redacted]' } });
 }
 
 export async function createService(env: Env, options: ServiceOptions = {}): Promise<Service> {
   const clock = options.clock ?? systemClock;
-  const log = options.log ?? silentLog;
+  const logger = options.logger ?? createLogger(env);
+  const log: Log = logger === false ? silentLog : logger;
   const db = openDb(env.PRESENCE_DB, { synchronous: env.PRESENCE_DB_SYNC });
   migrate(db, undefined, clock);
   const engine = new PresenceEngine({
@@ -100,7 +101,7 @@ export async function createService(env: Env, options: ServiceOptions = {}): Pro
     connectors,
     ready: () => db.open && isMigrated(db),
     rateLimitPerMinute: env.PRESENCE_RATE_LIMIT,
-    logger: options.logger ?? pinoOptions(env),
+    logger,
   });
 
   let closed = false;

@@ -6,12 +6,14 @@
 import { Command, InvalidArgumentError } from 'commander';
 
 import { runDemo } from '../../demo/cli';
-import { ConfigError, parseEnv } from '../config/env';
-import { migrate, openDb } from '../store/db';
-import { SqlitePresenceStore } from '../store/presence-store';
 import { PresenceEngine } from '../aggregator/engine';
+import { ConfigError, parseEnv, requireSecretKey } from '../config/env';
 import { systemClock } from '../core/clock';
 import { Ladder } from '../core/presence';
+import { createLogger, createService } from '../main';
+import { migrate, openDb } from '../store/db';
+import { ApiKeyStore, parseScopes } from '../store/key-store';
+import { SqlitePresenceStore } from '../store/presence-store';
 
 /** "60s", "2m", "1h", "500ms" or plain seconds. */
 export function parseDuration(text: string): number {
@@ -32,6 +34,18 @@ function positiveNumber(text: string): number {
   const n = Number(text);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a number above 0');
   return n;
+}
+
+/** Opens PRESENCE_DB (migrating it) for a key command, and closes it after. */
+function withKeyStore(run: (store: ApiKeyStore) => void): void {
+  const env = parseEnv();
+  const db = openDb(env.PRESENCE_DB, { synchronous: env.PRESENCE_DB_SYNC });
+  try {
+    migrate(db);
+    run(new ApiKeyStore(db, systemClock));
+  } finally {
+    db.close();
+  }
 }
 
 export function buildCli(): Command {
@@ -56,6 +70,7 @@ export function buildCli(): Command {
         speed: opts.speed,
         seed: opts.seed,
         tty: process.stdout.isTTY === true,
+        columns: () => process.stdout.columns ?? 200,
         write: (t) => process.stdout.write(t),
         signal: abort.signal,
       });
@@ -75,10 +90,97 @@ export function buildCli(): Command {
     });
 
   program
+    .command('serve')
+    .description('run the service from environment variables')
+    .action(async () => {
+      const env = parseEnv();
+      requireSecretKey(env);
+      const logger = createLogger(env);
+      const svc = await createService(env, { logger });
+      await svc.app.listen({ port: env.PORT, host: env.HOST });
+      let stopping = false;
+      const stop = (signal: string): void => {
+        if (stopping) return;
+        stopping = true;
+        logger.info({ signal }, 'shutting down');
+        svc.close().then(
+          () => logger.info({}, 'stopped'),
+          (error: unknown) => {
+            logger.error({ err: error }, 'shutdown failed');
+            process.exitCode = 1;
+          },
+        );
+      };
+      process.once('SIGINT', () => stop('SIGINT'));
+      process.once('SIGTERM', () => stop('SIGTERM'));
+    });
+
+  const keys = program.command('keys').description('API keys');
+  keys
+    .command('create')
+    .description('create an API key and print it once (alone on the last line)')
+    .requiredOption('--scopes <list>', 'comma-separated: read, write, admin', (v) => {
+      try {
+        return parseScopes(v);
+      } catch (e) {
+        throw new InvalidArgumentError((e as Error).message);
+      }
+    })
+    .option('--name <name>', 'a label to recognise it by')
+    .action((opts: { scopes: ReturnType<typeof parseScopes>; name?: string }) => {
+      withKeyStore((store) => {
+        const { key, info } = store.create(opts.scopes, opts.name ?? null);
+        console.log(`created key ${info.id} with scopes ${info.scopes.join(',')}; it is shown only now:`);
+        console.log(key);
+      });
+    });
+  keys
+    .command('list')
+    .description('list API keys (never their secrets)')
+    .action(() => {
+      withKeyStore((store) => {
+        for (const k of store.list()) {
+          const state = k.revokedAt === null ? 'active' : `revoked ${new Date(k.revokedAt).toISOString()}`;
+          console.log(`${k.id}  ${k.scopes.join(',').padEnd(16)}  ${state}  ${k.name ?? ''}`);
+        }
+      });
+    });
+  keys
+    .command('revoke')
+    .description('revoke an API key (a running server stops accepting it within 10 s)')
+    .argument('<id>')
+    .action((id: string) => {
+      withKeyStore((store) => {
+        if (!store.revoke(id)) {
+          console.error(`no active key ${id}`);
+          process.exitCode = 1;
+        } else console.log(`revoked ${id}`);
+      });
+    });
+
+  program
     .command('get')
-    .description('print presence from the store')
+    .description('print presence from a running server (--url, or PRESENCE_URL) or else from the store')
     .argument('<user_id...>')
-    .action((ids: string[]) => {
+    .option('--url <url>', 'base URL of a running server (or PRESENCE_URL)')
+    .option('--key <key>', 'API key with the read scope (or PRESENCE_API_KEY)')
+    .action(async (ids: string[], opts: { url?: string; key?: string }) => {
+      const url = opts.url ?? process.env.PRESENCE_URL;
+      if (url !== undefined && url !== '') {
+        const key = opts.key ?? process.env.PRESENCE_API_KEY;
+        if (key === undefined)
+          throw new ConfigError(['PRESENCE_API_KEY: a key with the read scope is needed to ask a server']);
+        const res = await fetch(
+          new URL(`/v1/presence?user_ids=${ids.map(encodeURIComponent).join(',')}`, url),
+          {
+            headers: { authorization: `Bearer ${key}` },
+          },
+        );
+        const body: unknown = await res.json();
+        console.log(JSON.stringify(body, null, 2));
+        if (!res.ok) process.exitCode = 1;
+        return;
+      }
       const env = parseEnv();
       const db = openDb(env.PRESENCE_DB, { synchronous: env.PRESENCE_DB_SYNC });
       migrate(db);

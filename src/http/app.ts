@@ -39,7 +39,7 @@ export const LOG_REDACT = [
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: deps.logger,
+    ...(deps.logger === false ? { logger: false } : { loggerInstance: deps.logger }),
     bodyLimit: 1024 * 1024,
     // A caller's own request id is kept when it is sane; otherwise a fresh one.
     genReqId: (req) => {

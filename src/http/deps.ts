@@ -3,7 +3,7 @@
  * What the HTTP app is built from. `main.ts` wires real objects; tests pass their own.
  */
 
-import type { FastifyInstance, FastifyServerOptions } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 
 import type { PresenceEngine } from '../aggregator/engine';
 import type { ConnectorStatus } from '../aggregator/connector-host';
@@ -20,8 +20,8 @@ export interface AppDeps {
   readonly ready: () => boolean;
   /** Requests per minute per API key. */
   readonly rateLimitPerMinute: number;
-  /** pino options for Fastify's logger, or false for none. */
-  readonly logger: FastifyServerOptions['logger'];
+  /** The pino logger requests log to, or false for none. */
+  readonly logger: FastifyBaseLogger | false;
   /** A user's OAuth connections, when the connection layer is wired. */
   readonly connectionsOf?: (userId: string) => Record<string, unknown>[];
   /** Extra route sets (webhooks, connections, inbound) registered by the composition root. */

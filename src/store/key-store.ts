@@ -3,7 +3,8 @@
  * API keys. A key reads `pk_<id>_<secret>`: the id finds the row, the secret is checked against
  * a stored SHA-256 in constant time. Keys are random 192-bit secrets, so a fast hash is enough
  * (no password-style stretching is needed), and verification stays cheap on every request.
- * Verified keys are cached in memory; creating or revoking a key updates the cache.
+ * Keys are cached in memory and re-read from the database at most every 10 s, so that a key
+ * created or revoked by `presence keys` in another process takes effect on a running server.
  */
 
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
@@ -52,16 +53,39 @@ export function parseScopes(text: string): Scope[] {
   return scopes as Scope[];
 }
 
+const RECHECK_MS = 10_000;
+
+interface Cached {
+  readonly hash: Buffer | null;
+  readonly info: ApiKeyInfo | null;
+  readonly checkedAt: number;
+}
+
 export class ApiKeyStore {
-  private readonly cache = new Map<string, { hash: Buffer; info: ApiKeyInfo }>();
+  private readonly cache = new Map<string, Cached>();
+  private readonly byId;
 
   constructor(
     private readonly db: Db,
     private readonly clock: Clock,
   ) {
-    for (const row of db.prepare('SELECT * FROM api_keys WHERE revoked_at IS NULL').all() as Row[]) {
-      this.cache.set(row.id, { hash: Buffer.from(row.hash, 'hex'), info: this.toInfo(row) });
-    }
+    this.byId = db.prepare('SELECT * FROM api_keys WHERE id = ?');
+  }
+
+  /** The key's row as of at most RECHECK_MS ago; unknown and revoked ids are cached as absent. */
+  private lookup(id: string): Cached {
+    const now = this.clock.now();
+    const hit = this.cache.get(id);
+    if (hit !== undefined && now - hit.checkedAt < RECHECK_MS) return hit;
+    const row = this.byId.get(id) as Row | undefined;
+    const entry: Cached =
+      row === undefined || row.revoked_at !== null
+        ? { hash: null, info: null, checkedAt: now }
+        : { hash: Buffer.from(row.hash, 'hex'), info: this.toInfo(row), checkedAt: now };
+    // Bounded: garbage ids must not grow the cache without limit.
+    if (this.cache.size > 10_000) this.cache.clear();
+    this.cache.set(id, entry);
+    return entry;
   }
 
   private toInfo(row: Row): ApiKeyInfo {
@@ -91,7 +115,7 @@ export class ApiKeyStore {
       .prepare('INSERT INTO api_keys (id, name, hash, scopes, created_at) VALUES (?, ?, ?, ?, ?)')
       .run(row.id, row.name, row.hash, row.scopes, row.created_at);
     const info = this.toInfo(row);
-    this.cache.set(id, { hash, info });
+    this.cache.set(id, { hash, info, checkedAt: this.clock.now() });
     return { key: `pk_${id}_${secret}`, info };
   }
 
@@ -99,8 +123,8 @@ export class ApiKeyStore {
   verify(presented: string): ApiKeyInfo | null {
     const m = KEY_PATTERN.exec(presented);
     if (m === null) return null;
-    const entry = this.cache.get(m[1]!);
-    if (entry === undefined) return null;
+    const entry = this.lookup(m[1]!);
+    if (entry.hash === null) return null;
     return timingSafeEqual(sha256(m[2]!), entry.hash) ? entry.info : null;
   }
 

@@ -128,7 +128,7 @@ describe('user and account routes', () => {
       ['/v1/users/carol', { display_name: '' }, 'empty name'],
       ['/v1/users/carol', { display_name: 5 }, 'name not a string'],
       ['/v1/users/carol', { nickname: 'c' }, 'unknown field'],
-    ])('PUT %s %j → 400 (%s)', async (url, payload) => {
+    ])('PUT %s %j → 400 (%s)', async (url, payload, _why) => {
       const before = count();
       expectError(await api.call({ method: 'PUT', url, payload }), 400, 'invalid_request');
       expect(count()).toEqual(before);
@@ -139,7 +139,7 @@ describe('user and account routes', () => {
       [{ platform: 'slack' }, 'no external id'],
       [{ platform: 'slack', external_id: '' }, 'empty external id'],
       [{ platform: 'slack', external_id: 'U1', extra: 1 }, 'unknown field'],
-    ])('POST accounts %j → 400 (%s)', async (payload) => {
+    ])('POST accounts %j → 400 (%s)', async (payload, _why) => {
       const before = count();
       expectError(
         await api.call({ method: 'POST', url: '/v1/users/alice/accounts', payload }),
@@ -223,7 +223,7 @@ describe('heartbeat route', () => {
     [{ user_id: 'dana', device_id: 'x', ttl_seconds: 86_401 }, 'ttl too large'],
     [{ user_id: 'dana', device_id: 'x', ttl_seconds: '30' }, 'ttl not a number'],
     [{ user_id: 'no way', device_id: 'x' }, 'bad user id'],
-  ])('%j → 400 (%s), no user created', async (payload) => {
+  ])('%j → 400 (%s), no user created', async (payload, _why) => {
     expectError(await api.call({ method: 'POST', url: '/v1/heartbeats', payload }), 400, 'invalid_request');
     expect(api.svc.engine.userCount).toBe(0);
   });

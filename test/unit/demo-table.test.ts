@@ -1,4 +1,4 @@
-import { rawLabel, renderChange, renderTable } from '../../demo/table';
+import { fit, rawLabel, renderChange, renderTable } from '../../demo/table';
 import { Ladder } from '../../src/core/presence';
 import { toPresence } from '../../src/normalizer/view';
 import { T0, obs } from '../helpers/observations';
@@ -45,6 +45,14 @@ describe('demo table', () => {
 
   it('colours on a terminal', () => {
     expect(renderTable([view], T0, { color: true })[1]).toContain('\u001b[32m● online\u001b[0m');
+  });
+
+  it('fits a coloured line to a width without breaking colour codes', () => {
+    const line = renderTable([view], T0 + 5000, { color: true })[1]!;
+    const cut = fit(line, 40);
+    expect(cut.replace(/\u001b\[[0-9;]*m/g, '')).toHaveLength(40);
+    expect(cut.endsWith('…\u001b[0m')).toBe(true);
+    expect(fit('short', 40)).toBe('short');
   });
 
   it('renders a change line', () => {
