@@ -5,6 +5,7 @@
 import { cpus, totalmem } from 'node:os';
 
 import { benchEngine, type Figure } from './engine';
+import { benchHttp } from './http';
 
 function print(section: string, figures: readonly Figure[]): void {
   console.log(`\n${section}`);
@@ -23,7 +24,12 @@ async function main(): Promise<void> {
   );
   if ((globalThis as { gc?: unknown }).gc === undefined)
     console.log('(run with --expose-gc for a precise heap figure)');
-  print('engine, in-process, SQLite file in WAL mode', await benchEngine());
+  // `npm run bench -- http` runs one section; no argument runs them all.
+  const only = process.argv[2];
+  if (only === undefined || only === 'engine')
+    print('engine, in-process, SQLite file in WAL mode', await benchEngine());
+  if (only === undefined || only === 'http')
+    print('HTTP, autocannon in a separate process, 64 connections, 10 s', await benchHttp());
 }
 
 main().catch((error: unknown) => {

@@ -132,6 +132,8 @@ class UserState {
    */
   json: string | null = null;
   jsonUntil = 0;
+  /** The batch read that last included this user, to skip duplicate ids without a Set. */
+  readMark = 0;
 
   constructor(readonly userId: string) {}
 }
@@ -165,6 +167,7 @@ export class PresenceEngine {
   /** A ring of the users whose JSON is cached, to bound the cache (FIFO eviction). */
   private readonly viewRing: (UserState | undefined)[];
   private viewRingNext = 0;
+  private readMarks = 0;
 
   private ops: WriteOp[] = [];
   private changes: PresenceChange[] = [];
@@ -551,18 +554,21 @@ export class PresenceEngine {
     const now = this.clock.now();
     let body = '{"presence":{';
     let sep = '';
-    const unknown: string[] = [];
-    // Each id once, so the object has no duplicate keys.
-    for (const id of new Set(userIds)) {
+    const unknown = new Set<string>();
+    // Each id once, so the object has no duplicate keys: known users carry the mark of this read.
+    const mark = ++this.readMarks;
+    for (const id of userIds) {
       const u = this.users.get(id);
       if (u === undefined) {
-        unknown.push(id);
+        unknown.add(id);
         continue;
       }
+      if (u.readMark === mark) continue;
+      u.readMark = mark;
       body += sep + this.memberJson(u, now);
       sep = ',';
     }
-    return `${body}},"unknown":${JSON.stringify(unknown)}}`;
+    return `${body}},"unknown":${JSON.stringify([...unknown])}}`;
   }
 
   private memberJson(u: UserState, now: number): string {
