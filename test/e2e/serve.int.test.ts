@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -56,6 +56,16 @@ describe('presence serve, as a real process', () => {
     expect(body.presence.eve?.status).toBe('online');
     expect(body.unknown).toEqual(['nobody']);
     expect((await fetch(`${base}/v1/presence?user_ids=eve`)).status).toBe(401);
+    // `presence get` asks the running server when given its URL and a key.
+    const fromServer = await new Promise<string>((done, fail) =>
+      execFile(
+        process.execPath,
+        [BIN, 'get', 'eve', '--url', base],
+        { env: { ...env, PRESENCE_API_KEY: key } },
+        (err, stdout) => (err ? fail(err) : done(stdout)),
+      ),
+    );
+    expect(JSON.parse(fromServer)).toMatchObject({ presence: { eve: { status: 'online' } }, unknown: [] });
 
     const exited = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
     child.kill('SIGTERM');
