@@ -29,6 +29,8 @@ export interface ServiceOptions {
   readonly connectors?: readonly { connector: Connector; simulated?: boolean }[];
   /** Start the engine's timers (sweeper, refresh persister). Tests driving a FakeClock say no. */
   readonly timers?: boolean;
+  /** Extra route sets (platform inbound routes, …) mounted on the app. */
+  readonly plugins?: readonly ((app: FastifyInstance) => void)[];
 }
 
 export interface Service {
@@ -102,6 +104,7 @@ export async function createService(env: Env, options: ServiceOptions = {}): Pro
     ready: () => db.open && isMigrated(db),
     rateLimitPerMinute: env.PRESENCE_RATE_LIMIT,
     logger,
+    plugins: options.plugins,
   });
 
   let closed = false;
