@@ -9,6 +9,8 @@ import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import pino from 'pino';
 
 import { CONNECTORS } from '../connectors';
+import { whatsappInboundRoutes } from '../connectors/whatsapp/inbound';
+import { zoomInboundRoutes } from '../connectors/zoom/inbound';
 import { ConnectorHost, type ConnectorStatus } from './aggregator/connector-host';
 import { PresenceEngine } from './aggregator/engine';
 import type { Env } from './config/env';
@@ -17,6 +19,8 @@ import type { Connector } from './core/connector';
 import { silentLog, type Log } from './core/log';
 import { Ladder, REAL_PLATFORMS } from './core/presence';
 import { buildApp, LOG_REDACT } from './http/app';
+import { AppError } from './core/errors';
+import { signalRoutes } from './http/routes/signals';
 import { isMigrated, migrate, openDb, type Db } from './store/db';
 import { ApiKeyStore } from './store/key-store';
 import { SqlitePresenceStore } from './store/presence-store';
@@ -54,6 +58,58 @@ const CREDENTIALS: Record<(typeof REAL_PLATFORMS)[number], readonly (keyof Env)[
 
 export function createLogger(env: Env): FastifyBaseLogger {
   return pino({ level: env.LOG_LEVEL, redact: { paths: LOG_REDACT, censor: '[redacted]' } });
+}
+
+/** What each platform's inbound route needs before it accepts pushes (CONTRACT.md §7). */
+const INBOUND_SECRET: Readonly<Record<string, keyof Env>> = {
+  slack: 'SLACK_SIGNING_SECRET',
+  teams: 'MS_CLIENT_ID',
+  zoom: 'ZOOM_WEBHOOK_SECRET_TOKEN',
+  whatsapp: 'WHATSAPP_APP_SECRET',
+};
+
+/**
+ * The platform inbound routes whose verification secret is set. They accept pushes even when the
+ * platform's polling credentials are absent. Any other `/v1/inbound/…` says what is missing.
+ */
+function inboundRoutes(
+  env: Env,
+  engine: PresenceEngine,
+  clock: Clock,
+  log: Log,
+): ((app: FastifyInstance) => void)[] {
+  const routes: ((app: FastifyInstance) => void)[] = [];
+  if (env.WHATSAPP_APP_SECRET !== undefined) {
+    const appSecret = env.WHATSAPP_APP_SECRET;
+    routes.push((app) =>
+      whatsappInboundRoutes(app, {
+        appSecret,
+        verifyToken: env.WHATSAPP_VERIFY_TOKEN,
+        engine,
+        decay: env.PRESENCE_INFERRED_DECAY,
+        log,
+      }),
+    );
+  }
+  if (env.ZOOM_WEBHOOK_SECRET_TOKEN !== undefined) {
+    const secretToken = env.ZOOM_WEBHOOK_SECRET_TOKEN;
+    routes.push((app) =>
+      zoomInboundRoutes(app, { secretToken, engine, clock, log, ttlMs: CONNECTORS.zoom.defaultTtlMs }),
+    );
+  }
+  routes.push((app) =>
+    app.all('/v1/inbound/:platform', { schema: { hide: true } }, (req) => {
+      const platform = (req.params as { platform: string }).platform;
+      const secret = INBOUND_SECRET[platform];
+      throw new AppError(
+        'not_found',
+        secret === undefined
+          ? `no inbound route for ${platform}`
+          : `inbound ${platform} is not configured: set ${secret}`,
+      );
+    }),
+  );
+  return routes;
 }
 
 export async function createService(env: Env, options: ServiceOptions = {}): Promise<Service> {
@@ -96,6 +152,11 @@ export async function createService(env: Env, options: ServiceOptions = {}): Pro
     });
   };
 
+  const plugins: ((app: FastifyInstance) => void)[] = [
+    (app) => signalRoutes(app, { engine, clock, decay: env.PRESENCE_INFERRED_DECAY }),
+    ...inboundRoutes(env, engine, clock, log),
+    ...(options.plugins ?? []),
+  ];
   const app = await buildApp({
     engine,
     keys,
@@ -104,7 +165,7 @@ export async function createService(env: Env, options: ServiceOptions = {}): Pro
     ready: () => db.open && isMigrated(db),
     rateLimitPerMinute: env.PRESENCE_RATE_LIMIT,
     logger,
-    plugins: options.plugins,
+    plugins,
   });
 
   let closed = false;

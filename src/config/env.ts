@@ -6,7 +6,31 @@
 
 import { z } from 'zod';
 
-import { Ladder } from '../core/presence';
+import { Ladder, type DecayStep } from '../core/presence';
+
+const DURATION = /^(\d+)(ms|s|m|h)$/;
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+
+/**
+ * "2m,10m,60m": an inferred signal is online for 2 minutes, idle until 10, away until 60, then
+ * expires (CONTRACT.md §4 defaults).
+ */
+export function parseDecay(text: string): DecayStep[] {
+  const parts = text.split(',').map((p) => p.trim());
+  if (parts.length !== 3) throw new Error('three rising durations, e.g. 2m,10m,60m (online, idle, away)');
+  const ms = parts.map((p) => {
+    const m = DURATION.exec(p);
+    if (m === null) throw new Error(`"${p}" is not a duration such as 90s, 2m or 1h`);
+    return Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS];
+  });
+  if (!(ms[0]! > 0 && ms[0]! < ms[1]! && ms[1]! < ms[2]!))
+    throw new Error('the three durations must rise, e.g. 2m,10m,60m');
+  return [
+    { status: 'online', untilMs: ms[0]! },
+    { status: 'idle', untilMs: ms[1]! },
+    { status: 'away', untilMs: ms[2]! },
+  ];
+}
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -38,6 +62,17 @@ const EnvSchema = z.object({
       }
     }),
   PRESENCE_VIEW_CACHE: z.coerce.number().int().min(1).default(100_000),
+  PRESENCE_INFERRED_DECAY: z
+    .string()
+    .default('2m,10m,60m')
+    .transform((v, ctx) => {
+      try {
+        return parseDecay(v);
+      } catch (e) {
+        ctx.addIssue({ code: 'custom', message: (e as Error).message });
+        return z.NEVER;
+      }
+    }),
   PRESENCE_RATE_LIMIT: z.coerce.number().int().min(1).default(6000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   WEBHOOK_ALLOW_PRIVATE_TARGETS: bool.default(false),
