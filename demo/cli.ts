@@ -101,9 +101,6 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
       });
     }
   }
-  const identityOnly = new Set(
-    people.filter((p) => p.accounts.some((a) => a.platform === 'linkedin')).map((p) => p.userId),
-  );
   const ids = people.map((p) => p.userId).join(',');
   const readAll = async (): Promise<PresenceView[]> => {
     const body = (await api('GET', `/v1/presence?user_ids=${ids}`)) as {
@@ -169,7 +166,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
           ...intro,
           `simulated time ${simTime} UTC, ${changes} changes so far; Ctrl-C to stop`,
           '',
-          ...renderTable(await readAll(), clock.now(), style, identityOnly),
+          ...renderTable(await readAll(), clock.now(), style),
           '',
           'recent changes:',
           ...recent,
@@ -179,7 +176,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
       }
       await sleep(frameMs, o.signal);
     }
-    if (!o.tty) o.write(`${renderTable(await readAll(), clock.now(), style, identityOnly).join('\n')}\n`);
+    if (!o.tty) o.write(`${renderTable(await readAll(), clock.now(), style).join('\n')}\n`);
   } finally {
     if (o.tty) o.write('\u001b[?25h');
     await svc.close();

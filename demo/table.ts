@@ -85,12 +85,7 @@ function status(style: Style, s: Status, width = 8): string {
 const CELL = 18;
 
 /** One line per user: aggregate, activity, each platform's raw → normalized, freshness, reachable_via. */
-export function renderTable(
-  rows: readonly PresenceView[],
-  now: number,
-  style: Style,
-  identityOnly: ReadonlySet<string> = new Set(),
-): string[] {
+export function renderTable(rows: readonly PresenceView[], now: number, style: Style): string[] {
   const head = [
     pad('USER', 9),
     pad('STATUS', 10),
@@ -104,7 +99,7 @@ export function renderTable(
     const cells = DEMO_PLATFORMS.map((platform) => {
       const v = p.platforms[platform];
       if (v === undefined) {
-        const text = platform === 'linkedin' && identityOnly.has(p.user_id) ? 'identity only' : '';
+        const text = p.identity_only.includes(platform) ? 'identity only' : '';
         return pad(paint(style, '90', text), CELL);
       }
       const raw = cut(

@@ -124,6 +124,7 @@ export async function createService(env: Env, options: ServiceOptions = {}): Pro
     ladder: Ladder.parse(env.PRESENCE_LADDER),
     log,
     viewCacheSize: env.PRESENCE_VIEW_CACHE,
+    identityOnlyPlatforms: REAL_PLATFORMS.filter((p) => CONNECTORS[p].capabilities.presence === 'none'),
   });
   if (options.timers === false) engine.load();
   else engine.start();

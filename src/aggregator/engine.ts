@@ -106,6 +106,8 @@ export interface EngineOptions {
   readonly maxBatch?: number;
   /** How many users' presence JSON is kept ready for reads (oldest filled is dropped first). */
   readonly viewCacheSize?: number;
+  /** Platforms whose accounts give identity and never presence (LinkedIn); shown as such. */
+  readonly identityOnlyPlatforms?: readonly Platform[];
 }
 
 type Ack = Promise<void>;
@@ -134,6 +136,8 @@ class UserState {
   jsonUntil = 0;
   /** The batch read that last included this user, to skip duplicate ids without a Set. */
   readMark = 0;
+  /** Linked platforms that establish identity and report no presence (LinkedIn), or null. */
+  identityOnly: Platform[] | null = null;
 
   constructor(readonly userId: string) {}
 }
@@ -194,6 +198,18 @@ export class PresenceEngine {
     this.sweepBudgetMs = options.sweepBudgetMs ?? 4;
     this.maxBatch = options.maxBatch ?? 2048;
     this.viewRing = new Array<UserState | undefined>(Math.max(1, options.viewCacheSize ?? 100_000));
+    this.identityOnlyPlatforms = new Set(options.identityOnlyPlatforms ?? []);
+  }
+
+  private readonly identityOnlyPlatforms: ReadonlySet<Platform>;
+
+  /** Keeps the user's list of identity-only platforms in step with its accounts. */
+  private noteIdentity(u: UserState, platform: Platform, linked: boolean): void {
+    if (!this.identityOnlyPlatforms.has(platform)) return;
+    const list = (u.identityOnly ?? []).filter((p) => p !== platform);
+    if (linked) list.push(platform);
+    u.identityOnly = list.length === 0 ? null : list.sort();
+    u.json = null;
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -217,7 +233,10 @@ export class PresenceEngine {
       u.lastActiveAt = agg.lastActiveAt;
     }
     this.users.set(u.userId, u);
-    for (const a of loaded.accounts) this.accounts.set(accountKey(a), u.userId);
+    for (const a of loaded.accounts) {
+      this.accounts.set(accountKey(a), u.userId);
+      this.noteIdentity(u, a.platform, true);
+    }
     // The first boundary after the last time this state was known to be right.
     const since = agg?.updatedAt ?? 0;
     const due = Math.min(nextCheckAt(u.observations, u.override, since), this.pruneAt(u));
@@ -329,14 +348,23 @@ export class PresenceEngine {
   linkAccount(userId: string, account: AccountRef): LinkResult {
     this.flushSync();
     const result = this.store.linkAccount(userId, account, this.clock.now());
-    if (result.linked) this.accounts.set(accountKey(account), userId);
+    if (result.linked) {
+      this.accounts.set(accountKey(account), userId);
+      const u = this.users.get(userId);
+      if (u !== undefined) this.noteIdentity(u, account.platform, true);
+    }
     return result;
   }
 
   unlinkAccount(userId: string, account: AccountRef): boolean {
     this.flushSync();
     const removed = this.store.unlinkAccount(userId, account);
-    if (removed) this.accounts.delete(accountKey(account));
+    if (removed) {
+      this.accounts.delete(accountKey(account));
+      const u = this.users.get(userId);
+      const stillLinked = this.store.accountsOf(userId).some((a) => a.platform === account.platform);
+      if (u !== undefined) this.noteIdentity(u, account.platform, stillLinked);
+    }
     return removed;
   }
 

@@ -64,6 +64,11 @@ export const PresenceSchema = z
     stale: z.boolean(),
     version: z.number().int(),
     reachable_via: z.array(Platform),
+    identity_only: z
+      .array(Platform)
+      .describe(
+        'Linked platforms that establish who the person is but have no presence API (LinkedIn): never a status',
+      ),
     explain: z.string(),
     override: z
       .object({

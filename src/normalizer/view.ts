@@ -64,6 +64,8 @@ export interface PresenceView {
   stale: boolean;
   version: number;
   reachable_via: Platform[];
+  /** Linked platforms that establish who the person is and never report presence. */
+  identity_only: Platform[];
   explain: string;
   override: OverrideView | null;
   platforms: Partial<Record<Platform, PlatformView>>;
@@ -75,6 +77,8 @@ export interface UserSnapshot {
   readonly override: Override | null;
   readonly version: number;
   readonly lastActiveAt: number | null;
+  /** Linked platforms that establish identity and report no presence (LinkedIn). */
+  readonly identityOnly?: readonly Platform[] | null;
 }
 
 export function customStatusView(cs: CustomStatus | null): CustomStatusView | null {
@@ -225,6 +229,7 @@ export function toPresence(
     stale: r.override === null && r.winner === null && user.observations.length > 0,
     version: user.version,
     reachable_via: reachable.map((o) => o.platform),
+    identity_only: user.identityOnly == null ? [] : [...user.identityOnly],
     explain: explain(r, user.observations, now),
     override: r.override === null ? null : overrideView(r.override, now),
     platforms: views,

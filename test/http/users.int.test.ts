@@ -60,6 +60,22 @@ describe('user and account routes', () => {
       expect(api.svc.engine.getUser('bob')?.accounts).toEqual([]);
     });
 
+    it('a linked LinkedIn account shows as identity only, never as a status', async () => {
+      await api.call({ method: 'PUT', url: '/v1/users/alice', payload: {} });
+      await api.call({
+        method: 'POST',
+        url: '/v1/users/alice/accounts',
+        payload: { platform: 'linkedin', external_id: 'li-sub-1' },
+      });
+      const p = api.json(await api.call({ method: 'GET', url: '/v1/presence/alice' }));
+      expect(p).toMatchObject({ status: 'offline', identity_only: ['linkedin'], reachable_via: [] });
+      expect(p.platforms).not.toHaveProperty('linkedin');
+      await api.call({ method: 'DELETE', url: '/v1/users/alice/accounts/linkedin/li-sub-1' });
+      expect(api.json(await api.call({ method: 'GET', url: '/v1/presence/alice' })).identity_only).toEqual(
+        [],
+      );
+    });
+
     it('unlinks an account, with its workspace', async () => {
       await api.call({ method: 'PUT', url: '/v1/users/alice', payload: {} });
       await api.call({

@@ -22,13 +22,14 @@ describe('demo table', () => {
       override: null,
       version: 3,
       lastActiveAt: T0,
+      identityOnly: ['linkedin'],
     },
     T0 + 5000,
     ladder,
   );
 
   it('shows each platform in its own words next to the normalized status, without colour off a terminal', () => {
-    const [head, row, legend] = renderTable([view], T0 + 5000, { color: false }, new Set(['alice']));
+    const [head, row, legend] = renderTable([view], T0 + 5000, { color: false });
     expect(head).toMatch(
       /^USER\s+STATUS\s+ACTIVITY\s+SLACK\s+TEAMS\s+DISCORD\s+ZOOM\s+WHATSAPP\s+LINKEDIN\s+DEVICE\s+FRESH\s+REACHABLE VIA$/,
     );
