@@ -1,0 +1,356 @@
+/**
+ * @module oauth/connection-store
+ * SQL for OAuth connections and pending authorize states (migrations/0004_connections.sql). It
+ * stores what it is given: token columns arrive sealed by the vault and leave sealed. Every
+ * multi-column change is one statement or one transaction, so a rotated refresh token is never
+ * stored apart from the access token it came with.
+ */
+
+import type { Db } from '../store/db';
+
+/** Stored health. `refreshing` is not stored: it is overlaid while a refresh is in flight. */
+export type StoredHealth = 'ok' | 'reauth_required' | 'revoked' | 'error';
+export type Health = StoredHealth | 'refreshing';
+export type ConnectionKind = 'user' | 'app';
+
+export interface ConnectionRow {
+  readonly connection_id: string;
+  readonly platform: string;
+  readonly kind: ConnectionKind;
+  readonly user_id: string | null;
+  readonly external_id: string;
+  readonly workspace_id: string;
+  readonly scopes: string;
+  readonly access_token: string;
+  readonly refresh_token: string | null;
+  readonly token_type: string | null;
+  readonly expires_at: number | null;
+  readonly refresh_expires_at: number | null;
+  readonly health: StoredHealth;
+  readonly last_error: string | null;
+  readonly last_error_at: number | null;
+  readonly retry_at: number | null;
+  readonly failures: number;
+  readonly refreshed_at: number | null;
+  readonly expiry_warned_at: number | null;
+  readonly created_at: number;
+  readonly updated_at: number;
+}
+
+export interface StateRow {
+  readonly state_hash: string;
+  readonly platform: string;
+  readonly user_id: string;
+  readonly redirect_uri: string;
+  readonly code_verifier: string | null;
+  readonly created_at: number;
+  readonly expires_at: number;
+}
+
+/** New tokens, already sealed. */
+export interface SealedTokens {
+  readonly accessToken: string;
+  readonly refreshToken: string | null;
+  readonly tokenType: string | null;
+  readonly expiresAt: number | null;
+  readonly refreshExpiresAt: number | null;
+  readonly scopes: readonly string[] | null;
+}
+
+export interface NewConnection extends SealedTokens {
+  readonly id: string;
+  readonly platform: string;
+  readonly kind: ConnectionKind;
+  readonly userId: string | null;
+  readonly externalId: string;
+  readonly workspaceId: string;
+}
+
+export interface ConnectionFilter {
+  readonly userId?: string;
+  readonly platform?: string;
+  readonly kind?: ConnectionKind;
+}
+
+/** One sealed value somewhere in the tables, for key rotation. */
+export interface SealedCell {
+  readonly table: 'connections' | 'oauth_states';
+  readonly column: 'access_token' | 'refresh_token' | 'code_verifier';
+  readonly key: string;
+  readonly value: string;
+}
+
+export class ConnectionStore {
+  constructor(readonly db: Db) {}
+
+  /**
+   * Runs `fn` in one IMMEDIATE transaction (nested calls become savepoints of the outer one): it
+   * takes the write lock up front, so a read-then-write cannot lose a race to another process.
+   */
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
+  }
+
+  // ------------------------------------------------------------------ authorize states
+
+  insertState(row: StateRow): void {
+    this.db
+      .prepare(
+        `INSERT INTO oauth_states (state_hash, platform, user_id, redirect_uri, code_verifier, created_at, expires_at)
+         VALUES (@state_hash, @platform, @user_id, @redirect_uri, @code_verifier, @created_at, @expires_at)`,
+      )
+      .run(row);
+  }
+
+  /** Deletes and returns the state: whatever the caller decides, it cannot be used twice. */
+  takeState(stateHash: string): StateRow | null {
+    const row = this.db
+      .prepare('DELETE FROM oauth_states WHERE state_hash = ? RETURNING *')
+      .get(stateHash) as StateRow | undefined;
+    return row ?? null;
+  }
+
+  purgeStates(now: number): number {
+    return this.db.prepare('DELETE FROM oauth_states WHERE expires_at <= ?').run(now).changes;
+  }
+
+  // ------------------------------------------------------------------ connections
+
+  get(id: string): ConnectionRow | null {
+    const row = this.db.prepare('SELECT * FROM connections WHERE connection_id = ?').get(id) as
+      ConnectionRow | undefined;
+    return row ?? null;
+  }
+
+  findByAccount(
+    platform: string,
+    kind: ConnectionKind,
+    workspaceId: string,
+    externalId: string,
+  ): ConnectionRow | null {
+    const row = this.db
+      .prepare(
+        'SELECT * FROM connections WHERE platform = ? AND kind = ? AND workspace_id = ? AND external_id = ?',
+      )
+      .get(platform, kind, workspaceId, externalId) as ConnectionRow | undefined;
+    return row ?? null;
+  }
+
+  list(filter: ConnectionFilter = {}): ConnectionRow[] {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (filter.userId !== undefined) {
+      where.push('user_id = ?');
+      args.push(filter.userId);
+    }
+    if (filter.platform !== undefined) {
+      where.push('platform = ?');
+      args.push(filter.platform);
+    }
+    if (filter.kind !== undefined) {
+      where.push('kind = ?');
+      args.push(filter.kind);
+    }
+    const clause = where.length === 0 ? '' : `WHERE ${where.join(' AND ')}`;
+    return this.db
+      .prepare(`SELECT * FROM connections ${clause} ORDER BY created_at, connection_id`)
+      .all(...args) as ConnectionRow[];
+  }
+
+  insert(c: NewConnection, now: number): void {
+    this.db
+      .prepare(
+        `INSERT INTO connections (connection_id, platform, kind, user_id, external_id, workspace_id, scopes,
+           access_token, refresh_token, token_type, expires_at, refresh_expires_at, health, refreshed_at,
+           created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ok', ?, ?, ?)`,
+      )
+      .run(
+        c.id,
+        c.platform,
+        c.kind,
+        c.userId,
+        c.externalId,
+        c.workspaceId,
+        JSON.stringify(c.scopes ?? []),
+        c.accessToken,
+        c.refreshToken,
+        c.tokenType,
+        c.expiresAt,
+        c.refreshExpiresAt,
+        now,
+        now,
+        now,
+      );
+  }
+
+  /**
+   * A reconnect of an account that already has a row: new owner (the account may have moved to
+   * another user through unlink + link), new tokens, and a clean bill of health.
+   */
+  replaceGrant(id: string, userId: string | null, t: SealedTokens, now: number): void {
+    this.db
+      .prepare(
+        `UPDATE connections SET user_id = ?, scopes = ?, access_token = ?, refresh_token = ?, token_type = ?,
+           expires_at = ?, refresh_expires_at = ?, health = 'ok', last_error = NULL, last_error_at = NULL,
+           retry_at = NULL, failures = 0, refreshed_at = ?, expiry_warned_at = NULL, updated_at = ?
+         WHERE connection_id = ?`,
+      )
+      .run(
+        userId,
+        JSON.stringify(t.scopes ?? []),
+        t.accessToken,
+        t.refreshToken,
+        t.tokenType,
+        t.expiresAt,
+        t.refreshExpiresAt,
+        now,
+        now,
+        id,
+      );
+  }
+
+  /**
+   * A successful refresh: the new access token, the new (or kept) refresh token and their
+   * expiries in one statement, so a rotation can never be half-stored.
+   */
+  saveRefreshed(id: string, t: SealedTokens, now: number): boolean {
+    return (
+      this.db
+        .prepare(
+          `UPDATE connections SET access_token = ?, refresh_token = ?, token_type = COALESCE(?, token_type),
+             expires_at = ?, refresh_expires_at = COALESCE(?, refresh_expires_at),
+             scopes = COALESCE(?, scopes), health = 'ok', last_error = NULL, last_error_at = NULL,
+             retry_at = NULL, failures = 0, refreshed_at = ?, updated_at = ?
+           WHERE connection_id = ?`,
+        )
+        .run(
+          t.accessToken,
+          t.refreshToken,
+          t.tokenType,
+          t.expiresAt,
+          t.refreshExpiresAt,
+          t.scopes === null ? null : JSON.stringify(t.scopes),
+          now,
+          now,
+          id,
+        ).changes === 1
+    );
+  }
+
+  setHealth(
+    id: string,
+    fields: {
+      readonly health: StoredHealth;
+      readonly lastError: string | null;
+      readonly retryAt: number | null;
+      readonly failures: number;
+    },
+    now: number,
+  ): void {
+    this.db
+      .prepare(
+        `UPDATE connections SET health = ?, last_error = ?, last_error_at = ?, retry_at = ?, failures = ?,
+           updated_at = ?
+         WHERE connection_id = ?`,
+      )
+      .run(
+        fields.health,
+        fields.lastError,
+        fields.lastError === null ? null : now,
+        fields.retryAt,
+        fields.failures,
+        now,
+        id,
+      );
+  }
+
+  markExpiryWarned(id: string, now: number): void {
+    this.db.prepare('UPDATE connections SET expiry_warned_at = ? WHERE connection_id = ?').run(now, id);
+  }
+
+  delete(id: string): boolean {
+    return this.db.prepare('DELETE FROM connections WHERE connection_id = ?').run(id).changes === 1;
+  }
+
+  /** Connections whose access token ends before `horizon`, soonest first. */
+  expiringBefore(horizon: number): ConnectionRow[] {
+    return this.db
+      .prepare(
+        `SELECT * FROM connections WHERE expires_at IS NOT NULL AND expires_at <= ?
+           AND health IN ('ok', 'error') ORDER BY expires_at`,
+      )
+      .all(horizon) as ConnectionRow[];
+  }
+
+  /**
+   * User connections of these platforms whose grant ends before `horizon` and that were not
+   * warned about yet. The grant ends with the refresh token where one with an end date is held
+   * (or the access token, if that outlives it), else with the access token if nothing refreshes it.
+   */
+  unwarnedEndingBefore(platforms: readonly string[], horizon: number): ConnectionRow[] {
+    if (platforms.length === 0) return [];
+    const marks = platforms.map(() => '?').join(', ');
+    return this.db
+      .prepare(
+        `SELECT * FROM connections WHERE platform IN (${marks}) AND kind = 'user' AND expiry_warned_at IS NULL
+           AND health IN ('ok', 'error')
+           AND CASE
+                 WHEN refresh_token IS NOT NULL AND refresh_expires_at IS NOT NULL
+                   THEN MAX(refresh_expires_at, COALESCE(expires_at, 0))
+                 WHEN refresh_token IS NULL THEN expires_at
+               END <= ?`,
+      )
+      .all(...platforms, horizon) as ConnectionRow[];
+  }
+
+  // ------------------------------------------------------------------ key rotation
+
+  sealedCells(): SealedCell[] {
+    const cells: SealedCell[] = [];
+    const conns = this.db
+      .prepare('SELECT connection_id, access_token, refresh_token FROM connections')
+      .all() as Pick<ConnectionRow, 'connection_id' | 'access_token' | 'refresh_token'>[];
+    for (const c of conns) {
+      cells.push({
+        table: 'connections',
+        column: 'access_token',
+        key: c.connection_id,
+        value: c.access_token,
+      });
+      if (c.refresh_token !== null) {
+        cells.push({
+          table: 'connections',
+          column: 'refresh_token',
+          key: c.connection_id,
+          value: c.refresh_token,
+        });
+      }
+    }
+    const states = this.db
+      .prepare('SELECT state_hash, code_verifier FROM oauth_states WHERE code_verifier IS NOT NULL')
+      .all() as { state_hash: string; code_verifier: string }[];
+    for (const s of states) {
+      cells.push({
+        table: 'oauth_states',
+        column: 'code_verifier',
+        key: s.state_hash,
+        value: s.code_verifier,
+      });
+    }
+    return cells;
+  }
+
+  writeCell(cell: SealedCell, value: string): void {
+    const keyColumn = cell.table === 'connections' ? 'connection_id' : 'state_hash';
+    // Table and column names come from the closed unions above, never from input.
+    this.db
+      .prepare(`UPDATE ${cell.table} SET ${cell.column} = ? WHERE ${keyColumn} = ?`)
+      .run(value, cell.key);
+  }
+}
+
+/** Where a sealed value lives: the vault's additional authenticated data. */
+export function sealContext(cell: Pick<SealedCell, 'table' | 'column' | 'key'>): string {
+  return cell.table === 'connections' ? `${cell.key}:${cell.column}` : `state:${cell.key}:${cell.column}`;
+}

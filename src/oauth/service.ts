@@ -1,0 +1,548 @@
+/**
+ * @module oauth/service
+ * The facade the HTTP routes and the CLI use for OAuth connections (issue 5): start and finish
+ * an authorize flow, list and show connections as `GET /v1/connections` shows them, delete
+ * (revoking at the platform where it can), hand connectors a fresh access token, and run the
+ * refresh sweep. Everything is injected through the constructor; nothing here reads the wall
+ * clock or the process environment. Returned objects are JSON-ready, snake_case and never hold
+ * a token. `rotateSecret` re-encrypts every stored token under a new key, for
+ * `presence keys rotate-secret`.
+ */
+
+import { randomBytes } from 'node:crypto';
+
+import { requireSecretKey, type Env } from '../config/env';
+import type { Clock } from '../core/clock';
+import { AppError } from '../core/errors';
+import type { Log } from '../core/log';
+import type { AccountRef } from '../core/ports';
+import type { Db } from '../store/db';
+import {
+  ConnectionStore,
+  sealContext,
+  type ConnectionFilter,
+  type ConnectionKind,
+  type ConnectionRow,
+  type Health,
+  type SealedTokens,
+} from './connection-store';
+import {
+  AuthorizeFlow,
+  requireOAuthPlatform,
+  type AuthorizeStart,
+  type CallbackQuery,
+  type LinkAccount,
+} from './flow';
+import { OAuthCallError, ProviderClient, type RevokeOutcome, type TokenSet } from './provider-client';
+import {
+  OAUTH_PLATFORMS,
+  PROVIDERS,
+  isOAuthPlatform,
+  resolveProvider,
+  type OAuthPlatform,
+} from './providers';
+import { TokenManager, type ConnectionEventType, type SweepReport } from './token-manager';
+import { TokenVault, VaultError, parseSecretKey } from './vault';
+
+export type { AuthorizeStart, CallbackQuery, LinkAccount } from './flow';
+export { STATE_TTL_MS, callbackUrl, requireOAuthPlatform } from './flow';
+export { OAUTH_PLATFORMS, type OAuthPlatform } from './providers';
+export type { ConnectionEventType, SweepReport } from './token-manager';
+export { ConnectionUnavailableError } from './token-manager';
+export type { Health } from './connection-store';
+
+/** A connection as `GET /v1/connections` shows it. */
+export interface ConnectionView {
+  readonly id: string;
+  readonly platform: string;
+  /** 'user': a person's grant; 'app': the app's own (Zoom Server-to-Server, Microsoft client credentials). */
+  readonly kind: ConnectionKind;
+  readonly user_id: string | null;
+  readonly external_id: string;
+  readonly workspace_id: string | null;
+  readonly scopes: string[];
+  readonly health: Health;
+  readonly last_error: string | null;
+  readonly last_error_at: string | null;
+  /** After a failed refresh: when the next attempt may run. */
+  readonly next_retry_at: string | null;
+  /** When the access token expires; null when it does not. */
+  readonly expires_at: string | null;
+  /** When the grant itself ends (refresh token, or the access token where nothing refreshes it). */
+  readonly grant_expires_at: string | null;
+  /** The grant cannot be refreshed and ends within the platform's warning window (LinkedIn: 7 days). */
+  readonly expires_soon: boolean;
+  readonly refreshable: boolean;
+  readonly refreshed_at: string | null;
+  readonly created_at: string;
+  readonly updated_at: string;
+}
+
+/** What `onEvent` receives for `connection.reauth_required` and `connection.revoked`. */
+export interface ConnectionEventData {
+  readonly connection_id: string;
+  readonly platform: string;
+  readonly kind: ConnectionKind;
+  readonly user_id: string | null;
+  readonly external_id: string;
+  readonly workspace_id: string | null;
+  readonly reason: string;
+  readonly at: string;
+}
+
+export interface DeleteResult {
+  readonly id: string;
+  readonly deleted: true;
+  /** Whether the platform has a revoke endpoint. */
+  readonly revoke_supported: boolean;
+  readonly revoked_at_platform: boolean;
+  /** Why it was not revoked there (tokens were deleted here regardless), or null. */
+  readonly revoke_error: string | null;
+}
+
+export interface PlatformAvailability {
+  readonly platform: OAuthPlatform;
+  readonly configured: boolean;
+  readonly pkce: boolean;
+  readonly app_grant: boolean;
+}
+
+export interface ConnectionServiceDeps {
+  readonly db: Db;
+  readonly env: Env;
+  readonly clock: Clock;
+  readonly log: Log;
+  /** `PresenceEngine.linkAccount`: links, or names the user the account belongs to. */
+  readonly linkAccount: LinkAccount;
+  /** `PresenceEngine.hasUser`. */
+  readonly hasUser: (userId: string) => boolean;
+  /**
+   * Called for `connection.reauth_required` and `connection.revoked`, synchronously inside the
+   * SQLite transaction (on `db`) that records the change: the webhook outbox writes its row
+   * there. A throw rolls the change back.
+   */
+  readonly onEvent: (type: ConnectionEventType, data: ConnectionEventData) => void;
+  /** Base of the default redirect URI (`${publicUrl}/v1/connect/{platform}/callback`); defaults to env.PUBLIC_URL. */
+  readonly publicUrl?: string;
+  /** Defaults to env.PRESENCE_SECRET_KEY, which is then required. */
+  readonly secretKey?: string;
+  /** Keys that may still have sealed some values (during a rotation); they open, never seal. */
+  readonly previousSecretKeys?: readonly string[];
+  /** For identity and direct revoke calls; the global fetch by default. */
+  readonly fetch?: typeof fetch;
+  /** Per request to a platform (default 10 s). */
+  readonly httpTimeoutMs?: number;
+  readonly refreshMarginMs?: number;
+  readonly cooldownMs?: readonly number[];
+}
+
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+
+export class ConnectionService {
+  private readonly store: ConnectionStore;
+  private readonly vault: TokenVault;
+  private readonly clients = new Map<OAuthPlatform, ProviderClient>();
+  private readonly tokens: TokenManager;
+  private readonly flow: AuthorizeFlow;
+
+  constructor(private readonly deps: ConnectionServiceDeps) {
+    const { db, env, clock, log } = deps;
+    this.store = new ConnectionStore(db);
+    this.vault = TokenVault.fromSecrets(
+      deps.secretKey ?? requireSecretKey(env),
+      deps.previousSecretKeys ?? [],
+    );
+    const options = { timeoutMs: deps.httpTimeoutMs ?? 10_000, fetch: deps.fetch ?? globalThis.fetch };
+    for (const platform of OAUTH_PLATFORMS) {
+      const resolved = resolveProvider(platform, env);
+      if (resolved !== null) this.clients.set(platform, new ProviderClient(resolved, options));
+    }
+    const client = (p: string): ProviderClient | null =>
+      isOAuthPlatform(p) ? (this.clients.get(p) ?? null) : null;
+    this.tokens = new TokenManager({
+      store: this.store,
+      vault: this.vault,
+      client,
+      clock,
+      log,
+      emit: (type, row, reason) => deps.onEvent(type, this.eventData(row, reason)),
+      ...(deps.refreshMarginMs === undefined ? {} : { refreshMarginMs: deps.refreshMarginMs }),
+      ...(deps.cooldownMs === undefined ? {} : { cooldownMs: deps.cooldownMs }),
+    });
+    this.flow = new AuthorizeFlow({
+      store: this.store,
+      vault: this.vault,
+      client,
+      clock,
+      log,
+      linkAccount: deps.linkAccount,
+      hasUser: deps.hasUser,
+      publicUrl: deps.publicUrl ?? env.PUBLIC_URL,
+    });
+  }
+
+  /** Which platforms can be connected on this server. */
+  platforms(): PlatformAvailability[] {
+    return OAUTH_PLATFORMS.map((platform) => {
+      const client = this.clients.get(platform);
+      return {
+        platform,
+        configured: client !== undefined,
+        pkce: PROVIDERS[platform].pkce,
+        app_grant: client?.provider.app != null,
+      };
+    });
+  }
+
+  /**
+   * `GET /v1/connect/{platform}?user_id=`: the URL to redirect the person to.
+   * Errors: not_found (unknown platform or user), invalid_request (WhatsApp and other platforms
+   * without OAuth, a platform without credentials, a bad user id or redirect URI, no PUBLIC_URL).
+   */
+  startAuthorize(platform: string, userId: string, redirectUri?: string): AuthorizeStart {
+    return this.flow.start(platform, userId, redirectUri);
+  }
+
+  /**
+   * `GET /v1/connect/{platform}/callback`: exchanges the code, links the account, stores the
+   * connection. Errors (nothing stored in any of them): invalid_request (missing, unknown,
+   * reused, expired or foreign state; missing code; code refused), forbidden (the person
+   * declined: `error=access_denied`), not_found (unknown platform; user deleted meanwhile),
+   * conflict (account linked to another user), platform_error (the platform failed).
+   */
+  async completeCallback(platform: string, query: CallbackQuery): Promise<ConnectionView> {
+    const row = await this.flow.complete(platform, query, (p) =>
+      this.upsert(p.platform, 'user', p.userId, p.account, p.tokens),
+    );
+    return this.view(row);
+  }
+
+  /**
+   * Connects the app's own grant (Zoom Server-to-Server with ZOOM_ACCOUNT_ID; Microsoft client
+   * credentials with MS_TENANT_ID) and keeps its token fresh from then on.
+   */
+  async connectApp(platformName: string): Promise<ConnectionView> {
+    const platform = requireOAuthPlatform(platformName);
+    const client = this.clients.get(platform);
+    const spec = PROVIDERS[platform];
+    if (client === undefined) {
+      throw new AppError(
+        'invalid_request',
+        `${platform} is not configured: set ${spec.clientIdEnv} and ${spec.clientSecretEnv}`,
+      );
+    }
+    const app = client.provider.app;
+    if (app === null) {
+      throw new AppError(
+        'invalid_request',
+        spec.app === null
+          ? `${platform} has no app grant`
+          : `${platform} app grant needs ${spec.app.accountEnv}`,
+      );
+    }
+    let tokens: TokenSet;
+    try {
+      tokens = await client.appToken();
+    } catch (e) {
+      const message = e instanceof OAuthCallError ? e.message : `${platform} app token request failed`;
+      throw new AppError('platform_error', message);
+    }
+    const account: AccountRef = { platform, externalId: app.accountId, workspaceId: app.accountId };
+    const row = this.upsert(platform, 'app', null, account, tokens);
+    this.deps.log.info({ connection_id: row.connection_id, platform }, 'app connection stored');
+    return this.view(row);
+  }
+
+  list(filter: { user_id?: string; platform?: string; kind?: ConnectionKind } = {}): ConnectionView[] {
+    const f: ConnectionFilter = {
+      ...(filter.user_id === undefined ? {} : { userId: filter.user_id }),
+      ...(filter.platform === undefined ? {} : { platform: filter.platform }),
+      ...(filter.kind === undefined ? {} : { kind: filter.kind }),
+    };
+    return this.store.list(f).map((r) => this.view(r));
+  }
+
+  /** Errors: not_found. */
+  get(id: string): ConnectionView {
+    return this.view(this.requireRow(id));
+  }
+
+  /** The connection holding an account's grant, if any (for connectors). */
+  findByAccount(account: AccountRef, kind: ConnectionKind = 'user'): ConnectionView | null {
+    const row = this.store.findByAccount(account.platform, kind, account.workspaceId, account.externalId);
+    return row === null ? null : this.view(row);
+  }
+
+  /**
+   * `DELETE /v1/connections/{id}`: revokes at the platform where it has a revoke endpoint, then
+   * deletes the tokens whether or not that worked, and emits `connection.revoked`.
+   * Errors: not_found.
+   */
+  async deleteConnection(id: string): Promise<DeleteResult> {
+    this.requireRow(id);
+    // A refresh in flight would otherwise rotate the tokens under the revoke.
+    await this.tokens.settle(id);
+    const row = this.requireRow(id);
+    const client = isOAuthPlatform(row.platform) ? this.clients.get(row.platform) : undefined;
+    let outcome: RevokeOutcome;
+    if (client === undefined) {
+      outcome = {
+        supported: false,
+        revoked: false,
+        error: `${row.platform} is not configured, so nothing was revoked there`,
+      };
+    } else {
+      outcome = await client.revoke({
+        accessToken: this.tryOpen(row, 'access_token', row.access_token),
+        refreshToken:
+          row.refresh_token === null ? null : this.tryOpen(row, 'refresh_token', row.refresh_token),
+      });
+    }
+    this.store.transaction(() => {
+      const current = this.store.get(id);
+      if (current === null) return;
+      this.store.delete(id);
+      if (current.health !== 'revoked') {
+        this.deps.onEvent('connection.revoked', this.eventData(current, 'deleted through the API'));
+      }
+    });
+    this.deps.log.info(
+      {
+        connection_id: id,
+        platform: row.platform,
+        revoked_at_platform: outcome.revoked,
+        revoke_error: outcome.error,
+      },
+      'connection deleted',
+    );
+    return {
+      id,
+      deleted: true,
+      revoke_supported: outcome.supported,
+      revoked_at_platform: outcome.revoked,
+      revoke_error: outcome.error,
+    };
+  }
+
+  /** Deletes (and revokes) every connection of a user: call before deleting the user. */
+  async deleteConnectionsOfUser(userId: string): Promise<DeleteResult[]> {
+    const out: DeleteResult[] = [];
+    for (const row of this.store.list({ userId })) out.push(await this.deleteConnection(row.connection_id));
+    return out;
+  }
+
+  /**
+   * For connectors: a usable access token, refreshed ahead of expiry. Errors: not_found;
+   * forbidden (details code `reauth_required` or `revoked`); platform_error (refresh failing,
+   * cooling down: `Retry-After` header); internal (tokens not decryptable with the configured key).
+   */
+  getAccessToken(id: string): Promise<string> {
+    return this.tokens.getAccessToken(id);
+  }
+
+  /** For connectors: the platform refused the token on an API call (401). */
+  markReauthRequired(id: string, reason: string): void {
+    this.tokens.markReauthRequired(id, reason);
+  }
+
+  /** For inbound handlers: the platform revoked the grant (Slack `tokens_revoked`, `app_uninstalled`). */
+  markRevoked(id: string, reason: string): void {
+    this.tokens.markRevoked(id, reason);
+  }
+
+  /** One sweep now (the schedule calls this every minute). */
+  sweep(): Promise<SweepReport> {
+    return this.tokens.sweep();
+  }
+
+  /** Starts the refresh schedule (node-cron, every minute). */
+  start(): void {
+    this.tokens.start();
+  }
+
+  /** Stops the schedule and waits for refreshes in flight. */
+  stop(): Promise<void> {
+    return this.tokens.stop();
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  private upsert(
+    platform: OAuthPlatform,
+    kind: ConnectionKind,
+    userId: string | null,
+    account: AccountRef,
+    tokens: TokenSet,
+  ): ConnectionRow {
+    const now = this.deps.clock.now();
+    return this.store.transaction(() => {
+      const existing = this.store.findByAccount(platform, kind, account.workspaceId, account.externalId);
+      const id = existing?.connection_id ?? `con_${randomBytes(12).toString('base64url')}`;
+      const sealed = this.seal(id, tokens, now);
+      if (existing === null) {
+        this.store.insert(
+          {
+            id,
+            platform,
+            kind,
+            userId,
+            externalId: account.externalId,
+            workspaceId: account.workspaceId,
+            ...sealed,
+          },
+          now,
+        );
+      } else {
+        this.store.replaceGrant(id, userId, sealed, now);
+      }
+      const row = this.store.get(id);
+      if (row === null) throw new AppError('internal', 'connection vanished while being stored');
+      return row;
+    });
+  }
+
+  private seal(id: string, t: TokenSet, now: number): SealedTokens {
+    const ctx = (column: 'access_token' | 'refresh_token'): string =>
+      sealContext({ table: 'connections', column, key: id });
+    return {
+      accessToken: this.vault.seal(t.accessToken, ctx('access_token')),
+      refreshToken: t.refreshToken === null ? null : this.vault.seal(t.refreshToken, ctx('refresh_token')),
+      tokenType: t.tokenType,
+      expiresAt: t.expiresInSec === null ? null : now + t.expiresInSec * 1000,
+      refreshExpiresAt: t.refreshExpiresInSec === null ? null : now + t.refreshExpiresInSec * 1000,
+      scopes: t.scopes ?? [],
+    };
+  }
+
+  private tryOpen(
+    row: ConnectionRow,
+    column: 'access_token' | 'refresh_token',
+    sealed: string,
+  ): string | null {
+    try {
+      return this.vault.open(sealed, sealContext({ table: 'connections', column, key: row.connection_id }));
+    } catch (e) {
+      if (e instanceof VaultError) return null;
+      throw e;
+    }
+  }
+
+  private requireRow(id: string): ConnectionRow {
+    const row = this.store.get(id);
+    if (row === null) throw new AppError('not_found', `no connection ${id.slice(0, 64)}`);
+    return row;
+  }
+
+  private refreshable(row: ConnectionRow, now: number): boolean {
+    if (row.kind === 'app')
+      return isOAuthPlatform(row.platform) && this.clients.get(row.platform)?.provider.app != null;
+    return row.refresh_token !== null && (row.refresh_expires_at === null || row.refresh_expires_at > now);
+  }
+
+  private view(row: ConnectionRow): ConnectionView {
+    const now = this.deps.clock.now();
+    const refreshable = this.refreshable(row, now);
+    // The grant ends with its refresh token where that has an end (an access token refreshed
+    // late may outlive it), with the access token where nothing refreshes it, else never.
+    const grantEnd =
+      row.kind === 'user' && row.refresh_token !== null && row.refresh_expires_at !== null
+        ? Math.max(row.refresh_expires_at, row.expires_at ?? 0)
+        : refreshable
+          ? null
+          : row.expires_at;
+    const warning = isOAuthPlatform(row.platform) ? PROVIDERS[row.platform].expiryWarningMs : null;
+    let scopes: string[] = [];
+    try {
+      const parsed: unknown = JSON.parse(row.scopes);
+      if (Array.isArray(parsed)) scopes = parsed.filter((s): s is string => typeof s === 'string');
+    } catch {
+      scopes = [];
+    }
+    return {
+      id: row.connection_id,
+      platform: row.platform,
+      kind: row.kind,
+      user_id: row.user_id,
+      external_id: row.external_id,
+      workspace_id: row.workspace_id === '' ? null : row.workspace_id,
+      scopes,
+      health: this.tokens.isRefreshing(row.connection_id) ? 'refreshing' : row.health,
+      last_error: row.last_error,
+      last_error_at: iso(row.last_error_at),
+      next_retry_at: row.health === 'error' ? iso(row.retry_at) : null,
+      expires_at: iso(row.expires_at),
+      grant_expires_at: iso(grantEnd),
+      expires_soon:
+        warning !== null &&
+        grantEnd !== null &&
+        grantEnd - now <= warning &&
+        (row.health === 'ok' || row.health === 'error'),
+      refreshable,
+      refreshed_at: iso(row.refreshed_at),
+      created_at: iso(row.created_at) ?? '',
+      updated_at: iso(row.updated_at) ?? '',
+    };
+  }
+
+  private eventData(row: ConnectionRow, reason: string): ConnectionEventData {
+    return {
+      connection_id: row.connection_id,
+      platform: row.platform,
+      kind: row.kind,
+      user_id: row.user_id,
+      external_id: row.external_id,
+      workspace_id: row.workspace_id === '' ? null : row.workspace_id,
+      reason,
+      at: iso(this.deps.clock.now()) ?? '',
+    };
+  }
+}
+
+export interface RotateReport {
+  /** The id of the key everything is now sealed under. */
+  readonly key_id: string;
+  readonly reencrypted: number;
+  readonly already_current: number;
+}
+
+/**
+ * `presence keys rotate-secret`: re-encrypts every stored token (and pending PKCE verifier)
+ * under `newKey`, opening each with whichever of `oldKeys` sealed it. One transaction: a value
+ * sealed under a key that is not given stops it with nothing changed. Running it again is
+ * harmless (values already under `newKey` are left as they are), which also covers values a
+ * server still on the old key wrote meanwhile. Restart the server with the new key afterwards
+ * (or give it the old one in `previousSecretKeys` until then).
+ */
+export function rotateSecret(
+  db: Db,
+  keys: { readonly oldKeys: readonly string[]; readonly newKey: string },
+): RotateReport {
+  const next = parseSecretKey(keys.newKey);
+  const vault = new TokenVault(next, keys.oldKeys.map(parseSecretKey));
+  const store = new ConnectionStore(db);
+  return store.transaction(() => {
+    let reencrypted = 0;
+    let current = 0;
+    const unknown = new Map<string, number>();
+    for (const cell of store.sealedCells()) {
+      const kid = TokenVault.keyIdOf(cell.value) ?? '(not a ciphertext)';
+      if (!vault.hasKey(kid)) {
+        unknown.set(kid, (unknown.get(kid) ?? 0) + 1);
+        continue;
+      }
+      const ctx = sealContext(cell);
+      const plaintext = vault.open(cell.value, ctx);
+      if (kid === next.id) {
+        current += 1;
+        continue;
+      }
+      store.writeCell(cell, vault.seal(plaintext, ctx));
+      reencrypted += 1;
+    }
+    if (unknown.size > 0) {
+      const list = [...unknown].map(([k, n]) => `${k} (${n})`).join(', ');
+      throw new VaultError(`values are sealed under keys that were not given: ${list}; nothing was changed`);
+    }
+    return { key_id: next.id, reencrypted, already_current: current };
+  });
+}

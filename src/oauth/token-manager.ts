@@ -1,0 +1,421 @@
+/**
+ * @module oauth/token-manager
+ * Keeps connections' access tokens usable. `getAccessToken` refreshes ahead of expiry
+ * (`REFRESH_MARGIN_MS`), with at most one refresh in flight per connection (concurrent callers
+ * share its promise), and a cool-down after a failure that grows with each consecutive one. A
+ * refresh stores the new access token and the rotated refresh token in one statement. A sweep on
+ * node-cron refreshes tokens before anyone asks, fetches app tokens (Zoom Server-to-Server) ahead
+ * of their 1-hour expiry, moves expired non-refreshable grants to `reauth_required`, warns ahead
+ * of LinkedIn's 60-day expiry, and purges expired authorize states.
+ *
+ * Health: `ok`; `refreshing` (in flight, overlaid in memory); `reauth_required` (the grant is
+ * gone: invalid_grant, an expired LinkedIn token); `revoked` (the platform revoked it);
+ * `error` (5xx, network, a refused request: retried after the cool-down). Entering
+ * `reauth_required` or `revoked` emits `connection.reauth_required` / `connection.revoked` inside
+ * the transaction that records it, so the webhook outbox can write the event atomically.
+ */
+
+import cron, { type ScheduledTask } from 'node-cron';
+
+import type { Clock } from '../core/clock';
+import { AppError } from '../core/errors';
+import type { Log } from '../core/log';
+import type { ConnectionRow, ConnectionStore, SealedTokens, StoredHealth } from './connection-store';
+import { sealContext } from './connection-store';
+import { OAuthCallError, type ProviderClient, type TokenSet } from './provider-client';
+import { PROVIDERS, isOAuthPlatform } from './providers';
+import { VaultError, type TokenVault } from './vault';
+
+/** Refresh when the access token has less than this left (Nango's margin). */
+export const REFRESH_MARGIN_MS = 5 * 60_000;
+/** Cool-down after the 1st, 2nd, … consecutive failed refresh; the last one repeats. */
+export const REFRESH_COOLDOWN_MS: readonly number[] = [30_000, 60_000, 2 * 60_000, 5 * 60_000, 15 * 60_000];
+/** The sweep runs every minute and looks this far past the margin, so no token reaches its margin unrefreshed. */
+export const SWEEP_CRON = '* * * * *';
+export const SWEEP_LOOKAHEAD_MS = 2 * 60_000;
+
+export type ConnectionEventType = 'connection.reauth_required' | 'connection.revoked';
+
+/** Called inside the transaction that records the transition; it must be synchronous. */
+export type EmitTransition = (type: ConnectionEventType, row: ConnectionRow, reason: string) => void;
+
+export type UnavailableReason = 'reauth_required' | 'revoked' | 'unavailable';
+
+/** A connection whose token cannot be had now. Safe to show: it names no secret. */
+export class ConnectionUnavailableError extends AppError {
+  constructor(
+    readonly reason: UnavailableReason,
+    message: string,
+    readonly retryAt: number | null = null,
+    now = 0,
+  ) {
+    super(
+      reason === 'unavailable' ? 'platform_error' : 'forbidden',
+      message,
+      [{ code: reason, message }],
+      retryAt === null ? {} : { 'Retry-After': String(Math.max(1, Math.ceil((retryAt - now) / 1000))) },
+    );
+  }
+}
+
+export interface SweepReport {
+  refreshed: number;
+  failed: number;
+  expired: number;
+  warned: number;
+  statesPurged: number;
+}
+
+export interface TokenManagerDeps {
+  readonly store: ConnectionStore;
+  readonly vault: TokenVault;
+  readonly client: (platform: string) => ProviderClient | null;
+  readonly clock: Clock;
+  readonly log: Log;
+  readonly emit: EmitTransition;
+  readonly refreshMarginMs?: number;
+  readonly cooldownMs?: readonly number[];
+}
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+export class TokenManager {
+  private readonly inflight = new Map<string, Promise<string>>();
+  private readonly margin: number;
+  private readonly cooldown: readonly number[];
+  private task: ScheduledTask | null = null;
+
+  constructor(private readonly deps: TokenManagerDeps) {
+    this.margin = deps.refreshMarginMs ?? REFRESH_MARGIN_MS;
+    this.cooldown = deps.cooldownMs ?? REFRESH_COOLDOWN_MS;
+  }
+
+  isRefreshing(id: string): boolean {
+    return this.inflight.has(id);
+  }
+
+  /** A usable access token, refreshed first when it is within the margin of its expiry. */
+  async getAccessToken(id: string): Promise<string> {
+    const row = this.requireRow(id);
+    const now = this.deps.clock.now();
+    this.assertUsable(row);
+    const pending = this.inflight.get(id);
+    if (pending !== undefined) return pending;
+    if (row.expires_at === null || row.expires_at - now > this.margin) return this.openAccess(row);
+    if (!this.refreshable(row, now)) {
+      if (row.expires_at > now) return this.openAccess(row);
+      this.expire(row);
+      throw this.unusable(this.requireRow(id));
+    }
+    if (row.retry_at !== null && row.retry_at > now) {
+      // Cooling down after a failure: the current token still serves while it lasts.
+      if (row.expires_at > now) return this.openAccess(row);
+      throw new ConnectionUnavailableError(
+        'unavailable',
+        `connection ${id}: refresh failed and is retried after ${iso(row.retry_at)} (${row.last_error ?? 'error'})`,
+        row.retry_at,
+        now,
+      );
+    }
+    return this.refresh(id);
+  }
+
+  /** Refreshes now (callers of one connection share one refresh) and returns the new access token. */
+  refresh(id: string): Promise<string> {
+    const pending = this.inflight.get(id);
+    if (pending !== undefined) return pending;
+    const p = this.doRefresh(id).finally(() => this.inflight.delete(id));
+    this.inflight.set(id, p);
+    return p;
+  }
+
+  /** Waits for a refresh in flight, if any, whatever its outcome. */
+  async settle(id: string): Promise<void> {
+    const pending = this.inflight.get(id);
+    if (pending !== undefined) await pending.catch(() => undefined);
+  }
+
+  /** For connectors and inbound handlers: the platform refused the token (a 401 on an API call). */
+  markReauthRequired(id: string, reason: string): void {
+    this.transition(this.requireRow(id), 'reauth_required', reason, null, null);
+  }
+
+  /** For inbound handlers: the platform says the grant was revoked (Slack `tokens_revoked`, …). */
+  markRevoked(id: string, reason: string): void {
+    this.transition(this.requireRow(id), 'revoked', reason, null, null);
+  }
+
+  async sweep(): Promise<SweepReport> {
+    const { store, clock, log } = this.deps;
+    const now = clock.now();
+    const report: SweepReport = { refreshed: 0, failed: 0, expired: 0, warned: 0, statesPurged: 0 };
+    report.statesPurged = store.purgeStates(now);
+
+    // One at a time: a handful of connections come due per minute, and serial refreshes keep
+    // the platforms' token endpoints free of bursts.
+    for (const row of store.expiringBefore(now + this.margin + SWEEP_LOOKAHEAD_MS)) {
+      if (this.inflight.has(row.connection_id)) continue;
+      if (!this.refreshable(row, now)) {
+        if (row.expires_at !== null && row.expires_at <= now) {
+          this.expire(row);
+          report.expired += 1;
+        }
+        continue;
+      }
+      if (row.retry_at !== null && row.retry_at > now) continue;
+      try {
+        await this.refresh(row.connection_id);
+        report.refreshed += 1;
+      } catch {
+        report.failed += 1;
+      }
+    }
+
+    for (const spec of Object.values(PROVIDERS)) {
+      if (spec.expiryWarningMs === null) continue;
+      for (const row of store.unwarnedEndingBefore([spec.platform], now + spec.expiryWarningMs)) {
+        const end =
+          row.refresh_token !== null && row.refresh_expires_at !== null
+            ? Math.max(row.refresh_expires_at, row.expires_at ?? 0)
+            : (row.expires_at ?? now);
+        log.warn(
+          {
+            connection_id: row.connection_id,
+            platform: row.platform,
+            user_id: row.user_id,
+            expires_at: iso(end),
+          },
+          `${spec.displayName} connection expires soon and cannot be refreshed: the person must connect again`,
+        );
+        store.markExpiryWarned(row.connection_id, now);
+        report.warned += 1;
+      }
+    }
+    return report;
+  }
+
+  /** Schedules the sweep on node-cron (every minute). */
+  start(): void {
+    if (this.task !== null) return;
+    const { log } = this.deps;
+    this.task = cron.schedule(
+      SWEEP_CRON,
+      async () => {
+        try {
+          const r = await this.sweep();
+          if (r.refreshed + r.failed + r.expired + r.warned > 0) log.info({ ...r }, 'oauth token sweep');
+        } catch (e) {
+          log.error({ err: e instanceof Error ? e.message : String(e) }, 'oauth token sweep failed');
+        }
+      },
+      {
+        name: 'oauth-token-sweep',
+        noOverlap: true,
+        logger: {
+          info: (m) => log.debug({}, m),
+          warn: (m) => log.warn({}, m),
+          error: (m) => log.error({}, m instanceof Error ? m.message : m),
+          debug: (m) => log.debug({}, m instanceof Error ? m.message : m),
+        },
+      },
+    );
+  }
+
+  async stop(): Promise<void> {
+    const task = this.task;
+    this.task = null;
+    if (task !== null) await task.destroy();
+    await Promise.allSettled([...this.inflight.values()]);
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  private async doRefresh(id: string): Promise<string> {
+    const { store, clock, log } = this.deps;
+    const row = this.requireRow(id);
+    this.assertUsable(row);
+    const client = this.deps.client(row.platform);
+    if (client === null) {
+      throw new ConnectionUnavailableError(
+        'unavailable',
+        `${row.platform} is not configured (client id and secret)`,
+      );
+    }
+    let tokens: TokenSet;
+    try {
+      if (row.kind === 'app') {
+        tokens = await client.appToken();
+      } else {
+        const refreshToken =
+          row.refresh_token === null ? null : this.open(row, 'refresh_token', row.refresh_token);
+        if (refreshToken === null) throw new OAuthCallError('reauth_required', 'no refresh token is stored');
+        tokens = await client.refresh({
+          accessToken: this.open(row, 'access_token', row.access_token),
+          refreshToken,
+        });
+      }
+    } catch (e) {
+      if (e instanceof AppError) throw e;
+      const err =
+        e instanceof OAuthCallError
+          ? e
+          : new OAuthCallError('transient', `${row.platform} refresh failed unexpectedly`);
+      this.recordFailure(row, err);
+      throw this.unusable(this.requireRow(id), err);
+    }
+    const now = clock.now();
+    const sealed = this.sealRefreshed(row, tokens, now);
+    if (!store.saveRefreshed(id, sealed, now)) {
+      throw new AppError('not_found', `connection ${id} was deleted during its refresh`);
+    }
+    if (row.health !== 'ok') {
+      log.info({ connection_id: id, platform: row.platform, was: row.health }, 'connection recovered');
+    }
+    log.debug(
+      {
+        connection_id: id,
+        platform: row.platform,
+        expires_at: sealed.expiresAt === null ? null : iso(sealed.expiresAt),
+        rotated: tokens.refreshToken !== null,
+      },
+      'connection token refreshed',
+    );
+    return tokens.accessToken;
+  }
+
+  private sealRefreshed(row: ConnectionRow, t: TokenSet, now: number): SealedTokens {
+    const { vault } = this.deps;
+    const ctx = (column: 'access_token' | 'refresh_token'): string =>
+      sealContext({ table: 'connections', column, key: row.connection_id });
+    return {
+      accessToken: vault.seal(t.accessToken, ctx('access_token')),
+      // A platform that does not rotate answers without a refresh token: the stored one stays.
+      refreshToken:
+        t.refreshToken === null ? row.refresh_token : vault.seal(t.refreshToken, ctx('refresh_token')),
+      tokenType: t.tokenType,
+      expiresAt: t.expiresInSec === null ? null : now + t.expiresInSec * 1000,
+      refreshExpiresAt: t.refreshExpiresInSec === null ? null : now + t.refreshExpiresInSec * 1000,
+      scopes: t.scopes,
+    };
+  }
+
+  private recordFailure(row: ConnectionRow, err: OAuthCallError): void {
+    const now = this.deps.clock.now();
+    const failures = row.failures + 1;
+    if (err.kind === 'reauth_required' || err.kind === 'revoked') {
+      this.transition(row, err.kind, err.message, null, failures);
+      return;
+    }
+    const step = this.cooldown[Math.min(failures, this.cooldown.length) - 1] ?? 60_000;
+    const retryAt = now + Math.max(step, err.retryAfterMs ?? 0);
+    this.transition(row, 'error', err.message, retryAt, failures);
+  }
+
+  /** Records a health change; entering reauth_required/revoked emits its event in the same transaction. */
+  private transition(
+    row: ConnectionRow,
+    health: StoredHealth,
+    lastError: string,
+    retryAt: number | null,
+    failures: number | null,
+  ): void {
+    const { store, clock, log, emit } = this.deps;
+    const now = clock.now();
+    let entered = false;
+    store.transaction(() => {
+      const current = store.get(row.connection_id);
+      if (current === null) return;
+      store.setHealth(
+        row.connection_id,
+        { health, lastError, retryAt, failures: failures ?? current.failures },
+        now,
+      );
+      if (current.health !== health && (health === 'reauth_required' || health === 'revoked')) {
+        entered = true;
+        emit(health === 'revoked' ? 'connection.revoked' : 'connection.reauth_required', current, lastError);
+      }
+    });
+    const fields = {
+      connection_id: row.connection_id,
+      platform: row.platform,
+      user_id: row.user_id,
+      health,
+      last_error: lastError,
+      retry_at: retryAt === null ? null : iso(retryAt),
+    };
+    if (entered) log.warn(fields, `connection needs attention: ${health}`);
+    else if (health === 'error') log.warn(fields, 'connection refresh failed; retrying after the cool-down');
+  }
+
+  private expire(row: ConnectionRow): void {
+    const end =
+      row.refresh_expires_at !== null && row.refresh_token !== null ? row.refresh_expires_at : row.expires_at;
+    const platform = isOAuthPlatform(row.platform) ? PROVIDERS[row.platform].displayName : row.platform;
+    this.transition(
+      row,
+      'reauth_required',
+      `the grant expired at ${end === null ? 'an unknown time' : iso(end)} and ${platform} gave no way to refresh it; the person must connect again`,
+      null,
+      null,
+    );
+  }
+
+  private refreshable(row: ConnectionRow, now: number): boolean {
+    if (row.kind === 'app') return this.deps.client(row.platform)?.provider.app != null;
+    if (row.refresh_token === null) return false;
+    return row.refresh_expires_at === null || row.refresh_expires_at > now;
+  }
+
+  private assertUsable(row: ConnectionRow): void {
+    if (row.health === 'reauth_required' || row.health === 'revoked') throw this.unusable(row);
+  }
+
+  private unusable(row: ConnectionRow, err?: OAuthCallError): AppError {
+    const now = this.deps.clock.now();
+    if (row.health === 'reauth_required') {
+      return new ConnectionUnavailableError(
+        'reauth_required',
+        `connection ${row.connection_id} needs the person to connect ${row.platform} again (${row.last_error ?? 'grant ended'})`,
+      );
+    }
+    if (row.health === 'revoked') {
+      return new ConnectionUnavailableError(
+        'revoked',
+        `connection ${row.connection_id} was revoked (${row.last_error ?? 'revoked'})`,
+      );
+    }
+    return new ConnectionUnavailableError(
+      'unavailable',
+      `connection ${row.connection_id}: ${err?.message ?? row.last_error ?? 'refresh failed'}`,
+      row.retry_at,
+      now,
+    );
+  }
+
+  private requireRow(id: string): ConnectionRow {
+    const row = this.deps.store.get(id);
+    if (row === null) throw new AppError('not_found', `no connection ${id}`);
+    return row;
+  }
+
+  private openAccess(row: ConnectionRow): string {
+    return this.open(row, 'access_token', row.access_token);
+  }
+
+  private open(row: ConnectionRow, column: 'access_token' | 'refresh_token', sealed: string): string {
+    try {
+      return this.deps.vault.open(
+        sealed,
+        sealContext({ table: 'connections', column, key: row.connection_id }),
+      );
+    } catch (e) {
+      if (e instanceof VaultError) {
+        throw new AppError(
+          'internal',
+          `the tokens of connection ${row.connection_id} cannot be decrypted with the configured PRESENCE_SECRET_KEY (${e.message})`,
+        );
+      }
+      throw e;
+    }
+  }
+}
