@@ -20,7 +20,9 @@ import { silentLog, type Log } from './core/log';
 import { Ladder, REAL_PLATFORMS } from './core/presence';
 import { buildApp, LOG_REDACT } from './http/app';
 import { AppError } from './core/errors';
+import { connectionRoutes } from './http/routes/connections';
 import { signalRoutes } from './http/routes/signals';
+import { ConnectionService, type ConnectionEventType } from './oauth/service';
 import { isMigrated, migrate, openDb, type Db } from './store/db';
 import { ApiKeyStore } from './store/key-store';
 import { SqlitePresenceStore } from './store/presence-store';
@@ -40,6 +42,8 @@ export interface ServiceOptions {
 export interface Service {
   readonly app: FastifyInstance;
   readonly engine: PresenceEngine;
+  /** The OAuth connection layer; null without PRESENCE_SECRET_KEY (it encrypts the tokens). */
+  readonly connections: ConnectionService | null;
   readonly db: Db;
   readonly keys: ApiKeyStore;
   readonly host: ConnectorHost;
@@ -130,6 +134,25 @@ export async function createService(env: Env, options: ServiceOptions = {}): Pro
   else engine.start();
   const keys = new ApiKeyStore(db, clock);
   const host = new ConnectorHost(engine, log);
+  // Events of other layers (connections now; connectors later) go to the webhook outbox. They
+  // are emitted inside the transaction that records the change they report.
+  const emitEvent = (type: ConnectionEventType, data: Readonly<Record<string, unknown>>): void => {
+    log.info({ type, data }, 'event');
+  };
+  const connections =
+    env.PRESENCE_SECRET_KEY === undefined
+      ? null
+      : new ConnectionService({
+          db,
+          env,
+          clock,
+          log,
+          linkAccount: (userId, account) => engine.linkAccount(userId, account),
+          hasUser: (userId) => engine.hasUser(userId),
+          onEvent: (type, data) => emitEvent(type, data as unknown as Record<string, unknown>),
+          previousSecretKeys: env.PRESENCE_SECRET_KEY_PREVIOUS,
+        });
+  if (connections !== null && options.timers !== false) connections.start();
   for (const { connector, simulated } of options.connectors ?? []) await host.start(connector, { simulated });
 
   const connectors = (): ConnectorStatus[] => {
@@ -156,6 +179,25 @@ export async function createService(env: Env, options: ServiceOptions = {}): Pro
   const plugins: ((app: FastifyInstance) => void)[] = [
     (app) => signalRoutes(app, { engine, clock, decay: env.PRESENCE_INFERRED_DECAY }),
     ...inboundRoutes(env, engine, clock, log),
+    (app) => {
+      if (connections !== null) connectionRoutes(app, connections);
+      else {
+        const off = (): never => {
+          throw new AppError(
+            'not_found',
+            'OAuth connections are off: set PRESENCE_SECRET_KEY (it encrypts stored tokens)',
+          );
+        };
+        for (const url of [
+          '/v1/connect/:platform',
+          '/v1/connect/:platform/callback',
+          '/v1/connections',
+          '/v1/connections/:id',
+        ]) {
+          app.all(url, { schema: { hide: true } }, off);
+        }
+      }
+    },
     ...(options.plugins ?? []),
   ];
   const app = await buildApp({
@@ -167,12 +209,18 @@ export async function createService(env: Env, options: ServiceOptions = {}): Pro
     rateLimitPerMinute: env.PRESENCE_RATE_LIMIT,
     logger,
     plugins,
+    connectionsOf: (userId) =>
+      connections === null ? [] : connections.list({ user_id: userId }).map((c) => ({ ...c })),
+    beforeUserDelete: async (userId) => {
+      await connections?.deleteConnectionsOfUser(userId);
+    },
   });
 
   let closed = false;
   return {
     app,
     engine,
+    connections,
     db,
     keys,
     host,
@@ -181,6 +229,7 @@ export async function createService(env: Env, options: ServiceOptions = {}): Pro
       closed = true;
       await app.close();
       await host.stopAll();
+      await connections?.stop();
       await engine.stop();
       db.close();
     },

@@ -3,11 +3,16 @@
  * The `presence` command (CONTRACT.md §6).
  */
 
+import { createServer } from 'node:http';
+
 import { Command, InvalidArgumentError } from 'commander';
 
 import { runDemo } from '../../demo/cli';
 import { PresenceEngine } from '../aggregator/engine';
 import { ConfigError, parseEnv, requireSecretKey } from '../config/env';
+import { AppError } from '../core/errors';
+import { silentLog } from '../core/log';
+import { ConnectionService, rotateSecret } from '../oauth/service';
 import { systemClock } from '../core/clock';
 import { Ladder } from '../core/presence';
 import { createLogger, createService } from '../main';
@@ -158,6 +163,112 @@ export function buildCli(): Command {
       });
     });
 
+  keys
+    .command('rotate-secret')
+    .description('re-encrypt every stored OAuth token under PRESENCE_SECRET_KEY')
+    .option('--old <keys>', 'the previous key(s), comma-separated (or PRESENCE_SECRET_KEY_PREVIOUS)')
+    .action((opts: { old?: string }) => {
+      const env = parseEnv(
+        opts.old === undefined ? process.env : { ...process.env, PRESENCE_SECRET_KEY_PREVIOUS: opts.old },
+      );
+      const newKey = requireSecretKey(env);
+      const db = openDb(env.PRESENCE_DB, { synchronous: env.PRESENCE_DB_SYNC });
+      try {
+        migrate(db);
+        const report = rotateSecret(db, { oldKeys: env.PRESENCE_SECRET_KEY_PREVIOUS, newKey });
+        console.log(
+          `key ${report.key_id}: ${report.reencrypted} values re-encrypted, ${report.already_current} already under it`,
+        );
+      } finally {
+        db.close();
+      }
+    });
+
+  program
+    .command('connect')
+    .description('connect a platform account for a user: prints the authorize URL and waits for the callback')
+    .argument('<platform>', 'slack, teams, discord, zoom or linkedin')
+    .requiredOption('--user <id>', 'the user the account belongs to')
+    .option(
+      '--port <n>',
+      'loopback port for the callback (register http://127.0.0.1:<port>/callback with the app)',
+      positiveInt,
+      8765,
+    )
+    .option('--timeout <time>', 'how long to wait for the callback', parseDuration, 300_000)
+    .action(async (platform: string, opts: { user: string; port: number; timeout: number }) => {
+      const env = parseEnv();
+      requireSecretKey(env);
+      const db = openDb(env.PRESENCE_DB, { synchronous: env.PRESENCE_DB_SYNC });
+      migrate(db);
+      const engine = new PresenceEngine({
+        clock: systemClock,
+        store: new SqlitePresenceStore(db),
+        ladder: Ladder.parse(env.PRESENCE_LADDER),
+      });
+      engine.load();
+      const service = new ConnectionService({
+        db,
+        env,
+        clock: systemClock,
+        log: silentLog,
+        linkAccount: (userId, account) => engine.linkAccount(userId, account),
+        hasUser: (userId) => engine.hasUser(userId),
+        onEvent: () => undefined,
+      });
+      const redirectUri = `http://127.0.0.1:${opts.port}/callback`;
+      try {
+        const result = await new Promise<string>((resolve, reject) => {
+          const server = createServer((req, res) => {
+            const url = new URL(req.url ?? '/', redirectUri);
+            if (url.pathname !== '/callback') {
+              res.writeHead(404).end();
+              return;
+            }
+            service.completeCallback(platform, Object.fromEntries(url.searchParams)).then(
+              (c) => {
+                res
+                  .writeHead(200, { 'content-type': 'text/plain; charset=utf-8' })
+                  .end(
+                    `Connected ${platform} account ${c.external_id} to ${c.user_id}. You can close this window.\n`,
+                  );
+                server.close();
+                resolve(JSON.stringify(c, null, 2));
+              },
+              (error: unknown) => {
+                res
+                  .writeHead(400, { 'content-type': 'text/plain; charset=utf-8' })
+                  .end(`Not connected: ${(error as Error).message}\n`);
+                server.close();
+                reject(error instanceof Error ? error : new Error(String(error)));
+              },
+            );
+          });
+          server.on('error', reject);
+          server.listen(opts.port, '127.0.0.1', () => {
+            try {
+              const start = service.startAuthorize(platform, opts.user, redirectUri);
+              console.log(
+                `Open this URL in a browser and grant access (waiting up to ${Math.round(opts.timeout / 1000)} s):\n${start.url}`,
+              );
+            } catch (error) {
+              server.close();
+              reject(error instanceof Error ? error : new Error(String(error)));
+            }
+          });
+          setTimeout(() => {
+            server.close();
+            reject(new Error('no callback arrived in time'));
+          }, opts.timeout).unref();
+        });
+        console.log(result);
+      } finally {
+        await service.stop();
+        engine.flushSync();
+        db.close();
+      }
+    });
+
   program
     .command('get')
     .description('print presence from a running server (--url, or PRESENCE_URL) or else from the store')
@@ -205,6 +316,11 @@ export async function main(argv: readonly string[] = process.argv): Promise<void
     if (error instanceof ConfigError) {
       console.error(error.message);
       process.exitCode = 2;
+      return;
+    }
+    if (error instanceof AppError) {
+      console.error(`error: ${error.message}`);
+      process.exitCode = 1;
       return;
     }
     throw error;

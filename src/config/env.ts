@@ -50,6 +50,17 @@ const EnvSchema = z.object({
   PRESENCE_DB: z.string().min(1).default('./data/presence.db'),
   PRESENCE_DB_SYNC: z.enum(['normal', 'full']).default('normal'),
   PRESENCE_SECRET_KEY: secretKey.optional(),
+  /** Keys being rotated away from, comma-separated: they still open tokens, never seal new ones. */
+  PRESENCE_SECRET_KEY_PREVIOUS: z
+    .string()
+    .transform((v) =>
+      v
+        .split(',')
+        .map((k) => k.trim())
+        .filter((k) => k !== ''),
+    )
+    .pipe(z.array(secretKey))
+    .default([]),
   PUBLIC_URL: url.optional(),
   PRESENCE_LADDER: z
     .string()

@@ -24,6 +24,8 @@ export interface AppDeps {
   readonly logger: FastifyBaseLogger | false;
   /** A user's OAuth connections, when the connection layer is wired. */
   readonly connectionsOf?: (userId: string) => Record<string, unknown>[];
+  /** Runs before a user is forgotten (revokes their OAuth connections at the platforms). */
+  readonly beforeUserDelete?: (userId: string) => Promise<void>;
   /** Extra route sets (webhooks, connections, inbound) registered by the composition root. */
   readonly plugins?: readonly ((app: FastifyInstance) => void)[];
 }

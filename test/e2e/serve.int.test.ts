@@ -2,6 +2,7 @@ import { execFile, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { promisify } from 'node:util';
 
 import { tmpDir } from '../helpers/engine';
 
@@ -57,13 +58,12 @@ describe('presence serve, as a real process', () => {
     expect(body.unknown).toEqual(['nobody']);
     expect((await fetch(`${base}/v1/presence?user_ids=eve`)).status).toBe(401);
     // `presence get` asks the running server when given its URL and a key.
-    const fromServer = await new Promise<string>((done, fail) =>
-      execFile(
-        process.execPath,
-        [BIN, 'get', 'eve', '--url', base],
-        { env: { ...env, PRESENCE_API_KEY: key } },
-        (err, stdout) => (err ? fail(err) : done(stdout)),
-      ),
+    const { stdout: fromServer } = await promisify(execFile)(
+      process.execPath,
+      [BIN, 'get', 'eve', '--url', base],
+      {
+        env: { ...env, PRESENCE_API_KEY: key },
+      },
     );
     expect(JSON.parse(fromServer)).toMatchObject({ presence: { eve: { status: 'online' } }, unknown: [] });
 

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
@@ -21,8 +22,10 @@ export interface TestApi {
 export async function testApi(env: Record<string, string> = {}): Promise<TestApi> {
   const tmp = tmpDir();
   const clock = new FakeClock();
+  // A key of its own for the OAuth token vault, unless the test says otherwise ('' turns it off).
+  const secret = { PRESENCE_SECRET_KEY: randomBytes(32).toString('base64') };
   const svc = await createService(
-    parseEnv({ PRESENCE_DB: join(tmp.dir, 'api.db'), LOG_LEVEL: 'silent', ...env }),
+    parseEnv({ PRESENCE_DB: join(tmp.dir, 'api.db'), LOG_LEVEL: 'silent', ...secret, ...env }),
     {
       clock,
       logger: false,

@@ -118,9 +118,11 @@ export function userRoutes(app: FastifyInstance, deps: AppDeps): void {
         response: { 204: z.null(), 404: ErrorBody, ...COMMON_ERRORS },
       },
     },
-    (req, reply) => {
-      if (!engine.deleteUser(req.params.user_id))
-        throw new AppError('not_found', `unknown user ${req.params.user_id}`);
+    async (req, reply) => {
+      const id = req.params.user_id;
+      if (!engine.hasUser(id)) throw new AppError('not_found', `unknown user ${id}`);
+      await deps.beforeUserDelete?.(id);
+      if (!engine.deleteUser(id)) throw new AppError('not_found', `unknown user ${id}`);
       void reply.code(204).send(null);
     },
   );
