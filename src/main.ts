@@ -10,6 +10,7 @@ import pino from 'pino';
 
 import { CONNECTORS } from '../connectors';
 import { whatsappInboundRoutes } from '../connectors/whatsapp/inbound';
+import { ZoomConnector } from '../connectors/zoom/connector';
 import { zoomInboundRoutes } from '../connectors/zoom/inbound';
 import { ConnectorHost, type ConnectorStatus } from './aggregator/connector-host';
 import { PresenceEngine } from './aggregator/engine';
@@ -116,6 +117,29 @@ function inboundRoutes(
   return routes;
 }
 
+/**
+ * The real connectors whose credentials are configured. (Tests and the demo pass their own
+ * through `options.connectors` and run without timers.)
+ */
+function realConnectors(env: Env, connections: ConnectionService | null, clock: Clock): Connector[] {
+  const out: Connector[] = [];
+  if (
+    connections !== null &&
+    env.ZOOM_ACCOUNT_ID !== undefined &&
+    env.ZOOM_CLIENT_ID !== undefined &&
+    env.ZOOM_CLIENT_SECRET !== undefined
+  ) {
+    // The Server-to-Server grant is fetched on first use and again ahead of each expiry.
+    let appId: string | null = null;
+    const token = async (): Promise<string> => {
+      appId ??= (await connections.connectApp('zoom')).id;
+      return connections.getAccessToken(appId);
+    };
+    out.push(new ZoomConnector({ apiUrl: env.ZOOM_API_URL, token, clock }));
+  }
+  return out;
+}
+
 export async function createService(env: Env, options: ServiceOptions = {}): Promise<Service> {
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? createLogger(env);
@@ -153,6 +177,9 @@ export async function createService(env: Env, options: ServiceOptions = {}): Pro
           previousSecretKeys: env.PRESENCE_SECRET_KEY_PREVIOUS,
         });
   if (connections !== null && options.timers !== false) connections.start();
+  if (options.timers !== false) {
+    for (const connector of realConnectors(env, connections, clock)) await host.start(connector);
+  }
   for (const { connector, simulated } of options.connectors ?? []) await host.start(connector, { simulated });
 
   const connectors = (): ConnectorStatus[] => {
