@@ -10,6 +10,8 @@ import pino from 'pino';
 
 import { CONNECTORS } from '../connectors';
 import { whatsappInboundRoutes } from '../connectors/whatsapp/inbound';
+import { teamsConnectorFromEnv } from '../connectors/teams/connector';
+import { teamsInboundRoutes } from '../connectors/teams/inbound';
 import { ZoomConnector } from '../connectors/zoom/connector';
 import { zoomInboundRoutes } from '../connectors/zoom/inbound';
 import { ConnectorHost, type ConnectorStatus } from './aggregator/connector-host';
@@ -17,6 +19,7 @@ import { PresenceEngine } from './aggregator/engine';
 import type { Env } from './config/env';
 import { systemClock, type Clock } from './core/clock';
 import type { Connector } from './core/connector';
+import type { AccountRef } from './core/ports';
 import { silentLog, type Log } from './core/log';
 import { Ladder, REAL_PLATFORMS } from './core/presence';
 import { buildApp, LOG_REDACT } from './http/app';
@@ -121,8 +124,32 @@ function inboundRoutes(
  * The real connectors whose credentials are configured. (Tests and the demo pass their own
  * through `options.connectors` and run without timers.)
  */
-function realConnectors(env: Env, connections: ConnectionService | null, clock: Clock): Connector[] {
+function realConnectors(
+  env: Env,
+  connections: ConnectionService | null,
+  clock: Clock,
+  log: Log,
+): { connectors: Connector[]; plugins: ((app: FastifyInstance) => void)[] } {
   const out: Connector[] = [];
+  const plugins: ((app: FastifyInstance) => void)[] = [];
+  // A person's delegated token, when they connected their account (Teams subscriptions need one).
+  const delegated = async (account: AccountRef): Promise<string | null> => {
+    const c = connections?.findByAccount(account, 'user');
+    return c == null ? null : connections!.getAccessToken(c.id).catch(() => null);
+  };
+  const teams = teamsConnectorFromEnv(env, {
+    clock,
+    log,
+    delegatedTokenFor: delegated,
+    onDelegatedTokenRejected: (account, reason) => {
+      const c = connections?.findByAccount(account, 'user');
+      if (c != null) connections!.markReauthRequired(c.id, reason);
+    },
+  });
+  if (teams !== null) {
+    out.push(teams);
+    plugins.push((app) => teamsInboundRoutes(app, { connector: teams, log }));
+  }
   if (
     connections !== null &&
     env.ZOOM_ACCOUNT_ID !== undefined &&
@@ -137,7 +164,7 @@ function realConnectors(env: Env, connections: ConnectionService | null, clock: 
     };
     out.push(new ZoomConnector({ apiUrl: env.ZOOM_API_URL, token, clock }));
   }
-  return out;
+  return { connectors: out, plugins };
 }
 
 export async function createService(env: Env, options: ServiceOptions = {}): Promise<Service> {
@@ -177,9 +204,8 @@ export async function createService(env: Env, options: ServiceOptions = {}): Pro
           previousSecretKeys: env.PRESENCE_SECRET_KEY_PREVIOUS,
         });
   if (connections !== null && options.timers !== false) connections.start();
-  if (options.timers !== false) {
-    for (const connector of realConnectors(env, connections, clock)) await host.start(connector);
-  }
+  const real = options.timers === false ? { connectors: [], plugins: [] } : realConnectors(env, connections, clock, log);
+  for (const connector of real.connectors) await host.start(connector);
   for (const { connector, simulated } of options.connectors ?? []) await host.start(connector, { simulated });
 
   const connectors = (): ConnectorStatus[] => {
@@ -206,6 +232,7 @@ export async function createService(env: Env, options: ServiceOptions = {}): Pro
   const plugins: ((app: FastifyInstance) => void)[] = [
     (app) => signalRoutes(app, { engine, clock, decay: env.PRESENCE_INFERRED_DECAY }),
     ...inboundRoutes(env, engine, clock, log),
+    ...real.plugins,
     (app) => {
       if (connections !== null) connectionRoutes(app, connections);
       else {
