@@ -10,6 +10,8 @@ import pino from 'pino';
 
 import { CONNECTORS } from '../connectors';
 import { whatsappInboundRoutes } from '../connectors/whatsapp/inbound';
+import { SlackConnector } from '../connectors/slack/connector';
+import { slackInboundRoutes } from '../connectors/slack/inbound';
 import { teamsConnectorFromEnv } from '../connectors/teams/connector';
 import { teamsInboundRoutes } from '../connectors/teams/inbound';
 import { ZoomConnector } from '../connectors/zoom/connector';
@@ -149,6 +151,25 @@ function realConnectors(
   if (teams !== null) {
     out.push(teams);
     plugins.push((app) => teamsInboundRoutes(app, { connector: teams, log }));
+  }
+  let slack: SlackConnector | null = null;
+  if (env.SLACK_BOT_TOKEN !== undefined) {
+    slack = new SlackConnector({
+      token: env.SLACK_BOT_TOKEN,
+      apiUrl: env.SLACK_API_URL,
+      clock,
+      log,
+      onAuthError: ({ workspaceId }) => log.error({ platform: 'slack', workspaceId }, 'Slack refused the bot token; polling paused'),
+    });
+    out.push(slack);
+  }
+  if (env.SLACK_SIGNING_SECRET !== undefined) {
+    const signingSecret = env.SLACK_SIGNING_SECRET;
+    // Verified events are acknowledged even without polling credentials; the connector, when
+    // there is one, turns them into presence.
+    plugins.push((app) =>
+      slackInboundRoutes(app, { signingSecret, clock, handler: (e) => (slack === null ? undefined : slack.handleEvent(e)) }),
+    );
   }
   if (
     connections !== null &&

@@ -1,0 +1,667 @@
+/**
+ * @module connectors/slack/connector
+ * The real Slack connector. Modern Slack apps cannot receive `presence_change` (RTM only), so
+ * active/away is polled with `users.getPresence`, one user per call, within the Tier 3 budget of
+ * each workspace. DND comes from `dnd.teamInfo` (50 users a call, Tier 2) and custom status from
+ * `users.profile.get` (Tier 4); both also arrive as Events API pushes (`handleEvent`). The three
+ * are combined into a `SlackUserState` and mapped by the pure `toSlackPresence`.
+ *
+ * Scheduling. Each workspace has one lane per method. A lane calls at most once per slot, and
+ * slots are at least `60 s / tier limit` apart, so no rolling minute ever holds more calls than
+ * the tier allows; when the lane has fewer users than its budget, slots are spread evenly over the
+ * interval instead (interval / users), so polls do not come in bursts. Each user is due again one
+ * interval after its last successful poll. A 429 blocks the lane until its `Retry-After` has
+ * passed; other failures back off exponentially; a revoked token pauses the whole workspace and
+ * calls `onAuthError`. Everything is measured on the injected clock: `pollDue()` does whatever is
+ * due now (tests call it with a FakeClock), and `start()` arms a real timer that calls it when the
+ * next thing is due.
+ */
+
+import { systemClock, type Clock } from '../../src/core/clock';
+import type { Connector, ConnectorContext, ConnectorHealth } from '../../src/core/connector';
+import { silentLog, type Log } from '../../src/core/log';
+import type { AccountRef } from '../../src/core/ports';
+import { SLACK_SCOPE_ERRORS, SLACK_USER_ERRORS, SlackCallError, SlackClient, type SlackApi } from './client';
+import { slack } from './index';
+import { toSlackPresence } from './map';
+import type {
+  SlackDndStatus,
+  SlackDndUpdatedUserEvent,
+  SlackEventCallback,
+  SlackPresenceResponse,
+  SlackProfileStatus,
+  SlackUserChangeEvent,
+} from './types';
+
+export interface SlackAuthErrorInfo {
+  /** The workspace whose token was refused ('' for accounts linked without one). */
+  readonly workspaceId: string;
+  /** Slack's error code: `invalid_auth`, `token_revoked`, `account_inactive`, … */
+  readonly error: string;
+}
+
+export interface SlackConnectorOptions {
+  /** One bot token for every workspace (`SLACK_BOT_TOKEN`). */
+  readonly token?: string;
+  /** Or a token per workspace, from the connection layer; asked before each round of calls. */
+  readonly tokenFor?: (workspaceId: string) => Promise<string>;
+  /** Web API base URL (`SLACK_API_URL`); defaults to https://slack.com/api/. */
+  readonly apiUrl?: string;
+  /** Defaults to the clock of the context the connector is started with. */
+  readonly clock?: Clock;
+  /** How often each user's presence is polled, budget permitting. Default 60 s. */
+  readonly pollIntervalMs?: number;
+  /** How often DND is fetched per user (in batches of 50). Default: the poll interval. */
+  readonly dndIntervalMs?: number;
+  /** How often each profile (custom status) is fetched; 0 relies on events alone. Default: the poll interval. */
+  readonly profileIntervalMs?: number;
+  /** Calls per minute per workspace: Tier 2 (dnd.teamInfo), Tier 3 (users.getPresence), Tier 4 (users.profile.get). */
+  readonly tier2PerMinute?: number;
+  readonly tier3PerMinute?: number;
+  readonly tier4PerMinute?: number;
+  /** A report counts for this many presence cycles. Default 3. */
+  readonly ttlPolls?: number;
+  /** Exponential backoff after a failed call: first delay and cap. Defaults 5 s and 5 min. */
+  readonly backoffBaseMs?: number;
+  readonly backoffMaxMs?: number;
+  /** After a refused token, try once more after this long (0: only after `resume`). Default 1 h. */
+  readonly authRetryMs?: number;
+  readonly requestTimeoutMs?: number;
+  /** Arm real timers in `start()`. Tests driving a FakeClock say false and call `pollDue()`. */
+  readonly timers?: boolean;
+  /** Called once when a workspace's token is refused; the connection layer marks it reauth_required. */
+  readonly onAuthError?: (info: SlackAuthErrorInfo) => void;
+  readonly log?: Log;
+}
+
+type LaneName = 'dnd' | 'profile' | 'presence';
+
+interface LaneSpec {
+  readonly method: string;
+  readonly perMinute: number;
+  readonly batch: number;
+  /** 0 disables the lane. */
+  readonly intervalMs: number;
+}
+
+interface LaneState {
+  nextSlotAt: number;
+  /** Backoff after a failure (cleared by `resume`). */
+  blockedUntil: number;
+  /** A 429's Retry-After: never shortened, not even by `resume`. */
+  retryAfterUntil: number;
+  failures: number;
+  /** The last call failed (cleared by a success). */
+  failing: boolean;
+}
+
+interface UserState {
+  readonly account: AccountRef;
+  presence: SlackPresenceResponse | null;
+  dnd: SlackDndStatus | null;
+  profile: SlackProfileStatus | null;
+  readonly due: Record<LaneName, number>;
+  /** When the mapping changes without a call (a DND window or a custom status ending). */
+  remapAt: number | null;
+}
+
+interface Workspace {
+  readonly id: string;
+  readonly users: Map<string, UserState>;
+  readonly lanes: Record<LaneName, LaneState>;
+  authPaused: boolean;
+  authRetryAt: number;
+  /** The last successful presence call; presence is what this connector is for. */
+  presenceOkAt: number | null;
+  client: { readonly token: string; readonly api: SlackApi } | null;
+}
+
+/** Between wake-ups, so that newly linked accounts are picked up soon. */
+const MAX_SLEEP_MS = 1000;
+const LANES: readonly LaneName[] = ['dnd', 'profile', 'presence'];
+
+const newLane = (): LaneState => ({
+  nextSlotAt: 0,
+  blockedUntil: 0,
+  retryAfterUntil: 0,
+  failures: 0,
+  failing: false,
+});
+
+const label = (workspaceId: string): string => (workspaceId === '' ? 'the default workspace' : workspaceId);
+
+const seconds = (ms: number): string => `${Math.ceil(ms / 1000)} s`;
+
+export class SlackConnector implements Connector {
+  readonly descriptor = slack;
+
+  private readonly spec: Record<LaneName, LaneSpec>;
+  private readonly pollIntervalMs: number;
+  private readonly ttlPolls: number;
+  private readonly backoffBaseMs: number;
+  private readonly backoffMaxMs: number;
+  private readonly authRetryMs: number;
+  private readonly workspaces = new Map<string, Workspace>();
+  private readonly unknownValues = new Set<string>();
+  private ctx: ConnectorContext | null = null;
+  private clock: Clock;
+  private log: Log;
+  private timer: NodeJS.Timeout | null = null;
+  private inFlight: Promise<void> | null = null;
+  private lastSuccessAt: number | null = null;
+  private lastError: string | null = null;
+  private startedAt = 0;
+
+  constructor(private readonly options: SlackConnectorOptions) {
+    if (options.token === undefined && options.tokenFor === undefined)
+      throw new Error('SlackConnector needs a token or tokenFor');
+    this.pollIntervalMs = options.pollIntervalMs ?? 60_000;
+    if (!(this.pollIntervalMs > 0)) throw new Error('pollIntervalMs must be positive');
+    this.ttlPolls = options.ttlPolls ?? 3;
+    this.backoffBaseMs = options.backoffBaseMs ?? 5_000;
+    this.backoffMaxMs = options.backoffMaxMs ?? 5 * 60_000;
+    this.authRetryMs = options.authRetryMs ?? 3_600_000;
+    this.spec = {
+      dnd: {
+        method: 'dnd.teamInfo',
+        perMinute: options.tier2PerMinute ?? 20,
+        batch: 50,
+        intervalMs: options.dndIntervalMs ?? this.pollIntervalMs,
+      },
+      profile: {
+        method: 'users.profile.get',
+        perMinute: options.tier4PerMinute ?? 100,
+        batch: 1,
+        intervalMs: options.profileIntervalMs ?? this.pollIntervalMs,
+      },
+      presence: {
+        method: 'users.getPresence',
+        perMinute: options.tier3PerMinute ?? 50,
+        batch: 1,
+        intervalMs: this.pollIntervalMs,
+      },
+    };
+    this.clock = options.clock ?? systemClock;
+    this.log = options.log ?? silentLog;
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  start(ctx: ConnectorContext): Promise<void> {
+    this.ctx = ctx;
+    this.clock = this.options.clock ?? ctx.clock;
+    this.log = this.options.log ?? ctx.log;
+    this.startedAt = this.clock.now();
+    this.sync();
+    this.arm();
+    return Promise.resolve();
+  }
+
+  async stop(): Promise<void> {
+    // ctx first: a poll still in flight then reports nothing and arms no new timer.
+    this.ctx = null;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.inFlight !== null) await this.inFlight;
+  }
+
+  /** Ends a pause after a refused token (all workspaces, or one), e.g. once the app is reauthorized. */
+  resume(workspaceId?: string): void {
+    for (const ws of this.workspaces.values()) {
+      if (workspaceId !== undefined && ws.id !== workspaceId) continue;
+      ws.authPaused = false;
+      ws.authRetryAt = 0;
+      ws.client = null;
+      for (const name of LANES)
+        Object.assign(ws.lanes[name], { blockedUntil: 0, failures: 0, failing: false });
+    }
+    this.arm();
+  }
+
+  health(): ConnectorHealth {
+    if (this.ctx === null)
+      return { state: 'off', lastSuccessAt: this.lastSuccessAt, lastError: this.lastError, nextPollAt: null };
+    const now = this.clock.now();
+    const active = [...this.workspaces.values()].filter((ws) => ws.users.size > 0);
+    const paused = active.filter((ws) => ws.authPaused);
+    const failing = active.filter((ws) => LANES.some((l) => ws.lanes[l].failing));
+    // Down: every workspace refuses the token, or has had no presence answer for as long as a
+    // report lives (its users are going stale). A first failure alone is only degraded.
+    const lost = active.filter(
+      (ws) =>
+        ws.authPaused ||
+        (ws.lanes.presence.failing && now - (ws.presenceOkAt ?? this.startedAt) >= this.ttlMs(ws.id)),
+    );
+    let state: ConnectorHealth['state'] = 'ok';
+    if (active.length > 0 && lost.length === active.length) state = 'down';
+    else if (paused.length > 0 || failing.length > 0) state = 'degraded';
+    return {
+      state,
+      lastSuccessAt: this.lastSuccessAt,
+      lastError: this.lastError,
+      nextPollAt: this.nextDueAt(),
+    };
+  }
+
+  // ---------------------------------------------------------------- scheduling
+
+  /** The earliest moment something is due (a call or a re-mapping), or null when nothing is linked. */
+  nextDueAt(): number | null {
+    let next = Infinity;
+    for (const ws of this.workspaces.values()) {
+      for (const u of ws.users.values()) if (u.remapAt !== null) next = Math.min(next, u.remapAt);
+      if (ws.users.size === 0) continue;
+      const authGate = ws.authPaused ? ws.authRetryAt : 0;
+      for (const name of LANES) {
+        if (this.spec[name].intervalMs <= 0) continue;
+        let earliest = Infinity;
+        for (const u of ws.users.values()) earliest = Math.min(earliest, u.due[name]);
+        const lane = ws.lanes[name];
+        next = Math.min(
+          next,
+          Math.max(earliest, lane.nextSlotAt, lane.blockedUntil, lane.retryAfterUntil, authGate),
+        );
+      }
+    }
+    return Number.isFinite(next) ? next : null;
+  }
+
+  /**
+   * Does what is due now: at most one call per lane and workspace, then reports what changed.
+   * Never rejects; a call already running is joined rather than doubled.
+   */
+  pollDue(): Promise<void> {
+    if (this.ctx === null) return Promise.resolve();
+    if (this.inFlight === null) {
+      this.inFlight = this.runDue()
+        .catch((err: unknown) => this.log.error({ platform: 'slack', err }, 'slack poll failed'))
+        .finally(() => {
+          this.inFlight = null;
+        });
+    }
+    return this.inFlight;
+  }
+
+  /** The TTL of a report: a few presence cycles, the cycle being longer than the interval when the budget is short. */
+  ttlMs(workspaceId: string): number {
+    const n = this.workspaces.get(workspaceId)?.users.size ?? 0;
+    const cycle = Math.max(this.pollIntervalMs, n * (60_000 / this.spec.presence.perMinute));
+    return this.ttlPolls * cycle;
+  }
+
+  private arm(): void {
+    if (this.options.timers === false || this.ctx === null) return;
+    if (this.timer !== null) clearTimeout(this.timer);
+    const next = this.nextDueAt();
+    const wait = next === null ? MAX_SLEEP_MS : next - this.clock.now();
+    this.timer = setTimeout(
+      () => {
+        this.timer = null;
+        void this.pollDue().then(() => this.arm());
+      },
+      Math.max(0, Math.min(wait, MAX_SLEEP_MS)),
+    );
+    this.timer.unref();
+  }
+
+  private spacing(ws: Workspace, name: LaneName): number {
+    const s = this.spec[name];
+    const floor = 60_000 / s.perMinute;
+    const calls = Math.ceil(ws.users.size / s.batch);
+    return calls === 0 ? floor : Math.max(floor, s.intervalMs / calls);
+  }
+
+  /** Brings the per-user state in line with the accounts users have linked. */
+  private sync(): void {
+    const ctx = this.ctx;
+    if (ctx === null) return;
+    const now = this.clock.now();
+    const linked = new Set<string>();
+    for (const account of ctx.accounts()) {
+      if (account.platform !== 'slack') continue;
+      let ws = this.workspaces.get(account.workspaceId);
+      if (ws === undefined) {
+        ws = {
+          id: account.workspaceId,
+          users: new Map(),
+          lanes: { dnd: newLane(), profile: newLane(), presence: newLane() },
+          authPaused: false,
+          authRetryAt: 0,
+          presenceOkAt: null,
+          client: null,
+        };
+        this.workspaces.set(ws.id, ws);
+      }
+      linked.add(`${ws.id}\u0000${account.externalId}`);
+      if (!ws.users.has(account.externalId))
+        ws.users.set(account.externalId, {
+          account,
+          presence: null,
+          dnd: null,
+          profile: null,
+          due: { dnd: now, profile: now, presence: now },
+          remapAt: null,
+        });
+    }
+    // Workspaces stay (with their lane state: a Retry-After outlives an unlink); users go.
+    for (const ws of this.workspaces.values())
+      for (const id of ws.users.keys()) if (!linked.has(`${ws.id}\u0000${id}`)) ws.users.delete(id);
+  }
+
+  private async runDue(): Promise<void> {
+    this.sync();
+    const now = this.clock.now();
+    await Promise.all([...this.workspaces.values()].map((ws) => this.runWorkspace(ws, now)));
+  }
+
+  private authBlocked(ws: Workspace): boolean {
+    return ws.authPaused && this.clock.now() < ws.authRetryAt;
+  }
+
+  private laneReady(ws: Workspace, name: LaneName, now: number): boolean {
+    const lane = ws.lanes[name];
+    if (
+      this.spec[name].intervalMs <= 0 ||
+      now < lane.nextSlotAt ||
+      now < lane.blockedUntil ||
+      now < lane.retryAfterUntil
+    )
+      return false;
+    for (const u of ws.users.values()) if (u.due[name] <= now) return true;
+    return false;
+  }
+
+  private async runWorkspace(ws: Workspace, now: number): Promise<void> {
+    const touched = new Set<UserState>();
+    for (const u of ws.users.values())
+      if (u.remapAt !== null && u.remapAt <= now) {
+        u.remapAt = null;
+        touched.add(u);
+      }
+    if (!this.authBlocked(ws) && LANES.some((l) => this.laneReady(ws, l, now))) {
+      const api = await this.apiFor(ws, now);
+      if (api !== null) {
+        // DND and profile first, so that a user's first report already has them.
+        await Promise.all([
+          this.runLane(ws, 'dnd', api, now, touched),
+          this.runLane(ws, 'profile', api, now, touched),
+        ]);
+        if (!this.authBlocked(ws)) await this.runLane(ws, 'presence', api, now, touched);
+      }
+    }
+    const at = this.clock.now();
+    await Promise.all([...touched].map((u) => this.report(ws, u, at)));
+  }
+
+  private async apiFor(ws: Workspace, now: number): Promise<SlackApi | null> {
+    let token: string;
+    try {
+      token = this.options.token ?? (await this.options.tokenFor!(ws.id));
+    } catch (err) {
+      // The reason stays in the log at debug level; the health line names no secret.
+      this.log.debug({ platform: 'slack', workspaceId: ws.id, err }, 'no slack token');
+      this.lastError = `could not get a token for ${label(ws.id)} (${err instanceof Error ? err.name : 'error'})`;
+      for (const name of LANES) this.backoff(ws.lanes[name], now);
+      return null;
+    }
+    if (ws.client?.token !== token)
+      ws.client = {
+        token,
+        api: new SlackClient(token, {
+          apiUrl: this.options.apiUrl,
+          timeoutMs: this.options.requestTimeoutMs,
+          log: this.log,
+        }),
+      };
+    return ws.client.api;
+  }
+
+  private async runLane(
+    ws: Workspace,
+    name: LaneName,
+    api: SlackApi,
+    now: number,
+    touched: Set<UserState>,
+  ): Promise<void> {
+    if (!this.laneReady(ws, name, now)) return;
+    const spec = this.spec[name];
+    const lane = ws.lanes[name];
+    const due = [...ws.users.values()]
+      .filter((u) => u.due[name] <= now)
+      .sort((a, b) => a.due[name] - b.due[name])
+      .slice(0, spec.batch);
+    lane.nextSlotAt = now + this.spacing(ws, name);
+    try {
+      await this.call(name, api, due, now);
+    } catch (err) {
+      this.fail(ws, name, due, err);
+      return;
+    }
+    for (const u of due) {
+      u.due[name] = now + spec.intervalMs;
+      touched.add(u);
+    }
+    lane.failures = 0;
+    lane.failing = false;
+    if (name === 'presence') ws.presenceOkAt = this.clock.now();
+    if (ws.authPaused) {
+      ws.authPaused = false;
+      this.log.info({ platform: 'slack', workspaceId: ws.id }, 'slack token accepted again');
+    }
+    this.lastSuccessAt = this.clock.now();
+  }
+
+  private async call(name: LaneName, api: SlackApi, due: readonly UserState[], now: number): Promise<void> {
+    switch (name) {
+      case 'presence': {
+        const u = due[0]!;
+        u.presence = await api.getPresence(u.account.externalId);
+        return;
+      }
+      case 'profile': {
+        const u = due[0]!;
+        u.profile = await api.usersProfileGet(u.account.externalId);
+        this.planRemap(u, now);
+        return;
+      }
+      case 'dnd': {
+        const found = await api.dndTeamInfo(due.map((u) => u.account.externalId));
+        for (const u of due) {
+          u.dnd = found[u.account.externalId] ?? null;
+          this.planRemap(u, now);
+        }
+        return;
+      }
+    }
+  }
+
+  private backoff(lane: LaneState, now: number): number {
+    lane.failures += 1;
+    lane.failing = true;
+    const delay = Math.min(this.backoffMaxMs, this.backoffBaseMs * 2 ** (lane.failures - 1));
+    lane.blockedUntil = Math.max(lane.blockedUntil, now + delay);
+    return delay;
+  }
+
+  private fail(ws: Workspace, name: LaneName, due: readonly UserState[], err: unknown): void {
+    const now = this.clock.now();
+    const spec = this.spec[name];
+    const lane = ws.lanes[name];
+    // A failed call still spent budget, but the spreading does not apply: the retry waits for
+    // the backoff or Retry-After and the tier's floor only.
+    lane.nextSlotAt = now + 60_000 / spec.perMinute;
+    const where = `${spec.method} (${label(ws.id)})`;
+    if (!(err instanceof SlackCallError)) {
+      this.log.error({ platform: 'slack', workspaceId: ws.id, err }, `${spec.method} failed`);
+      const delay = this.backoff(lane, now);
+      this.lastError = `${where}: unexpected failure; retrying in ${seconds(delay)}`;
+      return;
+    }
+    const f = err.failure;
+    if (f.kind === 'rate_limited') {
+      lane.failing = true;
+      lane.retryAfterUntil = Math.max(lane.retryAfterUntil, now + f.retryAfterMs);
+      this.lastError = `${where}: rate limited; waiting ${seconds(f.retryAfterMs)} as Retry-After asks`;
+      this.log.warn({ platform: 'slack', workspaceId: ws.id, retryAfterMs: f.retryAfterMs }, this.lastError);
+      return;
+    }
+    if (err.isAuth && f.kind === 'platform') {
+      this.pauseForAuth(ws, f.error, now);
+      return;
+    }
+    if (f.kind === 'platform' && SLACK_USER_ERRORS.has(f.error) && due.length === 1) {
+      // About this user only: skip it until its next turn, the lane is fine.
+      due[0]!.due[name] = now + spec.intervalMs;
+      this.log.debug(
+        { platform: 'slack', workspaceId: ws.id, user: due[0]!.account.externalId, error: f.error },
+        where,
+      );
+      return;
+    }
+    if (f.kind === 'platform' && SLACK_SCOPE_ERRORS.has(f.error)) {
+      lane.failures += 1;
+      lane.failing = true;
+      lane.blockedUntil = now + Math.max(this.authRetryMs, this.backoffMaxMs);
+      this.lastError = `${where}: ${f.error}; reinstall the Slack app with the scopes users:read, dnd:read, users.profile:read`;
+      this.log.warn({ platform: 'slack', workspaceId: ws.id }, this.lastError);
+      return;
+    }
+    const delay = this.backoff(lane, now);
+    this.lastError = `${err.message} (${label(ws.id)}); retrying in ${seconds(delay)}`;
+    this.log.warn({ platform: 'slack', workspaceId: ws.id, failures: lane.failures }, this.lastError);
+  }
+
+  private pauseForAuth(ws: Workspace, error: string, now: number): void {
+    ws.authRetryAt = this.authRetryMs > 0 ? now + this.authRetryMs : Infinity;
+    ws.client = null;
+    if (ws.authPaused) return;
+    ws.authPaused = true;
+    this.lastError = `${error}: Slack refused the token for ${label(ws.id)}; polling paused until the app is reauthorized`;
+    this.log.warn({ platform: 'slack', workspaceId: ws.id, error }, this.lastError);
+    try {
+      this.options.onAuthError?.({ workspaceId: ws.id, error });
+    } catch (err) {
+      this.log.error({ platform: 'slack', err }, 'onAuthError failed');
+    }
+  }
+
+  /** The next moment the mapping changes by itself: a DND window or snooze starting or ending, a status expiring. */
+  private planRemap(u: UserState, now: number): void {
+    const nowS = now / 1000;
+    const marks: number[] = [];
+    if (u.dnd !== null) {
+      if (u.dnd.dnd_enabled) marks.push(u.dnd.next_dnd_start_ts, u.dnd.next_dnd_end_ts);
+      if (u.dnd.snooze_enabled === true && u.dnd.snooze_endtime !== undefined)
+        marks.push(u.dnd.snooze_endtime);
+    }
+    const exp = u.profile?.status_expiration ?? 0;
+    if (exp > 0) marks.push(exp);
+    const future = marks.filter((s) => s > nowS).map((s) => s * 1000);
+    u.remapAt = future.length === 0 ? null : Math.min(...future);
+  }
+
+  private async report(ws: Workspace, u: UserState, now: number): Promise<void> {
+    const ctx = this.ctx;
+    if (ctx === null || u.presence === null) return;
+    const mapped = toSlackPresence({ presence: u.presence, dnd: u.dnd, profile: u.profile }, now);
+    if (mapped === null) {
+      // Never guessed into a status; said once per value.
+      const value = JSON.stringify(u.presence.presence);
+      if (!this.unknownValues.has(value)) {
+        this.unknownValues.add(value);
+        this.log.warn(
+          { platform: 'slack', raw: u.presence.presence },
+          'unknown slack presence value ignored',
+        );
+      }
+      return;
+    }
+    try {
+      await ctx.report({ account: u.account, presence: mapped, ttlMs: this.ttlMs(ws.id) });
+    } catch (err) {
+      this.log.error({ platform: 'slack', workspaceId: ws.id, err }, 'slack report failed');
+    }
+  }
+
+  // ---------------------------------------------------------------- events
+
+  /**
+   * One verified Events API delivery (see inbound.ts): `user_change`/`user_status_changed` carry
+   * the profile with the custom status, `dnd_updated_user` the DND state. The user's state is
+   * updated and, once its presence is known, reported. Other events are ignored.
+   */
+  async handleEvent(envelope: SlackEventCallback): Promise<void> {
+    if (this.ctx === null) return;
+    this.sync();
+    const now = this.clock.now();
+    const event = envelope.event;
+    const teams = [envelope.team_id];
+    let userId: string;
+    let apply: (u: UserState) => void;
+    if (isUserChange(event)) {
+      const profile = event.user.profile;
+      userId = event.user.id;
+      teams.push(event.user.team_id);
+      apply = (u) => {
+        u.profile = {
+          status_text: profile.status_text ?? '',
+          status_emoji: profile.status_emoji ?? '',
+          status_expiration: profile.status_expiration ?? 0,
+        };
+      };
+    } else if (isDndUpdated(event)) {
+      userId = event.user;
+      const d = event.dnd_status;
+      apply = (u) => {
+        u.dnd = {
+          dnd_enabled: d.dnd_enabled,
+          next_dnd_start_ts: d.next_dnd_start_ts,
+          next_dnd_end_ts: d.next_dnd_end_ts,
+          ...(typeof d.snooze_enabled === 'boolean' ? { snooze_enabled: d.snooze_enabled } : {}),
+          ...(typeof d.snooze_endtime === 'number' ? { snooze_endtime: d.snooze_endtime } : {}),
+        };
+      };
+    } else {
+      return;
+    }
+    // Accounts linked with the event's workspace, or without one (Slack user ids are unique).
+    const candidates = new Set<string>(['', ...teams.filter((t): t is string => typeof t === 'string')]);
+    const jobs: Promise<void>[] = [];
+    for (const wsId of candidates) {
+      const ws = this.workspaces.get(wsId);
+      const u = ws?.users.get(userId);
+      if (ws === undefined || u === undefined) continue;
+      apply(u);
+      this.planRemap(u, now);
+      jobs.push(this.report(ws, u, now));
+    }
+    await Promise.all(jobs);
+  }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null;
+}
+
+function isUserChange(e: unknown): e is SlackUserChangeEvent & { user: { profile: object } } {
+  if (!isObject(e) || (e.type !== 'user_change' && e.type !== 'user_status_changed')) return false;
+  const user = e.user;
+  if (!isObject(user) || typeof user.id !== 'string' || !isObject(user.profile)) return false;
+  const p = user.profile;
+  return (
+    (p.status_text === undefined || typeof p.status_text === 'string') &&
+    (p.status_emoji === undefined || typeof p.status_emoji === 'string') &&
+    (p.status_expiration === undefined || typeof p.status_expiration === 'number')
+  );
+}
+
+function isDndUpdated(e: unknown): e is SlackDndUpdatedUserEvent {
+  if (!isObject(e) || e.type !== 'dnd_updated_user' || typeof e.user !== 'string') return false;
+  const d = e.dnd_status;
+  return (
+    isObject(d) &&
+    typeof d.dnd_enabled === 'boolean' &&
+    typeof d.next_dnd_start_ts === 'number' &&
+    typeof d.next_dnd_end_ts === 'number'
+  );
+}
