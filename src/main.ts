@@ -126,12 +126,12 @@ function inboundRoutes(
  * The real connectors whose credentials are configured. (Tests and the demo pass their own
  * through `options.connectors` and run without timers.)
  */
-function realConnectors(
+async function realConnectors(
   env: Env,
   connections: ConnectionService | null,
   clock: Clock,
   log: Log,
-): { connectors: Connector[]; plugins: ((app: FastifyInstance) => void)[] } {
+): Promise<{ connectors: Connector[]; plugins: ((app: FastifyInstance) => void)[] }> {
   const out: Connector[] = [];
   const plugins: ((app: FastifyInstance) => void)[] = [];
   // A person's delegated token, when they connected their account (Teams subscriptions need one).
@@ -151,6 +151,11 @@ function realConnectors(
   if (teams !== null) {
     out.push(teams);
     plugins.push((app) => teamsInboundRoutes(app, { connector: teams, log }));
+  }
+  if (env.DISCORD_BOT_TOKEN !== undefined) {
+    // Loaded only when used: discord.js takes half a second to load.
+    const { DiscordConnector } = await import('../connectors/discord/connector');
+    out.push(new DiscordConnector({ token: env.DISCORD_BOT_TOKEN, apiUrl: env.DISCORD_API_URL, clock }));
   }
   let slack: SlackConnector | null = null;
   if (env.SLACK_BOT_TOKEN !== undefined) {
@@ -225,7 +230,7 @@ export async function createService(env: Env, options: ServiceOptions = {}): Pro
           previousSecretKeys: env.PRESENCE_SECRET_KEY_PREVIOUS,
         });
   if (connections !== null && options.timers !== false) connections.start();
-  const real = options.timers === false ? { connectors: [], plugins: [] } : realConnectors(env, connections, clock, log);
+  const real = options.timers === false ? { connectors: [], plugins: [] } : await realConnectors(env, connections, clock, log);
   for (const connector of real.connectors) await host.start(connector);
   for (const { connector, simulated } of options.connectors ?? []) await host.start(connector, { simulated });
 
