@@ -1,0 +1,299 @@
+/**
+ * @module bench/webhooks
+ * Webhook figures (issue 4): change-to-webhook latency at 1,000 changes/s, and deliveries/s with
+ * 100 in flight next to the raw undici POST ceiling measured in the same run, against the same
+ * local receiver. The receiver runs in a worker thread, so it does not share the event loop it is
+ * measuring; both threads stamp times with `performance.timeOrigin + performance.now()`.
+ */
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Worker } from 'node:worker_threads';
+
+import { Agent, request } from 'undici';
+
+import { PresenceEngine } from '../src/aggregator/engine';
+import { systemClock } from '../src/core/clock';
+import { Ladder, type NormalizedState, type Status } from '../src/core/presence';
+import { migrate, openDb, type Db } from '../src/store/db';
+import { SqlitePresenceStore } from '../src/store/presence-store';
+import { WebhookService } from '../src/webhooks';
+import { post, postTarget } from '../src/webhooks/http';
+import { fmt, type Figure } from './engine';
+
+// Plain JS for the worker: answers 204 at once, counts requests, and stamps the arrival of each
+// (user, version) when asked to.
+const RECEIVER = `
+const { parentPort } = require('node:worker_threads');
+const http = require('node:http');
+const { performance } = require('node:perf_hooks');
+let count = 0;
+let stamp = false;
+let arrivals = [];
+const server = http.createServer((req, res) => {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => {
+    count++;
+    if (stamp) {
+      const m = /"user_id":"([^"]+)","version":(\\d+)/.exec(Buffer.concat(chunks).toString('utf8'));
+      if (m) arrivals.push(m[1] + '#' + m[2], performance.timeOrigin + performance.now());
+    }
+    res.writeHead(204);
+    res.end();
+  });
+});
+server.keepAliveTimeout = 30000;
+server.listen(0, '127.0.0.1', () => parentPort.postMessage({ port: server.address().port }));
+parentPort.on('message', (m) => {
+  if (m === 'count') parentPort.postMessage({ count });
+  else if (m === 'stamp') { stamp = true; arrivals = []; parentPort.postMessage({ ok: true }); }
+  else if (m === 'arrivals') parentPort.postMessage({ arrivals });
+  else if (m === 'close') server.close(() => parentPort.postMessage({ closed: true }));
+});
+`;
+
+class ReceiverThread {
+  private constructor(
+    private readonly worker: Worker,
+    readonly url: string,
+  ) {}
+
+  static async start(): Promise<ReceiverThread> {
+    const worker = new Worker(RECEIVER, { eval: true });
+    const { port } = await new Promise<{ port: number }>((resolve) =>
+      worker.once('message', (m: { port: number }) => resolve(m)),
+    );
+    return new ReceiverThread(worker, `http://127.0.0.1:${port}/hook`);
+  }
+
+  ask<T>(message: string): Promise<T> {
+    return new Promise((resolve) => {
+      this.worker.once('message', (m: T) => resolve(m));
+      this.worker.postMessage(message);
+    });
+  }
+
+  async count(): Promise<number> {
+    return (await this.ask<{ count: number }>('count')).count;
+  }
+
+  async close(): Promise<void> {
+    await this.ask('close');
+    await this.worker.terminate();
+  }
+}
+
+const absNow = (): number => performance.timeOrigin + performance.now();
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+function percentile(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+}
+
+const state = (status: Status): NormalizedState => ({
+  status,
+  activity: null,
+  customStatus: null,
+  source: 'app',
+  raw: { availability: status === 'online' ? 'Available' : 'Busy', activity: 'Available' },
+  label: status,
+});
+const ONLINE = state('online');
+const BUSY = state('busy');
+
+interface Rig {
+  db: Db;
+  engine: PresenceEngine;
+  webhooks: WebhookService;
+}
+
+function rig(dir: string, name: string, inFlight: number): Rig {
+  const db = openDb(join(dir, name));
+  migrate(db);
+  const engine = new PresenceEngine({
+    clock: systemClock,
+    store: new SqlitePresenceStore(db),
+    ladder: new Ladder(),
+  });
+  const webhooks = new WebhookService({
+    db,
+    engine,
+    clock: systemClock,
+    allowPrivateTargets: true,
+    maxInFlightPerEndpoint: inFlight,
+    pruneSchedule: null,
+  });
+  engine.load();
+  return { db, engine, webhooks };
+}
+
+const RAW_HEADERS = {
+  'content-type': 'application/json',
+  'user-agent': 'presence-aggregator-webhooks/1',
+  'webhook-id': 'msg_01JDAVQ2Z3ABCDEFGHJKMNPQRS',
+  'webhook-timestamp': '1795442400',
+  'webhook-signature': 'v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=',
+};
+
+/** `n` POSTs of the same body and headers a delivery sends, `inFlight` at a time; requests/s. */
+async function ceiling(inFlight: number, n: number, once: () => Promise<void>): Promise<number> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < n) {
+      next += 1;
+      await once();
+    }
+  };
+  await Promise.all(Array.from({ length: inFlight }, worker)); // warm the connections
+  next = 0;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: inFlight }, worker));
+  return n / ((performance.now() - t0) / 1000);
+}
+
+/** The plain `undici.request` POST, response body dumped: the ceiling the issue compares with. */
+async function rawRequest(url: string, body: Buffer, n: number, inFlight: number): Promise<number> {
+  const agent = new Agent({ headersTimeout: 15_000, bodyTimeout: 15_000, connect: { timeout: 15_000 } });
+  const rate = await ceiling(inFlight, n, async () => {
+    const res = await request(url, { method: 'POST', headers: RAW_HEADERS, body, dispatcher: agent });
+    await res.body.dump();
+  });
+  await agent.close();
+  return rate;
+}
+
+/** The same POST through `dispatch` with the dispatcher's discarding handler, without the outbox. */
+async function rawDispatch(url: string, body: Buffer, n: number, inFlight: number): Promise<number> {
+  const agent = new Agent({ headersTimeout: 15_000, bodyTimeout: 15_000, connect: { timeout: 15_000 } });
+  const target = postTarget(url);
+  const rate = await ceiling(inFlight, n, async () => {
+    const r = await post(agent, target, RAW_HEADERS, body);
+    if (r.statusCode !== 204) throw new Error(`raw POST answered ${r.statusCode}`);
+  });
+  await agent.close();
+  return rate;
+}
+
+interface Throughput {
+  rate: number;
+  rawRequest: number;
+  rawDispatch: number;
+}
+
+/**
+ * 20,000 deliveries queued for one endpoint (1,000 users × 20 changes, so half of them wait in
+ * SQLite past the in-memory window), then sent 100 at a time: signing, per-user ordering, and
+ * every outcome written to the delivery log. The raw ceilings are measured just before, in the
+ * same state, with the same body.
+ */
+async function throughput(dir: string, receiver: ReceiverThread): Promise<Throughput> {
+  const { db, engine, webhooks } = rig(dir, 'throughput.db', 100);
+  await webhooks.createEndpoint({ url: receiver.url });
+  const users = 1000;
+  const rounds = 20;
+  for (let r = 0; r < rounds; r++) {
+    const acks: Promise<void>[] = [];
+    for (let u = 0; u < users; u++) {
+      const id = `user-${u}`;
+      engine.ensureUser(id);
+      acks.push(
+        engine.report(id, { platform: 'teams', ttlMs: 3_600_000, state: r % 2 === 0 ? ONLINE : BUSY }),
+      );
+    }
+    await Promise.all(acks);
+  }
+  const total = users * rounds;
+  const body = Buffer.from(db.prepare('SELECT payload FROM webhook_events LIMIT 1').pluck().get() as string);
+  const rawReq = await rawRequest(receiver.url, body, total, 100);
+  const rawDis = await rawDispatch(receiver.url, body, total, 100);
+  const before = await receiver.count();
+  const t0 = performance.now();
+  webhooks.start();
+  for (;;) {
+    const s = webhooks.stats();
+    if (s.queued === 0 && s.in_flight === 0 && s.spilled_endpoints === 0) break;
+    await sleep(2);
+  }
+  const elapsed = performance.now() - t0;
+  const delivered = (await receiver.count()) - before;
+  if (delivered < total) throw new Error(`only ${delivered} of ${total} webhooks arrived`);
+  await webhooks.stop();
+  await engine.stop();
+  db.close();
+  return { rate: total / (elapsed / 1000), rawRequest: rawReq, rawDispatch: rawDis };
+}
+
+async function latency(dir: string, receiver: ReceiverThread): Promise<number[]> {
+  const { db, engine, webhooks } = rig(dir, 'latency.db', 100);
+  await webhooks.createEndpoint({ url: receiver.url });
+  webhooks.start();
+  const users = 1000;
+  for (let u = 0; u < users; u++) engine.ensureUser(`user-${u}`);
+  const rate = 1000;
+  const sent = new Map<string, number>();
+  const run = async (ms: number, measure: boolean): Promise<void> => {
+    const t0 = performance.now();
+    let issued = 0;
+    while (performance.now() - t0 < ms) {
+      const due = Math.floor(((performance.now() - t0) / 1000) * rate);
+      for (; issued < due; issued++) {
+        const id = `user-${issued % users}`;
+        const at = absNow();
+        const next = engine.state(id)!.status === 'online' ? BUSY : ONLINE;
+        void engine.report(id, { platform: 'teams', ttlMs: 3_600_000, state: next });
+        if (measure) sent.set(`${id}#${engine.state(id)!.version}`, at);
+      }
+      await sleep(1);
+    }
+  };
+  await run(1000, false); // warm-up
+  await sleep(200);
+  await receiver.ask('stamp');
+  await run(5000, true);
+  for (let i = 0; i < 200; i++) {
+    const s = webhooks.stats();
+    if (s.queued === 0 && s.in_flight === 0) break;
+    await sleep(10);
+  }
+  const { arrivals } = await receiver.ask<{ arrivals: (string | number)[] }>('arrivals');
+  const latencies: number[] = [];
+  for (let i = 0; i < arrivals.length; i += 2) {
+    const start = sent.get(arrivals[i] as string);
+    if (start !== undefined) latencies.push((arrivals[i + 1] as number) - start);
+  }
+  if (latencies.length < sent.size)
+    throw new Error(`only ${latencies.length} of ${sent.size} changes arrived`);
+  await webhooks.stop();
+  await engine.stop();
+  db.close();
+  return latencies.sort((a, b) => a - b);
+}
+
+export async function benchWebhooks(): Promise<Figure[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'presence-bench-webhooks-'));
+  const receiver = await ReceiverThread.start();
+  try {
+    const lat = await latency(dir, receiver);
+    const t = await throughput(dir, receiver);
+    return [
+      {
+        name: 'change-to-webhook latency at 1,000 changes/s, p50 / p99',
+        value: `${percentile(lat, 50).toFixed(1)} / ${percentile(lat, 99).toFixed(1)} ms`,
+        target: 'p99 ≤ 50 ms',
+      },
+      { name: 'raw undici request() POST ceiling, 100 in flight', value: `${fmt(t.rawRequest)}/s` },
+      { name: '  same through dispatch(), body discarded', value: `${fmt(t.rawDispatch)}/s` },
+      {
+        name: 'webhook deliveries, 100 in flight (signed, ordered, logged)',
+        value: `${fmt(t.rate)}/s (${((t.rate / t.rawRequest) * 100).toFixed(0)} %)`,
+        target: '≥ 60 % of raw request()',
+      },
+    ];
+  } finally {
+    await receiver.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * @module webhooks/schema
+ * The inputs of the webhook facade as zod schemas, and the JSON shapes it returns. The HTTP layer
+ * can reuse the schemas for its routes (and the OpenAPI document); the facade parses with them
+ * again, so it is safe to call from anywhere.
+ */
+
+import { z } from 'zod';
+
+import { AppError, type ErrorDetail } from '../core/errors';
+import { USER_ID_PATTERN } from '../core/presence';
+import { parseIso } from '../core/time';
+
+export const EVENT_TYPES = [
+  'presence.changed',
+  'connection.reauth_required',
+  'connection.revoked',
+  'connector.degraded',
+  'connector.recovered',
+  'webhook.endpoint_disabled',
+] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+export const DELIVERY_STATUSES = ['pending', 'delivered', 'failed', 'coalesced'] as const;
+export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
+
+/** The longest coalescing window an endpoint may ask for. */
+export const MAX_COALESCE_MS = 600_000;
+export const MAX_FILTER_USER_IDS = 1000;
+
+const eventsFilter = z
+  .array(z.enum(EVENT_TYPES))
+  .min(1)
+  .refine((a) => new Set(a).size === a.length, { message: 'event types must not repeat' });
+const userIdsFilter = z
+  .array(z.string().regex(USER_ID_PATTERN, 'not a valid user id'))
+  .min(1)
+  .max(MAX_FILTER_USER_IDS);
+const coalesceMs = z.number().int().min(0).max(MAX_COALESCE_MS);
+
+/** `POST /v1/webhooks`. Absent `events`/`user_ids` mean every type, every user. */
+export const createEndpointSchema = z.strictObject({
+  url: z.string().min(1),
+  events: eventsFilter.optional(),
+  user_ids: userIdsFilter.optional(),
+  coalesce_ms: coalesceMs.optional(),
+});
+export type CreateEndpointInput = z.infer<typeof createEndpointSchema>;
+
+/**
+ * `PATCH /v1/webhooks/{id}`. `null` clears a filter. `enabled: true` re-enables a disabled
+ * endpoint; `rotate_secret: true` issues a new secret while the old one keeps signing for the
+ * rotation window.
+ */
+export const updateEndpointSchema = z.strictObject({
+  url: z.string().min(1).optional(),
+  events: eventsFilter.nullable().optional(),
+  user_ids: userIdsFilter.nullable().optional(),
+  coalesce_ms: coalesceMs.optional(),
+  enabled: z.boolean().optional(),
+  rotate_secret: z.boolean().optional(),
+});
+export type UpdateEndpointInput = z.infer<typeof updateEndpointSchema>;
+
+/** `GET /v1/webhooks/{id}/deliveries?status=&limit=&before=` (query strings are coerced). */
+export const deliveriesQuerySchema = z.strictObject({
+  status: z.enum(DELIVERY_STATUSES).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).optional(),
+  /** A delivery id: return older ones (the `next_before` of the previous page). */
+  before: z.coerce.number().int().min(1).optional(),
+});
+export type DeliveriesQuery = z.infer<typeof deliveriesQuerySchema>;
+
+/** `POST /v1/webhooks/{id}/replay`. */
+export const replaySchema = z.strictObject({
+  since: z.string().refine((s) => !Number.isNaN(parseIso(s)), {
+    message: 'must be an ISO-8601 time with a zone, e.g. 2026-11-23T14:00:00Z',
+  }),
+});
+export type ReplayInput = z.infer<typeof replaySchema>;
+
+/** Parses `input` or throws `AppError('invalid_request')` with one detail per problem. */
+export function parseInput<S extends z.ZodType>(schema: S, input: unknown, what: string): z.infer<S> {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const details: ErrorDetail[] = result.error.issues.map((i) => ({
+    code: i.code,
+    message: i.message,
+    path: i.path.filter((p): p is string | number => typeof p !== 'symbol'),
+  }));
+  const first = details[0];
+  const where = first?.path !== undefined && first.path.length > 0 ? `${first.path.join('.')}: ` : '';
+  throw new AppError('invalid_request', `invalid ${what}: ${where}${first?.message ?? 'bad input'}`, details);
+}
+
+// ---------------------------------------------------------------- what the facade returns
+
+export interface EndpointView {
+  id: string;
+  url: string;
+  /** null: every event type. */
+  events: EventType[] | null;
+  /** null: every user. */
+  user_ids: string[] | null;
+  coalesce_ms: number;
+  enabled: boolean;
+  /** Why it is disabled: `gone` (it answered 410), `failing` (5 days of failures), `manual`. */
+  disabled_reason: 'gone' | 'failing' | 'manual' | null;
+  disabled_at: string | null;
+  /** The first failure since the last success, while it keeps failing. */
+  failing_since: string | null;
+  /** While a rotation is under way: when the previous secret stops signing. */
+  previous_secret_expires_at: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+/** `createEndpoint` and a rotating `updateEndpoint` return the secret, once. */
+export interface EndpointWithSecret extends EndpointView {
+  secret: string;
+}
+
+export interface AttemptView {
+  attempt: number;
+  at: string;
+  status_code: number | null;
+  latency_ms: number;
+  error: string | null;
+  next_attempt_at: string | null;
+}
+
+export interface DeliveryView {
+  id: number;
+  /** The `webhook-id` sent. */
+  webhook_id: string;
+  type: EventType;
+  user_id: string | null;
+  version: number | null;
+  status: DeliveryStatus;
+  replay: boolean;
+  attempt_count: number;
+  next_attempt_at: string | null;
+  last_status_code: number | null;
+  last_error: string | null;
+  created_at: string;
+  updated_at: string;
+  attempts: AttemptView[];
+}
+
+export interface DeliveriesPage {
+  deliveries: DeliveryView[];
+  /** Pass as `before` for the next (older) page; null on the last page. */
+  next_before: number | null;
+}

@@ -1,0 +1,366 @@
+/**
+ * @module webhooks/store
+ * The SQLite side of webhooks (migrations/0003_webhooks.sql): endpoints, the outbox of events,
+ * delivery rows and attempt rows. Prepared statements only; the dispatcher keeps the hot state in
+ * memory and calls here to make it durable, in batches.
+ */
+
+import type { Db } from '../store/db';
+import type { DeliveryStatus, EventType } from './schema';
+
+export type DisabledReason = 'gone' | 'failing' | 'manual';
+
+/** An endpoint as stored, secrets included. Never returned to a client as it is. */
+export interface EndpointRecord {
+  id: string;
+  url: string;
+  events: EventType[] | null;
+  userIds: string[] | null;
+  coalesceMs: number;
+  secret: string;
+  previousSecret: string | null;
+  previousExpiresAt: number | null;
+  enabled: boolean;
+  disabledReason: DisabledReason | null;
+  disabledAt: number | null;
+  failingSince: number | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+interface EndpointRow {
+  id: string;
+  url: string;
+  events: string | null;
+  user_ids: string | null;
+  coalesce_ms: number;
+  secret: string;
+  previous_secret: string | null;
+  previous_expires_at: number | null;
+  enabled: number;
+  disabled_reason: DisabledReason | null;
+  disabled_at: number | null;
+  failing_since: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+/** A pending delivery with what sending it needs, as loaded at start or after a spill. */
+export interface PendingRow {
+  id: number;
+  event_seq: number;
+  lane: string;
+  attempts: number;
+  next_attempt_at: number | null;
+  not_before: number;
+  replay: number;
+  created_at: number;
+  msg_id: string;
+  type: EventType;
+  payload: string;
+}
+
+/**
+ * The outcome of one attempt, written with the delivery's new state. A failed attempt also gets
+ * its own `webhook_attempts` row; a success lives in the delivery's `last_*` columns only.
+ */
+export interface AttemptRecord {
+  readonly deliveryId: number;
+  readonly attempt: number;
+  readonly at: number;
+  readonly statusCode: number | null;
+  readonly latencyMs: number;
+  readonly error: string | null;
+  nextAttemptAt: number | null;
+  status: DeliveryStatus;
+}
+
+export interface DeliveryRow {
+  id: number;
+  status: DeliveryStatus;
+  attempts: number;
+  next_attempt_at: number | null;
+  replay: number;
+  last_attempt_at: number | null;
+  last_status_code: number | null;
+  last_latency_ms: number | null;
+  last_error: string | null;
+  created_at: number;
+  updated_at: number;
+  msg_id: string;
+  type: EventType;
+  user_id: string | null;
+  version: number | null;
+}
+
+export interface AttemptRow {
+  delivery_id: number;
+  attempt: number;
+  at: number;
+  status_code: number | null;
+  latency_ms: number;
+  error: string | null;
+  next_attempt_at: number | null;
+}
+
+const json = (v: readonly string[] | null): string | null => (v === null ? null : JSON.stringify(v));
+
+function toEndpoint(r: EndpointRow): EndpointRecord {
+  return {
+    id: r.id,
+    url: r.url,
+    events: r.events === null ? null : (JSON.parse(r.events) as EventType[]),
+    userIds: r.user_ids === null ? null : (JSON.parse(r.user_ids) as string[]),
+    coalesceMs: r.coalesce_ms,
+    secret: r.secret,
+    previousSecret: r.previous_secret,
+    previousExpiresAt: r.previous_expires_at,
+    enabled: r.enabled === 1,
+    disabledReason: r.disabled_reason,
+    disabledAt: r.disabled_at,
+    failingSince: r.failing_since,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+export class WebhookStore {
+  private readonly s;
+  readonly transaction: <T>(fn: () => T) => T;
+
+  constructor(readonly db: Db) {
+    this.s = {
+      endpoints: db.prepare('SELECT * FROM webhook_endpoints ORDER BY created_at, id'),
+      upsertEndpoint: db.prepare(
+        // An upsert, not INSERT OR REPLACE: a REPLACE deletes the row first, and the foreign-key
+        // cascade would take the endpoint's deliveries with it.
+        `INSERT INTO webhook_endpoints (id, url, events, user_ids, coalesce_ms, secret, previous_secret,
+           previous_expires_at, enabled, disabled_reason, disabled_at, failing_since, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT(id) DO UPDATE SET url = excluded.url, events = excluded.events, user_ids = excluded.user_ids,
+           coalesce_ms = excluded.coalesce_ms, secret = excluded.secret, previous_secret = excluded.previous_secret,
+           previous_expires_at = excluded.previous_expires_at, enabled = excluded.enabled,
+           disabled_reason = excluded.disabled_reason, disabled_at = excluded.disabled_at,
+           failing_since = excluded.failing_since, updated_at = excluded.updated_at`,
+      ),
+      deleteEndpoint: db.prepare('DELETE FROM webhook_endpoints WHERE id = ?'),
+      setFailingSince: db.prepare('UPDATE webhook_endpoints SET failing_since = ? WHERE id = ?'),
+      insertEvent: db.prepare(
+        `INSERT INTO webhook_events (msg_id, type, user_id, version, created_at, payload)
+         VALUES (?, ?, ?, ?, ?, ?)`,
+      ),
+      insertDelivery: db.prepare(
+        `INSERT INTO webhook_deliveries (endpoint_id, event_seq, lane, status, attempts, next_attempt_at, not_before,
+           replay, created_at, updated_at) VALUES (?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?)`,
+      ),
+      updateDelivery: db.prepare(
+        `UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_attempt_at = ?,
+           last_status_code = ?, last_latency_ms = ?, last_error = ?, updated_at = ? WHERE id = ?`,
+      ),
+      insertAttempt: db.prepare(
+        `INSERT INTO webhook_attempts (delivery_id, attempt, at, status_code, latency_ms, error, next_attempt_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      failPending: db.prepare(
+        `UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL, last_error = ?, updated_at = ?
+         WHERE endpoint_id = ? AND status = 'pending'`,
+      ),
+      loadPending: db.prepare(
+        `SELECT d.id, d.event_seq, d.lane, d.attempts, d.next_attempt_at, d.not_before, d.replay, d.created_at,
+           e.msg_id, e.type, e.payload
+         FROM webhook_deliveries d JOIN webhook_events e ON e.seq = d.event_seq
+         WHERE d.endpoint_id = ? AND d.status = 'pending' AND d.id > ? ORDER BY d.id LIMIT ?`,
+      ),
+      markCoalesced: db.prepare(
+        `UPDATE webhook_deliveries SET status = 'coalesced', next_attempt_at = NULL, last_error = ?, updated_at = ?
+         WHERE id = ?`,
+      ),
+      repointDelivery: db.prepare('UPDATE webhook_deliveries SET event_seq = ?, updated_at = ? WHERE id = ?'),
+      eventOf: db.prepare('SELECT user_id, version, created_at FROM webhook_events WHERE seq = ?'),
+      page: db.prepare(
+        `SELECT d.id, d.status, d.attempts, d.next_attempt_at, d.replay, d.last_attempt_at, d.last_status_code,
+           d.last_latency_ms, d.last_error, d.created_at, d.updated_at, e.msg_id, e.type, e.user_id, e.version
+         FROM webhook_deliveries d JOIN webhook_events e ON e.seq = d.event_seq
+         WHERE d.endpoint_id = ? AND d.id < ? AND (? IS NULL OR d.status = ?)
+         ORDER BY d.id DESC LIMIT ?`,
+      ),
+      attemptsOf: db.prepare(
+        `SELECT delivery_id, attempt, at, status_code, latency_ms, error, next_attempt_at FROM webhook_attempts
+         WHERE delivery_id IN (SELECT value FROM json_each(?)) ORDER BY delivery_id, attempt, id`,
+      ),
+      // One statement, so a replay of many events never holds their bodies in memory; the
+      // dispatcher loads them in windows like any backlog. Rows are inserted in the ORDER BY
+      // order, so each lane (user) gets its events in version order.
+      replay: db.prepare(
+        `INSERT INTO webhook_deliveries (endpoint_id, event_seq, lane, status, attempts, next_attempt_at, not_before,
+           replay, created_at, updated_at)
+         SELECT @endpoint, seq, lane, 'pending', 0, @now, @now, 1, @now, @now FROM (
+           SELECT e.seq AS seq, min(d.lane) AS lane, e.version AS version
+           FROM webhook_deliveries d JOIN webhook_events e ON e.seq = d.event_seq
+           WHERE d.endpoint_id = @endpoint AND d.status IN ('delivered', 'failed') AND e.created_at >= @since
+           GROUP BY e.seq)
+         ORDER BY lane, coalesce(version, 0), seq`,
+      ),
+      pruneDeliveries: db.prepare(
+        `DELETE FROM webhook_deliveries WHERE id IN (
+           SELECT id FROM webhook_deliveries WHERE status != 'pending' AND updated_at < ? LIMIT ?)`,
+      ),
+      pruneEvents: db.prepare(
+        `DELETE FROM webhook_events WHERE seq IN (
+           SELECT seq FROM webhook_events e WHERE e.created_at < ?
+             AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_seq = e.seq) LIMIT ?)`,
+      ),
+    };
+    const tx = db.transaction((fn: () => unknown) => fn());
+    this.transaction = <T>(fn: () => T): T => tx(fn) as T;
+  }
+
+  loadEndpoints(): EndpointRecord[] {
+    return (this.s.endpoints.all() as EndpointRow[]).map(toEndpoint);
+  }
+
+  saveEndpoint(e: EndpointRecord): void {
+    this.s.upsertEndpoint.run(
+      e.id,
+      e.url,
+      json(e.events),
+      json(e.userIds),
+      e.coalesceMs,
+      e.secret,
+      e.previousSecret,
+      e.previousExpiresAt,
+      e.enabled ? 1 : 0,
+      e.disabledReason,
+      e.disabledAt,
+      e.failingSince,
+      e.createdAt,
+      e.updatedAt,
+    );
+  }
+
+  /** Deletes the endpoint with its deliveries and attempts (the events stay until pruned). */
+  deleteEndpoint(id: string): boolean {
+    return this.s.deleteEndpoint.run(id).changes > 0;
+  }
+
+  insertEvent(
+    msgId: string,
+    type: EventType,
+    userId: string | null,
+    version: number | null,
+    createdAt: number,
+    payload: string,
+  ): number {
+    return Number(this.s.insertEvent.run(msgId, type, userId, version, createdAt, payload).lastInsertRowid);
+  }
+
+  insertDelivery(
+    endpointId: string,
+    eventSeq: number,
+    lane: string,
+    notBefore: number,
+    nextAttemptAt: number,
+    replay: boolean,
+    now: number,
+  ): number {
+    return Number(
+      this.s.insertDelivery.run(
+        endpointId,
+        eventSeq,
+        lane,
+        nextAttemptAt,
+        notBefore,
+        replay ? 1 : 0,
+        now,
+        now,
+      ).lastInsertRowid,
+    );
+  }
+
+  /** Writes attempts and endpoint failure marks in one transaction, in order. */
+  writeOutcomes(
+    attempts: readonly AttemptRecord[],
+    failing: readonly { endpointId: string; since: number | null }[],
+  ): void {
+    this.transaction(() => {
+      for (const a of attempts) {
+        if (a.status !== 'delivered') {
+          this.s.insertAttempt.run(
+            a.deliveryId,
+            a.attempt,
+            a.at,
+            a.statusCode,
+            a.latencyMs,
+            a.error,
+            a.nextAttemptAt,
+          );
+        }
+        this.s.updateDelivery.run(
+          a.status,
+          a.attempt,
+          a.nextAttemptAt,
+          a.at,
+          a.statusCode,
+          a.latencyMs,
+          a.error,
+          a.at + a.latencyMs,
+          a.deliveryId,
+        );
+      }
+      for (const f of failing) this.s.setFailingSince.run(f.since, f.endpointId);
+    });
+  }
+
+  /** Gives up every pending delivery of an endpoint (it was disabled). */
+  failPending(endpointId: string, error: string, now: number): number {
+    return this.s.failPending.run(error, now, endpointId).changes;
+  }
+
+  loadPending(endpointId: string, afterId: number, limit: number): PendingRow[] {
+    return this.s.loadPending.all(endpointId, afterId, limit) as PendingRow[];
+  }
+
+  markCoalesced(deliveryId: number, note: string, now: number): void {
+    this.s.markCoalesced.run(note, now, deliveryId);
+  }
+
+  /** Stores a merged event and points the surviving delivery at it; returns the event's seq. */
+  repoint(deliveryId: number, fromSeq: number, msgId: string, payload: string, now: number): number {
+    const src = this.s.eventOf.get(fromSeq) as
+      { user_id: string | null; version: number | null; created_at: number } | undefined;
+    const seq = this.insertEvent(
+      msgId,
+      'presence.changed',
+      src?.user_id ?? null,
+      src?.version ?? null,
+      src?.created_at ?? now,
+      payload,
+    );
+    this.s.repointDelivery.run(seq, now, deliveryId);
+    return seq;
+  }
+
+  page(endpointId: string, status: DeliveryStatus | null, before: number, limit: number): DeliveryRow[] {
+    return this.s.page.all(endpointId, before, status, status, limit) as DeliveryRow[];
+  }
+
+  attemptsOf(deliveryIds: readonly number[]): AttemptRow[] {
+    return this.s.attemptsOf.all(JSON.stringify(deliveryIds)) as AttemptRow[];
+  }
+
+  /**
+   * Queues again every event the endpoint was sent (delivered, or given up) whose event time is at
+   * or after `since`. Returns how many.
+   */
+  replay(endpointId: string, since: number, now: number): number {
+    return this.s.replay.run({ endpoint: endpointId, since, now }).changes;
+  }
+
+  pruneDeliveries(cutoff: number, chunk: number): number {
+    return this.s.pruneDeliveries.run(cutoff, chunk).changes;
+  }
+
+  pruneEvents(cutoff: number, chunk: number): number {
+    return this.s.pruneEvents.run(cutoff, chunk).changes;
+  }
+}

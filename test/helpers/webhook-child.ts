@@ -1,0 +1,76 @@
+/**
+ * A child process for the webhook crash test: the engine and the webhook service on one SQLite
+ * file, delivering to a receiver in the parent.
+ *
+ *   webhook-child <db> <receiver-url> burst   streams changes, prints "ack <user> <version>" per
+ *                                             committed change, until killed
+ *   webhook-child <db> <receiver-url> drain   only delivers what the outbox holds, until killed
+ *
+ * The first run creates the endpoint and prints "endpoint <id> <secret>".
+ */
+import { PresenceEngine } from '../../src/aggregator/engine';
+import { systemClock } from '../../src/core/clock';
+import { Ladder, type Status } from '../../src/core/presence';
+import { migrate, openDb } from '../../src/store/db';
+import { SqlitePresenceStore } from '../../src/store/presence-store';
+import { WebhookService } from '../../src/webhooks';
+
+const [path, url, mode] = process.argv.slice(2);
+if (path === undefined || url === undefined || (mode !== 'burst' && mode !== 'drain')) {
+  throw new Error('usage: webhook-child <db> <receiver-url> burst|drain');
+}
+const db = openDb(path);
+migrate(db);
+const engine = new PresenceEngine({
+  clock: systemClock,
+  store: new SqlitePresenceStore(db),
+  ladder: new Ladder(),
+});
+// Before the engine loads: every change from now on goes through the outbox.
+const webhooks = new WebhookService({
+  db,
+  engine,
+  clock: systemClock,
+  allowPrivateTargets: true,
+  pruneSchedule: null,
+  jitter: 0,
+  // Quick retries, so that a delivery cut by the kill does not wait 5 s after the restart.
+  retrySchedule: [0, 50, 100, 200, 400, 800],
+});
+engine.load();
+
+const STATUSES: Status[] = ['online', 'busy', 'away', 'idle'];
+const USERS = 40;
+
+async function main(): Promise<void> {
+  if (webhooks.listEndpoints().length === 0) {
+    const ep = await webhooks.createEndpoint({ url: url! });
+    process.stdout.write(`endpoint ${ep.id} ${ep.secret}\n`);
+  }
+  webhooks.start();
+  if (mode === 'drain') {
+    process.stdout.write('ready\n');
+    setInterval(() => undefined, 1 << 30);
+    return;
+  }
+  for (let round = 0; ; round++) {
+    const acks: Promise<string>[] = [];
+    for (let u = 0; u < USERS; u++) {
+      const userId = `u${u}`;
+      engine.ensureUser(userId);
+      const status = STATUSES[(round + u) % STATUSES.length]!;
+      const ack = engine.report(userId, {
+        platform: 'teams',
+        ttlMs: 3_600_000,
+        state: { status, activity: null, customStatus: null, source: 'app', raw: status, label: status },
+      });
+      const version = engine.state(userId)!.version;
+      acks.push(ack.then(() => `ack ${userId} ${version}`));
+    }
+    process.stdout.write(`${(await Promise.all(acks)).join('\n')}\n`);
+    // Let deliveries interleave with the stream, as they would under real load.
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+void main();
