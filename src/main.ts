@@ -27,6 +27,8 @@ import { Ladder, REAL_PLATFORMS } from './core/presence';
 import { buildApp, LOG_REDACT } from './http/app';
 import { AppError } from './core/errors';
 import { connectionRoutes } from './http/routes/connections';
+import { webhookRoutes } from './http/routes/webhooks';
+import { WebhookService } from './webhooks';
 import { signalRoutes } from './http/routes/signals';
 import { ConnectionService, type ConnectionEventType } from './oauth/service';
 import { isMigrated, migrate, openDb, type Db } from './store/db';
@@ -48,6 +50,7 @@ export interface ServiceOptions {
 export interface Service {
   readonly app: FastifyInstance;
   readonly engine: PresenceEngine;
+  readonly webhooks: WebhookService;
   /** The OAuth connection layer; null without PRESENCE_SECRET_KEY (it encrypts the tokens). */
   readonly connections: ConnectionService | null;
   readonly db: Db;
@@ -164,7 +167,8 @@ async function realConnectors(
       apiUrl: env.SLACK_API_URL,
       clock,
       log,
-      onAuthError: ({ workspaceId }) => log.error({ platform: 'slack', workspaceId }, 'Slack refused the bot token; polling paused'),
+      onAuthError: ({ workspaceId }) =>
+        log.error({ platform: 'slack', workspaceId }, 'Slack refused the bot token; polling paused'),
     });
     out.push(slack);
   }
@@ -173,7 +177,11 @@ async function realConnectors(
     // Verified events are acknowledged even without polling credentials; the connector, when
     // there is one, turns them into presence.
     plugins.push((app) =>
-      slackInboundRoutes(app, { signingSecret, clock, handler: (e) => (slack === null ? undefined : slack.handleEvent(e)) }),
+      slackInboundRoutes(app, {
+        signingSecret,
+        clock,
+        handler: (e) => (slack === null ? undefined : slack.handleEvent(e)),
+      }),
     );
   }
   if (
@@ -207,14 +215,25 @@ export async function createService(env: Env, options: ServiceOptions = {}): Pro
     viewCacheSize: env.PRESENCE_VIEW_CACHE,
     identityOnlyPlatforms: REAL_PLATFORMS.filter((p) => CONNECTORS[p].capabilities.presence === 'none'),
   });
+  // The outbox hooks into the engine's commits before anything loads: a change is written with
+  // its event in one transaction, and the presence object is built only when a hook wants it.
+  const webhooks = new WebhookService({
+    db,
+    engine,
+    clock,
+    log,
+    allowPrivateTargets: env.WEBHOOK_ALLOW_PRIVATE_TARGETS,
+  });
   if (options.timers === false) engine.load();
   else engine.start();
+  webhooks.start();
   const keys = new ApiKeyStore(db, clock);
   const host = new ConnectorHost(engine, log);
   // Events of other layers (connections now; connectors later) go to the webhook outbox. They
   // are emitted inside the transaction that records the change they report.
   const emitEvent = (type: ConnectionEventType, data: Readonly<Record<string, unknown>>): void => {
     log.info({ type, data }, 'event');
+    webhooks.emit(type, data);
   };
   const connections =
     env.PRESENCE_SECRET_KEY === undefined
@@ -230,7 +249,10 @@ export async function createService(env: Env, options: ServiceOptions = {}): Pro
           previousSecretKeys: env.PRESENCE_SECRET_KEY_PREVIOUS,
         });
   if (connections !== null && options.timers !== false) connections.start();
-  const real = options.timers === false ? { connectors: [], plugins: [] } : await realConnectors(env, connections, clock, log);
+  const real =
+    options.timers === false
+      ? { connectors: [], plugins: [] }
+      : await realConnectors(env, connections, clock, log);
   for (const connector of real.connectors) await host.start(connector);
   for (const { connector, simulated } of options.connectors ?? []) await host.start(connector, { simulated });
 
@@ -259,6 +281,7 @@ export async function createService(env: Env, options: ServiceOptions = {}): Pro
     (app) => signalRoutes(app, { engine, clock, decay: env.PRESENCE_INFERRED_DECAY }),
     ...inboundRoutes(env, engine, clock, log),
     ...real.plugins,
+    (app) => webhookRoutes(app, webhooks),
     (app) => {
       if (connections !== null) connectionRoutes(app, connections);
       else {
@@ -300,6 +323,7 @@ export async function createService(env: Env, options: ServiceOptions = {}): Pro
   return {
     app,
     engine,
+    webhooks,
     connections,
     db,
     keys,
@@ -311,6 +335,7 @@ export async function createService(env: Env, options: ServiceOptions = {}): Pro
       await host.stopAll();
       await connections?.stop();
       await engine.stop();
+      await webhooks.stop();
       db.close();
     },
   };

@@ -19,9 +19,9 @@ export interface TestApi {
   close(): Promise<void>;
 }
 
-export async function testApi(env: Record<string, string> = {}): Promise<TestApi> {
+/** `clock` defaults to a FakeClock at 2026-11-23T14:00Z; webhook tests that verify timestamps pass real time. */
+export async function testApi(env: Record<string, string> = {}, clock = new FakeClock()): Promise<TestApi> {
   const tmp = tmpDir();
-  const clock = new FakeClock();
   // A key of its own for the OAuth token vault, unless the test says otherwise ('' turns it off).
   const secret = { PRESENCE_SECRET_KEY: randomBytes(32).toString('base64') };
   const svc = await createService(

@@ -1,0 +1,184 @@
+/**
+ * @module http/routes/webhooks
+ * Webhook endpoints (admin scope): register, list, show, update (rotate the secret, re-enable),
+ * delete, the delivery log, replay. The schemas are the webhook layer's own, so validation and
+ * the OpenAPI document say the same thing.
+ */
+
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+
+import {
+  createEndpointSchema,
+  deliveriesQuerySchema,
+  DELIVERY_STATUSES,
+  EVENT_TYPES,
+  replaySchema,
+  updateEndpointSchema,
+  type WebhookService,
+} from '../../webhooks';
+import { COMMON_ERRORS, ErrorBody, IsoTime } from '../schemas';
+
+const Id = z.strictObject({ id: z.string().min(1).max(64) });
+const Endpoint = z
+  .object({
+    id: z.string(),
+    url: z.string(),
+    events: z.array(z.enum(EVENT_TYPES)).nullable().describe('null: every event type'),
+    user_ids: z.array(z.string()).nullable().describe('null: every user'),
+    coalesce_ms: z.number().int(),
+    enabled: z.boolean(),
+    disabled_reason: z.enum(['gone', 'failing', 'manual']).nullable(),
+    disabled_at: IsoTime.nullable(),
+    failing_since: IsoTime.nullable(),
+    previous_secret_expires_at: IsoTime.nullable(),
+    created_at: IsoTime,
+    updated_at: IsoTime,
+    secret: z.string().optional().describe('whsec_…: only in the reply to create and to a rotation'),
+  })
+  .describe('A webhook endpoint');
+const Attempt = z.object({
+  attempt: z.number().int(),
+  at: IsoTime,
+  status_code: z.number().int().nullable(),
+  latency_ms: z.number(),
+  error: z.string().nullable(),
+  next_attempt_at: IsoTime.nullable(),
+});
+const Delivery = z.object({
+  id: z.number().int(),
+  webhook_id: z.string(),
+  type: z.enum(EVENT_TYPES),
+  user_id: z.string().nullable(),
+  version: z.number().int().nullable(),
+  status: z.enum(DELIVERY_STATUSES),
+  replay: z.boolean(),
+  attempt_count: z.number().int(),
+  next_attempt_at: IsoTime.nullable(),
+  last_status_code: z.number().int().nullable(),
+  last_error: z.string().nullable(),
+  created_at: IsoTime,
+  updated_at: IsoTime,
+  attempts: z.array(Attempt),
+});
+const errors = { 404: ErrorBody, 409: ErrorBody, ...COMMON_ERRORS };
+
+export function webhookRoutes(app: FastifyInstance, webhooks: WebhookService): void {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  const admin = { scope: 'admin' as const };
+
+  r.post(
+    '/v1/webhooks',
+    {
+      config: admin,
+      schema: {
+        summary: 'Register an endpoint; the reply holds its secret, shown once',
+        description:
+          'Events are signed per Standard Webhooks v1 (webhook-id, webhook-timestamp, webhook-signature). Verify the raw body.',
+        tags: ['webhooks'],
+        body: createEndpointSchema,
+        response: { 201: Endpoint, ...errors },
+      },
+    },
+    async (req, reply) => {
+      void reply.code(201).send(await webhooks.createEndpoint(req.body));
+    },
+  );
+
+  r.get(
+    '/v1/webhooks',
+    {
+      config: admin,
+      schema: {
+        summary: 'Endpoints',
+        tags: ['webhooks'],
+        response: { 200: z.object({ webhooks: z.array(Endpoint) }), ...errors },
+      },
+    },
+    () => ({ webhooks: webhooks.listEndpoints() }),
+  );
+
+  r.get(
+    '/v1/webhooks/:id',
+    {
+      config: admin,
+      schema: {
+        summary: 'One endpoint',
+        tags: ['webhooks'],
+        params: Id,
+        response: { 200: Endpoint, ...errors },
+      },
+    },
+    (req) => webhooks.getEndpoint(req.params.id),
+  );
+
+  r.patch(
+    '/v1/webhooks/:id',
+    {
+      config: admin,
+      schema: {
+        summary:
+          'Update an endpoint: url, filters, coalescing; `rotate_secret` (both signatures sent for 24 h); `enabled`',
+        tags: ['webhooks'],
+        params: Id,
+        body: updateEndpointSchema,
+        response: { 200: Endpoint, ...errors },
+      },
+    },
+    (req) => webhooks.updateEndpoint(req.params.id, req.body),
+  );
+
+  r.delete(
+    '/v1/webhooks/:id',
+    {
+      config: admin,
+      schema: {
+        summary: 'Delete an endpoint',
+        tags: ['webhooks'],
+        params: Id,
+        response: { 204: z.null(), ...errors },
+      },
+    },
+    (req, reply) => {
+      webhooks.deleteEndpoint(req.params.id);
+      void reply.code(204).send(null);
+    },
+  );
+
+  r.get(
+    '/v1/webhooks/:id/deliveries',
+    {
+      config: admin,
+      schema: {
+        summary:
+          'The delivery log: each delivery with its attempts, status codes, latency, errors, next attempt',
+        tags: ['webhooks'],
+        params: Id,
+        querystring: deliveriesQuerySchema,
+        response: {
+          200: z.object({ deliveries: z.array(Delivery), next_before: z.number().int().nullable() }),
+          ...errors,
+        },
+      },
+    },
+    (req) => webhooks.deliveries(req.params.id, req.query),
+  );
+
+  r.post(
+    '/v1/webhooks/:id/replay',
+    {
+      config: admin,
+      schema: {
+        summary: 'Send again every event since a time, with the same webhook-ids',
+        tags: ['webhooks'],
+        params: Id,
+        body: replaySchema,
+        response: { 202: z.object({ replayed: z.number().int() }), ...errors },
+      },
+    },
+    (req, reply) => {
+      void reply.code(202).send(webhooks.replay(req.params.id, req.body));
+    },
+  );
+}
