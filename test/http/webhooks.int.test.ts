@@ -36,7 +36,7 @@ describe('webhook routes and change events end to end', () => {
       payload: { url: `${receiver.url}/hook`, ...body },
     });
     expect(res.statusCode).toBe(201);
-    return api.json(res) as { id: string; secret: string };
+    return api.json<{ id: string; secret: string }>(res);
   };
 
   it('register, list, get, rotate, disable, delete — the secret shown only on create and rotate', async () => {
@@ -214,14 +214,9 @@ describe('webhook routes and change events end to end', () => {
     // busy (Zoom) → online (WhatsApp message; the signal keeps it online) → idle (both fade).
     const all = await receiver.waitFor(3);
     // The fake clock moved 14 minutes during the test; the signatures are what is checked here.
-    const events = all.map(
-      (r) =>
-        verifyWebhook(ep.secret, r.body, r.headers, {
-          clock: api.clock,
-          toleranceSeconds: 3600,
-        }) as unknown as {
-          data: { current: { status: string; activity: string | null; source: string } };
-        },
+    type Change = { data: { current: { status: string; activity: string | null; source: string } } };
+    const events = all.map((r) =>
+      verifyWebhook<Change>(ep.secret, r.body, r.headers, { clock: api.clock, toleranceSeconds: 3600 }),
     );
     const states = events.map((e) => [e.data.current.status, e.data.current.activity, e.data.current.source]);
     expect(states).toEqual([
