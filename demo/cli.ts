@@ -7,15 +7,16 @@
  */
 
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { Simulation } from '../connectors/simulated';
-import type { PresenceChange } from '../src/aggregator/engine';
 import { parseEnv } from '../src/config/env';
 import { ScaledClock, systemClock } from '../src/core/clock';
 import { createService } from '../src/main';
 import type { PresenceView } from '../src/normalizer/view';
+import { verifyWebhook } from '../src/webhooks';
 import { fit, renderChange, renderTable, type ChangeLine, type Style } from './table';
 
 export interface DemoOptions {
@@ -34,6 +35,18 @@ export interface DemoOptions {
   readonly port?: number;
   /** Terminal width; lines are cut to it. */
   readonly columns?: () => number;
+}
+
+/** What the orchestrator reads of a `presence.changed` webhook. */
+interface ChangeEvent {
+  readonly type: string;
+  readonly timestamp: string;
+  readonly data: {
+    readonly user_id: string;
+    readonly version: number;
+    readonly previous: { readonly status: PresenceView['status'] };
+    readonly current: PresenceView;
+  };
 }
 
 export interface DemoSummary {
@@ -78,6 +91,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     PRESENCE_DB: join(dir, 'presence.db'),
     PRESENCE_RATE_LIMIT: '1000000',
     LOG_LEVEL: 'silent',
+    // The demo's orchestrator listens on loopback.
+    WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true',
   });
   const svc = await createService(env, {
     clock,
@@ -114,17 +129,36 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
   let changes = 0;
   let events = 0;
   const seen = new Set<string>();
-  svc.engine.onChange((batch: readonly PresenceChange[]) => {
-    for (const c of batch) {
+  let rejected = 0;
+  // The "orchestrator": a downstream service that receives the change webhooks, verifies each
+  // signature over the raw body, and acts on them (here: prints them).
+  let secret = '';
+  const orchestrator = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const raw = Buffer.concat(chunks).toString('utf8');
+      let event: ChangeEvent;
+      try {
+        // The demo's clock runs fast, so webhook-timestamp is checked against it.
+        event = verifyWebhook<ChangeEvent>(secret, raw, req.headers, { clock });
+      } catch {
+        rejected += 1;
+        res.writeHead(401).end();
+        return;
+      }
+      res.writeHead(204).end();
+      if (event.type !== 'presence.changed') return;
       changes += 1;
+      const d = event.data;
       const line: ChangeLine = {
-        at: c.at,
-        userId: c.userId,
-        version: c.version,
-        from: c.previous.status,
-        to: c.current.status,
-        activity: c.current.activity,
-        explain: c.explain,
+        at: Date.parse(event.timestamp),
+        userId: d.user_id,
+        version: d.version,
+        from: d.previous.status,
+        to: d.current.status,
+        activity: d.current.activity,
+        explain: d.current.explain,
       };
       const text = renderChange(line, style);
       if (o.tty) {
@@ -133,12 +167,16 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
       } else {
         o.write(`${text}\n`);
       }
-    }
+    });
   });
+  await new Promise<void>((resolve) => orchestrator.listen(0, '127.0.0.1', resolve));
+  const hookUrl = `http://127.0.0.1:${(orchestrator.address() as { port: number }).port}/presence`;
+  secret = ((await api('POST', '/v1/webhooks', { url: hookUrl })) as { secret: string }).secret;
 
   const intro = [
     `presence demo: ${o.users} simulated people on slack, teams, discord, zoom, whatsapp, linkedin and devices; speed ×${o.speed}`,
     `API ${base}  key ${key}  (try: curl -H 'Authorization: Bearer ${key}' ${base}/v1/availability?user_ids=alice,bob)`,
+    `change webhooks → orchestrator ${hookUrl}, every signature verified`,
   ];
   if (o.tty)
     o.write('\u001b[2J\u001b[?25l'); // clear once, hide the cursor while drawing
@@ -180,10 +218,11 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
   } finally {
     if (o.tty) o.write('\u001b[?25h');
     await svc.close();
+    await new Promise<void>((resolve) => orchestrator.close(() => resolve()));
     rmSync(dir, { recursive: true, force: true });
   }
   o.write(
-    `demo ended: ${changes} presence changes from ${events} platform reports; platforms seen: ${[...seen].sort().join(', ')}\n`,
+    `demo ended: ${changes} presence changes from ${events} platform reports; platforms seen: ${[...seen].sort().join(', ')}; webhooks verified ${changes}, rejected ${rejected}\n`,
   );
   return { changes, events, platforms: [...seen].sort() };
 }

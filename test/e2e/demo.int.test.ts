@@ -19,6 +19,7 @@ describe('presence demo, as a real process without a terminal', () => {
     const lines = stdout.trim().split('\n');
     expect(lines[0]).toMatch(/^presence demo: 8 simulated people/);
     expect(lines[1]).toMatch(/^API http:\/\/127\.0\.0\.1:\d+ {2}key pk_/);
+    expect(lines[2]).toMatch(/^change webhooks → orchestrator http:\/\/127\.0\.0\.1:\d+\/presence, every signature verified$/);
     // A line per change, with version and explanation.
     const changes = lines.filter((l) => /^\d\d:\d\d:\d\d \S+\s+v\d+ /.test(l));
     expect(changes.length).toBeGreaterThan(8);
@@ -31,7 +32,7 @@ describe('presence demo, as a real process without a terminal', () => {
     expect(stdout).toMatch(/Available\/Available|Busy\/InAMeeting/);
     expect(stdout).toMatch(/\b(active|away)\b/);
     expect(lines.at(-1)).toMatch(
-      /^demo ended: \d+ presence changes from \d+ platform reports; platforms seen: device, discord, slack, teams, whatsapp, zoom$/,
+      /^demo ended: \d+ presence changes from \d+ platform reports; platforms seen: device, discord, slack, teams, whatsapp, zoom; webhooks verified \d+, rejected 0$/,
     );
   }, 90_000);
 
