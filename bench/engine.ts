@@ -124,6 +124,7 @@ async function changes(dir: string): Promise<Figure[]> {
 async function readsAndMemory(dir: string): Promise<Figure[]> {
   gc();
   const before = process.memoryUsage().heapUsed;
+  const beforeBuffers = process.memoryUsage().arrayBuffers;
   const { engine, db } = freshEngine(dir, 'reads.db');
   const users = 100_000;
   const ids = Array.from({ length: users }, (_, i) => `user-${i}`);
@@ -166,7 +167,9 @@ async function readsAndMemory(dir: string): Promise<Figure[]> {
   for (let i = 0; i < users; i += 1000) engine.getManyJson(ids.slice(i, i + 1000));
   const json = measure((batch) => engine.getManyJson(batch));
   gc();
-  const perUserCached = (process.memoryUsage().heapUsed - before) / users;
+  // The cached views are Buffers: their bytes live outside the JS heap, so count both.
+  const perUserCached =
+    (process.memoryUsage().heapUsed + process.memoryUsage().arrayBuffers - before - beforeBuffers) / users;
   await engine.stop();
   db.close();
   const ms = (t: number[]) => `${percentile(t, 50).toFixed(3)} / ${percentile(t, 99).toFixed(3)} ms`;
@@ -178,7 +181,7 @@ async function readsAndMemory(dir: string): Promise<Figure[]> {
       value: `${fmt(perUser)} B`,
       target: '≤ 2,048 B',
     },
-    { name: "  same, with every user's JSON view cached", value: `${fmt(perUserCached)} B` },
+    { name: "  same, with every user's JSON view cached (heap + buffers)", value: `${fmt(perUserCached)} B` },
   ];
 }
 

@@ -6,6 +6,7 @@ import { cpus, totalmem } from 'node:os';
 
 import { benchEngine, type Figure } from './engine';
 import { benchHttp } from './http';
+import { benchWebhooks } from './webhooks';
 
 function print(section: string, figures: readonly Figure[]): void {
   console.log(`\n${section}`);
@@ -30,6 +31,8 @@ async function main(): Promise<void> {
     print('engine, in-process, SQLite file in WAL mode', await benchEngine());
   if (only === undefined || only === 'http')
     print('HTTP, autocannon in a separate process, 64 connections, 10 s', await benchHttp());
+  if (only === undefined || only === 'webhooks')
+    print('webhooks, local receiver in a worker thread', await benchWebhooks());
 }
 
 main().catch((error: unknown) => {

@@ -352,7 +352,7 @@ describe('PresenceEngine JSON reads', () => {
     const t = testEngine(join(tmp.dir, 'batch.db'), { viewCacheSize: 2 });
     for (const id of ['a', 'b', 'c']) void t.engine.heartbeat(id, 'phone', 'online', null, 30_000);
     for (let i = 0; i < 3; i++) {
-      const text = t.engine.getManyJson(['a', 'nobody', 'b', 'c', 'a', 'nobody']);
+      const text = t.engine.getManyJson(['a', 'nobody', 'b', 'c', 'a', 'nobody']).toString('utf8');
       expect(text.match(/"a":/g)).toHaveLength(1);
       const body = JSON.parse(text) as { presence: Record<string, unknown>; unknown: string[] };
       expect(Object.keys(body.presence)).toEqual(['a', 'b', 'c']);
