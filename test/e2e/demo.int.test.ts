@@ -19,7 +19,9 @@ describe('presence demo, as a real process without a terminal', () => {
     const lines = stdout.trim().split('\n');
     expect(lines[0]).toMatch(/^presence demo: 8 simulated people/);
     expect(lines[1]).toMatch(/^API http:\/\/127\.0\.0\.1:\d+ {2}key pk_/);
-    expect(lines[2]).toMatch(/^change webhooks → orchestrator http:\/\/127\.0\.0\.1:\d+\/presence, every signature verified$/);
+    expect(lines[2]).toMatch(
+      /^change webhooks → orchestrator http:\/\/127\.0\.0\.1:\d+\/presence, every signature verified$/,
+    );
     // A line per change, with version and explanation.
     const changes = lines.filter((l) => /^\d\d:\d\d:\d\d \S+\s+v\d+ /.test(l));
     expect(changes.length).toBeGreaterThan(8);
