@@ -473,7 +473,11 @@ export async function discordRig(
 ): Promise<DiscordRig> {
   const fake = await FakeDiscord.start({ guilds: [teamGuild()], ...options.fake });
   const tmp = tmpDir();
-  const env = parseEnv({ PRESENCE_DB: join(tmp.dir, 'discord.db'), LOG_LEVEL: 'silent' });
+  const env = parseEnv({
+    PRESENCE_DB: join(tmp.dir, 'discord.db'),
+    LOG_LEVEL: 'silent',
+    WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true',
+  });
   // Accounts are linked before the connector runs, as after a restart of a running service.
   const seed = await createService(env, { logger: false, timers: false });
   for (const [userId, externalId] of [

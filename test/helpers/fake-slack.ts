@@ -253,24 +253,31 @@ export async function slackHarness(
     ...options,
   });
   const pending: Promise<void>[] = [];
-  const svc = await createService(parseEnv({ PRESENCE_DB: join(tmp.dir, 'slack.db'), LOG_LEVEL: 'silent' }), {
-    clock,
-    logger: false,
-    timers: false,
-    connectors: [{ connector }],
-    plugins: [
-      (app) =>
-        slackInboundRoutes(app, {
-          signingSecret: SIGNING_SECRET,
-          clock,
-          handler: (e: SlackEventCallback) => {
-            const p = connector.handleEvent(e);
-            pending.push(p);
-            return p;
-          },
-        }),
-    ],
-  });
+  const svc = await createService(
+    parseEnv({
+      PRESENCE_DB: join(tmp.dir, 'slack.db'),
+      LOG_LEVEL: 'silent',
+      WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true',
+    }),
+    {
+      clock,
+      logger: false,
+      timers: false,
+      connectors: [{ connector }],
+      plugins: [
+        (app) =>
+          slackInboundRoutes(app, {
+            signingSecret: SIGNING_SECRET,
+            clock,
+            handler: (e: SlackEventCallback) => {
+              const p = connector.handleEvent(e);
+              pending.push(p);
+              return p;
+            },
+          }),
+      ],
+    },
+  );
   const key = svc.keys.create(['read', 'write', 'admin'], 'slack-test').key;
   const changes: PresenceChange[] = [];
   svc.engine.onChange((c) => changes.push(...c));

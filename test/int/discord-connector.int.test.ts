@@ -5,6 +5,7 @@
  * commit). Failures and backoff are in discord-failures.int.test.ts.
  */
 
+import { webhookTap } from '../helpers/webhook-tap';
 import { systemClock } from '../../src/core/clock';
 import {
   ALICE,
@@ -78,6 +79,7 @@ describe('Discord connector against the real discord.js client', () => {
 
   it('moves the aggregate on PRESENCE_UPDATE and each change is committed once', async () => {
     r = await discordRig();
+    const tap = await webhookTap(r.svc, systemClock);
     await waitFor(() => r.connector.stats.reports >= 2, 5000, 'the initial reports');
     const before = (await r.presence('bob')).version;
 
@@ -134,6 +136,12 @@ describe('Discord connector against the real discord.js client', () => {
     bob = await r.presence('bob');
     expect(bob.status).toBe('offline');
     expect(bob.reachable_via).toEqual([]);
+    // Each of bob's changes went out as a signed presence.changed webhook, in order.
+    await tap.until((events) =>
+      events.some((e) => e.data.user_id === 'bob' && e.data.current.status === 'offline'),
+    );
+    expect(tap.statusesOf('bob').slice(-4)).toEqual(['idle', 'busy', 'online', 'offline']);
+    await tap.close();
   });
 
   it('refreshes while connected; when the gateway is gone the reports lapse; after a drop it resumes', async () => {

@@ -5,6 +5,7 @@
  */
 
 import { slackHarness, TEAM, TOKEN, type SlackHarness } from '../helpers/fake-slack';
+import { webhookTap } from '../helpers/webhook-tap';
 
 const MIN = 60_000;
 
@@ -19,6 +20,7 @@ describe('Slack connector: polling end to end', () => {
   });
 
   it('moves a linked user online → away → DND busy → online, emitting each change', async () => {
+    const tap = await webhookTap(h.svc, h.clock);
     h.fake.user('U0ALICE', { presence: 'active' });
     await h.link('alice', 'U0ALICE');
 
@@ -73,6 +75,10 @@ describe('Slack connector: polling end to end', () => {
     p = await h.presence('alice');
     expect(p).toMatchObject({ status: 'online', activity: null, source: 'app' });
     expect(h.fake.calls.length).toBe(calls);
+    // Each change went out as a signed presence.changed webhook, in order.
+    await tap.until(() => tap.statusesOf('alice').length === 4);
+    expect(tap.statusesOf('alice')).toEqual(['online', 'away', 'busy', 'online']);
+    await tap.close();
   });
 
   it('reports with a TTL of three poll intervals, so a stopped connector goes stale', async () => {

@@ -16,6 +16,7 @@ import { parseEnv } from '../../src/config/env';
 import { FakeClock } from '../../src/core/clock';
 import type { AccountRef } from '../../src/core/ports';
 import { createService, type Service } from '../../src/main';
+import { webhookTap } from '../helpers/webhook-tap';
 import { tmpDir } from '../helpers/engine';
 import { aadId, startFakeGraph, type FakeGraph } from '../helpers/fake-graph';
 
@@ -91,13 +92,20 @@ async function setup(): Promise<E2E> {
       delegated.delete(account.externalId);
     },
   });
-  const svc = await createService(parseEnv({ PRESENCE_DB: join(tmp.dir, 'teams.db'), LOG_LEVEL: 'silent' }), {
-    clock,
-    connectors: [{ connector }],
-    logger: false,
-    timers: false,
-    plugins: [(app) => teamsInboundRoutes(app, { connector })],
-  });
+  const svc = await createService(
+    parseEnv({
+      PRESENCE_DB: join(tmp.dir, 'teams.db'),
+      LOG_LEVEL: 'silent',
+      WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true',
+    }),
+    {
+      clock,
+      connectors: [{ connector }],
+      logger: false,
+      timers: false,
+      plugins: [(app) => teamsInboundRoutes(app, { connector })],
+    },
+  );
   await svc.app.listen({ host: '127.0.0.1', port });
   const key = svc.keys.create(['read', 'write', 'admin'], 'e2e').key;
   const changes: PresenceChange[] = [];
@@ -166,6 +174,7 @@ async function pollAndSubscribe(): Promise<string> {
 
 describe('Teams end to end', () => {
   it('a basic notification leads to one batch fetch and moves the linked user in the running service', async () => {
+    const tap = await webhookTap(e.svc, e.clock);
     await e.connector.tick();
     const alice = await e.get('/v1/presence/alice');
     expect(alice).toMatchObject({
@@ -215,6 +224,11 @@ describe('Teams end to end', () => {
     expect(e.graph.allCallsAuthenticated()).toBe(true);
     expect(e.graph.calls.find((c) => c.op === 'create')!.token).toBe(e.delegated.get(ALICE));
     expect(e.connector.health().state).toBe('ok');
+    // And as signed presence.changed webhooks.
+    await tap.until(() => tap.statusesOf('alice').length === 2 && tap.statusesOf('bob').length === 2);
+    expect(tap.statusesOf('alice')).toEqual(['busy', 'online']);
+    expect(tap.statusesOf('bob')).toEqual(['away', 'busy']);
+    await tap.close();
   });
 
   it('ignores a notification with a forged clientState (401, no fetch)', async () => {
