@@ -228,7 +228,7 @@ export async function createService(env: Env, options: ServiceOptions = {}): Pro
   else engine.start();
   webhooks.start();
   const keys = new ApiKeyStore(db, clock);
-  const host = new ConnectorHost(engine, log);
+  const host = new ConnectorHost(engine, log, (type, data) => webhooks.emit(type, data));
   // Events of other layers (connections now; connectors later) go to the webhook outbox. They
   // are emitted inside the transaction that records the change they report.
   const emitEvent = (type: ConnectionEventType, data: Readonly<Record<string, unknown>>): void => {
@@ -254,6 +254,7 @@ export async function createService(env: Env, options: ServiceOptions = {}): Pro
       ? { connectors: [], plugins: [] }
       : await realConnectors(env, connections, clock, log);
   for (const connector of real.connectors) await host.start(connector);
+  if (options.timers !== false) host.watch();
   for (const { connector, simulated } of options.connectors ?? []) await host.start(connector, { simulated });
 
   const connectors = (): ConnectorStatus[] => {

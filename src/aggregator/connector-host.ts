@@ -33,21 +33,64 @@ export function connectorContext(
   };
 }
 
+/** What the host says when a connector's health crosses between ok and not ok. */
+export type ConnectorEvent = 'connector.degraded' | 'connector.recovered';
+
 export class ConnectorHost {
-  private readonly running: { connector: Connector; simulated: boolean }[] = [];
+  private readonly running: { connector: Connector; simulated: boolean; healthy: boolean }[] = [];
+  private watcher: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly engine: PresenceEngine,
     private readonly log: Log,
+    /** Told of each transition (the composition root sends it as a webhook). */
+    private readonly onEvent: (type: ConnectorEvent, data: Record<string, unknown>) => void = () => undefined,
   ) {}
 
   async start(connector: Connector, options: { simulated?: boolean } = {}): Promise<void> {
     const d = connector.descriptor;
     await connector.start(connectorContext(this.engine, d, this.log));
-    this.running.push({ connector, simulated: options.simulated ?? false });
+    this.running.push({ connector, simulated: options.simulated ?? false, healthy: true });
+  }
+
+  /** Checks health every `intervalMs` on a real timer (serve); tests call `checkHealth`. */
+  watch(intervalMs = 5000): void {
+    this.watcher ??= setInterval(() => this.checkHealth(), intervalMs);
+    this.watcher.unref();
+  }
+
+  /**
+   * Compares each connector's health with the last look: `degraded` or `down` after `ok` emits
+   * `connector.degraded`, `ok` after that emits `connector.recovered`. A connector still starting
+   * (degraded before its first success) says nothing until it has been ok once.
+   */
+  checkHealth(): void {
+    for (const r of this.running) {
+      const h = r.connector.health();
+      if (h.state === 'off') continue;
+      const healthy = h.state === 'ok';
+      if (healthy === r.healthy) continue;
+      if (!healthy && h.lastSuccessAt === null) continue;
+      r.healthy = healthy;
+      const data = {
+        platform: r.connector.descriptor.platform,
+        health: h.state,
+        last_error: h.lastError,
+        last_success_at: h.lastSuccessAt === null ? null : new Date(h.lastSuccessAt).toISOString(),
+      };
+      const type: ConnectorEvent = healthy ? 'connector.recovered' : 'connector.degraded';
+      this.log.warn({ type, ...data }, 'connector health changed');
+      try {
+        this.onEvent(type, data);
+      } catch (error) {
+        this.log.error({ err: error }, 'recording a connector event failed');
+      }
+    }
   }
 
   async stopAll(): Promise<void> {
+    if (this.watcher !== null) clearInterval(this.watcher);
+    this.watcher = null;
     for (const { connector } of this.running.splice(0)) await connector.stop();
   }
 

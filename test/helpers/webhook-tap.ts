@@ -43,6 +43,8 @@ export async function webhookTap(svc: Service, clock: Clock) {
         await new Promise((r) => setTimeout(r, 10));
       }
     },
+    /** Every event received so far, verified. */
+    events: verified,
     statusesOf: (userId: string): string[] =>
       verified()
         .filter((e) => e.data.user_id === userId)

@@ -2,6 +2,7 @@ import { ZoomConnector } from '../../connectors/zoom/connector';
 import { FakeOAuthServer, PUBLIC_URL } from '../helpers/fake-oauth';
 import { FakeZoomApi } from '../helpers/fake-zoom';
 import { testApi, type TestApi } from '../helpers/http';
+import { webhookTap } from '../helpers/webhook-tap';
 
 describe('Zoom polling with a Server-to-Server token', () => {
   let oauth: FakeOAuthServer;
@@ -12,7 +13,12 @@ describe('Zoom polling with a Server-to-Server token', () => {
 
   beforeEach(async () => {
     oauth = await FakeOAuthServer.start({ flavor: 'zoom' });
-    api = await testApi({ ...oauth.env, ZOOM_ACCOUNT_ID: 'acct-1', PUBLIC_URL });
+    api = await testApi({
+      ...oauth.env,
+      ZOOM_ACCOUNT_ID: 'acct-1',
+      PUBLIC_URL,
+      WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true',
+    });
     zoomApi = new FakeZoomApi(
       (t) => oauth.issued.access.includes(t),
       () => api.clock.now(),
@@ -85,6 +91,30 @@ describe('Zoom polling with a Server-to-Server token', () => {
     await connector.pollOnce();
     expect(api.svc.engine.get('jo')?.status).toBe('away');
     expect(connector.health().state).toBe('ok');
+  });
+
+  it('sends connector.degraded and connector.recovered webhooks as its health crosses', async () => {
+    const tap = await webhookTap(api.svc, api.clock);
+    zoomApi.statuses.set('z-jo', 'Available');
+    zoomApi.statuses.set('z-max', 'Available');
+    await connector.pollOnce();
+    api.svc.host.checkHealth(); // ok, as before: nothing to say
+    zoomApi.throttle(2, 1);
+    await connector.pollOnce();
+    api.svc.host.checkHealth();
+    api.svc.host.checkHealth(); // still degraded: said once
+    await connector.pollOnce();
+    api.svc.host.checkHealth();
+    const events = await tap.until((e) => e.filter((x) => x.type.startsWith('connector.')).length >= 2);
+    const connectorEvents = events.filter((x) => x.type.startsWith('connector.'));
+    expect(connectorEvents.map((x) => x.type)).toEqual(['connector.degraded', 'connector.recovered']);
+    expect(connectorEvents[0]!.data).toMatchObject({
+      platform: 'zoom',
+      health: 'degraded',
+      last_error: 'rate limited (429)',
+    });
+    expect(connectorEvents[1]!.data).toMatchObject({ platform: 'zoom', health: 'ok', last_error: null });
+    await tap.close();
   });
 
   it('an unknown value is logged once and never guessed', async () => {
