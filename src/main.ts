@@ -10,6 +10,7 @@ import pino from 'pino';
 
 import { CONNECTORS } from '../connectors';
 import { whatsappInboundRoutes } from '../connectors/whatsapp/inbound';
+import { slackTokensFrom } from '../connectors/slack/connections';
 import { SlackConnector } from '../connectors/slack/connector';
 import { slackInboundRoutes } from '../connectors/slack/inbound';
 import { teamsConnectorFromEnv } from '../connectors/teams/connector';
@@ -170,6 +171,14 @@ async function realConnectors(
       onAuthError: ({ workspaceId }) =>
         log.error({ platform: 'slack', workspaceId }, 'Slack refused the bot token; polling paused'),
     });
+    out.push(slack);
+  } else if (
+    connections !== null &&
+    env.SLACK_CLIENT_ID !== undefined &&
+    env.SLACK_CLIENT_SECRET !== undefined
+  ) {
+    // No bot token: poll the workspaces people connected through OAuth, with their tokens.
+    slack = new SlackConnector({ ...slackTokensFrom(connections), apiUrl: env.SLACK_API_URL, clock, log });
     out.push(slack);
   }
   if (env.SLACK_SIGNING_SECRET !== undefined) {

@@ -1,0 +1,31 @@
+/**
+ * @module connectors/slack/connections
+ * Workspaces connected through `/v1/connect/slack` (OAuth): the Slack connector takes each
+ * workspace's token from the connection layer, and a token Slack refuses marks those connections
+ * `reauth_required`, which sends `connection.reauth_required` webhooks.
+ */
+
+import type { ConnectionService, ConnectionView } from '../../src/oauth/service';
+import type { SlackConnectorOptions } from './connector';
+
+export function slackTokensFrom(
+  connections: ConnectionService,
+): Required<Pick<SlackConnectorOptions, 'tokenFor' | 'onAuthError'>> {
+  const usable = (workspaceId: string): ConnectionView[] =>
+    connections
+      .list({ platform: 'slack' })
+      .filter(
+        (c) => c.workspace_id === workspaceId && c.health !== 'revoked' && c.health !== 'reauth_required',
+      );
+  return {
+    tokenFor: async (workspaceId) => {
+      const c = usable(workspaceId)[0];
+      if (c === undefined) throw new Error(`no working Slack connection for workspace ${workspaceId}`);
+      return connections.getAccessToken(c.id);
+    },
+    onAuthError: ({ workspaceId, error }) => {
+      for (const c of usable(workspaceId))
+        connections.markReauthRequired(c.id, `Slack refused the token (${error})`);
+    },
+  };
+}
