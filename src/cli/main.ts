@@ -9,14 +9,14 @@ import { Command, InvalidArgumentError } from 'commander';
 
 import { runDemo } from '../../demo/cli';
 import { PresenceEngine } from '../aggregator/engine';
-import { ConfigError, parseEnv, requireSecretKey } from '../config/env';
+import { ConfigError, parseEnv, requireSecretKey, type Env } from '../config/env';
 import { AppError } from '../core/errors';
 import { silentLog } from '../core/log';
 import { ConnectionService, rotateSecret } from '../oauth/service';
 import { systemClock } from '../core/clock';
 import { Ladder } from '../core/presence';
 import { createLogger, createService } from '../main';
-import { migrate, openDb } from '../store/db';
+import { migrate, openDb, type Db } from '../store/db';
 import { ApiKeyStore, parseScopes } from '../store/key-store';
 import { SqlitePresenceStore } from '../store/presence-store';
 
@@ -39,6 +39,19 @@ function positiveNumber(text: string): number {
   const n = Number(text);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a number above 0');
   return n;
+}
+
+/** PRESENCE_DB, migrated, with an engine loaded from it: for commands that work on the store. */
+function openStore(env: Env): { db: Db; engine: PresenceEngine } {
+  const db = openDb(env.PRESENCE_DB, { synchronous: env.PRESENCE_DB_SYNC });
+  migrate(db);
+  const engine = new PresenceEngine({
+    clock: systemClock,
+    store: new SqlitePresenceStore(db),
+    ladder: Ladder.parse(env.PRESENCE_LADDER),
+  });
+  engine.load();
+  return { db, engine };
 }
 
 /** Opens PRESENCE_DB (migrating it) for a key command, and closes it after. */
@@ -199,14 +212,7 @@ export function buildCli(): Command {
     .action(async (platform: string, opts: { user: string; port: number; timeout: number }) => {
       const env = parseEnv();
       requireSecretKey(env);
-      const db = openDb(env.PRESENCE_DB, { synchronous: env.PRESENCE_DB_SYNC });
-      migrate(db);
-      const engine = new PresenceEngine({
-        clock: systemClock,
-        store: new SqlitePresenceStore(db),
-        ladder: Ladder.parse(env.PRESENCE_LADDER),
-      });
-      engine.load();
+      const { db, engine } = openStore(env);
       const service = new ConnectionService({
         db,
         env,
@@ -293,14 +299,7 @@ export function buildCli(): Command {
         return;
       }
       const env = parseEnv();
-      const db = openDb(env.PRESENCE_DB, { synchronous: env.PRESENCE_DB_SYNC });
-      migrate(db);
-      const engine = new PresenceEngine({
-        clock: systemClock,
-        store: new SqlitePresenceStore(db),
-        ladder: Ladder.parse(env.PRESENCE_LADDER),
-      });
-      engine.load();
+      const { db, engine } = openStore(env);
       console.log(JSON.stringify(engine.getMany(ids), null, 2));
       engine.flushSync();
       db.close();
