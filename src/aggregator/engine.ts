@@ -466,7 +466,10 @@ export class PresenceEngine {
    * entry is ended rather than left to run out its TTL.
    */
   reportMapped(userId: string, platform: Platform, mapped: MappedPresence, ttlMs: number): Ack {
-    const at = mapped.at;
+    // One report is one moment: the platform entry, its devices and the devices it no longer
+    // lists all take the same time, even if the clock moves while they are recorded.
+    const now = this.clock.now();
+    const at = Math.min(mapped.at ?? now, now);
     let changed =
       this.report(userId, { platform, state: mapped.state, ttlMs, at, decay: mapped.decay ?? null }) !== DONE;
     if (mapped.devices !== null) {
@@ -475,8 +478,7 @@ export class PresenceEngine {
         if (this.report(userId, { platform, device, state, ttlMs, at }) !== DONE) changed = true;
       }
       const u = this.users.get(userId)!;
-      const now = this.clock.now();
-      const end = Math.min(at ?? now, now);
+      const end = at;
       for (let i = 0; i < u.observations.length; i++) {
         const o = u.observations[i]!;
         if (o.platform !== platform || o.device === '' || o.device in mapped.devices || !isLive(o, now))
