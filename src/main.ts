@@ -322,6 +322,20 @@ export async function createService(env: Env, options: ServiceOptions = {}): Pro
     rateLimitPerMinute: env.PRESENCE_RATE_LIMIT,
     logger,
     plugins,
+    gauges: {
+      webhook_endpoints_enabled: {
+        help: 'Webhook endpoints enabled',
+        read: () => webhooks.stats().enabled_endpoints,
+      },
+      webhook_deliveries_queued: {
+        help: 'Webhook deliveries waiting to be sent',
+        read: () => webhooks.stats().queued,
+      },
+      webhook_deliveries_in_flight: {
+        help: 'Webhook requests in flight',
+        read: () => webhooks.stats().in_flight,
+      },
+    },
     connectionsOf: (userId) =>
       connections === null ? [] : connections.list({ user_id: userId }).map((c) => ({ ...c })),
     beforeUserDelete: async (userId) => {

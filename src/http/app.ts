@@ -72,7 +72,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
 
   registerAuth(app, deps.keys, new RateLimiter(deps.rateLimitPerMinute, deps.clock));
-  const registry = registerMetrics(app, deps.engine);
+  const registry = registerMetrics(app, deps.engine, { gauges: deps.gauges });
   app.addHook('onSend', (request, reply, _payload, done) => {
     void reply.header('x-request-id', request.id);
     done();

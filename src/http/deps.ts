@@ -9,6 +9,7 @@ import type { PresenceEngine } from '../aggregator/engine';
 import type { ConnectorStatus } from '../aggregator/connector-host';
 import type { Clock } from '../core/clock';
 import type { ApiKeyStore } from '../store/key-store';
+import type { ExtraGauges } from './metrics';
 
 export interface AppDeps {
   readonly engine: PresenceEngine;
@@ -26,6 +27,8 @@ export interface AppDeps {
   readonly connectionsOf?: (userId: string) => Record<string, unknown>[];
   /** Runs before a user is forgotten (revokes their OAuth connections at the platforms). */
   readonly beforeUserDelete?: (userId: string) => Promise<void>;
+  /** Gauges other subsystems (the webhook outbox) add to /metrics. */
+  readonly gauges?: ExtraGauges;
   /** Extra route sets (webhooks, connections, inbound) registered by the composition root. */
   readonly plugins?: readonly ((app: FastifyInstance) => void)[];
 }

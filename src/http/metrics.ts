@@ -9,10 +9,13 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 import type { PresenceEngine } from '../aggregator/engine';
 
+/** Gauges a subsystem contributes to /metrics, read at scrape time. */
+export type ExtraGauges = Readonly<Record<string, { readonly help: string; readonly read: () => number }>>;
+
 export function registerMetrics(
   app: FastifyInstance,
   engine: PresenceEngine,
-  options: { defaults?: boolean } = {},
+  options: { defaults?: boolean; gauges?: ExtraGauges } = {},
 ): Registry {
   const registry = new Registry();
   if (options.defaults !== false) collectDefaultMetrics({ register: registry });
@@ -63,6 +66,16 @@ export function registerMetrics(
       this.inc(engine.stats.changesCommitted);
     },
   });
+  for (const [name, g] of Object.entries(options.gauges ?? {})) {
+    new Gauge({
+      name,
+      help: g.help,
+      registers: [registry],
+      collect() {
+        this.set(g.read());
+      },
+    });
+  }
   app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched';
     requests.inc({ method: request.method, route, status_code: String(reply.statusCode) });

@@ -26,6 +26,9 @@ describe('ops routes, connectors, keys, docs', () => {
     expect(res.body).toMatch(/^presence_observations 1$/m);
     expect(res.body).toMatch(/^presence_sweeps_total [1-9]\d*$/m);
     expect(res.body).toMatch(/^presence_changes_total 1$/m);
+    expect(res.body).toMatch(/^webhook_endpoints_enabled 0$/m);
+    expect(res.body).toMatch(/^webhook_deliveries_queued 0$/m);
+    expect(res.body).toMatch(/^webhook_deliveries_in_flight 0$/m);
   });
 
   it('lists every connector, saying which are off and why, and that LinkedIn has no presence', async () => {
