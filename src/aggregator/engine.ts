@@ -893,11 +893,6 @@ export class PresenceEngine {
     for (const resolve of waiters) resolve();
   }
 
-  /** Writes queued and not yet committed. */
-  get queued(): number {
-    return this.ops.length;
-  }
-
   /**
    * Writes refreshed times (observations' observed_at/expires_at, last_active_at) of the users
    * refreshed since the last run, a chunk per transaction, yielding between chunks.

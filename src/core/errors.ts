@@ -62,11 +62,3 @@ export class AppError extends Error {
     return codeToStatus(this.code);
   }
 }
-
-/** Errors of connectors and stores that callers may retry. */
-export interface ConnectorError {
-  readonly code: 'rate_limited' | 'unauthorized' | 'platform_error' | 'invalid_response' | 'network';
-  readonly message: string;
-  readonly retryable: boolean;
-  readonly retryAfterMs?: number;
-}

@@ -116,14 +116,6 @@ export class Ladder {
 
 export const SOURCE_RANK: Record<Source, number> = { manual: 0, app: 1, inferred: 2 };
 
-export function isStatus(value: unknown): value is Status {
-  return typeof value === 'string' && (STATUSES as readonly string[]).includes(value);
-}
-
-export function isActivity(value: unknown): value is Activity {
-  return typeof value === 'string' && (ACTIVITIES as readonly string[]).includes(value);
-}
-
 /** Status of an observation at `now`, following its decay steps when it has them. */
 export function effectiveStatus(obs: Observation, now: number): Status {
   if (obs.decay === null) return obs.status;

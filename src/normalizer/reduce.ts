@@ -9,6 +9,7 @@ import {
   effectiveStatus,
   isLive,
   liveCustomStatus,
+  sameCustomStatus,
   SOURCE_RANK,
   type Activity,
   type CustomStatus,
@@ -147,14 +148,7 @@ export function changedFields(
   const changed: ('status' | 'activity' | 'custom_status')[] = [];
   if (before.status !== after.status) changed.push('status');
   if (before.activity !== after.activity) changed.push('activity');
-  const a = before.customStatus;
-  const b = after.customStatus;
-  if (
-    a !== b &&
-    (a === null || b === null || a.text !== b.text || a.emoji !== b.emoji || a.expiresAt !== b.expiresAt)
-  ) {
-    changed.push('custom_status');
-  }
+  if (!sameCustomStatus(before.customStatus, after.customStatus)) changed.push('custom_status');
   return changed;
 }
 
