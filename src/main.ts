@@ -222,6 +222,7 @@ export async function createService(env: Env, options: ServiceOptions = {}): Pro
     ladder: Ladder.parse(env.PRESENCE_LADDER),
     log,
     viewCacheSize: env.PRESENCE_VIEW_CACHE,
+    batchMemoBytes: Math.round(env.PRESENCE_BATCH_MEMO_MB * 1024 * 1024),
     identityOnlyPlatforms: REAL_PLATFORMS.filter((p) => CONNECTORS[p].capabilities.presence === 'none'),
   });
   // The outbox hooks into the engine's commits before anything loads: a change is written with

@@ -44,6 +44,7 @@ import {
   type Source,
   type Status,
 } from '../core/presence';
+import { BatchMemo } from './batch-memo';
 import { changedFields, nextCheckAt, reduce, type Reduction } from '../normalizer/reduce';
 import { explain, toPresence, type PresenceView } from '../normalizer/view';
 
@@ -106,6 +107,8 @@ export interface EngineOptions {
   readonly maxBatch?: number;
   /** How many users' presence JSON is kept ready for reads (oldest filled is dropped first). */
   readonly viewCacheSize?: number;
+  /** Bytes of recent batch bodies kept for callers that repeat the same id list; 0 keeps none. */
+  readonly batchMemoBytes?: number;
   /** Platforms whose accounts give identity and never presence (LinkedIn); shown as such. */
   readonly identityOnlyPlatforms?: readonly Platform[];
 }
@@ -115,6 +118,32 @@ const DONE: Ack = Promise.resolve();
 const OPEN = Buffer.from('{"presence":{');
 const COMMA = Buffer.from(',');
 const BUCKET_MS = 1000;
+
+/** `{"presence":{…},"unknown":[…]}` from each id's view buffer (null: unknown); each id once. */
+function assembleBatch(userIds: readonly string[], members: readonly (Buffer | null)[]): Buffer {
+  const parts: Buffer[] = [OPEN];
+  let length = OPEN.length;
+  const seen = new Set<string>();
+  const unknown = new Set<string>();
+  for (let i = 0; i < members.length; i++) {
+    const member = members[i]!;
+    if (member === null) {
+      unknown.add(userIds[i]!);
+      continue;
+    }
+    if (seen.has(userIds[i]!)) continue;
+    seen.add(userIds[i]!);
+    if (parts.length > 1) {
+      parts.push(COMMA);
+      length += 1;
+    }
+    parts.push(member);
+    length += member.length;
+  }
+  const tail = Buffer.from(`},"unknown":${JSON.stringify([...unknown])}}`);
+  parts.push(tail);
+  return Buffer.concat(parts, length + tail.length);
+}
 
 /** Per-user hot state. A class, so that V8 gives every user the same compact shape. */
 class UserState {
@@ -136,8 +165,6 @@ class UserState {
    */
   json: Buffer | null = null;
   jsonUntil = 0;
-  /** The batch read that last included this user, to skip duplicate ids without a Set. */
-  readMark = 0;
   /** Linked platforms that establish identity and report no presence (LinkedIn), or null. */
   identityOnly: Platform[] | null = null;
 
@@ -173,7 +200,7 @@ export class PresenceEngine {
   /** A ring of the users whose JSON is cached, to bound the cache (FIFO eviction). */
   private readonly viewRing: (UserState | undefined)[];
   private viewRingNext = 0;
-  private readMarks = 0;
+  private readonly batchMemo: BatchMemo;
 
   private ops: WriteOp[] = [];
   private changes: PresenceChange[] = [];
@@ -200,6 +227,7 @@ export class PresenceEngine {
     this.sweepBudgetMs = options.sweepBudgetMs ?? 4;
     this.maxBatch = options.maxBatch ?? 2048;
     this.viewRing = new Array<UserState | undefined>(Math.max(1, options.viewCacheSize ?? 100_000));
+    this.batchMemo = new BatchMemo(options.batchMemoBytes ?? 16 * 1024 * 1024);
     this.identityOnlyPlatforms = new Set(options.identityOnlyPlatforms ?? []);
   }
 
@@ -586,30 +614,20 @@ export class PresenceEngine {
    */
   getManyJson(userIds: readonly string[]): Buffer {
     const now = this.clock.now();
-    const parts: Buffer[] = [OPEN];
-    let length = OPEN.length;
-    const unknown = new Set<string>();
-    // Each id once, so the object has no duplicate keys: known users carry the mark of this read.
-    const mark = ++this.readMarks;
-    for (const id of userIds) {
-      const u = this.users.get(id);
-      if (u === undefined) {
-        unknown.add(id);
-        continue;
-      }
-      if (u.readMark === mark) continue;
-      u.readMark = mark;
-      if (parts.length > 1) {
-        parts.push(COMMA);
-        length += 1;
-      }
-      const member = this.memberJson(u, now);
-      parts.push(member);
-      length += member.length;
+    const key = userIds.join(',');
+    const memo = this.batchMemo.get(key);
+    let same = memo !== undefined && memo.members.length === userIds.length;
+    const members = new Array<Buffer | null>(userIds.length);
+    for (let i = 0; i < userIds.length; i++) {
+      const u = this.users.get(userIds[i]!);
+      const member = u === undefined ? null : this.memberJson(u, now);
+      members[i] = member;
+      if (same && memo!.members[i] !== member) same = false;
     }
-    const tail = Buffer.from(`},"unknown":${JSON.stringify([...unknown])}}`);
-    parts.push(tail);
-    return Buffer.concat(parts, length + tail.length);
+    if (same) return memo!.body;
+    const body = assembleBatch(userIds, members);
+    this.batchMemo.set(key, { members, body });
+    return body;
   }
 
   private memberJson(u: UserState, now: number): Buffer {

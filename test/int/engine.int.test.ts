@@ -348,6 +348,42 @@ describe('PresenceEngine JSON reads', () => {
     t.close();
   });
 
+  it('answers a repeated batch with the same bytes until one of its members changes', async () => {
+    const t = testEngine(join(tmp.dir, 'memo.db'));
+    for (const id of ['a', 'b']) await t.engine.heartbeat(id, 'phone', 'online', null, 30_000);
+    const ids = ['a', 'b', 'ghost'];
+    const parse = (b: Buffer) =>
+      JSON.parse(b.toString('utf8')) as { presence: Record<string, { status: string }>; unknown: string[] };
+    const first = t.engine.getManyJson(ids);
+    expect(t.engine.getManyJson(ids)).toBe(first);
+
+    await t.engine.heartbeat('b', 'phone', 'busy', null, 30_000);
+    const afterChange = t.engine.getManyJson(ids);
+    expect(afterChange).not.toBe(first);
+    expect(parse(afterChange).presence.b?.status).toBe('busy');
+
+    t.engine.ensureUser('ghost');
+    const afterCreate = parse(t.engine.getManyJson(ids));
+    expect(Object.keys(afterCreate.presence)).toEqual(['a', 'b', 'ghost']);
+    expect(afterCreate.unknown).toEqual([]);
+
+    t.engine.deleteUser('a');
+    expect(parse(t.engine.getManyJson(ids)).unknown).toEqual(['a']);
+
+    t.clock.advance(31_000); // b's phone expires with no sweep run: time alone changes the answer
+    expect(parse(t.engine.getManyJson(ids)).presence.b?.status).toBe('offline');
+    t.close();
+  });
+
+  it('keeps no batch bodies with a memo budget of 0', async () => {
+    const t = testEngine(join(tmp.dir, 'memo-off.db'), { batchMemoBytes: 0 });
+    await t.engine.heartbeat('a', 'phone', 'online', null, 30_000);
+    const first = t.engine.getManyJson(['a']);
+    expect(t.engine.getManyJson(['a'])).not.toBe(first);
+    expect(t.engine.getManyJson(['a'])).toEqual(first);
+    t.close();
+  });
+
   it('assembles a batch with unknown ids, and stays right when the cache evicts', () => {
     const t = testEngine(join(tmp.dir, 'batch.db'), { viewCacheSize: 2 });
     for (const id of ['a', 'b', 'c']) void t.engine.heartbeat(id, 'phone', 'online', null, 30_000);

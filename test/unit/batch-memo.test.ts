@@ -1,0 +1,37 @@
+import { BatchMemo } from '../../src/aggregator/batch-memo';
+
+const entry = (bytes: number) => ({ members: [], body: Buffer.alloc(bytes) });
+
+describe('BatchMemo', () => {
+  it('keeps entries within its byte budget, dropping the least recently used first', () => {
+    const memo = new BatchMemo(100);
+    memo.set('a', entry(20));
+    memo.set('b', entry(20));
+    memo.set('c', entry(20));
+    expect(memo.get('a')).toBeDefined(); // a is now the most recently used
+    memo.set('d', entry(25));
+    memo.set('e', entry(25)); // 110 bytes: b, the least recently used, goes
+    expect(memo.get('b')).toBeUndefined();
+    expect(['a', 'c', 'd', 'e'].map((k) => memo.get(k) !== undefined)).toEqual([true, true, true, true]);
+    expect(memo.byteSize).toBe(90);
+  });
+
+  it('replacing a key counts its bytes once', () => {
+    const memo = new BatchMemo(100);
+    memo.set('a', entry(20));
+    memo.set('a', entry(24));
+    expect(memo.size).toBe(1);
+    expect(memo.byteSize).toBe(24);
+  });
+
+  it('does not keep a body larger than a quarter of the budget, nor anything with a budget of 0', () => {
+    const memo = new BatchMemo(100);
+    memo.set('small', entry(25));
+    memo.set('big', entry(26));
+    expect(memo.get('big')).toBeUndefined();
+    expect(memo.get('small')).toBeDefined();
+    const none = new BatchMemo(0);
+    none.set('a', entry(1));
+    expect(none.size).toBe(0);
+  });
+});
