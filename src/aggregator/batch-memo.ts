@@ -1,17 +1,21 @@
 /**
  * @module aggregator/batch-memo
- * Recent batch bodies, remembered by their id list. A batch body is a pure function of the cached
- * per-user views it was assembled from, in order: while every id still maps to the very same view
- * buffer (or is still unknown), the remembered bytes are the answer. A caller that polls the same
- * team every few seconds then gets its body without a fresh 100 KB copy; any change to any member
- * replaces that member's buffer, so the next read assembles afresh. Bounded by bytes; the least
+ * Recent batch bodies, remembered by their id list. A batch body is a function of its members'
+ * views, so it stays right until one of them changes, time alone changes one (an expiry, a decay
+ * step), or an unknown id becomes a user. The engine marks an entry stale on the first of these;
+ * a caller polling the same team every few seconds then gets its body without touching its 100
+ * users or copying 100 KB again, whatever the rest of the users do. Bounded by bytes; the least
  * recently used entry leaves first.
  */
 
 export interface BatchEntry {
-  /** The view buffer of each requested id, in request order; null where the id was unknown. */
-  readonly members: readonly (Buffer | null)[];
   readonly body: Buffer;
+  /** The first moment time alone could change a member's view. */
+  readonly until: number;
+  /** The engine's count of created users when built, when some ids were unknown; else -1. */
+  readonly createdUsers: number;
+  /** Set when a member's view changed or the entry left the memo. */
+  stale: boolean;
 }
 
 export class BatchMemo {
@@ -38,22 +42,23 @@ export class BatchMemo {
     return entry;
   }
 
-  set(key: string, entry: BatchEntry): void {
+  /** Whether the entry was kept: one larger than a quarter of the budget would only push others out. */
+  set(key: string, entry: BatchEntry): boolean {
     this.delete(key);
-    // An entry that would take more than a quarter of the budget would only push others out.
-    if (entry.body.length > this.maxBytes / 4) return;
+    if (entry.body.length > this.maxBytes / 4) return false;
     this.entries.set(key, entry);
     this.bytes += entry.body.length;
     for (const [oldest, e] of this.entries) {
       if (this.bytes <= this.maxBytes) break;
-      this.entries.delete(oldest);
-      this.bytes -= e.body.length;
+      this.delete(oldest);
     }
+    return true;
   }
 
   private delete(key: string): void {
     const old = this.entries.get(key);
     if (old === undefined) return;
+    old.stale = true;
     this.entries.delete(key);
     this.bytes -= old.body.length;
   }

@@ -44,7 +44,7 @@ import {
   type Source,
   type Status,
 } from '../core/presence';
-import { BatchMemo } from './batch-memo';
+import { BatchMemo, type BatchEntry } from './batch-memo';
 import { changedFields, nextCheckAt, reduce, type Reduction } from '../normalizer/reduce';
 import { explain, toPresence, type PresenceView } from '../normalizer/view';
 
@@ -165,10 +165,30 @@ class UserState {
    */
   json: Buffer | null = null;
   jsonUntil = 0;
+  /** Remembered batch bodies that include this user, to be marked stale when its view changes. */
+  batches: BatchEntry[] | null = null;
   /** Linked platforms that establish identity and report no presence (LinkedIn), or null. */
   identityOnly: Platform[] | null = null;
 
   constructor(readonly userId: string) {}
+
+  /** Forgets the cached view, and marks every remembered batch body that includes it stale. */
+  invalidate(): void {
+    this.json = null;
+    if (this.batches === null) return;
+    for (const entry of this.batches) entry.stale = true;
+    this.batches = null;
+  }
+
+  watch(entry: BatchEntry): void {
+    if (this.batches === null) this.batches = [entry];
+    else {
+      // Entries the memo dropped linger until this user changes; prune them as the list doubles.
+      if (this.batches.length >= 8 && (this.batches.length & (this.batches.length - 1)) === 0)
+        this.batches = this.batches.filter((e) => !e.stale);
+      this.batches.push(entry);
+    }
+  }
 }
 
 const accountKey = (a: AccountRef): string => `${a.platform}\u0000${a.workspaceId}\u0000${a.externalId}`;
@@ -201,6 +221,8 @@ export class PresenceEngine {
   private readonly viewRing: (UserState | undefined)[];
   private viewRingNext = 0;
   private readonly batchMemo: BatchMemo;
+  /** Users created so far: a remembered batch with unknown ids is stale once this moves. */
+  private createdUsers = 0;
 
   private ops: WriteOp[] = [];
   private changes: PresenceChange[] = [];
@@ -239,7 +261,7 @@ export class PresenceEngine {
     const list = (u.identityOnly ?? []).filter((p) => p !== platform);
     if (linked) list.push(platform);
     u.identityOnly = list.length === 0 ? null : list.sort();
-    u.json = null;
+    u.invalidate();
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -262,7 +284,7 @@ export class PresenceEngine {
       u.version = agg.version;
       u.lastActiveAt = agg.lastActiveAt;
     }
-    this.users.set(u.userId, u);
+    this.addUser(u);
     for (const a of loaded.accounts) {
       this.accounts.set(accountKey(a), u.userId);
       this.noteIdentity(u, a.platform, true);
@@ -323,11 +345,16 @@ export class PresenceEngine {
     return n;
   }
 
+  private addUser(u: UserState): void {
+    this.users.set(u.userId, u);
+    this.createdUsers += 1;
+  }
+
   /** Creates the user if it does not exist yet (queued with the report that needs it). */
   ensureUser(userId: string): void {
     if (this.users.has(userId)) return;
     const now = this.clock.now();
-    this.users.set(userId, new UserState(userId));
+    this.addUser(new UserState(userId));
     this.enqueue({
       op: 'user',
       user: { userId, displayName: null, timezone: null, createdAt: now, updatedAt: now },
@@ -352,7 +379,7 @@ export class PresenceEngine {
       updatedAt: now,
     };
     this.store.write([{ op: 'user', user }]);
-    if (!this.users.has(userId)) this.users.set(userId, new UserState(userId));
+    if (!this.users.has(userId)) this.addUser(new UserState(userId));
     return { created: existing === null, user };
   }
 
@@ -370,6 +397,7 @@ export class PresenceEngine {
     for (const a of this.store.accountsOf(userId)) this.accounts.delete(accountKey(a));
     this.store.deleteUser(userId);
     u.deleted = true;
+    u.invalidate();
     this.users.delete(userId);
     this.refreshDirty.delete(u);
     return true;
@@ -453,7 +481,7 @@ export class PresenceEngine {
       const shortened = expiresAt < existing.expiresAt;
       existing.observedAt = at;
       existing.expiresAt = expiresAt;
-      u.json = null;
+      u.invalidate();
       if (input.state.status === 'online' && (u.lastActiveAt === null || at > u.lastActiveAt))
         u.lastActiveAt = at;
       if (!u.refreshDirty) {
@@ -616,18 +644,36 @@ export class PresenceEngine {
     const now = this.clock.now();
     const key = userIds.join(',');
     const memo = this.batchMemo.get(key);
-    let same = memo !== undefined && memo.members.length === userIds.length;
+    if (
+      memo !== undefined &&
+      !memo.stale &&
+      now < memo.until &&
+      (memo.createdUsers < 0 || memo.createdUsers === this.createdUsers)
+    )
+      return memo.body;
     const members = new Array<Buffer | null>(userIds.length);
+    const users: UserState[] = [];
+    let until = Number.POSITIVE_INFINITY;
+    let unknown = false;
     for (let i = 0; i < userIds.length; i++) {
       const u = this.users.get(userIds[i]!);
-      const member = u === undefined ? null : this.memberJson(u, now);
-      members[i] = member;
-      if (same && memo!.members[i] !== member) same = false;
+      if (u === undefined) {
+        members[i] = null;
+        unknown = true;
+        continue;
+      }
+      members[i] = this.memberJson(u, now);
+      users.push(u);
+      until = Math.min(until, u.jsonUntil, u.dueAt);
     }
-    if (same) return memo!.body;
-    const body = assembleBatch(userIds, members);
-    this.batchMemo.set(key, { members, body });
-    return body;
+    const entry: BatchEntry = {
+      body: assembleBatch(userIds, members),
+      until,
+      createdUsers: unknown ? this.createdUsers : -1,
+      stale: false,
+    };
+    if (this.batchMemo.set(key, entry)) for (const u of users) u.watch(entry);
+    return entry.body;
   }
 
   private memberJson(u: UserState, now: number): Buffer {
@@ -671,7 +717,7 @@ export class PresenceEngine {
    * change. Returns the next moment the answer could change.
    */
   private recompute(u: UserState, at: number, cause: string | null): number {
-    u.json = null;
+    u.invalidate();
     this.prune(u, at);
     const r = reduce(u.observations, u.override, at, this.ladder);
     u.source = r.source;

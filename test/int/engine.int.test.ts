@@ -349,18 +349,29 @@ describe('PresenceEngine JSON reads', () => {
   });
 
   it('answers a repeated batch with the same bytes until one of its members changes', async () => {
-    const t = testEngine(join(tmp.dir, 'memo.db'));
-    for (const id of ['a', 'b']) await t.engine.heartbeat(id, 'phone', 'online', null, 30_000);
+    const t = testEngine(join(tmp.dir, 'memo.db'), { viewCacheSize: 2 });
+    for (const id of ['a', 'b', 'other']) await t.engine.heartbeat(id, 'phone', 'online', null, 30_000);
     const ids = ['a', 'b', 'ghost'];
     const parse = (b: Buffer) =>
-      JSON.parse(b.toString('utf8')) as { presence: Record<string, { status: string }>; unknown: string[] };
+      JSON.parse(b.toString('utf8')) as {
+        presence: Record<string, { status: string }>;
+        unknown: string[];
+      };
     const first = t.engine.getManyJson(ids);
+    expect(t.engine.getManyJson(ids)).toBe(first);
+    // Someone outside the list changes, and the view cache (2 users) drops a member's view.
+    await t.engine.heartbeat('other', 'phone', 'busy', null, 30_000);
+    t.engine.getManyJson(['other']);
     expect(t.engine.getManyJson(ids)).toBe(first);
 
     await t.engine.heartbeat('b', 'phone', 'busy', null, 30_000);
     const afterChange = t.engine.getManyJson(ids);
     expect(afterChange).not.toBe(first);
     expect(parse(afterChange).presence.b?.status).toBe('busy');
+
+    t.clock.advance(1000); // the same state again only moves its times, which the body shows
+    await t.engine.heartbeat('a', 'phone', 'online', null, 30_000);
+    expect(t.engine.getManyJson(ids).toString('utf8')).toContain(new Date(t.clock.now()).toISOString());
 
     t.engine.ensureUser('ghost');
     const afterCreate = parse(t.engine.getManyJson(ids));

@@ -1,6 +1,13 @@
 import { BatchMemo } from '../../src/aggregator/batch-memo';
 
-const entry = (bytes: number) => ({ members: [], body: Buffer.alloc(bytes) });
+import type { BatchEntry } from '../../src/aggregator/batch-memo';
+
+const entry = (bytes: number): BatchEntry => ({
+  body: Buffer.alloc(bytes),
+  until: Number.POSITIVE_INFINITY,
+  createdUsers: -1,
+  stale: false,
+});
 
 describe('BatchMemo', () => {
   it('keeps entries within its byte budget, dropping the least recently used first', () => {
@@ -9,9 +16,14 @@ describe('BatchMemo', () => {
     memo.set('b', entry(20));
     memo.set('c', entry(20));
     expect(memo.get('a')).toBeDefined(); // a is now the most recently used
+    const b = memo.get('b')!;
+    memo.get('a');
+    memo.get('c');
     memo.set('d', entry(25));
-    memo.set('e', entry(25)); // 110 bytes: b, the least recently used, goes
+    expect(b.stale).toBe(false);
+    memo.set('e', entry(25)); // 110 bytes: b, the least recently used, goes, marked stale
     expect(memo.get('b')).toBeUndefined();
+    expect(b.stale).toBe(true);
     expect(['a', 'c', 'd', 'e'].map((k) => memo.get(k) !== undefined)).toEqual([true, true, true, true]);
     expect(memo.byteSize).toBe(90);
   });
@@ -26,8 +38,8 @@ describe('BatchMemo', () => {
 
   it('does not keep a body larger than a quarter of the budget, nor anything with a budget of 0', () => {
     const memo = new BatchMemo(100);
-    memo.set('small', entry(25));
-    memo.set('big', entry(26));
+    expect(memo.set('small', entry(25))).toBe(true);
+    expect(memo.set('big', entry(26))).toBe(false);
     expect(memo.get('big')).toBeUndefined();
     expect(memo.get('small')).toBeDefined();
     const none = new BatchMemo(0);
