@@ -48,7 +48,7 @@ export class BatchMemo {
     if (entry.body.length > this.maxBytes / 4) return false;
     this.entries.set(key, entry);
     this.bytes += entry.body.length;
-    for (const [oldest, e] of this.entries) {
+    for (const oldest of this.entries.keys()) {
       if (this.bytes <= this.maxBytes) break;
       this.delete(oldest);
     }

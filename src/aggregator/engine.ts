@@ -639,11 +639,16 @@ export class PresenceEngine {
    * cached per-user JSON. The cache holds UTF-8 bytes rather than strings: a batch read is then
    * one copy into one buffer that the socket takes as it is, where joined strings would be
    * flattened into a large heap string and encoded again for every response.
+   *
+   * `ids` is an array, or a list as the API received it, `a,b,c`: that is its own memo key, so a
+   * remembered answer needs no split. Ids never contain commas (`USER_ID_PATTERN`); an array
+   * with one anyway is answered without the memo, whose keys would otherwise be ambiguous.
    */
-  getManyJson(userIds: readonly string[]): Buffer {
+  getManyJson(ids: readonly string[] | string): Buffer {
     const now = this.clock.now();
-    const key = userIds.join(',');
-    const memo = this.batchMemo.get(key);
+    const key = typeof ids === 'string' ? ids : ids.join(',');
+    const memoable = typeof ids === 'string' || ids.every((id) => !id.includes(','));
+    const memo = memoable ? this.batchMemo.get(key) : undefined;
     if (
       memo !== undefined &&
       !memo.stale &&
@@ -651,6 +656,7 @@ export class PresenceEngine {
       (memo.createdUsers < 0 || memo.createdUsers === this.createdUsers)
     )
       return memo.body;
+    const userIds = typeof ids === 'string' ? ids.split(',') : ids;
     const members = new Array<Buffer | null>(userIds.length);
     const users: UserState[] = [];
     let until = Number.POSITIVE_INFINITY;
@@ -672,7 +678,7 @@ export class PresenceEngine {
       createdUsers: unknown ? this.createdUsers : -1,
       stale: false,
     };
-    if (this.batchMemo.set(key, entry)) for (const u of users) u.watch(entry);
+    if (memoable && this.batchMemo.set(key, entry)) for (const u of users) u.watch(entry);
     return entry.body;
   }
 

@@ -386,6 +386,17 @@ describe('PresenceEngine JSON reads', () => {
     t.close();
   });
 
+  it('takes a list as the API received it, and never mixes it up with an id that holds a comma', async () => {
+    const t = testEngine(join(tmp.dir, 'memo-list.db'));
+    for (const id of ['a', 'b']) await t.engine.heartbeat(id, 'phone', 'online', null, 30_000);
+    const fromList = t.engine.getManyJson('a,b');
+    expect(fromList).toEqual(t.engine.getManyJson(['a', 'b']));
+    expect(t.engine.getManyJson('a,b')).toBe(fromList);
+    const odd = JSON.parse(t.engine.getManyJson(['a,b']).toString('utf8'));
+    expect(odd).toEqual({ presence: {}, unknown: ['a,b'] });
+    t.close();
+  });
+
   it('keeps no batch bodies with a memo budget of 0', async () => {
     const t = testEngine(join(tmp.dir, 'memo-off.db'), { batchMemoBytes: 0 });
     await t.engine.heartbeat('a', 'phone', 'online', null, 30_000);

@@ -25,6 +25,7 @@ import {
   Status,
   UserId,
   UserIdList,
+  splitIds,
 } from '../schemas';
 
 const DAY_MS = 86_400_000;
@@ -156,7 +157,7 @@ export function presenceRoutes(app: FastifyInstance, deps: AppDeps): void {
       },
     },
     (req) => {
-      const { presence, unknown } = engine.getMany([...new Set(req.query.user_ids)]);
+      const { presence, unknown } = engine.getMany([...new Set(splitIds(req.query.user_ids))]);
       const availability: Record<string, z.infer<typeof AvailabilitySchema>> = {};
       for (const [id, p] of Object.entries(presence)) availability[id] = toAvailability(p);
       return { availability, unknown };
