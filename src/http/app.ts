@@ -16,6 +16,7 @@ import { RateLimiter, registerAuth } from './auth';
 import type { AppDeps } from './deps';
 import { errorHandler, notFoundHandler } from './errors';
 import { registerMetrics } from './metrics';
+import { parseQuery } from './query';
 import { heartbeatRoutes } from './routes/heartbeats';
 import { keyRoutes } from './routes/keys';
 import { opsRoutes } from './routes/ops';
@@ -54,7 +55,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // One log line per request, written by the onResponse hook below, instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
     // Long enough for any valid id in a path, so that an over-long one gets a clear 400 from validation.
-    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 300 },
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 300, querystringParser: parseQuery },
   });
   // zod's runtime parser tracks every parse in WeakMaps (to support cyclic input), which under load
   // costs more in garbage collection than the validation itself (13 % of a busy server's time with
