@@ -44,7 +44,7 @@ import {
   type Source,
   type Status,
 } from '../core/presence';
-import { BatchMemo, type BatchEntry } from './batch-memo';
+import { BatchMemo, type BatchEntry, type Validity } from './batch-memo';
 import { changedFields, nextCheckAt, reduce, type Reduction } from '../normalizer/reduce';
 import { explain, toPresence, type PresenceView } from '../normalizer/view';
 
@@ -119,32 +119,6 @@ const OPEN = Buffer.from('{"presence":{');
 const COMMA = Buffer.from(',');
 const BUCKET_MS = 1000;
 
-/** `{"presence":{…},"unknown":[…]}` from each id's view buffer (null: unknown); each id once. */
-function assembleBatch(userIds: readonly string[], members: readonly (Buffer | null)[]): Buffer {
-  const parts: Buffer[] = [OPEN];
-  let length = OPEN.length;
-  const seen = new Set<string>();
-  const unknown = new Set<string>();
-  for (let i = 0; i < members.length; i++) {
-    const member = members[i]!;
-    if (member === null) {
-      unknown.add(userIds[i]!);
-      continue;
-    }
-    if (seen.has(userIds[i]!)) continue;
-    seen.add(userIds[i]!);
-    if (parts.length > 1) {
-      parts.push(COMMA);
-      length += 1;
-    }
-    parts.push(member);
-    length += member.length;
-  }
-  const tail = Buffer.from(`},"unknown":${JSON.stringify([...unknown])}}`);
-  parts.push(tail);
-  return Buffer.concat(parts, length + tail.length);
-}
-
 /** Per-user hot state. A class, so that V8 gives every user the same compact shape. */
 class UserState {
   observations: Observation[] = [];
@@ -166,7 +140,9 @@ class UserState {
   json: Buffer | null = null;
   jsonUntil = 0;
   /** Remembered batch bodies that include this user, to be marked stale when its view changes. */
-  batches: BatchEntry[] | null = null;
+  batches: Validity[] | null = null;
+  /** The batch read that last included this user, to skip duplicate ids without a Set. */
+  readMark = 0;
   /** Linked platforms that establish identity and report no presence (LinkedIn), or null. */
   identityOnly: Platform[] | null = null;
 
@@ -176,17 +152,17 @@ class UserState {
   invalidate(): void {
     this.json = null;
     if (this.batches === null) return;
-    for (const entry of this.batches) entry.stale = true;
+    for (const batch of this.batches) batch.stale = true;
     this.batches = null;
   }
 
-  watch(entry: BatchEntry): void {
-    if (this.batches === null) this.batches = [entry];
+  watch(batch: Validity): void {
+    if (this.batches === null) this.batches = [batch];
     else {
       // Entries the memo dropped linger until this user changes; prune them as the list doubles.
       if (this.batches.length >= 8 && (this.batches.length & (this.batches.length - 1)) === 0)
         this.batches = this.batches.filter((e) => !e.stale);
-      this.batches.push(entry);
+      this.batches.push(batch);
     }
   }
 }
@@ -223,6 +199,7 @@ export class PresenceEngine {
   private readonly batchMemo: BatchMemo;
   /** Users created so far: a remembered batch with unknown ids is stale once this moves. */
   private createdUsers = 0;
+  private readMarks = 0;
 
   private ops: WriteOp[] = [];
   private changes: PresenceChange[] = [];
@@ -640,46 +617,59 @@ export class PresenceEngine {
    * one copy into one buffer that the socket takes as it is, where joined strings would be
    * flattened into a large heap string and encoded again for every response.
    *
-   * `ids` is an array, or a list as the API received it, `a,b,c`: that is its own memo key, so a
-   * remembered answer needs no split. Ids never contain commas (`USER_ID_PATTERN`); an array
-   * with one anyway is answered without the memo, whose keys would otherwise be ambiguous.
+   * `ids` is an array, or a list as the API received it, `a,b,c`. A list is also the key of the
+   * batch memo (see batch-memo.ts): a remembered answer needs neither a split nor a user.
    */
   getManyJson(ids: readonly string[] | string): Buffer {
     const now = this.clock.now();
-    const key = typeof ids === 'string' ? ids : ids.join(',');
-    const memoable = typeof ids === 'string' || ids.every((id) => !id.includes(','));
-    const memo = memoable ? this.batchMemo.get(key) : undefined;
+    const memo = typeof ids === 'string' ? this.batchMemo.get(ids) : undefined;
     if (
       memo !== undefined &&
-      !memo.stale &&
+      !memo.validity.stale &&
       now < memo.until &&
       (memo.createdUsers < 0 || memo.createdUsers === this.createdUsers)
     )
       return memo.body;
     const userIds = typeof ids === 'string' ? ids.split(',') : ids;
-    const members = new Array<Buffer | null>(userIds.length);
+    const parts: Buffer[] = [OPEN];
+    let length = OPEN.length;
+    const unknown = new Set<string>();
     const users: UserState[] = [];
     let until = Number.POSITIVE_INFINITY;
-    let unknown = false;
-    for (let i = 0; i < userIds.length; i++) {
-      const u = this.users.get(userIds[i]!);
+    // Each id once, so the object has no duplicate keys: known users carry the mark of this read.
+    const mark = ++this.readMarks;
+    for (const id of userIds) {
+      const u = this.users.get(id);
       if (u === undefined) {
-        members[i] = null;
-        unknown = true;
+        unknown.add(id);
         continue;
       }
-      members[i] = this.memberJson(u, now);
+      if (u.readMark === mark) continue;
+      u.readMark = mark;
+      if (parts.length > 1) {
+        parts.push(COMMA);
+        length += 1;
+      }
+      const member = this.memberJson(u, now);
+      parts.push(member);
+      length += member.length;
       users.push(u);
       until = Math.min(until, u.jsonUntil, u.dueAt);
     }
-    const entry: BatchEntry = {
-      body: assembleBatch(userIds, members),
-      until,
-      createdUsers: unknown ? this.createdUsers : -1,
-      stale: false,
-    };
-    if (memoable && this.batchMemo.set(key, entry)) for (const u of users) u.watch(entry);
-    return entry.body;
+    const tail = Buffer.from(`},"unknown":${JSON.stringify([...unknown])}}`);
+    parts.push(tail);
+    const body = Buffer.concat(parts, length + tail.length);
+    // A stale entry shows the list is asked for again; any other list must first be asked twice.
+    if (typeof ids === 'string' && (memo !== undefined || this.batchMemo.admit(ids))) {
+      const entry: BatchEntry = {
+        body,
+        until,
+        createdUsers: unknown.size > 0 ? this.createdUsers : -1,
+        validity: { stale: false },
+      };
+      if (this.batchMemo.set(ids, entry)) for (const u of users) u.watch(entry.validity);
+    }
+    return body;
   }
 
   private memberJson(u: UserState, now: number): Buffer {

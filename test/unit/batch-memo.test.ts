@@ -6,7 +6,7 @@ const entry = (bytes: number): BatchEntry => ({
   body: Buffer.alloc(bytes),
   until: Number.POSITIVE_INFINITY,
   createdUsers: -1,
-  stale: false,
+  validity: { stale: false },
 });
 
 describe('BatchMemo', () => {
@@ -20,10 +20,10 @@ describe('BatchMemo', () => {
     memo.get('a');
     memo.get('c');
     memo.set('d', entry(25));
-    expect(b.stale).toBe(false);
+    expect(b.validity.stale).toBe(false);
     memo.set('e', entry(25)); // 110 bytes: b, the least recently used, goes, marked stale
     expect(memo.get('b')).toBeUndefined();
-    expect(b.stale).toBe(true);
+    expect(b.validity.stale).toBe(true);
     expect(['a', 'c', 'd', 'e'].map((k) => memo.get(k) !== undefined)).toEqual([true, true, true, true]);
     expect(memo.byteSize).toBe(90);
   });
@@ -45,5 +45,18 @@ describe('BatchMemo', () => {
     const none = new BatchMemo(0);
     none.set('a', entry(1));
     expect(none.size).toBe(0);
+  });
+
+  it('admits a list on its second request, and forgets lists asked for once as new ones come', () => {
+    const memo = new BatchMemo(16 * 100); // room for 100 characters of lists asked for once
+    expect(memo.admit('a'.repeat(40))).toBe(false);
+    expect(memo.admit('a'.repeat(40))).toBe(true);
+    expect(memo.admit('a'.repeat(40))).toBe(false); // admitted lists leave the waiting room
+    expect(memo.admit('b'.repeat(40))).toBe(false);
+    expect(memo.admit('c'.repeat(40))).toBe(false); // 120 characters: the oldest, a…, goes
+    expect(memo.admit('a'.repeat(40))).toBe(false);
+    expect(memo.admit('c'.repeat(40))).toBe(true);
+    expect(memo.admit('x'.repeat(101))).toBe(false); // longer than the room: never waits
+    expect(memo.admit('x'.repeat(101))).toBe(false);
   });
 });
