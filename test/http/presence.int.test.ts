@@ -52,6 +52,25 @@ describe('presence routes', () => {
       expect(body.presence.bob).toMatchObject({ status: 'online', reachable_via: ['device'] });
     });
 
+    it('a repeated GET stays fresh: overrides, expiries, new and deleted users show at once', async () => {
+      const url = '/v1/presence?user_ids=alice,bob,carol';
+      const get = async () => api.json(await api.call({ method: 'GET', url, key: api.key.read }));
+      for (let i = 0; i < 3; i++) expect((await get()).presence.bob.status).toBe('online');
+
+      await api.call({ method: 'PUT', url: '/v1/presence/bob/override', payload: { status: 'busy' } });
+      expect((await get()).presence.bob).toMatchObject({ status: 'busy', source: 'manual' });
+      await api.call({ method: 'DELETE', url: '/v1/presence/bob/override' });
+      expect((await get()).presence.bob.status).toBe('online');
+
+      await api.call({ method: 'PUT', url: '/v1/users/carol', payload: {} });
+      expect((await get()).unknown).toEqual([]);
+      await api.call({ method: 'DELETE', url: '/v1/users/alice' });
+      expect((await get()).unknown).toEqual(['alice']);
+
+      api.clock.advance(31_000); // bob's laptop heartbeat lapses; no sweep has run
+      expect((await get()).presence.bob).toMatchObject({ status: 'offline', stale: true });
+    });
+
     it('POST /v1/presence/query gives the same answer', async () => {
       const get = await api.call({ method: 'GET', url: '/v1/presence?user_ids=alice,nobody' });
       const post = await api.call({
