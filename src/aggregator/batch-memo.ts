@@ -5,8 +5,9 @@
  * step), or an unknown id becomes a user. The engine marks an entry stale on the first of these;
  * a caller polling the same team every few seconds then gets its body without touching its 100
  * users or copying 100 KB again, whatever the rest of the users do. A list is remembered from its
- * second request on, so lists asked for once cost nothing. Bounded by bytes; the least recently
- * used entry leaves first.
+ * second request on, so lists asked for once cost nothing. Bounded by bytes, with second-chance
+ * eviction: the oldest entry leaves unless it was used since it was last passed over, which costs
+ * a hit one flag instead of a move to the back of the map.
  */
 
 /**
@@ -27,9 +28,14 @@ export interface BatchEntry {
   readonly validity: Validity;
 }
 
+interface Slot {
+  readonly entry: BatchEntry;
+  used: boolean;
+}
+
 export class BatchMemo {
-  // A Map keeps insertion order: re-inserting on use makes its first key the least recently used.
-  private readonly entries = new Map<string, BatchEntry>();
+  // A Map keeps insertion order: its first key is the one passed over longest ago.
+  private readonly slots = new Map<string, Slot>();
   private bytes = 0;
   /** Lists asked for once lately, by the characters they hold: a sixteenth of the budget. */
   private readonly seen = new Map<string, true>();
@@ -38,7 +44,7 @@ export class BatchMemo {
   constructor(private readonly maxBytes: number) {}
 
   get size(): number {
-    return this.entries.size;
+    return this.slots.size;
   }
 
   get byteSize(): number {
@@ -46,12 +52,10 @@ export class BatchMemo {
   }
 
   get(key: string): BatchEntry | undefined {
-    const entry = this.entries.get(key);
-    if (entry !== undefined) {
-      this.entries.delete(key);
-      this.entries.set(key, entry);
-    }
-    return entry;
+    const slot = this.slots.get(key);
+    if (slot === undefined) return undefined;
+    slot.used = true;
+    return slot.entry;
   }
 
   /** Whether `key` was asked for lately, so that its answer is worth keeping; notes it if not. */
@@ -75,20 +79,24 @@ export class BatchMemo {
   set(key: string, entry: BatchEntry): boolean {
     this.delete(key);
     if (entry.body.length > this.maxBytes / 4) return false;
-    this.entries.set(key, entry);
+    this.slots.set(key, { entry, used: true });
     this.bytes += entry.body.length;
-    for (const oldest of this.entries.keys()) {
-      if (this.bytes <= this.maxBytes) break;
-      this.delete(oldest);
+    while (this.bytes > this.maxBytes) {
+      const [oldest, slot] = this.slots.entries().next().value!;
+      if (slot.used) {
+        slot.used = false;
+        this.slots.delete(oldest);
+        this.slots.set(oldest, slot);
+      } else this.delete(oldest);
     }
     return true;
   }
 
   private delete(key: string): void {
-    const old = this.entries.get(key);
+    const old = this.slots.get(key);
     if (old === undefined) return;
-    old.validity.stale = true;
-    this.entries.delete(key);
-    this.bytes -= old.body.length;
+    old.entry.validity.stale = true;
+    this.slots.delete(key);
+    this.bytes -= old.entry.body.length;
   }
 }

@@ -10,22 +10,21 @@ const entry = (bytes: number): BatchEntry => ({
 });
 
 describe('BatchMemo', () => {
-  it('keeps entries within its byte budget, dropping the least recently used first', () => {
+  it('keeps entries within its byte budget; the oldest leaves unless used since it was passed over', () => {
     const memo = new BatchMemo(100);
-    memo.set('a', entry(20));
-    memo.set('b', entry(20));
-    memo.set('c', entry(20));
-    expect(memo.get('a')).toBeDefined(); // a is now the most recently used
-    const b = memo.get('b')!;
-    memo.get('a');
+    const a = entry(25);
+    memo.set('a', a);
+    for (const k of ['b', 'c', 'd']) memo.set(k, entry(25));
+    expect(memo.byteSize).toBe(100);
+    memo.set('e', entry(25)); // every entry is new, so each gets its pass; then a leaves
+    expect(memo.byteSize).toBe(100);
+    expect(a.validity.stale).toBe(true);
     memo.get('c');
-    memo.set('d', entry(25));
-    expect(b.validity.stale).toBe(false);
-    memo.set('e', entry(25)); // 110 bytes: b, the least recently used, goes, marked stale
-    expect(memo.get('b')).toBeUndefined();
-    expect(b.validity.stale).toBe(true);
-    expect(['a', 'c', 'd', 'e'].map((k) => memo.get(k) !== undefined)).toEqual([true, true, true, true]);
-    expect(memo.byteSize).toBe(90);
+    memo.set('f', entry(25)); // b, oldest and unused since, leaves
+    memo.set('g', entry(25)); // c was used: it moves back, and d leaves
+    expect(memo.byteSize).toBe(100);
+    const kept = ['b', 'c', 'd', 'e', 'f', 'g'].map((k) => memo.get(k) !== undefined);
+    expect(kept).toEqual([false, true, false, true, true, true]);
   });
 
   it('replacing a key counts its bytes once', () => {
