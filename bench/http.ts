@@ -20,7 +20,7 @@ import type { LoadResult, LoadSpec } from './load';
 
 const run = promisify(execFile);
 const LOAD = resolve(__dirname, 'load.ts');
-const ROUNDS = 5;
+const ROUNDS = 9;
 
 let specs = 0;
 async function load(dir: string, spec: LoadSpec): Promise<LoadResult> {
@@ -44,7 +44,7 @@ const state = (status: 'online' | 'busy' | 'idle', raw: unknown, label: string):
   label,
 });
 
-export async function benchHttp(seconds = 5): Promise<Figure[]> {
+export async function benchHttp(seconds = 3): Promise<Figure[]> {
   const dir = mkdtempSync(join(tmpdir(), 'presence-bench-http-'));
   let staticBody: Buffer = Buffer.alloc(0);
   const env = parseEnv({

@@ -30,7 +30,7 @@ async function main(): Promise<void> {
   if (only === undefined || only === 'engine')
     print('engine, in-process, SQLite file in WAL mode', await benchEngine());
   if (only === undefined || only === 'http')
-    print('HTTP, autocannon in a separate process, 64 connections, 5 s a run', await benchHttp());
+    print('HTTP, autocannon in a separate process, 64 connections, 3 s a run', await benchHttp());
   if (only === undefined || only === 'webhooks')
     print('webhooks, local receiver in a worker thread', await benchWebhooks());
 }

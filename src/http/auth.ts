@@ -4,7 +4,7 @@
  * routes without one (health, metrics, docs, platform inbound, the OAuth callback) are public.
  */
 
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, onRequestHookHandler } from 'fastify';
 
 import type { Clock } from '../core/clock';
 import { AppError } from '../core/errors';
@@ -57,12 +57,19 @@ const BEARER = /^Bearer ([^\s]+)$/;
 
 export function registerAuth(app: FastifyInstance, keys: ApiKeyStore, limiter: RateLimiter): void {
   app.decorateRequest('apiKey', null);
-  app.addHook('onRequest', (request: FastifyRequest, _reply, done) => {
-    const scope = request.routeOptions.config.scope;
-    if (scope === undefined) {
-      done();
-      return;
-    }
+  // Each route that needs a scope gets its own check as it is added: public routes run no auth
+  // code at all, and a protected one does not look its scope up on every request.
+  app.addHook('onRoute', (route) => {
+    const scope = route.config?.scope;
+    if (scope === undefined) return;
+    const check = authenticate(keys, limiter, scope);
+    const own = route.onRequest === undefined ? [] : [route.onRequest].flat();
+    route.onRequest = [check, ...own];
+  });
+}
+
+function authenticate(keys: ApiKeyStore, limiter: RateLimiter, scope: Scope): onRequestHookHandler {
+  return (request, _reply, done) => {
     const header = request.headers.authorization;
     const m = header === undefined ? null : BEARER.exec(header);
     if (m === null) {
@@ -98,5 +105,5 @@ export function registerAuth(app: FastifyInstance, keys: ApiKeyStore, limiter: R
     }
     request.apiKey = key;
     done();
-  });
+  };
 }
