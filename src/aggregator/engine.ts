@@ -44,9 +44,9 @@ import {
   type Source,
   type Status,
 } from '../core/presence';
-import { BatchMemo, type BatchEntry, type Validity } from './batch-memo';
 import { changedFields, nextCheckAt, reduce, type Reduction } from '../normalizer/reduce';
 import { explain, toPresence, type PresenceView } from '../normalizer/view';
+import { BatchMemo, type BatchEntry, type Validity } from './batch-memo';
 
 export interface PresenceState {
   readonly status: Status;

@@ -40,6 +40,7 @@ export const LOG_REDACT = [
 ];
 
 function compiled(schema: z.ZodType): z.ZodType {
+  // A plugin's route may still carry a plain JSON schema; that one is left as it is.
   return schema instanceof z.ZodType ? z.compile(schema) : schema;
 }
 
