@@ -1,0 +1,472 @@
+/**
+ * @module connectors/teams/subscriptions
+ * Graph presence change-notification subscriptions: `/communications/presences?$filter=id in (…)`
+ * for up to 650 delegated users each, owned by one of those users (Graph allows one presence
+ * subscription per user per app), at most 60 minutes long, renewed ahead of expiry from a
+ * node-cron schedule, and reauthorized, recreated or caught up on as lifecycle notifications say.
+ * Every change to the set goes through one chain, so a sync, a renewal and a lifecycle event
+ * never work on it at the same time.
+ */
+
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+
+import cron, { type ScheduledTask } from 'node-cron';
+
+import type { AccountRef } from '../../src/core/ports';
+import { isSafeTokenUrl, MAX_IDS_PER_CALL, type TeamsGraphClient, TeamsGraphError } from './client';
+import type { TeamsHealth } from './health';
+import { chunks } from './ids';
+import type { TeamsRuntime } from './runtime';
+import type { GraphLifecycleNotification } from './types';
+
+/** Graph's longest presence subscription (changenotifications-for-presence). */
+export const MAX_SUBSCRIPTION_MS = 60 * 60_000;
+
+/** A live subscription as the connector holds it. */
+export interface TeamsSubscriptionInfo {
+  readonly id: string;
+  /** The user whose delegated token created it and renews it. */
+  readonly owner: AccountRef;
+  /** AAD object ids (lower case) it covers. */
+  readonly userIds: readonly string[];
+  readonly expiresAt: number;
+}
+
+/** The TeamsConnectorOptions the subscription manager reads (documented there). */
+export interface SubscriptionOptions {
+  readonly delegatedTokenFor?: (account: AccountRef) => Promise<string | null>;
+  readonly onDelegatedTokenRejected?: (account: AccountRef, reason: string) => void;
+  readonly notificationUrl?: string;
+  readonly lifecycleNotificationUrl?: string;
+  readonly clientState?: string;
+  readonly subscriptionLifetimeMs?: number;
+  readonly renewBeforeMs?: number;
+  readonly subscriptionSyncIntervalMs?: number;
+  readonly renewCron?: string;
+  readonly firstSyncDelayMs?: number;
+}
+
+export interface SubscriptionDeps {
+  /** Graph with the given bearer token. */
+  readonly client: (token: () => Promise<string>) => TeamsGraphClient;
+  /** A subscription missed notifications: its users are fetched at once. */
+  readonly onMissed: (ids: readonly string[]) => void;
+}
+
+interface SubState {
+  id: string;
+  owner: AccountRef;
+  ownerId: string;
+  ids: string[];
+  expiresAt: number;
+}
+
+/** The presence resource for a bulk subscription (changenotifications-for-presence). */
+export function presenceResource(ids: readonly string[]): string {
+  return `/communications/presences?$filter=id in (${ids.map((id) => `'${id}'`).join(', ')})`;
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+function parseExpiry(value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  // Graph writes 7 fractional digits and sometimes no zone; both read as UTC.
+  const v = /[zZ]|[+-]\d\d:\d\d$/.test(value) ? value : `${value}Z`;
+  const t = Date.parse(v);
+  return Number.isNaN(t) ? fallback : t;
+}
+
+export class SubscriptionManager {
+  private readonly lifetimeMs: number;
+  private readonly renewBeforeMs: number;
+  private readonly syncIntervalMs: number;
+  private readonly clientStateDigest: Buffer;
+  /** The secret sent as clientState when creating subscriptions. */
+  private readonly clientState: string;
+  private readonly notificationUrl: string | null;
+  private readonly lifecycleUrl: string | null;
+
+  private readonly subs = new Map<string, SubState>();
+  private nextSyncAt = 0;
+  private subChain: Promise<void> = Promise.resolve();
+  private syncTimer: NodeJS.Timeout | null = null;
+  private cronTask: ScheduledTask | null = null;
+
+  constructor(
+    private readonly rt: TeamsRuntime,
+    private readonly health: TeamsHealth,
+    private readonly o: SubscriptionOptions,
+    private readonly deps: SubscriptionDeps,
+  ) {
+    this.lifetimeMs = o.subscriptionLifetimeMs ?? 55 * 60_000;
+    this.renewBeforeMs = o.renewBeforeMs ?? 10 * 60_000;
+    this.syncIntervalMs = o.subscriptionSyncIntervalMs ?? 5 * 60_000;
+    if (!(this.lifetimeMs > 0 && this.lifetimeMs <= MAX_SUBSCRIPTION_MS)) {
+      throw new RangeError('subscriptionLifetimeMs must be more than 0 and at most 60 minutes');
+    }
+    if (!(this.renewBeforeMs > 0 && this.renewBeforeMs < this.lifetimeMs)) {
+      throw new RangeError('renewBeforeMs must be positive and shorter than the subscription lifetime');
+    }
+    this.clientState = o.clientState ?? randomBytes(32).toString('base64url');
+    if (this.clientState.length === 0 || this.clientState.length > 128) {
+      throw new RangeError('clientState must be 1 to 128 characters (Graph limit)');
+    }
+    this.clientStateDigest = createHash('sha256').update(this.clientState).digest();
+    this.notificationUrl = o.notificationUrl ?? null;
+    this.lifecycleUrl =
+      o.lifecycleNotificationUrl ??
+      (this.notificationUrl === null ? null : `${this.notificationUrl.replace(/\/+$/, '')}/lifecycle`);
+    for (const url of [this.notificationUrl, this.lifecycleUrl]) {
+      // Graph itself refuses non-HTTPS notification URLs; failing here says so before any call.
+      if (url !== null && !isSafeTokenUrl(new URL(url))) {
+        throw new Error(`Teams notification URLs must use https (loopback http only for tests): ${url}`);
+      }
+    }
+  }
+
+  get enabled(): boolean {
+    return this.o.delegatedTokenFor !== undefined && this.notificationUrl !== null;
+  }
+
+  /** The end of the chain of subscription work started so far. */
+  get chain(): Promise<void> {
+    return this.subChain;
+  }
+
+  /** The first sync once the HTTP server is up, then renewals on the cron schedule. */
+  startTimers(): void {
+    this.syncTimer = setTimeout(() => void this.rt.track(this.sync()), this.o.firstSyncDelayMs ?? 5_000);
+    this.syncTimer.unref();
+    this.cronTask = cron.schedule(this.o.renewCron ?? '* * * * *', () => this.rt.track(this.renew()), {
+      name: 'teams-subscription-renewal',
+      noOverlap: true,
+      unref: true,
+      logger: this.cronLogger(),
+    });
+  }
+
+  async stopTimers(): Promise<void> {
+    if (this.syncTimer !== null) clearTimeout(this.syncTimer);
+    this.syncTimer = null;
+    if (this.cronTask !== null) await this.cronTask.destroy();
+    this.cronTask = null;
+  }
+
+  /** Whether a notification's clientState is ours (constant time). */
+  verifyClientState(value: unknown): boolean {
+    if (typeof value !== 'string') return false;
+    return timingSafeEqual(createHash('sha256').update(value).digest(), this.clientStateDigest);
+  }
+
+  list(): TeamsSubscriptionInfo[] {
+    return [...this.subs.values()].map((s) => ({
+      id: s.id,
+      owner: s.owner,
+      userIds: [...s.ids],
+      expiresAt: s.expiresAt,
+    }));
+  }
+
+  coveredIds(now: number): Set<string> {
+    const out = new Set<string>();
+    for (const s of this.subs.values()) if (s.expiresAt > now) for (const id of s.ids) out.add(id);
+    return out;
+  }
+
+  /** See TeamsConnector.syncSubscriptions. */
+  sync(): Promise<void> {
+    return this.rt.track(this.serial(() => this.doSync()));
+  }
+
+  /** See TeamsConnector.renewSubscriptions. */
+  renew(): Promise<void> {
+    return this.rt.track(this.serial(() => this.doRenew()));
+  }
+
+  /** See TeamsConnector.handleLifecycleNotifications. */
+  handleLifecycleNotifications(items: readonly GraphLifecycleNotification[]): Promise<void> {
+    if (this.rt.ctx === null || this.rt.stopped) return Promise.resolve();
+    return this.rt.track(
+      this.serial(async () => {
+        let lost = false;
+        for (const item of items) {
+          const sub =
+            typeof item.subscriptionId === 'string' ? this.subs.get(item.subscriptionId) : undefined;
+          if (sub === undefined) {
+            this.rt.log.info(
+              { platform: 'teams', subscriptionId: item.subscriptionId, event: item.lifecycleEvent },
+              'lifecycle notification for a subscription this process does not hold; ignored',
+            );
+            continue;
+          }
+          switch (item.lifecycleEvent) {
+            case 'reauthorizationRequired':
+              if (!(await this.reauthorize(sub))) lost = true;
+              break;
+            case 'subscriptionRemoved':
+              this.subs.delete(sub.id);
+              lost = true;
+              break;
+            case 'missed':
+              this.deps.onMissed(sub.ids);
+              break;
+            default:
+              this.rt.log.info({ platform: 'teams', event: item.lifecycleEvent }, 'lifecycle event ignored');
+          }
+        }
+        if (lost) await this.doSync();
+      }),
+    );
+  }
+
+  /**
+   * Deletes every subscription still live. Graph allows one presence subscription per user and
+   * app: deleting ours lets the next start create them again at once instead of waiting up to an
+   * hour for them to lapse.
+   */
+  deleteAll(): Promise<void> {
+    return this.serial(async () => {
+      for (const sub of [...this.subs.values()]) {
+        this.subs.delete(sub.id);
+        if (sub.expiresAt <= this.rt.clock.now()) continue;
+        const token = await this.delegatedToken(sub.owner);
+        if (token !== null) await this.deleteRemote(sub, token);
+      }
+    });
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.subChain.then(fn, fn);
+    this.subChain = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  private async doSync(): Promise<void> {
+    if (!this.enabled || this.rt.ctx === null || this.rt.stopped) return;
+    const now = this.rt.clock.now();
+    this.nextSyncAt = now + this.syncIntervalMs;
+    const delegated = new Map<string, { account: AccountRef; token: string }>();
+    for (const [id, accounts] of this.rt.index()) {
+      for (const account of accounts) {
+        const token = await this.delegatedToken(account);
+        if (token !== null) {
+          delegated.set(id, { account, token });
+          break;
+        }
+      }
+    }
+    let problem: string | null = null;
+    const covered = new Set<string>();
+    for (const sub of [...this.subs.values()]) {
+      const fits =
+        sub.expiresAt > now && delegated.has(sub.ownerId) && sub.ids.every((id) => delegated.has(id));
+      if (fits) {
+        for (const id of sub.ids) covered.add(id);
+        continue;
+      }
+      this.subs.delete(sub.id);
+      const owner = delegated.get(sub.ownerId);
+      if (owner !== undefined && sub.expiresAt > now) await this.deleteRemote(sub, owner.token);
+    }
+    const uncovered = [...delegated.keys()].filter((id) => !covered.has(id)).sort();
+    for (const ids of chunks(uncovered, MAX_IDS_PER_CALL)) {
+      const failure = await this.create(ids, delegated);
+      if (failure !== null) {
+        problem = failure;
+        break;
+      }
+    }
+    this.health.setSubProblem(problem);
+  }
+
+  /** Creates one subscription for `ids`, owned by the first of them whose token Graph takes. */
+  private async create(
+    ids: string[],
+    delegated: ReadonlyMap<string, { account: AccountRef; token: string }>,
+  ): Promise<string | null> {
+    const url = this.notificationUrl!;
+    const lifecycle = this.lifecycleUrl!;
+    for (const ownerId of ids.slice(0, 3)) {
+      const owner = delegated.get(ownerId)!;
+      const now = this.rt.clock.now();
+      try {
+        const created = await this.graphAs(owner.token).createSubscription({
+          changeType: 'updated',
+          notificationUrl: url,
+          lifecycleNotificationUrl: lifecycle,
+          resource: presenceResource(ids),
+          expirationDateTime: iso(now + this.lifetimeMs),
+          clientState: this.clientState,
+        });
+        this.subs.set(created.id, {
+          id: created.id,
+          owner: owner.account,
+          ownerId,
+          ids,
+          expiresAt: parseExpiry(created.expirationDateTime, now + this.lifetimeMs),
+        });
+        this.rt.log.info(
+          { platform: 'teams', subscriptionId: created.id, users: ids.length },
+          'Teams presence subscription created',
+        );
+        return null;
+      } catch (e) {
+        const err = e instanceof TeamsGraphError ? e : null;
+        const message = `creating a Teams presence subscription failed: ${e instanceof Error ? e.message : String(e)}`;
+        this.rt.log.warn({ platform: 'teams', users: ids.length }, message);
+        if (err?.kind === 'unauthorized') {
+          this.rejected(owner.account, err.message);
+          continue;
+        }
+        // 403 (this user lacks the delegated permission) and 409 (they already own one, e.g.
+        // from before a crash) are about the owner: another user of the batch may own it.
+        if (err?.kind === 'forbidden' || err?.kind === 'conflict') continue;
+        if (err?.kind === 'client') {
+          return `${message} (Graph validates the notification URL: it must be public HTTPS and answer the validationToken handshake)`;
+        }
+        return message;
+      }
+    }
+    return 'creating a Teams presence subscription failed for every owner tried; those users are polled';
+  }
+
+  private async doRenew(): Promise<void> {
+    if (!this.enabled || this.rt.ctx === null || this.rt.stopped) return;
+    const now = this.rt.clock.now();
+    let lost = false;
+    let problem: string | null = null;
+    for (const sub of [...this.subs.values()]) {
+      if (sub.expiresAt <= now) {
+        this.subs.delete(sub.id);
+        lost = true;
+        continue;
+      }
+      if (sub.expiresAt - now > this.renewBeforeMs) continue;
+      const token = await this.delegatedToken(sub.owner);
+      if (token === null) {
+        this.subs.delete(sub.id);
+        lost = true;
+        continue;
+      }
+      const outcome = await this.renewOne(sub, token);
+      if (outcome === 'drop') lost = true;
+      else if (outcome !== 'ok') problem = outcome.problem;
+    }
+    if (lost || now >= this.nextSyncAt) await this.doSync();
+    else this.health.setSubProblem(problem);
+  }
+
+  /** 'ok', 'drop' (the subscription is gone or unusable), or a problem to retry next minute. */
+  private async renewOne(sub: SubState, token: string): Promise<'ok' | 'drop' | { problem: string }> {
+    const now = this.rt.clock.now();
+    try {
+      const res = await this.graphAs(token).renewSubscription(sub.id, iso(now + this.lifetimeMs));
+      sub.expiresAt = parseExpiry(res?.expirationDateTime, now + this.lifetimeMs);
+      this.rt.log.debug({ platform: 'teams', subscriptionId: sub.id }, 'Teams presence subscription renewed');
+      return 'ok';
+    } catch (e) {
+      const err = e instanceof TeamsGraphError ? e : null;
+      const message = `renewing Teams subscription ${sub.id} failed: ${e instanceof Error ? e.message : String(e)}`;
+      this.rt.log.warn({ platform: 'teams', subscriptionId: sub.id }, message);
+      if (err?.kind === 'unauthorized') this.rejected(sub.owner, err.message);
+      if (
+        err !== null &&
+        ['unauthorized', 'forbidden', 'not_found', 'client', 'conflict'].includes(err.kind)
+      ) {
+        this.subs.delete(sub.id);
+        return 'drop';
+      }
+      return { problem: message };
+    }
+  }
+
+  /** reauthorizationRequired: reauthorize; failing that renew; failing that the caller recreates. */
+  private async reauthorize(sub: SubState): Promise<boolean> {
+    const token = await this.delegatedToken(sub.owner);
+    if (token === null) {
+      this.subs.delete(sub.id);
+      return false;
+    }
+    try {
+      await this.graphAs(token).reauthorizeSubscription(sub.id);
+      this.rt.log.info({ platform: 'teams', subscriptionId: sub.id }, 'Teams subscription reauthorized');
+      return true;
+    } catch (e) {
+      this.rt.log.warn(
+        { platform: 'teams', subscriptionId: sub.id },
+        `reauthorizing failed (${e instanceof Error ? e.message : String(e)}); renewing instead`,
+      );
+      if (e instanceof TeamsGraphError && e.kind === 'unauthorized') {
+        this.rejected(sub.owner, e.message);
+        this.subs.delete(sub.id);
+        return false;
+      }
+    }
+    const outcome = await this.renewOne(sub, token);
+    if (outcome === 'ok') return true;
+    this.subs.delete(sub.id);
+    return false;
+  }
+
+  private async deleteRemote(sub: SubState, token: string): Promise<void> {
+    try {
+      await this.graphAs(token).deleteSubscription(sub.id);
+    } catch (e) {
+      // A subscription Graph cannot find has already gone; any other failure lets it lapse.
+      if (!(e instanceof TeamsGraphError && e.kind === 'not_found')) {
+        this.rt.log.warn(
+          { platform: 'teams', subscriptionId: sub.id },
+          `deleting a Teams subscription failed: ${e instanceof Error ? e.message : String(e)}`,
+        );
+      }
+    }
+  }
+
+  /** Graph as the user whose delegated token this is. */
+  private graphAs(token: string): TeamsGraphClient {
+    return this.deps.client(() => Promise.resolve(token));
+  }
+
+  private async delegatedToken(account: AccountRef): Promise<string | null> {
+    const get = this.o.delegatedTokenFor;
+    if (get === undefined) return null;
+    try {
+      const token = await get(account);
+      return typeof token === 'string' && token !== '' ? token : null;
+    } catch (e) {
+      this.rt.log.warn(
+        { platform: 'teams', externalId: account.externalId, err: e instanceof Error ? e.message : 'error' },
+        'no delegated Teams token for this account',
+      );
+      return null;
+    }
+  }
+
+  private rejected(account: AccountRef, reason: string): void {
+    try {
+      this.o.onDelegatedTokenRejected?.(account, reason);
+    } catch (e) {
+      this.rt.log.error({ platform: 'teams', err: e }, 'onDelegatedTokenRejected failed');
+    }
+  }
+
+  private cronLogger(): {
+    info(m: string): void;
+    warn(m: string): void;
+    error(m: string | Error): void;
+    debug(m: string | Error): void;
+  } {
+    const text = (m: string | Error): string => (typeof m === 'string' ? m : m.message);
+    return {
+      info: (m) => this.rt.log.debug({ platform: 'teams' }, text(m)),
+      warn: (m) => this.rt.log.warn({ platform: 'teams' }, text(m)),
+      error: (m) => this.rt.log.error({ platform: 'teams' }, text(m)),
+      debug: (m) => this.rt.log.debug({ platform: 'teams' }, text(m)),
+    };
+  }
+}
