@@ -19,6 +19,19 @@ export interface Validity {
   stale: boolean;
 }
 
+/**
+ * A member's list of the bodies it is part of, with `validity` added. Tokens of bodies the memo
+ * dropped linger until the member changes; they are pruned whenever the list reaches a power of
+ * two (8, 16, …), so it stays within about twice the live entries at a constant cost per add.
+ */
+export function watchList(list: Validity[] | null, validity: Validity): Validity[] {
+  if (list === null) return [validity];
+  const n = list.length;
+  const kept = n >= 8 && (n & (n - 1)) === 0 ? list.filter((v) => !v.stale) : list;
+  kept.push(validity);
+  return kept;
+}
+
 export interface BatchEntry {
   readonly body: Buffer;
   /** The first moment time alone could change a member's view. */

@@ -46,7 +46,7 @@ import {
 } from '../core/presence';
 import { changedFields, nextCheckAt, reduce, type Reduction } from '../normalizer/reduce';
 import { explain, toPresence, type PresenceView } from '../normalizer/view';
-import { BatchMemo, type BatchEntry, type Validity } from './batch-memo';
+import { BatchMemo, watchList, type BatchEntry, type Validity } from './batch-memo';
 
 export interface PresenceState {
   readonly status: Status;
@@ -157,13 +157,7 @@ class UserState {
   }
 
   watch(batch: Validity): void {
-    if (this.batches === null) this.batches = [batch];
-    else {
-      // Entries the memo dropped linger until this user changes; prune them as the list doubles.
-      if (this.batches.length >= 8 && (this.batches.length & (this.batches.length - 1)) === 0)
-        this.batches = this.batches.filter((e) => !e.stale);
-      this.batches.push(batch);
-    }
+    this.batches = watchList(this.batches, batch);
   }
 }
 

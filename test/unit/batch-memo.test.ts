@@ -1,6 +1,4 @@
-import { BatchMemo } from '../../src/aggregator/batch-memo';
-
-import type { BatchEntry } from '../../src/aggregator/batch-memo';
+import { BatchMemo, watchList, type BatchEntry, type Validity } from '../../src/aggregator/batch-memo';
 
 const entry = (bytes: number): BatchEntry => ({
   body: Buffer.alloc(bytes),
@@ -57,5 +55,21 @@ describe('BatchMemo', () => {
     expect(memo.admit('c'.repeat(40))).toBe(true);
     expect(memo.admit('x'.repeat(101))).toBe(false); // longer than the room: never waits
     expect(memo.admit('x'.repeat(101))).toBe(false);
+  });
+
+  it("a member's list of bodies stays bounded while the memo drops them", () => {
+    let list: Validity[] | null = null;
+    let longest = 0;
+    const live: Validity[] = [];
+    for (let i = 0; i < 10_000; i++) {
+      const v = { stale: false };
+      list = watchList(list, v);
+      live.push(v);
+      // The memo holds three bodies at a time: older ones have left it.
+      if (live.length > 3) live.shift()!.stale = true;
+      longest = Math.max(longest, list.length);
+    }
+    expect(longest).toBeLessThanOrEqual(16);
+    expect(list!.filter((v) => !v.stale)).toHaveLength(3);
   });
 });
