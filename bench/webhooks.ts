@@ -17,6 +17,7 @@ import { Agent, request } from 'undici';
 import { PresenceEngine } from '../src/aggregator/engine';
 import { systemClock } from '../src/core/clock';
 import { Ladder, type NormalizedState, type Status } from '../src/core/presence';
+import { startCheckpointer, type Checkpointer } from '../src/store/checkpointer';
 import { migrate, openDb, type Db } from '../src/store/db';
 import { SqlitePresenceStore } from '../src/store/presence-store';
 import { WebhookService } from '../src/webhooks';
@@ -108,11 +109,14 @@ interface Rig {
   db: Db;
   engine: PresenceEngine;
   webhooks: WebhookService;
+  checkpointer: Checkpointer;
 }
 
 function rig(dir: string, name: string, inFlight: number): Rig {
   const db = openDb(join(dir, name));
   migrate(db);
+  // As the service runs it: the WAL is checkpointed by a worker thread, not inside commits.
+  const checkpointer = startCheckpointer(db);
   const engine = new PresenceEngine({
     clock: systemClock,
     store: new SqlitePresenceStore(db),
@@ -127,7 +131,7 @@ function rig(dir: string, name: string, inFlight: number): Rig {
     pruneSchedule: null,
   });
   engine.load();
-  return { db, engine, webhooks };
+  return { db, engine, webhooks, checkpointer };
 }
 
 const RAW_HEADERS = {
@@ -190,7 +194,7 @@ interface Throughput {
  * same state, with the same body.
  */
 async function throughput(dir: string, receiver: ReceiverThread): Promise<Throughput> {
-  const { db, engine, webhooks } = rig(dir, 'throughput.db', 100);
+  const { db, engine, webhooks, checkpointer } = rig(dir, 'throughput.db', 100);
   await webhooks.createEndpoint({ url: receiver.url });
   const users = 1000;
   const rounds = 20;
@@ -222,12 +226,13 @@ async function throughput(dir: string, receiver: ReceiverThread): Promise<Throug
   if (delivered < total) throw new Error(`only ${delivered} of ${total} webhooks arrived`);
   await webhooks.stop();
   await engine.stop();
+  await checkpointer.stop();
   db.close();
   return { rate: total / (elapsed / 1000), rawRequest: rawReq, rawDispatch: rawDis };
 }
 
 async function latency(dir: string, receiver: ReceiverThread): Promise<number[]> {
-  const { db, engine, webhooks } = rig(dir, 'latency.db', 100);
+  const { db, engine, webhooks, checkpointer } = rig(dir, 'latency.db', 100);
   await webhooks.createEndpoint({ url: receiver.url });
   webhooks.start();
   const users = 1000;
@@ -268,6 +273,7 @@ async function latency(dir: string, receiver: ReceiverThread): Promise<number[]>
     throw new Error(`only ${latencies.length} of ${sent.size} changes arrived`);
   await webhooks.stop();
   await engine.stop();
+  await checkpointer.stop();
   db.close();
   return latencies.sort((a, b) => a - b);
 }

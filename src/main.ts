@@ -32,6 +32,7 @@ import { webhookRoutes } from './http/routes/webhooks';
 import { WebhookService } from './webhooks';
 import { signalRoutes } from './http/routes/signals';
 import { ConnectionService, type ConnectionEventType } from './oauth/service';
+import { startCheckpointer } from './store/checkpointer';
 import { isMigrated, migrate, openDb, type Db } from './store/db';
 import { ApiKeyStore } from './store/key-store';
 import { SqlitePresenceStore } from './store/presence-store';
@@ -216,6 +217,7 @@ export async function createService(env: Env, options: ServiceOptions = {}): Pro
   const log: Log = logger === false ? silentLog : logger;
   const db = openDb(env.PRESENCE_DB, { synchronous: env.PRESENCE_DB_SYNC });
   migrate(db, undefined, clock);
+  const checkpointer = env.PRESENCE_DB === ':memory:' ? null : startCheckpointer(db, { log });
   const engine = new PresenceEngine({
     clock,
     store: new SqlitePresenceStore(db),
@@ -361,6 +363,7 @@ export async function createService(env: Env, options: ServiceOptions = {}): Pro
       await connections?.stop();
       await engine.stop();
       await webhooks.stop();
+      await checkpointer?.stop();
       db.close();
     },
   };
