@@ -4,9 +4,10 @@
  */
 import { PresenceEngine } from '../../src/aggregator/engine';
 import { systemClock } from '../../src/core/clock';
-import { Ladder, type Status } from '../../src/core/presence';
+import { Ladder } from '../../src/core/presence';
 import { migrate, openDb } from '../../src/store/db';
 import { SqlitePresenceStore } from '../../src/store/presence-store';
+import { streamChanges } from './stream-changes';
 
 const path = process.argv[2];
 if (path === undefined) throw new Error('usage: crash-child <db>');
@@ -18,26 +19,4 @@ const engine = new PresenceEngine({
   ladder: new Ladder(),
 });
 engine.load();
-const STATUSES: Status[] = ['online', 'busy', 'away', 'idle'];
-const USERS = 40;
-
-async function main(): Promise<void> {
-  for (let round = 0; ; round++) {
-    const acks: Promise<string>[] = [];
-    for (let u = 0; u < USERS; u++) {
-      const userId = `u${u}`;
-      engine.ensureUser(userId);
-      const status = STATUSES[(round + u) % STATUSES.length]!;
-      const ack = engine.report(userId, {
-        platform: 'teams',
-        ttlMs: 3600_000,
-        state: { status, activity: null, customStatus: null, source: 'app', raw: status, label: status },
-      });
-      const version = engine.state(userId)!.version;
-      acks.push(ack.then(() => `ack ${userId} ${version} ${status}`));
-    }
-    process.stdout.write(`${(await Promise.all(acks)).join('\n')}\n`);
-  }
-}
-
-void main();
+void streamChanges(engine, { users: 40 });

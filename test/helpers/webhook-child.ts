@@ -2,7 +2,7 @@
  * A child process for the webhook crash test: the engine and the webhook service on one SQLite
  * file, delivering to a receiver in the parent.
  *
- *   webhook-child <db> <receiver-url> burst   streams changes, prints "ack <user> <version>" per
+ *   webhook-child <db> <receiver-url> burst   streams changes, prints "ack <user> <version> <status>" per
  *                                             committed change, until killed
  *   webhook-child <db> <receiver-url> drain   only delivers what the outbox holds, until killed
  *
@@ -10,10 +10,11 @@
  */
 import { PresenceEngine } from '../../src/aggregator/engine';
 import { systemClock } from '../../src/core/clock';
-import { Ladder, type Status } from '../../src/core/presence';
+import { Ladder } from '../../src/core/presence';
 import { migrate, openDb } from '../../src/store/db';
 import { SqlitePresenceStore } from '../../src/store/presence-store';
 import { WebhookService } from '../../src/webhooks';
+import { streamChanges } from './stream-changes';
 
 const [path, url, mode] = process.argv.slice(2);
 if (path === undefined || url === undefined || (mode !== 'burst' && mode !== 'drain')) {
@@ -39,9 +40,6 @@ const webhooks = new WebhookService({
 });
 engine.load();
 
-const STATUSES: Status[] = ['online', 'busy', 'away', 'idle'];
-const USERS = 40;
-
 async function main(): Promise<void> {
   if (webhooks.listEndpoints().length === 0) {
     const ep = await webhooks.createEndpoint({ url: url! });
@@ -53,24 +51,11 @@ async function main(): Promise<void> {
     setInterval(() => undefined, 1 << 30);
     return;
   }
-  for (let round = 0; ; round++) {
-    const acks: Promise<string>[] = [];
-    for (let u = 0; u < USERS; u++) {
-      const userId = `u${u}`;
-      engine.ensureUser(userId);
-      const status = STATUSES[(round + u) % STATUSES.length]!;
-      const ack = engine.report(userId, {
-        platform: 'teams',
-        ttlMs: 3_600_000,
-        state: { status, activity: null, customStatus: null, source: 'app', raw: status, label: status },
-      });
-      const version = engine.state(userId)!.version;
-      acks.push(ack.then(() => `ack ${userId} ${version}`));
-    }
-    process.stdout.write(`${(await Promise.all(acks)).join('\n')}\n`);
+  await streamChanges(engine, {
+    users: 40,
     // Let deliveries interleave with the stream, as they would under real load.
-    await new Promise((resolve) => setImmediate(resolve));
-  }
+    afterRound: () => new Promise((resolve) => setImmediate(resolve)),
+  });
 }
 
 void main();
