@@ -9,6 +9,7 @@ import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import pino from 'pino';
 
 import { CONNECTORS } from '../connectors';
+import type * as DiscordModule from '../connectors/discord/connector';
 import { whatsappInboundRoutes } from '../connectors/whatsapp/inbound';
 import { slackTokensFrom } from '../connectors/slack/connections';
 import { SlackConnector } from '../connectors/slack/connector';
@@ -128,15 +129,26 @@ function inboundRoutes(
 }
 
 /**
+ * The Discord connector module, loaded only when a bot token is set: discord.js takes half a
+ * second to load. `require`, not `import()`: a dynamic import goes through Node's ESM loader,
+ * which the CommonJS hook that `bin/presence.js` runs the sources with (tsx/cjs) does not cover,
+ * so `presence serve` failed with ERR_MODULE_NOT_FOUND. Compiled to CommonJS it is the same call.
+ */
+function loadDiscordConnector(): typeof DiscordModule {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- see above
+  return require('../connectors/discord/connector') as typeof DiscordModule;
+}
+
+/**
  * The real connectors whose credentials are configured. (Tests and the demo pass their own
  * through `options.connectors` and run without timers.)
  */
-async function realConnectors(
+function realConnectors(
   env: Env,
   connections: ConnectionService | null,
   clock: Clock,
   log: Log,
-): Promise<{ connectors: Connector[]; plugins: ((app: FastifyInstance) => void)[] }> {
+): { connectors: Connector[]; plugins: ((app: FastifyInstance) => void)[] } {
   const out: Connector[] = [];
   const plugins: ((app: FastifyInstance) => void)[] = [];
   // A person's delegated token, when they connected their account (Teams subscriptions need one).
@@ -158,8 +170,7 @@ async function realConnectors(
     plugins.push((app) => teamsInboundRoutes(app, { connector: teams, log }));
   }
   if (env.DISCORD_BOT_TOKEN !== undefined) {
-    // Loaded only when used: discord.js takes half a second to load.
-    const { DiscordConnector } = await import('../connectors/discord/connector');
+    const { DiscordConnector } = loadDiscordConnector();
     out.push(new DiscordConnector({ token: env.DISCORD_BOT_TOKEN, apiUrl: env.DISCORD_API_URL, clock }));
   }
   let slack: SlackConnector | null = null;
@@ -262,9 +273,7 @@ export async function createService(env: Env, options: ServiceOptions = {}): Pro
         });
   if (connections !== null && options.timers !== false) connections.start();
   const real =
-    options.timers === false
-      ? { connectors: [], plugins: [] }
-      : await realConnectors(env, connections, clock, log);
+    options.timers === false ? { connectors: [], plugins: [] } : realConnectors(env, connections, clock, log);
   for (const connector of real.connectors) await host.start(connector);
   if (options.timers !== false) host.watch();
   for (const { connector, simulated } of options.connectors ?? []) await host.start(connector, { simulated });
