@@ -54,6 +54,15 @@ export interface PresenceState {
   readonly customStatus: CustomStatus | null;
 }
 
+/**
+ * Told about a user's deletion: `stage` inside the transaction that deletes the user (with the
+ * last version), `committed` after it committed. The webhook outbox is one.
+ */
+export interface UserDeleteSink {
+  stage(userId: string, lastVersion: number): void;
+  committed(userId: string): void;
+}
+
 /** One change of a user's aggregate, as committed. */
 export interface PresenceChange {
   readonly userId: string;
@@ -204,6 +213,7 @@ export class PresenceEngine {
 
   private readonly listeners: ((changes: readonly PresenceChange[]) => void)[] = [];
   private readonly txHooks: ((changes: readonly PresenceChange[]) => void)[] = [];
+  private readonly deleteSinks: UserDeleteSink[] = [];
   private timers: NodeJS.Timeout[] = [];
   private sweeping: Promise<number> | null = null;
   private stopped = false;
@@ -300,6 +310,11 @@ export class PresenceEngine {
     this.txHooks.push(hook);
   }
 
+  /** Told about every user deletion, inside its transaction and after it (see UserDeleteSink). */
+  onUserDelete(sink: UserDeleteSink): void {
+    this.deleteSinks.push(sink);
+  }
+
   // ---------------------------------------------------------------- users and accounts
 
   hasUser(userId: string): boolean {
@@ -365,12 +380,30 @@ export class PresenceEngine {
     const u = this.users.get(userId);
     if (u === undefined) return false;
     this.flushSync();
-    for (const a of this.store.accountsOf(userId)) this.accounts.delete(accountKey(a));
-    this.store.deleteUser(userId);
+    const accounts = this.store.accountsOf(userId);
+    const lastVersion = u.version;
+    // The sinks write in the same transaction (a `user.deleted` event exists if and only if the
+    // delete does); memory changes only once it committed.
+    this.store.deleteUser(
+      userId,
+      this.deleteSinks.length === 0
+        ? undefined
+        : () => {
+            for (const sink of this.deleteSinks) sink.stage(userId, lastVersion);
+          },
+    );
+    for (const a of accounts) this.accounts.delete(accountKey(a));
     u.deleted = true;
     u.invalidate();
     this.users.delete(userId);
     this.refreshDirty.delete(u);
+    for (const sink of this.deleteSinks) {
+      try {
+        sink.committed(userId);
+      } catch (error) {
+        this.log.error({ err: error }, 'a user deletion listener failed');
+      }
+    }
     return true;
   }
 

@@ -95,7 +95,10 @@ export interface PresenceStore {
   /** Links the account to the user, or names the user it already belongs to. */
   linkAccount(userId: string, account: AccountRef, now: number): LinkResult;
   unlinkAccount(userId: string, account: AccountRef): boolean;
-  /** Removes the user and everything stored about them. */
-  deleteUser(userId: string): boolean;
+  /**
+   * Removes the user and everything stored about them, in one transaction; `alsoInTransaction`
+   * runs inside it (the webhook outbox forgets the user's events and writes `user.deleted`).
+   */
+  deleteUser(userId: string, alsoInTransaction?: () => void): boolean;
   close(): void;
 }

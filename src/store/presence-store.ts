@@ -357,9 +357,14 @@ export class SqlitePresenceStore implements PresenceStore {
     return this.stmt.deleteAccount.run(userId, a.platform, a.workspaceId, a.externalId).changes > 0;
   }
 
-  deleteUser(userId: string): boolean {
+  deleteUser(userId: string, alsoInTransaction?: () => void): boolean {
     // ON DELETE CASCADE removes accounts, observations, overrides, aggregates and transitions.
-    return this.stmt.deleteUser.run(userId).changes > 0;
+    let gone = false;
+    this.runOps([], () => {
+      gone = this.stmt.deleteUser.run(userId).changes > 0;
+      alsoInTransaction?.();
+    });
+    return gone;
   }
 
   close(): void {

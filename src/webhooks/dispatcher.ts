@@ -74,6 +74,8 @@ export interface DispatcherOptions {
 class Item {
   attempts: number;
   nextAt: number;
+  /** Its row was deleted while it was in flight (its user was deleted): never record or retry it. */
+  forgotten = false;
 
   constructor(
     readonly id: number,
@@ -344,6 +346,40 @@ export class Dispatcher {
         this.schedulePump();
       });
     }
+  }
+
+  /**
+   * Drops deliveries whose rows were deleted (a deleted user's events) from memory. One in flight
+   * is marked instead: its outcome is then neither recorded nor retried.
+   */
+  forget(byEndpoint: ReadonlyMap<string, ReadonlySet<number>>): void {
+    for (const [endpointId, ids] of byEndpoint) {
+      const q = this.queues.get(endpointId);
+      if (q === undefined || ids.size === 0) continue;
+      for (const lane of [...q.lanes.values()]) {
+        const kept: Item[] = [];
+        for (let i = lane.head; i < lane.items.length; i++) {
+          const item = lane.items[i]!;
+          if (!ids.has(item.id)) kept.push(item);
+          else if (lane.busy && i === lane.head) {
+            item.forgotten = true;
+            kept.push(item);
+          } else q.count -= 1;
+        }
+        lane.items = kept;
+        lane.head = 0;
+        if (kept.length === 0) q.lanes.delete(lane.key);
+      }
+      // Lane heads changed: rebuild the heap from the lanes that are not in flight.
+      q.heap = new LaneHeap();
+      for (const lane of q.lanes.values()) {
+        lane.inHeap = false;
+        if (lane.busy) continue;
+        lane.readyAt = readyAt(lane.first!);
+        q.heap.push(lane);
+      }
+    }
+    this.schedulePump();
   }
 
   // ---------------------------------------------------------------- intake
@@ -627,6 +663,16 @@ export class Dispatcher {
     q.inFlight -= 1;
     item.attempts += 1;
     if (q.removed) return; // its rows went with it
+    if (item.forgotten) {
+      // Its user was deleted while it was in flight: the row is gone, so is any retry.
+      if (epoch === q.epoch) {
+        lane.busy = false;
+        this.drop(q, lane);
+        this.requeue(q, lane);
+      }
+      this.schedulePump();
+      return;
+    }
     const now = this.o.clock.now();
     const ok = statusCode !== null && statusCode >= 200 && statusCode < 300;
     const errorText = ok ? null : (error ?? httpError(statusCode!));

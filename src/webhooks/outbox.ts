@@ -54,12 +54,13 @@ const str = (data: Readonly<Record<string, unknown>>, key: string): string | und
 
 /**
  * The ordering key of an event: events with the same key reach an endpoint in the order they
- * were written. Presence is ordered per user; connection events per connection; connector
- * events per platform; endpoint events per endpoint.
+ * were written. Presence (and a user's deletion) is ordered per user; connection events per
+ * connection; connector events per platform; endpoint events per endpoint.
  */
 export function laneOf(type: EventType, data: Readonly<Record<string, unknown>>): string {
   switch (type) {
     case 'presence.changed':
+    case 'user.deleted': // after the user's last change
       return `u:${str(data, 'user_id') ?? ''}`;
     case 'connection.reauth_required':
     case 'connection.revoked':

@@ -18,6 +18,7 @@ export const EVENT_TYPES = [
   'connector.degraded',
   'connector.recovered',
   'webhook.endpoint_disabled',
+  'user.deleted',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

@@ -113,6 +113,9 @@ export class WebhookService {
   private readonly stopGraceMs: number;
   /** Deliveries written by the engine's commit hook, waiting for the commit to be reported. */
   private staged: StagedDelivery[] = [];
+  /** What a user deletion's transaction did, waiting for its commit to be reported. */
+  private deleting: { userId: string; forgotten: Map<string, Set<number>>; staged: StagedDelivery[] } | null =
+    null;
   private cronTask: ScheduledTask | null = null;
   private pruning: Promise<{ deliveries: number; events: number }> | null = null;
 
@@ -156,6 +159,10 @@ export class WebhookService {
     if (o.engine !== undefined) {
       o.engine.onCommit((changes) => this.onEngineCommit(changes));
       o.engine.onChange(() => this.onEngineCommitted());
+      o.engine.onUserDelete({
+        stage: (userId, lastVersion) => this.stageUserDelete(userId, lastVersion),
+        committed: (userId) => this.userDeleteCommitted(userId),
+      });
     }
   }
 
@@ -213,14 +220,46 @@ export class WebhookService {
   }
 
   /**
-   * Emits an event of a type other than `presence.changed` (those come from the engine) to every
+   * Inside the transaction that deletes a user: forgets every event about them (the presence
+   * payloads) with its deliveries, so nothing of theirs is retried or replayed, and writes the
+   * `user.deleted` event with their last version. Memory follows once it committed.
+   */
+  private stageUserDelete(userId: string, lastVersion: number): void {
+    const { pending, events } = this.store.forgetUser(userId);
+    const { staged } = this.outbox.writeEvent(
+      'user.deleted',
+      { user_id: userId, version: lastVersion },
+      null,
+    );
+    this.deleting = { userId, forgotten: pending, staged };
+    this.log.info({ user_id: userId, events }, 'webhook events of a deleted user forgotten');
+  }
+
+  private userDeleteCommitted(userId: string): void {
+    const d = this.deleting;
+    this.deleting = null;
+    if (d === null || d.userId !== userId) return;
+    this.dispatcher.forget(d.forgotten);
+    this.dispatcher.enqueue(d.staged);
+  }
+
+  /**
+   * Emits an event of a type other than `presence.changed` and `user.deleted` (those come from
+   * the engine, in the transaction of the change they report) to every
    * enabled endpoint that takes it. Written in its own transaction, or in the caller's when one
    * is open (then it is sent once that commits). Returns the `webhook-id`, or null when no
    * endpoint wanted it.
    */
-  emit(type: Exclude<EventType, 'presence.changed'>, data: Readonly<Record<string, unknown>>): string | null {
+  emit(
+    type: Exclude<EventType, 'presence.changed' | 'user.deleted'>,
+    data: Readonly<Record<string, unknown>>,
+  ): string | null {
     // Checked at run time too: callers in plain JS, or with a cast, must not bypass the engine.
-    if (!(EVENT_TYPES as readonly string[]).includes(type) || (type as string) === 'presence.changed') {
+    if (
+      !(EVENT_TYPES as readonly string[]).includes(type) ||
+      (type as string) === 'presence.changed' ||
+      (type as string) === 'user.deleted'
+    ) {
       throw new Error(`emit() does not take ${String(type)} events`);
     }
     return this.emitExcept(type, data, null);

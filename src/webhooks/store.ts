@@ -201,6 +201,18 @@ export class WebhookStore {
            GROUP BY e.seq)
          ORDER BY lane, coalesce(version, 0), seq`,
       ),
+      // A deleted user's events (their presence payloads) and every delivery of them, attempts
+      // by cascade. `user.deleted` events stay: they are what tells consumers, and hold only the
+      // id and the last version.
+      userPending: db.prepare(
+        `SELECT d.id, d.endpoint_id FROM webhook_events e JOIN webhook_deliveries d ON d.event_seq = e.seq
+         WHERE e.user_id = ? AND e.type != 'user.deleted' AND d.status = 'pending'`,
+      ),
+      forgetUserDeliveries: db.prepare(
+        `DELETE FROM webhook_deliveries WHERE event_seq IN (
+           SELECT seq FROM webhook_events WHERE user_id = ? AND type != 'user.deleted')`,
+      ),
+      forgetUserEvents: db.prepare("DELETE FROM webhook_events WHERE user_id = ? AND type != 'user.deleted'"),
       pruneDeliveries: db.prepare(
         `DELETE FROM webhook_deliveries WHERE id IN (
            SELECT id FROM webhook_deliveries WHERE status != 'pending' AND updated_at < ? LIMIT ?)`,
@@ -354,6 +366,22 @@ export class WebhookStore {
    */
   replay(endpointId: string, since: number, now: number): number {
     return this.s.replay.run({ endpoint: endpointId, since, now }).changes;
+  }
+
+  /**
+   * Deletes every event about the user but `user.deleted` ones, with their deliveries and
+   * attempts. Returns the pending deliveries it removed, by endpoint, for the dispatcher to drop
+   * from memory, and how many events went.
+   */
+  forgetUser(userId: string): { pending: Map<string, Set<number>>; events: number } {
+    const pending = new Map<string, Set<number>>();
+    for (const r of this.s.userPending.all(userId) as { id: number; endpoint_id: string }[]) {
+      let ids = pending.get(r.endpoint_id);
+      if (ids === undefined) pending.set(r.endpoint_id, (ids = new Set()));
+      ids.add(r.id);
+    }
+    this.s.forgetUserDeliveries.run(userId);
+    return { pending, events: this.s.forgetUserEvents.run(userId).changes };
   }
 
   pruneDeliveries(cutoff: number, chunk: number): number {

@@ -21,6 +21,8 @@ export interface Reply {
   readonly delayMs?: number;
   /** Never answer (until the receiver closes). */
   readonly hang?: boolean;
+  /** Answer once this settles: holds a request in flight for as long as the test needs. */
+  readonly after?: Promise<unknown>;
 }
 
 /** Decides the answer to the n-th request (0-based). A number is a status. */
@@ -84,7 +86,8 @@ export class Receiver {
         res.writeHead(reply.status ?? 204, reply.headers);
         res.end(reply.body);
       };
-      if (reply.delayMs !== undefined && reply.delayMs > 0) setTimeout(send, reply.delayMs);
+      if (reply.after !== undefined) void reply.after.then(send, send);
+      else if (reply.delayMs !== undefined && reply.delayMs > 0) setTimeout(send, reply.delayMs);
       else send();
     });
   }

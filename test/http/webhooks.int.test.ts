@@ -130,6 +130,53 @@ describe('webhook routes and change events end to end', () => {
     expect(again!.headers['webhook-id']).toBe(got!.headers['webhook-id']);
   });
 
+  it('DELETE /v1/users/{id} sends user.deleted with the last version, and a replay sends none of her changes', async () => {
+    const ep = await register();
+    for (const device of ['phone', 'laptop']) {
+      await api.call({
+        method: 'POST',
+        url: '/v1/heartbeats',
+        key: api.key.write,
+        payload: { user_id: 'alice', device_id: device, status: device === 'phone' ? 'online' : 'busy' },
+      });
+    }
+    api.svc.engine.putUser('bob', {});
+    await api.call({
+      method: 'POST',
+      url: '/v1/heartbeats',
+      key: api.key.write,
+      payload: { user_id: 'bob', device_id: 'phone' },
+    });
+    await receiver.waitFor(2);
+    const version = api.svc.engine.get('alice')?.version;
+    expect(version).toBeGreaterThanOrEqual(1);
+    const del = await api.call({ method: 'DELETE', url: '/v1/users/alice', key: api.key.write });
+    expect(del.statusCode).toBe(204);
+    const got = await receiver.waitFor(3);
+    const deleted = got.find((r) => JSON.parse(r.body).type === 'user.deleted')!;
+    expect(verifyWebhook(ep.secret, deleted.body, deleted.headers)).toEqual({
+      type: 'user.deleted',
+      timestamp: expect.any(String),
+      data: { user_id: 'alice', version },
+    });
+
+    await api.svc.webhooks.idle(); // every outcome recorded: a replay takes what was delivered
+    const before = receiver.received.length;
+    const replay = await api.call({
+      method: 'POST',
+      url: `/v1/webhooks/${ep.id}/replay`,
+      key: api.key.admin,
+      payload: { since: '2020-01-01T00:00:00Z' },
+    });
+    expect(api.json(replay)).toEqual({ replayed: 2 }); // bob's change and alice's deletion
+    await receiver.waitFor(before + 2);
+    const replayed = receiver.received.slice(before).map((r) => JSON.parse(r.body));
+    expect(replayed.map((b) => [b.type, b.data.user_id]).sort()).toEqual([
+      ['presence.changed', 'bob'],
+      ['user.deleted', 'alice'],
+    ]);
+  });
+
   it('a signed Zoom webhook, a signed WhatsApp webhook and a generic signal each emit a change webhook', async () => {
     const ep = await register();
     api.svc.engine.linkAccount('alice', { platform: 'zoom', workspaceId: '', externalId: 'z-alice' });
