@@ -28,12 +28,12 @@ import { Agent } from 'undici';
 import type { Clock } from '../core/clock';
 import type { Log } from '../core/log';
 import { mergePresenceChanges } from './coalesce';
-import { post, postTarget, type PostTarget } from './http';
+import { post, postTarget, type PostResult, type PostTarget } from './http';
 import { newMessageId } from './ids';
 import { parseRetryAfter, retryDelay } from './retry';
 import type { EventType } from './schema';
 import { secretKey, signatureHeader } from './sign';
-import { guardedLookup } from './ssrf';
+import { guardedLookup, literalTargetRefusal } from './ssrf';
 import type { AttemptRecord, EndpointRecord, PendingRow, WebhookStore } from './store';
 
 /** A delivery row just written, handed over after its transaction committed. */
@@ -210,6 +210,8 @@ class EndpointQueue {
   removed = false;
   private targetUrl: string | null = null;
   private targetParts: PostTarget | null = null;
+  private refusalUrl: string | null = null;
+  private refusalText: string | null = null;
   private keySecret: string | null = null;
   private keyPrevious: string | null = null;
   private keys: Buffer[] = [];
@@ -223,6 +225,22 @@ class EndpointQueue {
       this.targetParts = postTarget(this.ep.url);
     }
     return this.targetParts;
+  }
+
+  /**
+   * Why the endpoint's URL must not be called now (a literal private address while private
+   * targets are not allowed), or null; worked out once per URL.
+   */
+  refusal(): string | null {
+    if (this.refusalUrl !== this.ep.url) {
+      this.refusalUrl = this.ep.url;
+      const reason = literalTargetRefusal(this.ep.url);
+      this.refusalText =
+        reason === null
+          ? null
+          : `refused before sending: ${reason}; set WEBHOOK_ALLOW_PRIVATE_TARGETS=true to allow it, or point the endpoint elsewhere`;
+    }
+    return this.refusalText;
   }
 
   /** The signing keys now: the current secret, and the previous one during a rotation window. */
@@ -259,6 +277,17 @@ function describeError(error: Error | null, timeoutMs: number): string {
   const message = (cause?.message ?? e.message ?? error.name).slice(0, 300);
   return code === undefined ? message : `${code}: ${message}`;
 }
+
+/**
+ * The outcome of an attempt refused before any connection, with the code the connection-time
+ * guard uses too. Still asynchronous, like a send: the pump must not be re-entered.
+ */
+const refusedPost = (reason: string): Promise<PostResult> =>
+  Promise.resolve({
+    statusCode: null,
+    retryAfter: undefined,
+    error: Object.assign(new Error(reason), { code: 'EPRIVATETARGET' }),
+  });
 
 function httpError(status: number): string {
   const text = `HTTP ${status}${STATUS_CODES[status] === undefined ? '' : ` ${STATUS_CODES[status]}`}`;
@@ -608,18 +637,24 @@ export class Dispatcher {
     const startedAt = this.o.clock.now();
     const timestamp = Math.floor(startedAt / 1000);
     const t0 = performance.now();
-    const result = await post(
-      this.agent,
-      q.target(),
-      {
-        'content-type': 'application/json',
-        'user-agent': this.o.userAgent,
-        'webhook-id': item.msgId,
-        'webhook-timestamp': String(timestamp),
-        'webhook-signature': signatureHeader(q.keysAt(startedAt), item.msgId, timestamp, item.body),
-      },
-      item.body,
-    );
+    // Checked at every attempt, whatever the setting was when the endpoint was saved. A refusal
+    // is a failed attempt like any other: retried on the schedule, disabled after 5 days.
+    const refused = this.o.allowPrivateTargets ? null : q.refusal();
+    const result =
+      refused !== null
+        ? await refusedPost(refused)
+        : await post(
+            this.agent,
+            q.target(),
+            {
+              'content-type': 'application/json',
+              'user-agent': this.o.userAgent,
+              'webhook-id': item.msgId,
+              'webhook-timestamp': String(timestamp),
+              'webhook-signature': signatureHeader(q.keysAt(startedAt), item.msgId, timestamp, item.body),
+            },
+            item.body,
+          );
     // Once the status is known it decides, whatever happens to the body afterwards.
     let statusCode = result.statusCode;
     let error = statusCode === null ? describeError(result.error, this.o.timeoutMs) : null;

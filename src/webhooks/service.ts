@@ -38,7 +38,7 @@ import {
   type EventType,
 } from './schema';
 import { newSecret } from './sign';
-import { checkEndpointUrl, type Resolver } from './ssrf';
+import { checkEndpointUrl, literalTargetRefusal, type Resolver } from './ssrf';
 import { WebhookStore, type DisabledReason, type EndpointRecord } from './store';
 
 const HOUR = 3_600_000;
@@ -152,6 +152,14 @@ export class WebhookService {
       onDisable: (ep, reason, detail) => this.disable(ep, reason, detail),
     });
     for (const ep of this.store.loadEndpoints()) {
+      const refused = o.allowPrivateTargets ? null : literalTargetRefusal(ep.url);
+      if (refused !== null && ep.enabled) {
+        // Saved while private targets were allowed: every attempt is refused until it is fixed.
+        this.log.warn(
+          { endpoint_id: ep.id, url: redactUrl(ep.url), reason: refused },
+          'webhook endpoint points at a private address and WEBHOOK_ALLOW_PRIVATE_TARGETS is off: its deliveries are refused',
+        );
+      }
       this.endpoints.set(ep.id, ep);
       this.dispatcher.addEndpoint(ep); // loads its pending deliveries: a restart resumes here
     }
@@ -335,8 +343,15 @@ export class WebhookService {
    */
   async updateEndpoint(id: string, input: unknown): Promise<EndpointView | EndpointWithSecret> {
     const patch = parseInput(updateEndpointSchema, input, 'webhook endpoint update');
-    this.must(id);
-    const url = patch.url === undefined ? undefined : await this.checkUrl(patch.url);
+    const current = this.must(id);
+    // Enabling checks the stored URL again, under today's WEBHOOK_ALLOW_PRIVATE_TARGETS: it may
+    // have been saved while private targets were allowed.
+    const url =
+      patch.url !== undefined
+        ? await this.checkUrl(patch.url)
+        : patch.enabled === true
+          ? await this.checkUrl(current.url)
+          : undefined;
     const ep = this.must(id); // again: it may have been deleted while the URL was resolved
     const now = this.clock.now();
     const next: EndpointRecord = { ...ep, updatedAt: now };

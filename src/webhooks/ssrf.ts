@@ -5,9 +5,11 @@
  * unicast address. Loopback, private, link-local, CGNAT, multicast, documentation and reserved
  * ranges are refused, in IPv4, IPv6, and IPv4 wrapped in IPv6 (mapped, compatible, NAT64, 6to4).
  *
- * The check runs twice: when an endpoint is created or its URL changed (a clear 400 for the
- * operator), and at every connection through `guardedLookup`, so a name that later resolves to a
- * private address (DNS rebinding) still cannot be reached.
+ * The check runs twice: when an endpoint is created, its URL changed or it is re-enabled (a clear
+ * 400 for the operator), and at every attempt (`literalTargetRefusal` for a literal address,
+ * `guardedLookup` at every connection for a name), so neither a name that later resolves to a
+ * private address (DNS rebinding) nor an endpoint saved while private targets were allowed can
+ * be reached once they are not.
  */
 
 import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
@@ -194,6 +196,25 @@ export async function checkEndpointUrl(raw: string, options: UrlCheckOptions): P
   return url.toString();
 }
 
+/**
+ * The send-time half of the guard for a URL whose host is a literal address (those never reach
+ * `guardedLookup`): why this service must not call it, or null (a public address, or a host name,
+ * which the lookup checks). Checked before every attempt, so an endpoint saved while private
+ * targets were allowed is not called once they are not.
+ */
+export function literalTargetRefusal(url: string): string | null {
+  let host: string;
+  try {
+    host = new URL(url).hostname;
+  } catch {
+    return 'the url is not an absolute URL';
+  }
+  if (host.startsWith('[')) host = host.slice(1, -1);
+  if (isIP(host) === 0) return null;
+  const reason = privateAddressReason(host);
+  return reason === null ? null : `the url points at ${reason}`;
+}
+
 type LookupCallback = (
   err: NodeJS.ErrnoException | null,
   address: string | LookupAddress[],
@@ -202,8 +223,8 @@ type LookupCallback = (
 
 /**
  * A `lookup` for `net.connect` that refuses private addresses: the connection-time half of the
- * guard. (A literal address in the URL never reaches `lookup`; those were checked when the
- * endpoint was saved.)
+ * guard. (A literal address in the URL never reaches `lookup`; `literalTargetRefusal` checks
+ * those before each attempt.)
  */
 export function guardedLookup(hostname: string, options: LookupOptions, callback: LookupCallback): void {
   dnsLookup(hostname, { ...options, all: true }, (err, addresses) => {

@@ -26,7 +26,11 @@ describe('webhook endpoint management', () => {
 
   function setup(options: Partial<WebhookServiceOptions> = {}): void {
     n += 1;
-    t = testEngine(join(tmp.dir, `endpoints-${n}.db`), { clock: new FakeClock() });
+    setupOn(testEngine(join(tmp.dir, `endpoints-${n}.db`), { clock: new FakeClock() }), options);
+  }
+
+  function setupOn(engine: TestEngine, options: Partial<WebhookServiceOptions> = {}): void {
+    t = engine;
     svc = new WebhookService({
       db: t.db,
       engine: t.engine,
@@ -302,6 +306,67 @@ describe('webhook endpoint management', () => {
       expect(svc.deliveries(ep.id).deliveries[0]!.last_error).toMatch(
         /EPRIVATETARGET.*127\.0\.0\.1.*refused/,
       );
+    } finally {
+      await r.close();
+    }
+  });
+
+  it('an endpoint saved while private targets were allowed is refused at send time and on re-enable once they are not', async () => {
+    const r = await Receiver.start();
+    try {
+      setup({ allowPrivateTargets: true });
+      const literal = await svc.createEndpoint({ url: r.url }); // http://127.0.0.1:<port>/hook
+      const v6 = await svc.createEndpoint({ url: `http://[::1]:${new URL(r.url).port}/hook` });
+      await svc.updateEndpoint(v6.id, { enabled: false });
+      // Restarted without WEBHOOK_ALLOW_PRIVATE_TARGETS.
+      await svc.stop();
+      const before = t;
+      t = before.reopen();
+      before.close();
+      const warnings: string[] = [];
+      const log: Log = {
+        debug: () => undefined,
+        info: () => undefined,
+        warn: (o, m) => warnings.push(`${m} ${JSON.stringify(o)}`),
+        error: () => undefined,
+      };
+      setupOn(t, { allowPrivateTargets: false, log });
+      expect(warnings).toEqual([
+        expect.stringMatching(new RegExp(`private address.*${literal.id}.*loopback`)),
+      ]);
+      t.engine.ensureUser('alice');
+      await t.engine.report('alice', {
+        platform: 'slack',
+        ttlMs: 60_000,
+        state: {
+          status: 'online',
+          activity: null,
+          customStatus: null,
+          source: 'app',
+          raw: 'active',
+          label: 'active',
+        },
+      });
+      expect(await svc.runDue()).toBe(1);
+      t.clock.advance(10_000); // the first retry is due: refused again
+      expect(await svc.runDue()).toBe(1);
+      expect(r.received).toHaveLength(0);
+      const [delivery] = svc.deliveries(literal.id).deliveries;
+      expect(delivery).toMatchObject({ status: 'pending', attempt_count: 2, last_status_code: null });
+      expect(delivery!.last_error).toMatch(
+        /^EPRIVATETARGET: refused before sending: the url points at a loopback address; set WEBHOOK_ALLOW_PRIVATE_TARGETS=true/,
+      );
+
+      // PATCH {"enabled":true} checks the stored URL again, under today's setting.
+      for (const ep of [literal, v6]) {
+        if (ep === literal) await svc.updateEndpoint(ep.id, { enabled: false });
+        const error = await rejection(svc.updateEndpoint(ep.id, { enabled: true }));
+        expect(error.code).toBe('invalid_request');
+        expect(error.message).toMatch(/loopback/);
+        expect(svc.getEndpoint(ep.id)).toMatchObject({ enabled: false, disabled_reason: 'manual' });
+      }
+      // A change that leaves it off needs no check.
+      expect(await svc.updateEndpoint(v6.id, { coalesce_ms: 100 })).toMatchObject({ coalesce_ms: 100 });
     } finally {
       await r.close();
     }

@@ -1,4 +1,4 @@
-import { checkEndpointUrl, privateAddressReason } from '../../src/webhooks/ssrf';
+import { checkEndpointUrl, literalTargetRefusal, privateAddressReason } from '../../src/webhooks/ssrf';
 
 describe('privateAddressReason', () => {
   it.each([
@@ -94,5 +94,28 @@ describe('checkEndpointUrl', () => {
     await expect(checkEndpointUrl('gopher://127.0.0.1/', open)).rejects.toMatchObject({
       code: 'invalid_request',
     });
+  });
+});
+
+describe('literalTargetRefusal (the send-time check of a literal address)', () => {
+  it.each([
+    ['http://127.0.0.1:8080/hook', /loopback/],
+    ['http://2130706433/hook', /loopback/], // 127.0.0.1 as one number, as the URL parser reads it
+    ['http://[::1]/hook', /loopback/],
+    ['http://[::ffff:10.0.0.1]/hook', /private address \(10\.0\.0\.0\/8\) inside/],
+    ['https://169.254.169.254/latest/meta-data', /link-local/],
+    ['not a url', /not an absolute URL/],
+  ])('refuses %s', (url, reason) => {
+    expect(literalTargetRefusal(url)).toMatch(reason);
+  });
+
+  it.each([
+    'https://93.184.216.34/hook',
+    'https://[2606:2800:220:1:248:1893:25c8:1946]/hook',
+    // A name is left to the connection-time lookup, which checks what it resolves to then.
+    'http://localhost/hook',
+    'https://hooks.example.com/hook',
+  ])('lets %s through', (url) => {
+    expect(literalTargetRefusal(url)).toBeNull();
   });
 });
