@@ -29,6 +29,7 @@ import { Ladder, REAL_PLATFORMS } from './core/presence';
 import { buildApp, LOG_REDACT } from './http/app';
 import { AppError } from './core/errors';
 import { connectionRoutes } from './http/routes/connections';
+import { INBOUND_FALLBACK_SCHEMA } from './http/routes/inbound';
 import { webhookRoutes } from './http/routes/webhooks';
 import { WebhookService } from './webhooks';
 import { signalRoutes } from './http/routes/signals';
@@ -114,15 +115,22 @@ function inboundRoutes(
     );
   }
   routes.push((app) =>
-    app.all('/v1/inbound/:platform', { schema: { hide: true } }, (req) => {
-      const platform = (req.params as { platform: string }).platform;
-      const secret = INBOUND_SECRET[platform];
-      throw new AppError(
-        'not_found',
-        secret === undefined
-          ? `no inbound route for ${platform}`
-          : `inbound ${platform} is not configured: set ${secret}`,
-      );
+    // GET and POST are what platforms send (WhatsApp's handshake is a GET); documented, so the
+    // OpenAPI document lists the inbound routes even when none is configured.
+    app.route({
+      method: ['GET', 'POST'],
+      url: '/v1/inbound/:platform',
+      schema: INBOUND_FALLBACK_SCHEMA,
+      handler: (req) => {
+        const platform = (req.params as { platform: string }).platform;
+        const secret = INBOUND_SECRET[platform];
+        throw new AppError(
+          'not_found',
+          secret === undefined
+            ? `no inbound route for ${platform}`
+            : `inbound ${platform} is not configured: set ${secret}`,
+        );
+      },
     }),
   );
   return routes;

@@ -39,6 +39,38 @@ export const LOG_REDACT = [
   '*.key',
 ];
 
+/** The groups of the OpenAPI document, in the order a reader meets them. */
+const DOC_TAGS = [
+  { name: 'presence', description: 'Presence objects, availability, overrides and history' },
+  { name: 'devices', description: 'Device heartbeats and activity signals' },
+  { name: 'users', description: 'Users and their linked platform accounts' },
+  { name: 'connections', description: 'OAuth connections to platforms' },
+  { name: 'connectors', description: 'The platform connectors and their health' },
+  { name: 'webhooks', description: 'Change webhook endpoints and their delivery log' },
+  { name: 'keys', description: 'API keys' },
+  {
+    name: 'inbound',
+    description:
+      "Where platforms push to this service, each verified by the platform's own scheme; no API key",
+  },
+  { name: 'ops', description: 'Liveness, readiness and metrics; no API key' },
+];
+
+/**
+ * Each route's OpenAPI entry from its zod schemas. Whether it needs a key is read from the same
+ * `config.scope` the auth hook enforces (http/auth.ts), so the document cannot claim a key for a
+ * public route (health, metrics, inbound, the OAuth callback) or forget one.
+ */
+const documented: typeof jsonSchemaTransform = (input) => {
+  const out = jsonSchemaTransform(input);
+  const scope = input.route.config?.scope;
+  if (scope === undefined) return { ...out, schema: { ...out.schema, security: [] } };
+  const given = (out.schema as { description?: unknown }).description;
+  const needs = `Needs an API key with the \`${scope}\` scope.`;
+  const description = typeof given === 'string' && given !== '' ? `${given}\n\n${needs}` : needs;
+  return { ...out, schema: { ...out.schema, description } };
+};
+
 function compiled(schema: z.ZodType): z.ZodType {
   // A plugin's route may still carry a plain JSON schema; that one is left as it is.
   return schema instanceof z.ZodType ? z.compile(schema) : schema;
@@ -81,8 +113,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       },
       components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer' } } },
       security: [{ apiKey: [] }],
+      tags: DOC_TAGS,
     },
-    transform: jsonSchemaTransform,
+    transform: documented,
   });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
 

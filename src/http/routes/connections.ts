@@ -11,6 +11,9 @@ import { z } from 'zod';
 import type { ConnectionService, ConnectionView } from '../../oauth/service';
 import { COMMON_ERRORS, ErrorBody, IsoTime, UserId } from '../schemas';
 
+/** A callback query value: a platform's code, state or error text. */
+const CallbackText = z.string().max(4096);
+
 const ConnectionSchema = z.object({
   id: z.string(),
   platform: z.string(),
@@ -100,7 +103,18 @@ export function connectionRoutes(app: FastifyInstance, connections: ConnectionSe
         tags: ['connections'],
         security: [],
         params: z.strictObject({ platform: Platform }),
-        querystring: z.record(z.string(), z.string().max(4096)),
+        // The names the flow reads are listed so the document shows them; platforms add others
+        // (Microsoft's session_state, Discord's guild_id), which are accepted and ignored.
+        querystring: z
+          .object({
+            code: CallbackText.optional().describe('the authorization code, when the person agreed'),
+            state: CallbackText.optional().describe('the single-use state this service issued'),
+            error: CallbackText.optional().describe(
+              'set by the platform when the person refused or it failed',
+            ),
+            error_description: CallbackText.optional().describe("the platform's explanation of `error`"),
+          })
+          .catchall(CallbackText),
         response: { 200: ConnectionSchema, 400: ErrorBody, 403: ErrorBody, 409: ErrorBody },
       },
     },
