@@ -341,6 +341,7 @@ export async function createService(env: Env, options: ServiceOptions = {}): Pro
     ready: () => db.open && isMigrated(db),
     rateLimitPerMinute: env.PRESENCE_RATE_LIMIT,
     logger,
+    accessLog: { all: env.PRESENCE_ACCESS_LOG === 'all', slowMs: env.PRESENCE_SLOW_REQUEST_MS },
     plugins,
     gauges: {
       webhook_endpoints_enabled: {

@@ -87,6 +87,9 @@ const EnvSchema = z.object({
     }),
   PRESENCE_RATE_LIMIT: z.coerce.number().int().min(1).default(6000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** `errors`: log only failed (4xx, 5xx) and slow requests; `all`: a line for every request. */
+  PRESENCE_ACCESS_LOG: z.enum(['errors', 'all']).default('errors'),
+  PRESENCE_SLOW_REQUEST_MS: z.coerce.number().int().min(1).default(500),
   WEBHOOK_ALLOW_PRIVATE_TARGETS: bool.default(false),
 
   SLACK_CLIENT_ID: z.string().min(1).optional(),

@@ -23,6 +23,11 @@ export interface AppDeps {
   readonly rateLimitPerMinute: number;
   /** The pino logger requests log to, or false for none. */
   readonly logger: FastifyBaseLogger | false;
+  /**
+   * Which requests get an access-log line: by default failed (4xx, 5xx) and slow ones only,
+   * `all` for every request. Every request is counted in /metrics either way.
+   */
+  readonly accessLog?: { readonly all: boolean; readonly slowMs: number };
   /** A user's OAuth connections, when the connection layer is wired. */
   readonly connectionsOf?: (userId: string) => Record<string, unknown>[];
   /** Runs before a user is forgotten (revokes their OAuth connections at the platforms). */

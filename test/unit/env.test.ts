@@ -13,3 +13,19 @@ describe('parseEnv', () => {
     }
   });
 });
+
+describe('access log settings', () => {
+  it('defaults to failed and slow requests only, over 500 ms', () => {
+    const env = parseEnv({});
+    expect(env.PRESENCE_ACCESS_LOG).toBe('errors');
+    expect(env.PRESENCE_SLOW_REQUEST_MS).toBe(500);
+    expect(parseEnv({ PRESENCE_ACCESS_LOG: 'all' }).PRESENCE_ACCESS_LOG).toBe('all');
+    expect(parseEnv({ PRESENCE_SLOW_REQUEST_MS: '50' }).PRESENCE_SLOW_REQUEST_MS).toBe(50);
+  });
+
+  it('names a bad value', () => {
+    expect(() => parseEnv({ PRESENCE_ACCESS_LOG: 'some' })).toThrow(/PRESENCE_ACCESS_LOG/);
+    for (const bad of ['0', 'soon', '1.5'])
+      expect(() => parseEnv({ PRESENCE_SLOW_REQUEST_MS: bad })).toThrow(/PRESENCE_SLOW_REQUEST_MS/);
+  });
+});
