@@ -1,7 +1,13 @@
 // The few parts of autocannon's programmatic API the HTTP bench uses (the package has no types).
 declare module 'autocannon' {
+  interface Request {
+    method?: string;
+    path: string;
+    headers?: Record<string, string>;
+    body?: string;
+  }
   interface RequestSpec {
-    setupRequest?: (request: { path: string }) => { path: string };
+    setupRequest?: (request: Request) => Request;
   }
   interface Options {
     url: string;

@@ -1,9 +1,14 @@
 /**
  * @module bench/http
- * HTTP figures: `GET /v1/presence` with 100 ids against a Fastify route in the same server that
- * returns a static JSON body of the same size (the ceiling), both loaded by autocannon running
- * in a separate process. The two alternate for a few rounds and the medians are reported: on a
- * shared 2-core machine one run of either can be off by a third.
+ * HTTP figures, each next to a reference served in the same run, loaded by autocannon in a
+ * separate process (64 connections), in rounds that alternate the candidate with its references:
+ *
+ * - `GET /v1/presence` with 100 ids (the same list, or 100 uniformly random ids of 100,000 users
+ *   made afresh for every request) against a route that sends the same bytes, prepared once.
+ * - `POST /v1/heartbeats` (refreshes, and heartbeats that each change the state) against a bare
+ *   Fastify server with the same body schema and nothing else, and against the Redis design
+ *   (HSET + SETEX + PUBLISH, bench/redis.ts) behind a route of the same app, so with the same
+ *   auth, hooks and validation.
  */
 
 import { execFile } from 'node:child_process';
@@ -12,19 +17,25 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 
+import Fastify, { type FastifyInstance } from 'fastify';
+import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+
 import { parseEnv } from '../src/config/env';
 import type { NormalizedState } from '../src/core/presence';
+import { HeartbeatBody } from '../src/http/routes/heartbeats';
 import { createService } from '../src/main';
-import { fmt, type Figure } from './engine';
 import type { LoadResult, LoadSpec } from './load';
+import { RedisDesign } from './redis';
+import { alternate, fmt, median, ratioOf, ratios, type Figure } from './stats';
 
 const run = promisify(execFile);
 const LOAD = resolve(__dirname, 'load.ts');
-const ROUNDS = 9;
+const ROUNDS = Number(process.env.PRESENCE_BENCH_ROUNDS ?? 5);
+const USERS = 100_000;
 
 let specs = 0;
 async function load(dir: string, spec: LoadSpec): Promise<LoadResult> {
-  // The spec goes through a file: a thousand id lists are more than one argument may hold.
   const file = join(dir, `load-${++specs}.json`);
   writeFileSync(file, JSON.stringify(spec));
   const { stdout } = await run(process.execPath, ['--require', require.resolve('tsx/cjs'), LOAD, file], {
@@ -32,8 +43,6 @@ async function load(dir: string, spec: LoadSpec): Promise<LoadResult> {
   });
   return JSON.parse(stdout) as LoadResult;
 }
-
-const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 const state = (status: 'online' | 'busy' | 'idle', raw: unknown, label: string): NormalizedState => ({
   status,
@@ -44,18 +53,86 @@ const state = (status: 'online' | 'busy' | 'idle', raw: unknown, label: string):
   label,
 });
 
+/** Runs each spec once a round, rotating the order; every result kept. */
+async function rounds(dir: string, specsToRun: readonly LoadSpec[]): Promise<LoadResult[][]> {
+  const results = specsToRun.map((): LoadResult[] => []);
+  await alternate(
+    ROUNDS,
+    specsToRun.map((spec, i) => async () => {
+      const r = await load(dir, spec);
+      results[i]!.push(r);
+      return r.rps;
+    }),
+  );
+  return results;
+}
+
+function line(rs: readonly LoadResult[]): string {
+  const failed = rs.reduce((n, r) => n + r.failed, 0);
+  return `${fmt(median(rs.map((r) => r.rps)))} req/s, p99 ${median(rs.map((r) => r.p99))} ms${failed > 0 ? `, ${failed} FAILED` : ''}`;
+}
+
+function coverage(rs: readonly LoadResult[], of: number): string {
+  const distinct = median(rs.map((r) => r.distinct ?? 0));
+  const draws = median(rs.map((r) => r.draws ?? 0));
+  const expected = of * (1 - Math.pow(1 - 1 / of, draws));
+  return `${fmt(distinct)} of ${fmt(of)} ids a round (${fmt(draws)} drawn; uniform: ${fmt(expected)})`;
+}
+
+function compare(
+  name: string,
+  candidate: readonly LoadResult[],
+  refName: string,
+  reference: readonly LoadResult[],
+  target: number | undefined,
+  cover: string | undefined,
+): Figure {
+  const ratio = ratioOf(
+    ratios(
+      candidate.map((r) => r.rps),
+      reference.map((r) => r.rps),
+    ),
+  );
+  return {
+    name,
+    value: line(candidate),
+    reference: { name: refName, value: line(reference), ratio },
+    ...(cover === undefined ? {} : { coverage: cover }),
+    ...(target === undefined ? {} : { target: `≥ ${target}×`, met: ratio.median >= target }),
+  };
+}
+
+/** A Fastify server with the heartbeat route's body schema, compiled the same way, and nothing else. */
+async function bareServer(): Promise<{ app: FastifyInstance; url: string }> {
+  const app = Fastify({ logger: false });
+  app.setValidatorCompiler<z.ZodType>((route) =>
+    validatorCompiler({ ...route, schema: z.compile(route.schema) }),
+  );
+  app
+    .withTypeProvider<ZodTypeProvider>()
+    .post('/v1/heartbeats', { schema: { body: HeartbeatBody } }, (_req, reply) => {
+      void reply.code(204).send();
+    });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address();
+  return {
+    app,
+    url: `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`,
+  };
+}
+
 export async function benchHttp(seconds = 3): Promise<Figure[]> {
   const dir = mkdtempSync(join(tmpdir(), 'presence-bench-http-'));
-  let staticBody: Buffer = Buffer.alloc(0);
   const env = parseEnv({
     PRESENCE_DB: join(dir, 'http.db'),
     PRESENCE_RATE_LIMIT: '100000000',
     LOG_LEVEL: 'silent',
   });
   const svc = await createService(env, { logger: false });
+  const redis = await RedisDesign.connect();
+  const bare = await bareServer();
   try {
-    const users = 10_000;
-    for (let i = 0; i < users; i++) {
+    for (let i = 0; i < USERS; i++) {
       const id = `user-${i}`;
       svc.engine.ensureUser(id);
       void svc.engine.report(id, {
@@ -73,62 +150,161 @@ export async function benchHttp(seconds = 3): Promise<Figure[]> {
         state: state('idle', 'idle', 'idle'),
         ttlMs: 3600_000,
       });
+      // The device the heartbeat load refreshes (its body asks for the same hour-long TTL).
+      void svc.engine.heartbeat(id, 'laptop', 'online', null, 3600_000);
+      if (i % 2000 === 1999) svc.engine.flushSync();
     }
     svc.engine.flushSync();
-    const ids = Array.from({ length: 100 }, (_, i) => `user-${(i * 97) % users}`).join(',');
-    staticBody = svc.engine.getManyJson(ids.split(','));
+    // Every user's view cached, as in a server that has answered for a while (a refresh or a
+    // change drops a view; the heartbeat rounds come after the reads).
+    for (let i = 0; i < USERS; i += 1000)
+      svc.engine.getManyJson(Array.from({ length: 1000 }, (_, k) => `user-${i + k}`));
+    const sameIds = Array.from({ length: 100 }, (_, i) => `user-${(i * 997) % USERS}`).join(',');
+    const staticBody = svc.engine.getManyJson(sameIds.split(','));
     // The ceiling: the same bytes, prepared once, from a route that does nothing but send them.
     svc.app.get('/bench/static', (_req, reply) => {
       void reply.type('application/json; charset=utf-8').send(staticBody);
     });
+    if (typeof redis !== 'string') {
+      svc.app
+        .withTypeProvider<ZodTypeProvider>()
+        .post(
+          '/bench/redis/heartbeats',
+          { config: { scope: 'write' }, schema: { body: HeartbeatBody } },
+          async (req, reply) => {
+            const b = req.body;
+            await redis.heartbeat({
+              userId: b.user_id,
+              deviceId: b.device_id,
+              status: b.status,
+              activity: b.activity,
+              ttlSeconds: b.ttl_seconds,
+            });
+            await reply.code(204).send(null);
+          },
+        );
+    }
     await svc.app.listen({ host: '127.0.0.1', port: 0 });
     const address = svc.app.server.address();
     const base = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`;
-    const headers = { authorization: `Bearer ${svc.keys.create(['read'], 'bench').key}` };
+    const read = { authorization: `Bearer ${svc.keys.create(['read'], 'bench').key}` };
+    const write = { authorization: `Bearer ${svc.keys.create(['write'], 'bench').key}` };
+
     const ceilingSpec: LoadSpec = { url: `${base}/bench/static`, seconds };
-    const presenceSpec: LoadSpec = { url: `${base}/v1/presence?user_ids=${ids}`, headers, seconds };
-    // A thousand different lists: more than the batch memo holds, so every request assembles afresh.
-    let seed = 7;
-    const paths = Array.from({ length: 1000 }, () => {
-      const list = Array.from({ length: 100 }, () => {
-        seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-        return `user-${seed % users}`;
-      });
-      return `/v1/presence?user_ids=${list.join(',')}`;
+    const sameSpec: LoadSpec = { url: `${base}/v1/presence?user_ids=${sameIds}`, headers: read, seconds };
+    const randomSpec: LoadSpec = {
+      url: `${base}/v1/presence`,
+      headers: read,
+      seconds,
+      generate: { kind: 'ids', path: '/v1/presence?user_ids=', users: USERS, perList: 100 },
+    };
+    const heartbeat = (
+      url: string,
+      path: string,
+      mode: 'refresh' | 'change',
+      headers: Record<string, string> = write,
+    ): LoadSpec => ({
+      url: `${url}${path}`,
+      headers,
+      seconds,
+      generate: {
+        kind: 'heartbeat',
+        path,
+        users: USERS,
+        mode,
+        ...(mode === 'change'
+          ? { stateFile: join(dir, `state-${url.split(':')[2]}${path.replace(/\//g, '-')}`) }
+          : {}),
+      },
     });
 
-    await load(dir, { ...ceilingSpec, seconds: 2 }); // warm up both paths
-    await load(dir, { ...presenceSpec, seconds: 2 });
-    const ceilings: LoadResult[] = [];
-    const presences: LoadResult[] = [];
-    for (let round = 0; round < ROUNDS; round++) {
-      // Alternating which goes first cancels a drift in the machine's speed across the rounds.
-      if (round % 2 === 0) ceilings.push(await load(dir, ceilingSpec));
-      presences.push(await load(dir, presenceSpec));
-      if (round % 2 === 1) ceilings.push(await load(dir, ceilingSpec));
-    }
-    const varied = await load(dir, { ...presenceSpec, paths });
-    const ceiling = median(ceilings.map((r) => r.rps));
-    const ratio = median(presences.map((r, i) => r.rps / ceilings[i]!.rps));
-    const line = (rs: readonly LoadResult[]) => {
-      const failed = rs.reduce((n, r) => n + r.failed, 0);
-      return `${fmt(median(rs.map((r) => r.rps)))} req/s, p99 ${median(rs.map((r) => r.p99))} ms${failed > 0 ? `, ${failed} failed` : ''}`;
-    };
-    return [
-      {
-        name: `GET /v1/presence, the same 100 ids (${fmt(staticBody.length)} B body)`,
-        value: line(presences),
-      },
-      { name: '  static JSON route, same body (ceiling)', value: line(ceilings) },
-      {
-        name: `  share of the ceiling (median of ${ROUNDS} rounds)`,
-        value: `${(100 * ratio).toFixed(0)} %`,
-        target: '≥ 75 %',
-      },
-      { name: 'GET /v1/presence, a different 100 ids each time', value: line([varied]) },
-      { name: '  share of the ceiling', value: `${((100 * varied.rps) / ceiling).toFixed(0)} %` },
+    await load(dir, { ...ceilingSpec, seconds: 2 }); // warm up the paths
+    await load(dir, { ...randomSpec, seconds: 2 });
+    const [ceiling, same, random] = await rounds(dir, [ceilingSpec, sameSpec, randomSpec]);
+    const figures: Figure[] = [
+      compare(
+        `GET /v1/presence, the same 100 ids (${fmt(staticBody.length)} B body)`,
+        same!,
+        'static route, same bytes',
+        ceiling!,
+        undefined,
+        undefined,
+      ),
+      compare(
+        `GET /v1/presence, 100 random ids of ${fmt(USERS)} users, new each request`,
+        random!,
+        'static route, same bytes',
+        ceiling!,
+        0.6,
+        coverage(random!, USERS),
+      ),
     ];
+
+    const project = heartbeat(base, '/v1/heartbeats', 'refresh');
+    const bareSpec = heartbeat(bare.url, '/v1/heartbeats', 'refresh', {});
+    const redisRefresh = heartbeat(base, '/bench/redis/heartbeats', 'refresh');
+    await load(dir, { ...project, seconds: 2 });
+    const refreshRuns = await rounds(
+      dir,
+      typeof redis === 'string' ? [project, bareSpec] : [project, bareSpec, redisRefresh],
+    );
+    const [refresh, bareRuns, redisRuns] = refreshRuns;
+    figures.push(
+      compare(
+        'POST /v1/heartbeats, refresh (same state again)',
+        refresh!,
+        'bare Fastify route, same schema',
+        bareRuns!,
+        0.8,
+        coverage(refresh!, USERS),
+      ),
+    );
+    if (typeof redis === 'string')
+      figures.push({ name: '  the same against the Redis design', value: 'skipped', note: redis });
+    else
+      figures.push(
+        compare(
+          '  the same against the Redis design',
+          refresh!,
+          'Redis design route (HSET+SETEX+PUBLISH)',
+          redisRuns!,
+          2,
+          undefined,
+        ),
+      );
+    const changeProject = heartbeat(base, '/v1/heartbeats', 'change');
+    const changeRedis = heartbeat(base, '/bench/redis/heartbeats', 'change');
+    const [changes, bareAgain, redisChanges] = await rounds(
+      dir,
+      typeof redis === 'string' ? [changeProject, bareSpec] : [changeProject, bareSpec, changeRedis],
+    );
+    figures.push(
+      compare(
+        'POST /v1/heartbeats, each changing the state (acked after commit)',
+        changes!,
+        'bare Fastify route, same schema',
+        bareAgain!,
+        undefined,
+        coverage(changes!, USERS),
+      ),
+    );
+    if (typeof redis === 'string')
+      figures.push({ name: '  the same against the Redis design', value: 'skipped', note: redis });
+    else
+      figures.push(
+        compare(
+          '  the same against the Redis design',
+          changes!,
+          'Redis design route (HSET+SETEX+PUBLISH)',
+          redisChanges!,
+          1.5,
+          undefined,
+        ),
+      );
+    return figures;
   } finally {
+    await bare.app.close();
+    if (typeof redis !== 'string') await redis.close();
     await svc.close();
     rmSync(dir, { recursive: true, force: true });
   }

@@ -22,7 +22,9 @@ import { migrate, openDb, type Db } from '../src/store/db';
 import { SqlitePresenceStore } from '../src/store/presence-store';
 import { WebhookService } from '../src/webhooks';
 import { post, postTarget } from '../src/webhooks/http';
-import { fmt, type Figure } from './engine';
+import { alternate, fmt, median, percentile, ratioOf, ratios, type Figure } from './stats';
+
+const ROUNDS = Number(process.env.PRESENCE_BENCH_ROUNDS ?? 5);
 
 // Plain JS for the worker: answers 204 at once, counts requests, and stamps the arrival of each
 // (user, version) when asked to.
@@ -89,10 +91,6 @@ class ReceiverThread {
 
 const absNow = (): number => performance.timeOrigin + performance.now();
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-function percentile(sorted: readonly number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
-}
 
 const state = (status: Status): NormalizedState => ({
   status,
@@ -182,53 +180,71 @@ async function rawDispatch(url: string, body: Buffer, n: number, inFlight: numbe
 }
 
 interface Throughput {
-  rate: number;
-  rawRequest: number;
+  rates: number[];
+  rawRequests: number[];
   rawDispatch: number;
+}
+
+/** 1,000 users × 20 changes queued for one endpoint, webhooks not yet started. */
+async function queued(dir: string, name: string, receiver: ReceiverThread): Promise<Rig & { total: number }> {
+  const r = rig(dir, name, 100);
+  await r.webhooks.createEndpoint({ url: receiver.url });
+  const users = 1000;
+  const rounds = 20;
+  for (let k = 0; k < rounds; k++) {
+    const acks: Promise<void>[] = [];
+    for (let u = 0; u < users; u++) {
+      const id = `user-${u}`;
+      r.engine.ensureUser(id);
+      acks.push(
+        r.engine.report(id, { platform: 'teams', ttlMs: 3_600_000, state: k % 2 === 0 ? ONLINE : BUSY }),
+      );
+    }
+    await Promise.all(acks);
+  }
+  return { ...r, total: users * rounds };
 }
 
 /**
  * 20,000 deliveries queued for one endpoint (1,000 users × 20 changes, so half of them wait in
  * SQLite past the in-memory window), then sent 100 at a time: signing, per-user ordering, and
- * every outcome written to the delivery log. The raw ceilings are measured just before, in the
- * same state, with the same body.
+ * every outcome written to the delivery log. Rounds alternate with the raw undici `request()`
+ * POST of the same body, headers and count (the queueing is outside the timed part).
  */
 async function throughput(dir: string, receiver: ReceiverThread): Promise<Throughput> {
-  const { db, engine, webhooks, checkpointer } = rig(dir, 'throughput.db', 100);
-  await webhooks.createEndpoint({ url: receiver.url });
-  const users = 1000;
-  const rounds = 20;
-  for (let r = 0; r < rounds; r++) {
-    const acks: Promise<void>[] = [];
-    for (let u = 0; u < users; u++) {
-      const id = `user-${u}`;
-      engine.ensureUser(id);
-      acks.push(
-        engine.report(id, { platform: 'teams', ttlMs: 3_600_000, state: r % 2 === 0 ? ONLINE : BUSY }),
-      );
+  let rounds = 0;
+  let body: Buffer | null = null;
+  const deliveries = async (): Promise<number> => {
+    const { db, engine, webhooks, checkpointer, total } = await queued(
+      dir,
+      `throughput-${++rounds}.db`,
+      receiver,
+    );
+    body ??= Buffer.from(db.prepare('SELECT payload FROM webhook_events LIMIT 1').pluck().get() as string);
+    const before = await receiver.count();
+    const t0 = performance.now();
+    webhooks.start();
+    for (;;) {
+      const s = webhooks.stats();
+      if (s.queued === 0 && s.in_flight === 0 && s.spilled_endpoints === 0) break;
+      await sleep(2);
     }
-    await Promise.all(acks);
-  }
-  const total = users * rounds;
-  const body = Buffer.from(db.prepare('SELECT payload FROM webhook_events LIMIT 1').pluck().get() as string);
-  const rawReq = await rawRequest(receiver.url, body, total, 100);
-  const rawDis = await rawDispatch(receiver.url, body, total, 100);
-  const before = await receiver.count();
-  const t0 = performance.now();
-  webhooks.start();
-  for (;;) {
-    const s = webhooks.stats();
-    if (s.queued === 0 && s.in_flight === 0 && s.spilled_endpoints === 0) break;
-    await sleep(2);
-  }
-  const elapsed = performance.now() - t0;
-  const delivered = (await receiver.count()) - before;
-  if (delivered < total) throw new Error(`only ${delivered} of ${total} webhooks arrived`);
-  await webhooks.stop();
-  await engine.stop();
-  await checkpointer.stop();
-  db.close();
-  return { rate: total / (elapsed / 1000), rawRequest: rawReq, rawDispatch: rawDis };
+    const elapsed = performance.now() - t0;
+    const delivered = (await receiver.count()) - before;
+    if (delivered < total) throw new Error(`only ${delivered} of ${total} webhooks arrived`);
+    await webhooks.stop();
+    await engine.stop();
+    await checkpointer.stop();
+    db.close();
+    return total / (elapsed / 1000);
+  };
+  await deliveries(); // warm-up, and the body the raw POSTs send
+  const [rates, rawRequests] = await alternate(ROUNDS, [
+    deliveries,
+    () => rawRequest(receiver.url, body!, 20_000, 100),
+  ]);
+  const rawDis = await rawDispatch(receiver.url, body!, 20_000, 100);
+  return { rates: rates!, rawRequests: rawRequests!, rawDispatch: rawDis };
 }
 
 async function latency(dir: string, receiver: ReceiverThread): Promise<number[]> {
@@ -284,19 +300,26 @@ export async function benchWebhooks(): Promise<Figure[]> {
   try {
     const lat = await latency(dir, receiver);
     const t = await throughput(dir, receiver);
+    const ratio = ratioOf(ratios(t.rates, t.rawRequests));
     return [
       {
         name: 'change-to-webhook latency at 1,000 changes/s, p50 / p99',
         value: `${percentile(lat, 50).toFixed(1)} / ${percentile(lat, 99).toFixed(1)} ms`,
         target: 'p99 ≤ 50 ms',
+        met: percentile(lat, 99) <= 50,
       },
-      { name: 'raw undici request() POST ceiling, 100 in flight', value: `${fmt(t.rawRequest)}/s` },
-      { name: '  same through dispatch(), body discarded', value: `${fmt(t.rawDispatch)}/s` },
       {
         name: 'webhook deliveries, 100 in flight (signed, ordered, logged)',
-        value: `${fmt(t.rate)}/s (${((t.rate / t.rawRequest) * 100).toFixed(0)} %)`,
-        target: '≥ 60 % of raw request()',
+        value: `${fmt(median(t.rates))}/s`,
+        reference: {
+          name: 'raw undici request() POST, same body, 100 in flight',
+          value: `${fmt(median(t.rawRequests))}/s`,
+          ratio,
+        },
+        target: '≥ 0.6×',
+        met: ratio.median >= 0.6,
       },
+      { name: '  raw POST through dispatch(), body discarded', value: `${fmt(t.rawDispatch)}/s` },
     ];
   } finally {
     await receiver.close();

@@ -1,0 +1,137 @@
+/**
+ * @module bench/redis
+ * The reference design common in presence write-ups, for comparison: per heartbeat, HSET the
+ * user's state, SETEX a key that expires with the TTL, and PUBLISH the state, as one pipelined
+ * round trip. Used when a Redis server is reachable at PRESENCE_BENCH_REDIS_URL (default
+ * redis://127.0.0.1:6379); every key it writes has a per-run prefix and is deleted at the end.
+ *
+ * ioredis is a devDependency, loaded by name at run time so that an install without it still
+ * type-checks and runs the rest of the bench.
+ */
+
+interface Pipeline {
+  hset(key: string, ...fieldsAndValues: string[]): Pipeline;
+  setex(key: string, seconds: number, value: string): Pipeline;
+  publish(channel: string, message: string): Pipeline;
+  exec(): Promise<[Error | null, unknown][] | null>;
+}
+
+interface RedisClient {
+  pipeline(): Pipeline;
+  ping(): Promise<string>;
+  scan(
+    cursor: string,
+    match: 'MATCH',
+    pattern: string,
+    count: 'COUNT',
+    n: number,
+  ): Promise<[string, string[]]>;
+  del(...keys: string[]): Promise<number>;
+  quit(): Promise<string>;
+  disconnect(): void;
+  on(event: 'error', listener: (error: Error) => void): void;
+}
+
+type RedisCtor = new (
+  url: string,
+  options: {
+    lazyConnect: boolean;
+    maxRetriesPerRequest: number;
+    connectTimeout: number;
+    retryStrategy: () => null;
+  },
+) => RedisClient & { connect(): Promise<void> };
+
+export interface HeartbeatFields {
+  readonly userId: string;
+  readonly deviceId: string;
+  readonly status: string;
+  readonly activity: string | null;
+  readonly ttlSeconds: number;
+}
+
+export class RedisDesign {
+  private constructor(
+    private readonly redis: RedisClient,
+    readonly url: string,
+    private readonly prefix: string,
+  ) {}
+
+  /** Connects, or says why not. */
+  static async connect(): Promise<RedisDesign | string> {
+    const url = process.env.PRESENCE_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
+    let Redis: RedisCtor;
+    try {
+      const name = 'ioredis';
+      Redis = ((await import(name)) as { default: RedisCtor }).default;
+    } catch {
+      return 'ioredis is not installed (npm ci installs it with the devDependencies)';
+    }
+    const redis = new Redis(url, {
+      lazyConnect: true,
+      maxRetriesPerRequest: 1,
+      connectTimeout: 2000,
+      retryStrategy: () => null,
+    });
+    redis.on('error', () => undefined); // reported through connect() below
+    try {
+      await redis.connect();
+      await redis.ping();
+    } catch (error) {
+      redis.disconnect();
+      return `no Redis server at ${url} (${(error as Error).message}); set PRESENCE_BENCH_REDIS_URL`;
+    }
+    return new RedisDesign(redis, url, `presence-bench:${process.pid}:${Date.now()}:`);
+  }
+
+  /** Adds one heartbeat's three commands to a pipeline. */
+  add(p: Pipeline, hb: HeartbeatFields): Pipeline {
+    const at = String(Date.now());
+    return p
+      .hset(
+        `${this.prefix}presence:${hb.userId}`,
+        'device',
+        hb.deviceId,
+        'status',
+        hb.status,
+        'activity',
+        hb.activity ?? '',
+        'at',
+        at,
+      )
+      .setex(`${this.prefix}alive:${hb.userId}:${hb.deviceId}`, hb.ttlSeconds, hb.status)
+      .publish(
+        `${this.prefix}changes`,
+        JSON.stringify({ user_id: hb.userId, device_id: hb.deviceId, status: hb.status, at }),
+      );
+  }
+
+  /** One heartbeat: its three commands in one round trip, as a route would send them. */
+  async heartbeat(hb: HeartbeatFields): Promise<void> {
+    await this.check(this.add(this.redis.pipeline(), hb).exec());
+  }
+
+  /** A batch of heartbeats in one pipeline (three commands each). */
+  async batch(hbs: readonly HeartbeatFields[]): Promise<void> {
+    const p = this.redis.pipeline();
+    for (const hb of hbs) this.add(p, hb);
+    await this.check(p.exec());
+  }
+
+  private async check(result: Promise<[Error | null, unknown][] | null>): Promise<void> {
+    const replies = await result;
+    const failed = replies?.find(([error]) => error !== null);
+    if (failed !== undefined) throw failed[0]!;
+  }
+
+  /** Deletes every key this run wrote, then disconnects. */
+  async close(): Promise<void> {
+    let cursor = '0';
+    do {
+      const [next, keys] = await this.redis.scan(cursor, 'MATCH', `${this.prefix}*`, 'COUNT', 10_000);
+      if (keys.length > 0) await this.redis.del(...keys);
+      cursor = next;
+    } while (cursor !== '0');
+    await this.redis.quit();
+  }
+}

@@ -1,0 +1,236 @@
+/**
+ * @module bench/scale
+ * Costs that grow with the number of users, at 10k, 100k and 1M (PRESENCE_BENCH_SCALE): each user
+ * has one device heartbeat (online, 1 h TTL), written through the engine as a real state change.
+ *
+ * - per-heartbeat (refresh) and per-read (1,000 random users) cost, against the smallest size;
+ * - heap per user in the bench process, and RSS per user of a restarted `presence serve`;
+ * - refresh persistence: every user refreshed once, then the persister's run, against its 5 s
+ *   interval (the target is at most half of it);
+ * - restart to ready: `presence serve` started on the file until `/readyz` answers 200, against
+ *   the same start on an empty database, in alternating rounds.
+ */
+
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
+
+import { migrate, openDb } from '../src/store/db';
+import { freshEngine } from './engine';
+import { alternate, Coverage, fmt, gc, median, percentile, ratioOf, Rng, type Figure } from './stats';
+
+const BIN = resolve(__dirname, '../bin/presence.js');
+const INTERVAL_MS = 5000;
+
+interface Restart {
+  readyMs: number;
+  rssBytes: number;
+}
+
+function rssOf(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m === null ? Number.NaN : Number(m[1]) * 1024;
+}
+
+/** Starts `presence serve` on the file, and measures the time to a 200 from /readyz. */
+async function restart(db: string): Promise<Restart> {
+  const env = {
+    ...process.env,
+    PRESENCE_DB: db,
+    PRESENCE_SECRET_KEY: randomBytes(32).toString('base64'),
+    PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'info',
+  };
+  const t0 = performance.now();
+  const child = spawn(process.execPath, [BIN, 'serve'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<void>((done) => child.once('exit', () => done()));
+  try {
+    const base = await new Promise<string>((done, fail) => {
+      const lines = createInterface({ input: child.stdout });
+      lines.on('line', (line) => {
+        const m = /listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(line);
+        if (m) done(m[1]!);
+      });
+      child.once('exit', (code) => fail(new Error(`serve exited early (${code})`)));
+    });
+    for (;;) {
+      const res = await fetch(`${base}/readyz`).catch(() => null);
+      if (res?.status === 200) break;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const readyMs = performance.now() - t0;
+    return { readyMs, rssBytes: rssOf(child.pid!) };
+  } finally {
+    child.kill('SIGTERM');
+    await exited;
+  }
+}
+
+interface Row {
+  users: number;
+  heartbeatUs: number;
+  read: number[];
+  heapPerUser: number;
+  persistMs: number;
+  restartMs: number[];
+  emptyMs: number[];
+  rss: number;
+  emptyRss: number;
+  buildPerS: number;
+}
+
+async function measure(dir: string, users: number, emptyDb: string): Promise<Row> {
+  gc();
+  const heapBefore = process.memoryUsage().heapUsed;
+  const file = join(dir, `scale-${users}.db`);
+  const { engine, db } = freshEngine(dir, `scale-${users}.db`);
+  const ids = Array.from({ length: users }, (_, i) => `user-${i}`);
+  const built = performance.now();
+  for (let i = 0; i < users; i += 2000) {
+    const acks: Promise<void>[] = [];
+    for (let k = i; k < Math.min(users, i + 2000); k++)
+      acks.push(engine.heartbeat(ids[k]!, 'laptop', 'online', null, 3600_000));
+    await Promise.all(acks);
+  }
+  const buildPerS = users / ((performance.now() - built) / 1000);
+  gc();
+  const heapPerUser = (process.memoryUsage().heapUsed - heapBefore - users * 8) / users; // less the ids array
+
+  const rng = new Rng();
+  const n = 500_000;
+  const pick = new Uint32Array(n);
+  for (let i = 0; i < n; i++) pick[i] = rng.below(users);
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) void engine.heartbeat(ids[pick[i]!]!, 'laptop', 'online', null, 3600_000);
+  const heartbeatUs = ((performance.now() - t0) * 1000) / n;
+
+  const read: number[] = [];
+  const cover = new Coverage(users);
+  for (let b = 0; b < 300; b++) {
+    const batch = new Array<string>(1000);
+    for (let k = 0; k < 1000; k++) {
+      const i = rng.below(users);
+      cover.add(i);
+      batch[k] = ids[i]!;
+    }
+    const r0 = performance.now();
+    engine.getManyJson(batch);
+    read.push(performance.now() - r0);
+  }
+  read.sort((a, b) => a - b);
+
+  // Every user refreshed since the last run, as at a steady heartbeat rate above 1 per user per 5 s.
+  await engine.persistRefreshes();
+  for (let i = 0; i < users; i++) void engine.heartbeat(ids[i]!, 'laptop', 'online', null, 3600_000);
+  const p0 = performance.now();
+  await engine.persistRefreshes();
+  const persistMs = performance.now() - p0;
+  await engine.stop();
+  db.close();
+
+  const rounds = users >= 1_000_000 ? 2 : 3;
+  const starts: Restart[] = [];
+  const empties: Restart[] = [];
+  await alternate(rounds, [
+    async () => {
+      const r = await restart(file);
+      starts.push(r);
+      return r.readyMs;
+    },
+    async () => {
+      const r = await restart(emptyDb);
+      empties.push(r);
+      return r.readyMs;
+    },
+  ]);
+  rmSync(file, { force: true });
+  rmSync(`${file}-wal`, { force: true });
+  rmSync(`${file}-shm`, { force: true });
+  return {
+    users,
+    heartbeatUs,
+    read,
+    heapPerUser,
+    persistMs,
+    restartMs: starts.map((r) => r.readyMs),
+    emptyMs: empties.map((r) => r.readyMs),
+    rss: median(starts.map((r) => r.rssBytes)),
+    emptyRss: median(empties.map((r) => r.rssBytes)),
+    buildPerS,
+  };
+}
+
+const mb = (b: number): string => `${fmt(b / 2 ** 20)} MB`;
+
+export async function benchScale(): Promise<Figure[]> {
+  const sizes = (process.env.PRESENCE_BENCH_SCALE ?? '10000,100000,1000000').split(',').map(Number);
+  const dir = mkdtempSync(join(tmpdir(), 'presence-bench-scale-'));
+  const emptyDb = join(dir, 'empty.db');
+  const empty = openDb(emptyDb);
+  migrate(empty);
+  empty.close();
+  const figures: Figure[] = [];
+  try {
+    let first: Row | undefined;
+    for (const users of sizes) {
+      const row = await measure(dir, users, emptyDb);
+      first ??= row;
+      const k = fmt(users);
+      const big = users >= 1_000_000;
+      const restartMs = median(row.restartMs);
+      figures.push(
+        {
+          name: `${k} users: refresh heartbeat`,
+          value: `${row.heartbeatUs.toFixed(3)} µs each`,
+          reference: {
+            name: `${fmt(first.users)} users`,
+            ratio: ratioOf([first.heartbeatUs / row.heartbeatUs]),
+          },
+          note: `built at ${fmt(row.buildPerS)} new users/s`,
+        },
+        {
+          name: `${k} users: 1,000-user batch read p50 / p99`,
+          value: `${percentile(row.read, 50).toFixed(3)} / ${percentile(row.read, 99).toFixed(3)} ms`,
+          reference: {
+            name: `${fmt(first.users)} users`,
+            ratio: ratioOf([percentile(first.read, 50) / percentile(row.read, 50)]),
+          },
+          note: 'view cache at its default (100,000 users): past it, views are rebuilt on read',
+        },
+        {
+          name: `${k} users: heap per user / ready RSS`,
+          value: `${fmt(row.heapPerUser)} B / ${mb(row.rss)} (${fmt((row.rss - row.emptyRss) / users)} B a user over an empty start)`,
+          reference: { name: 'empty start RSS', value: mb(row.emptyRss) },
+          ...(big ? { target: 'RSS ≤ 1 GB', met: row.rss <= 2 ** 30 } : {}),
+        },
+        {
+          name: `${k} users: persisting every user's refresh`,
+          value: `${fmt(row.persistMs)} ms`,
+          reference: {
+            name: `its ${INTERVAL_MS / 1000} s interval`,
+            ratio: ratioOf([INTERVAL_MS / row.persistMs]),
+          },
+          ...(big ? { target: '≥ 2× (≤ half the interval)', met: row.persistMs <= INTERVAL_MS / 2 } : {}),
+        },
+        {
+          name: `${k} users: restart to /readyz`,
+          value: `${fmt(restartMs)} ms (${row.restartMs.map(fmt).join(', ')})`,
+          reference: {
+            name: 'the same start on an empty database',
+            value: `${fmt(median(row.emptyMs))} ms`,
+            ratio: ratioOf(row.restartMs.map((ms, i) => row.emptyMs[i]! / ms)),
+          },
+          ...(big ? { target: '≤ 3,000 ms', met: restartMs <= 3000 } : {}),
+        },
+      );
+    }
+    return figures;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
