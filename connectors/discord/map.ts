@@ -31,8 +31,8 @@ function customStatus(p: DiscordPresence): CustomStatus | null {
 }
 
 function state(status: string, cs: CustomStatus | null, raw: unknown, label: string): NormalizedState | null {
-  const s = STATUS[status];
-  if (s === undefined) return null;
+  if (!Object.hasOwn(STATUS, status)) return null; // "constructor" is not a Discord status
+  const s = STATUS[status]!;
   return { status: s[0], activity: s[1], source: s[2], customStatus: cs, raw, label };
 }
 

@@ -120,7 +120,7 @@ export class SimulatedConnector implements Connector {
         await send(event.account.externalId, '', toZoomEventPresence(event.raw, now), event.raw);
         break;
       case 'whatsapp':
-        for (const s of toWhatsAppSightings(event.raw)) await send(s.waId, '', s.presence, event.raw);
+        for (const s of toWhatsAppSightings(event.raw)) await send(s.ids[0]!, '', s.presence, event.raw);
         break;
     }
     this.lastSuccessAt = now;

@@ -17,7 +17,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 
 import { systemClock, type Clock } from '../../src/core/clock';
 import { AppError } from '../../src/core/errors';
-import { errorBody } from '../../src/http/errors';
+import { keepRawBody, parseSignedBody, rawBodyOf, SeenDeliveries } from '../inbound';
 import { checkSlackSignature, type SlackSignatureCheck } from './client';
 import type { SlackEventCallback } from './types';
 
@@ -43,28 +43,6 @@ const REASONS: Record<Exclude<SlackSignatureCheck, 'ok'>, string> = {
   mismatch: 'X-Slack-Signature does not match the request',
 };
 
-/** Event ids seen recently, in arrival order, so expiry and the size cap drop the oldest first. */
-class SeenEvents {
-  private readonly seen = new Map<string, number>();
-
-  constructor(
-    private readonly ttlMs: number,
-    private readonly max: number,
-  ) {}
-
-  /** True the first time an id is offered (within the TTL), false for a repeat. */
-  firstTime(id: string, now: number): boolean {
-    for (const [old, at] of this.seen) {
-      if (at + this.ttlMs > now && this.seen.size < this.max) break;
-      this.seen.delete(old);
-    }
-    const at = this.seen.get(id);
-    if (at !== undefined && at + this.ttlMs > now) return false;
-    this.seen.set(id, now);
-    return true;
-  }
-}
-
 function header(request: FastifyRequest, name: string): string | undefined {
   const v = request.headers[name];
   return typeof v === 'string' ? v : undefined;
@@ -74,32 +52,14 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** The body by its content type, or null for a type this route does not take. */
-function parseBody(request: FastifyRequest, raw: string): { readonly value: unknown } | null {
-  const type = (header(request, 'content-type') ?? '').split(';')[0]!.trim().toLowerCase();
-  if (type === 'application/json') {
-    try {
-      return { value: JSON.parse(raw) as unknown };
-    } catch {
-      throw new AppError('invalid_request', 'body is not valid JSON');
-    }
-  }
-  // Interactivity and slash commands post forms; the connector takes none of them, but a signed
-  // one is acknowledged rather than refused.
-  if (type === 'application/x-www-form-urlencoded')
-    return { value: Object.fromEntries(new URLSearchParams(raw)) };
-  return null;
-}
-
 /** Registers `POST /v1/inbound/slack` in its own encapsulated scope. */
 export function slackInboundRoutes(app: FastifyInstance, deps: SlackInboundDeps): void {
   const clock = deps.clock ?? systemClock;
-  const seen = new SeenEvents(deps.dedupeTtlMs ?? 2 * 3_600_000, deps.dedupeMax ?? 50_000);
+  const seen = new SeenDeliveries(deps.dedupeTtlMs ?? 2 * 3_600_000, deps.dedupeMax ?? 50_000);
 
   void app.register((scope, _opts, done) => {
     // Signed bytes must be kept as sent: every content type arrives as a Buffer, parsed in the handler after verification.
-    scope.removeAllContentTypeParsers();
-    scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, next) => next(null, body));
+    keepRawBody(scope);
 
     scope.post(
       SLACK_INBOUND_PATH,
@@ -111,7 +71,8 @@ export function slackInboundRoutes(app: FastifyInstance, deps: SlackInboundDeps)
         },
       },
       async (request, reply) => {
-        const raw = Buffer.isBuffer(request.body) ? request.body.toString('utf8') : '';
+        const bytes = rawBodyOf(request);
+        const raw = bytes.toString('utf8');
         const check = checkSlackSignature({
           signingSecret: deps.signingSecret,
           rawBody: raw,
@@ -121,15 +82,9 @@ export function slackInboundRoutes(app: FastifyInstance, deps: SlackInboundDeps)
         });
         if (check !== 'ok') throw new AppError('unauthorized', `Slack request refused: ${REASONS[check]}`);
 
-        const parsed = parseBody(request, raw);
-        if (parsed === null)
-          return reply
-            .code(415)
-            .type('application/json; charset=utf-8')
-            .send(
-              errorBody('invalid_request', 'send application/json (or a form) to this route', request.id),
-            );
-        const body = parsed.value;
+        // Interactivity and slash commands post forms; the connector takes none of them, but a
+        // signed one is acknowledged rather than refused. Any other type is a 415.
+        const body = parseSignedBody(request, bytes, { forms: true }).value;
         if (!isObject(body) || typeof body.type !== 'string') return reply.code(200).send({ ok: true });
 
         if (body.type === 'url_verification') {

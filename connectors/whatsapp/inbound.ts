@@ -2,8 +2,11 @@
  * @module connectors/whatsapp/inbound
  * `GET/POST /v1/inbound/whatsapp`: the Cloud API webhook. GET answers Meta's verification
  * handshake; POST is checked against `X-Hub-Signature-256` over the raw body, then every message
- * and read receipt from a linked `wa_id` becomes inferred presence. Numbers nobody linked are
- * ignored without error (Meta would otherwise retry them).
+ * and read (or played) receipt from a linked account becomes inferred presence. Numbers nobody
+ * linked are ignored without error (Meta would otherwise retry them). The signature carries no
+ * timestamp, so a signed body can be replayed at any time: every message and status is
+ * remembered by its id for at least as long as the presence it gives lasts, and a repeat is
+ * acknowledged without being applied again.
  * Docs: https://developers.facebook.com/docs/graph-api/webhooks/getting-started
  */
 
@@ -12,13 +15,22 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 
 import type { PresenceEngine } from '../../src/aggregator/engine';
+import { systemClock, type Clock } from '../../src/core/clock';
 import { AppError } from '../../src/core/errors';
 import { hmacHex, safeEqual } from '../../src/core/hmac';
 import type { Log } from '../../src/core/log';
 import type { DecayStep } from '../../src/core/presence';
-import { keepRawJson } from '../../src/http/raw-body';
+import { keepRawBody, parseSignedBody, rawBodyOf, SeenDeliveries } from '../inbound';
 import { toWhatsAppSightings } from './map';
-import type { WhatsAppWebhook } from './types';
+import {
+  WhatsAppInboundMessageSchema,
+  WhatsAppMessagesValueSchema,
+  WhatsAppStatusSchema,
+  WhatsAppWebhookSchema,
+  type WhatsAppInboundMessage,
+  type WhatsAppStatus,
+  type WhatsAppBatch,
+} from './types';
 
 export interface WhatsAppInboundDeps {
   readonly appSecret: string;
@@ -27,26 +39,59 @@ export interface WhatsAppInboundDeps {
   readonly engine: PresenceEngine;
   readonly decay: readonly DecayStep[];
   readonly log: Log;
+  /** For the dedupe memory. Defaults to the system clock. */
+  readonly clock?: Clock;
+  /** At most this many message and status ids are remembered (oldest dropped first). Default 100,000. */
+  readonly dedupeMax?: number;
 }
-
-/** Only what the mapping reads is checked; Meta adds fields freely. */
-const Webhook = z.object({
-  object: z.literal('whatsapp_business_account'),
-  entry: z.array(
-    z.object({
-      id: z.string(),
-      changes: z.array(
-        z.object({ field: z.string(), value: z.object({ messaging_product: z.string() }).passthrough() }),
-      ),
-    }),
-  ),
-});
 
 const SIGNATURE = /^sha256=([0-9a-f]{64})$/;
 
+/**
+ * Keeps the items that pass their schema and counts the others. A `messages` change whose value
+ * is not even an object with arrays is refused whole (400).
+ */
+function checked(hook: z.infer<typeof WhatsAppWebhookSchema>): { hook: WhatsAppBatch; malformed: number } {
+  let malformed = 0;
+  const keep = <T>(items: readonly unknown[] | undefined, schema: z.ZodType<T>): T[] => {
+    const out: T[] = [];
+    for (const item of items ?? []) {
+      const r = schema.safeParse(item);
+      if (r.success) out.push(r.data);
+      else malformed += 1;
+    }
+    return out;
+  };
+  const entry = hook.entry.map((e) => ({
+    changes: e.changes.map((c) => {
+      if (c.field !== 'messages') return { field: c.field, value: {} };
+      const value = WhatsAppMessagesValueSchema.safeParse(c.value);
+      if (!value.success)
+        throw new AppError(
+          'invalid_request',
+          'a messages change needs a value with messages/statuses arrays',
+        );
+      return {
+        field: c.field,
+        value: {
+          messages: keep<WhatsAppInboundMessage>(value.data.messages, WhatsAppInboundMessageSchema),
+          statuses: keep<WhatsAppStatus>(value.data.statuses, WhatsAppStatusSchema),
+        },
+      };
+    }),
+  }));
+  return { hook: { entry }, malformed };
+}
+
 export function whatsappInboundRoutes(app: FastifyInstance, deps: WhatsAppInboundDeps): void {
+  const clock = deps.clock ?? systemClock;
+  // Past the decay a replayed sighting changes nothing anyway (it has expired); until then the
+  // memory holds it. Meta's own retries come within that time too.
+  const lastStep = deps.decay[deps.decay.length - 1]?.untilMs ?? 0;
+  const seen = new SeenDeliveries(Math.max(2 * 3_600_000, lastStep), deps.dedupeMax ?? 100_000);
+
   void app.register((scope, _opts, done) => {
-    keepRawJson(scope);
+    keepRawBody(scope);
     const r = scope.withTypeProvider<ZodTypeProvider>();
 
     r.get(
@@ -85,28 +130,45 @@ export function whatsappInboundRoutes(app: FastifyInstance, deps: WhatsAppInboun
       async (req) => {
         const header = req.headers['x-hub-signature-256'];
         const m = typeof header === 'string' ? SIGNATURE.exec(header) : null;
-        const raw = req.rawBody ?? Buffer.alloc(0);
+        const raw = rawBodyOf(req);
         if (m === null || !safeEqual(hmacHex(deps.appSecret, raw), m[1]!)) {
           throw new AppError('unauthorized', 'missing or invalid X-Hub-Signature-256');
         }
-        const parsed = Webhook.safeParse(req.body);
+        const parsed = WhatsAppWebhookSchema.safeParse(parseSignedBody(req, raw).value);
         if (!parsed.success) throw new AppError('invalid_request', 'not a whatsapp_business_account webhook');
+        const { hook, malformed } = checked(parsed.data);
+        if (malformed > 0) deps.log.warn({ malformed }, 'whatsapp webhook items of the wrong shape ignored');
         let applied = 0;
         let ignored = 0;
-        for (const s of toWhatsAppSightings(req.body as WhatsAppWebhook, deps.decay)) {
-          const ack = deps.engine.reportAccount(
-            { platform: 'whatsapp', workspaceId: '', externalId: s.waId },
-            s.presence,
-            0,
-          );
-          if (ack === false) ignored += 1;
-          else {
-            await ack;
-            applied += 1;
+        let duplicates = 0;
+        for (const s of toWhatsAppSightings(hook, deps.decay)) {
+          if (!seen.firstTime(s.key, clock.now())) {
+            duplicates += 1;
+            continue;
+          }
+          try {
+            let ack: Promise<void> | false = false;
+            for (const externalId of s.ids) {
+              ack = deps.engine.reportAccount(
+                { platform: 'whatsapp', workspaceId: '', externalId },
+                s.presence,
+                0,
+              );
+              if (ack !== false) break;
+            }
+            if (ack === false) ignored += 1;
+            else {
+              await ack;
+              applied += 1;
+            }
+          } catch (err) {
+            // Not taken after all: Meta's retry of it must be applied.
+            seen.forget(s.key);
+            throw err;
           }
         }
         if (ignored > 0) deps.log.debug({ ignored }, 'whatsapp sightings from numbers nobody linked');
-        return { received: true, applied, ignored };
+        return { received: true, applied, ignored, duplicates, malformed };
       },
     );
     done();

@@ -33,8 +33,10 @@ const STATUS: Readonly<Record<string, readonly [Status, Activity | null, Source]
 export const ZOOM_STATUS_VALUES = Object.keys(STATUS);
 
 export function toZoomState(value: string, label: string = value): NormalizedState | null {
-  const s = STATUS[value.toLowerCase()];
-  if (s === undefined) return null;
+  const key = value.toLowerCase();
+  // Own keys only: "constructor" or "__proto__" are not Zoom states.
+  if (!Object.hasOwn(STATUS, key)) return null;
+  const s = STATUS[key]!;
   return { status: s[0], activity: s[1], source: s[2], customStatus: null, raw: value, label };
 }
 

@@ -12,6 +12,7 @@ export const ERROR_CODES = [
   'conflict',
   'rate_limited',
   'payload_too_large',
+  'unsupported_media_type',
   'platform_error',
   'internal',
 ] as const;
@@ -31,6 +32,8 @@ export function codeToStatus(code: ErrorCode): number {
       return 409;
     case 'payload_too_large':
       return 413;
+    case 'unsupported_media_type':
+      return 415;
     case 'rate_limited':
       return 429;
     case 'platform_error':

@@ -86,7 +86,7 @@ describe('WhatsApp inbound webhook', () => {
     const now = Math.floor(api.clock.now() / 1000);
     const res = await post(messageAt(now));
     expect(res.statusCode).toBe(200);
-    expect(api.json(res)).toEqual({ received: true, applied: 1, ignored: 0 });
+    expect(api.json(res)).toEqual({ received: true, applied: 1, ignored: 0, duplicates: 0, malformed: 0 });
     const p = api.svc.engine.get('sheena')!;
     expect(p).toMatchObject({
       status: 'online',
@@ -118,9 +118,15 @@ describe('WhatsApp inbound webhook', () => {
 
   it('ignores numbers nobody linked, and delivery/sent statuses, without error', async () => {
     const res = await post(readAt('19998887777', Math.floor(api.clock.now() / 1000)));
-    expect(api.json(res)).toEqual({ received: true, applied: 0, ignored: 1 });
+    expect(api.json(res)).toEqual({ received: true, applied: 0, ignored: 1, duplicates: 0, malformed: 0 });
     const sent = readAt('16505551234', Math.floor(api.clock.now() / 1000)).replace('"read"', '"delivered"');
-    expect(api.json(await post(sent))).toEqual({ received: true, applied: 0, ignored: 0 });
+    expect(api.json(await post(sent))).toEqual({
+      received: true,
+      applied: 0,
+      ignored: 0,
+      duplicates: 0,
+      malformed: 0,
+    });
     expect(api.svc.engine.get('sheena')?.version).toBe(0);
   });
 
@@ -139,6 +145,196 @@ describe('WhatsApp inbound webhook', () => {
   it('a signed body that is not a webhook → 400', async () => {
     expectError(await post('{"object":"page"}'), 400, 'invalid_request');
     expectError(await post('{"object":'), 400, 'invalid_request');
+  });
+  const hook = (value: object) =>
+    JSON.stringify({
+      object: 'whatsapp_business_account',
+      entry: [
+        {
+          id: '1',
+          changes: [
+            {
+              field: 'messages',
+              value: {
+                messaging_product: 'whatsapp',
+                metadata: { display_phone_number: '1', phone_number_id: '1' },
+                ...value,
+              },
+            },
+          ],
+        },
+      ],
+    });
+  const nowS = () => String(Math.floor(api.clock.now() / 1000));
+
+  it('a read receipt in a group credits the participant who read, not the group', async () => {
+    api.svc.engine.putUser('group', {});
+    api.svc.engine.linkAccount('group', {
+      platform: 'whatsapp',
+      workspaceId: '',
+      externalId: '120363021234567890',
+    });
+    const res = await post(
+      hook({
+        statuses: [
+          {
+            id: 'wamid.G1',
+            status: 'read',
+            timestamp: nowS(),
+            recipient_id: '120363021234567890',
+            recipient_type: 'group',
+            recipient_participant_id: '16505551234',
+          },
+        ],
+      }),
+    );
+    expect(api.json(res)).toMatchObject({ applied: 1, ignored: 0 });
+    expect(api.svc.engine.get('sheena')).toMatchObject({ status: 'online', source: 'inferred' });
+    expect(api.svc.engine.get('group')?.version).toBe(0);
+  });
+
+  it('a played voice message is activity, like a read receipt', async () => {
+    const res = await post(
+      hook({
+        statuses: [{ id: 'wamid.V1', status: 'played', timestamp: nowS(), recipient_id: '16505551234' }],
+      }),
+    );
+    expect(api.json(res)).toMatchObject({ applied: 1 });
+    expect(api.svc.engine.get('sheena')).toMatchObject({ status: 'online', source: 'inferred' });
+  });
+
+  it('a sender known only by a business-scoped user id matches the account linked under it', async () => {
+    api.svc.engine.putUser('uma', {});
+    api.svc.engine.linkAccount('uma', {
+      platform: 'whatsapp',
+      workspaceId: '',
+      externalId: 'US.13491208655302741918',
+    });
+    const res = await post(
+      hook({
+        contacts: [{ profile: { name: 'Uma', username: 'uma' }, user_id: 'US.13491208655302741918' }],
+        messages: [
+          {
+            from_user_id: 'US.13491208655302741918',
+            id: 'wamid.B1',
+            timestamp: nowS(),
+            type: 'text',
+            text: { body: 'hi' },
+          },
+        ],
+      }),
+    );
+    expect(api.json(res)).toMatchObject({ applied: 1, ignored: 0 });
+    expect(api.svc.engine.get('uma')).toMatchObject({ status: 'online', source: 'inferred' });
+  });
+
+  it('a replayed signed delivery is acknowledged and not applied again', async () => {
+    const now = Math.floor(api.clock.now() / 1000);
+    const body = messageAt(now);
+    expect(api.json(await post(body))).toMatchObject({ applied: 1 });
+    expect(api.svc.engine.get('sheena')).toMatchObject({ status: 'online', version: 1 });
+    // Fifteen minutes on the person has faded to away; the same signed bytes come again.
+    api.clock.advance(15 * 60_000);
+    expect(api.svc.engine.get('sheena')?.status).toBe('away');
+    const versions = api.svc.engine.get('sheena')!.version;
+    const again = await post(body);
+    expect(again.statusCode).toBe(200);
+    expect(api.json(again)).toEqual({ received: true, applied: 0, ignored: 0, duplicates: 1, malformed: 0 });
+    expect(api.svc.engine.get('sheena')).toMatchObject({ status: 'away', version: versions });
+  });
+
+  it.each<[string, () => string]>([
+    ['entry is an object', () => JSON.stringify({ object: 'whatsapp_business_account', entry: {} })],
+    ['entry is missing', () => JSON.stringify({ object: 'whatsapp_business_account' })],
+    [
+      'changes is a string',
+      () => JSON.stringify({ object: 'whatsapp_business_account', entry: [{ id: '1', changes: 'x' }] }),
+    ],
+    [
+      'value is null',
+      () =>
+        JSON.stringify({
+          object: 'whatsapp_business_account',
+          entry: [{ id: '1', changes: [{ field: 'messages', value: null }] }],
+        }),
+    ],
+    ['messages is a number', () => hook({ messages: 5 })],
+    ['statuses is an object', () => hook({ statuses: { id: 'x' } })],
+    ['the body is an array', () => JSON.stringify([])],
+  ])('signed, %s → 400, no state change', async (_why, body) => {
+    expectError(await post(body()), 400, 'invalid_request');
+    expect(api.svc.engine.get('sheena')?.version).toBe(0);
+    expect(changes).toEqual([]);
+  });
+
+  it('signed items of the wrong shape are ignored one by one, and counted', async () => {
+    const res = await post(
+      hook({
+        messages: [
+          'a string',
+          null,
+          { from: 16505551234, id: 'wamid.1', timestamp: nowS() },
+          { from: '16505551234', id: 'wamid.2', timestamp: Number(nowS()) },
+          { from: '16505551234', timestamp: nowS() },
+        ],
+        statuses: [
+          { id: 'wamid.3', status: 'read', timestamp: nowS(), recipient_id: ['16505551234'] },
+          { id: 'wamid.4', status: 7, timestamp: nowS(), recipient_id: '16505551234' },
+          {
+            id: 'wamid.5',
+            status: 'read',
+            timestamp: nowS(),
+            recipient_type: 'group',
+            recipient_participant_id: {},
+          },
+        ],
+      }),
+    );
+    expect(res.statusCode).toBe(200);
+    expect(api.json(res)).toEqual({ received: true, applied: 0, ignored: 0, duplicates: 0, malformed: 8 });
+    expect(api.svc.engine.get('sheena')?.version).toBe(0);
+    expect(changes).toEqual([]);
+  });
+
+  it('signed, other webhook fields and unknown statuses → 200 and ignored', async () => {
+    const other = JSON.stringify({
+      object: 'whatsapp_business_account',
+      entry: [
+        {
+          id: '1',
+          changes: [{ field: 'account_update', value: { messaging_product: 'whatsapp', messages: 'x' } }],
+        },
+      ],
+    });
+    expect(api.json(await post(other))).toMatchObject({ applied: 0, malformed: 0 });
+    const odd = hook({
+      statuses: [{ id: 'wamid.6', status: 'constructor', timestamp: nowS(), recipient_id: '16505551234' }],
+    });
+    expect(api.json(await post(odd))).toMatchObject({ applied: 0 });
+    expect(api.svc.engine.get('sheena')?.version).toBe(0);
+  });
+
+  it('a signed push of another content type → 415 unsupported_media_type; unsigned → 401', async () => {
+    const body = messageAt(Math.floor(api.clock.now() / 1000));
+    for (const type of ['text/plain', 'application/x-www-form-urlencoded']) {
+      const res = await api.call({
+        method: 'POST',
+        url: '/v1/inbound/whatsapp',
+        key: null,
+        payload: body,
+        headers: { 'content-type': type, 'x-hub-signature-256': sign(body) },
+      });
+      expectError(res, 415, 'unsupported_media_type');
+    }
+    const unsigned = await api.call({
+      method: 'POST',
+      url: '/v1/inbound/whatsapp',
+      key: null,
+      payload: body,
+      headers: { 'content-type': 'text/plain' },
+    });
+    expectError(unsigned, 401, 'unauthorized');
+    expect(api.svc.engine.get('sheena')?.version).toBe(0);
   });
 });
 

@@ -111,3 +111,116 @@ describe('Zoom inbound webhook', () => {
     expectError(await post(body.replace('Away', 'Available'), { ts, signature }), 401, 'unauthorized');
   });
 });
+
+describe('Zoom inbound webhook: malformed, replayed and mistyped deliveries', () => {
+  let api: TestApi;
+  beforeEach(async () => {
+    api = await testApi({ ZOOM_WEBHOOK_SECRET_TOKEN: SECRET });
+    api.svc.engine.putUser('jill', {});
+    api.svc.engine.linkAccount('jill', { platform: 'zoom', workspaceId: '', externalId: 'abcD3ojfdbjfg' });
+  });
+  afterEach(() => api.close());
+
+  const post = (
+    body: string,
+    contentType = 'application/json',
+    ts = String(Math.floor(api.clock.now() / 1000)),
+  ) =>
+    api.call({
+      method: 'POST',
+      url: '/v1/inbound/zoom',
+      key: null,
+      payload: body,
+      headers: {
+        'content-type': contentType,
+        'x-zm-request-timestamp': ts,
+        'x-zm-signature': `v0=${createHmac('sha256', SECRET).update(`v0:${ts}:${body}`).digest('hex')}`,
+      },
+    });
+  const event = (object: unknown, name = 'user.presence_status_updated'): string =>
+    JSON.stringify({ event: name, event_ts: api.clock.now(), payload: { account_id: 'A', object } });
+  const good = (): Record<string, unknown> => ({
+    id: 'abcD3ojfdbjfg',
+    presence_status: 'Available',
+    date_time: new Date(api.clock.now()).toISOString(),
+  });
+
+  it.each<[string, () => string]>([
+    ['app is a string', () => event({ ...good(), app: 'desktop' })],
+    ['app is null', () => event({ ...good(), app: null })],
+    [
+      'app.presence_status is a number',
+      () => event({ ...good(), app: { type: 'desktop', presence_status: 3 } }),
+    ],
+    ['app.type is missing', () => event({ ...good(), app: { presence_status: 'Away' } })],
+    ['presence_status is a number', () => event({ ...good(), presence_status: 7 })],
+    ['id is missing', () => event({ presence_status: 'Available' })],
+    ['object is missing', () => JSON.stringify({ event: 'user.presence_status_updated', payload: {} })],
+    ['object is an array', () => event([good()])],
+    ['payload is a string', () => JSON.stringify({ event: 'user.presence_status_updated', payload: 'x' })],
+    ['email is a number', () => event({ ...good(), email: 5 })],
+    ['event is a number', () => JSON.stringify({ event: 5, payload: { object: good() } })],
+    ['the body is an array', () => JSON.stringify([good()])],
+    ['the body is a JSON string', () => JSON.stringify('user.presence_status_updated')],
+  ])('signed, %s → 400, no state change', async (_why, body) => {
+    const res = await post(body());
+    expectError(res, 400, 'invalid_request');
+    expect(api.svc.engine.get('jill')?.version).toBe(0);
+  });
+
+  it.each<[string, () => string]>([
+    ['an unknown event', () => event(good(), 'meeting.started')],
+    ['a status named like an Object method', () => event({ ...good(), presence_status: 'constructor' })],
+    [
+      'an app status named like an Object method',
+      () =>
+        event({
+          ...good(),
+          presence_status: '__proto__',
+          app: { type: 'desktop', presence_status: 'toString' },
+        }),
+    ],
+  ])('signed, %s → 200 and ignored', async (_why, body) => {
+    const res = await post(body());
+    expect(res.statusCode).toBe(200);
+    expect(api.json(res)).toEqual({ received: true, applied: false });
+    expect(api.svc.engine.get('jill')?.version).toBe(0);
+  });
+
+  it('a replayed delivery (same signed bytes, even re-signed later) is acknowledged and not applied again', async () => {
+    const body = event({ ...good(), presence_status: 'Do_Not_Disturb' });
+    expect(api.json(await post(body))).toEqual({ received: true, applied: true });
+    expect(api.svc.engine.get('jill')).toMatchObject({ status: 'busy', version: 1 });
+    // The person clears DND; then the old delivery comes again (Zoom's retry, or a replay).
+    api.clock.advance(60_000);
+    expect(
+      api.json(await post(event({ ...good(), date_time: new Date(api.clock.now()).toISOString() }))),
+    ).toEqual({
+      received: true,
+      applied: true,
+    });
+    expect(api.svc.engine.get('jill')).toMatchObject({ status: 'online', version: 2 });
+    api.clock.advance(60_000);
+    const again = await post(body);
+    expect(again.statusCode).toBe(200);
+    expect(api.json(again)).toEqual({ received: true, applied: false, duplicate: true });
+    expect(api.svc.engine.get('jill')).toMatchObject({ status: 'online', version: 2 });
+  });
+
+  it('a signed push of another content type → 415 unsupported_media_type, no state change', async () => {
+    const body = event(good());
+    for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'application/xml']) {
+      expectError(await post(body, type), 415, 'unsupported_media_type');
+    }
+    expect(api.svc.engine.get('jill')?.version).toBe(0);
+    // Unsigned, the same request is refused for its signature first.
+    const res = await api.call({
+      method: 'POST',
+      url: '/v1/inbound/zoom',
+      key: null,
+      payload: body,
+      headers: { 'content-type': 'text/plain' },
+    });
+    expectError(res, 401, 'unauthorized');
+  });
+});

@@ -147,7 +147,7 @@ describe('Slack inbound route', () => {
     });
 
     it('answers 415 to a signed body of a type it does not take, 401 if unsigned', async () => {
-      expectError(await h.inbound('hello', { contentType: 'text/plain' }), 415, 'invalid_request');
+      expectError(await h.inbound('hello', { contentType: 'text/plain' }), 415, 'unsupported_media_type');
       const unsigned = await h.svc.app.inject({
         method: 'POST',
         url: '/v1/inbound/slack',

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 
 import { toLinkedInIdentity } from '../../../connectors/linkedin/map';
 import { toWhatsAppSightings } from '../../../connectors/whatsapp/map';
-import type { WhatsAppWebhook } from '../../../connectors/whatsapp/types';
+import type { WhatsAppBatch, WhatsAppWebhook } from '../../../connectors/whatsapp/types';
 import { DEFAULT_DECAY } from '../../../src/core/signals';
 
 describe('WhatsApp inference', () => {
@@ -16,7 +16,8 @@ describe('WhatsApp inference', () => {
     ) as WhatsAppWebhook;
     const [s, ...rest] = toWhatsAppSightings(hook);
     expect(rest).toEqual([]);
-    expect(s?.waId).toBe('16505551234');
+    expect(s?.ids).toEqual(['16505551234']);
+    expect(s?.key).toBe('message:wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=');
     expect(s?.presence).toMatchObject({ at: 1749416383000, decay: DEFAULT_DECAY });
     expect(s?.presence.state).toMatchObject({
       status: 'online',
@@ -76,10 +77,89 @@ describe('WhatsApp inference', () => {
       ],
     };
     const s = toWhatsAppSightings(hook);
-    expect(s.map((x) => [x.waId, x.presence.state.label, x.presence.at])).toEqual([
+    expect(s.map((x) => [x.ids[0], x.presence.state.label, x.presence.at])).toEqual([
       ['c', 'a read receipt', 1700000000000],
       ['e', 'a message', 1700000001000],
     ]);
+  });
+  describe('who a status or message credits', () => {
+    const batch = (value: object): WhatsAppBatch => ({
+      entry: [{ changes: [{ field: 'messages', value }] }],
+    });
+    const status = (extra: object) => ({ id: 'wamid.G', status: 'read', timestamp: '1700000000', ...extra });
+
+    it('a read receipt in a group credits the participant, never the group', () => {
+      const [s, ...rest] = toWhatsAppSightings(
+        batch({
+          statuses: [
+            status({
+              recipient_id: '120363021234567890',
+              recipient_type: 'group',
+              recipient_participant_id: '16505551234',
+            }),
+          ],
+        }),
+      );
+      expect(rest).toEqual([]);
+      expect(s?.ids).toEqual(['16505551234']);
+      // Each participant's receipt of one message is its own sighting.
+      expect(s?.key).toBe('status:wamid.G:read:16505551234');
+    });
+
+    it('a group status without a participant credits nobody', () => {
+      expect(
+        toWhatsAppSightings(
+          batch({ statuses: [status({ recipient_id: '120363021234567890', recipient_type: 'group' })] }),
+        ),
+      ).toEqual([]);
+    });
+
+    it('a played voice message counts like a read receipt', () => {
+      const [s] = toWhatsAppSightings(
+        batch({ statuses: [status({ status: 'played', recipient_id: '16505551234' })] }),
+      );
+      expect(s?.ids).toEqual(['16505551234']);
+      expect(s?.presence.state).toMatchObject({
+        status: 'online',
+        source: 'inferred',
+        raw: { kind: 'read' },
+      });
+    });
+
+    it('a sender or recipient known only by a business-scoped user id is matched by it', () => {
+      const [m, r] = toWhatsAppSightings(
+        batch({
+          messages: [
+            { id: 'wamid.M', from_user_id: 'US.13491208655302741918', timestamp: '1700000001', type: 'text' },
+          ],
+          statuses: [status({ recipient_user_id: 'US.13491208655302741918' })],
+        }),
+      );
+      expect(m?.ids).toEqual(['US.13491208655302741918']);
+      expect(r?.ids).toEqual(['US.13491208655302741918']);
+    });
+
+    it('with both ids the phone number is tried first, then the BSUID', () => {
+      const [m] = toWhatsAppSightings(
+        batch({
+          messages: [
+            { id: 'wamid.M', from: '16505551234', from_user_id: 'US.1349', timestamp: '1700000001' },
+          ],
+        }),
+      );
+      expect(m?.ids).toEqual(['16505551234', 'US.1349']);
+    });
+
+    it('a message with no sender id, or a timestamp that is not unix seconds, gives nothing', () => {
+      expect(toWhatsAppSightings(batch({ messages: [{ id: 'wamid.M', timestamp: '1700000001' }] }))).toEqual(
+        [],
+      );
+      expect(
+        toWhatsAppSightings(
+          batch({ messages: [{ id: 'wamid.M', from: '1', timestamp: '2023-11-14T22:13:20Z' }] }),
+        ),
+      ).toEqual([]);
+    });
   });
 });
 
