@@ -167,6 +167,7 @@ function realConnectors(
   const teams = teamsConnectorFromEnv(env, {
     clock,
     log,
+    pollIntervalMs: env.TEAMS_POLL_INTERVAL,
     delegatedTokenFor: delegated,
     onDelegatedTokenRejected: (account, reason) => {
       const c = connections?.findByAccount(account, 'user');
@@ -186,6 +187,7 @@ function realConnectors(
     slack = new SlackConnector({
       token: env.SLACK_BOT_TOKEN,
       apiUrl: env.SLACK_API_URL,
+      pollIntervalMs: env.SLACK_POLL_INTERVAL,
       clock,
       log,
       onAuthError: ({ workspaceId }) =>
@@ -198,7 +200,13 @@ function realConnectors(
     env.SLACK_CLIENT_SECRET !== undefined
   ) {
     // No bot token: poll the workspaces people connected through OAuth, with their tokens.
-    slack = new SlackConnector({ ...slackTokensFrom(connections), apiUrl: env.SLACK_API_URL, clock, log });
+    slack = new SlackConnector({
+      ...slackTokensFrom(connections),
+      apiUrl: env.SLACK_API_URL,
+      pollIntervalMs: env.SLACK_POLL_INTERVAL,
+      clock,
+      log,
+    });
     out.push(slack);
   }
   if (env.SLACK_SIGNING_SECRET !== undefined) {
@@ -225,7 +233,9 @@ function realConnectors(
       appId ??= (await connections.connectApp('zoom')).id;
       return connections.getAccessToken(appId);
     };
-    out.push(new ZoomConnector({ apiUrl: env.ZOOM_API_URL, token, clock }));
+    out.push(
+      new ZoomConnector({ apiUrl: env.ZOOM_API_URL, token, clock, pollIntervalMs: env.ZOOM_POLL_INTERVAL }),
+    );
   }
   return { connectors: out, plugins };
 }

@@ -4,6 +4,9 @@
  * stops the start with a message naming each bad variable; a secret's value is never echoed.
  */
 
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+
 import { z } from 'zod';
 
 import { Ladder, type DecayStep } from '../core/presence';
@@ -32,6 +35,55 @@ export function parseDecay(text: string): DecayStep[] {
   ];
 }
 
+/** A poll interval such as "30s" or "2m": at least one second, at most a day. */
+function parseInterval(text: string): number {
+  const m = DURATION.exec(text.trim());
+  if (m === null) throw new Error(`"${text}" is not a duration such as 30s, 2m or 1h`);
+  const ms = Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS];
+  if (ms < 1000 || ms > 24 * 3_600_000) throw new Error('must be between 1s and 24h');
+  return ms;
+}
+
+const interval = z
+  .string()
+  .transform((v, ctx) => {
+    try {
+      return parseInterval(v);
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: (e as Error).message });
+      return z.NEVER;
+    }
+  })
+  .optional();
+
+export const PORT_MESSAGE = 'PORT must be a port number (1–65535)';
+
+/** 0 is accepted too: the system picks a free port (tests, and `serve` behind a supervisor that reads the log). */
+const port = z
+  .string()
+  .default('8080')
+  .transform((v, ctx) => {
+    const n = Number(v);
+    if (!/^\d{1,5}$/.test(v.trim()) || n > 65535) {
+      ctx.addIssue({ code: 'custom', message: PORT_MESSAGE });
+      return z.NEVER;
+    }
+    return n;
+  });
+
+/** RFC 1123 host name syntax: dot-separated labels of letters, digits and inner hyphens. */
+const HOST_NAME =
+  /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+
+export const HOST_MESSAGE =
+  'HOST must be an IP address or a host name to listen on (e.g. 127.0.0.1, 0.0.0.0, ::)';
+
+const host = z
+  .string()
+  .default('127.0.0.1')
+  .refine((v) => isIP(v.replace(/^\[(.*)\]$/, '$1')) !== 0 || HOST_NAME.test(v), { message: HOST_MESSAGE })
+  .transform((v) => v.replace(/^\[(.*)\]$/, '$1'));
+
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
@@ -45,8 +97,8 @@ const secretKey = z
   });
 
 const EnvSchema = z.object({
-  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
-  HOST: z.string().min(1).default('127.0.0.1'),
+  PORT: port,
+  HOST: host,
   PRESENCE_DB: z.string().min(1).default('./data/presence.db'),
   PRESENCE_DB_SYNC: z.enum(['normal', 'full']).default('normal'),
   PRESENCE_SECRET_KEY: secretKey.optional(),
@@ -97,11 +149,15 @@ const EnvSchema = z.object({
   SLACK_SIGNING_SECRET: z.string().min(1).optional(),
   SLACK_BOT_TOKEN: z.string().min(1).optional(),
   SLACK_API_URL: url.optional(),
+  /** How often each linked Slack user's presence is polled (default 60s, within the Tier 3 budget). */
+  SLACK_POLL_INTERVAL: interval,
   MS_TENANT_ID: z.string().min(1).optional(),
   MS_CLIENT_ID: z.string().min(1).optional(),
   MS_CLIENT_SECRET: z.string().min(1).optional(),
   GRAPH_API_URL: url.optional(),
   MS_LOGIN_URL: url.optional(),
+  /** How often linked Teams users are polled (default 60s). */
+  TEAMS_POLL_INTERVAL: interval,
   DISCORD_BOT_TOKEN: z.string().min(1).optional(),
   DISCORD_CLIENT_ID: z.string().min(1).optional(),
   DISCORD_CLIENT_SECRET: z.string().min(1).optional(),
@@ -112,6 +168,8 @@ const EnvSchema = z.object({
   ZOOM_WEBHOOK_SECRET_TOKEN: z.string().min(1).optional(),
   ZOOM_API_URL: url.optional(),
   ZOOM_OAUTH_URL: url.optional(),
+  /** How often linked Zoom users are polled (default 5m; webhooks push changes in between). */
+  ZOOM_POLL_INTERVAL: interval,
   WHATSAPP_APP_SECRET: z.string().min(1).optional(),
   WHATSAPP_VERIFY_TOKEN: z.string().min(1).optional(),
   WHATSAPP_ACCESS_TOKEN: z.string().min(1).optional(),
@@ -143,7 +201,11 @@ export function parseEnv(env: NodeJS.ProcessEnv = process.env): Env {
   }
   const result = EnvSchema.safeParse(present);
   if (result.success) return result.data;
-  const problems = result.error.issues.map((i) => `${i.path.join('.') || '(environment)'}: ${i.message}`);
+  const problems = result.error.issues.map((i) => {
+    const name = i.path.join('.') || '(environment)';
+    // Messages that already name their variable read as a sentence.
+    return i.message.startsWith(`${name} `) ? i.message : `${name}: ${i.message}`;
+  });
   throw new ConfigError(problems);
 }
 
@@ -155,4 +217,35 @@ export function requireSecretKey(env: Env): string {
     ]);
   }
   return env.PRESENCE_SECRET_KEY;
+}
+
+/** How a host name is looked up: `dns.promises.lookup` in production, a stub in tests. */
+export type HostLookup = (host: string) => Promise<unknown>;
+
+/**
+ * Checks that HOST resolves to an address to listen on, within `timeoutMs`, so that a mistyped
+ * name stops `serve` with a ConfigError naming HOST before anything is opened, rather than a
+ * listen error after the database and connectors started.
+ */
+export async function resolveHost(
+  env: Env,
+  options: { lookup?: HostLookup; timeoutMs?: number } = {},
+): Promise<void> {
+  if (isIP(env.HOST) !== 0) return;
+  const timeoutMs = options.timeoutMs ?? 3000;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), timeoutMs);
+  });
+  let answer: 'ok' | 'timeout';
+  try {
+    answer = await Promise.race([(options.lookup ?? lookup)(env.HOST).then(() => 'ok' as const), timeout]);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'lookup failed';
+    throw new ConfigError([`HOST: "${env.HOST}" does not resolve to an address (${code})`]);
+  } finally {
+    clearTimeout(timer);
+  }
+  if (answer === 'timeout')
+    throw new ConfigError([`HOST: "${env.HOST}" did not resolve within ${timeoutMs / 1000} s`]);
 }
