@@ -3,7 +3,8 @@
  * `presence demo`: the whole system on an embedded SQLite file. The real service (engine, HTTP
  * API) runs on a loopback port; six simulated platforms feed it through the real connector
  * interface and mappers; simulated laptops and phones send heartbeats over the HTTP API; the
- * table is read back over the API. A live table on a terminal, plain lines otherwise.
+ * table is read back over the API (demo/source.ts). A live table sized to the terminal, plain
+ * lines otherwise. What goes on screen is decided in demo/table.ts; this file only does the I/O.
  */
 
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -17,7 +18,26 @@ import { ScaledClock, systemClock } from '../src/core/clock';
 import { createService } from '../src/main';
 import type { PresenceView } from '../src/normalizer/view';
 import { verifyWebhook } from '../src/webhooks';
-import { fit, renderChange, renderTable, type ChangeLine, type Style } from './table';
+import { client, httpSource, limiter, type RowSource } from './source';
+import {
+  budget,
+  composeFrame,
+  fit,
+  renderChange,
+  renderTable,
+  screenLines,
+  summarize,
+  type ChangeLine,
+  type Style,
+} from './table';
+
+/** The terminal the live table is drawn on. */
+export interface Screen {
+  columns(): number;
+  rows(): number;
+  /** Calls `redraw` whenever the terminal is resized; returns the unsubscribe. */
+  onResize(redraw: () => void): () => void;
+}
 
 export interface DemoOptions {
   readonly users: number;
@@ -33,8 +53,10 @@ export interface DemoOptions {
   readonly frameMs?: number;
   /** Loopback port for the API; 0 picks a free one. */
   readonly port?: number;
-  /** Terminal width; lines are cut to it. */
-  readonly columns?: () => number;
+  /** The terminal's size; 100×30 when absent. */
+  readonly screen?: Screen;
+  /** Where the table's rows come from; the service's HTTP API by default. */
+  readonly source?: (api: ReturnType<typeof client>) => RowSource;
 }
 
 /** What the orchestrator reads of a `presence.changed` webhook. */
@@ -44,7 +66,7 @@ interface ChangeEvent {
   readonly data: {
     readonly user_id: string;
     readonly version: number;
-    readonly previous: { readonly status: PresenceView['status'] };
+    readonly previous: ChangeLine['previous'];
     readonly current: PresenceView;
   };
 }
@@ -55,38 +77,54 @@ export interface DemoSummary {
   readonly platforms: readonly string[];
 }
 
-const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
-  new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    };
-    const t = setTimeout(done, ms);
-    signal?.addEventListener('abort', done, { once: true });
-  });
+/** A sleep that ends early on abort or when woken (a resize redraws at once). */
+class Pause {
+  private wake: (() => void) | null = null;
 
-/** A small client of the service's own API, as a downstream program would use it. */
-function client(base: string, key: string) {
-  return async (method: string, path: string, body?: unknown): Promise<unknown> => {
-    const res = await fetch(`${base}${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${key}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(t);
+        signal?.removeEventListener('abort', done);
+        this.wake = null;
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      signal?.addEventListener('abort', done, { once: true });
+      this.wake = done;
     });
-    const text = await res.text();
-    if (!res.ok) throw new Error(`${method} ${path} → ${res.status} ${text}`);
-    return text === '' ? null : (JSON.parse(text) as unknown);
-  };
+  }
+
+  interrupt(): void {
+    this.wake?.();
+  }
 }
+
+/** "1:05" */
+const clockText = (ms: number): string => {
+  const s = Math.max(0, Math.ceil(ms / 1000));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const mm = h > 0 ? `${h}:${String(m).padStart(2, '0')}` : String(m);
+  return `${mm}:${String(s % 60).padStart(2, '0')}`;
+};
+
+/** People registered per screen update while setting up. */
+const REGISTER_CHUNK = 250;
+/** Requests the demo's simulated clients keep in flight at once. */
+const IN_FLIGHT = 16;
+/** Past one page of reads, the counts over everyone are refreshed at most this often. */
+const SUMMARY_EVERY_MS = 1000;
+const FALLBACK_SCREEN = {
+  columns: () => 100,
+  rows: () => 30,
+  onResize: () => () => undefined,
+} satisfies Screen;
 
 export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
   const dir = mkdtempSync(join(tmpdir(), 'presence-demo-'));
   const clock = new ScaledClock(o.speed, systemClock);
-  const sim = new Simulation({ seed: o.seed, users: o.users, start: clock.now(), pollMs: 60_000 }, clock);
+  const sim = new Simulation({ seed: o.seed, users: o.users, start: clock.now() }, clock);
   const env = parseEnv({
     PRESENCE_DB: join(dir, 'presence.db'),
     PRESENCE_RATE_LIMIT: '1000000',
@@ -99,130 +137,212 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     logger: false,
     connectors: Object.values(sim.connectors).map((connector) => ({ connector, simulated: true })),
   });
-  await svc.app.listen({ host: '127.0.0.1', port: o.port ?? 0 });
-  const address = svc.app.server.address();
-  const base = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`;
-  const key = svc.keys.create(['read', 'write', 'admin'], 'demo').key;
-  const api = client(base, key);
-
-  const people = sim.world.people;
-  for (const p of people) {
-    await api('PUT', `/v1/users/${p.userId}`, { display_name: p.displayName });
-    for (const a of p.accounts) {
-      await api('POST', `/v1/users/${p.userId}/accounts`, {
-        platform: a.platform,
-        external_id: a.externalId,
-        ...(a.workspaceId === '' ? {} : { workspace_id: a.workspaceId }),
-      });
-    }
-  }
-  const ids = people.map((p) => p.userId).join(',');
-  const readAll = async (): Promise<PresenceView[]> => {
-    const body = (await api('GET', `/v1/presence?user_ids=${ids}`)) as {
-      presence: Record<string, PresenceView>;
-    };
-    return people.map((p) => body.presence[p.userId]).filter((v) => v !== undefined);
-  };
-
+  const screen = o.screen ?? FALLBACK_SCREEN;
   const style: Style = { color: o.tty };
+  const pause = new Pause();
+  let dirty = true; // the next frame clears the screen first
+  const unsubscribe = o.tty
+    ? screen.onResize(() => {
+        dirty = true;
+        pause.interrupt();
+      })
+    : () => undefined;
+  let orchestrator: ReturnType<typeof createServer> | null = null;
   const recent: string[] = [];
   let changes = 0;
   let events = 0;
-  const seen = new Set<string>();
   let rejected = 0;
-  // The "orchestrator": a downstream service that receives the change webhooks, verifies each
-  // signature over the raw body, and acts on them (here: prints them).
-  let secret = '';
-  const orchestrator = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const raw = Buffer.concat(chunks).toString('utf8');
-      let event: ChangeEvent;
-      try {
-        // The demo's clock runs fast, so webhook-timestamp is checked against it.
-        event = verifyWebhook<ChangeEvent>(secret, raw, req.headers, { clock });
-      } catch {
-        rejected += 1;
-        res.writeHead(401).end();
-        return;
-      }
-      res.writeHead(204).end();
-      if (event.type !== 'presence.changed') return;
-      changes += 1;
-      const d = event.data;
-      const line: ChangeLine = {
-        at: Date.parse(event.timestamp),
-        userId: d.user_id,
-        version: d.version,
-        from: d.previous.status,
-        to: d.current.status,
-        activity: d.current.activity,
-        explain: d.current.explain,
-      };
-      const text = renderChange(line, style);
-      if (o.tty) {
-        recent.push(text);
-        if (recent.length > 12) recent.shift();
-      } else {
-        o.write(`${text}\n`);
-      }
-    });
-  });
-  await new Promise<void>((resolve) => orchestrator.listen(0, '127.0.0.1', resolve));
-  const hookUrl = `http://127.0.0.1:${(orchestrator.address() as { port: number }).port}/presence`;
-  secret = ((await api('POST', '/v1/webhooks', { url: hookUrl })) as { secret: string }).secret;
-
-  const intro = [
-    `presence demo: ${o.users} simulated people on slack, teams, discord, zoom, whatsapp, linkedin and devices; speed ×${o.speed}`,
-    `API ${base}  key ${key}  (try: curl -H 'Authorization: Bearer ${key}' ${base}/v1/availability?user_ids=alice,bob)`,
-    `change webhooks → orchestrator ${hookUrl}, every signature verified`,
-  ];
-  if (o.tty)
-    o.write('\u001b[2J\u001b[?25l'); // clear once, hide the cursor while drawing
-  else o.write(`${intro.join('\n')}\n`);
-  const started = systemClock.now();
-  const frameMs = o.frameMs ?? 250;
+  const seen = new Set<string>();
   try {
-    while (!o.signal?.aborted && systemClock.now() - started < o.durationMs) {
-      const sightings = await sim.step(async (hb) => {
-        await api('POST', '/v1/heartbeats', {
-          user_id: hb.userId,
-          device_id: hb.deviceId,
-          status: hb.status,
-          activity: hb.activity,
-          ttl_seconds: Math.max(1, Math.round(hb.ttlMs / 1000)),
-        });
-        seen.add('device');
+    await svc.app.listen({ host: '127.0.0.1', port: o.port ?? 0 });
+    const address = svc.app.server.address();
+    const base = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`;
+    const key = svc.keys.create(['read', 'write', 'admin'], 'demo').key;
+    const api = client(base, key);
+    const source = (o.source ?? httpSource)(api);
+    const inFlight = limiter(IN_FLIGHT);
+
+    // The "orchestrator": a downstream service that receives the change webhooks, verifies each
+    // signature over the raw body, and acts on them (here: prints them).
+    let secret = '';
+    const hooks = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const raw = Buffer.concat(chunks).toString('utf8');
+        let event: ChangeEvent;
+        try {
+          // The demo's clock runs fast, so webhook-timestamp is checked against it.
+          event = verifyWebhook<ChangeEvent>(secret, raw, req.headers, { clock });
+        } catch {
+          rejected += 1;
+          res.writeHead(401).end();
+          return;
+        }
+        res.writeHead(204).end();
+        if (event.type !== 'presence.changed') return;
+        changes += 1;
+        const d = event.data;
+        const text = renderChange(
+          {
+            at: Date.parse(event.timestamp),
+            userId: d.user_id,
+            version: d.version,
+            previous: d.previous,
+            current: d.current,
+            explain: d.current.explain,
+          },
+          style,
+        );
+        if (o.tty) {
+          recent.push(text);
+          if (recent.length > 200) recent.splice(0, recent.length - 200);
+        } else {
+          o.write(`${text}\n`);
+        }
       });
+    });
+    orchestrator = hooks;
+    await new Promise<void>((resolve) => hooks.listen(0, '127.0.0.1', resolve));
+    const hookUrl = `http://127.0.0.1:${(hooks.address() as { port: number }).port}/presence`;
+    secret = ((await api('POST', '/v1/webhooks', { url: hookUrl })) as { secret: string }).secret;
+
+    const people = sim.world.people;
+    const ids = people.map((p) => p.userId);
+    const intro = [
+      `presence demo: ${o.users.toLocaleString('en-US')} simulated people on slack, teams, discord, zoom, whatsapp, linkedin and devices`,
+      `API ${base}  key ${key}`,
+      `try: curl -H 'Authorization: Bearer ${key}' '${base}/v1/availability?user_ids=${ids.slice(0, 2).join(',')}'`,
+      `change webhooks → orchestrator ${hookUrl}, every signature verified`,
+    ];
+    /** Draws one screen: the intro whole (the terminal wraps it), then everything else cut to fit. */
+    const draw = (status: string, parts?: Omit<Parameters<typeof composeFrame>[0], 'header'>): void => {
+      const width = Math.max(1, screen.columns());
+      const height = Math.max(1, screen.rows());
+      const header = [...intro, fit(status, width)];
+      const lines = parts === undefined ? header : composeFrame({ header, ...parts }, width, height);
+      const clear = dirty ? '\u001b[2J' : '';
+      dirty = false;
+      // Each line clears its row first, and the last one is not followed by a newline, so a frame
+      // that fills the screen never scrolls it.
+      o.write(`${clear}\u001b[H${lines.map((l) => `\u001b[2K${l}`).join('\r\n')}\u001b[J`);
+    };
+    if (o.tty)
+      o.write('\u001b[?25l'); // hide the cursor while drawing
+    else o.write(`${intro.join('\n')}\n`);
+
+    // Every person and account is registered over the API, as an operator's script would.
+    for (let i = 0; i < people.length && !o.signal?.aborted; i += REGISTER_CHUNK) {
+      if (o.tty)
+        draw(
+          `registering people over the API: ${i.toLocaleString('en-US')} of ${people.length.toLocaleString('en-US')}`,
+        );
+      await Promise.all(
+        people.slice(i, i + REGISTER_CHUNK).map((p) =>
+          inFlight(async () => {
+            await api('PUT', `/v1/users/${p.userId}`, { display_name: p.displayName });
+            for (const a of p.accounts) {
+              await api('POST', `/v1/users/${p.userId}/accounts`, {
+                platform: a.platform,
+                external_id: a.externalId,
+                ...(a.workspaceId === '' ? {} : { workspace_id: a.workspaceId }),
+              });
+            }
+          }),
+        ),
+      );
+    }
+
+    const started = systemClock.now();
+    const frameMs = o.frameMs ?? 250;
+    const manyPages = ids.length > 1000;
+    let summary = '';
+    let summaryAt = Number.NEGATIVE_INFINITY;
+    while (!o.signal?.aborted && systemClock.now() - started < o.durationMs) {
+      const sightings = await sim.step((hb) =>
+        inFlight(async () => {
+          await api('POST', '/v1/heartbeats', {
+            user_id: hb.userId,
+            device_id: hb.deviceId,
+            status: hb.status,
+            activity: hb.activity,
+            ttl_seconds: Math.max(1, Math.round(hb.ttlMs / 1000)),
+          });
+          seen.add('device');
+        }),
+      );
       for (const s of sightings) seen.add(s.platform);
       events += sightings.length;
       await svc.engine.sweep();
       if (o.tty) {
+        const realNow = systemClock.now();
+        if (!manyPages || realNow - summaryAt >= SUMMARY_EVERY_MS) {
+          summary = summarize(await source.availability(ids));
+          summaryAt = realNow;
+        }
+        const left = o.durationMs - (realNow - started);
         const simTime = new Date(clock.now()).toISOString().slice(11, 19);
-        const frame = [
-          ...intro,
-          `simulated time ${simTime} UTC, ${changes} changes so far; Ctrl-C to stop`,
-          '',
-          ...renderTable(await readAll(), clock.now(), style),
-          '',
-          'recent changes:',
-          ...recent,
-        ];
-        const width = o.columns?.() ?? 200;
-        o.write(`\u001b[H${frame.map((l) => `${fit(l, width)}\u001b[K`).join('\n')}\n\u001b[J`);
+        const status = `${clockText(left)} left of ${clockText(o.durationMs)} · ${simTime} UTC ×${o.speed} · ${changes} changes · ${summary} · Ctrl-C stops`;
+        const width = Math.max(1, screen.columns());
+        const headerLines = intro.reduce((n, l) => n + screenLines(l, width), 1);
+        const b = budget(Math.max(1, screen.rows()), headerLines, ids.length);
+        const rows = await source.rows(ids.slice(0, b.rows));
+        draw(status, {
+          table: renderTable(rows, clock.now(), style, width),
+          budget: b,
+          changes: recent,
+          style,
+        });
       }
-      await sleep(frameMs, o.signal);
+      await pause.sleep(frameMs, o.signal);
     }
-    if (!o.tty) o.write(`${renderTable(await readAll(), clock.now(), style).join('\n')}\n`);
+    if (!o.tty) {
+      const table = renderTable(await source.rows(ids), clock.now(), style);
+      o.write(`${[...table.lines, table.legend].join('\n')}\n`);
+    }
   } finally {
-    if (o.tty) o.write('\u001b[?25h');
+    unsubscribe();
+    if (o.tty) o.write('\u001b[?25h\r\n');
     await svc.close();
-    await new Promise<void>((resolve) => orchestrator.close(() => resolve()));
+    if (orchestrator !== null) {
+      const o2 = orchestrator;
+      await new Promise<void>((resolve) => o2.close(() => resolve()));
+    }
     rmSync(dir, { recursive: true, force: true });
   }
   o.write(
     `demo ended: ${changes} presence changes from ${events} platform reports; platforms seen: ${[...seen].sort().join(', ')}; webhooks verified ${changes}, rejected ${rejected}\n`,
   );
   return { changes, events, platforms: [...seen].sort() };
+}
+
+/** `presence demo` on this process's stdout: a live table on a terminal, plain lines on a pipe. */
+export async function runDemoCommand(opts: {
+  users: number;
+  duration: number;
+  speed: number;
+  seed: number;
+}): Promise<DemoSummary> {
+  const abort = new AbortController();
+  process.once('SIGINT', () => abort.abort());
+  process.once('SIGTERM', () => abort.abort());
+  const out = process.stdout;
+  const tty = out.isTTY === true;
+  return runDemo({
+    users: opts.users,
+    durationMs: opts.duration,
+    speed: opts.speed,
+    seed: opts.seed,
+    tty,
+    write: (t) => out.write(t),
+    signal: abort.signal,
+    screen: {
+      columns: () => out.columns ?? 100,
+      rows: () => out.rows ?? 30,
+      onResize: (redraw) => {
+        out.on('resize', redraw);
+        return () => out.off('resize', redraw);
+      },
+    },
+  });
 }

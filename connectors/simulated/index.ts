@@ -16,7 +16,7 @@ import { toSlackPresence } from '../slack/map';
 import { toTeamsPresence } from '../teams/map';
 import { toWhatsAppSightings } from '../whatsapp/map';
 import { toZoomEventPresence } from '../zoom/map';
-import { SimulatedWorld, type SimEvent, type WorldOptions } from './world';
+import { DEFAULT_POLL_MS, SimulatedWorld, type SimEvent, type WorldOptions } from './world';
 
 export { SimulatedWorld, type SimEvent, type SimPerson, type Life } from './world';
 
@@ -145,7 +145,7 @@ export class Simulation {
     options: WorldOptions,
     private readonly clock: Clock,
   ) {
-    const pollMs = options.pollMs ?? 60_000;
+    const pollMs = options.pollMs ?? DEFAULT_POLL_MS;
     this.world = new SimulatedWorld({ ...options, pollMs });
     this.connectors = {
       discord: new SimulatedConnector('discord', pollMs),

@@ -25,7 +25,7 @@ export type Life =
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
 
-/** Where a person goes next from each state, by weight, and how long they stay (minutes). */
+/** Where a person goes next from each state, by weight. */
 const NEXT: Record<Life, Partial<Record<Life, number>>> = {
   working: { idle: 4, meeting: 3, call: 2, focus: 2, break: 2, mobile: 1, offline: 1 },
   idle: { working: 6, break: 2, offline: 1, meeting: 1 },
@@ -37,16 +37,21 @@ const NEXT: Record<Life, Partial<Record<Life, number>>> = {
   mobile: { working: 4, break: 1, offline: 2 },
   offline: { working: 4, mobile: 2 },
 };
+/**
+ * How long a person stays in each state, in seconds. The simulated day is compressed: a meeting
+ * lasts half a minute, not an hour, so that a one-minute demo at real speed shows about fifty
+ * changes with 12 people, all the way through, instead of two or three in the first seconds.
+ */
 const DWELL: Record<Life, readonly [number, number]> = {
-  working: [3, 25],
-  idle: [2, 10],
-  meeting: [10, 45],
-  call: [3, 15],
-  presenting: [3, 12],
-  focus: [15, 50],
-  break: [5, 30],
-  mobile: [5, 30],
-  offline: [10, 60],
+  working: [8, 30],
+  idle: [5, 15],
+  meeting: [15, 45],
+  call: [8, 25],
+  presenting: [8, 20],
+  focus: [15, 40],
+  break: [8, 25],
+  mobile: [8, 25],
+  offline: [10, 35],
 };
 
 export interface SimPerson {
@@ -100,7 +105,7 @@ export interface WorldOptions {
   readonly seed: number;
   readonly users: number;
   readonly start: number;
-  /** Slack and Teams poll interval (simulated time). */
+  /** Slack and Teams poll interval (simulated time); 10 s by default. */
   readonly pollMs?: number;
 }
 
@@ -113,7 +118,7 @@ type Task =
       readonly platform: 'discord' | 'zoom';
       readonly refresh: boolean;
     }
-  | { readonly t: 'whatsapp'; readonly p: SimPerson }
+  | { readonly t: 'whatsapp'; readonly p: SimPerson; readonly first: boolean }
   | { readonly t: 'device'; readonly p: SimPerson; readonly device: 'laptop' | 'phone' };
 
 const NAMES = [
@@ -137,8 +142,12 @@ export const SIM_WORKSPACE: Readonly<Partial<Record<RealPlatform, string>>> = {
 
 const DESK: ReadonlySet<Life> = new Set(['working', 'idle', 'meeting', 'call', 'presenting', 'focus']);
 const PUSH_REFRESH_MS = 5 * MINUTE;
-const LAPTOP_EVERY_MS = 20 * SECOND;
-const PHONE_EVERY_MS = 60 * SECOND;
+export const DEFAULT_POLL_MS = 10 * SECOND;
+/** Heartbeats: a laptop every 10 s, a phone every 15 s, each kept alive for three beats. */
+const LAPTOP_EVERY_MS = 10 * SECOND;
+const PHONE_EVERY_MS = 15 * SECOND;
+/** Every linked platform reports within this long of the start, WhatsApp included. */
+const FIRST_REPORT_MS = 8 * SECOND;
 
 export class SimulatedWorld {
   readonly people: SimPerson[] = [];
@@ -151,7 +160,7 @@ export class SimulatedWorld {
   constructor(options: WorldOptions) {
     this.rng = new Random(options.seed);
     this.now = options.start;
-    this.pollMs = options.pollMs ?? MINUTE;
+    this.pollMs = options.pollMs ?? DEFAULT_POLL_MS;
     for (let i = 0; i < options.users; i++) this.people.push(this.makePerson(i, options.start));
     for (const p of this.people) this.schedulePerson(p, options.start);
   }
@@ -169,7 +178,8 @@ export class SimulatedWorld {
       accounts.push({
         platform: 'teams',
         workspaceId: SIM_WORKSPACE.teams!,
-        externalId: `5e0c0000-0000-4000-8000-00000000${n}`,
+        // A GUID at any --users: the last group is always 12 hex digits.
+        externalId: `5e0c0000-0000-4000-8000-${n.padStart(12, '0')}`,
       });
     }
     if (has('discord'))
@@ -185,24 +195,24 @@ export class SimulatedWorld {
       accounts,
       life,
       lifeSince: start,
-      lifeUntil: start + this.rng.int(lo, hi) * MINUTE,
+      lifeUntil: start + this.rng.int(lo * SECOND, hi * SECOND),
     };
   }
 
   private schedulePerson(p: SimPerson, start: number): void {
     this.queue.push(p.lifeUntil, { t: 'life', p });
     for (const a of p.accounts) {
-      const jitter = this.rng.int(0, 5 * SECOND);
+      const jitter = this.rng.int(0, FIRST_REPORT_MS);
       if (a.platform === 'slack' || a.platform === 'teams')
         this.queue.push(start + jitter, { t: 'poll', p, platform: a.platform });
       if (a.platform === 'discord' || a.platform === 'zoom') {
         this.queue.push(start + jitter, { t: 'push', p, platform: a.platform, refresh: true });
       }
       if (a.platform === 'whatsapp')
-        this.queue.push(start + this.rng.int(10, 240) * SECOND, { t: 'whatsapp', p });
+        this.queue.push(start + this.rng.int(SECOND, FIRST_REPORT_MS), { t: 'whatsapp', p, first: true });
     }
     this.queue.push(start + this.rng.int(0, 3 * SECOND), { t: 'device', p, device: 'laptop' });
-    this.queue.push(start + this.rng.int(0, 10 * SECOND), { t: 'device', p, device: 'phone' });
+    this.queue.push(start + this.rng.int(0, FIRST_REPORT_MS), { t: 'device', p, device: 'phone' });
   }
 
   /** Runs the simulation up to `now` and returns what happened, in time order. */
@@ -230,7 +240,7 @@ export class SimulatedWorld {
         const [lo, hi] = DWELL[to];
         p.life = to;
         p.lifeSince = at;
-        p.lifeUntil = at + this.rng.int(lo, hi) * MINUTE;
+        p.lifeUntil = at + this.rng.int(lo * SECOND, hi * SECOND);
         out.push({ kind: 'life', at, userId: p.userId, from, to });
         this.queue.push(p.lifeUntil, { t: 'life', p });
         // Push platforms tell within seconds.
@@ -258,10 +268,13 @@ export class SimulatedWorld {
       }
       case 'whatsapp': {
         const account = this.account(p, 'whatsapp')!;
-        const awake = p.life !== 'offline' && p.life !== 'focus' && p.life !== 'presenting';
+        // The first one comes whatever the person is doing (the morning's messages, read), so
+        // WhatsApp shows from the start of a demo.
+        const awake = task.first || (p.life !== 'offline' && p.life !== 'focus' && p.life !== 'presenting');
         if (awake) out.push({ kind: 'whatsapp', at, raw: this.whatsapp(account, at) });
-        const meanMin = p.life === 'mobile' || p.life === 'break' ? 3 : 12;
-        this.queue.push(at + this.rng.int(30 * SECOND, meanMin * 2 * MINUTE), task);
+        // Someone on the phone or on a break messages more often than someone at their desk.
+        const most = p.life === 'mobile' || p.life === 'break' ? 30 * SECOND : 90 * SECOND;
+        this.queue.push(at + this.rng.int(5 * SECOND, most), { ...task, first: false });
         return;
       }
       case 'device': {

@@ -7,7 +7,7 @@ import { createServer } from 'node:http';
 
 import { Command, InvalidArgumentError } from 'commander';
 
-import { runDemo } from '../../demo/cli';
+import { runDemoCommand } from '../../demo/cli';
 import { PresenceEngine } from '../aggregator/engine';
 import { ConfigError, parseEnv, requireSecretKey, type Env } from '../config/env';
 import { AppError } from '../core/errors';
@@ -79,19 +79,7 @@ export function buildCli(): Command {
     .option('--speed <x>', 'simulated time per real second', positiveNumber, 1)
     .option('--seed <n>', 'seed of the simulation', positiveInt, 1)
     .action(async (opts: { users: number; duration: number; speed: number; seed: number }) => {
-      const abort = new AbortController();
-      process.once('SIGINT', () => abort.abort());
-      process.once('SIGTERM', () => abort.abort());
-      await runDemo({
-        users: opts.users,
-        durationMs: opts.duration,
-        speed: opts.speed,
-        seed: opts.seed,
-        tty: process.stdout.isTTY === true,
-        columns: () => process.stdout.columns ?? 200,
-        write: (t) => process.stdout.write(t),
-        signal: abort.signal,
-      });
+      await runDemoCommand(opts);
     });
 
   program
