@@ -109,6 +109,12 @@ const clockText = (ms: number): string => {
   return `${mm}:${String(s % 60).padStart(2, '0')}`;
 };
 
+/**
+ * Up to this many people, each lives the compressed day (a state lasts ~20 s). With more, each
+ * one's day slows down in proportion, so the demo's total load (heartbeats over HTTP, polls,
+ * changes and webhooks per second) stays what 500 people make, and 10,000 stay drawable.
+ */
+const PEOPLE_AT_FULL_PACE = 500;
 /** People registered per screen update while setting up. */
 const REGISTER_CHUNK = 250;
 /** Requests the demo's simulated clients keep in flight at once. */
@@ -124,7 +130,10 @@ const FALLBACK_SCREEN = {
 export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
   const dir = mkdtempSync(join(tmpdir(), 'presence-demo-'));
   const clock = new ScaledClock(o.speed, systemClock);
-  const sim = new Simulation({ seed: o.seed, users: o.users, start: clock.now() }, clock);
+  const sim = new Simulation(
+    { seed: o.seed, users: o.users, start: clock.now(), pace: Math.max(1, o.users / PEOPLE_AT_FULL_PACE) },
+    clock,
+  );
   const env = parseEnv({
     PRESENCE_DB: join(dir, 'presence.db'),
     PRESENCE_RATE_LIMIT: '1000000',
@@ -253,6 +262,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
       );
     }
 
+    // The day begins once everyone is registered, however long that took.
+    sim.world.restartAt(clock.now());
     const started = systemClock.now();
     const frameMs = o.frameMs ?? 250;
     const manyPages = ids.length > 1000;

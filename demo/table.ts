@@ -62,7 +62,7 @@ export function fit(line: string, width: number): string {
       continue;
     }
     const ch = String.fromCodePoint(line.codePointAt(i)!);
-    if (shown === width - 1) return `${out}…${ESC}0m`;
+    if (shown === width - 1) return line.includes('\u001b') ? `${out}…${ESC}0m` : `${out}…`;
     out += ch;
     shown += 1;
     i += ch.length;
@@ -177,7 +177,7 @@ const COLUMNS: Record<ColumnKey, Column> = {
   reachable: {
     key: 'reachable',
     widths: [28, 18, 12],
-    title: () => 'REACHABLE VIA',
+    title: (w) => (w < 13 ? 'REACH VIA' : 'REACHABLE VIA'),
     cell: (r, w) => cut(r.presence.reachable_via.join(',') || '—', w),
   },
   activity: {
@@ -281,7 +281,7 @@ export function renderTable(rows: readonly DemoRow[], now: number, style: Style,
       .map((c, i) => (i === cells.length - 1 ? c : pad(c, shown[i]!.w)))
       .join(' '.repeat(GAP))
       .trimEnd();
-  const lines = [paint(style, '1', line(shown.map(({ col, w }) => col.title(w))))];
+  const lines = [paint(style, '1', line(shown.map(({ col, w }) => fit(col.title(w), w))))];
   for (const r of rows) lines.push(line(shown.map(({ col, w }) => fit(col.cell(r, w, now, style), w))));
   const short = DEMO_PLATFORMS.filter((p) => (plan.get(p) ?? 99) < 6);
   const marks = (['online', 'idle', 'busy', 'away', 'offline'] as Status[])
@@ -427,5 +427,5 @@ export function describeChange(c: Pick<ChangeLine, 'previous' | 'current'>, styl
 
 export function renderChange(c: ChangeLine, style: Style): string {
   const t = new Date(c.at).toISOString().slice(11, 19);
-  return `${paint(style, '90', t)} ${pad(c.userId, 8)} v${String(c.version).padEnd(3)} ${describeChange(c, style)}  ${paint(style, '90', c.explain)}`;
+  return `${paint(style, '90', t)} ${pad(c.userId, 9)} v${String(c.version).padEnd(3)} ${describeChange(c, style)}  ${paint(style, '90', c.explain)}`;
 }

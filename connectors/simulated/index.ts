@@ -16,7 +16,7 @@ import { toSlackPresence } from '../slack/map';
 import { toTeamsPresence } from '../teams/map';
 import { toWhatsAppSightings } from '../whatsapp/map';
 import { toZoomEventPresence } from '../zoom/map';
-import { DEFAULT_POLL_MS, SimulatedWorld, type SimEvent, type WorldOptions } from './world';
+import { SimulatedWorld, type SimEvent, type WorldOptions } from './world';
 
 export { SimulatedWorld, type SimEvent, type SimPerson, type Life } from './world';
 
@@ -145,8 +145,8 @@ export class Simulation {
     options: WorldOptions,
     private readonly clock: Clock,
   ) {
-    const pollMs = options.pollMs ?? DEFAULT_POLL_MS;
-    this.world = new SimulatedWorld({ ...options, pollMs });
+    this.world = new SimulatedWorld(options);
+    const pollMs = this.world.pollMs;
     this.connectors = {
       discord: new SimulatedConnector('discord', pollMs),
       slack: new SimulatedConnector('slack', pollMs),

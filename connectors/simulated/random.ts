@@ -70,6 +70,11 @@ export class TimeQueue<T> {
     }
   }
 
+  /** Moves every entry by `delta` ms; the order is unchanged. */
+  shift(delta: number): void {
+    for (const item of this.items) item.at += delta;
+  }
+
   peekAt(): number {
     return this.items[0]?.at ?? Number.POSITIVE_INFINITY;
   }

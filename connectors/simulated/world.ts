@@ -105,8 +105,15 @@ export interface WorldOptions {
   readonly seed: number;
   readonly users: number;
   readonly start: number;
-  /** Slack and Teams poll interval (simulated time); 10 s by default. */
+  /** Slack and Teams poll interval (simulated time); 10 s by default, times `pace`. */
   readonly pollMs?: number;
+  /**
+   * How many times slower than the compressed default each person's day runs (1 or more): states
+   * last `pace` times longer, and polls, heartbeats and messages come `pace` times less often.
+   * First reports spread over up to `8 s × pace` (the first people still within 8 s), so the
+   * start is no burst either.
+   */
+  readonly pace?: number;
 }
 
 type Task =
@@ -146,23 +153,27 @@ export const DEFAULT_POLL_MS = 10 * SECOND;
 /** Heartbeats: a laptop every 10 s, a phone every 15 s, each kept alive for three beats. */
 const LAPTOP_EVERY_MS = 10 * SECOND;
 const PHONE_EVERY_MS = 15 * SECOND;
-/** Every linked platform reports within this long of the start, WhatsApp included. */
+/** Every linked platform reports within this long of the start (times `pace`), WhatsApp included. */
 const FIRST_REPORT_MS = 8 * SECOND;
 
 export class SimulatedWorld {
   readonly people: SimPerson[] = [];
   private readonly rng: Random;
   private readonly queue = new TimeQueue<Task>();
-  private readonly pollMs: number;
+  /** The Slack and Teams poll interval in effect (pace included). */
+  readonly pollMs: number;
+  private readonly pace: number;
   private now: number;
+  private started = false;
   private messageSeq = 0;
 
   constructor(options: WorldOptions) {
     this.rng = new Random(options.seed);
     this.now = options.start;
-    this.pollMs = options.pollMs ?? DEFAULT_POLL_MS;
+    this.pace = Math.max(1, options.pace ?? 1);
+    this.pollMs = (options.pollMs ?? DEFAULT_POLL_MS) * this.pace;
     for (let i = 0; i < options.users; i++) this.people.push(this.makePerson(i, options.start));
-    for (const p of this.people) this.schedulePerson(p, options.start);
+    this.people.forEach((p, i) => this.schedulePerson(p, options.start, this.firstWindow(i, options.users)));
   }
 
   private makePerson(i: number, start: number): SimPerson {
@@ -195,28 +206,61 @@ export class SimulatedWorld {
       accounts,
       life,
       lifeSince: start,
-      lifeUntil: start + this.rng.int(lo * SECOND, hi * SECOND),
+      lifeUntil: start + this.dwell(lo, hi),
     };
   }
 
-  private schedulePerson(p: SimPerson, start: number): void {
+  /**
+   * How soon person `i` first reports: within 8 s for the first people (the top of the demo's
+   * table), up to 8 s × pace for the last, so a large crowd does not all arrive at once.
+   */
+  private firstWindow(i: number, users: number): number {
+    return Math.round(FIRST_REPORT_MS * (1 + ((this.pace - 1) * i) / Math.max(1, users)));
+  }
+
+  private schedulePerson(p: SimPerson, start: number, first: number): void {
     this.queue.push(p.lifeUntil, { t: 'life', p });
     for (const a of p.accounts) {
-      const jitter = this.rng.int(0, FIRST_REPORT_MS);
+      const jitter = this.rng.int(0, first);
       if (a.platform === 'slack' || a.platform === 'teams')
         this.queue.push(start + jitter, { t: 'poll', p, platform: a.platform });
       if (a.platform === 'discord' || a.platform === 'zoom') {
         this.queue.push(start + jitter, { t: 'push', p, platform: a.platform, refresh: true });
       }
       if (a.platform === 'whatsapp')
-        this.queue.push(start + this.rng.int(SECOND, FIRST_REPORT_MS), { t: 'whatsapp', p, first: true });
+        this.queue.push(start + this.rng.int(SECOND, first), { t: 'whatsapp', p, first: true });
     }
-    this.queue.push(start + this.rng.int(0, 3 * SECOND), { t: 'device', p, device: 'laptop' });
-    this.queue.push(start + this.rng.int(0, FIRST_REPORT_MS), { t: 'device', p, device: 'phone' });
+    this.queue.push(start + this.rng.int(0, Math.round((3 * first) / 8)), {
+      t: 'device',
+      p,
+      device: 'laptop',
+    });
+    this.queue.push(start + this.rng.int(0, first), { t: 'device', p, device: 'phone' });
+  }
+
+  /** A stay of `lo`..`hi` seconds, at this world's pace. */
+  private dwell(lo: number, hi: number): number {
+    return this.rng.int(lo * SECOND * this.pace, hi * SECOND * this.pace);
+  }
+
+  /**
+   * Moves the whole day to begin at `start` instead, as if constructed with it (the demo registers
+   * its people before the day begins, which can take a while). Only before the first `advanceTo`.
+   */
+  restartAt(start: number): void {
+    if (this.started) throw new Error('restartAt after the simulation has advanced');
+    const delta = start - this.now;
+    this.queue.shift(delta);
+    for (const p of this.people) {
+      p.lifeSince += delta;
+      p.lifeUntil += delta;
+    }
+    this.now = start;
   }
 
   /** Runs the simulation up to `now` and returns what happened, in time order. */
   advanceTo(now: number): SimEvent[] {
+    this.started = true;
     const events: SimEvent[] = [];
     while (this.queue.peekAt() <= now) {
       const { at, value } = this.queue.pop()!;
@@ -240,7 +284,7 @@ export class SimulatedWorld {
         const [lo, hi] = DWELL[to];
         p.life = to;
         p.lifeSince = at;
-        p.lifeUntil = at + this.rng.int(lo * SECOND, hi * SECOND);
+        p.lifeUntil = at + this.dwell(lo, hi);
         out.push({ kind: 'life', at, userId: p.userId, from, to });
         this.queue.push(p.lifeUntil, { t: 'life', p });
         // Push platforms tell within seconds.
@@ -274,12 +318,12 @@ export class SimulatedWorld {
         if (awake) out.push({ kind: 'whatsapp', at, raw: this.whatsapp(account, at) });
         // Someone on the phone or on a break messages more often than someone at their desk.
         const most = p.life === 'mobile' || p.life === 'break' ? 30 * SECOND : 90 * SECOND;
-        this.queue.push(at + this.rng.int(5 * SECOND, most), { ...task, first: false });
+        this.queue.push(at + this.rng.int(5 * SECOND, most) * this.pace, { ...task, first: false });
         return;
       }
       case 'device': {
         const hb = this.heartbeat(p, task.device);
-        const every = task.device === 'laptop' ? LAPTOP_EVERY_MS : PHONE_EVERY_MS;
+        const every = (task.device === 'laptop' ? LAPTOP_EVERY_MS : PHONE_EVERY_MS) * this.pace;
         if (hb !== null) {
           out.push({
             kind: 'heartbeat',

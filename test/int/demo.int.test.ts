@@ -1,7 +1,62 @@
-import { runDemo } from '../../demo/cli';
+import { runDemo, type Screen } from '../../demo/cli';
+import { httpSource, type Api } from '../../demo/source';
+import { visible } from '../../demo/table';
+
+const CHANGE = /^\d\d:\d\d:\d\d \S+\s+v\d+ /;
+
+interface Frame {
+  readonly columns: number;
+  readonly rows: number;
+  /** The frame began by clearing the screen. */
+  readonly cleared: boolean;
+  /** Its lines, without terminal codes. */
+  readonly lines: string[];
+}
+
+/** A terminal of a given size that keeps every frame drawn on it (one write each). */
+function fakeTerminal(columns: number, rows: number) {
+  let size = { columns, rows };
+  let redraw: (() => void) | null = null;
+  const frames: Frame[] = [];
+  const screen: Screen = {
+    columns: () => size.columns,
+    rows: () => size.rows,
+    onResize: (cb) => {
+      redraw = cb;
+      return () => {
+        redraw = null;
+      };
+    },
+  };
+  return {
+    screen,
+    frames,
+    write(t: string): void {
+      const home = t.indexOf('\u001b[H');
+      if (home < 0) return;
+      const lines = t
+        .slice(home + 3)
+        .replace(/\u001b\[J$/, '')
+        .split('\r\n')
+        .map((l) => l.replace(/\u001b\[[0-9;?]*[A-Za-z]/g, ''));
+      frames.push({ ...size, cleared: t.slice(0, home).includes('\u001b[2J'), lines });
+    },
+    resize(c: number, r: number): void {
+      size = { columns: c, rows: r };
+      redraw?.();
+    },
+    get subscribed(): boolean {
+      return redraw !== null;
+    },
+  };
+}
+
+/** How many terminal rows the lines take at `width`. */
+const rowsTaken = (lines: readonly string[], width: number): number =>
+  lines.reduce((n, l) => n + Math.max(1, Math.ceil(visible(l) / width)), 0);
 
 describe('presence demo', () => {
-  it('runs non-interactively: all six platforms, changing states, a clean end', async () => {
+  it('runs non-interactively: all six platforms, changing states, availability, a clean end', async () => {
     let out = '';
     const summary = await runDemo({
       users: 12,
@@ -17,9 +72,113 @@ describe('presence demo', () => {
     expect(summary.platforms).toEqual(['device', 'discord', 'slack', 'teams', 'whatsapp', 'zoom']);
     expect(summary.changes).toBeGreaterThan(12);
     expect(out).not.toContain('\u001b[');
-    for (const p of ['SLACK', 'TEAMS', 'DISCORD', 'ZOOM', 'WHATSAPP', 'LINKEDIN']) expect(out).toContain(p);
+    const lines = out.split('\n');
+    // The API's URL, key and a curl example come first, whole.
+    expect(lines[1]).toMatch(/^API http:\/\/127\.0\.0\.1:\d+ {2}key pk_\S+$/);
+    expect(lines[2]).toMatch(
+      /^try: curl -H 'Authorization: Bearer pk_\S+' 'http:\/\/127\.0\.0\.1:\d+\/v1\/availability\?user_ids=alice,bob'$/,
+    );
+    const head = lines.find((l) => l.startsWith('USER'))!;
+    for (const p of [
+      'AVAILABLE',
+      'REACHABLE VIA',
+      'SLACK',
+      'TEAMS',
+      'DISCORD',
+      'ZOOM',
+      'WHATSAPP',
+      'LINKEDIN',
+    ])
+      expect(head).toContain(p);
     expect(out).toContain('identity only');
-    expect(out).toMatch(/ v2 /);
+    expect(out).toMatch(/^alice\s+\S \w+\s+[✓✗] /m);
+    // Change lines say what changed: never "x → x" with nothing else.
+    const changes = lines.filter((l) => CHANGE.test(l));
+    expect(changes.length).toBeGreaterThan(12);
+    expect(changes.some((l) => / v[2-9]\d* /.test(l))).toBe(true);
+    for (const l of changes) expect(l).not.toMatch(/([●◐⊘○·] \w+) → \1(?!\w)/);
     expect(out).toMatch(/demo ended: \d+ presence changes/);
-  }, 30_000);
+  }, 60_000);
+
+  it('on a 100×30 terminal every frame fits, the header is whole, and a resize redraws to the new size', async () => {
+    const term = fakeTerminal(100, 30);
+    const abort = new AbortController();
+    const summary = await runDemo({
+      users: 50,
+      durationMs: 60_000,
+      speed: 30,
+      seed: 2,
+      tty: true,
+      frameMs: 50,
+      screen: term.screen,
+      signal: abort.signal,
+      write: (t) => {
+        term.write(t);
+        // Resize once the table has been drawn a while; stop after as many frames at the new size.
+        const drawn = term.frames.filter((f) => f.lines.some((l) => l.startsWith('USER'))).length;
+        if (drawn === 20 && term.screen.columns() === 100) term.resize(80, 24);
+        if (drawn === 40) abort.abort();
+      },
+    });
+    expect(term.subscribed).toBe(false); // the resize listener is removed at the end
+    expect(summary.changes).toBeGreaterThan(0);
+    const frames = term.frames;
+    for (const f of frames) {
+      expect(rowsTaken(f.lines, f.columns)).toBeLessThanOrEqual(f.rows);
+      expect(f.lines[0]).toMatch(/^presence demo: 50 simulated people/);
+      // The URL, key and curl example are whole (the terminal wraps them); everything else fits.
+      expect(f.lines[2]).toMatch(
+        /^try: curl -H 'Authorization: Bearer pk_\S+' 'http:\/\/127\.0\.0\.1:\d+\/v1\/availability\?user_ids=alice,bob'$/,
+      );
+      for (const l of f.lines.slice(4)) expect(visible(l)).toBeLessThanOrEqual(f.columns);
+    }
+    const tables = frames.filter((f) => f.lines.some((l) => l.startsWith('USER')));
+    const wide = tables.filter((f) => f.columns === 100);
+    const narrow = tables.filter((f) => f.columns === 80);
+    expect(wide.length).toBeGreaterThanOrEqual(20);
+    expect(narrow.length).toBeGreaterThanOrEqual(19);
+    expect(wide[0]!.lines).toContainEqual(
+      expect.stringMatching(/^USER\s+STATUS\s+AVAILABLE\s+REACHABLE VIA\s.*SL TM DC ZM WA LI DV/),
+    );
+    // The resize cleared the screen and drew again at once, at the new size.
+    const firstNarrow = frames.findIndex((f) => f.columns === 80);
+    expect(frames[firstNarrow]!.cleared).toBe(true);
+    const last = narrow.at(-1)!;
+    // 50 people do not fit: the rest are counted, and the change lines keep their room.
+    expect(last.lines).toContainEqual(expect.stringMatching(/^\+\d+ more$/));
+    expect(last.lines).toContain('recent changes:');
+    expect(last.lines.at(-1)).toMatch(CHANGE);
+    // A line saying how long is left.
+    expect(last.lines).toContainEqual(expect.stringMatching(/^\d+:\d\d left of 1:00 · /));
+  }, 120_000);
+
+  it('pages its reads through the API at 1,001 people, never over the 1,000-id limit', async () => {
+    const sizes: number[] = [];
+    const spy =
+      (api: Api): Api =>
+      (method, path, body) => {
+        if (path.startsWith('/v1/availability'))
+          sizes.push(new URL(path, 'http://x').searchParams.get('user_ids')!.split(',').length);
+        if (path === '/v1/presence/query') sizes.push((body as { user_ids: string[] }).user_ids.length);
+        return api(method, path, body);
+      };
+    let out = '';
+    await runDemo({
+      users: 1001,
+      durationMs: 500,
+      speed: 10,
+      seed: 1,
+      tty: false,
+      frameMs: 100,
+      source: (api) => httpSource(spy(api)),
+      write: (t) => {
+        out += t;
+      },
+    });
+    expect(Math.max(...sizes)).toBe(1000);
+    expect(sizes).toContain(1);
+    const rows = out.split('\n').filter((l) => /^[a-z]+\d*\s+\S \w+\s+[✓✗…]/.test(l));
+    expect(rows).toHaveLength(1001);
+    expect(out).toMatch(/^erin84\s/m); // the 1,001st person (ids cycle through 12 names)
+  }, 180_000);
 });
