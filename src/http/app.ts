@@ -14,9 +14,10 @@ import { z } from 'zod';
 
 import { RateLimiter, registerAuth } from './auth';
 import type { AppDeps } from './deps';
-import { errorHandler, notFoundHandler } from './errors';
+import { clientErrorHandler, errorHandler, notFoundHandler } from './errors';
+import { badQueryError, badStringError, checkJsonBytes, findBadString, MAX_PARAM_LENGTH } from './input';
 import { registerMetrics } from './metrics';
-import { parseQuery } from './query';
+import { badQueryEncoding, parseQuery } from './query';
 import { heartbeatRoutes } from './routes/heartbeats';
 import { keyRoutes } from './routes/keys';
 import { opsRoutes } from './routes/ops';
@@ -107,6 +108,15 @@ function compiled(schema: z.ZodType): z.ZodType {
   return schema instanceof z.ZodType ? z.compile(schema) : schema;
 }
 
+/** What a route without a query schema of its own takes: nothing (an unknown parameter is a 400). */
+const NO_QUERY = z.strictObject({});
+
+/**
+ * Platform inbound routes read the query the platform sends (Graph's validationToken, Meta's
+ * hub.*) and may be sent more than they read; the API docs are static pages.
+ */
+const OPEN_QUERY = /^\/(?:v1\/inbound\/|docs(?:\/|$))/;
+
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     ...(deps.logger === false ? { logger: false } : { loggerInstance: deps.logger }),
@@ -118,21 +128,52 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
     // Fastify's two lines per request replaced by registerAccessLog's one, for the requests that matter.
     logController: new LogController({ disableRequestLogging: true }),
-    // Long enough for any valid id in a path, so that an over-long one gets a clear 400 from validation.
-    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 300, querystringParser: parseQuery },
+    routerOptions: {
+      ignoreTrailingSlash: true,
+      maxParamLength: MAX_PARAM_LENGTH,
+      querystringParser: parseQuery,
+    },
+    // The router's own refusals (a path that is not percent-encoded UTF-8, an over-long segment),
+    // and what Node's parser refuses before Fastify (431, a broken Content-Length, not HTTP), answer
+    // with the contract's body like every other error.
+    frameworkErrors: errorHandler,
+    clientErrorHandler,
   });
   // zod's runtime parser tracks every parse in WeakMaps (to support cyclic input), which under load
   // costs more in garbage collection than the validation itself (13 % of a busy server's time with
   // the batch route). A compiled schema checks on a generated fast path and falls back to the
   // runtime parser only to describe a failure, so the issues and messages are the same.
-  app.setValidatorCompiler<z.ZodType>((route) =>
-    validatorCompiler({ ...route, schema: compiled(route.schema) }),
-  );
+  //
+  // Before any schema, every string of the part (an object key included) must be valid Unicode
+  // without NUL: checked here once rather than per field, so that no field can forget it.
+  app.setValidatorCompiler<z.ZodType>((route) => {
+    const validate = validatorCompiler({ ...route, schema: compiled(route.schema) });
+    const part = route.httpPart ?? 'request';
+    return (data: unknown) => {
+      if (part === 'querystring' && badQueryEncoding(data) !== undefined) return { error: badQueryError() };
+      const bad = findBadString(data);
+      return bad === null ? validate(data) : { error: badStringError(part, bad) };
+    };
+  });
   app.setSerializerCompiler<z.ZodType>((route) =>
     serializerCompiler({ ...route, schema: compiled(route.schema) }),
   );
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFoundHandler);
+
+  // Fastify's JSON parser (with its guards against `__proto__` and `constructor` keys), behind a
+  // check of the declared charset and of the bytes: it would otherwise decode any bytes as UTF-8,
+  // quietly turning what is not UTF-8 into U+FFFD.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body: Buffer, done) => {
+    const refused = checkJsonBytes(req.headers['content-type'], body);
+    if (refused !== null) {
+      done(refused, undefined);
+      return;
+    }
+    void parseJson(req, body.toString('utf8'), done);
+  });
 
   await app.register(fastifySwagger, {
     openapi: {
@@ -149,6 +190,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     transform: documented,
   });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+
+  app.addHook('onRoute', (route) => {
+    if (OPEN_QUERY.test(route.url) || route.schema?.querystring !== undefined) return;
+    route.schema = { ...route.schema, querystring: NO_QUERY };
+  });
 
   registerAuth(app, deps.keys, new RateLimiter(deps.rateLimitPerMinute, deps.clock));
   const registry = registerMetrics(app, deps.engine, { gauges: deps.gauges });

@@ -37,14 +37,14 @@ describe("Fastify's own errors in the contract's shape", () => {
     expectError(res, 413, 'payload_too_large');
   });
 
-  it('a content type the route does not take → 415 with invalid_request', async () => {
+  it('a content type the route does not take → 415 unsupported_media_type', async () => {
     const res = await api.call({
       method: 'POST',
       url: '/v1/heartbeats',
       payload: '<user_id>a</user_id>',
       headers: { 'content-type': 'application/xml' },
     });
-    expectError(res, 415, 'invalid_request');
+    expectError(res, 415, 'unsupported_media_type');
     // text/plain is parsed as a string, which the schema then refuses.
     const text = await api.call({
       method: 'POST',

@@ -1,6 +1,6 @@
 import { parse } from 'fast-querystring';
 
-import { parseQuery } from '../../src/http/query';
+import { badQueryEncoding, parseQuery } from '../../src/http/query';
 
 describe('parseQuery', () => {
   it.each([
@@ -24,4 +24,18 @@ describe('parseQuery', () => {
     expect(Object.getPrototypeOf(q)).toBeNull();
     expect(Object.keys(q)).toEqual(['__proto__']);
   });
+
+  it.each([['a=%zz'], ['a=%C3'], ['a=%ED%A0%80'], ['ok=1&b=x%2'], ['%FF=1']])(
+    'marks %p, which fast-querystring would keep as raw escapes',
+    (query) => {
+      expect(badQueryEncoding(parseQuery(query))).toBeDefined();
+    },
+  );
+
+  it.each([['a=%25zz'], ['a=%F0%9F%98%80'], ['a=b+c'], ['user_ids=a,b'], ['']])(
+    'does not mark %p',
+    (query) => {
+      expect(badQueryEncoding(parseQuery(query))).toBeUndefined();
+    },
+  );
 });
