@@ -241,11 +241,19 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     else o.write(`${intro.join('\n')}\n`);
 
     // Every person and account is registered over the API, as an operator's script would.
+    const registering = systemClock.now();
+    const many = people.length > 4 * REGISTER_CHUNK;
+    if (!o.tty && many)
+      o.write(`registering ${people.length.toLocaleString('en-US')} people over the API…\n`);
     for (let i = 0; i < people.length && !o.signal?.aborted; i += REGISTER_CHUNK) {
-      if (o.tty)
+      if (o.tty) {
+        // Thousands of people take a while (several HTTP requests each): say how long is left.
+        const spent = systemClock.now() - registering;
+        const eta = i === 0 ? '' : ` (about ${clockText((spent / i) * (people.length - i))} left)`;
         draw(
-          `registering people over the API: ${i.toLocaleString('en-US')} of ${people.length.toLocaleString('en-US')}`,
+          `registering people over the API: ${i.toLocaleString('en-US')} of ${people.length.toLocaleString('en-US')}${eta}`,
         );
+      }
       await Promise.all(
         people.slice(i, i + REGISTER_CHUNK).map((p) =>
           inFlight(async () => {
