@@ -1,3 +1,6 @@
+import { createHash } from 'node:crypto';
+
+import { SimulatedWorld } from '../../connectors/simulated';
 import { runDemo, type Screen } from '../../demo/cli';
 import { httpSource, type Api } from '../../demo/source';
 import { visible } from '../../demo/table';
@@ -181,4 +184,56 @@ describe('presence demo', () => {
     expect(rows).toHaveLength(1001);
     expect(out).toMatch(/^erin84\s/m); // the 1,001st person (ids cycle through 12 names)
   }, 180_000);
+});
+
+describe('the simulated day', () => {
+  const T = Date.UTC(2030, 0, 7, 9);
+  const SECOND = 1000;
+
+  it.each([1, 2, 3, 7, 42])(
+    'seed %i: every platform reports within the first 8 s, and people change state all through a minute',
+    (seed) => {
+      const w = new SimulatedWorld({ seed, users: 12, start: T });
+      const first = w.advanceTo(T + 8 * SECOND);
+      expect([...new Set(first.map((e) => e.kind))]).toEqual(
+        expect.arrayContaining(['slack', 'teams', 'discord', 'zoom', 'whatsapp', 'heartbeat']),
+      );
+      // Someone changes what they are doing in every 10 s of the first minute.
+      const rest = w.advanceTo(T + 60 * SECOND);
+      const lives = [...first, ...rest].filter((e) => e.kind === 'life');
+      for (let t = 0; t < 60; t += 10) {
+        expect({
+          from: t,
+          any: lives.some((e) => e.at >= T + t * SECOND && e.at < T + (t + 10) * SECOND),
+        }).toEqual({
+          from: t,
+          any: true,
+        });
+      }
+      expect(lives.length).toBeGreaterThan(20);
+    },
+  );
+
+  it('keeps the load of 500 people with more: 10,000 at pace 20 send about as much as 500 at pace 1', () => {
+    const count = (users: number, pace: number): number =>
+      new SimulatedWorld({ seed: 1, users, start: T, pace }).advanceTo(T + 120 * SECOND).length;
+    const small = count(500, 1);
+    const large = count(10_000, 20);
+    expect(large).toBeLessThan(small * 2);
+    expect(large).toBeGreaterThan(small / 2);
+  });
+
+  it('begins again later exactly as if made then (the demo starts the day after registering)', () => {
+    const digest = (w: SimulatedWorld, from: number): string =>
+      createHash('sha256')
+        .update(JSON.stringify(w.advanceTo(from + 600 * SECOND)))
+        .digest('hex');
+    const later = T + 97 * SECOND;
+    const moved = new SimulatedWorld({ seed: 5, users: 30, start: T });
+    moved.restartAt(later);
+    expect(digest(moved, later)).toBe(
+      digest(new SimulatedWorld({ seed: 5, users: 30, start: later }), later),
+    );
+    expect(() => moved.restartAt(later + 1)).toThrow(/after the simulation has advanced/);
+  });
 });
