@@ -10,6 +10,7 @@ export default tseslint.config(
       'coverage/**',
       'data/**',
       'bin/**',
+      'scripts/**',
       '*.config.js',
       '*.config.mjs',
     ],
