@@ -208,11 +208,15 @@ function realConnectors(
       log,
     });
     out.push(slack);
+  } else if (env.SLACK_SIGNING_SECRET !== undefined) {
+    // No polling credentials: the pushed events alone (DND, custom status, huddles) still apply.
+    slack = new SlackConnector({ pushOnly: true, clock, log });
+    out.push(slack);
   }
   if (env.SLACK_SIGNING_SECRET !== undefined) {
     const signingSecret = env.SLACK_SIGNING_SECRET;
-    // Verified events are acknowledged even without polling credentials; the connector, when
-    // there is one, turns them into presence.
+    // Verified events are acknowledged even without polling credentials; the connector turns
+    // them into presence.
     plugins.push((app) =>
       slackInboundRoutes(app, {
         signingSecret,

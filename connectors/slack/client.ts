@@ -183,6 +183,11 @@ export class SlackClient implements SlackApi {
       status_text: p.status_text ?? '',
       status_emoji: p.status_emoji ?? '',
       status_expiration: p.status_expiration ?? 0,
+      // Newer profiles say when the person is in a huddle (https://docs.slack.dev/reference/events/user_huddle_changed/).
+      ...(typeof p.huddle_state === 'string' ? { huddle_state: p.huddle_state } : {}),
+      ...(typeof p.huddle_state_expiration_ts === 'number'
+        ? { huddle_state_expiration_ts: p.huddle_state_expiration_ts }
+        : {}),
     };
   }
 }

@@ -23,14 +23,14 @@ import { silentLog, type Log } from '../../src/core/log';
 import type { AccountRef } from '../../src/core/ports';
 import { SLACK_SCOPE_ERRORS, SLACK_USER_ERRORS, SlackCallError, SlackClient, type SlackApi } from './client';
 import { slack } from './index';
-import { toSlackPresence } from './map';
-import type {
-  SlackDndStatus,
-  SlackDndUpdatedUserEvent,
-  SlackEventCallback,
-  SlackPresenceResponse,
-  SlackProfileStatus,
-  SlackUserChangeEvent,
+import { toSlackPresence, toSlackPushedPresence } from './map';
+import {
+  SlackDndUpdatedUserEventSchema,
+  SlackUserChangeEventSchema,
+  type SlackDndStatus,
+  type SlackEventCallback,
+  type SlackPresenceResponse,
+  type SlackProfileStatus,
 } from './types';
 
 export interface SlackAuthErrorInfo {
@@ -41,6 +41,13 @@ export interface SlackAuthErrorInfo {
 }
 
 export interface SlackConnectorOptions {
+  /**
+   * Events only: no token, no polling. With just `SLACK_SIGNING_SECRET` the Events API still
+   * pushes DND, custom status and huddles, and they are applied until Slack says they end.
+   */
+  readonly pushOnly?: boolean;
+  /** Push-only: how long a pushed state counts when Slack gives it no end (default 7 days). */
+  readonly pushTtlMs?: number;
   /** One bot token for every workspace (`SLACK_BOT_TOKEN`). */
   readonly token?: string;
   /** Or a token per workspace, from the connection layer; asked before each round of calls. */
@@ -133,7 +140,7 @@ const label = (workspaceId: string): string => (workspaceId === '' ? 'the defaul
 const seconds = (ms: number): string => `${Math.ceil(ms / 1000)} s`;
 
 export class SlackConnector implements Connector {
-  readonly descriptor = slack;
+  readonly descriptor: typeof slack;
 
   private readonly spec: Record<LaneName, LaneSpec>;
   private readonly pollIntervalMs: number;
@@ -152,9 +159,22 @@ export class SlackConnector implements Connector {
   private lastError: string | null = null;
   private startedAt = 0;
 
+  private readonly pushOnly: boolean;
+  private readonly pushTtlMs: number;
+
   constructor(private readonly options: SlackConnectorOptions) {
-    if (options.token === undefined && options.tokenFor === undefined)
-      throw new Error('SlackConnector needs a token or tokenFor');
+    this.pushOnly = options.pushOnly === true;
+    if (!this.pushOnly && options.token === undefined && options.tokenFor === undefined)
+      throw new Error('SlackConnector needs a token or tokenFor (or pushOnly)');
+    this.pushTtlMs = options.pushTtlMs ?? 7 * 24 * 3_600_000;
+    this.descriptor = this.pushOnly
+      ? {
+          ...slack,
+          mode: 'push',
+          notes:
+            'Events only (no bot token): DND, custom status and huddles as Slack pushes them; active/away is not known.',
+        }
+      : slack;
     this.pollIntervalMs = options.pollIntervalMs ?? 60_000;
     if (!(this.pollIntervalMs > 0)) throw new Error('pollIntervalMs must be positive');
     this.ttlPolls = options.ttlPolls ?? 3;
@@ -166,19 +186,19 @@ export class SlackConnector implements Connector {
         method: 'dnd.teamInfo',
         perMinute: options.tier2PerMinute ?? 20,
         batch: 50,
-        intervalMs: options.dndIntervalMs ?? this.pollIntervalMs,
+        intervalMs: this.pushOnly ? 0 : (options.dndIntervalMs ?? this.pollIntervalMs),
       },
       profile: {
         method: 'users.profile.get',
         perMinute: options.tier4PerMinute ?? 100,
         batch: 1,
-        intervalMs: options.profileIntervalMs ?? this.pollIntervalMs,
+        intervalMs: this.pushOnly ? 0 : (options.profileIntervalMs ?? this.pollIntervalMs),
       },
       presence: {
         method: 'users.getPresence',
         perMinute: options.tier3PerMinute ?? 50,
         batch: 1,
-        intervalMs: this.pollIntervalMs,
+        intervalMs: this.pushOnly ? 0 : this.pollIntervalMs,
       },
     };
     this.clock = options.clock ?? systemClock;
@@ -556,13 +576,18 @@ export class SlackConnector implements Connector {
     }
     const exp = u.profile?.status_expiration ?? 0;
     if (exp > 0) marks.push(exp);
+    const huddleExp =
+      u.profile?.huddle_state === 'in_a_huddle' ? (u.profile.huddle_state_expiration_ts ?? 0) : 0;
+    if (huddleExp > 0) marks.push(huddleExp);
     const future = marks.filter((s) => s > nowS).map((s) => s * 1000);
     u.remapAt = future.length === 0 ? null : Math.min(...future);
   }
 
   private async report(ws: Workspace, u: UserState, now: number): Promise<void> {
     const ctx = this.ctx;
-    if (ctx === null || u.presence === null) return;
+    if (ctx === null) return;
+    if (this.pushOnly) return this.reportPushed(ctx, u, now);
+    if (u.presence === null) return;
     const mapped = toSlackPresence({ presence: u.presence, dnd: u.dnd, profile: u.profile }, now);
     if (mapped === null) {
       // Never guessed into a status; said once per value.
@@ -583,42 +608,82 @@ export class SlackConnector implements Connector {
     }
   }
 
+  /** Push-only: what the events say, until the end Slack gives; a cleared state is ended. */
+  private async reportPushed(ctx: ConnectorContext, u: UserState, now: number): Promise<void> {
+    const pushed = toSlackPushedPresence({ dnd: u.dnd, profile: u.profile }, now, this.pushTtlMs);
+    try {
+      if (pushed !== null) {
+        await ctx.report({ account: u.account, presence: pushed.mapped, ttlMs: pushed.until - now });
+      } else {
+        // Nothing is set: a report that ends at once replaces whatever is still live (the engine
+        // keeps one report per platform and lets an expired one go). Sent even when nothing
+        // was reported by this process, so that a state pushed before a restart ends too.
+        await ctx.report({
+          account: u.account,
+          presence: {
+            state: {
+              status: 'offline',
+              activity: null,
+              customStatus: null,
+              source: 'inferred',
+              raw: { cleared: true },
+              label: 'nothing set',
+            },
+            devices: null,
+          },
+          ttlMs: 1,
+        });
+      }
+      this.lastSuccessAt = now;
+    } catch (err) {
+      this.log.error({ platform: 'slack', err }, 'slack report failed');
+    }
+  }
+
   // ---------------------------------------------------------------- events
 
   /**
-   * One verified Events API delivery (see inbound.ts): `user_change`/`user_status_changed` carry
-   * the profile with the custom status, `dnd_updated_user` the DND state. The user's state is
-   * updated and, once its presence is known, reported. Other events are ignored.
+   * One verified Events API delivery (see inbound.ts): `user_change`, `user_status_changed` and
+   * `user_huddle_changed` carry the profile with the custom status and the huddle state,
+   * `dnd_updated_user` the DND state. An event is read only when every field used has its
+   * documented type (types.ts); anything else is ignored. The user's state is updated and
+   * reported: once its presence is known when polling, at once when push-only.
    */
   async handleEvent(envelope: SlackEventCallback): Promise<void> {
     if (this.ctx === null) return;
     this.sync();
     const now = this.clock.now();
-    const event = envelope.event;
-    const teams = [envelope.team_id];
+    const teams: unknown[] = [envelope.team_id];
     let userId: string;
     let apply: (u: UserState) => void;
-    if (isUserChange(event)) {
-      const profile = event.user.profile;
-      userId = event.user.id;
-      teams.push(event.user.team_id);
+    const change = SlackUserChangeEventSchema.safeParse(envelope.event);
+    const dnd = change.success ? null : SlackDndUpdatedUserEventSchema.safeParse(envelope.event);
+    if (change.success) {
+      const { user } = change.data;
+      const profile = user.profile;
+      userId = user.id;
+      teams.push(user.team_id);
       apply = (u) => {
         u.profile = {
           status_text: profile.status_text ?? '',
           status_emoji: profile.status_emoji ?? '',
           status_expiration: profile.status_expiration ?? 0,
+          ...(profile.huddle_state !== undefined ? { huddle_state: profile.huddle_state } : {}),
+          ...(profile.huddle_state_expiration_ts !== undefined
+            ? { huddle_state_expiration_ts: profile.huddle_state_expiration_ts }
+            : {}),
         };
       };
-    } else if (isDndUpdated(event)) {
-      userId = event.user;
-      const d = event.dnd_status;
+    } else if (dnd?.success === true) {
+      userId = dnd.data.user;
+      const d = dnd.data.dnd_status;
       apply = (u) => {
         u.dnd = {
           dnd_enabled: d.dnd_enabled,
           next_dnd_start_ts: d.next_dnd_start_ts,
           next_dnd_end_ts: d.next_dnd_end_ts,
-          ...(typeof d.snooze_enabled === 'boolean' ? { snooze_enabled: d.snooze_enabled } : {}),
-          ...(typeof d.snooze_endtime === 'number' ? { snooze_endtime: d.snooze_endtime } : {}),
+          ...(d.snooze_enabled !== undefined ? { snooze_enabled: d.snooze_enabled } : {}),
+          ...(d.snooze_endtime !== undefined ? { snooze_endtime: d.snooze_endtime } : {}),
         };
       };
     } else {
@@ -636,32 +701,6 @@ export class SlackConnector implements Connector {
       jobs.push(this.report(ws, u, now));
     }
     await Promise.all(jobs);
+    this.arm();
   }
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null;
-}
-
-function isUserChange(e: unknown): e is SlackUserChangeEvent & { user: { profile: object } } {
-  if (!isObject(e) || (e.type !== 'user_change' && e.type !== 'user_status_changed')) return false;
-  const user = e.user;
-  if (!isObject(user) || typeof user.id !== 'string' || !isObject(user.profile)) return false;
-  const p = user.profile;
-  return (
-    (p.status_text === undefined || typeof p.status_text === 'string') &&
-    (p.status_emoji === undefined || typeof p.status_emoji === 'string') &&
-    (p.status_expiration === undefined || typeof p.status_expiration === 'number')
-  );
-}
-
-function isDndUpdated(e: unknown): e is SlackDndUpdatedUserEvent {
-  if (!isObject(e) || e.type !== 'dnd_updated_user' || typeof e.user !== 'string') return false;
-  const d = e.dnd_status;
-  return (
-    isObject(d) &&
-    typeof d.dnd_enabled === 'boolean' &&
-    typeof d.next_dnd_start_ts === 'number' &&
-    typeof d.next_dnd_end_ts === 'number'
-  );
 }

@@ -99,6 +99,10 @@ function maxInWindow(calls: readonly FakeSlackCall[], windowMs: number): number 
 
 const gaps = (calls: readonly FakeSlackCall[]): number[] => calls.slice(1).map((c, i) => c.at - calls[i]!.at);
 
+// Each test drives minutes of FakeClock time through hundreds of real loopback calls: how long
+// that takes depends on the machine's load, never on the result, so the deadline is generous.
+jest.setTimeout(120_000);
+
 describe('Slack connector: rate budget', () => {
   it('spreads a few users evenly over the interval, each once per interval', async () => {
     const r = await rig(10);

@@ -250,6 +250,89 @@ describe('Slack inbound route', () => {
     expect(h.changes.length).toBe(changes);
   });
 
+  it('user_huddle_changed: a linked user in a huddle is busy + in_call until it ends', async () => {
+    const e = statusEvent('', '', 0, 'Ev0HUDDLE1') as any;
+    e.event.type = 'user_huddle_changed';
+    Object.assign(e.event.user.profile, {
+      huddle_state: 'in_a_huddle',
+      huddle_state_expiration_ts: nowS() + 300,
+    });
+    await h.inbound(e);
+    await h.settle();
+    expect(await h.presence('alice')).toMatchObject({ status: 'busy', activity: 'in_call', source: 'app' });
+    h.clock.advance(300_000);
+    await h.connector.pollDue();
+    expect(await h.presence('alice')).toMatchObject({ status: 'online', activity: null });
+  });
+
+  it.each<[string, (e: any) => unknown]>([
+    [
+      'status_text is a number',
+      (e) => ({ ...e, event: { ...e.event, user: { ...e.event.user, profile: { status_text: 5 } } } }),
+    ],
+    [
+      'status_expiration is a string',
+      (e) => ({
+        ...e,
+        event: {
+          ...e.event,
+          user: { ...e.event.user, profile: { status_text: 'x', status_expiration: 'soon' } },
+        },
+      }),
+    ],
+    [
+      'huddle_state is an object',
+      (e) => ({
+        ...e,
+        event: {
+          ...e.event,
+          type: 'user_huddle_changed',
+          user: { ...e.event.user, profile: { huddle_state: {} } },
+        },
+      }),
+    ],
+    ['profile is missing', (e) => ({ ...e, event: { ...e.event, user: { id: 'U0ALICE' } } })],
+    ['user is a string', (e) => ({ ...e, event: { ...e.event, user: 'U0ALICE' } })],
+    [
+      'dnd_status.dnd_enabled is a string',
+      (e) => ({
+        ...e,
+        event: {
+          type: 'dnd_updated_user',
+          user: 'U0ALICE',
+          dnd_status: { dnd_enabled: 'true', next_dnd_start_ts: 1, next_dnd_end_ts: 9e9 },
+        },
+      }),
+    ],
+    ['dnd_status is missing', (e) => ({ ...e, event: { type: 'dnd_updated_user', user: 'U0ALICE' } })],
+    [
+      'the dnd user is an object',
+      (e) => ({
+        ...e,
+        event: {
+          type: 'dnd_updated_user',
+          user: { id: 'U0ALICE' },
+          dnd_status: { dnd_enabled: true, next_dnd_start_ts: 1, next_dnd_end_ts: 9e9 },
+        },
+      }),
+    ],
+    ['event is a string', (e) => ({ ...e, event: 'dnd_updated_user' })],
+    ['event is missing', (e) => ({ ...e, event: undefined })],
+    ['event.type is a number', (e) => ({ ...e, event: { ...e.event, type: 3 } })],
+    ['type is a number', (e) => ({ ...e, type: 1 })],
+    ['an unknown envelope type', (e) => ({ ...e, type: 'block_actions' })],
+    ['the body is an array', (e) => [e]],
+    ['the body is a JSON number', () => 42],
+  ])('signed but malformed (%s) → 200 and ignored, no state change', async (_why, mutate) => {
+    const before = await h.presence('alice');
+    const changes = h.changes.length;
+    const res = await h.inbound(JSON.stringify(mutate(statusEvent('Malformed', ':x:', 0, 'Ev0BAD'))));
+    expect(res.statusCode).toBe(200);
+    await h.settle();
+    expect(h.changes.length).toBe(changes);
+    expect(await h.presence('alice')).toEqual(before);
+  });
+
   it('keeps a pushed state as long as a polled one (and needs no API key)', async () => {
     await h.inbound(dndEvent('Ev0TTL', nowS() - 60, nowS() + 24 * 3600));
     await h.settle();

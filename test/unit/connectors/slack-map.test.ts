@@ -1,7 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { dndActive, toSlackCustomStatus, toSlackPresence } from '../../../connectors/slack/map';
+import {
+  dndActive,
+  toSlackCustomStatus,
+  toSlackPresence,
+  toSlackPushedPresence,
+} from '../../../connectors/slack/map';
 import type { SlackDndStatus, SlackPresenceResponse } from '../../../connectors/slack/types';
 
 const fixture = <T>(name: string): T =>
@@ -117,5 +122,126 @@ describe('Slack mapping', () => {
     });
     expect(toSlackCustomStatus({ status_text: 'Lunch', status_expiration: nowS - 60 }, now)).toBeNull();
     expect(toSlackCustomStatus({ status_text: '', status_emoji: '' }, now)).toBeNull();
+  });
+
+  it("the token's own users.getPresence with online: false (no client connected) is offline, not away", () => {
+    for (const presence of [
+      { presence: 'away', online: false, auto_away: false, manual_away: false, connection_count: 0 },
+      { presence: 'away', online: false, auto_away: true },
+      { presence: 'away', online: false, manual_away: true },
+    ]) {
+      const s = toSlackPresence({ presence: { ok: true, ...presence } }, now)?.state;
+      expect(s).toMatchObject({ status: 'offline', activity: null, source: 'app' });
+      expect(s?.raw).toMatchObject({ presence: 'away', online: false });
+    }
+    // DND, which the person chose, still wins.
+    const dnd = { dnd_enabled: true, next_dnd_start_ts: nowS - 60, next_dnd_end_ts: nowS + 60 };
+    expect(
+      toSlackPresence({ presence: { ok: true, presence: 'away', online: false }, dnd }, now)?.state,
+    ).toMatchObject({ status: 'busy', activity: 'do_not_disturb', source: 'manual' });
+  });
+
+  it('a huddle is a call: busy + in_call, until the huddle state lapses', () => {
+    const profile = { huddle_state: 'in_a_huddle', huddle_state_expiration_ts: nowS + 600 };
+    const s = toSlackPresence({ presence: { ok: true, presence: 'active' }, profile }, now)?.state;
+    expect(s).toMatchObject({ status: 'busy', activity: 'in_call', source: 'app' });
+    expect(s?.raw).toEqual({ presence: 'active', huddle_state: 'in_a_huddle' });
+    // Lapsed, or another huddle_state: not in a call.
+    expect(
+      toSlackPresence({ presence: { ok: true, presence: 'active' }, profile }, (nowS + 600) * 1000)?.state,
+    ).toMatchObject({ status: 'online', activity: null });
+    expect(
+      toSlackPresence(
+        { presence: { ok: true, presence: 'active' }, profile: { huddle_state: 'default_unset' } },
+        now,
+      )?.state,
+    ).toMatchObject({ status: 'online', activity: null });
+    // No expiration: in a call until Slack says otherwise.
+    expect(
+      toSlackPresence(
+        { presence: { ok: true, presence: 'active' }, profile: { huddle_state: 'in_a_huddle' } },
+        now,
+      )?.state,
+    ).toMatchObject({ status: 'busy', activity: 'in_call' });
+  });
+
+  describe('push only (no polling: presence unknown)', () => {
+    const WEEK = 7 * 24 * 3_600_000;
+    it('DND: busy + do_not_disturb, manual tier, until next_dnd_end_ts', () => {
+      const p = toSlackPushedPresence(
+        { dnd: { dnd_enabled: true, next_dnd_start_ts: nowS - 60, next_dnd_end_ts: nowS + 3600 } },
+        now,
+        WEEK,
+      );
+      expect(p?.mapped.state).toMatchObject({ status: 'busy', activity: 'do_not_disturb', source: 'manual' });
+      expect(p?.until).toBe(now + 3_600_000);
+    });
+
+    it('a snooze ends at snooze_endtime', () => {
+      const p = toSlackPushedPresence(
+        {
+          dnd: {
+            dnd_enabled: false,
+            next_dnd_start_ts: 1,
+            next_dnd_end_ts: 1,
+            snooze_enabled: true,
+            snooze_endtime: nowS + 1800,
+          },
+        },
+        now,
+        WEEK,
+      );
+      expect(p?.mapped.state).toMatchObject({ status: 'busy', activity: 'do_not_disturb', source: 'manual' });
+      expect(p?.until).toBe(now + 1_800_000);
+    });
+
+    it('a custom status alone is carried by offline in the inferred tier, until it expires', () => {
+      const p = toSlackPushedPresence(
+        { profile: { status_text: 'Lunch', status_emoji: ':taco:', status_expiration: nowS + 900 } },
+        now,
+        WEEK,
+      );
+      expect(p?.mapped.state).toMatchObject({
+        status: 'offline',
+        activity: null,
+        source: 'inferred',
+        customStatus: { text: 'Lunch', emoji: ':taco:', expiresAt: now + 900_000 },
+      });
+      expect(p?.until).toBe(now + 900_000);
+      // Without an expiration it counts for the open-ended time.
+      expect(toSlackPushedPresence({ profile: { status_text: 'Remote' } }, now, WEEK)?.until).toBe(
+        now + WEEK,
+      );
+    });
+
+    it('a huddle: busy + in_call in the app tier; with DND, DND wins', () => {
+      const profile = { huddle_state: 'in_a_huddle', huddle_state_expiration_ts: nowS + 300 };
+      expect(toSlackPushedPresence({ profile }, now, WEEK)).toMatchObject({
+        mapped: { state: { status: 'busy', activity: 'in_call', source: 'app' } },
+        until: now + 300_000,
+      });
+      const dnd = { dnd_enabled: true, next_dnd_start_ts: nowS - 60, next_dnd_end_ts: nowS + 60 };
+      expect(toSlackPushedPresence({ profile, dnd }, now, WEEK)?.mapped.state).toMatchObject({
+        activity: 'do_not_disturb',
+      });
+    });
+
+    it('nothing set (DND off, no status, no huddle): null', () => {
+      expect(
+        toSlackPushedPresence(
+          {
+            dnd: { dnd_enabled: false, next_dnd_start_ts: 1, next_dnd_end_ts: 1 },
+            profile: {
+              status_text: '',
+              status_emoji: '',
+              status_expiration: 0,
+              huddle_state: 'default_unset',
+            },
+          },
+          now,
+          WEEK,
+        ),
+      ).toBeNull();
+    });
   });
 });
