@@ -6,8 +6,15 @@
  * secrets. Loopback fakes only; no real sleeping beyond milliseconds.
  */
 
+import cron, { type ScheduledTask } from 'node-cron';
+
 import { AppError } from '../../src/core/errors';
-import { REFRESH_COOLDOWN_MS, REFRESH_MARGIN_MS, SWEEP_LOOKAHEAD_MS } from '../../src/oauth/token-manager';
+import {
+  REFRESH_COOLDOWN_MS,
+  REFRESH_MARGIN_MS,
+  SWEEP_CRON,
+  SWEEP_LOOKAHEAD_MS,
+} from '../../src/oauth/token-manager';
 import { oauthHarness, TEST_SECRET_KEY, type OAuthHarness } from '../helpers/fake-oauth';
 import { tmpDir } from '../helpers/engine';
 
@@ -373,10 +380,31 @@ describe('OAuth token lifecycle', () => {
 
   it('start() schedules the sweep on node-cron and stop() ends it', async () => {
     const h = await harness({ flavor: 'discord', dir: tmp.dir });
+    const sweeps = (): ScheduledTask[] =>
+      [...cron.getTasks().values()].filter((t) => t.name === 'oauth-token-sweep');
+    expect(sweeps()).toHaveLength(0);
     h.service.start();
-    h.service.start();
+    h.service.start(); // a second start schedules nothing more
+    const [task, ...more] = sweeps();
+    expect(more).toHaveLength(0);
+    expect(task!.getPattern()).toBe(SWEEP_CRON);
+    expect(task!.getStatus()).not.toMatch(/stopped|destroyed/);
+    // Every minute: the next run is at most a minute away (node-cron's own real clock).
+    expect(task!.msToNext()).toBeLessThanOrEqual(60_000);
+
+    // What the task runs is the sweep: a connection inside the refresh window gets refreshed.
+    const view = await h.connect();
+    h.clock.set(Date.parse(view.expires_at ?? '') - REFRESH_MARGIN_MS - SWEEP_LOOKAHEAD_MS + 1);
+    const grants = h.fake.callsTo('token', 'refresh_token').length;
+    await task!.execute();
+    expect(h.fake.callsTo('token', 'refresh_token')).toHaveLength(grants + 1);
+    expect(h.service.get(view.id).refreshed_at).toBe(new Date(h.clock.now()).toISOString());
+
     await h.service.stop();
-    await h.service.stop();
+    expect(sweeps()).toHaveLength(0);
+    expect(task!.getStatus()).toBe('destroyed');
+    await h.service.stop(); // a second stop is harmless
+    expect(sweeps()).toHaveLength(0);
   });
 
   it('never logs or returns a token or the client secret', async () => {
