@@ -6,6 +6,11 @@ const transform = { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json' }] };
 
 /** @type {import('jest').Config} */
 module.exports = {
+  // Tests never race the wall clock (time is a FakeClock; waits are for conditions), so this only
+  // bounds a test that is stuck. It is generous because the machine may be busy: a test doing a
+  // fixed amount of real I/O (child processes, a thousand loopback requests) can take many times
+  // longer under load than alone, and must still pass.
+  testTimeout: 180_000,
   projects: [
     {
       displayName: 'unit',

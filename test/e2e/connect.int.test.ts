@@ -66,7 +66,7 @@ describe('presence connect and keys rotate-secret, as real processes', () => {
     });
     expect(rotated).toMatch(/\d+ values re-encrypted/);
     expect(rotated).not.toMatch(/ 0 values re-encrypted/);
-  }, 60_000);
+  });
 
   it('refuses an unknown user with a clear message', () => {
     const env = {

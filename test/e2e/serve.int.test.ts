@@ -84,7 +84,7 @@ describe('presence serve, as a real process', () => {
     // What was committed is there for the next start.
     const again = execFileSync(process.execPath, [BIN, 'get', 'eve'], { env, encoding: 'utf8' });
     expect(JSON.parse(again)).toMatchObject({ presence: { eve: { user_id: 'eve', version: 1 } } });
-  }, 60_000);
+  });
 
   it('refuses to start with a clear message naming each bad variable', () => {
     let message = '';

@@ -23,7 +23,7 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { DiscordConnector, type DiscordConnectorOptions } from '../../connectors/discord/connector';
 import type { PresenceChange } from '../../src/aggregator/engine';
 import { parseEnv } from '../../src/config/env';
-import { systemClock } from '../../src/core/clock';
+import { systemClock, type Clock } from '../../src/core/clock';
 import { createService, type Service } from '../../src/main';
 import { tmpDir } from './engine';
 
@@ -409,7 +409,12 @@ export class FakeDiscord {
 }
 
 /** Polls `predicate` every 10 ms until it holds; rejects after `timeoutMs` naming `what`. */
-export async function waitFor(predicate: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
+/** Polls for a condition; `timeoutMs` only bounds a wait that is stuck, so it is generous. */
+export async function waitFor(
+  predicate: () => boolean,
+  timeoutMs = 60_000,
+  what = 'condition',
+): Promise<void> {
   const started = performance.now();
   while (!predicate()) {
     if (performance.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
@@ -469,7 +474,13 @@ export interface DiscordRig {
  * from `engine.onChange`.
  */
 export async function discordRig(
-  options: { fake?: FakeDiscordOptions; connector?: Partial<DiscordConnectorOptions>; token?: string } = {},
+  options: {
+    fake?: FakeDiscordOptions;
+    connector?: Partial<DiscordConnectorOptions>;
+    token?: string;
+    /** The service's and the connector's clock (the system clock unless told); discord.js keeps real time. */
+    clock?: Clock;
+  } = {},
 ): Promise<DiscordRig> {
   const fake = await FakeDiscord.start({ guilds: [teamGuild()], ...options.fake });
   const tmp = tmpDir();
@@ -492,10 +503,15 @@ export async function discordRig(
   const connector = new DiscordConnector({
     token: options.token ?? fake.token,
     apiUrl: fake.apiUrl,
-    clock: systemClock,
+    clock: options.clock ?? systemClock,
     ...options.connector,
   });
-  const svc = await createService(env, { connectors: [{ connector }], logger: false, timers: false });
+  const svc = await createService(env, {
+    connectors: [{ connector }],
+    logger: false,
+    timers: false,
+    ...(options.clock === undefined ? {} : { clock: options.clock }),
+  });
   const key = svc.keys.create(['read'], 'test').key;
   const changes: PresenceChange[] = [];
   svc.engine.onChange((cs) => changes.push(...cs));

@@ -92,8 +92,8 @@ export class Receiver {
     });
   }
 
-  /** Resolves once `n` requests have arrived in all; rejects after `timeoutMs`. */
-  waitFor(n: number, timeoutMs = 5000): Promise<Received[]> {
+  /** Resolves once `n` requests have arrived in all; rejects after `timeoutMs` (a stuck wait: generous). */
+  waitFor(n: number, timeoutMs = 60_000): Promise<Received[]> {
     if (this.received.length >= n) return Promise.resolve(this.received);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(

@@ -30,8 +30,8 @@ export async function webhookTap(svc: Service, clock: Clock) {
       verifyWebhook<ChangeWebhook>(secret, r.body, r.headers, { clock, toleranceSeconds: 86_400 }),
     );
   return {
-    /** Waits until `pred` holds for the verified events received so far. */
-    async until(pred: (events: ChangeWebhook[]) => boolean, timeoutMs = 5000): Promise<ChangeWebhook[]> {
+    /** Waits until `pred` holds for the verified events received so far (the limit is for a stuck wait). */
+    async until(pred: (events: ChangeWebhook[]) => boolean, timeoutMs = 60_000): Promise<ChangeWebhook[]> {
       const end = performance.now() + timeoutMs;
       for (;;) {
         const events = verified();

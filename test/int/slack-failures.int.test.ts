@@ -7,6 +7,7 @@
 
 import { SlackConnector, type SlackAuthErrorInfo } from '../../connectors/slack/connector';
 import { slackHarness, TEAM, type SlackHarness } from '../helpers/fake-slack';
+import { sleep, waitUntil } from '../helpers/wait';
 
 const SEC = 1000;
 const MIN = 60_000;
@@ -162,16 +163,15 @@ describe('Slack connector: failures', () => {
 describe('Slack connector: timers', () => {
   it('start() arms a real timer that polls, and stop() leaves none behind', async () => {
     const h = await slackHarness({ timers: true, profileIntervalMs: 0 });
-    const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
     try {
       h.fake.user('U0TIMER');
       await h.link('timer', 'U0TIMER');
       // The first wake-up is at most a second away; the FakeClock says the user is due now.
-      for (let i = 0; i < 60 && h.fake.count('users.getPresence') === 0; i++) await sleep(50);
+      await waitUntil(() => h.fake.count('users.getPresence') > 0, 'the first poll');
       expect(h.fake.count('users.getPresence')).toBe(1);
       // Due again a minute later on the clock: the timer wakes within a second and polls.
       h.clock.advance(MIN);
-      for (let i = 0; i < 60 && h.fake.count('users.getPresence') === 1; i++) await sleep(50);
+      await waitUntil(() => h.fake.count('users.getPresence') > 1, 'the second poll');
       expect(h.fake.count('users.getPresence')).toBe(2);
 
       await h.connector.stop();

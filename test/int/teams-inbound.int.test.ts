@@ -144,11 +144,10 @@ describe('Teams inbound: notifications', () => {
   });
 
   it('replies 202 at once while processing has not finished', async () => {
+    // The sink never finishes: a reply that waited for it would never come (no stopwatch needed).
     sink.hang = true;
-    const started = performance.now();
     const res = await post('/v1/inbound/teams', { value: [item(aadId(1))] });
     expect(res.statusCode).toBe(202);
-    expect(performance.now() - started).toBeLessThan(1_000);
     expect(sink.changes).toHaveLength(1);
   });
 

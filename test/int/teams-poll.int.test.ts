@@ -10,6 +10,7 @@ import type { ConnectorContext, ConnectorReport } from '../../src/core/connector
 import type { Log } from '../../src/core/log';
 import type { AccountRef } from '../../src/core/ports';
 import { aadId, startFakeGraph, type FakeGraph } from '../helpers/fake-graph';
+import { waitUntil } from '../helpers/wait';
 
 const TENANT = '11111111-2222-4333-8444-555555555555';
 const CLIENT_ID = 'c0ffee00-0000-4000-8000-000000000001';
@@ -333,7 +334,7 @@ describe('Teams polling', () => {
       notificationUrl: 'https://presence.example.com/v1/inbound/teams',
       delegatedTokenFor: () => Promise.resolve(null),
     });
-    for (let i = 0; i < 100 && r.reports.length === 0; i++) await new Promise((done) => setTimeout(done, 20));
+    await waitUntil(() => r.reports.length > 0, 'the first poll');
     expect(r.reports).toHaveLength(1);
     await r.connector.stop();
     expect(r.connector.health().nextPollAt).toBeNull();

@@ -78,7 +78,8 @@ describe('webhook crash recovery', () => {
     const key = (u: unknown, v: unknown): string => `${String(u)}#${String(v)}`;
     const wanted = new Set(committed.map((c) => key(c.user_id, c.version)));
     const got = new Set<string>();
-    const deadline = performance.now() + 20_000;
+    // A limit for a stuck drain only: it ends as soon as every change has arrived.
+    const deadline = performance.now() + 120_000;
     while (performance.now() < deadline) {
       for (const b of receiver.bodies()) got.add(key(b.data.user_id, b.data.version));
       if ([...wanted].every((k) => got.has(k))) break;
@@ -121,5 +122,5 @@ describe('webhook crash recovery', () => {
     for (const versions of firstSeen.values()) {
       expect(versions).toEqual([...versions].sort((a, b) => a - b));
     }
-  }, 60_000);
+  });
 });

@@ -314,19 +314,18 @@ describe('webhook delivery to real loopback receivers', () => {
   });
 
   it('a hanging endpoint and a dead one do not slow a healthy one', async () => {
-    setup({ timeoutMs: 3000, maxInFlightPerEndpoint: 4, stopGraceMs: 10 });
+    // The hang outlasts the test (no timeout fires), so "not slowed" is shown without a stopwatch:
+    // all 50 reach the healthy endpoint while the hanging one still holds its requests.
+    setup({ timeoutMs: 600_000, maxInFlightPerEndpoint: 4, stopGraceMs: 10 });
     const slow = await receiver(() => ({ hang: true }));
     const healthy = await receiver();
     await svc.createEndpoint({ url: slow.url });
     await svc.createEndpoint({ url: 'http://127.0.0.1:1/refused' });
     await svc.createEndpoint({ url: healthy.url });
     svc.start();
-    const t0 = performance.now();
     for (let i = 0; i < 50; i++) await set(`user-${i}`, 'online');
-    await healthy.waitFor(50, 2000);
-    const elapsed = performance.now() - t0;
-    expect(elapsed).toBeLessThan(1500);
-    // The hanging endpoint holds only its own four slots.
+    await healthy.waitFor(50);
+    // The hanging endpoint holds only its own four slots, still waiting for an answer.
     expect(slow.received.length).toBe(4);
     expect(svc.stats().endpoints).toBe(3);
     expect(svc.stats().in_flight).toBeGreaterThanOrEqual(4);
@@ -385,15 +384,17 @@ describe('webhook delivery to real loopback receivers', () => {
   });
 
   it('times out a slow answer and retries it', async () => {
-    setup({ timeoutMs: 200 });
-    const r = await receiver((_req, i) => (i === 0 ? { delayMs: 1000 } : 204));
+    // The first answer never comes; the timeout is long enough that the second, prompt answer
+    // beats it however busy the machine is.
+    setup({ timeoutMs: 3000 });
+    const r = await receiver((_req, i) => (i === 0 ? { hang: true } : 204));
     const ep = await svc.createEndpoint({ url: r.url });
     await set('alice', 'online');
     await svc.runDue();
     expect(svc.deliveries(ep.id).deliveries[0]).toMatchObject({
       status: 'pending',
       last_status_code: null,
-      last_error: 'no response within 200 ms',
+      last_error: 'no response within 3000 ms',
     });
     t.clock.advance(5000);
     await svc.runDue();

@@ -6,6 +6,7 @@ import type { Log } from '../../src/core/log';
 import { WebhookService, type WebhookServiceOptions } from '../../src/webhooks';
 import { testEngine, tmpDir, type TestEngine } from '../helpers/engine';
 import { Receiver } from '../helpers/receiver';
+import { waitUntil } from '../helpers/wait';
 
 /** A resolver that knows a few names, as DNS would answer them. */
 const resolve = (host: string): Promise<string[]> => {
@@ -397,8 +398,7 @@ describe('webhook endpoint management', () => {
     setup({ pruneSchedule: '* * * * * *', retentionMs: 0 });
     const pruned = jest.spyOn(svc, 'prune');
     svc.start();
-    for (let i = 0; i < 60 && pruned.mock.calls.length === 0; i++)
-      await new Promise((r) => setTimeout(r, 50));
+    await waitUntil(() => pruned.mock.calls.length > 0, 'a scheduled prune');
     expect(pruned).toHaveBeenCalled();
     await svc.stop();
   });
