@@ -8,8 +8,14 @@ import { randomUUID } from 'node:crypto';
 
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
-import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyLogFn,
+} from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import type { Bindings, ChildLoggerOptions } from 'pino';
 import { z } from 'zod';
 
 import { RateLimiter, registerAuth } from './auth';
@@ -103,6 +109,42 @@ function registerAccessLog(app: FastifyInstance, options: { all: boolean; slowMs
   });
 }
 
+/**
+ * Each request's logger (the parent's child with its request id), made only when something logs
+ * through it. Making a pino child costs ~4 µs (its bindings serialized, redaction set up), and with
+ * the access log off the hot path most requests never log at all.
+ */
+export function lazyChildLogger(
+  parent: FastifyBaseLogger,
+  bindings: Bindings,
+  options: ChildLoggerOptions,
+): FastifyBaseLogger {
+  let child: FastifyBaseLogger | null = null;
+  const real = (): FastifyBaseLogger => (child ??= parent.child(bindings, options));
+  const method =
+    (name: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'): FastifyLogFn =>
+    (...args: unknown[]) => {
+      const logger = real();
+      Reflect.apply(logger[name], logger, args);
+    };
+  return {
+    get level() {
+      return child?.level ?? options.level ?? parent.level;
+    },
+    set level(level: string) {
+      real().level = level;
+    },
+    fatal: method('fatal'),
+    error: method('error'),
+    warn: method('warn'),
+    info: method('info'),
+    debug: method('debug'),
+    trace: method('trace'),
+    silent: method('silent'),
+    child: (b, o) => real().child(b, o),
+  };
+}
+
 function compiled(schema: z.ZodType): z.ZodType {
   // A plugin's route may still carry a plain JSON schema; that one is left as it is.
   return schema instanceof z.ZodType ? z.compile(schema) : schema;
@@ -128,6 +170,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
     // Fastify's two lines per request replaced by registerAccessLog's one, for the requests that matter.
     logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: lazyChildLogger,
     routerOptions: {
       ignoreTrailingSlash: true,
       maxParamLength: MAX_PARAM_LENGTH,

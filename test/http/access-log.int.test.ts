@@ -6,7 +6,7 @@ import pino from 'pino';
 
 import { parseEnv } from '../../src/config/env';
 import { FakeClock } from '../../src/core/clock';
-import { LOG_REDACT } from '../../src/http/app';
+import { lazyChildLogger, LOG_REDACT } from '../../src/http/app';
 import { createService, type Service } from '../../src/main';
 import { tmpDir } from '../helpers/engine';
 
@@ -164,5 +164,28 @@ describe('access log', () => {
     } finally {
       await t.close();
     }
+  });
+});
+
+describe('the per-request logger', () => {
+  it('is made from the parent only when something logs through it, with its bindings', () => {
+    const lines: Line[] = [];
+    const parent = pino({ level: 'info' }, { write: (text: string) => lines.push(JSON.parse(text) as Line) });
+    let made = 0;
+    const child = parent.child.bind(parent);
+    parent.child = ((...args: Parameters<typeof child>) => {
+      made += 1;
+      return child(...args);
+    }) as typeof parent.child;
+    const log = lazyChildLogger(parent, { reqId: 'req-lazy' }, {});
+    expect(log.level).toBe('info');
+    expect(made).toBe(0);
+    log.info({ a: 1 }, 'first');
+    log.warn('second');
+    expect(made).toBe(1);
+    expect(lines).toEqual([
+      expect.objectContaining({ reqId: 'req-lazy', msg: 'first', level: INFO }),
+      expect.objectContaining({ reqId: 'req-lazy', msg: 'second', level: WARN }),
+    ]);
   });
 });
