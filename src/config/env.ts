@@ -182,6 +182,9 @@ const EnvSchema = z.object({
 
 export type Env = z.infer<typeof EnvSchema>;
 
+/** Every variable the service reads, for the README's list (a test checks it names them all). */
+export const ENV_VARIABLES: readonly (keyof Env)[] = Object.keys(EnvSchema.shape) as (keyof Env)[];
+
 export class ConfigError extends Error {
   override name = 'ConfigError';
   constructor(readonly problems: readonly string[]) {
