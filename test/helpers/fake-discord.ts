@@ -396,7 +396,7 @@ export class FakeDiscord {
   }
 
   /** Resolves once `predicate` holds, polling every 10 ms; rejects after `timeoutMs`. */
-  async waitFor(predicate: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
+  async waitFor(predicate: () => boolean, timeoutMs = 60_000, what = 'condition'): Promise<void> {
     await waitFor(predicate, timeoutMs, what);
   }
 
@@ -408,7 +408,6 @@ export class FakeDiscord {
   }
 }
 
-/** Polls `predicate` every 10 ms until it holds; rejects after `timeoutMs` naming `what`. */
 /** Polls for a condition; `timeoutMs` only bounds a wait that is stuck, so it is generous. */
 export async function waitFor(
   predicate: () => boolean,

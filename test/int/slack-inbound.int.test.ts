@@ -403,7 +403,6 @@ describe('Slack inbound route: bare', () => {
       event: { type: 'user_change' },
     });
     const ts = Math.floor(systemClock.now() / 1000);
-    const t0 = systemClock.now();
     const res = await app.inject({
       method: 'POST',
       url: '/v1/inbound/slack',
@@ -414,8 +413,9 @@ describe('Slack inbound route: bare', () => {
       },
       payload: body,
     });
+    // Answered before the processing even started (and it cannot finish before release()): no
+    // stopwatch needed to show the acknowledgement does not wait for it.
     expect(res.statusCode).toBe(200);
-    expect(systemClock.now() - t0).toBeLessThan(3000);
     expect(started).toBe(0);
     await new Promise((r) => setImmediate(r));
     expect(started).toBe(1);

@@ -205,8 +205,9 @@ describe('Teams end to end', () => {
     e.graph.setPresence(BOB, 'DoNotDisturb', 'Presenting');
     const before = e.graph.count('presences');
     const res = await e.graph.notify(sub!.id, [ALICE, BOB]);
+    // Answered before the fetch it starts (teams-inbound.int.test.ts shows the 202 does not wait
+    // for processing, with a sink that never finishes); no stopwatch here.
     expect(res.status).toBe(202);
-    expect(res.ms).toBeLessThan(3_000);
     await e.connector.whenIdle();
 
     // One fetch for both changed users.
