@@ -6,6 +6,7 @@
  * measuring; both threads stamp times with `performance.timeOrigin + performance.now()`.
  */
 
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +18,7 @@ import { Agent, request } from 'undici';
 import { PresenceEngine } from '../src/aggregator/engine';
 import { systemClock } from '../src/core/clock';
 import { Ladder, type NormalizedState, type Status } from '../src/core/presence';
+import { TokenVault } from '../src/oauth/vault';
 import { startCheckpointer, type Checkpointer } from '../src/store/checkpointer';
 import { migrate, openDb, type Db } from '../src/store/db';
 import { SqlitePresenceStore } from '../src/store/presence-store';
@@ -122,6 +124,7 @@ function rig(dir: string, name: string, inFlight: number): Rig {
   });
   const webhooks = new WebhookService({
     db,
+    vault: TokenVault.fromSecrets(randomBytes(32).toString('base64')), // secrets at rest, as the service runs
     engine,
     clock: systemClock,
     allowPrivateTargets: true,

@@ -7,6 +7,7 @@
  * lines otherwise. What goes on screen is decided in demo/table.ts; this file only does the I/O.
  */
 
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -140,6 +141,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     LOG_LEVEL: 'silent',
     // The demo's orchestrator listens on loopback.
     WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true',
+    // A key of its own for this run's throw-away database: it seals the webhook signing secret.
+    PRESENCE_SECRET_KEY: randomBytes(32).toString('base64'),
   });
   const svc = await createService(env, {
     clock,

@@ -34,6 +34,7 @@ import { webhookRoutes } from './http/routes/webhooks';
 import { WebhookService } from './webhooks';
 import { signalRoutes } from './http/routes/signals';
 import { ConnectionService, type ConnectionEventType } from './oauth/service';
+import { TokenVault } from './oauth/vault';
 import { startCheckpointer } from './store/checkpointer';
 import { isMigrated, migrate, openDb, type Db } from './store/db';
 import { ApiKeyStore } from './store/key-store';
@@ -267,6 +268,11 @@ export async function createService(env: Env, options: ServiceOptions = {}): Pro
     engine,
     clock,
     log,
+    // Endpoint signing secrets are sealed like OAuth tokens; without the key webhooks are off.
+    vault:
+      env.PRESENCE_SECRET_KEY === undefined
+        ? null
+        : TokenVault.fromSecrets(env.PRESENCE_SECRET_KEY, env.PRESENCE_SECRET_KEY_PREVIOUS),
     allowPrivateTargets: env.WEBHOOK_ALLOW_PRIVATE_TARGETS,
   });
   if (options.timers === false) engine.load();

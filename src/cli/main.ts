@@ -13,12 +13,14 @@ import { ConfigError, parseEnv, requireSecretKey, type Env } from '../config/env
 import { AppError } from '../core/errors';
 import { silentLog } from '../core/log';
 import { ConnectionService, rotateSecret } from '../oauth/service';
+import { TokenVault } from '../oauth/vault';
 import { systemClock } from '../core/clock';
 import { Ladder } from '../core/presence';
 import { createLogger, createService } from '../main';
 import { migrate, openDb, type Db } from '../store/db';
 import { ApiKeyStore, parseScopes } from '../store/key-store';
 import { SqlitePresenceStore } from '../store/presence-store';
+import { rotateWebhookSecrets, scrubbing } from '../webhooks/secrets';
 
 /** "60s", "2m", "1h", "500ms" or plain seconds. */
 export function parseDuration(text: string): number {
@@ -166,7 +168,7 @@ export function buildCli(): Command {
 
   keys
     .command('rotate-secret')
-    .description('re-encrypt every stored OAuth token under PRESENCE_SECRET_KEY')
+    .description('re-encrypt every stored OAuth token and webhook signing secret under PRESENCE_SECRET_KEY')
     .option('--old <keys>', 'the previous key(s), comma-separated (or PRESENCE_SECRET_KEY_PREVIOUS)')
     .action((opts: { old?: string }) => {
       const env = parseEnv(
@@ -176,7 +178,21 @@ export function buildCli(): Command {
       const db = openDb(env.PRESENCE_DB, { synchronous: env.PRESENCE_DB_SYNC });
       try {
         migrate(db);
-        const report = rotateSecret(db, { oldKeys: env.PRESENCE_SECRET_KEY_PREVIOUS, newKey });
+        // Tokens and webhook secrets in one transaction: all under the new key, or nothing
+        // changed. secure_delete and a WAL truncation keep the old ciphertexts (open to the old
+        // key, perhaps the reason for the rotation) from lingering in freed pages.
+        const vault = TokenVault.fromSecrets(newKey, env.PRESENCE_SECRET_KEY_PREVIOUS);
+        const { result: report } = scrubbing(db, () =>
+          db.transaction(() => {
+            const tokens = rotateSecret(db, { oldKeys: env.PRESENCE_SECRET_KEY_PREVIOUS, newKey });
+            const hooks = rotateWebhookSecrets(db, vault);
+            return {
+              key_id: tokens.key_id,
+              reencrypted: tokens.reencrypted + hooks.reencrypted,
+              already_current: tokens.already_current + hooks.already_current,
+            };
+          })(),
+        );
         console.log(
           `key ${report.key_id}: ${report.reencrypted} values re-encrypted, ${report.already_current} already under it`,
         );

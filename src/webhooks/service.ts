@@ -15,6 +15,7 @@
 import cron, { type ScheduledTask } from 'node-cron';
 
 import type { PresenceEngine } from '../aggregator/engine';
+import type { TokenVault } from '../oauth/vault';
 import type { Clock } from '../core/clock';
 import { AppError } from '../core/errors';
 import { silentLog, type Log } from '../core/log';
@@ -38,6 +39,7 @@ import {
   type EventType,
 } from './schema';
 import { newSecret } from './sign';
+import { sealPlainSecrets } from './secrets';
 import { checkEndpointUrl, literalTargetRefusal, type Resolver } from './ssrf';
 import { WebhookStore, type DisabledReason, type EndpointRecord } from './store';
 
@@ -50,6 +52,12 @@ export interface WebhookServiceOptions {
   readonly engine?: PresenceEngine;
   readonly clock: Clock;
   readonly log?: Log;
+  /**
+   * Seals the endpoints' signing secrets at rest (the token vault under `PRESENCE_SECRET_KEY`).
+   * Null turns webhooks off: no endpoint is loaded, registered or sent to, no event is written,
+   * and the management methods answer `not_found` saying what to set.
+   */
+  readonly vault: TokenVault | null;
   /** Lets endpoints point at loopback and private addresses (`WEBHOOK_ALLOW_PRIVATE_TARGETS`). */
   readonly allowPrivateTargets: boolean;
   /** Delay before each attempt, ms; the first is usually 0. Default: the contract's schedule. */
@@ -134,7 +142,7 @@ export class WebhookService {
     if (schedule.length === 0 || schedule.some((d) => !Number.isFinite(d) || d < 0)) {
       throw new Error('the webhook retry schedule needs at least one delay, each 0 ms or more');
     }
-    this.store = new WebhookStore(o.db);
+    this.store = new WebhookStore(o.db, o.vault);
     this.outbox = new Outbox(this.store, this.clock, schedule[0]);
     this.dispatcher = new Dispatcher({
       store: this.store,
@@ -151,6 +159,21 @@ export class WebhookService {
       userAgent: o.userAgent ?? 'presence-aggregator-webhooks/1',
       onDisable: (ep, reason, detail) => this.disable(ep, reason, detail),
     });
+    if (o.vault === null) {
+      this.log.warn(
+        {},
+        'change webhooks are off: set PRESENCE_SECRET_KEY (it encrypts their signing secrets)',
+      );
+      return;
+    }
+    // Rows from before secrets were sealed (migrations/0007) are converted once, here.
+    const converted = sealPlainSecrets(o.db, o.vault);
+    if (converted.sealed > 0) {
+      this.log.info(
+        { endpoints: converted.sealed, wal_truncated: converted.walTruncated },
+        'sealed webhook signing secrets stored in plain text by an earlier version',
+      );
+    }
     for (const ep of this.store.loadEndpoints()) {
       const refused = o.allowPrivateTargets ? null : literalTargetRefusal(ep.url);
       if (refused !== null && ep.enabled) {
@@ -292,6 +315,7 @@ export class WebhookService {
 
   /** Registers an endpoint. Returns it with its `secret`, the only time the secret is shown. */
   async createEndpoint(input: unknown): Promise<EndpointWithSecret> {
+    this.mustBeOn();
     const body = parseInput(createEndpointSchema, input, 'webhook endpoint');
     const url = await this.checkUrl(body.url);
     if (this.endpoints.size >= this.maxEndpoints) {
@@ -326,6 +350,7 @@ export class WebhookService {
   }
 
   listEndpoints(): EndpointView[] {
+    this.mustBeOn();
     const now = this.clock.now();
     return [...this.endpoints.values()].map((ep) => this.view(ep, now));
   }
@@ -595,7 +620,17 @@ export class WebhookService {
 
   // ---------------------------------------------------------------- helpers
 
+  private mustBeOn(): void {
+    if (this.o.vault === null) {
+      throw new AppError(
+        'not_found',
+        "change webhooks are off: set PRESENCE_SECRET_KEY (it encrypts the endpoints' signing secrets)",
+      );
+    }
+  }
+
   private must(id: string): EndpointRecord {
+    this.mustBeOn();
     const ep = this.endpoints.get(id);
     if (ep === undefined) throw new AppError('not_found', `no webhook endpoint ${id}`);
     return ep;

@@ -1,16 +1,22 @@
 /**
  * @module webhooks/store
- * The SQLite side of webhooks (migrations/0003_webhooks.sql): endpoints, the outbox of events,
+ * The SQLite side of webhooks (migrations/0003_webhooks.sql, 0007 for sealed secrets): endpoints
+ * (signing secrets sealed by the token vault, see secrets.ts), the outbox of events,
  * delivery rows and attempt rows. Prepared statements only; the dispatcher keeps the hot state in
  * memory and calls here to make it durable, in batches.
  */
 
+import type { TokenVault } from '../oauth/vault';
 import type { Db } from '../store/db';
 import type { DeliveryStatus, EventType } from './schema';
+import { openSecret, secretContext } from './secrets';
 
 export type DisabledReason = 'gone' | 'failing' | 'manual';
 
-/** An endpoint as stored, secrets included. Never returned to a client as it is. */
+/**
+ * An endpoint as held in memory, secrets in the clear (signing needs them). Never returned to a
+ * client as it is; in SQLite the secrets are sealed by the vault.
+ */
 export interface EndpointRecord {
   id: string;
   url: string;
@@ -105,15 +111,16 @@ export interface AttemptRow {
 
 const json = (v: readonly string[] | null): string | null => (v === null ? null : JSON.stringify(v));
 
-function toEndpoint(r: EndpointRow): EndpointRecord {
+function toEndpoint(r: EndpointRow, vault: TokenVault): EndpointRecord {
   return {
     id: r.id,
     url: r.url,
     events: r.events === null ? null : (JSON.parse(r.events) as EventType[]),
     userIds: r.user_ids === null ? null : (JSON.parse(r.user_ids) as string[]),
     coalesceMs: r.coalesce_ms,
-    secret: r.secret,
-    previousSecret: r.previous_secret,
+    secret: openSecret(vault, r.secret, r.id, 'secret'),
+    previousSecret:
+      r.previous_secret === null ? null : openSecret(vault, r.previous_secret, r.id, 'previous_secret'),
     previousExpiresAt: r.previous_expires_at,
     enabled: r.enabled === 1,
     disabledReason: r.disabled_reason,
@@ -128,17 +135,23 @@ export class WebhookStore {
   private readonly s;
   readonly transaction: <T>(fn: () => T) => T;
 
-  constructor(readonly db: Db) {
+  constructor(
+    readonly db: Db,
+    /** Null: webhooks are off (no PRESENCE_SECRET_KEY); nothing that holds a secret is read or written. */
+    private readonly vault: TokenVault | null,
+  ) {
     this.s = {
       endpoints: db.prepare('SELECT * FROM webhook_endpoints ORDER BY created_at, id'),
       upsertEndpoint: db.prepare(
         // An upsert, not INSERT OR REPLACE: a REPLACE deletes the row first, and the foreign-key
         // cascade would take the endpoint's deliveries with it.
         `INSERT INTO webhook_endpoints (id, url, events, user_ids, coalesce_ms, secret, previous_secret,
-           previous_expires_at, enabled, disabled_reason, disabled_at, failing_since, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           previous_expires_at, enabled, disabled_reason, disabled_at, failing_since, created_at, updated_at,
+           secret_format)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'sealed')
          ON CONFLICT(id) DO UPDATE SET url = excluded.url, events = excluded.events, user_ids = excluded.user_ids,
            coalesce_ms = excluded.coalesce_ms, secret = excluded.secret, previous_secret = excluded.previous_secret,
+           secret_format = excluded.secret_format,
            previous_expires_at = excluded.previous_expires_at, enabled = excluded.enabled,
            disabled_reason = excluded.disabled_reason, disabled_at = excluded.disabled_at,
            failing_since = excluded.failing_since, updated_at = excluded.updated_at`,
@@ -227,19 +240,23 @@ export class WebhookStore {
     this.transaction = <T>(fn: () => T): T => tx(fn) as T;
   }
 
+  /** Throws ConfigError naming the endpoint and key when a secret does not open. */
   loadEndpoints(): EndpointRecord[] {
-    return (this.s.endpoints.all() as EndpointRow[]).map(toEndpoint);
+    const vault = this.sealing();
+    return (this.s.endpoints.all() as EndpointRow[]).map((r) => toEndpoint(r, vault));
   }
 
+  /** Sealed afresh at every save (a new IV each time): saves are rare (create, PATCH, disable). */
   saveEndpoint(e: EndpointRecord): void {
+    const vault = this.sealing();
     this.s.upsertEndpoint.run(
       e.id,
       e.url,
       json(e.events),
       json(e.userIds),
       e.coalesceMs,
-      e.secret,
-      e.previousSecret,
+      vault.seal(e.secret, secretContext(e.id, 'secret')),
+      e.previousSecret === null ? null : vault.seal(e.previousSecret, secretContext(e.id, 'previous_secret')),
       e.previousExpiresAt,
       e.enabled ? 1 : 0,
       e.disabledReason,
@@ -248,6 +265,11 @@ export class WebhookStore {
       e.createdAt,
       e.updatedAt,
     );
+  }
+
+  private sealing(): TokenVault {
+    if (this.vault === null) throw new Error('webhook secrets need the token vault (PRESENCE_SECRET_KEY)');
+    return this.vault;
   }
 
   /** Deletes the endpoint with its deliveries and attempts (the events stay until pruned). */

@@ -487,6 +487,8 @@ export async function discordRig(
     PRESENCE_DB: join(tmp.dir, 'discord.db'),
     LOG_LEVEL: 'silent',
     WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true',
+    // Webhook signing secrets are sealed under it (without it webhooks are off).
+    PRESENCE_SECRET_KEY: randomBytes(32).toString('base64'),
   });
   // Accounts are linked before the connector runs, as after a restart of a running service.
   const seed = await createService(env, { logger: false, timers: false });

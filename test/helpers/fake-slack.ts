@@ -14,7 +14,7 @@
  * the fake and the inbound route mounted through `plugins`, on a FakeClock with timers off.
  */
 
-import { createHmac } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -258,6 +258,8 @@ export async function slackHarness(
       PRESENCE_DB: join(tmp.dir, 'slack.db'),
       LOG_LEVEL: 'silent',
       WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true',
+      // Webhook signing secrets are sealed under it (without it webhooks are off).
+      PRESENCE_SECRET_KEY: randomBytes(32).toString('base64'),
     }),
     {
       clock,

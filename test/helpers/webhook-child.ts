@@ -15,6 +15,7 @@ import { migrate, openDb } from '../../src/store/db';
 import { SqlitePresenceStore } from '../../src/store/presence-store';
 import { WebhookService } from '../../src/webhooks';
 import { streamChanges } from './stream-changes';
+import { testVault } from './webhook-vault';
 
 const [path, url, mode] = process.argv.slice(2);
 if (path === undefined || url === undefined || (mode !== 'burst' && mode !== 'drain')) {
@@ -30,6 +31,7 @@ const engine = new PresenceEngine({
 // Before the engine loads: every change from now on goes through the outbox.
 const webhooks = new WebhookService({
   db,
+  vault: testVault,
   engine,
   clock: systemClock,
   allowPrivateTargets: true,

@@ -334,4 +334,34 @@ describe('webhook routes and change events end to end', () => {
     expect(strict.json(res).error.message).toMatch(/loopback|private/i);
     await strict.close();
   });
+
+  it('without PRESENCE_SECRET_KEY the webhook routes say that webhooks are off', async () => {
+    const off = await testApi({ PRESENCE_SECRET_KEY: '', WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true' });
+    try {
+      for (const [method, url, payload] of [
+        ['POST', '/v1/webhooks', { url: receiver.url }],
+        ['GET', '/v1/webhooks', undefined],
+        ['GET', '/v1/webhooks/ep_x/deliveries', undefined],
+      ] as const) {
+        const res = await off.call({
+          method,
+          url,
+          key: off.key.admin,
+          ...(payload === undefined ? {} : { payload }),
+        });
+        expectError(res, 404, 'not_found');
+        expect(off.json(res).error.message).toMatch(/webhooks are off: set PRESENCE_SECRET_KEY/);
+      }
+      off.svc.engine.putUser('alice', {});
+      await off.call({
+        method: 'POST',
+        url: '/v1/heartbeats',
+        key: off.key.write,
+        payload: { user_id: 'alice', device_id: 'phone' },
+      });
+      expect(off.svc.db.prepare('SELECT count(*) FROM webhook_events').pluck().get()).toBe(0);
+    } finally {
+      await off.close();
+    }
+  });
 });

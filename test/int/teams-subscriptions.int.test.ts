@@ -6,6 +6,7 @@
  * delegated token) and a notification moving a linked user's aggregate presence.
  */
 
+import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 
@@ -97,6 +98,8 @@ async function setup(): Promise<E2E> {
       PRESENCE_DB: join(tmp.dir, 'teams.db'),
       LOG_LEVEL: 'silent',
       WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true',
+      // Webhook signing secrets are sealed under it (without it webhooks are off).
+      PRESENCE_SECRET_KEY: randomBytes(32).toString('base64'),
     }),
     {
       clock,

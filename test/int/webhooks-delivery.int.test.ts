@@ -7,6 +7,7 @@ import type { Status } from '../../src/core/presence';
 import { WebhookService, type WebhookServiceOptions } from '../../src/webhooks';
 import { testEngine, tmpDir, type TestEngine } from '../helpers/engine';
 import { Receiver, type Responder } from '../helpers/receiver';
+import { testVault } from '../helpers/webhook-vault';
 
 const DAY = 86_400_000;
 
@@ -23,6 +24,7 @@ describe('webhook delivery to real loopback receivers', () => {
     t = testEngine(join(tmp.dir, `delivery-${n}.db`), { clock: new FakeClock(Date.now()) });
     svc = new WebhookService({
       db: t.db,
+      vault: testVault,
       engine: t.engine,
       clock: t.clock,
       allowPrivateTargets: true,

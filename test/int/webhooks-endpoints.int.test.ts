@@ -7,6 +7,7 @@ import { WebhookService, type WebhookServiceOptions } from '../../src/webhooks';
 import { testEngine, tmpDir, type TestEngine } from '../helpers/engine';
 import { Receiver } from '../helpers/receiver';
 import { waitUntil } from '../helpers/wait';
+import { testVault } from '../helpers/webhook-vault';
 
 /** A resolver that knows a few names, as DNS would answer them. */
 const resolve = (host: string): Promise<string[]> => {
@@ -34,6 +35,7 @@ describe('webhook endpoint management', () => {
     t = engine;
     svc = new WebhookService({
       db: t.db,
+      vault: testVault,
       engine: t.engine,
       clock: t.clock,
       allowPrivateTargets: false,
@@ -96,7 +98,13 @@ describe('webhook endpoint management', () => {
 
     // It survives a restart, secrets included (they must sign).
     await svc.stop();
-    svc = new WebhookService({ db: t.db, clock: t.clock, allowPrivateTargets: false, pruneSchedule: null });
+    svc = new WebhookService({
+      db: t.db,
+      vault: testVault,
+      clock: t.clock,
+      allowPrivateTargets: false,
+      pruneSchedule: null,
+    });
     expect(svc.getEndpoint(created.id)).toEqual(view);
   });
 
@@ -211,8 +219,14 @@ describe('webhook endpoint management', () => {
     expect(rotated.secret).toMatch(/^whsec_/);
     expect(rotated.secret).not.toBe(ep.secret);
     expect(svc.getEndpoint(ep.id).previous_secret_expires_at).toBe('2026-11-23T15:00:00.000Z');
-    const row = t.db.prepare('SELECT secret, previous_secret FROM webhook_endpoints').get();
-    expect(row).toEqual({ secret: rotated.secret, previous_secret: ep.secret });
+    // Both stored sealed, each bound to its column.
+    const row = t.db.prepare('SELECT secret, previous_secret FROM webhook_endpoints').get() as {
+      secret: string;
+      previous_secret: string;
+    };
+    expect(row.secret).toMatch(/^v1\./);
+    expect(testVault.open(row.secret, `webhook_endpoints:${ep.id}:secret`)).toBe(rotated.secret);
+    expect(testVault.open(row.previous_secret, `webhook_endpoints:${ep.id}:previous_secret`)).toBe(ep.secret);
     t.clock.advance(3_600_000);
     expect(svc.getEndpoint(ep.id).previous_secret_expires_at).toBeNull();
   });
@@ -407,10 +421,23 @@ describe('webhook endpoint management', () => {
     setup();
     expect(
       () =>
-        new WebhookService({ db: t.db, clock: t.clock, allowPrivateTargets: false, pruneSchedule: 'often' }),
+        new WebhookService({
+          db: t.db,
+          vault: testVault,
+          clock: t.clock,
+          allowPrivateTargets: false,
+          pruneSchedule: 'often',
+        }),
     ).toThrow(/cron/);
     expect(
-      () => new WebhookService({ db: t.db, clock: t.clock, allowPrivateTargets: false, retrySchedule: [] }),
+      () =>
+        new WebhookService({
+          db: t.db,
+          vault: testVault,
+          clock: t.clock,
+          allowPrivateTargets: false,
+          retrySchedule: [],
+        }),
     ).toThrow(/retry schedule/);
   });
 });

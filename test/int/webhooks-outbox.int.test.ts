@@ -7,6 +7,7 @@ import type { CustomStatus, Status } from '../../src/core/presence';
 import { WebhookService, type WebhookServiceOptions } from '../../src/webhooks';
 import { testEngine, tmpDir, type TestEngine } from '../helpers/engine';
 import { Receiver, type Responder } from '../helpers/receiver';
+import { testVault } from '../helpers/webhook-vault';
 
 describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
   const tmp = tmpDir();
@@ -25,6 +26,7 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
   function service(options: Partial<WebhookServiceOptions> = {}): WebhookService {
     const s = new WebhookService({
       db: t.db,
+      vault: testVault,
       engine: t.engine,
       clock: t.clock,
       allowPrivateTargets: true,

@@ -12,6 +12,7 @@ import type { Status } from '../../src/core/presence';
 import { WebhookService, type WebhookServiceOptions } from '../../src/webhooks';
 import { testEngine, tmpDir, type TestEngine } from '../helpers/engine';
 import { Receiver, type Responder } from '../helpers/receiver';
+import { testVault } from '../helpers/webhook-vault';
 
 describe('deleting a user forgets their webhook events', () => {
   const tmp = tmpDir();
@@ -26,6 +27,7 @@ describe('deleting a user forgets their webhook events', () => {
     t = testEngine(join(tmp.dir, `user-delete-${n}.db`), { clock: new FakeClock(Date.now()) });
     svc = new WebhookService({
       db: t.db,
+      vault: testVault,
       engine: t.engine,
       clock: t.clock,
       allowPrivateTargets: true,
