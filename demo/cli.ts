@@ -23,6 +23,7 @@ import { client, httpSource, limiter, type RowSource } from './source';
 import {
   budget,
   composeFrame,
+  composeHeader,
   fit,
   renderChange,
   renderTable,
@@ -151,6 +152,10 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
   });
   const screen = o.screen ?? FALLBACK_SCREEN;
   const style: Style = { color: o.tty };
+  const sizeNow = (): { width: number; height: number } => ({
+    width: Math.max(1, screen.columns()),
+    height: Math.max(1, screen.rows()),
+  });
   const pause = new Pause();
   let dirty = true; // the next frame clears the screen first
   const unsubscribe = o.tty
@@ -228,11 +233,21 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
       `change webhooks → orchestrator ${hookUrl}, every signature verified`,
     ];
     /** Draws one screen: the intro whole (the terminal wraps it), then everything else cut to fit. */
-    const draw = (status: string, parts?: Omit<Parameters<typeof composeFrame>[0], 'header'>): void => {
-      const width = Math.max(1, screen.columns());
-      const height = Math.max(1, screen.rows());
+    const draw = (
+      size: { width: number; height: number },
+      status: string,
+      parts?: Omit<Parameters<typeof composeFrame>[0], 'header'>,
+    ): void => {
+      const { width, height } = size;
+      // Resized while this frame was being read: drawing it would wrap and scroll. The next one,
+      // at once (the screen is still marked for clearing), has the new size.
+      const current = sizeNow();
+      if (current.width !== width || current.height !== height) return;
       const header = [...intro, fit(status, width)];
-      const lines = parts === undefined ? header : composeFrame({ header, ...parts }, width, height);
+      const lines =
+        parts === undefined
+          ? composeHeader(header, width, height).lines
+          : composeFrame({ header, ...parts }, width, height);
       const clear = dirty ? '\u001b[2J' : '';
       dirty = false;
       // Each line clears its row first, and the last one is not followed by a newline, so a frame
@@ -254,6 +269,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
         const spent = systemClock.now() - registering;
         const eta = i === 0 ? '' : ` (about ${clockText((spent / i) * (people.length - i))} left)`;
         draw(
+          sizeNow(),
           `registering people over the API: ${i.toLocaleString('en-US')} of ${people.length.toLocaleString('en-US')}${eta}`,
         );
       }
@@ -305,18 +321,19 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
         const left = o.durationMs - (realNow - started);
         const simTime = new Date(clock.now()).toISOString().slice(11, 19);
         const status = `${clockText(left)} left of ${clockText(o.durationMs)} · ${simTime} UTC ×${o.speed} · ${changes} changes · ${summary} · Ctrl-C stops`;
-        const width = Math.max(1, screen.columns());
-        const headerLines = intro.reduce((n, l) => n + screenLines(l, width), 1);
-        const b = budget(Math.max(1, screen.rows()), headerLines, ids.length);
+        // One size for the whole frame, read once: a resize meanwhile just redraws again at once.
+        const size = sizeNow();
+        const headerLines = intro.reduce((n, l) => n + screenLines(l, size.width), 1);
+        const b = budget(size.height, headerLines, ids.length);
         const rows = await source.rows(ids.slice(0, b.rows));
-        draw(status, {
-          table: renderTable(rows, clock.now(), style, width),
+        draw(size, status, {
+          table: renderTable(rows, clock.now(), style, size.width),
           budget: b,
           changes: recent,
           style,
         });
       }
-      await pause.sleep(frameMs, o.signal);
+      if (!(o.tty && dirty)) await pause.sleep(frameMs, o.signal);
     }
     if (!o.tty) {
       const table = renderTable(await source.rows(ids), clock.now(), style);

@@ -347,23 +347,39 @@ export interface FrameParts {
 }
 
 /**
+ * The header's lines, whole, while they fit in `height` terminal rows as the terminal wraps them;
+ * on a terminal too small even for them, cut to fit instead (never scrolled). `rows` is how many
+ * terminal rows they take.
+ */
+export function composeHeader(
+  header: readonly string[],
+  width: number,
+  height: number,
+): { lines: string[]; rows: number; complete: boolean } {
+  const lines: string[] = [];
+  let rows = 0;
+  for (const h of header) {
+    const n = screenLines(h, width);
+    if (rows + n > height) {
+      if (rows < height) lines.push(fit(h, width));
+      return { lines: lines.slice(0, height), rows: Math.min(height, rows + 1), complete: false };
+    }
+    lines.push(h);
+    rows += n;
+  }
+  return { lines, rows, complete: true };
+}
+
+/**
  * The lines of one screen. Every line but the header's fits `width`; the whole frame takes at
  * most `height` terminal rows, so drawing it from the top never scrolls.
  */
 export function composeFrame(p: FrameParts, width: number, height: number): string[] {
   const b = p.budget;
-  const out: string[] = [];
-  let rows = 0;
-  for (const h of p.header) {
-    const n = screenLines(h, width);
-    if (rows + n > height) {
-      // Too small a terminal even for the header: cut, never scroll.
-      if (rows < height) out.push(fit(h, width));
-      return out.slice(0, height);
-    }
-    out.push(h);
-    rows += n;
-  }
+  const head = composeHeader(p.header, width, height);
+  if (!head.complete) return head.lines;
+  const out = head.lines;
+  const rows = head.rows;
   const body: string[] = [];
   if (b.extras) body.push('');
   body.push(...p.table.lines.slice(0, b.rows + 1));

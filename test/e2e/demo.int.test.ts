@@ -81,7 +81,7 @@ describe('presence demo in a 100×30 terminal', () => {
       await new Promise((r) => setTimeout(r, 500));
     }
   };
-  /** "0:18 left of 0:45 · 11:05:12 UTC ×1 · …": seconds run so far, and the simulated time now. */
+  /** "0:18 left of 2:00 · 11:05:12 UTC ×1 · …": seconds run so far, and the simulated time now. */
   const clock = (lines: string[]): { elapsed: number; now: number } | null => {
     for (const l of lines) {
       const m = /^(\d+):(\d\d) left of (\d+):(\d\d) · (\d\d):(\d\d):(\d\d) UTC/.exec(l);
@@ -100,7 +100,7 @@ describe('presence demo in a 100×30 terminal', () => {
     }
   });
 
-  it('fits the screen without scrolling, shows the API whole, and keeps changing after 20 s; redraws on resize', async () => {
+  it('fits the screen without scrolling, shows the API whole, keeps changing after 20 s, redraws on resize, stops on Ctrl-C', async () => {
     tmux(
       'new-session',
       '-d',
@@ -110,7 +110,7 @@ describe('presence demo in a 100×30 terminal', () => {
       '100',
       '-y',
       '30',
-      `cd '${ROOT}' && '${process.execPath}' bin/presence.js demo --duration 45s; sleep 600`,
+      `cd '${ROOT}' && '${process.execPath}' bin/presence.js demo --duration 120s; sleep 600`,
     );
     const first = await waitFor('the table', (l) => l.some((x) => x.startsWith('USER')) && clock(l) !== null);
     const started = clock(first)!;
@@ -141,7 +141,7 @@ describe('presence demo in a 100×30 terminal', () => {
       expect.stringMatching(/^USER\s+STATUS\s+AVAILABLE\s+REACH(ABLE)? VIA\s.*SL TM DC ZM WA LI DV/),
     );
     expect(late).toContainEqual(expect.stringMatching(/^alice\s+\S \w+\s+[✓✗] \S/));
-    expect(late).toContainEqual(expect.stringMatching(/^\d+:\d\d left of 0:45 · /));
+    expect(late).toContainEqual(expect.stringMatching(/^\d+:\d\d left of 2:00 · /));
     expect(late).toContain('recent changes:');
 
     // A smaller terminal: the next screen is drawn for it, top line first, nothing cut off below.
@@ -157,7 +157,8 @@ describe('presence demo in a 100×30 terminal', () => {
     for (const l of small) expect([...l].length).toBeLessThanOrEqual(80);
     expect(small).toContainEqual(expect.stringMatching(/^\+\d+ more$/));
 
-    // It ends by itself, with the summary line.
+    // Ctrl-C ends it cleanly, with the summary line.
+    tmux('send-keys', '-t', 'demo', 'C-c');
     const end = await waitFor('the end', (l) => l.some((x) => x.startsWith('demo ended:')), 90_000);
     expect(end.join('\n')).toMatch(/webhooks verified \d+, rejected 0/);
   }, 300_000);

@@ -108,7 +108,8 @@ describe('presence demo', () => {
     const abort = new AbortController();
     const summary = await runDemo({
       users: 50,
-      durationMs: 60_000,
+      // Ended by the frame count below, however slow the machine: the duration is only a bound.
+      durationMs: 600_000,
       speed: 30,
       seed: 2,
       tty: true,
@@ -119,8 +120,8 @@ describe('presence demo', () => {
         term.write(t);
         // Resize once the table has been drawn a while; stop after as many frames at the new size.
         const drawn = term.frames.filter((f) => f.lines.some((l) => l.startsWith('USER'))).length;
-        if (drawn === 20 && term.screen.columns() === 100) term.resize(80, 24);
-        if (drawn === 40) abort.abort();
+        if (drawn === 10 && term.screen.columns() === 100) term.resize(80, 24);
+        if (drawn === 20) abort.abort();
       },
     });
     expect(term.subscribed).toBe(false); // the resize listener is removed at the end
@@ -138,8 +139,8 @@ describe('presence demo', () => {
     const tables = frames.filter((f) => f.lines.some((l) => l.startsWith('USER')));
     const wide = tables.filter((f) => f.columns === 100);
     const narrow = tables.filter((f) => f.columns === 80);
-    expect(wide.length).toBeGreaterThanOrEqual(20);
-    expect(narrow.length).toBeGreaterThanOrEqual(19);
+    expect(wide.length).toBeGreaterThanOrEqual(10);
+    expect(narrow.length).toBeGreaterThanOrEqual(9);
     expect(wide[0]!.lines).toContainEqual(
       expect.stringMatching(/^USER\s+STATUS\s+AVAILABLE\s+REACHABLE VIA\s.*SL TM DC ZM WA LI DV/),
     );
@@ -152,8 +153,8 @@ describe('presence demo', () => {
     expect(last.lines).toContain('recent changes:');
     expect(last.lines.at(-1)).toMatch(CHANGE);
     // A line saying how long is left.
-    expect(last.lines).toContainEqual(expect.stringMatching(/^\d+:\d\d left of 1:00 · /));
-  }, 120_000);
+    expect(last.lines).toContainEqual(expect.stringMatching(/^\d+:\d\d left of 10:00 · /));
+  }, 300_000);
 
   it('pages its reads through the API at 1,001 people, never over the 1,000-id limit', async () => {
     const sizes: number[] = [];
@@ -183,7 +184,7 @@ describe('presence demo', () => {
     const rows = out.split('\n').filter((l) => /^[a-z]+\d*\s+\S \w+\s+[✓✗…]/.test(l));
     expect(rows).toHaveLength(1001);
     expect(out).toMatch(/^erin84\s/m); // the 1,001st person (ids cycle through 12 names)
-  }, 180_000);
+  }, 300_000);
 });
 
 describe('the simulated day', () => {

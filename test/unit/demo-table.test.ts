@@ -3,6 +3,7 @@ import {
   availabilityText,
   budget,
   composeFrame,
+  composeHeader,
   describeChange,
   fit,
   planColumns,
@@ -227,6 +228,21 @@ describe('demo screen: rows capped to the height', () => {
         }
       }
     }
+  });
+
+  it('cuts the header only when the terminal is too small even for it', () => {
+    const header = ['a'.repeat(150), 'b'.repeat(50), 'c'.repeat(10)];
+    expect(composeHeader(header, 100, 10)).toEqual({ lines: header, rows: 4, complete: true });
+    expect(composeHeader(header, 100, 3)).toEqual({
+      lines: [header[0], header[1]],
+      rows: 3,
+      complete: false,
+    });
+    expect(composeHeader(header, 100, 1)).toEqual({
+      lines: [`${'a'.repeat(99)}…`],
+      rows: 1,
+      complete: false,
+    });
   });
 
   it('prints the header whole (the terminal wraps it) and everything else cut', () => {
