@@ -38,6 +38,33 @@ export const TEAMS_LIFECYCLE_PATH = '/v1/inbound/teams/lifecycle';
 /** Graph's envelope; items are checked one by one, so one odd item does not reject the rest. */
 const Collection = z.object({ value: z.array(z.unknown()).max(10_000) });
 
+const Text = z.string().max(2048);
+/**
+ * One change notification, with the documented types of what the connector reads
+ * (https://learn.microsoft.com/en-us/graph/api/resources/changenotificationcollection): an item of another shape
+ * is dropped even when its clientState is right, so it can start no fetch.
+ */
+const ChangeItem = z.object({
+  subscriptionId: Text.optional(),
+  clientState: z.string(),
+  changeType: Text.optional(),
+  resource: Text.optional(),
+  subscriptionExpirationDateTime: Text.optional(),
+  resourceData: z
+    .object({ '@odata.type': Text.optional(), '@odata.id': Text.optional(), id: Text.optional() })
+    .nullable()
+    .optional(),
+  tenantId: Text.optional(),
+});
+/** One lifecycle notification (https://learn.microsoft.com/en-us/graph/webhooks-lifecycle). */
+const LifecycleItem = z.object({
+  lifecycleEvent: Text,
+  subscriptionId: Text,
+  clientState: z.string(),
+  subscriptionExpirationDateTime: Text.optional(),
+  tenantId: Text.optional(),
+});
+
 type Item = Record<string, unknown>;
 
 /** The validation handshake, answered in onRequest so that no body parser ever sees it. */
@@ -54,8 +81,12 @@ function answerValidation(req: FastifyRequest, reply: FastifyReply, done: () => 
 export function teamsInboundRoutes(app: FastifyInstance, deps: TeamsInboundDeps): void {
   const log = deps.log ?? silentLog;
 
-  /** The items whose clientState is ours; 401 when there is none. */
-  const verified = (req: FastifyRequest, kind: string): Item[] => {
+  /**
+   * The items whose clientState is ours (401 when there is none) and whose shape is the
+   * documented one (the others are dropped and logged; the batch still gets its 202, since Graph
+   * would only send the same items again).
+   */
+  const verified = <T>(req: FastifyRequest, kind: string, shape: z.ZodType<T>): T[] => {
     const parsed = Collection.safeParse(req.body);
     if (!parsed.success) {
       throw new AppError('invalid_request', `not a Microsoft Graph ${kind} notification collection`);
@@ -77,7 +108,17 @@ export function teamsInboundRoutes(app: FastifyInstance, deps: TeamsInboundDeps)
     if (good.length === 0) {
       throw new AppError('unauthorized', 'no notification item carried the expected clientState');
     }
-    return good;
+    const out: T[] = [];
+    for (const item of good) {
+      const r = shape.safeParse(item);
+      if (r.success) out.push(r.data);
+    }
+    if (out.length < good.length)
+      log.warn(
+        { platform: 'teams', kind, malformed: good.length - out.length, request_id: req.id },
+        'Graph notification items of the wrong shape ignored',
+      );
+    return out;
   };
 
   const schema = (summary: string) => ({
@@ -89,7 +130,7 @@ export function teamsInboundRoutes(app: FastifyInstance, deps: TeamsInboundDeps)
     TEAMS_INBOUND_PATH,
     schema('Microsoft Graph presence change notifications (validationToken handshake, clientState per item)'),
     async (req, reply) => {
-      const items = verified(req, 'change') as GraphChangeNotification[];
+      const items: GraphChangeNotification[] = verified(req, 'change', ChangeItem);
       // Not awaited: Graph wants its 2xx within 3 s; the fetch and the reports come after.
       deps.connector
         .handleChangeNotifications(items)
@@ -104,7 +145,7 @@ export function teamsInboundRoutes(app: FastifyInstance, deps: TeamsInboundDeps)
     TEAMS_LIFECYCLE_PATH,
     schema('Microsoft Graph lifecycle notifications (reauthorizationRequired, subscriptionRemoved, missed)'),
     async (req, reply) => {
-      const items = verified(req, 'lifecycle') as GraphLifecycleNotification[];
+      const items: GraphLifecycleNotification[] = verified(req, 'lifecycle', LifecycleItem);
       deps.connector
         .handleLifecycleNotifications(items)
         .catch((e: unknown) =>

@@ -3,10 +3,18 @@
  * Teams (Graph) availability/activity → ladder. Pure and case-insensitive, because the older
  * docs spell values in PascalCase and the current ones in lowerCamelCase; both generations'
  * values are listed. A value not listed is unknown: it is never guessed (null is returned).
+ *
+ * The states a person sets by hand in Teams are in the manual tier, like Slack DND and Discord
+ * `dnd`. Microsoft's table of Teams states (https://learn.microsoft.com/graph/cloud-communications-manage-presence-state)
+ * gives them as: Do not disturb → `DoNotDisturb/DoNotDisturb`, Be right back →
+ * `BeRightBack/BeRightBack`, Appear offline → `Offline/OffWork`. So `OffWork` is the person's
+ * "appear offline" choice, not "off work": it is offline with no activity, in the manual tier.
+ * (`DoNotDisturb/Presenting` is Teams' own doing while presenting: app tier.)
  */
 
 import type { MappedPresence } from '../../src/core/connector';
-import type { Activity, CustomStatus, Status } from '../../src/core/presence';
+import type { Activity, CustomStatus, Source, Status } from '../../src/core/presence';
+import { statusMessageExpiry } from './time-zones';
 import type { GraphPresence } from './types';
 
 /** availability (lower-cased) → status and the activity it implies on its own. */
@@ -45,8 +53,12 @@ const ACTIVITY: Readonly<Record<string, Activity | null>> = {
   urgentinterruptionsonly: 'focus',
   focusing: 'focus',
   outofoffice: 'out_of_office',
-  offwork: 'off_work',
+  // Appear offline (see above): no activity of its own.
+  offwork: null,
 };
+
+/** availability/activity pairs (lower-cased) that the person chose by hand. */
+const MANUAL = new Set(['donotdisturb/donotdisturb', 'berightback/berightback', 'offline/offwork']);
 
 /**
  * When availability and activity both imply an activity (the two doc generations put values such
@@ -58,7 +70,6 @@ const SPECIFICITY: readonly Activity[] = [
   'in_meeting',
   'focus',
   'out_of_office',
-  'off_work',
   'do_not_disturb',
 ];
 const moreSpecific = (a: Activity | null, b: Activity | null): Activity | null =>
@@ -68,32 +79,38 @@ export const TEAMS_AVAILABILITY_VALUES = Object.keys(AVAILABILITY);
 export const TEAMS_ACTIVITY_VALUES = Object.keys(ACTIVITY);
 
 function statusMessage(p: GraphPresence, now: number): CustomStatus | null {
-  const text = p.statusMessage?.message?.content?.trim();
-  if (text === undefined || text === '') return null;
-  const expiry = p.statusMessage?.expiryDateTime?.dateTime;
-  // Graph gives the expiry with a separate timeZone; it is UTC in practice. A value without a
-  // zone suffix is read as UTC.
-  const expiresAt =
-    expiry === undefined ? null : Date.parse(/[zZ]|[+-]\d\d:\d\d$/.test(expiry) ? expiry : `${expiry}Z`);
-  if (expiresAt !== null && (Number.isNaN(expiresAt) || expiresAt <= now)) return null;
+  // Read defensively: a field of another type than documented is taken as absent.
+  const content: unknown = p.statusMessage?.message?.content;
+  const text = typeof content === 'string' ? content.trim() : '';
+  if (text === '') return null;
+  // A local date-time plus a named zone (time-zones.ts); undefined when it cannot be read, and
+  // then the message is kept without an expiry rather than given a wrong one.
+  const dateTime: unknown = p.statusMessage?.expiryDateTime?.dateTime;
+  const timeZone: unknown = p.statusMessage?.expiryDateTime?.timeZone;
+  if (typeof dateTime !== 'string') return { text, emoji: null, expiresAt: null };
+  const at = statusMessageExpiry(dateTime, typeof timeZone === 'string' ? timeZone : undefined);
+  const expiresAt = at ?? null;
+  if (expiresAt !== null && expiresAt <= now) return null;
   return { text, emoji: null, expiresAt };
 }
 
 export function toTeamsPresence(p: GraphPresence, now: number): MappedPresence | null {
-  const a = AVAILABILITY[p.availability.toLowerCase()];
+  const availability = p.availability.toLowerCase();
   const act = p.activity.toLowerCase();
-  if (a === undefined || !(act in ACTIVITY)) return null; // PresenceUnknown and anything new
-  const [mapped, implied] = a;
+  // Own keys only ("constructor" is no Teams value); PresenceUnknown and anything new: null.
+  if (!Object.hasOwn(AVAILABILITY, availability) || !Object.hasOwn(ACTIVITY, act)) return null;
+  const [mapped, implied] = AVAILABILITY[availability]!;
   // "Available, Inactive" is Teams fading a signed-in but untouched session: idle, not online.
   const status = mapped === 'online' && (act === 'inactive' || act === 'availableinactive') ? 'idle' : mapped;
   let activity = moreSpecific(ACTIVITY[act] ?? null, implied);
   if (activity === null && p.outOfOfficeSettings?.isOutOfOffice === true) activity = 'out_of_office';
+  const source: Source = MANUAL.has(`${availability}/${act}`) ? 'manual' : 'app';
   return {
     state: {
       status,
       activity,
       customStatus: statusMessage(p, now),
-      source: 'app',
+      source,
       raw: { availability: p.availability, activity: p.activity },
       label: `${p.availability}/${p.activity}`,
     },

@@ -151,6 +151,37 @@ describe('Teams inbound: notifications', () => {
     expect(sink.changes).toHaveLength(1);
   });
 
+  it.each<[string, Record<string, unknown>]>([
+    ['resourceData is a string', { ...item(aadId(1)), resourceData: `users/${aadId(1)}/presence` }],
+    ['resourceData.id is a number', { ...item(aadId(1)), resourceData: { id: 7 } }],
+    ['resourceData.@odata.id is an object', { ...item(aadId(1)), resourceData: { '@odata.id': {} } }],
+    ['resource is an array', { ...item(aadId(1)), resource: [aadId(1)] }],
+    ['changeType is a number', { ...item(aadId(1)), changeType: 1 }],
+    ['subscriptionId is an object', { ...item(aadId(1)), subscriptionId: { id: 'x' } }],
+  ])(
+    'a correctly stated item of the wrong shape (%s) is dropped: 202, nothing passed on',
+    async (_why, bad) => {
+      const res = await post('/v1/inbound/teams', { value: [bad, item(aadId(2))] });
+      expect(res.statusCode).toBe(202);
+      expect(sink.changes.map((batch) => batch.map((i) => i.resourceData?.id))).toEqual([[aadId(2)]]);
+      const alone = await post('/v1/inbound/teams', { value: [bad] });
+      expect(alone.statusCode).toBe(202);
+      expect(sink.changes.at(-1)).toEqual([]);
+    },
+  );
+
+  it('lifecycle items of the wrong shape are dropped, as are unknown events passed on as text', async () => {
+    const res = await post('/v1/inbound/teams/lifecycle', {
+      value: [
+        { lifecycleEvent: 5, subscriptionId: 'a', clientState: STATE },
+        { lifecycleEvent: 'missed', subscriptionId: ['a'], clientState: STATE },
+        { lifecycleEvent: 'somethingNew', subscriptionId: 'b', clientState: STATE },
+      ],
+    });
+    expect(res.statusCode).toBe(202);
+    expect(sink.lifecycle).toEqual([[expect.objectContaining({ lifecycleEvent: 'somethingNew' })]]);
+  });
+
   it('passes lifecycle events on, clientState checked', async () => {
     const res = await post('/v1/inbound/teams/lifecycle', {
       value: [

@@ -245,6 +245,35 @@ describe('Teams end to end', () => {
     expect(e.graph.count('presences')).toBe(before);
   });
 
+  it('a notification with the right clientState but the wrong shape starts no fetch and changes nothing', async () => {
+    const subId = await pollAndSubscribe();
+    const before = e.graph.count('presences');
+    const version = (await e.get('/v1/presence/alice')).version;
+    e.graph.setPresence(ALICE, 'Available', 'Available');
+    const state = e.graph.subscriptions.get(subId)!.clientState;
+    const bad = [
+      { clientState: state, subscriptionId: subId, resource: 5, resourceData: { id: ALICE, '@odata.id': 5 } },
+      { clientState: state, subscriptionId: subId, resourceData: `users/${ALICE}/presence` },
+      {
+        clientState: state,
+        subscriptionId: subId,
+        resource: `users/${ALICE}/presence`,
+        changeType: ['updated'],
+      },
+    ];
+    for (const item of bad) {
+      const res = await fetch(`${e.base}/v1/inbound/teams`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ value: [item] }),
+      });
+      expect(res.status).toBe(202);
+    }
+    await e.connector.whenIdle();
+    expect(e.graph.count('presences')).toBe(before);
+    expect(await e.get('/v1/presence/alice')).toMatchObject({ status: 'busy', version });
+  });
+
   it('polls subscribed users only at the reconcile interval', async () => {
     await pollAndSubscribe();
     e.graph.calls.length = 0;
@@ -279,7 +308,10 @@ describe('Teams end to end', () => {
     expect((await e.graph.notify(subId, [ALICE])).status).toBe(202);
     await e.connector.whenIdle();
     expect(await e.get('/v1/presence/alice')).toMatchObject({
-      platforms: { teams: { activity: 'off_work' } },
+      // Appear offline: offline by the person's own choice, in the manual tier.
+      status: 'offline',
+      source: 'manual',
+      platforms: { teams: { status: 'offline', activity: null, source: 'manual' } },
     });
     expect(e.graph.count('create')).toBe(1);
   });
