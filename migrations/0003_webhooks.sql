@@ -1,4 +1,4 @@
--- Change webhooks (CONTRACT.md §5): endpoints, the transactional outbox of events, one delivery row
+-- Change webhooks (docs/api.md): endpoints, the transactional outbox of events, one delivery row
 -- per (event, endpoint), and one attempt row per HTTP attempt. Times are integer ms since the epoch.
 
 -- Secrets are kept as given to the consumer (`whsec_<base64>`), because signing needs them.

@@ -78,7 +78,7 @@ export function createLogger(env: Env): FastifyBaseLogger {
   return pino({ level: env.LOG_LEVEL, redact: { paths: LOG_REDACT, censor: '[redacted]' } });
 }
 
-/** What each platform's inbound route needs before it accepts pushes (CONTRACT.md §7). */
+/** What each platform's inbound route needs before it accepts pushes (README, Configuration). */
 const INBOUND_SECRET: Readonly<Record<string, keyof Env>> = {
   slack: 'SLACK_SIGNING_SECRET',
   teams: 'MS_CLIENT_ID',

@@ -2,7 +2,7 @@
  * @module types
  * The shapes this service sends, for consumers of the package: the presence object and the
  * webhook events. Types only (no runtime code), and taken from the types the service itself
- * builds its answers with, so they cannot drift from what it sends.
+ * builds its answers with, so they cannot drift from what it sends. See docs/api.md.
  */
 
 import type { Activity, Platform, RealPlatform, Source, Status } from './core/presence';

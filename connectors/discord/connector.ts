@@ -336,7 +336,7 @@ export class DiscordConnector implements Connector {
     if (ctx === null) return;
     const mapped = toDiscordPresence(presence, this.clock.now());
     if (mapped === null) {
-      // Never guessed into a status (CONTRACT.md: raw kept, nothing invented); logged once.
+      // Never guessed into a status (raw kept, nothing invented); logged once.
       if (!this.unknownValues.has(presence.status))
         ctx.log.warn({ platform: 'discord', status: presence.status }, 'discord: unknown status ignored');
       this.unknownValues.add(presence.status);

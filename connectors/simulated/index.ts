@@ -80,7 +80,7 @@ export class SimulatedConnector implements Connector {
       raw: unknown,
     ): Promise<void> => {
       if (mapped === null) {
-        // Never guessed: logged once per value and left out (CONTRACT.md: raw kept, nothing invented).
+        // Never guessed: logged once per value and left out (raw kept, nothing invented).
         const key = JSON.stringify(raw);
         if (!this.unknownValues.has(key))
           ctx.log.warn({ platform: this.platform, raw }, 'unknown platform value ignored');

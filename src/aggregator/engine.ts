@@ -563,7 +563,7 @@ export class PresenceEngine {
     return userId === undefined ? false : this.reportMapped(userId, account.platform, mapped, ttlMs);
   }
 
-  /** A device heartbeat (CONTRACT.md §4): creates the user on first sight. */
+  /** A device heartbeat (`POST /v1/heartbeats`): creates the user on first sight. */
   heartbeat(userId: string, deviceId: string, status: Status, activity: Activity | null, ttlMs: number): Ack {
     this.ensureUser(userId);
     return this.report(userId, {

@@ -1,6 +1,6 @@
 /**
  * @module cli/main
- * The `presence` command (CONTRACT.md §6).
+ * The `presence` command (README, Command line).
  */
 
 import { createServer } from 'node:http';

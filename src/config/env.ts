@@ -1,6 +1,6 @@
 /**
  * @module config/env
- * Configuration from environment variables (CONTRACT.md §7), validated once at start. A bad value
+ * Configuration from environment variables (README, Configuration), validated once at start. A bad value
  * stops the start with a message naming each bad variable; a secret's value is never echoed.
  */
 
@@ -16,7 +16,7 @@ const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
 
 /**
  * "2m,10m,60m": an inferred signal is online for 2 minutes, idle until 10, away until 60, then
- * expires (CONTRACT.md §4 defaults).
+ * expires (docs/api.md, Defaults of the write routes).
  */
 export function parseDecay(text: string): DecayStep[] {
   const parts = text.split(',').map((p) => p.trim());

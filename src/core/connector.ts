@@ -48,7 +48,7 @@ export interface ConnectorDescriptor {
 export interface MappedPresence {
   readonly state: NormalizedState;
   readonly devices: Readonly<Record<string, NormalizedState>> | null;
-  /** For inferred states: how they fade (CONTRACT.md §4, signals). */
+  /** For inferred states: how they fade (docs/api.md, signals). */
   readonly decay?: readonly DecayStep[];
   /** When the platform saw it, if the payload says. */
   readonly at?: number;

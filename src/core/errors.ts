@@ -1,6 +1,6 @@
 /**
  * @module core/errors
- * The one error catalogue (CONTRACT.md §4). Every failure a client sees carries one of these codes
+ * The one error catalogue (docs/api.md, Errors). Every failure a client sees carries one of these codes
  * and the HTTP status that `codeToStatus` gives it.
  */
 

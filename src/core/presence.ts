@@ -1,6 +1,6 @@
 /**
  * @module core/presence
- * The vocabulary of presence (CONTRACT.md §1-3): statuses, the configurable ladder, activities,
+ * The vocabulary of presence (docs/api.md): statuses, the configurable ladder, activities,
  * source tiers, platforms, and the shapes of observations and of the presence object.
  * Pure data and tiny helpers only: no I/O, no clock.
  */
@@ -83,7 +83,7 @@ export interface Override {
   readonly expiresAt: number;
 }
 
-/** Default ladder of CONTRACT.md §2; a deployment may reorder it with PRESENCE_LADDER. */
+/** The default ladder (docs/api.md); a deployment may reorder it with PRESENCE_LADDER. */
 export const DEFAULT_LADDER: readonly Status[] = STATUSES;
 
 /**

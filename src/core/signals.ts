@@ -10,7 +10,7 @@ import type { DecayStep } from './presence';
 export const SIGNAL_KINDS = ['active', 'message', 'read', 'typing'] as const;
 export type SignalKind = (typeof SIGNAL_KINDS)[number];
 
-/** CONTRACT.md §4: online 2 min, idle to 10 min, away to 1 h. */
+/** Online 2 min, idle to 10 min, away to 1 h (PRESENCE_INFERRED_DECAY changes it). */
 export const DEFAULT_DECAY: readonly DecayStep[] = [
   { status: 'online', untilMs: 2 * 60_000 },
   { status: 'idle', untilMs: 10 * 60_000 },

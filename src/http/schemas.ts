@@ -97,7 +97,7 @@ export const PresenceSchema = z
       .nullable(),
     platforms: z.record(z.string(), PlatformView),
   })
-  .describe('The presence object (CONTRACT.md §3)');
+  .describe('The presence object (docs/api.md)');
 
 export const BatchPresence = z.object({
   presence: z.record(z.string(), PresenceSchema),

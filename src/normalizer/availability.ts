@@ -1,6 +1,6 @@
 /**
  * @module normalizer/availability
- * "Can I reach this person now, and where?" from a presence object (CONTRACT.md §4): available
+ * "Can I reach this person now, and where?" from a presence object (docs/api.md, Availability): available
  * means status online or idle and no blocking activity on any live observation.
  */
 

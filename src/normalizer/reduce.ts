@@ -1,6 +1,6 @@
 /**
  * @module normalizer/reduce
- * The reducer of CONTRACT.md §2, pure: given a user's observations, override and the time, which
+ * The reducer (docs/api.md, How the status is decided), pure: given a user's observations, override and the time, which
  * state wins. The engine runs it on every content change and on every expiry; reads run
  * `toPresence` (view.ts), which builds on the same helpers.
  */
@@ -76,7 +76,7 @@ export function pickWinner(
 /**
  * The custom status shown is the one of the strongest-tier live observation that has one, the
  * most recently changed first. It does not depend on which observation won the status, so a
- * Slack status text survives while Teams decides the status (CONTRACT.md §3 example).
+ * Slack status text survives while Teams decides the status.
  */
 export function pickCustomStatus(observations: readonly Observation[], now: number): CustomStatus | null {
   let best: Observation | null = null;
@@ -109,7 +109,7 @@ export function reduce(
 ): Reduction {
   const ov = liveOverride(override, now);
   if (ov !== null) {
-    // An override beats everything, manual platform states included (CONTRACT.md §2).
+    // An override beats everything, manual platform states included.
     return {
       status: ov.status,
       activity: ov.activity,

@@ -1,6 +1,6 @@
 /**
  * @module normalizer/view
- * Builds the presence object of CONTRACT.md §3 from a user's observations. Pure; the engine calls
+ * Builds the presence object (docs/api.md) from a user's observations. Pure; the engine calls
  * it on reads, so it avoids needless allocation.
  */
 

@@ -207,7 +207,7 @@ export class ProviderClient {
       throw new OAuthCallError('rejected', `${this.platform} has no app grant configured`);
     }
     const params: Record<string, string> = {};
-    // simple-oauth2 lets these parameters override its own grant_type (PLATFORMS.md §4.4).
+    // simple-oauth2 lets these parameters override its own grant_type (connectors/zoom/README.md, Platform facts).
     if (spec.grantType !== 'client_credentials') params.grant_type = spec.grantType;
     if (spec.accountParam !== null) params[spec.accountParam] = app.accountId;
     if (app.scope !== null) params.scope = app.scope;

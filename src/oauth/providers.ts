@@ -3,12 +3,12 @@
  * The OAuth provider table: one entry of plain data per platform (endpoints, scopes, client
  * authentication, PKCE, refresh behaviour, identity source, revocation), after Nango's
  * providers.yaml. Quirks live here as fields, so the flow and token code stays generic.
- * Every host comes from a base URL that an environment variable overrides (CONTRACT.md §7), for
+ * Every host comes from a base URL that an environment variable overrides (README, Configuration), for
  * national clouds, proxies and the tests' loopback fake.
  *
- * Facts and their sources are in ../shared/PLATFORMS.md (§1.5 Microsoft, §2.4 Discord, §3.4 Slack,
- * §4.4 Zoom, §5 WhatsApp, §6 LinkedIn, §7 simple-oauth2). Where that research marks something
- * unconfirmed, the entry takes the conservative choice and says why.
+ * The platform facts behind each entry, with their sources, are in the "Platform facts" section of
+ * each connector's README (connectors/<platform>/README.md). Where a platform's documentation
+ * leaves something unconfirmed, the entry takes the conservative choice and says why.
  */
 
 import type { Env } from '../config/env';
@@ -179,7 +179,7 @@ export const PROVIDERS: Readonly<Record<OAuthPlatform, OAuthProviderSpec>> = {
     },
     identityEndpoint: null,
     // User-token scopes: users.getPresence on the person's own token also tells manual_away and
-    // auto_away, and DND/profile reads cover custom status (PLATFORMS.md §3.1).
+    // auto_away, and DND/profile reads cover custom status (connectors/slack/README.md, Platform facts).
     scopes: ['users:read', 'dnd:read', 'users.profile:read'],
     scopeParam: 'user_scope',
     scopeSeparator: ',',
@@ -187,7 +187,7 @@ export const PROVIDERS: Readonly<Record<OAuthPlatform, OAuthProviderSpec>> = {
     // "prefer HTTP Basic client auth" (oauth.v2.access docs).
     clientAuth: 'header',
     bodyFormat: 'form',
-    // PKCE on oauth.v2.access is unconfirmed (PLATFORMS.md §3.4/§9) and this is a confidential
+    // PKCE on oauth.v2.access is not documented (connectors/slack/README.md) and this is a confidential
     // client with a secret; the single-use state already guards the callback. Off.
     pkce: false,
     tokenLocation: 'authed_user',
@@ -213,7 +213,7 @@ export const PROVIDERS: Readonly<Record<OAuthPlatform, OAuthProviderSpec>> = {
       // The Graph host root, without a version, as the Graph SDK's baseUrl.
       graph: { env: 'GRAPH_API_URL', default: 'https://graph.microsoft.com' },
     },
-    // Work and school accounts only: Graph presence does not support personal accounts (§1.3),
+    // Work and school accounts only: Graph presence does not support personal accounts (connectors/teams/README.md),
     // so without a tenant the multi-tenant `organizations` authority is used.
     tenant: { env: 'MS_TENANT_ID', default: 'organizations' },
     authorize: {
@@ -240,7 +240,7 @@ export const PROVIDERS: Readonly<Record<OAuthPlatform, OAuthProviderSpec>> = {
     clientAuth: 'body',
     bodyFormat: 'form',
     // The v2 authorization-code flow documents code_challenge (S256) for web apps too, and MSAL
-    // always sends it; PLATFORMS.md did not re-read it, but sending PKCE is harmless where an
+    // always sends it (connectors/teams/README.md); sending PKCE is harmless where an
     // authority ignores it and protects against code injection where it does not. On.
     pkce: true,
     tokenLocation: 'root',
@@ -303,7 +303,7 @@ export const PROVIDERS: Readonly<Record<OAuthPlatform, OAuthProviderSpec>> = {
     clientAuth: 'header',
     bodyFormat: 'form',
     // PKCE is documented for the Embedded App / Social SDK public clients only; for a web app
-    // with a secret it is unconfirmed (§2.4). Off.
+    // with a secret it is not documented (connectors/discord/README.md). Off.
     pkce: false,
     tokenLocation: 'root',
     okFlag: false,
@@ -354,7 +354,7 @@ export const PROVIDERS: Readonly<Record<OAuthPlatform, OAuthProviderSpec>> = {
     extraAuthorizeParams: {},
     clientAuth: 'header',
     bodyFormat: 'form',
-    // PKCE is supported (Zoom Apps require it; PLATFORMS.md §4.4). On.
+    // PKCE is supported (Zoom Apps require it; connectors/zoom/README.md). On.
     pkce: true,
     tokenLocation: 'root',
     okFlag: false,
@@ -394,7 +394,7 @@ export const PROVIDERS: Readonly<Record<OAuthPlatform, OAuthProviderSpec>> = {
       path: '/v2/accessToken',
       doc: 'https://learn.microsoft.com/linkedin/shared/authentication/authorization-code-flow',
     },
-    // Not in PLATFORMS.md: LinkedIn's RFC 7009-style endpoint, widely used with client
+    // Not confirmed in LinkedIn's documentation: an RFC 7009-style endpoint, widely used with client
     // credentials in the body. A failed revoke never blocks the local deletion.
     revokeEndpoint: {
       base: 'oauth',
@@ -412,7 +412,7 @@ export const PROVIDERS: Readonly<Record<OAuthPlatform, OAuthProviderSpec>> = {
     extraAuthorizeParams: {},
     clientAuth: 'body',
     bodyFormat: 'form',
-    // PKCE for web apps is unconfirmed (§6/§9) and LinkedIn documents it for native clients only. Off.
+    // PKCE for web apps is not documented; LinkedIn documents it for native clients only. Off.
     pkce: false,
     tokenLocation: 'root',
     okFlag: false,

@@ -1,6 +1,6 @@
 /**
  * @module webhooks
- * Change webhooks (CONTRACT.md §5): the facade the HTTP layer and the composition root use, the
+ * Change webhooks (docs/api.md): the facade the HTTP layer and the composition root use, the
  * input schemas the routes can share, and `verifyWebhook` for consumers.
  */
 

@@ -18,7 +18,7 @@ import { newMessageId } from './ids';
 import type { EventType } from './schema';
 import type { EndpointRecord, WebhookStore } from './store';
 
-/** The `presence.changed` body of CONTRACT.md §5, serialized once for every endpoint. */
+/** The `presence.changed` body (docs/api.md), serialized once for every endpoint. */
 export function presenceChangedBody(c: PresenceChange): string {
   return JSON.stringify({
     type: 'presence.changed',

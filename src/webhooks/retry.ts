@@ -1,6 +1,6 @@
 /**
  * @module webhooks/retry
- * When to try a delivery again (CONTRACT.md §5): a schedule of delays, with jitter so that a
+ * When to try a delivery again (docs/api.md, Delivery): a schedule of delays, with jitter so that a
  * recovering endpoint is not hit by every retry at the same instant, and `Retry-After`.
  */
 

@@ -1,6 +1,6 @@
 /**
  * @module webhooks/service
- * The webhook facade (CONTRACT.md §4 `/v1/webhooks`, §5): endpoint management, the outbox hooked
+ * The webhook facade (`/v1/webhooks`; docs/api.md, Change webhooks): endpoint management, the outbox hooked
  * into the presence engine, the delivery worker, the delivery log, replay and pruning. The HTTP
  * routes are thin wrappers over these methods; every method validates its input itself and
  * throws `AppError` with a contract code, and returns plain JSON-ready objects in the API's

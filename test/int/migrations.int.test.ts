@@ -66,6 +66,19 @@ describe('migration runner', () => {
     db.close();
   });
 
+  it('accepts a database that applied 0003 before its comment-only edit, and nothing else', () => {
+    const db = openDb(join(tmp.dir, 'earlier-0003.db'));
+    migrate(db);
+    const setChecksum = (checksum: string): void => {
+      db.prepare("UPDATE schema_migrations SET checksum = ? WHERE version = '0003'").run(checksum);
+    };
+    setChecksum('4dbce09eee02e2c61278d79d3eb23cebf7175d8f967e8208a1b54e01ad31be49');
+    expect(migrate(db).applied).toEqual([]);
+    setChecksum('0'.repeat(64));
+    expect(() => migrate(db)).toThrow(/0003_webhooks was edited/);
+    db.close();
+  });
+
   it('refuses a database whose applied migration file is missing', () => {
     const dir = migrationsDir('missing', {
       '0001_a.sql': 'CREATE TABLE a (x);',

@@ -103,3 +103,20 @@ describe('references in the repository', () => {
     expect(citing).toEqual([]);
   });
 });
+
+describe('connector READMEs', () => {
+  const connectors = readdirSync(join(ROOT, 'connectors')).filter((d) =>
+    existsSync(join(ROOT, 'connectors', d, 'README.md')),
+  );
+
+  it('exist for every real platform', () => {
+    expect(connectors.sort()).toEqual(['discord', 'linkedin', 'slack', 'teams', 'whatsapp', 'zoom']);
+  });
+
+  it.each(connectors)('%s: has its platform facts and ends with "Check that it works"', (name) => {
+    const readme = readFileSync(join(ROOT, 'connectors', name, 'README.md'), 'utf8');
+    expect(readme).toContain('\n## Platform facts\n');
+    const headings = [...readme.matchAll(/^## (.+)$/gm)].map((m) => m[1]);
+    expect(headings[headings.length - 1]).toBe('Check that it works');
+  });
+});

@@ -30,7 +30,7 @@ describe('OAuth provider table', () => {
     );
   });
 
-  it('defaults to the production hosts of PLATFORMS.md', () => {
+  it('defaults to the production hosts of each platform', () => {
     const env = parseEnv(creds);
     const urls = (p: OAuthPlatform): Record<string, string | null> => {
       const r = resolveProvider(p, env);

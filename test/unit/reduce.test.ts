@@ -17,7 +17,7 @@ function override(fields: Partial<Override> = {}): Override {
   };
 }
 
-describe('reduce: the rules of CONTRACT.md §2, one by one', () => {
+describe('reduce: the rules of docs/api.md, one by one', () => {
   it('with no observation at all the user is offline with no source', () => {
     const r = reduce([], null, now, ladder);
     expect(r).toMatchObject({ status: 'offline', activity: null, source: null, winner: null });
