@@ -303,9 +303,13 @@ export async function benchHttp(seconds = 3): Promise<Figure[]> {
       );
     return figures;
   } finally {
+    // The checkpoint worker is unref'd: while it finishes a large WAL, only a timer of ours keeps
+    // the process from exiting in the middle of close().
+    const alive = setInterval(() => undefined, 1000);
     await bare.app.close();
     if (typeof redis !== 'string') await redis.close();
     await svc.close();
+    clearInterval(alive);
     rmSync(dir, { recursive: true, force: true });
   }
 }
