@@ -57,8 +57,9 @@ describe('background WAL checkpoints', () => {
     const { log, seen } = warnings();
     // Started first, so that the main connection's commits leave every page in the WAL.
     const checkpointer = startCheckpointer(db, { intervalMs: 20, log });
+    // No check of the file's size right after the writes: the worker runs in its own thread and
+    // may checkpoint while they are still going on.
     write(db);
-    expect(statSync(path).size).toBeLessThan(100_000);
     // The worker has opened the database once it has checkpointed into the file.
     await waitUntil(() => statSync(path).size > 8_000_000);
     db.close();
