@@ -37,6 +37,30 @@ function badText(s: string): BadString['reason'] | null {
  * that is not valid Unicode text. Iterative, so a deeply nested body cannot overflow the stack.
  */
 export function findBadString(value: unknown): BadString | null {
+  // Nearly every request is clean: one pass without paths says so, and only a bad one is walked
+  // again to say where (a 1,000-id batch then builds no path arrays at all).
+  return allClean(value) ? null : locate(value);
+}
+
+function allClean(value: unknown): boolean {
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v === 'string') {
+      if (badText(v) !== null) return false;
+    } else if (Array.isArray(v)) {
+      for (const x of v) stack.push(x);
+    } else if (typeof v === 'object' && v !== null) {
+      for (const key of Object.keys(v)) {
+        if (badText(key) !== null) return false;
+        stack.push((v as Record<string, unknown>)[key]);
+      }
+    }
+  }
+  return true;
+}
+
+function locate(value: unknown): BadString | null {
   const stack: { value: unknown; path: (string | number)[] }[] = [{ value, path: [] }];
   for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
     const v = item.value;
