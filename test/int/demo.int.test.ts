@@ -61,15 +61,22 @@ const rowsTaken = (lines: readonly string[], width: number): number =>
 describe('presence demo', () => {
   it('runs non-interactively: all six platforms, changing states, availability, a clean end', async () => {
     let out = '';
+    const abort = new AbortController();
+    const reporters = ['device', 'discord', 'slack', 'teams', 'whatsapp', 'zoom'];
     const summary = await runDemo({
       users: 12,
-      durationMs: 3000,
+      // Ended once enough has happened, however slow the machine: the duration is only a bound.
+      durationMs: 600_000,
       speed: 120,
       seed: 1,
       tty: false,
       frameMs: 100,
+      signal: abort.signal,
       write: (t) => {
         out += t;
+        const changes = out.split('\n').filter((l) => CHANGE.test(l));
+        if (changes.length > 12 && reporters.every((p) => changes.some((l) => l.includes(` ${p} `))))
+          abort.abort();
       },
     });
     expect(summary.platforms).toEqual(['device', 'discord', 'slack', 'teams', 'whatsapp', 'zoom']);
