@@ -11,6 +11,14 @@
  *   next boundary (an expiry, a decay step); a refresh that pushes the boundary later does not
  *   move it, the sweep just finds nothing changed and files the user under the new boundary.
  *   The sweep works in chunks with a time budget so it never holds the event loop for long.
+ * - When a commit fails, memory never shows what was not committed. Each user a queued change
+ *   touches keeps an undo record of its last committed state (taken once per commit, so the hot
+ *   path pays one small copy per changed user). A lock held by another connection is retried on
+ *   timers with back-off for up to `commitRetryMs`, the event loop free meanwhile (the SQLite
+ *   busy wait is kept to milliseconds, see store/db.ts), and reads show the undo record while
+ *   the change waits. Any other failure, or a lock that outlasts the retries, rolls the queued
+ *   changes back in memory and rejects their acknowledgements with 503 `unavailable`
+ *   (store/faults.ts); the next write tries the store again, so service resumes by itself.
  */
 
 import { performance } from 'node:perf_hooks';
@@ -45,7 +53,8 @@ import {
   type Status,
 } from '../core/presence';
 import { changedFields, nextCheckAt, reduce, type Reduction } from '../normalizer/reduce';
-import { explain, toPresence, type PresenceView } from '../normalizer/view';
+import { explain, toPresence, type PresenceView, type UserSnapshot } from '../normalizer/view';
+import { classifyStoreError, isStoreError, StoreUnavailableError, type StoreFault } from '../store/faults';
 import { BatchMemo, watchList, type BatchEntry, type Validity } from './batch-memo';
 
 export interface PresenceState {
@@ -120,10 +129,61 @@ export interface EngineOptions {
   readonly batchMemoBytes?: number;
   /** Platforms whose accounts give identity and never presence (LinkedIn); shown as such. */
   readonly identityOnlyPlatforms?: readonly Platform[];
+  /**
+   * How long (by `clock`) a commit that meets another connection's lock is retried before its
+   * writes are answered 503. Well inside the 10 s in which every write is answered.
+   */
+  readonly commitRetryMs?: number;
+  /** How often, at most, `storeFault()` probes a failing store to learn it has recovered. */
+  readonly probeIntervalMs?: number;
 }
 
 type Ack = Promise<void>;
 const DONE: Ack = Promise.resolve();
+const ignore = (): void => undefined;
+/** Back-off between commit retries while another connection holds the lock. */
+const RETRY_FIRST_MS = 10;
+const RETRY_MAX_MS = 250;
+
+interface Waiter {
+  resolve(): void;
+  reject(error: Error): void;
+}
+
+/**
+ * A user as it was before the queued changes touched it: what a rollback restores and what reads
+ * show while the commit waits. `created` marks a user the queued changes create.
+ */
+class Undo implements UserSnapshot {
+  readonly userId: string;
+  readonly observations: Observation[];
+  readonly override: Override | null;
+  readonly status: Status;
+  readonly activity: Activity | null;
+  readonly customStatus: CustomStatus | null;
+  readonly source: Source | null;
+  readonly version: number;
+  readonly lastActiveAt: number | null;
+  readonly dueAt: number;
+  readonly identityOnly: Platform[] | null;
+
+  constructor(
+    u: UserState,
+    readonly created: boolean,
+  ) {
+    this.userId = u.userId;
+    this.observations = u.observations.slice();
+    this.override = u.override;
+    this.status = u.status;
+    this.activity = u.activity;
+    this.customStatus = u.customStatus;
+    this.source = u.source;
+    this.version = u.version;
+    this.lastActiveAt = u.lastActiveAt;
+    this.dueAt = u.dueAt;
+    this.identityOnly = u.identityOnly;
+  }
+}
 const OPEN = Buffer.from('{"presence":{');
 const COMMA = Buffer.from(',');
 const BUCKET_MS = 1000;
@@ -154,6 +214,8 @@ class UserState {
   readMark = 0;
   /** Linked platforms that establish identity and report no presence (LinkedIn), or null. */
   identityOnly: Platform[] | null = null;
+  /** The last committed state, while queued changes to this user wait for their commit. */
+  undo: Undo | null = null;
 
   constructor(readonly userId: string) {}
 
@@ -206,10 +268,20 @@ export class PresenceEngine {
 
   private ops: WriteOp[] = [];
   private changes: PresenceChange[] = [];
-  private waiters: (() => void)[] = [];
+  private waiters: Waiter[] = [];
   private pendingAck: Ack | null = null;
   private flushScheduled = false;
+  /** Users with an undo record: those the queued ops change. */
+  private touched: UserState[] = [];
+  private readonly commitRetryMs: number;
+  private readonly probeIntervalMs: number;
+  private retryTimer: NodeJS.Timeout | null = null;
   private retryDelayMs = 0;
+  /** When the queued commit first failed (clock time), while it is being retried. */
+  private failingSince: number | null = null;
+  /** Why the store last failed to commit; null once a commit succeeds again. */
+  private fault: StoreFault | null = null;
+  private lastProbeAt = Number.NEGATIVE_INFINITY;
 
   private readonly listeners: ((changes: readonly PresenceChange[]) => void)[] = [];
   private readonly txHooks: ((changes: readonly PresenceChange[]) => void)[] = [];
@@ -232,6 +304,8 @@ export class PresenceEngine {
     this.viewRing = new Array<UserState | undefined>(Math.max(1, options.viewCacheSize ?? 100_000));
     this.batchMemo = new BatchMemo(options.batchMemoBytes ?? 16 * 1024 * 1024);
     this.identityOnlyPlatforms = new Set(options.identityOnlyPlatforms ?? []);
+    this.commitRetryMs = options.commitRetryMs ?? 5000;
+    this.probeIntervalMs = options.probeIntervalMs ?? 1000;
   }
 
   private readonly identityOnlyPlatforms: ReadonlySet<Platform>;
@@ -295,7 +369,12 @@ export class PresenceEngine {
     this.timers = [];
     await this.sweeping;
     await this.persistRefreshes();
-    this.flushSync();
+    // One last attempt, not retried: a shutdown never waits on a failing store, and whatever
+    // cannot be committed is answered 503 rather than left hanging.
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    const fault = this.attempt();
+    if (fault !== null) this.log.error({ reason: fault.reason }, 'stopped with changes the store refused');
   }
 
   // ---------------------------------------------------------------- listeners
@@ -340,7 +419,10 @@ export class PresenceEngine {
   ensureUser(userId: string): void {
     if (this.users.has(userId)) return;
     const now = this.clock.now();
-    this.addUser(new UserState(userId));
+    const u = new UserState(userId);
+    this.addUser(u);
+    u.undo = new Undo(u, true);
+    this.touched.push(u);
     this.enqueue({
       op: 'user',
       user: { userId, displayName: null, timezone: null, createdAt: now, updatedAt: now },
@@ -356,7 +438,7 @@ export class PresenceEngine {
   } {
     this.flushSync();
     const now = this.clock.now();
-    const existing = this.store.getUser(userId);
+    const existing = this.guarded(() => this.store.getUser(userId));
     const user: UserRecord = {
       userId,
       displayName: fields.displayName !== undefined ? fields.displayName : (existing?.displayName ?? null),
@@ -364,14 +446,14 @@ export class PresenceEngine {
       createdAt: existing?.createdAt ?? now,
       updatedAt: now,
     };
-    this.store.write([{ op: 'user', user }]);
+    this.guarded(() => this.store.write([{ op: 'user', user }]));
     if (!this.users.has(userId)) this.addUser(new UserState(userId));
     return { created: existing === null, user };
   }
 
   getUser(userId: string): { user: UserRecord; accounts: AccountRecord[] } | null {
     if (!this.users.has(userId)) return null;
-    this.flushSync();
+    this.flushForRead();
     const user = this.store.getUser(userId);
     return user === null ? null : { user, accounts: this.store.accountsOf(userId) };
   }
@@ -380,17 +462,19 @@ export class PresenceEngine {
     const u = this.users.get(userId);
     if (u === undefined) return false;
     this.flushSync();
-    const accounts = this.store.accountsOf(userId);
+    const accounts = this.guarded(() => this.store.accountsOf(userId));
     const lastVersion = u.version;
     // The sinks write in the same transaction (a `user.deleted` event exists if and only if the
     // delete does); memory changes only once it committed.
-    this.store.deleteUser(
-      userId,
-      this.deleteSinks.length === 0
-        ? undefined
-        : () => {
-            for (const sink of this.deleteSinks) sink.stage(userId, lastVersion);
-          },
+    this.guarded(() =>
+      this.store.deleteUser(
+        userId,
+        this.deleteSinks.length === 0
+          ? undefined
+          : () => {
+              for (const sink of this.deleteSinks) sink.stage(userId, lastVersion);
+            },
+      ),
     );
     for (const a of accounts) this.accounts.delete(accountKey(a));
     u.deleted = true;
@@ -409,7 +493,7 @@ export class PresenceEngine {
 
   linkAccount(userId: string, account: AccountRef): LinkResult {
     this.flushSync();
-    const result = this.store.linkAccount(userId, account, this.clock.now());
+    const result = this.guarded(() => this.store.linkAccount(userId, account, this.clock.now()));
     if (result.linked) {
       this.accounts.set(accountKey(account), userId);
       const u = this.users.get(userId);
@@ -420,7 +504,7 @@ export class PresenceEngine {
 
   unlinkAccount(userId: string, account: AccountRef): boolean {
     this.flushSync();
-    const removed = this.store.unlinkAccount(userId, account);
+    const removed = this.guarded(() => this.store.unlinkAccount(userId, account));
     if (removed) {
       this.accounts.delete(accountKey(account));
       const u = this.users.get(userId);
@@ -452,6 +536,11 @@ export class PresenceEngine {
    * commit for a change. Throws for an unknown user.
    */
   report(userId: string, input: ReportInput): Ack {
+    return this.record(userId, input) ? this.acked() : DONE;
+  }
+
+  /** `report` without the acknowledgement: true when the report waits for a commit. */
+  private record(userId: string, input: ReportInput): boolean {
     const u = this.users.get(userId);
     if (u === undefined) throw new Error(`unknown user ${userId}`);
     const now = this.clock.now();
@@ -460,7 +549,7 @@ export class PresenceEngine {
     const decay = input.decay ?? null;
     const lastStep = decay === null ? undefined : decay[decay.length - 1];
     const expiresAt = at + (lastStep === undefined ? input.ttlMs : lastStep.untilMs);
-    if (expiresAt <= now) return DONE;
+    if (expiresAt <= now) return false;
 
     const obs = u.observations;
     let index = -1;
@@ -472,7 +561,7 @@ export class PresenceEngine {
       }
     }
     const existing = index >= 0 ? obs[index]! : undefined;
-    if (existing !== undefined && at < existing.observedAt) return DONE; // never move backwards
+    if (existing !== undefined && at < existing.observedAt) return false; // never move backwards
 
     if (
       existing !== undefined &&
@@ -493,7 +582,8 @@ export class PresenceEngine {
         this.refreshDirty.add(u);
       }
       if (shortened) this.schedule(u, expiresAt);
-      return DONE;
+      // A refresh of a report still waiting for its commit is only as good as that commit.
+      return u.undo !== null && !u.undo.observations.includes(existing);
     }
 
     const s = input.state;
@@ -511,13 +601,14 @@ export class PresenceEngine {
       changedAt: at,
       expiresAt,
     };
+    this.touch(u);
     if (index >= 0) obs[index] = next;
     else obs.push(next);
     if (effectiveStatus(next, now) === 'online' && (u.lastActiveAt === null || at > u.lastActiveAt))
       u.lastActiveAt = at;
     this.enqueue({ op: 'observation', userId, obs: next });
     this.schedule(u, this.recompute(u, now, input.platform));
-    return this.ack();
+    return true;
   }
 
   /**
@@ -530,12 +621,17 @@ export class PresenceEngine {
     // lists all take the same time, even if the clock moves while they are recorded.
     const now = this.clock.now();
     const at = Math.min(mapped.at ?? now, now);
-    let changed =
-      this.report(userId, { platform, state: mapped.state, ttlMs, at, decay: mapped.decay ?? null }) !== DONE;
+    let changed = this.record(userId, {
+      platform,
+      state: mapped.state,
+      ttlMs,
+      at,
+      decay: mapped.decay ?? null,
+    });
     if (mapped.devices !== null) {
       for (const device in mapped.devices) {
         const state = mapped.devices[device]!;
-        if (this.report(userId, { platform, device, state, ttlMs, at }) !== DONE) changed = true;
+        if (this.record(userId, { platform, device, state, ttlMs, at })) changed = true;
       }
       const u = this.users.get(userId)!;
       const end = at;
@@ -548,13 +644,14 @@ export class PresenceEngine {
           observedAt: Math.max(o.observedAt, end),
           expiresAt: Math.max(o.observedAt, end),
         };
+        this.touch(u);
         u.observations[i] = ended;
         this.enqueue({ op: 'observation', userId, obs: ended });
         changed = true;
       }
       if (changed) this.schedule(u, this.recompute(u, now, platform));
     }
-    return changed ? this.ack() : DONE;
+    return changed ? this.acked() : DONE;
   }
 
   /** `reportMapped` for whichever user the account is linked to; false when none is. */
@@ -585,10 +682,11 @@ export class PresenceEngine {
     const u = this.users.get(userId);
     if (u === undefined) throw new Error(`unknown user ${userId}`);
     const now = this.clock.now();
+    this.touch(u);
     u.override = { ...input, setAt: now };
     this.enqueue({ op: 'override', userId, override: u.override });
     this.schedule(u, this.recompute(u, now, 'override'));
-    return this.ack();
+    return this.acked();
   }
 
   /** Clears the override; resolves to false when there was none. */
@@ -597,10 +695,11 @@ export class PresenceEngine {
     if (u === undefined) throw new Error(`unknown user ${userId}`);
     if (u.override === null) return false;
     const now = this.clock.now();
+    this.touch(u);
     u.override = null;
     this.enqueue({ op: 'override', userId, override: null });
     this.schedule(u, this.recompute(u, now, 'override'));
-    await this.ack();
+    await this.acked();
     return true;
   }
 
@@ -611,7 +710,17 @@ export class PresenceEngine {
     if (u === undefined) return undefined;
     const now = this.clock.now();
     this.catchUp(u, now);
-    return toPresence(u, now, this.ladder);
+    const shown = this.shown(u);
+    return shown === null ? undefined : toPresence(shown, now, this.ladder);
+  }
+
+  /**
+   * What reads show of a user: its state, or while its queued changes wait for a commit that
+   * failed and is being retried, its last committed state (null: not created yet).
+   */
+  private shown(u: UserState): UserSnapshot | null {
+    if (u.undo === null || this.failingSince === null) return u;
+    return u.undo.created ? null : u.undo;
   }
 
   getMany(userIds: readonly string[]): { presence: Record<string, PresenceView>; unknown: string[] } {
@@ -620,12 +729,13 @@ export class PresenceEngine {
     const unknown: string[] = [];
     for (const id of userIds) {
       const u = this.users.get(id);
-      if (u === undefined) {
+      if (u !== undefined) this.catchUp(u, now);
+      const shown = u === undefined ? null : this.shown(u);
+      if (shown === null) {
         unknown.push(id);
         continue;
       }
-      this.catchUp(u, now);
-      presence[id] = toPresence(u, now, this.ladder);
+      presence[id] = toPresence(shown, now, this.ladder);
     }
     return { presence, unknown };
   }
@@ -635,7 +745,7 @@ export class PresenceEngine {
     const u = this.users.get(userId);
     if (u === undefined) return undefined;
     const member = this.memberJson(u, this.clock.now());
-    return member.toString('utf8', Buffer.byteLength(JSON.stringify(userId)) + 1);
+    return member?.toString('utf8', Buffer.byteLength(JSON.stringify(userId)) + 1);
   }
 
   /**
@@ -667,21 +777,22 @@ export class PresenceEngine {
     const mark = ++this.readMarks;
     for (const id of userIds) {
       const u = this.users.get(id);
-      if (u === undefined) {
+      if (u !== undefined && u.readMark === mark) continue;
+      const member = u === undefined ? null : this.memberJson(u, now);
+      if (u === undefined || member === null) {
         unknown.add(id);
         continue;
       }
-      if (u.readMark === mark) continue;
       u.readMark = mark;
       if (parts.length > 1) {
         parts.push(COMMA);
         length += 1;
       }
-      const member = this.memberJson(u, now);
       parts.push(member);
       length += member.length;
       users.push(u);
-      until = Math.min(until, u.jsonUntil, u.dueAt);
+      // A body showing a user's last committed state is not kept: it changes with the commit.
+      until = u.undo !== null && this.failingSince !== null ? now : Math.min(until, u.jsonUntil, u.dueAt);
     }
     const tail = Buffer.from(`},"unknown":${JSON.stringify([...unknown])}}`);
     parts.push(tail);
@@ -699,8 +810,16 @@ export class PresenceEngine {
     return body;
   }
 
-  private memberJson(u: UserState, now: number): Buffer {
+  /** The user's `"<id>":<presence>` member, or null while its creation waits for a commit. */
+  private memberJson(u: UserState, now: number): Buffer | null {
     this.catchUp(u, now);
+    if (u.undo !== null && this.failingSince !== null) {
+      // Built afresh and not cached: the cache follows the user's current state.
+      const shown = this.shown(u);
+      return shown === null
+        ? null
+        : Buffer.from(`${JSON.stringify(u.userId)}:${JSON.stringify(toPresence(shown, now, this.ladder))}`);
+    }
     if (u.json !== null && now < u.jsonUntil) return u.json;
     const fresh = u.json === null;
     u.json = Buffer.from(`${JSON.stringify(u.userId)}:${JSON.stringify(toPresence(u, now, this.ladder))}`);
@@ -729,7 +848,7 @@ export class PresenceEngine {
   }
 
   history(userId: string, query: HistoryQuery): TransitionRecord[] {
-    this.flushSync();
+    this.flushForRead();
     return this.store.history(userId, query);
   }
 
@@ -743,8 +862,9 @@ export class PresenceEngine {
     u.invalidate();
     this.prune(u, at);
     const r = reduce(u.observations, u.override, at, this.ladder);
-    u.source = r.source;
     const changed = changedFields(u, r);
+    if (changed.length > 0) this.touch(u);
+    u.source = r.source;
     if (changed.length > 0) {
       const previous: PresenceState = {
         status: u.status,
@@ -810,7 +930,10 @@ export class PresenceEngine {
         this.enqueue({ op: 'observation-delete', userId: u.userId, platform: o.platform, device: o.device });
       else kept?.push(o);
     }
-    if (kept !== null) u.observations = kept;
+    if (kept !== null) {
+      this.touch(u);
+      u.observations = kept;
+    }
   }
 
   private pruneAt(u: UserState): number {
@@ -830,9 +953,10 @@ export class PresenceEngine {
   private catchUp(u: UserState, now: number): void {
     if (u.dueAt > now) return;
     let next = u.dueAt;
-    u.dueAt = Number.POSITIVE_INFINITY;
+    // dueAt is moved only afterwards, so an undo record taken on the way keeps the boundary.
     do next = this.recompute(u, next, null);
     while (next <= now);
+    u.dueAt = Number.POSITIVE_INFINITY;
     this.schedule(u, next);
   }
 
@@ -878,7 +1002,7 @@ export class PresenceEngine {
         if (list.length === 0) this.wheel.delete(bucket);
         if (more) break;
       }
-      this.flushSafely(); // one short transaction per chunk
+      this.commitQueued(); // one short transaction per chunk
       if (!more || this.stopped) {
         this.stats.sweeps += 1;
         return looked;
@@ -891,54 +1015,67 @@ export class PresenceEngine {
 
   private enqueue(op: WriteOp): void {
     this.ops.push(op);
-    if (this.ops.length >= this.maxBatch) {
-      this.flushSafely();
-      return;
-    }
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => {
         this.flushScheduled = false;
-        this.flushSafely();
+        this.commitQueued();
       });
     }
   }
 
-  /** The promise that settles when everything queued so far is committed. */
+  /** Records the user's committed state before queued changes alter it (once per commit). */
+  private touch(u: UserState): void {
+    if (u.undo !== null) return;
+    u.undo = new Undo(u, false);
+    this.touched.push(u);
+  }
+
+  /** The promise that settles when everything queued so far is committed, or is refused. */
   private ack(): Ack {
     if (this.ops.length === 0 && this.waiters.length === 0) return DONE;
-    this.pendingAck ??= new Promise<void>((resolve) => {
-      this.waiters.push(resolve);
-    });
+    if (this.pendingAck === null) {
+      const ack = new Promise<void>((resolve, reject) => {
+        this.waiters.push({ resolve, reject });
+      });
+      // A caller that drops the promise (a connector's fire-and-forget report) must not turn a
+      // refused commit into an unhandled rejection; callers that await it still see the error.
+      ack.catch(ignore);
+      this.pendingAck = ack;
+    }
     return this.pendingAck;
   }
 
-  /** Commits what is queued; on a storage error keeps it queued and tries again with back-off. */
-  private flushSafely(): void {
-    try {
-      this.flushSync();
-      this.retryDelayMs = 0;
-    } catch (error) {
-      this.retryDelayMs = Math.min(Math.max(this.retryDelayMs * 2, 50), 5000);
-      this.log.error(
-        { err: error, retryInMs: this.retryDelayMs },
-        'committing presence changes failed; will retry',
-      );
-      setTimeout(() => this.flushSafely(), this.retryDelayMs).unref();
-    }
+  /**
+   * The acknowledgement of a public write, taken before anything is committed. A full queue is
+   * committed here, at the end of a whole write and never in its middle, so that a refused
+   * commit rolls back whole writes only.
+   */
+  private acked(): Ack {
+    const ack = this.ack();
+    if (this.ops.length >= this.maxBatch) this.commitQueued();
+    return ack;
   }
 
-  /** Commits what is queued now, in one transaction. Throws (keeping the queue) if storage fails. */
-  flushSync(): void {
+  /** Commits what is queued, unless a retry is already scheduled (the queue then joins it). */
+  private commitQueued(): void {
+    if (this.retryTimer === null) this.attempt();
+  }
+
+  /**
+   * One commit of everything queued, in one transaction. Returns null when it is durable (or
+   * nothing was queued), otherwise the fault; the queue is then kept for a retry (another
+   * connection's lock, within `commitRetryMs`) or rolled back and its writes refused.
+   */
+  private attempt(): StoreFault | null {
     if (this.ops.length === 0 && this.changes.length === 0) {
-      this.settle(this.takeWaiters());
-      return;
+      for (const w of this.takeWaiters()) w.resolve();
+      return null;
     }
     const ops = this.ops;
     const changes = this.changes;
     this.ops = [];
     this.changes = [];
-    const waiters = this.takeWaiters();
     try {
       this.store.write(
         ops,
@@ -949,14 +1086,17 @@ export class PresenceEngine {
             },
       );
     } catch (error) {
-      // Put everything back in front of whatever was queued meanwhile, in order.
+      // Back in front of anything queued meanwhile (a hook could have), in order.
       this.ops = ops.concat(this.ops);
       this.changes = changes.concat(this.changes);
-      // The callers keep waiting: their promises settle at the next commit that succeeds.
-      this.waiters = waiters.concat(this.waiters);
-      throw error;
+      return this.failed(error);
     }
-    this.settle(waiters);
+    const waiters = this.takeWaiters();
+    for (const u of this.touched) u.undo = null;
+    this.touched = [];
+    this.endRetries();
+    this.healthy();
+    for (const w of waiters) w.resolve();
     this.stats.changesCommitted += changes.length;
     if (changes.length > 0) {
       for (const listener of this.listeners) {
@@ -967,17 +1107,154 @@ export class PresenceEngine {
         }
       }
     }
+    return null;
   }
 
-  private takeWaiters(): (() => void)[] {
+  private failed(error: unknown): StoreFault {
+    const fault = this.noteFault(error);
+    const now = this.clock.now();
+    this.failingSince ??= now;
+    if (fault.transient && !this.stopped && now - this.failingSince < this.commitRetryMs) {
+      if (this.retryTimer === null) {
+        this.retryDelayMs = Math.min(Math.max(this.retryDelayMs * 2, RETRY_FIRST_MS), RETRY_MAX_MS);
+        this.retryTimer = setTimeout(() => {
+          this.retryTimer = null;
+          this.attempt();
+        }, this.retryDelayMs);
+        this.retryTimer.unref();
+      }
+      return fault;
+    }
+    this.rollBack(fault);
+    return fault;
+  }
+
+  /**
+   * Forgets everything queued: each touched user gets its committed state back, users the queue
+   * created are gone again, and every waiting write is refused with the fault.
+   */
+  private rollBack(fault: StoreFault): void {
+    const touched = this.touched;
+    const waiters = this.takeWaiters();
+    const dropped = this.changes.length;
+    this.touched = [];
+    this.ops = [];
+    this.changes = [];
+    this.endRetries();
+    for (const u of touched) this.restore(u);
+    this.log.warn(
+      { reason: fault.reason, users: touched.length, changes: dropped, writes: waiters.length },
+      'rolled back changes the store could not commit',
+    );
+    const refusal = new StoreUnavailableError(fault);
+    for (const w of waiters) w.reject(refusal);
+  }
+
+  private restore(u: UserState): void {
+    const s = u.undo!;
+    u.undo = null;
+    u.invalidate();
+    if (s.created) {
+      if (this.users.get(u.userId) === u) this.users.delete(u.userId);
+      u.deleted = true;
+      this.refreshDirty.delete(u);
+      this.createdUsers += 1; // remembered batch bodies that listed it are stale
+      return;
+    }
+    u.observations = s.observations;
+    u.override = s.override;
+    u.status = s.status;
+    u.activity = s.activity;
+    u.customStatus = s.customStatus;
+    u.source = s.source;
+    u.version = s.version;
+    u.lastActiveAt = s.lastActiveAt;
+    // The earlier of the two: a boundary the queued change handled is handled again (and its
+    // change queued again), one a refresh brought forward is kept.
+    const due = Math.min(s.dueAt, u.dueAt);
+    u.dueAt = Number.POSITIVE_INFINITY;
+    this.schedule(u, due);
+  }
+
+  private endRetries(): void {
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.retryDelayMs = 0;
+    this.failingSince = null;
+  }
+
+  private noteFault(error: unknown): StoreFault {
+    const fault = classifyStoreError(error, this.clock.now());
+    if (this.fault?.reason === fault.reason) return this.fault;
+    // Said once per cause, not once per attempt.
+    this.log.error(
+      { err: error, reason: fault.reason },
+      'the store cannot commit; writes answer 503 until it can',
+    );
+    this.fault = fault;
+    return fault;
+  }
+
+  private healthy(): void {
+    if (this.fault === null) return;
+    this.log.info({ reason: this.fault.reason }, 'the store commits again');
+    this.fault = null;
+  }
+
+  /**
+   * Runs a synchronous store call of a write outside the group commit (users, accounts). A
+   * SQLite failure is noted like a failed commit and refused with 503; anything else is a bug.
+   */
+  private guarded<T>(call: () => T): T {
+    let result: T;
+    try {
+      result = call();
+    } catch (error) {
+      if (!isStoreError(error)) throw error;
+      throw new StoreUnavailableError(this.noteFault(error));
+    }
+    return result;
+  }
+
+  /** Before a read from the store: commit what is queued if that can be done now, else read what is committed. */
+  private flushForRead(): void {
+    if (this.retryTimer === null) this.attempt();
+  }
+
+  /**
+   * Commits what is queued now, in one transaction. Throws `StoreUnavailableError` when the
+   * store refuses it (the queue is then retried or rolled back, as for a group commit).
+   */
+  flushSync(): void {
+    const fault = this.attempt();
+    if (fault !== null) throw new StoreUnavailableError(fault);
+  }
+
+  /**
+   * Why the store cannot commit, or null when it can. While it cannot, and no commit is being
+   * retried anyway, a probe commit is tried at most every `probeIntervalMs`, so that readiness
+   * comes back once the fault is gone even when no write arrives to find out.
+   */
+  storeFault(): StoreFault | null {
+    if (this.fault === null || this.retryTimer !== null) return this.fault;
+    const now = this.clock.now();
+    if (now - this.lastProbeAt >= this.probeIntervalMs) {
+      this.lastProbeAt = now;
+      try {
+        this.store.probe(now);
+        this.healthy();
+      } catch (error) {
+        this.noteFault(error);
+      }
+    }
+    return this.fault;
+  }
+
+  private takeWaiters(): Waiter[] {
     const waiters = this.waiters;
     this.waiters = [];
     this.pendingAck = null;
     return waiters;
-  }
-
-  private settle(waiters: (() => void)[]): void {
-    for (const resolve of waiters) resolve();
   }
 
   /**
@@ -987,7 +1264,9 @@ export class PresenceEngine {
   async persistRefreshes(chunk = 250): Promise<number> {
     let written = 0;
     while (this.refreshDirty.size > 0) {
-      this.flushSync(); // keep the order: changes first, then times
+      // Changes first, then times. While the store fails, the times wait in memory for a later
+      // run: they were acknowledged as refreshes, which never waited for a commit.
+      if (this.retryTimer !== null || this.attempt() !== null) return written;
       const ops: WriteOp[] = [];
       for (const u of this.refreshDirty) {
         this.refreshDirty.delete(u);
@@ -1003,8 +1282,9 @@ export class PresenceEngine {
       }
       try {
         this.store.write(ops);
+        this.healthy();
       } catch (error) {
-        this.log.error({ err: error }, 'persisting refreshed presence times failed; will retry');
+        this.noteFault(error);
         for (const op of ops) {
           const u = op.op === 'refresh' ? this.users.get(op.userId) : undefined;
           if (u !== undefined && !u.refreshDirty) {

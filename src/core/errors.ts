@@ -14,6 +14,7 @@ export const ERROR_CODES = [
   'payload_too_large',
   'unsupported_media_type',
   'platform_error',
+  'unavailable',
   'internal',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -38,6 +39,8 @@ export function codeToStatus(code: ErrorCode): number {
       return 429;
     case 'platform_error':
       return 502;
+    case 'unavailable':
+      return 503;
     case 'internal':
       return 500;
   }

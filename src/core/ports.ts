@@ -100,5 +100,11 @@ export interface PresenceStore {
    * runs inside it (the webhook outbox forgets the user's events and writes `user.deleted`).
    */
   deleteUser(userId: string, alsoInTransaction?: () => void): boolean;
+  /**
+   * Commits a throwaway write that needs a fresh page, to learn whether a commit can succeed
+   * again after a failure (readiness recovers without waiting for a client's write). Throws
+   * as a write would.
+   */
+  probe(now: number): void;
   close(): void;
 }

@@ -13,6 +13,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 
 import { AppError, codeToStatus, type ErrorCode, type ErrorDetail } from '../core/errors';
+import { classifyStoreError, isStoreError, StoreUnavailableError } from '../store/faults';
 import { MAX_PARAM_LENGTH } from './input';
 
 export interface ErrorBody {
@@ -87,6 +88,16 @@ export function errorHandler(error: FastifyError, request: FastifyRequest, reply
 
 function handle(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const id = request.id;
+  if (isStoreError(error)) {
+    // A write outside the engine's group commit (keys, webhooks, connections) met a failing
+    // store: the same 503 the engine gives, never a 500.
+    const refusal = new StoreUnavailableError(classifyStoreError(error, 0));
+    request.log.warn({ err: error, reason: refusal.fault.reason }, 'the store refused a write');
+    sendError(reply, refusal.status, errorBody(refusal.code, refusal.message, id, refusal.details), {
+      ...refusal.headers,
+    });
+    return;
+  }
   if (error instanceof AppError) {
     sendError(reply, error.status, errorBody(error.code, error.message, id, error.details), {
       ...error.headers,

@@ -23,7 +23,17 @@ export interface OpenOptions {
    * are in the WAL; 'full' also survives power loss, at the cost of an fsync per transaction.
    */
   readonly synchronous?: 'normal' | 'full';
+  /**
+   * How long a statement waits for a lock another connection holds. better-sqlite3 waits
+   * synchronously, so this is how long the event loop can stand still: kept short, it only
+   * absorbs a brief overlap with another writer (a CLI command, a checkpoint); the engine retries
+   * a commit that still meets the lock on timers instead (see aggregator/engine.ts).
+   */
+  readonly busyTimeoutMs?: number;
 }
+
+/** The default lock wait: long enough for another process's millisecond commit, no longer. */
+export const BUSY_TIMEOUT_MS = 20;
 
 export function openDb(path: string, options: OpenOptions = {}): Db {
   if (path !== ':memory:') mkdirSync(dirname(resolve(path)), { recursive: true });
@@ -31,7 +41,7 @@ export function openDb(path: string, options: OpenOptions = {}): Db {
   db.pragma('journal_mode = WAL');
   db.pragma(`synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
   db.pragma('foreign_keys = ON');
-  db.pragma('busy_timeout = 5000');
+  db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? BUSY_TIMEOUT_MS))}`);
   return db;
 }
 

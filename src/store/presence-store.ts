@@ -367,6 +367,21 @@ export class SqlitePresenceStore implements PresenceStore {
     return gone;
   }
 
+  private probeTx: ((now: number) => void) | null = null;
+
+  probe(now: number): void {
+    if (this.probeTx === null) {
+      const insert = this.db.prepare('INSERT INTO store_probe (checked_at, pad) VALUES (?, zeroblob(?))');
+      const clear = this.db.prepare('DELETE FROM store_probe');
+      const pageSize = this.db.pragma('page_size', { simple: true }) as number;
+      this.probeTx = this.db.transaction((at: number) => {
+        insert.run(at, pageSize);
+        clear.run();
+      });
+    }
+    this.probeTx(now);
+  }
+
   close(): void {
     this.db.close();
   }

@@ -1,5 +1,7 @@
 import { join } from 'node:path';
 
+import Database from 'better-sqlite3';
+
 import type { NormalizedState } from '../../src/core/presence';
 import { signalPresence } from '../../src/core/signals';
 import { CountingStore, testEngine, tmpDir, type TestEngine } from '../helpers/engine';
@@ -266,13 +268,13 @@ describe('PresenceEngine on a real SQLite file', () => {
     expect(t.engine.get('alice')).toMatchObject({ status: 'online', version: 1 });
   });
 
-  it('keeps changes queued and retries when a commit fails, acknowledging only once durable', async () => {
+  it('retries a commit that meets a lock, acknowledging only once durable', async () => {
     let failures = 2;
     const write = CountingStore.prototype.write;
     jest.spyOn(t.store, 'write').mockImplementation(function (this: CountingStore, ops, also) {
       if (failures > 0) {
         failures -= 1;
-        throw new Error('disk I/O error');
+        throw new Database.SqliteError('database is locked', 'SQLITE_BUSY');
       }
       write.call(this, ops, also);
     });
@@ -280,12 +282,30 @@ describe('PresenceEngine on a real SQLite file', () => {
     const ack = t.engine.report('alice', { platform: 'slack', state: state(), ttlMs: 60_000 }).then(() => {
       acked = true;
     });
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setImmediate(r));
     expect(acked).toBe(false);
     expect(rows('SELECT * FROM aggregates')).toEqual([]);
     await ack;
     expect(failures).toBe(0);
     expect(rows('SELECT version FROM aggregates')).toEqual([{ version: 1 }]);
+  });
+
+  it('a commit that fails otherwise is refused at once and rolled back; the next one commits', async () => {
+    t.engine.flushSync(); // alice exists
+    const write = CountingStore.prototype.write;
+    const spy = jest.spyOn(t.store, 'write').mockImplementationOnce(() => {
+      throw new Database.SqliteError('disk I/O error', 'SQLITE_IOERR_WRITE');
+    });
+    await expect(
+      t.engine.report('alice', { platform: 'slack', state: state(), ttlMs: 60_000 }),
+    ).rejects.toMatchObject({ code: 'unavailable', details: [{ code: 'io_error' }] });
+    expect(t.engine.get('alice')).toMatchObject({ status: 'offline', version: 0, platforms: {} });
+    spy.mockImplementation(function (this: CountingStore, ops, also) {
+      write.call(this, ops, also);
+    });
+    await t.engine.report('alice', { platform: 'slack', state: state(), ttlMs: 60_000 });
+    expect(rows('SELECT version FROM aggregates')).toEqual([{ version: 1 }]);
+    expect(t.engine.get('alice')).toMatchObject({ status: 'online', version: 1 });
   });
 
   it('sweeps many users in chunks without losing any', async () => {

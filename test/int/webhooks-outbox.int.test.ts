@@ -371,11 +371,12 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
     const r = await receiver();
     const ep = await svc.createEndpoint({ url: r.url });
     let fail = 1;
-    // A hook after the outbox's: it fails the first commit, after the outbox wrote its rows.
+    // A hook after the outbox's: it fails the first commit, after the outbox wrote its rows, as
+    // another connection's lock would (the engine retries that; other failures are refused).
     t.engine.onCommit(() => {
       if (fail > 0) {
         fail -= 1;
-        throw new Error('disk I/O error');
+        throw Object.assign(new Error('database is locked'), { name: 'SqliteError', code: 'SQLITE_BUSY' });
       }
     });
     await set('alice', 'online'); // acknowledged once the engine's retry committed

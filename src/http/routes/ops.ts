@@ -8,7 +8,8 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
 
-import { toIsoOrNull } from '../../core/time';
+import { toIso, toIsoOrNull } from '../../core/time';
+import { STORE_FAULT_REASONS } from '../../store/faults';
 import type { AppDeps } from '../deps';
 import { COMMON_ERRORS, IsoTime, RealPlatform } from '../schemas';
 
@@ -35,6 +36,15 @@ const ConnectorSchema = z.object({
   notes: z.string(),
 });
 
+const NotReady = z.object({
+  ready: z.literal(false),
+  reason: z
+    .enum(['database_not_ready', ...STORE_FAULT_REASONS])
+    .describe('one stable name per cause, as in the 503 body of a refused write'),
+  message: z.string(),
+  since: IsoTime.nullable().describe('when the store first failed this way'),
+});
+
 export function opsRoutes(app: FastifyInstance, deps: AppDeps, registry: Registry): void {
   const r = app.withTypeProvider<ZodTypeProvider>();
 
@@ -54,14 +64,32 @@ export function opsRoutes(app: FastifyInstance, deps: AppDeps, registry: Registr
     '/readyz',
     {
       schema: {
-        summary: 'Readiness: database open and migrations applied',
+        summary: 'Readiness: database open, migrations applied, and the store taking commits',
+        description:
+          'While the store cannot commit (locked by another process, disk full, read-only), 503 names the cause; it turns ready again by itself once a commit succeeds.',
         tags: ['ops'],
-        response: { 200: z.object({ ready: z.boolean() }), 503: z.object({ ready: z.boolean() }) },
+        response: { 200: z.object({ ready: z.literal(true) }), 503: NotReady },
       },
     },
     (_req, reply) => {
-      const ready = deps.ready();
-      void reply.code(ready ? 200 : 503).send({ ready });
+      if (!deps.ready()) {
+        void reply.code(503).send({
+          ready: false,
+          reason: 'database_not_ready',
+          message: 'the database is not open or its migrations are not applied',
+          since: null,
+        });
+        return;
+      }
+      const fault = deps.engine.storeFault();
+      if (fault !== null) {
+        void reply
+          .code(503)
+          .header('retry-after', String(fault.retryAfterS))
+          .send({ ready: false, reason: fault.reason, message: fault.message, since: toIso(fault.since) });
+        return;
+      }
+      void reply.code(200).send({ ready: true });
     },
   );
 
