@@ -54,7 +54,7 @@ import {
 } from '../core/presence';
 import { changedFields, nextCheckAt, reduce, type Reduction } from '../normalizer/reduce';
 import { explain, toPresence, type PresenceView, type UserSnapshot } from '../normalizer/view';
-import { classifyStoreError, isStoreError, StoreUnavailableError, type StoreFault } from '../store/faults';
+import { classifyStoreError, isStoreFault, StoreUnavailableError, type StoreFault } from '../store/faults';
 import { BatchMemo, watchList, type BatchEntry, type Validity } from './batch-memo';
 
 export interface PresenceState {
@@ -1210,7 +1210,7 @@ export class PresenceEngine {
     try {
       result = call();
     } catch (error) {
-      if (!isStoreError(error)) throw error;
+      if (!isStoreFault(error)) throw error;
       throw new StoreUnavailableError(this.noteFault(error));
     }
     return result;

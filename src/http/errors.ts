@@ -13,7 +13,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 
 import { AppError, codeToStatus, type ErrorCode, type ErrorDetail } from '../core/errors';
-import { classifyStoreError, isStoreError, StoreUnavailableError } from '../store/faults';
+import { classifyStoreError, isStoreFault, StoreUnavailableError } from '../store/faults';
 import { MAX_PARAM_LENGTH } from './input';
 
 export interface ErrorBody {
@@ -88,7 +88,7 @@ export function errorHandler(error: FastifyError, request: FastifyRequest, reply
 
 function handle(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const id = request.id;
-  if (isStoreError(error)) {
+  if (isStoreFault(error)) {
     // A write outside the engine's group commit (keys, webhooks, connections) met a failing
     // store: the same 503 the engine gives, never a 500.
     const refusal = new StoreUnavailableError(classifyStoreError(error, 0));

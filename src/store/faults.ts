@@ -79,9 +79,12 @@ export function classifyStoreError(error: unknown, now: number): StoreFault {
   return { reason, ...FAULTS[reason], since: now };
 }
 
-/** True for an error that comes from SQLite itself (as opposed to a bug in our code). */
-export function isStoreError(error: unknown): boolean {
-  return sqliteCode(error) !== null || closedConnection(error);
+/**
+ * True for a failure of the store itself (locked, full, read-only, I/O, closed), as opposed to a
+ * statement that is wrong (a constraint, a trigger): that one is a bug and stays one.
+ */
+export function isStoreFault(error: unknown): boolean {
+  return (sqliteCode(error) !== null || closedConnection(error)) && reasonOf(error) !== 'store_error';
 }
 
 /** What a write gets while the store cannot commit it: 503 `unavailable`, with `Retry-After`. */
