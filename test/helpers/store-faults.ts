@@ -7,8 +7,6 @@
  * - a read-only database: `query_only`, which fails every write with SQLITE_READONLY.
  */
 
-import { performance } from 'node:perf_hooks';
-
 import Database from 'better-sqlite3';
 
 import type { Db } from '../../src/store/db';
@@ -46,15 +44,6 @@ export function makeReadOnly(db: Db): () => void {
   return () => {
     db.pragma('query_only = OFF');
   };
-}
-
-/** Polls `predicate` every 10 ms until it holds; rejects after `timeoutMs` naming `what`. */
-export async function waitFor(predicate: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const started = performance.now();
-  while (!predicate()) {
-    if (performance.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 /** Settles to 'pending' when `p` has not settled by the time queued callbacks have run. */

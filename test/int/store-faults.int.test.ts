@@ -16,7 +16,8 @@ import { BUSY_TIMEOUT_MS } from '../../src/store/db';
 import { SqlitePresenceStore } from '../../src/store/presence-store';
 import { CountingStore, testEngine, tmpDir, type TestEngine } from '../helpers/engine';
 import { expectError, testApi, type TestApi } from '../helpers/http';
-import { fillDisk, holdWriteLock, makeReadOnly, peek, waitFor } from '../helpers/store-faults';
+import { fillDisk, holdWriteLock, makeReadOnly, peek } from '../helpers/store-faults';
+import { waitUntil } from '../helpers/wait';
 
 const state = (fields: Partial<NormalizedState> = {}): NormalizedState => ({
   status: 'online',
@@ -68,7 +69,7 @@ describe('store faults: the engine on a real SQLite file', () => {
     const ack = t.engine.report('alice', { platform: 'slack', state: state(), ttlMs: 60_000 });
     // Timers keep running while the write waits: this test's own polling timer sees attempt
     // after attempt, the write still waiting (the lock is never released meanwhile).
-    await waitFor(() => writes >= 3, 'three commit attempts');
+    await waitUntil(() => writes >= 3, 'three commit attempts');
     expect(await peek(ack)).toBe('pending');
     expect(t.engine.storeFault()).toMatchObject({ reason: 'database_locked' });
     expect(rows('SELECT * FROM aggregates')).toEqual([]);
@@ -89,7 +90,7 @@ describe('store faults: the engine on a real SQLite file', () => {
     });
     t.engine.ensureUser('bob');
     const created = t.engine.report('bob', { platform: 'slack', state: state(), ttlMs: 60_000 });
-    await waitFor(() => t.engine.storeFault() !== null, 'the commit to meet the lock');
+    await waitUntil(() => t.engine.storeFault() !== null, 'the commit to meet the lock');
     expect(t.engine.get('alice')).toMatchObject({ status: 'online', version: 1 });
     expect(JSON.parse(t.engine.getJson('alice')!)).toMatchObject({ status: 'online', version: 1 });
     expect(t.engine.getMany(['alice', 'bob'])).toMatchObject({
@@ -111,7 +112,7 @@ describe('store faults: the engine on a real SQLite file', () => {
   it('a lock that outlasts the retries: 503 database_locked, nothing applied, the next write commits', async () => {
     const lock = holdWriteLock(t.path);
     const ack = t.engine.report('alice', { platform: 'slack', state: state(), ttlMs: 60_000 });
-    await waitFor(() => writes >= 1, 'the first attempt');
+    await waitUntil(() => writes >= 1, 'the first attempt');
     t.clock.advance(5_000); // the engine's retry window, by its clock
     await expect(ack).rejects.toMatchObject({
       code: 'unavailable',
@@ -241,7 +242,7 @@ describe('store faults: the engine on a real SQLite file', () => {
   it('stopping while a write waits for the lock answers it instead of hanging', async () => {
     const lock = holdWriteLock(t.path);
     const ack = t.engine.report('alice', { platform: 'slack', state: state(), ttlMs: 60_000 });
-    await waitFor(() => writes >= 1, 'the first attempt');
+    await waitUntil(() => writes >= 1, 'the first attempt');
     await t.engine.stop();
     await expect(ack).rejects.toMatchObject({ code: 'unavailable', details: [{ code: 'database_locked' }] });
     lock.release();
@@ -288,7 +289,7 @@ describe('store faults through the HTTP API', () => {
     expect(api.svc.db.pragma('busy_timeout', { simple: true })).toBe(BUSY_TIMEOUT_MS);
     const lock = holdWriteLock(api.svc.db.name);
     const pending = heartbeat('phone', 'busy');
-    await waitFor(
+    await waitUntil(
       () => api.svc.engine.storeFault()?.reason === 'database_locked',
       'the write to meet the lock',
     );
@@ -306,7 +307,7 @@ describe('store faults through the HTTP API', () => {
   it('a lock past the retries: 503 + Retry-After, /readyz 503 database_locked, then recovery', async () => {
     const lock = holdWriteLock(api.svc.db.name);
     const pending = heartbeat('laptop');
-    await waitFor(() => api.svc.engine.storeFault() !== null, 'the write to meet the lock');
+    await waitUntil(() => api.svc.engine.storeFault() !== null, 'the write to meet the lock');
     const ready = await readyz();
     expect(ready.statusCode).toBe(503);
     expect(api.json(ready)).toMatchObject({
