@@ -1142,10 +1142,11 @@ export class PresenceEngine {
     this.changes = [];
     this.endRetries();
     for (const u of touched) this.restore(u);
-    this.log.warn(
-      { reason: fault.reason, users: touched.length, changes: dropped, writes: waiters.length },
-      'rolled back changes the store could not commit',
-    );
+    // Refused writes are worth a warning; the sweep's expiries, found again every second while
+    // the fault lasts, only at debug (the fault itself was logged once).
+    const summary = { reason: fault.reason, users: touched.length, changes: dropped, writes: waiters.length };
+    if (waiters.length > 0) this.log.warn(summary, 'rolled back changes the store could not commit');
+    else this.log.debug(summary, 'rolled back changes the store could not commit');
     const refusal = new StoreUnavailableError(fault);
     for (const w of waiters) w.reject(refusal);
   }
