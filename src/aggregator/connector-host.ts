@@ -6,6 +6,7 @@
 
 import type { Connector, ConnectorContext, ConnectorDescriptor, ConnectorHealth } from '../core/connector';
 import type { Log } from '../core/log';
+import { StoreUnavailableError } from '../store/faults';
 import type { PresenceEngine } from './engine';
 
 export interface ConnectorStatus {
@@ -26,7 +27,15 @@ export function connectorContext(
     async report(r) {
       const ack = engine.reportAccount(r.account, r.presence, r.ttlMs ?? descriptor.defaultTtlMs);
       if (ack === false) return false;
-      await ack;
+      try {
+        await ack;
+      } catch (error) {
+        // The store refused the commit (an API client would get 503; the engine logged the
+        // fault). Every connector reports each user again at its next poll or refresh, which
+        // commits once the store recovers; a rejection here would only end a connector's loop.
+        if (!(error instanceof StoreUnavailableError)) throw error;
+        log.debug({ platform: descriptor.platform, reason: error.fault.reason }, 'report not stored');
+      }
       return true;
     },
     accounts: () => engine.accountsFor(descriptor.platform),

@@ -11,6 +11,9 @@ import { join } from 'node:path';
 
 import Database from 'better-sqlite3';
 
+import { CONNECTORS } from '../../connectors';
+import { connectorContext } from '../../src/aggregator/connector-host';
+import { silentLog } from '../../src/core/log';
 import type { NormalizedState } from '../../src/core/presence';
 import { BUSY_TIMEOUT_MS } from '../../src/store/db';
 import { SqlitePresenceStore } from '../../src/store/presence-store';
@@ -237,6 +240,21 @@ describe('store faults: the engine on a real SQLite file', () => {
     writable();
     expect(await t.engine.persistRefreshes()).toBe(1);
     expect(rows('SELECT expires_at FROM observations')).toEqual([{ expires_at: t.clock.now() + 30_000 }]);
+  });
+
+  it("a connector's report the store refuses ends no connector loop; its next report commits", async () => {
+    const account = { platform: 'zoom' as const, workspaceId: '', externalId: 'zoom-alice' };
+    t.engine.linkAccount('alice', account);
+    const ctx = connectorContext(t.engine, CONNECTORS.zoom, silentLog);
+    const writable = makeReadOnly(t.db);
+    await expect(ctx.report({ account, presence: { state: state(), devices: null } })).resolves.toBe(true);
+    expect(t.engine.get('alice')).toMatchObject({ status: 'offline', version: 0 });
+    writable();
+    await ctx.report({ account, presence: { state: state(), devices: null } });
+    expect(t.engine.get('alice')).toMatchObject({ status: 'online', version: 1 });
+    expect(rows('SELECT platform, status FROM observations')).toEqual([
+      { platform: 'zoom', status: 'online' },
+    ]);
   });
 
   it('stopping while a write waits for the lock answers it instead of hanging', async () => {
