@@ -25,6 +25,7 @@ import { systemClock, type Clock } from './core/clock';
 import type { Connector } from './core/connector';
 import type { AccountRef } from './core/ports';
 import { silentLog, type Log } from './core/log';
+import { runShutdown, type ShutdownReport } from './core/shutdown';
 import { Ladder, REAL_PLATFORMS } from './core/presence';
 import { buildApp, LOG_REDACT } from './http/app';
 import { AppError } from './core/errors';
@@ -50,6 +51,8 @@ export interface ServiceOptions {
   readonly timers?: boolean;
   /** Extra route sets (platform inbound routes, …) mounted on the app. */
   readonly plugins?: readonly ((app: FastifyInstance) => void)[];
+  /** Bounds of `close()`: per step (default 3 s) and in all (default 8 s). */
+  readonly shutdown?: { readonly stepTimeoutMs?: number; readonly totalTimeoutMs?: number };
 }
 
 export interface Service {
@@ -61,7 +64,11 @@ export interface Service {
   readonly db: Db;
   readonly keys: ApiKeyStore;
   readonly host: ConnectorHost;
-  close(): Promise<void>;
+  /**
+   * Stops everything, each step bounded (ServiceOptions.shutdown), and says what did not finish.
+   * Calling it again returns the same report.
+   */
+  close(): Promise<ShutdownReport>;
 }
 
 /** The credentials each platform needs before its connector can run. */
@@ -245,13 +252,66 @@ function realConnectors(
   return { connectors: out, plugins };
 }
 
+/** What shutdown closes, in this order: what takes work in first, the store last. */
+const CLOSE_ORDER = [
+  'http',
+  'connectors',
+  'connections',
+  'engine',
+  'webhooks',
+  'checkpointer',
+  'store',
+] as const;
+type Closing = Partial<Record<(typeof CLOSE_ORDER)[number], () => Promise<unknown> | void>>;
+
+/** While shutting down, a locked database makes each statement wait at most this long (not 5 s). */
+const SHUTDOWN_BUSY_TIMEOUT_MS = 1000;
+
+/**
+ * Builds the service. If any part fails to start (the database cannot be opened or migrated, a
+ * connector refuses its configuration), what was already started is closed again, bounded like a
+ * shutdown, before the error is thrown, so nothing is left running behind it.
+ */
 export async function createService(env: Env, options: ServiceOptions = {}): Promise<Service> {
-  const clock = options.clock ?? systemClock;
   const logger = options.logger ?? createLogger(env);
   const log: Log = logger === false ? silentLog : logger;
+  const closing: Closing = {};
+  const shutdown = (): Promise<ShutdownReport> =>
+    runShutdown(
+      CLOSE_ORDER.flatMap((name) => {
+        const run = closing[name];
+        return run === undefined ? [] : [{ name, run, always: name === 'store' }];
+      }),
+      {
+        stepTimeoutMs: options.shutdown?.stepTimeoutMs ?? 3000,
+        totalTimeoutMs: options.shutdown?.totalTimeoutMs ?? 8000,
+        log,
+      },
+    );
+  try {
+    return await assemble(env, { ...options, logger }, log, closing, shutdown);
+  } catch (error) {
+    await shutdown();
+    throw error;
+  }
+}
+
+async function assemble(
+  env: Env,
+  options: ServiceOptions & { logger: FastifyBaseLogger | false },
+  log: Log,
+  closing: Closing,
+  shutdown: () => Promise<ShutdownReport>,
+): Promise<Service> {
+  const clock = options.clock ?? systemClock;
+  const logger = options.logger;
   const db = openDb(env.PRESENCE_DB, { synchronous: env.PRESENCE_DB_SYNC });
+  closing.store = () => {
+    if (db.open) db.close();
+  };
   migrate(db, undefined, clock);
   const checkpointer = env.PRESENCE_DB === ':memory:' ? null : startCheckpointer(db, { log });
+  if (checkpointer !== null) closing.checkpointer = () => checkpointer.stop();
   const engine = new PresenceEngine({
     clock,
     store: new SqlitePresenceStore(db),
@@ -275,8 +335,10 @@ export async function createService(env: Env, options: ServiceOptions = {}): Pro
         : TokenVault.fromSecrets(env.PRESENCE_SECRET_KEY, env.PRESENCE_SECRET_KEY_PREVIOUS),
     allowPrivateTargets: env.WEBHOOK_ALLOW_PRIVATE_TARGETS,
   });
+  closing.engine = () => engine.stop();
   if (options.timers === false) engine.load();
   else engine.start();
+  closing.webhooks = () => webhooks.stop();
   webhooks.start();
   const keys = new ApiKeyStore(db, clock);
   const host = new ConnectorHost(engine, log, (type, data) => webhooks.emit(type, data));
@@ -299,7 +361,9 @@ export async function createService(env: Env, options: ServiceOptions = {}): Pro
           onEvent: (type, data) => emitEvent(type, data as unknown as Record<string, unknown>),
           previousSecretKeys: env.PRESENCE_SECRET_KEY_PREVIOUS,
         });
+  if (connections !== null) closing.connections = () => connections.stop();
   if (connections !== null && options.timers !== false) connections.start();
+  closing.connectors = () => host.stopAll();
   const real =
     options.timers === false ? { connectors: [], plugins: [] } : realConnectors(env, connections, clock, log);
   for (const connector of real.connectors) await host.start(connector);
@@ -384,7 +448,8 @@ export async function createService(env: Env, options: ServiceOptions = {}): Pro
     },
   });
 
-  let closed = false;
+  closing.http = () => app.close();
+  let closed: Promise<ShutdownReport> | null = null;
   return {
     app,
     engine,
@@ -393,16 +458,13 @@ export async function createService(env: Env, options: ServiceOptions = {}): Pro
     db,
     keys,
     host,
-    async close() {
-      if (closed) return;
-      closed = true;
-      await app.close();
-      await host.stopAll();
-      await connections?.stop();
-      await engine.stop();
-      await webhooks.stop();
-      await checkpointer?.stop();
-      db.close();
+    close() {
+      closed ??= (() => {
+        // A database locked by another connection must not hold each statement for 5 s.
+        if (db.open) db.pragma(`busy_timeout = ${SHUTDOWN_BUSY_TIMEOUT_MS}`);
+        return shutdown();
+      })();
+      return closed;
     },
   };
 }

@@ -4,23 +4,69 @@
  */
 
 import { createServer } from 'node:http';
+import { resolve } from 'node:path';
 
 import { Command, InvalidArgumentError } from 'commander';
 
 import { runDemoCommand } from '../../demo/cli';
 import { PresenceEngine } from '../aggregator/engine';
-import { ConfigError, parseEnv, requireSecretKey, type Env } from '../config/env';
+import { ConfigError, envHelp, parseEnv, requireSecretKey, resolveHost, type Env } from '../config/env';
+import { cleanShutdown } from '../core/shutdown';
 import { AppError } from '../core/errors';
 import { silentLog } from '../core/log';
 import { ConnectionService, rotateSecret } from '../oauth/service';
 import { TokenVault } from '../oauth/vault';
 import { systemClock } from '../core/clock';
 import { Ladder } from '../core/presence';
-import { createLogger, createService } from '../main';
-import { migrate, openDb, type Db } from '../store/db';
+import { createLogger, createService, type Service } from '../main';
+import { MigrationError, migrate, openDb, type Db } from '../store/db';
 import { ApiKeyStore, parseScopes } from '../store/key-store';
 import { SqlitePresenceStore } from '../store/presence-store';
 import { rotateWebhookSecrets, scrubbing } from '../webhooks/secrets';
+
+/** SIGTERM ends the process within 10 s: close() gives up at 8 s, this at 9.5 s whatever happens. */
+const SHUTDOWN_WATCHDOG_MS = 9500;
+
+/** A command failed for a reason the user can act on: printed as one line, exit code 1. */
+class CliError extends Error {
+  override name = 'CliError';
+}
+
+/** `serve` could not start: one line naming the cause, then the process ends. */
+class StartError extends Error {
+  override name = 'StartError';
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, '; ').trim();
+}
+
+/** The one line `serve` prints when it cannot start, naming the cause and what to change. */
+export function startFailure(phase: 'start' | 'listen', error: unknown, env: Env): string {
+  const e = error as NodeJS.ErrnoException;
+  const message = oneLine(e instanceof Error ? e.message : String(error));
+  if (phase === 'listen') {
+    const where = `${env.HOST.includes(':') ? `[${env.HOST}]` : env.HOST}:${env.PORT}`;
+    switch (e.code) {
+      case 'EADDRINUSE':
+        return `cannot listen on ${where}: the address is already in use (another process has PORT ${env.PORT}; set PORT to a free one)`;
+      case 'EADDRNOTAVAIL':
+        return `cannot listen on ${where}: HOST is not an address of this machine`;
+      case 'EACCES':
+        return `cannot listen on ${where}: permission denied (ports below 1024 need privileges; set PORT)`;
+      case 'ENOTFOUND':
+      case 'EAI_AGAIN':
+        return `cannot listen on ${where}: HOST "${env.HOST}" does not resolve`;
+      default:
+        return `cannot listen on ${where}: ${message}`;
+    }
+  }
+  if (e instanceof MigrationError) return `database ${resolve(env.PRESENCE_DB)}: ${message}`;
+  // The database is the only file the service opens at start: a file-system error is about it.
+  if (e.name === 'SqliteError' || (e.syscall !== undefined && e.path !== undefined))
+    return `cannot open the database ${resolve(env.PRESENCE_DB)} (PRESENCE_DB): ${message}`;
+  return `cannot start: ${message}`;
+}
 
 /** "60s", "2m", "1h", "500ms" or plain seconds. */
 export function parseDuration(text: string): number {
@@ -68,6 +114,27 @@ function withKeyStore(run: (store: ApiKeyStore) => void): void {
   }
 }
 
+/** How long `presence get --url` waits for the server. */
+const GET_TIMEOUT_MS = 10_000;
+
+/** Why a fetch failed, in words: undici says only "fetch failed" and keeps the reason in `cause`. */
+function fetchFailure(error: unknown): string {
+  const e = error as Error & { cause?: NodeJS.ErrnoException };
+  if (e.name === 'TimeoutError') return `no answer within ${GET_TIMEOUT_MS / 1000} s`;
+  const code = e.cause?.code;
+  switch (code) {
+    case 'ECONNREFUSED':
+      return 'connection refused (is `presence serve` running there?)';
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return 'the host name does not resolve';
+    case 'ECONNRESET':
+      return 'the connection was reset';
+    default:
+      return oneLine(e.cause?.message ?? e.message);
+  }
+}
+
 export function buildCli(): Command {
   const program = new Command('presence').description(
     'Presence aggregator: who is reachable right now, and where',
@@ -89,38 +156,74 @@ export function buildCli(): Command {
     .description('apply pending migrations to PRESENCE_DB')
     .action(() => {
       const env = parseEnv();
+      const where = resolve(env.PRESENCE_DB);
       const db = openDb(env.PRESENCE_DB, { synchronous: env.PRESENCE_DB_SYNC });
-      const report = migrate(db);
-      db.close();
+      let report: ReturnType<typeof migrate>;
+      try {
+        report = migrate(db);
+      } finally {
+        db.close();
+      }
       if (report.applied.length === 0)
-        console.log(`${env.PRESENCE_DB}: up to date (${report.upToDate.length} applied)`);
-      else for (const m of report.applied) console.log(`applied ${m}`);
+        console.log(`${where}: up to date (${report.upToDate.length} migrations applied before)`);
+      else {
+        console.log(`${where}: applied ${report.applied.length} migration(s)`);
+        for (const m of report.applied) console.log(`  ${m}`);
+      }
     });
 
   program
     .command('serve')
     .description('run the service from environment variables')
+    .addHelpText('after', `\n${envHelp()}`)
     .action(async () => {
       const env = parseEnv();
       requireSecretKey(env);
+      await resolveHost(env);
       const logger = createLogger(env);
-      const svc = await createService(env, { logger });
-      await svc.app.listen({ port: env.PORT, host: env.HOST });
+      let svc: Service;
+      try {
+        svc = await createService(env, { logger });
+      } catch (error) {
+        throw new StartError(startFailure('start', error, env));
+      }
+      try {
+        await svc.app.listen({ port: env.PORT, host: env.HOST });
+      } catch (error) {
+        await svc.close();
+        throw new StartError(startFailure('listen', error, env));
+      }
       let stopping = false;
       const stop = (signal: string): void => {
-        if (stopping) return;
+        if (stopping) {
+          // A second signal: the operator does not want to wait.
+          logger.warn({ signal }, 'second signal: exiting now');
+          process.exit(1);
+        }
         stopping = true;
         logger.info({ signal }, 'shutting down');
+        // The steps of close() are bounded; this also covers a step that blocks in between.
+        const watchdog = setTimeout(() => {
+          console.error('presence serve: shutdown did not finish in time; exiting');
+          process.exit(1);
+        }, SHUTDOWN_WATCHDOG_MS);
         svc.close().then(
-          () => logger.info({}, 'stopped'),
+          (report) => {
+            clearTimeout(watchdog);
+            const clean = cleanShutdown(report);
+            if (clean) logger.info({}, 'stopped');
+            else logger.warn({ ...report }, 'stopped, with steps left unfinished');
+            process.exit(clean ? 0 : 1);
+          },
           (error: unknown) => {
+            clearTimeout(watchdog);
             logger.error({ err: error }, 'shutdown failed');
-            process.exitCode = 1;
+            process.exit(1);
           },
         );
       };
-      process.once('SIGINT', () => stop('SIGINT'));
-      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+      process.on('SIGTERM', () => stop('SIGTERM'));
     });
 
   const keys = program.command('keys').description('API keys');
@@ -147,10 +250,27 @@ export function buildCli(): Command {
     .description('list API keys (never their secrets)')
     .action(() => {
       withKeyStore((store) => {
-        for (const k of store.list()) {
-          const state = k.revokedAt === null ? 'active' : `revoked ${new Date(k.revokedAt).toISOString()}`;
-          console.log(`${k.id}  ${k.scopes.join(',').padEnd(16)}  ${state}  ${k.name ?? ''}`);
+        const rows = store
+          .list()
+          .map((k) => [
+            k.id,
+            k.scopes.join(','),
+            k.revokedAt === null ? 'active' : `revoked ${new Date(k.revokedAt).toISOString()}`,
+            k.name ?? '',
+          ]);
+        if (rows.length === 0) {
+          console.log('no API keys yet: create one with `presence keys create --scopes read,write,admin`');
+          return;
         }
+        const table = [['ID', 'SCOPES', 'STATE', 'NAME'], ...rows];
+        const widths = [0, 1, 2].map((i) => Math.max(...table.map((r) => r[i]!.length)));
+        for (const r of table)
+          console.log(
+            r
+              .map((cell, i) => (i < 3 ? cell.padEnd(widths[i]!) : cell))
+              .join('  ')
+              .trimEnd(),
+          );
       });
     });
   keys
@@ -291,13 +411,31 @@ export function buildCli(): Command {
         const key = opts.key ?? process.env.PRESENCE_API_KEY;
         if (key === undefined)
           throw new ConfigError(['PRESENCE_API_KEY: a key with the read scope is needed to ask a server']);
-        const res = await fetch(
-          new URL(`/v1/presence?user_ids=${ids.map(encodeURIComponent).join(',')}`, url),
-          {
+        let target: URL;
+        try {
+          target = new URL(`/v1/presence?user_ids=${ids.map(encodeURIComponent).join(',')}`, url);
+        } catch {
+          throw new CliError(`${url} is not a URL (--url or PRESENCE_URL, e.g. http://127.0.0.1:8080)`);
+        }
+        const base = target.origin;
+        let res: Response;
+        try {
+          res = await fetch(target, {
             headers: { authorization: `Bearer ${key}` },
-          },
-        );
-        const body: unknown = await res.json();
+            signal: AbortSignal.timeout(GET_TIMEOUT_MS),
+          });
+        } catch (error) {
+          throw new CliError(`cannot reach ${base}: ${fetchFailure(error)}`);
+        }
+        const text = await res.text();
+        let body: unknown;
+        try {
+          body = JSON.parse(text);
+        } catch {
+          throw new CliError(
+            `${base} answered ${res.status} with something other than JSON: is it a presence server?`,
+          );
+        }
         console.log(JSON.stringify(body, null, 2));
         if (!res.ok) process.exitCode = 1;
         return;
@@ -321,7 +459,12 @@ export async function main(argv: readonly string[] = process.argv): Promise<void
       process.exitCode = 2;
       return;
     }
-    if (error instanceof AppError) {
+    if (error instanceof StartError) {
+      console.error(`presence serve: ${error.message}`);
+      // Whatever a failed start left behind (a timer, a socket) must not keep the process up.
+      process.exit(1);
+    }
+    if (error instanceof AppError || error instanceof CliError) {
       console.error(`error: ${error.message}`);
       process.exitCode = 1;
       return;

@@ -185,6 +185,56 @@ export type Env = z.infer<typeof EnvSchema>;
 /** Every variable the service reads, for the README's list (a test checks it names them all). */
 export const ENV_VARIABLES: readonly (keyof Env)[] = Object.keys(EnvSchema.shape) as (keyof Env)[];
 
+/** One line each for `presence serve --help`; a variable without one is still listed, by name. */
+const ENV_HELP: Partial<Record<keyof Env, string>> = {
+  PORT: 'port to listen on (8080; 0 picks a free one)',
+  HOST: 'address or host name to listen on (127.0.0.1)',
+  PRESENCE_DB: 'the SQLite file (./data/presence.db)',
+  PRESENCE_DB_SYNC: 'normal | full (normal)',
+  PRESENCE_SECRET_KEY: '32 bytes, base64: encrypts stored tokens (required)',
+  PRESENCE_SECRET_KEY_PREVIOUS: 'keys being rotated away from, comma-separated',
+  PUBLIC_URL: 'public base URL, for OAuth redirects and inbound URLs',
+  PRESENCE_LADDER: 'status order, most present first (online,idle,busy,away,offline)',
+  PRESENCE_VIEW_CACHE: 'users whose presence JSON is kept ready (100000)',
+  PRESENCE_BATCH_MEMO_MB: 'memory for recent batch bodies (16; 0: off)',
+  PRESENCE_INFERRED_DECAY: 'inferred online, idle, away durations (2m,10m,60m)',
+  PRESENCE_RATE_LIMIT: 'requests per minute per API key (6000)',
+  LOG_LEVEL: 'fatal | error | warn | info | debug | trace | silent (info)',
+  PRESENCE_ACCESS_LOG: 'errors | all (errors)',
+  PRESENCE_SLOW_REQUEST_MS: 'a request this slow is logged at warn (500)',
+  WEBHOOK_ALLOW_PRIVATE_TARGETS: 'let webhook endpoints use loopback/private addresses (false)',
+  SLACK_POLL_INTERVAL: 'how often a linked user is polled (60s)',
+  TEAMS_POLL_INTERVAL: 'how often linked users are polled (60s)',
+  ZOOM_POLL_INTERVAL: 'how often linked users are polled (5m)',
+};
+
+const PLATFORM_PREFIXES: readonly (readonly [string, RegExp])[] = [
+  ['Slack', /^SLACK_/],
+  ['Microsoft Teams', /^(MS_|GRAPH_|TEAMS_)/],
+  ['Discord', /^DISCORD_/],
+  ['Zoom', /^ZOOM_/],
+  ['WhatsApp', /^WHATSAPP_/],
+  ['LinkedIn', /^LINKEDIN_/],
+];
+
+/** The environment variables, for `presence serve --help`: every one the schema knows. */
+export function envHelp(): string {
+  const line = (name: string): string => {
+    const help = ENV_HELP[name as keyof Env];
+    return help === undefined ? `  ${name}` : `  ${name.padEnd(31)} ${help}`;
+  };
+  const platformOf = (name: string) => PLATFORM_PREFIXES.find(([, re]) => re.test(name));
+  const out = [
+    'Environment variables:',
+    ...ENV_VARIABLES.filter((n) => platformOf(n) === undefined).map(line),
+  ];
+  for (const [platform, re] of PLATFORM_PREFIXES) {
+    out.push('', `${platform} (credentials, API base URL overrides):`);
+    out.push(...ENV_VARIABLES.filter((n) => re.test(n)).map(line));
+  }
+  return out.join('\n');
+}
+
 export class ConfigError extends Error {
   override name = 'ConfigError';
   constructor(readonly problems: readonly string[]) {
