@@ -32,7 +32,13 @@ function serveUntilExit(
     let stdout = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.on('exit', (code) => done({ code, stderr, stdout }));
+    // A start that hangs instead of exiting (the failure this file guards against) is ended here,
+    // so it fails the test rather than outliving it.
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      done({ code, stderr, stdout });
+    });
   });
 }
 
@@ -118,12 +124,10 @@ describe('presence serve on SIGTERM', () => {
           .api('POST', '/v1/heartbeats', { user_id: 'ann', device_id: 'phone', status: 'idle' })
           .catch(() => null);
         s.child.kill('SIGTERM');
-        const code = await until(
-          () => (s.child.exitCode !== null ? s.child.exitCode : null),
-          'serve to exit after SIGTERM',
-          60_000,
-        );
-        expect(typeof code).toBe('number');
+        let ended = false;
+        void s.exited.then(() => (ended = true));
+        await until(() => ended, 'serve to exit after SIGTERM', 60_000);
+        expect(typeof (await s.exited)).toBe('number');
         expect(s.logs.some((l) => /shutting down/.test(l))).toBe(true);
         // What could not finish is named, not waited for.
         expect(s.logs.some((l) => /shutdown: \w+ (did not finish in time|failed)/.test(l))).toBe(true);

@@ -60,7 +60,7 @@ export async function runBin(
 export async function until<T>(
   predicate: () => T | Promise<T>,
   what: string,
-  timeoutMs = 30_000,
+  timeoutMs = 60_000,
 ): Promise<NonNullable<T>> {
   const end = performance.now() + timeoutMs;
   let last: Error | undefined = undefined;
@@ -128,8 +128,9 @@ export async function startServe(options: StartOptions = {}): Promise<ServeProce
   let stderr = '';
   child.stderr.setEncoding('utf8');
   child.stderr.on('data', (d: string) => (stderr += d));
+  // 'close', not 'exit': by then stdout and stderr have been read to their end.
   const exited = new Promise<number | string>((done) =>
-    child.on('exit', (code, signal) => done(code ?? signal ?? -1)),
+    child.on('close', (code, signal) => done(code ?? signal ?? -1)),
   );
   const lines = createInterface({ input: child.stdout });
   const base = await new Promise<string>((done, fail) => {
