@@ -18,11 +18,11 @@ import { teamsConnectorFromEnv } from '../connectors/teams/connector';
 import { teamsInboundRoutes } from '../connectors/teams/inbound';
 import { ZoomConnector } from '../connectors/zoom/connector';
 import { zoomInboundRoutes } from '../connectors/zoom/inbound';
-import { ConnectorHost, type ConnectorStatus } from './aggregator/connector-host';
+import { ConnectorHost, InboundRecord, roleOf, type ConnectorStatus } from './aggregator/connector-host';
 import { PresenceEngine } from './aggregator/engine';
 import type { Env } from './config/env';
 import { systemClock, type Clock } from './core/clock';
-import type { Connector } from './core/connector';
+import type { Connector, ConnectorHealth } from './core/connector';
 import type { AccountRef } from './core/ports';
 import { silentLog, type Log } from './core/log';
 import { runShutdown, type ShutdownReport } from './core/shutdown';
@@ -71,15 +71,52 @@ export interface Service {
   close(): Promise<ShutdownReport>;
 }
 
-/** The credentials each platform needs before its connector can run. */
-const CREDENTIALS: Record<(typeof REAL_PLATFORMS)[number], readonly (keyof Env)[]> = {
-  slack: ['SLACK_BOT_TOKEN'],
-  teams: ['MS_TENANT_ID', 'MS_CLIENT_ID', 'MS_CLIENT_SECRET'],
-  discord: ['DISCORD_BOT_TOKEN'],
-  zoom: ['ZOOM_ACCOUNT_ID', 'ZOOM_CLIENT_ID', 'ZOOM_CLIENT_SECRET'],
-  whatsapp: ['WHATSAPP_APP_SECRET'],
-  linkedin: ['LINKEDIN_CLIENT_ID', 'LINKEDIN_CLIENT_SECRET'],
+/**
+ * What turns each platform on: any one of these sets of variables (each set in full). Named in
+ * `GET /v1/connectors` while a platform is off.
+ */
+const CREDENTIALS: Record<(typeof REAL_PLATFORMS)[number], readonly (readonly (keyof Env)[])[]> = {
+  slack: [['SLACK_BOT_TOKEN'], ['SLACK_CLIENT_ID', 'SLACK_CLIENT_SECRET'], ['SLACK_SIGNING_SECRET']],
+  teams: [['MS_TENANT_ID', 'MS_CLIENT_ID', 'MS_CLIENT_SECRET']],
+  discord: [['DISCORD_BOT_TOKEN']],
+  zoom: [['ZOOM_ACCOUNT_ID', 'ZOOM_CLIENT_ID', 'ZOOM_CLIENT_SECRET'], ['ZOOM_WEBHOOK_SECRET_TOKEN']],
+  whatsapp: [['WHATSAPP_APP_SECRET']],
+  linkedin: [['LINKEDIN_CLIENT_ID', 'LINKEDIN_CLIENT_SECRET']],
 };
+
+/** "set A, B; or C" for the sets of `CREDENTIALS` none of which is complete. */
+function missingCredentials(env: Env, platform: (typeof REAL_PLATFORMS)[number]): string | null {
+  const sets = CREDENTIALS[platform];
+  if (sets.some((set) => set.every((k) => env[k] !== undefined))) return null;
+  return `set ${sets.map((set) => set.join(', ')).join('; or ')}`;
+}
+
+const INBOUND_PATH = /^\/v1\/inbound\/([a-z]+)(?:[/?]|$)/;
+
+/**
+ * An identity-only platform's health: its connections. Pending until someone has connected an
+ * account; ok while one connection is healthy; degraded when all need attention.
+ */
+function identityHealth(connections: ConnectionService, platform: string): ConnectorHealth {
+  const list = connections.list({ platform });
+  const at = (iso: string | null): number => (iso === null ? 0 : Date.parse(iso));
+  const lastSuccessAt = list.reduce<number | null>((best, c) => {
+    const t = Math.max(at(c.created_at), at(c.refreshed_at));
+    return best === null || t > best ? t : best;
+  }, null);
+  const withError = list
+    .filter((c) => c.last_error !== null)
+    .sort((a, b) => at(b.last_error_at) - at(a.last_error_at));
+  return {
+    state: list.length === 0 ? 'pending' : list.some((c) => c.health === 'ok') ? 'ok' : 'degraded',
+    lastSuccessAt,
+    lastError: withError[0]?.last_error ?? null,
+    nextPollAt: null,
+  };
+}
+
+/** Platforms whose inbound route can run as their whole connector (pushes alone). */
+const PUSH_ONLY_PLATFORMS = new Set(['zoom', 'whatsapp']);
 
 export function createLogger(env: Env): FastifyBaseLogger {
   return pino({ level: env.LOG_LEVEL, redact: { paths: LOG_REDACT, censor: '[redacted]' } });
@@ -370,21 +407,52 @@ async function assemble(
   if (options.timers !== false) host.watch();
   for (const { connector, simulated } of options.connectors ?? []) await host.start(connector, { simulated });
 
+  // Inbound-only platforms have no connector object: what their route answered is their health.
+  const inbound = new InboundRecord();
   const connectors = (): ConnectorStatus[] => {
     const running = host.statuses();
-    return REAL_PLATFORMS.map((platform) => {
+    return REAL_PLATFORMS.map((platform): ConnectorStatus => {
       const found = running.find((s) => s.descriptor.platform === platform);
       if (found !== undefined) return found;
-      const missing = CREDENTIALS[platform].filter((k) => env[k] === undefined);
+      const descriptor = CONNECTORS[platform];
+      const role = roleOf(descriptor);
+      const secret = INBOUND_SECRET[platform];
+      if (PUSH_ONLY_PLATFORMS.has(platform) && secret !== undefined && env[secret] !== undefined) {
+        return {
+          descriptor: {
+            ...descriptor,
+            mode: 'push',
+            notes: `${descriptor.notes} Running on pushes alone: ${secret} is set.`,
+          },
+          enabled: true,
+          simulated: false,
+          role,
+          health: inbound.health(platform),
+        };
+      }
+      if (role === 'identity' && missingCredentials(env, platform) === null && connections !== null)
+        return {
+          descriptor,
+          enabled: true,
+          simulated: false,
+          role,
+          health: identityHealth(connections, platform),
+        };
+      const missing = missingCredentials(env, platform);
       return {
-        descriptor: CONNECTORS[platform],
+        descriptor,
         enabled: false,
         simulated: false,
+        role,
         health: {
           state: 'off',
           lastSuccessAt: null,
           lastError:
-            missing.length > 0 ? `off: no credentials (set ${missing.join(', ')})` : 'off: not started',
+            missing !== null
+              ? `off: no credentials (${missing})`
+              : connections === null && role === 'identity'
+                ? 'off: set PRESENCE_SECRET_KEY (it encrypts the tokens of connected accounts)'
+                : 'off: not started',
           nextPollAt: null,
         },
       };
@@ -392,6 +460,12 @@ async function assemble(
   };
 
   const plugins: ((app: FastifyInstance) => void)[] = [
+    (app) =>
+      app.addHook('onResponse', (req, reply, done) => {
+        const m = INBOUND_PATH.exec(req.url);
+        if (m !== null) inbound.record(m[1]!, reply.statusCode, clock.now());
+        done();
+      }),
     (app) => signalRoutes(app, { engine, clock, decay: env.PRESENCE_INFERRED_DECAY }),
     ...inboundRoutes(env, engine, clock, log),
     ...real.plugins,

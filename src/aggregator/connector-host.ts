@@ -9,11 +9,69 @@ import type { Log } from '../core/log';
 import { StoreUnavailableError } from '../store/faults';
 import type { PresenceEngine } from './engine';
 
+/**
+ * What a platform is for: `presence` reports states; `identity` (LinkedIn) only establishes who
+ * a person is when they connect, and never sets a status.
+ */
+export type ConnectorRole = 'presence' | 'identity';
+
 export interface ConnectorStatus {
   readonly descriptor: ConnectorDescriptor;
   readonly enabled: boolean;
   readonly simulated: boolean;
+  readonly role: ConnectorRole;
   readonly health: ConnectorHealth;
+}
+
+export function roleOf(descriptor: ConnectorDescriptor): ConnectorRole {
+  return descriptor.capabilities.presence === 'none' ? 'identity' : 'presence';
+}
+
+/**
+ * `ok` is earned: a connector that has not succeeded once yet (no poll answered, no push
+ * received, the gateway not ready) is `pending`, whatever it says of itself.
+ */
+export function earnedHealth(h: ConnectorHealth): ConnectorHealth {
+  return h.state === 'ok' && h.lastSuccessAt === null ? { ...h, state: 'pending' } : h;
+}
+
+/**
+ * What the platform inbound routes answered, per platform, for a platform that runs on pushes
+ * alone (WhatsApp; Zoom or Slack with only their webhook secret): the route is its connector, so
+ * its health comes from here. A verified push (2xx) is a success; a 5xx answer is a failure; a
+ * refused signature is noted as the last error (a wrong secret shows), without changing health,
+ * since anyone can send one.
+ */
+export class InboundRecord {
+  private readonly seen = new Map<
+    string,
+    { lastSuccessAt: number | null; lastError: string | null; failing: boolean }
+  >();
+
+  record(platform: string, status: number, at: number): void {
+    const s = this.seen.get(platform) ?? { lastSuccessAt: null, lastError: null, failing: false };
+    if (status >= 200 && status < 300) {
+      s.lastSuccessAt = at;
+      s.failing = false;
+    } else if (status >= 500) {
+      s.failing = true;
+      s.lastError = `a push was answered ${status} at ${new Date(at).toISOString()}`;
+    } else if (status === 401 || status === 403) {
+      s.lastError = `a push was refused (${status}: its signature did not verify) at ${new Date(at).toISOString()}`;
+    } else return;
+    this.seen.set(platform, s);
+  }
+
+  health(platform: string): ConnectorHealth {
+    const s = this.seen.get(platform);
+    const lastSuccessAt = s?.lastSuccessAt ?? null;
+    return {
+      state: s?.failing === true ? 'degraded' : lastSuccessAt === null ? 'pending' : 'ok',
+      lastSuccessAt,
+      lastError: s?.lastError ?? null,
+      nextPollAt: null,
+    };
+  }
 }
 
 export function connectorContext(
@@ -108,7 +166,8 @@ export class ConnectorHost {
       descriptor: connector.descriptor,
       enabled: true,
       simulated,
-      health: connector.health(),
+      role: roleOf(connector.descriptor),
+      health: earnedHealth(connector.health()),
     }));
   }
 }

@@ -61,7 +61,8 @@ export interface MappedPresence {
 export type Mapper<Raw> = (raw: Raw, now: number) => MappedPresence | null;
 
 export interface ConnectorHealth {
-  readonly state: 'ok' | 'degraded' | 'down' | 'off';
+  /** pending: running, not yet succeeded once (what `GET /v1/connectors` says instead of ok). */
+  readonly state: 'ok' | 'pending' | 'degraded' | 'down' | 'off';
   readonly lastSuccessAt: number | null;
   readonly lastError: string | null;
   readonly nextPollAt: number | null;

@@ -91,7 +91,6 @@ export async function runShutdown(
   } finally {
     clearTimeout(deadline);
   }
-  if (skipped.length > 0)
-    options.log.warn({ skipped }, 'shutdown: deadline passed; steps left undone');
+  if (skipped.length > 0) options.log.warn({ skipped }, 'shutdown: deadline passed; steps left undone');
   return { completed, timedOut, failed, skipped };
 }

@@ -146,6 +146,9 @@ export interface UrlCheckOptions {
 
 export const MAX_URL_LENGTH = 2048;
 
+/** What the operator sets to allow such targets (the demo, tests, a receiver on the same host). */
+const ALLOW_HINT = '(set WEBHOOK_ALLOW_PRIVATE_TARGETS=true to allow loopback and private addresses)';
+
 const refuse = (message: string): AppError =>
   new AppError('invalid_request', message, [{ code: 'invalid_url', message, path: ['url'] }]);
 
@@ -173,7 +176,8 @@ export async function checkEndpointUrl(raw: string, options: UrlCheckOptions): P
   if (!options.allowPrivateTargets) {
     if (isIP(host) !== 0) {
       const reason = privateAddressReason(host);
-      if (reason !== null) throw refuse(`url points at ${reason}; only public addresses are allowed`);
+      if (reason !== null)
+        throw refuse(`url points at ${reason}; only public addresses are allowed ${ALLOW_HINT}`);
     } else {
       let addresses: string[];
       try {
@@ -186,7 +190,7 @@ export async function checkEndpointUrl(raw: string, options: UrlCheckOptions): P
         const reason = privateAddressReason(address);
         if (reason !== null) {
           throw refuse(
-            `url host ${host} resolves to ${address}, ${reason}; only public addresses are allowed`,
+            `url host ${host} resolves to ${address}, ${reason}; only public addresses are allowed ${ALLOW_HINT}`,
           );
         }
       }
@@ -236,7 +240,7 @@ export function guardedLookup(hostname: string, options: LookupOptions, callback
       const reason = privateAddressReason(a.address);
       if (reason !== null) {
         const refused: NodeJS.ErrnoException = new Error(
-          `webhook host ${hostname} resolves to ${a.address}, ${reason}; refused`,
+          `webhook host ${hostname} resolves to ${a.address}, ${reason}; refused ${ALLOW_HINT}`,
         );
         refused.code = 'EPRIVATETARGET';
         callback(refused, options.all === true ? [] : '', undefined);

@@ -29,7 +29,12 @@ const ConnectorSchema = z.object({
     manual_states: z.boolean(),
     identity: z.boolean(),
   }),
-  health: z.enum(['ok', 'degraded', 'down', 'off']),
+  role: z
+    .enum(['presence', 'identity'])
+    .describe('identity: establishes who a person is (OpenID Connect) and never sets presence'),
+  health: z
+    .enum(['ok', 'pending', 'degraded', 'down', 'off'])
+    .describe('pending: running but not yet succeeded once (no poll answered, no push received)'),
   last_success_at: IsoTime.nullable(),
   last_error: z.string().nullable(),
   next_poll_at: IsoTime.nullable(),
@@ -124,6 +129,7 @@ export function opsRoutes(app: FastifyInstance, deps: AppDeps, registry: Registr
             manual_states: d.capabilities.manualStates,
             identity: d.capabilities.identity,
           },
+          role: c.role,
           health: c.health.state,
           last_success_at: toIsoOrNull(c.health.lastSuccessAt),
           last_error: c.health.lastError,
