@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 
-import { ENV_NAMES } from '../../src/config/env';
+import { ENV_VARIABLES } from '../../src/config/env';
 import { tmpDir } from '../helpers/engine';
 import { cleanEnv, runBin, startServe } from './serve-process';
 
@@ -57,7 +57,7 @@ describe('presence command line', () => {
     const r = await runBin(['serve', '--help'], env());
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/Environment variables:/);
-    for (const name of ENV_NAMES) expect(r.stdout).toMatch(new RegExp(`^\\s+${name}\\b`, 'm'));
+    for (const name of ENV_VARIABLES) expect(r.stdout).toMatch(new RegExp(`^\\s+${name}\\b`, 'm'));
     expect(r.stdout).toMatch(/PORT\s+port to listen on/);
   });
 
