@@ -167,8 +167,8 @@ export function buildCli(): Command {
       if (report.applied.length === 0)
         console.log(`${where}: up to date (${report.upToDate.length} migrations applied before)`);
       else {
-        console.log(`${where}: applied ${report.applied.length} migration(s)`);
-        for (const m of report.applied) console.log(`  ${m}`);
+        console.log(`${where}: ${report.applied.length} pending migration(s)`);
+        for (const m of report.applied) console.log(`applied ${m}`);
       }
     });
 

@@ -45,8 +45,9 @@ describe('presence command line', () => {
     const first = await runBin(['migrate'], e);
     expect(first.code).toBe(0);
     const lines = first.stdout.trim().split('\n');
-    expect(lines[0]).toBe(`${e.PRESENCE_DB}: applied ${lines.length - 1} migration(s)`);
-    expect(lines.slice(1).every((l) => /^ {2}\d{4}_[a-z0-9_]+$/.test(l))).toBe(true);
+    expect(lines[0]).toBe(`${e.PRESENCE_DB}: ${lines.length - 1} pending migration(s)`);
+    expect(lines.slice(1).every((l) => /^applied \d{4}_[a-z0-9_]+$/.test(l))).toBe(true);
+    expect(lines[1]).toBe('applied 0001_init');
     const again = await runBin(['migrate'], e);
     expect(again.stdout.trim()).toBe(
       `${e.PRESENCE_DB}: up to date (${lines.length - 1} migrations applied before)`,
