@@ -469,6 +469,19 @@ export async function main(argv: readonly string[] = process.argv): Promise<void
       process.exitCode = 1;
       return;
     }
+    const e = error as NodeJS.ErrnoException;
+    if (
+      e instanceof MigrationError ||
+      e.name === 'SqliteError' ||
+      (e.syscall !== undefined && e.path !== undefined)
+    ) {
+      // The store the command opened (PRESENCE_DB): a locked, unreadable or edited database.
+      console.error(
+        `error: database ${resolve(process.env.PRESENCE_DB || './data/presence.db')}: ${oneLine(e.message)}`,
+      );
+      process.exitCode = 1;
+      return;
+    }
     throw error;
   }
 }

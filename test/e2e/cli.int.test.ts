@@ -4,6 +4,7 @@
  */
 
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 
@@ -79,6 +80,16 @@ describe('presence command line', () => {
     expect(rest).toEqual([]);
     // The columns line up under the header.
     expect(row!.indexOf('read')).toBe(header!.indexOf('SCOPES'));
+  });
+
+  it('a database that cannot be opened: one line naming it, for any command', async () => {
+    const file = join(tmp.dir, 'a-file');
+    writeFileSync(file, 'x');
+    const r = await runBin(['keys', 'list'], env({ PRESENCE_DB: join(file, 'p.db') }));
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n')).toEqual([
+      expect.stringMatching(/^error: database .*a-file\/p\.db: /),
+    ]);
   });
 
   it('a webhook endpoint on a loopback address is refused naming WEBHOOK_ALLOW_PRIVATE_TARGETS', async () => {
