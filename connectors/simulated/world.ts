@@ -408,7 +408,8 @@ export class SimulatedWorld {
       case 'break':
         return g('BeRightBack', 'BeRightBack');
       case 'offline':
-        return g('Offline', 'OffWork');
+        // Signed out at the end of the day. (Offline/OffWork is "appear offline", a person's choice.)
+        return g('Offline', 'Offline');
     }
   }
 

@@ -39,7 +39,7 @@ describe('simulated platforms', () => {
         'Available/Available',
         'Busy/InAMeeting',
         'DoNotDisturb/Presenting',
-        'Offline/OffWork',
+        'Offline/Offline',
       ]),
     );
     const slack = new Set(events.flatMap((e) => (e.kind === 'slack' ? [e.raw.presence.presence] : [])));
