@@ -23,7 +23,7 @@ import { startCheckpointer, type Checkpointer } from '../src/store/checkpointer'
 import { migrate, openDb, type Db } from '../src/store/db';
 import { SqlitePresenceStore } from '../src/store/presence-store';
 import { WebhookService } from '../src/webhooks';
-import { post, postTarget } from '../src/webhooks/http';
+import { post, postTarget } from '../src/webhooks/sender';
 import { alternate, fmt, median, percentile, ratioOf, ratios, type Figure } from './stats';
 
 const ROUNDS = Number(process.env.PRESENCE_BENCH_ROUNDS ?? 5);

@@ -28,7 +28,7 @@ import { Agent } from 'undici';
 import type { Clock } from '../core/clock';
 import type { Log } from '../core/log';
 import { mergePresenceChanges } from './coalesce';
-import { post, postTarget, type PostResult, type PostTarget } from './http';
+import { post, postTarget, type PostResult, type PostTarget } from './sender';
 import { newMessageId } from './ids';
 import { parseRetryAfter, retryDelay } from './retry';
 import type { EventType } from './schema';

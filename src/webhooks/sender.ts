@@ -1,5 +1,5 @@
 /**
- * @module webhooks/http
+ * @module webhooks/sender
  * One POST through undici's `dispatch` API with a minimal handler. The response body of a webhook
  * is never used, so this skips the response stream that `undici.request` builds for every call
  * (a measurable share of the cost at thousands of deliveries per second): it only counts the
