@@ -4,16 +4,16 @@
  * that sending needs no SELECT per delivery, and writes outcomes back in batches.
  *
  * Shape of the state, per endpoint (independent of every other endpoint):
- * - lanes: one FIFO per ordering key (`u:<user_id>` for presence, `k:<platform>` for connectors,
- *   ...). Only the head of a lane is ever in flight, so a later event for a user is never sent
+ * - one FIFO per ordering key (`u:<user_id>` for presence, `k:<platform>` for connectors,
+ *   ...). Only the head of a FIFO is ever in flight, so a later event for a user is never sent
  *   before an earlier one that is still being retried (head-of-line per endpoint and user), while
- *   other users' lanes carry on.
- * - a min-heap of idle lanes by the time their head may be tried (retry time, coalescing window);
+ *   other users' FIFOs carry on.
+ * - a min-heap of idle FIFOs by the time their head may be tried (retry time, coalescing window);
  * - at most `maxInFlightPerEndpoint` requests at once, so one slow endpoint holds only its own
  *   slots; a dead one's retries wait in its own heap;
  * - at most `maxQueuedPerEndpoint` deliveries in memory. Past that the endpoint "spills": new
  *   deliveries stay only in SQLite and are loaded, in id order, as the window drains. The window is
- *   always a prefix (by id) of the endpoint's pending deliveries, so lane order stays exact.
+ *   always a prefix (by id) of the endpoint's pending deliveries, so the order within each FIFO stays exact.
  *
  * Time comes from the injected Clock. `runDue()` does one round by hand (tests with FakeClock);
  * `start()` adds the production drive: a pump on the next tick after every commit and completion,
@@ -45,7 +45,8 @@ export interface StagedDelivery {
   readonly type: EventType;
   /** The exact bytes sent (and signed). */
   readonly body: Buffer;
-  readonly lane: string;
+  /** Deliveries with the same key are sent one at a time, in id order (see `orderKeyOf`). */
+  readonly orderKey: string;
   /** End of the coalescing window (the commit time when there is none). */
   readonly notBefore: number;
   /** When the first attempt is due. */
@@ -83,7 +84,7 @@ class Item {
     public msgId: string,
     readonly type: EventType,
     public body: Buffer,
-    readonly lane: string,
+    readonly orderKey: string,
     readonly notBefore: number,
     readonly createdAt: number,
     readonly replay: boolean,
@@ -95,7 +96,8 @@ class Item {
   }
 }
 
-class Lane {
+/** The deliveries of one ordering key on one endpoint, oldest first; only the head is tried. */
+class Fifo {
   items: (Item | undefined)[] = [];
   head = 0;
   busy = false;
@@ -126,26 +128,26 @@ class Lane {
   }
 }
 
-/** A binary min-heap of lanes by `readyAt`. */
-class LaneHeap {
-  private readonly a: Lane[] = [];
+/** A binary min-heap of FIFOs by `readyAt`. */
+class FifoHeap {
+  private readonly a: Fifo[] = [];
 
   get size(): number {
     return this.a.length;
   }
 
-  peek(): Lane | undefined {
+  peek(): Fifo | undefined {
     return this.a[0];
   }
 
-  push(lane: Lane): void {
-    lane.inHeap = true;
-    lane.heapIndex = this.a.length;
-    this.a.push(lane);
-    this.up(lane.heapIndex);
+  push(fifo: Fifo): void {
+    fifo.inHeap = true;
+    fifo.heapIndex = this.a.length;
+    this.a.push(fifo);
+    this.up(fifo.heapIndex);
   }
 
-  pop(): Lane | undefined {
+  pop(): Fifo | undefined {
     const top = this.a[0];
     if (top === undefined) return undefined;
     const last = this.a.pop()!;
@@ -161,41 +163,41 @@ class LaneHeap {
 
   private up(i: number): void {
     const a = this.a;
-    const lane = a[i]!;
+    const fifo = a[i]!;
     while (i > 0) {
       const p = (i - 1) >> 1;
       const parent = a[p]!;
-      if (parent.readyAt <= lane.readyAt) break;
+      if (parent.readyAt <= fifo.readyAt) break;
       a[i] = parent;
       parent.heapIndex = i;
       i = p;
     }
-    a[i] = lane;
-    lane.heapIndex = i;
+    a[i] = fifo;
+    fifo.heapIndex = i;
   }
 
   private down(i: number): void {
     const a = this.a;
     const n = a.length;
-    const lane = a[i]!;
+    const fifo = a[i]!;
     for (;;) {
       let c = 2 * i + 1;
       if (c >= n) break;
       if (c + 1 < n && a[c + 1]!.readyAt < a[c]!.readyAt) c += 1;
       const child = a[c]!;
-      if (child.readyAt >= lane.readyAt) break;
+      if (child.readyAt >= fifo.readyAt) break;
       a[i] = child;
       child.heapIndex = i;
       i = c;
     }
-    a[i] = lane;
-    lane.heapIndex = i;
+    a[i] = fifo;
+    fifo.heapIndex = i;
   }
 }
 
 class EndpointQueue {
-  lanes = new Map<string, Lane>();
-  heap = new LaneHeap();
+  fifos = new Map<string, Fifo>();
+  heap = new FifoHeap();
   inFlight = 0;
   /** Deliveries held in memory (in flight included). */
   count = 0;
@@ -295,6 +297,19 @@ function httpError(status: number): string {
 }
 
 export class Dispatcher {
+  private readonly store: WebhookStore;
+  private readonly clock: Clock;
+  private readonly log: Log;
+  private readonly retrySchedule: readonly number[];
+  private readonly jitter: number;
+  private readonly random: () => number;
+  private readonly timeoutMs: number;
+  private readonly maxInFlightPerEndpoint: number;
+  private readonly maxQueuedPerEndpoint: number;
+  private readonly disableAfterMs: number;
+  private readonly allowPrivateTargets: boolean;
+  private readonly userAgent: string;
+  private readonly onDisable: DispatcherOptions['onDisable'];
   private readonly queues = new Map<string, EndpointQueue>();
   private readonly agent: Agent;
   private readonly maxStepMs: number;
@@ -312,16 +327,29 @@ export class Dispatcher {
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Number.POSITIVE_INFINITY;
 
-  constructor(private readonly o: DispatcherOptions) {
-    this.maxStepMs = Math.max(0, ...o.retrySchedule);
+  constructor(options: DispatcherOptions) {
+    this.store = options.store;
+    this.clock = options.clock;
+    this.log = options.log;
+    this.retrySchedule = options.retrySchedule;
+    this.jitter = options.jitter;
+    this.random = options.random;
+    this.timeoutMs = options.timeoutMs;
+    this.maxInFlightPerEndpoint = options.maxInFlightPerEndpoint;
+    this.maxQueuedPerEndpoint = options.maxQueuedPerEndpoint;
+    this.disableAfterMs = options.disableAfterMs;
+    this.allowPrivateTargets = options.allowPrivateTargets;
+    this.userAgent = options.userAgent;
+    this.onDisable = options.onDisable;
+    this.maxStepMs = Math.max(0, ...this.retrySchedule);
     this.agent = new Agent({
       connect: {
-        timeout: o.timeoutMs,
+        timeout: this.timeoutMs,
         // The connection-time half of the SSRF guard (DNS rebinding).
-        ...(o.allowPrivateTargets ? {} : { lookup: guardedLookup }),
+        ...(this.allowPrivateTargets ? {} : { lookup: guardedLookup }),
       },
-      headersTimeout: o.timeoutMs,
-      bodyTimeout: o.timeoutMs,
+      headersTimeout: this.timeoutMs,
+      bodyTimeout: this.timeoutMs,
     });
   }
 
@@ -349,8 +377,8 @@ export class Dispatcher {
     const q = this.queues.get(id);
     if (q === undefined) return;
     q.epoch += 1;
-    q.lanes = new Map();
-    q.heap = new LaneHeap();
+    q.fifos = new Map();
+    q.heap = new FifoHeap();
     q.count = 0;
     q.spilled = true;
     q.pausedUntil = 0;
@@ -385,27 +413,27 @@ export class Dispatcher {
     for (const [endpointId, ids] of byEndpoint) {
       const q = this.queues.get(endpointId);
       if (q === undefined || ids.size === 0) continue;
-      for (const lane of [...q.lanes.values()]) {
+      for (const fifo of [...q.fifos.values()]) {
         const kept: Item[] = [];
-        for (let i = lane.head; i < lane.items.length; i++) {
-          const item = lane.items[i]!;
+        for (let i = fifo.head; i < fifo.items.length; i++) {
+          const item = fifo.items[i]!;
           if (!ids.has(item.id)) kept.push(item);
-          else if (lane.busy && i === lane.head) {
+          else if (fifo.busy && i === fifo.head) {
             item.forgotten = true;
             kept.push(item);
           } else q.count -= 1;
         }
-        lane.items = kept;
-        lane.head = 0;
-        if (kept.length === 0) q.lanes.delete(lane.key);
+        fifo.items = kept;
+        fifo.head = 0;
+        if (kept.length === 0) q.fifos.delete(fifo.key);
       }
-      // Lane heads changed: rebuild the heap from the lanes that are not in flight.
-      q.heap = new LaneHeap();
-      for (const lane of q.lanes.values()) {
-        lane.inHeap = false;
-        if (lane.busy) continue;
-        lane.readyAt = readyAt(lane.first!);
-        q.heap.push(lane);
+      // FIFO heads changed: rebuild the heap from the FIFOs that are not in flight.
+      q.heap = new FifoHeap();
+      for (const fifo of q.fifos.values()) {
+        fifo.inHeap = false;
+        if (fifo.busy) continue;
+        fifo.readyAt = readyAt(fifo.first!);
+        q.heap.push(fifo);
       }
     }
     this.schedulePump();
@@ -419,7 +447,7 @@ export class Dispatcher {
     for (const s of staged) {
       const q = this.queues.get(s.endpointId);
       if (q === undefined || !q.ep.enabled) continue;
-      if (q.spilled || q.count >= this.o.maxQueuedPerEndpoint) {
+      if (q.spilled || q.count >= this.maxQueuedPerEndpoint) {
         // Stays in SQLite; `refill` reads it in order once the window has room.
         q.spilled = true;
         continue;
@@ -432,7 +460,7 @@ export class Dispatcher {
           s.msgId,
           s.type,
           s.body,
-          s.lane,
+          s.orderKey,
           s.notBefore,
           s.createdAt,
           s.replay,
@@ -445,35 +473,35 @@ export class Dispatcher {
   }
 
   private add(q: EndpointQueue, item: Item): void {
-    let lane = q.lanes.get(item.lane);
-    if (lane === undefined) {
-      lane = new Lane(item.lane);
-      q.lanes.set(item.lane, lane);
+    let fifo = q.fifos.get(item.orderKey);
+    if (fifo === undefined) {
+      fifo = new Fifo(item.orderKey);
+      q.fifos.set(item.orderKey, fifo);
     }
-    lane.items.push(item);
+    fifo.items.push(item);
     q.count += 1;
     if (item.id > q.maxLoadedId) q.maxLoadedId = item.id;
-    if (!lane.busy && !lane.inHeap) {
-      lane.readyAt = readyAt(lane.first!);
-      q.heap.push(lane);
+    if (!fifo.busy && !fifo.inHeap) {
+      fifo.readyAt = readyAt(fifo.first!);
+      q.heap.push(fifo);
     }
   }
 
   /** Loads pending deliveries after the window from SQLite while there is room. */
   private refill(q: EndpointQueue): void {
     if (!q.spilled || !q.ep.enabled || q.removed) return;
-    if (this.o.store.db.inTransaction) {
+    if (this.store.db.inTransaction) {
       // Rows of a transaction still open could yet roll back: read once it is over.
       this.reloadLater([]);
       return;
     }
-    const room = this.o.maxQueuedPerEndpoint - q.count;
+    const room = this.maxQueuedPerEndpoint - q.count;
     if (room <= 0) return;
     let rows: PendingRow[];
     try {
-      rows = this.o.store.loadPending(q.ep.id, q.maxLoadedId, room);
+      rows = this.store.loadPending(q.ep.id, q.maxLoadedId, room);
     } catch (error) {
-      this.o.log.error({ err: error, endpoint_id: q.ep.id }, 'loading pending webhook deliveries failed');
+      this.log.error({ err: error, endpoint_id: q.ep.id }, 'loading pending webhook deliveries failed');
       return;
     }
     for (const r of rows) {
@@ -485,7 +513,7 @@ export class Dispatcher {
           r.msg_id,
           r.type,
           Buffer.from(r.payload),
-          r.lane,
+          r.lane, // the ordering key's column
           r.not_before,
           r.created_at,
           r.replay === 1,
@@ -518,10 +546,10 @@ export class Dispatcher {
   private pump(): Promise<void>[] {
     const started: Promise<void>[] = [];
     try {
-      const now = this.o.clock.now();
+      const now = this.clock.now();
       for (const q of this.queues.values()) this.pumpEndpoint(q, now, started);
     } catch (error) {
-      this.o.log.error({ err: error }, 'the webhook dispatcher failed a round; it will try again');
+      this.log.error({ err: error }, 'the webhook dispatcher failed a round; it will try again');
     }
     this.armTimer();
     return started;
@@ -529,43 +557,43 @@ export class Dispatcher {
 
   private pumpEndpoint(q: EndpointQueue, now: number, started: Promise<void>[]): void {
     if (!q.ep.enabled) return;
-    if (q.spilled && q.count <= this.o.maxQueuedPerEndpoint / 2) this.refill(q);
+    if (q.spilled && q.count <= this.maxQueuedPerEndpoint / 2) this.refill(q);
     if (q.pausedUntil > now) return;
-    const max = this.o.maxInFlightPerEndpoint;
+    const max = this.maxInFlightPerEndpoint;
     while (q.inFlight < max) {
       const top = q.heap.peek();
       if (top === undefined || top.readyAt > now) return;
-      const lane = q.heap.pop()!;
-      let item: Item | null = lane.first!;
+      const fifo = q.heap.pop()!;
+      let item: Item | null = fifo.first!;
       if (q.ep.coalesceMs > 0 && item.attempts === 0 && !item.replay && item.type === 'presence.changed') {
-        item = this.coalesce(q, lane, item, now);
+        item = this.coalesce(q, fifo, item, now);
         if (item === null) {
-          this.requeue(q, lane);
+          this.requeue(q, fifo);
           continue;
         }
       }
-      lane.busy = true;
+      fifo.busy = true;
       q.inFlight += 1;
       this.sending += 1;
-      started.push(this.send(q, lane, item, q.epoch));
+      started.push(this.send(q, fifo, item, q.epoch));
     }
   }
 
   /**
-   * Applies the coalescing window at the head of a lane (see coalesce.ts for the definition).
+   * Applies the coalescing window at the head of a FIFO (see coalesce.ts for the definition).
    * Returns the item to send, or null when the whole run cancelled out.
    */
-  private coalesce(q: EndpointQueue, lane: Lane, head: Item, now: number): Item | null {
-    let end = lane.head + 1;
-    while (end < lane.items.length) {
-      const it = lane.items[end]!;
+  private coalesce(q: EndpointQueue, fifo: Fifo, head: Item, now: number): Item | null {
+    let end = fifo.head + 1;
+    while (end < fifo.items.length) {
+      const it = fifo.items[end]!;
       if (it.attempts > 0 || it.replay || it.type !== 'presence.changed' || it.createdAt > head.notBefore)
         break;
       end += 1;
     }
-    const n = end - lane.head;
+    const n = end - fifo.head;
     if (n === 1) return head;
-    const run = lane.items.slice(lane.head, end) as Item[];
+    const run = fifo.items.slice(fifo.head, end) as Item[];
     const last = run[n - 1]!;
     const merged = mergePresenceChanges(run.map((it) => it.body.toString('utf8')));
     const msgId = merged === null ? null : newMessageId(now);
@@ -573,14 +601,14 @@ export class Dispatcher {
       merged === null
         ? `coalesced: ${n} changes within ${q.ep.coalesceMs} ms cancelled out`
         : `coalesced into ${msgId}`;
-    const store = this.o.store;
+    const store = this.store;
     store.transaction(() => {
       for (let i = 0; i < (merged === null ? n : n - 1); i++) store.markCoalesced(run[i]!.id, note, now);
       if (merged !== null) last.eventSeq = store.repoint(last.id, last.eventSeq, msgId!, merged, now);
     });
-    for (let i = 0; i < n - 1; i++) this.drop(q, lane);
+    for (let i = 0; i < n - 1; i++) this.drop(q, fifo);
     if (merged === null) {
-      this.drop(q, lane);
+      this.drop(q, fifo);
       return null;
     }
     last.msgId = msgId!;
@@ -588,22 +616,22 @@ export class Dispatcher {
     return last;
   }
 
-  /** Removes the head of a lane from memory. */
-  private drop(q: EndpointQueue, lane: Lane): void {
-    lane.shift();
+  /** Removes the head of a FIFO from memory. */
+  private drop(q: EndpointQueue, fifo: Fifo): void {
+    fifo.shift();
     q.count -= 1;
   }
 
-  /** Puts a lane that is not in flight back in the heap, or forgets it when empty. */
-  private requeue(q: EndpointQueue, lane: Lane): void {
-    const first = lane.first;
+  /** Puts a FIFO that is not in flight back in the heap, or forgets it when empty. */
+  private requeue(q: EndpointQueue, fifo: Fifo): void {
+    const first = fifo.first;
     if (first === undefined) {
-      if (q.lanes.get(lane.key) === lane) q.lanes.delete(lane.key);
+      if (q.fifos.get(fifo.key) === fifo) q.fifos.delete(fifo.key);
       return;
     }
-    if (!lane.inHeap) {
-      lane.readyAt = readyAt(first);
-      q.heap.push(lane);
+    if (!fifo.inHeap) {
+      fifo.readyAt = readyAt(first);
+      q.heap.push(fifo);
     }
   }
 
@@ -611,7 +639,7 @@ export class Dispatcher {
     if (!this.running) return;
     let next = Number.POSITIVE_INFINITY;
     for (const q of this.queues.values()) {
-      if (!q.ep.enabled || q.inFlight >= this.o.maxInFlightPerEndpoint) continue;
+      if (!q.ep.enabled || q.inFlight >= this.maxInFlightPerEndpoint) continue;
       const top = q.heap.peek();
       if (top !== undefined) next = Math.min(next, Math.max(top.readyAt, q.pausedUntil));
     }
@@ -622,7 +650,7 @@ export class Dispatcher {
     if (!Number.isFinite(next)) return;
     // Capped at a second, so a clock that runs faster than real time (the demo) or jumps is
     // noticed soon.
-    const delay = Math.min(Math.max(0, next - this.o.clock.now()), 1000);
+    const delay = Math.min(Math.max(0, next - this.clock.now()), 1000);
     this.timer = setTimeout(() => {
       this.timer = null;
       this.timerAt = Number.POSITIVE_INFINITY;
@@ -633,13 +661,13 @@ export class Dispatcher {
 
   // ---------------------------------------------------------------- one attempt
 
-  private async send(q: EndpointQueue, lane: Lane, item: Item, epoch: number): Promise<void> {
-    const startedAt = this.o.clock.now();
+  private async send(q: EndpointQueue, fifo: Fifo, item: Item, epoch: number): Promise<void> {
+    const startedAt = this.clock.now();
     const timestamp = Math.floor(startedAt / 1000);
     const t0 = performance.now();
     // Checked at every attempt, whatever the setting was when the endpoint was saved. A refusal
     // is a failed attempt like any other: retried on the schedule, disabled after 5 days.
-    const refused = this.o.allowPrivateTargets ? null : q.refusal();
+    const refused = this.allowPrivateTargets ? null : q.refusal();
     const result =
       refused !== null
         ? await refusedPost(refused)
@@ -648,7 +676,7 @@ export class Dispatcher {
             q.target(),
             {
               'content-type': 'application/json',
-              'user-agent': this.o.userAgent,
+              'user-agent': this.userAgent,
               'webhook-id': item.msgId,
               'webhook-timestamp': String(timestamp),
               'webhook-signature': signatureHeader(q.keysAt(startedAt), item.msgId, timestamp, item.body),
@@ -657,20 +685,20 @@ export class Dispatcher {
           );
     // Once the status is known it decides, whatever happens to the body afterwards.
     let statusCode = result.statusCode;
-    let error = statusCode === null ? describeError(result.error, this.o.timeoutMs) : null;
+    let error = statusCode === null ? describeError(result.error, this.timeoutMs) : null;
     const retryAfter = result.retryAfter;
     const latencyMs = Math.round(performance.now() - t0);
     // undici bounds the connect and the wait for headers each by the timeout (a per-request
     // AbortSignal would cost ~7 % of throughput); an answer later than the limit overall is
     // still a failure, so "a 2xx within the timeout" holds exactly.
-    if (statusCode !== null && latencyMs > this.o.timeoutMs) {
-      error = `answered ${statusCode} after ${latencyMs} ms, over the ${this.o.timeoutMs} ms limit`;
+    if (statusCode !== null && latencyMs > this.timeoutMs) {
+      error = `answered ${statusCode} after ${latencyMs} ms, over the ${this.timeoutMs} ms limit`;
       statusCode = null;
     }
     try {
-      this.complete(q, lane, item, epoch, startedAt, statusCode, error, latencyMs, retryAfter);
+      this.complete(q, fifo, item, epoch, startedAt, statusCode, error, latencyMs, retryAfter);
     } catch (e) {
-      this.o.log.error({ err: e, endpoint_id: q.ep.id }, 'recording a webhook attempt failed');
+      this.log.error({ err: e, endpoint_id: q.ep.id }, 'recording a webhook attempt failed');
     }
     this.sending -= 1;
     if (this.sending === 0 && this.drainWaiters.length > 0) {
@@ -686,7 +714,7 @@ export class Dispatcher {
 
   private complete(
     q: EndpointQueue,
-    lane: Lane,
+    fifo: Fifo,
     item: Item,
     epoch: number,
     startedAt: number,
@@ -701,14 +729,14 @@ export class Dispatcher {
     if (item.forgotten) {
       // Its user was deleted while it was in flight: the row is gone, so is any retry.
       if (epoch === q.epoch) {
-        lane.busy = false;
-        this.drop(q, lane);
-        this.requeue(q, lane);
+        fifo.busy = false;
+        this.drop(q, fifo);
+        this.requeue(q, fifo);
       }
       this.schedulePump();
       return;
     }
-    const now = this.o.clock.now();
+    const now = this.clock.now();
     const ok = statusCode !== null && statusCode >= 200 && statusCode < 300;
     const errorText = ok ? null : (error ?? httpError(statusCode!));
     // No closure here: this runs once per delivery, and allocation shows at 10k/s.
@@ -728,52 +756,52 @@ export class Dispatcher {
       this.schedulePump();
       return;
     }
-    lane.busy = false;
+    fifo.busy = false;
     const ep = q.ep;
     if (ok) {
       this.record(outcome, 'delivered', null);
-      this.drop(q, lane);
+      this.drop(q, fifo);
       if (ep.failingSince !== null) {
         ep.failingSince = null;
         this.failing.push({ endpointId: ep.id, since: null });
       }
     } else if (statusCode === 410) {
       this.record(outcome, 'failed', null);
-      this.drop(q, lane);
+      this.drop(q, fifo);
       this.flushOutcomes();
-      this.o.onDisable(ep, 'gone', 'the endpoint answered 410 Gone');
+      this.onDisable(ep, 'gone', 'the endpoint answered 410 Gone');
       return;
     } else {
       if (ep.failingSince === null) {
         ep.failingSince = startedAt;
         this.failing.push({ endpointId: ep.id, since: startedAt });
       }
-      if (now - ep.failingSince >= this.o.disableAfterMs) {
+      if (now - ep.failingSince >= this.disableAfterMs) {
         this.record(outcome, 'failed', null);
-        this.drop(q, lane);
+        this.drop(q, fifo);
         this.flushOutcomes();
-        const days = Math.round(this.o.disableAfterMs / 86_400_000);
-        this.o.onDisable(ep, 'failing', `every attempt failed for ${days} days (last: ${errorText})`);
+        const days = Math.round(this.disableAfterMs / 86_400_000);
+        this.onDisable(ep, 'failing', `every attempt failed for ${days} days (last: ${errorText})`);
         return;
       }
       const asked = statusCode === 429 || statusCode === 503 ? parseRetryAfter(retryAfter, now) : null;
       const delay =
-        item.attempts >= this.o.retrySchedule.length
+        item.attempts >= this.retrySchedule.length
           ? null
           : asked !== null
             ? Math.min(asked, this.maxStepMs)
-            : retryDelay(this.o.retrySchedule, item.attempts, this.o.jitter, this.o.random);
+            : retryDelay(this.retrySchedule, item.attempts, this.jitter, this.random);
       if (delay === null) {
-        this.record(outcome, 'failed', null); // schedule exhausted: given up; the lane moves on
-        this.drop(q, lane);
+        this.record(outcome, 'failed', null); // schedule exhausted: given up; the FIFO moves on
+        this.drop(q, fifo);
       } else {
         item.nextAt = now + delay;
         this.record(outcome, 'pending', item.nextAt);
         if (asked !== null) q.pausedUntil = Math.max(q.pausedUntil, item.nextAt);
       }
     }
-    this.requeue(q, lane);
-    if (q.spilled && q.count <= this.o.maxQueuedPerEndpoint / 2) this.refill(q);
+    this.requeue(q, fifo);
+    if (q.spilled && q.count <= this.maxQueuedPerEndpoint / 2) this.refill(q);
     this.schedulePump();
   }
 
@@ -820,7 +848,7 @@ export class Dispatcher {
     this.outcomes = [];
     this.failing = [];
     try {
-      this.o.store.writeOutcomes(outcomes, failing);
+      this.store.writeOutcomes(outcomes, failing);
       this.flushRetryMs = 0;
     } catch (error) {
       if (String((error as { code?: unknown }).code).startsWith('SQLITE_CONSTRAINT')) {
@@ -832,7 +860,7 @@ export class Dispatcher {
       this.outcomes = outcomes.concat(this.outcomes);
       this.failing = failing.concat(this.failing);
       this.flushRetryMs = Math.min(Math.max(this.flushRetryMs * 2, 50), 5000);
-      this.o.log.error({ err: error }, 'writing webhook attempt outcomes failed; will retry');
+      this.log.error({ err: error }, 'writing webhook attempt outcomes failed; will retry');
       this.scheduleFlush();
     }
   }
@@ -841,20 +869,20 @@ export class Dispatcher {
     outcomes: readonly AttemptRecord[],
     failing: readonly { endpointId: string; since: number | null }[],
   ): void {
-    for (const o of outcomes) {
+    for (const outcome of outcomes) {
       try {
-        this.o.store.writeOutcomes([o], []);
+        this.store.writeOutcomes([outcome], []);
       } catch (error) {
-        this.o.log.warn(
-          { err: error, delivery_id: o.deliveryId },
+        this.log.warn(
+          { err: error, delivery_id: outcome.deliveryId },
           'dropped the outcome of a vanished delivery',
         );
       }
     }
     try {
-      this.o.store.writeOutcomes([], failing);
+      this.store.writeOutcomes([], failing);
     } catch (error) {
-      this.o.log.error({ err: error }, 'writing webhook endpoint failure marks failed');
+      this.log.error({ err: error }, 'writing webhook endpoint failure marks failed');
     }
   }
 
@@ -862,7 +890,7 @@ export class Dispatcher {
 
   /**
    * Sends everything due now, waits for those attempts, and repeats while that made more due
-   * (the next event of a lane). Resolves to the number of attempts made. For tests and tools.
+   * (the next event of a FIFO). Resolves to the number of attempts made. For tests and tools.
    */
   async runDue(): Promise<number> {
     let attempts = 0;

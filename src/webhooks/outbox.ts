@@ -57,7 +57,7 @@ const str = (data: Readonly<Record<string, unknown>>, key: string): string | und
  * were written. Presence (and a user's deletion) is ordered per user; connection events per
  * connection; connector events per platform; endpoint events per endpoint.
  */
-export function laneOf(type: EventType, data: Readonly<Record<string, unknown>>): string {
+export function orderKeyOf(type: EventType, data: Readonly<Record<string, unknown>>): string {
   switch (type) {
     case 'presence.changed':
     case 'user.deleted': // after the user's last change
@@ -119,7 +119,7 @@ export class Outbox {
       let seq = -1;
       let msgId = '';
       let body: Buffer | null = null;
-      const lane = `u:${c.userId}`;
+      const orderKey = `u:${c.userId}`;
       for (const m of this.matchers) {
         if (m.events !== null && !m.events.has('presence.changed')) continue;
         if (m.users !== null && !m.users.has(c.userId)) continue;
@@ -130,7 +130,7 @@ export class Outbox {
           // Bytes once per event, shared by every endpoint and attempt: signing and sending use them.
           body = Buffer.from(json);
         }
-        staged.push(this.deliver(m.ep, seq, msgId, 'presence.changed', body!, lane, now));
+        staged.push(this.deliver(m.ep, seq, msgId, 'presence.changed', body!, orderKey, now));
       }
     }
     return staged;
@@ -149,7 +149,7 @@ export class Outbox {
     const staged: StagedDelivery[] = [];
     const now = this.clock.now();
     const userId = str(data, 'user_id') ?? null;
-    const lane = laneOf(type, data);
+    const orderKey = orderKeyOf(type, data);
     let seq = -1;
     let msgId: string | null = null;
     let body: Buffer | null = null;
@@ -164,7 +164,7 @@ export class Outbox {
         seq = this.store.insertEvent(msgId, type, userId, version, now, json);
         body = Buffer.from(json);
       }
-      staged.push(this.deliver(m.ep, seq, msgId!, type, body!, lane, now));
+      staged.push(this.deliver(m.ep, seq, msgId!, type, body!, orderKey, now));
     }
     return { msgId, staged };
   }
@@ -175,12 +175,12 @@ export class Outbox {
     msgId: string,
     type: EventType,
     body: Buffer,
-    lane: string,
+    orderKey: string,
     now: number,
   ): StagedDelivery {
     const notBefore = type === 'presence.changed' && ep.coalesceMs > 0 ? now + ep.coalesceMs : now;
     const nextAt = Math.max(notBefore, now + this.firstDelayMs);
-    const id = this.store.insertDelivery(ep.id, eventSeq, lane, notBefore, nextAt, false, now);
+    const id = this.store.insertDelivery(ep.id, eventSeq, orderKey, notBefore, nextAt, false, now);
     return {
       endpointId: ep.id,
       id,
@@ -188,7 +188,7 @@ export class Outbox {
       msgId,
       type,
       body,
-      lane,
+      orderKey,
       notBefore,
       nextAt,
       createdAt: now,

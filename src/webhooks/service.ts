@@ -108,6 +108,10 @@ function redactUrl(url: string): string {
 }
 
 export class WebhookService {
+  private readonly db: Db;
+  private readonly vault: TokenVault | null;
+  private readonly allowPrivateTargets: boolean;
+  private readonly resolve: Resolver | undefined;
   private readonly store: WebhookStore;
   private readonly outbox: Outbox;
   private readonly dispatcher: Dispatcher;
@@ -127,39 +131,43 @@ export class WebhookService {
   private cronTask: ScheduledTask | null = null;
   private pruning: Promise<{ deliveries: number; events: number }> | null = null;
 
-  constructor(private readonly o: WebhookServiceOptions) {
-    this.clock = o.clock;
-    this.log = o.log ?? silentLog;
-    this.rotationWindowMs = o.rotationWindowMs ?? DAY;
-    this.maxEndpoints = o.maxEndpoints ?? 100;
-    this.retentionMs = o.retentionMs ?? 7 * DAY;
-    this.pruneSchedule = o.pruneSchedule === undefined ? '17 * * * *' : o.pruneSchedule;
-    this.stopGraceMs = o.stopGraceMs ?? 2000;
+  constructor(options: WebhookServiceOptions) {
+    this.db = options.db;
+    this.vault = options.vault;
+    this.allowPrivateTargets = options.allowPrivateTargets;
+    this.resolve = options.resolve;
+    this.clock = options.clock;
+    this.log = options.log ?? silentLog;
+    this.rotationWindowMs = options.rotationWindowMs ?? DAY;
+    this.maxEndpoints = options.maxEndpoints ?? 100;
+    this.retentionMs = options.retentionMs ?? 7 * DAY;
+    this.pruneSchedule = options.pruneSchedule === undefined ? '17 * * * *' : options.pruneSchedule;
+    this.stopGraceMs = options.stopGraceMs ?? 2000;
     if (this.pruneSchedule !== null && !cron.validate(this.pruneSchedule)) {
       throw new Error(`webhook prune schedule is not a cron expression: ${this.pruneSchedule}`);
     }
-    const schedule = o.retrySchedule ?? DEFAULT_RETRY_SCHEDULE;
+    const schedule = options.retrySchedule ?? DEFAULT_RETRY_SCHEDULE;
     if (schedule.length === 0 || schedule.some((d) => !Number.isFinite(d) || d < 0)) {
       throw new Error('the webhook retry schedule needs at least one delay, each 0 ms or more');
     }
-    this.store = new WebhookStore(o.db, o.vault);
+    this.store = new WebhookStore(options.db, options.vault);
     this.outbox = new Outbox(this.store, this.clock, schedule[0]);
     this.dispatcher = new Dispatcher({
       store: this.store,
       clock: this.clock,
       log: this.log,
       retrySchedule: schedule,
-      jitter: o.jitter ?? DEFAULT_JITTER,
-      random: o.random ?? Math.random,
-      timeoutMs: o.timeoutMs ?? 15_000,
-      maxInFlightPerEndpoint: o.maxInFlightPerEndpoint ?? 32,
-      maxQueuedPerEndpoint: o.maxQueuedPerEndpoint ?? 10_000,
-      disableAfterMs: o.disableAfterMs ?? 5 * DAY,
-      allowPrivateTargets: o.allowPrivateTargets,
-      userAgent: o.userAgent ?? 'presence-aggregator-webhooks/1',
+      jitter: options.jitter ?? DEFAULT_JITTER,
+      random: options.random ?? Math.random,
+      timeoutMs: options.timeoutMs ?? 15_000,
+      maxInFlightPerEndpoint: options.maxInFlightPerEndpoint ?? 32,
+      maxQueuedPerEndpoint: options.maxQueuedPerEndpoint ?? 10_000,
+      disableAfterMs: options.disableAfterMs ?? 5 * DAY,
+      allowPrivateTargets: options.allowPrivateTargets,
+      userAgent: options.userAgent ?? 'presence-aggregator-webhooks/1',
       onDisable: (ep, reason, detail) => this.disable(ep, reason, detail),
     });
-    if (o.vault === null) {
+    if (options.vault === null) {
       this.log.warn(
         {},
         'change webhooks are off: set PRESENCE_SECRET_KEY (it encrypts their signing secrets)',
@@ -167,7 +175,7 @@ export class WebhookService {
       return;
     }
     // Rows from before secrets were sealed (migrations/0007) are converted once, here.
-    const converted = sealPlainSecrets(o.db, o.vault);
+    const converted = sealPlainSecrets(options.db, options.vault);
     if (converted.sealed > 0) {
       this.log.info(
         { endpoints: converted.sealed, wal_truncated: converted.walTruncated },
@@ -175,7 +183,7 @@ export class WebhookService {
       );
     }
     for (const ep of this.store.loadEndpoints()) {
-      const refused = o.allowPrivateTargets ? null : literalTargetRefusal(ep.url);
+      const refused = options.allowPrivateTargets ? null : literalTargetRefusal(ep.url);
       if (refused !== null && ep.enabled) {
         // Saved while private targets were allowed: every attempt is refused until it is fixed.
         this.log.warn(
@@ -187,10 +195,10 @@ export class WebhookService {
       this.dispatcher.addEndpoint(ep); // loads its pending deliveries: a restart resumes here
     }
     this.outbox.setEndpoints(this.endpoints.values());
-    if (o.engine !== undefined) {
-      o.engine.onCommit((changes) => this.onEngineCommit(changes));
-      o.engine.onChange(() => this.onEngineCommitted());
-      o.engine.onUserDelete({
+    if (options.engine !== undefined) {
+      options.engine.onCommit((changes) => this.onEngineCommit(changes));
+      options.engine.onChange(() => this.onEngineCommitted());
+      options.engine.onUserDelete({
         stage: (userId, lastVersion) => this.stageUserDelete(userId, lastVersion),
         committed: (userId) => this.userDeleteCommitted(userId),
       });
@@ -301,7 +309,7 @@ export class WebhookService {
     data: Readonly<Record<string, unknown>>,
     except: string | null,
   ): string | null {
-    if (this.o.db.inTransaction) {
+    if (this.db.inTransaction) {
       const { msgId, staged } = this.outbox.writeEvent(type, data, except);
       this.dispatcher.reloadLater(staged.map((s) => s.endpointId));
       return msgId;
@@ -621,7 +629,7 @@ export class WebhookService {
   // ---------------------------------------------------------------- helpers
 
   private mustBeOn(): void {
-    if (this.o.vault === null) {
+    if (this.vault === null) {
       throw new AppError(
         'not_found',
         "change webhooks are off: set PRESENCE_SECRET_KEY (it encrypts the endpoints' signing secrets)",
@@ -638,8 +646,8 @@ export class WebhookService {
 
   private checkUrl(url: string): Promise<string> {
     return checkEndpointUrl(url, {
-      allowPrivateTargets: this.o.allowPrivateTargets,
-      ...(this.o.resolve === undefined ? {} : { resolve: this.o.resolve }),
+      allowPrivateTargets: this.allowPrivateTargets,
+      ...(this.resolve === undefined ? {} : { resolve: this.resolve }),
     });
   }
 

@@ -1,5 +1,5 @@
 import { mergePresenceChanges } from '../../src/webhooks/coalesce';
-import { laneOf } from '../../src/webhooks/outbox';
+import { orderKeyOf } from '../../src/webhooks/outbox';
 import { DEFAULT_RETRY_SCHEDULE, parseRetryAfter, retryDelay } from '../../src/webhooks/retry';
 
 describe('retry schedule', () => {
@@ -109,12 +109,12 @@ describe('coalescing', () => {
   });
 });
 
-describe('ordering lanes', () => {
+describe('ordering keys', () => {
   it('orders presence per user, connections per connection, connectors per platform', () => {
-    expect(laneOf('presence.changed', { user_id: 'alice' })).toBe('u:alice');
-    expect(laneOf('connection.revoked', { connection_id: 'c1', user_id: 'alice' })).toBe('c:c1');
-    expect(laneOf('connection.reauth_required', { user_id: 'alice' })).toBe('c:alice');
-    expect(laneOf('connector.recovered', { platform: 'slack' })).toBe('k:slack');
-    expect(laneOf('webhook.endpoint_disabled', { endpoint_id: 'ep_1' })).toBe('e:ep_1');
+    expect(orderKeyOf('presence.changed', { user_id: 'alice' })).toBe('u:alice');
+    expect(orderKeyOf('connection.revoked', { connection_id: 'c1', user_id: 'alice' })).toBe('c:c1');
+    expect(orderKeyOf('connection.reauth_required', { user_id: 'alice' })).toBe('c:alice');
+    expect(orderKeyOf('connector.recovered', { platform: 'slack' })).toBe('k:slack');
+    expect(orderKeyOf('webhook.endpoint_disabled', { endpoint_id: 'ep_1' })).toBe('e:ep_1');
   });
 });
