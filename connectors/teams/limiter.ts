@@ -2,8 +2,8 @@
  * @module connectors/teams/limiter
  * Graph's presence budget and the connector's waiting rules, as pure functions of a time the
  * caller passes in (so a FakeClock drives them in tests): a sliding-window limiter for "1,500
- * requests per 30 seconds per application per tenant", the `Retry-After` parser, and the
- * backoff schedule for 5xx and network failures.
+ * requests per 30 seconds per application per tenant" and the backoff schedule for 5xx and
+ * network failures. `Retry-After` is read by src/core/retry-after.
  */
 
 /** Graph's documented presence limit (getPresencesByUserId and presence GET). */
@@ -60,19 +60,6 @@ export class SlidingWindowLimiter {
     }
     return n;
   }
-}
-
-/**
- * `Retry-After` in delta-seconds or as an HTTP date (RFC 9110 §10.2.3), in ms from `now`; null
- * when absent or unreadable, so the caller falls back to its own delay.
- */
-export function parseRetryAfter(value: string | null | undefined, now: number): number | null {
-  if (value === null || value === undefined) return null;
-  const v = value.trim();
-  if (/^\d+$/.test(v)) return Number(v) * 1000;
-  const at = Date.parse(v);
-  if (Number.isNaN(at)) return null;
-  return Math.max(0, at - now);
 }
 
 /** Backoff after consecutive failures: 5 s, 15 s, 30 s, 1 min, 2 min, then 5 min. */

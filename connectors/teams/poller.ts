@@ -7,6 +7,7 @@
  * know is never guessed: it is logged once and produces no live observation.
  */
 
+import { parseRetryAfter } from '../../src/core/retry-after';
 import {
   type AppTokenSource,
   MAX_IDS_PER_CALL,
@@ -16,7 +17,7 @@ import {
 } from './client';
 import type { TeamsHealth } from './health';
 import { chunks, lower, notificationUserId } from './ids';
-import { backoffDelay, DEFAULT_BACKOFF_MS, parseRetryAfter, SlidingWindowLimiter } from './limiter';
+import { backoffDelay, DEFAULT_BACKOFF_MS, SlidingWindowLimiter } from './limiter';
 import { toTeamsPresence } from './map';
 import type { TeamsRuntime } from './runtime';
 import type { GraphChangeNotification, GraphPresence } from './types';

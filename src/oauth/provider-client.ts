@@ -14,6 +14,8 @@
 
 import { AuthorizationCode, ClientCredentials, type AccessToken, type ModuleOptions } from 'simple-oauth2';
 
+import type { Clock } from '../core/clock';
+import { parseRetryAfter } from '../core/retry-after';
 import type { ResolvedProvider } from './providers';
 
 export interface TokenSet {
@@ -60,6 +62,8 @@ export interface ProviderClientOptions {
   /** Per request; a platform that does not answer in time counts as a transient failure. */
   readonly timeoutMs: number;
   readonly fetch: typeof fetch;
+  /** The current time, to read a `Retry-After` given as a date. */
+  readonly clock: Clock;
 }
 
 type Json = Record<string, unknown>;
@@ -94,12 +98,6 @@ interface BoomLike {
 }
 
 const isBoom = (e: unknown): e is BoomLike => isObject(e) && e.isBoom === true && isObject(e.output);
-
-function retryAfter(headers: Record<string, unknown> | undefined): number | null {
-  const v = headers?.['retry-after'];
-  const s = num(Array.isArray(v) ? v[0] : v);
-  return s === null ? null : s * 1000;
-}
 
 export class ProviderClient {
   private readonly authCode: AuthorizationCode;
@@ -435,7 +433,7 @@ export class ProviderClient {
         description,
         what,
         secrets,
-        retryAfter(res?.headers ?? e.data?.headers),
+        parseRetryAfter((res?.headers ?? e.data?.headers)?.['retry-after'], this.options.clock.now()),
       );
     }
     if (e instanceof Error) {

@@ -152,7 +152,7 @@ export class ConnectionService {
       deps.secretKey ?? requireSecretKey(env),
       deps.previousSecretKeys ?? [],
     );
-    const options = { timeoutMs: deps.httpTimeoutMs ?? 10_000, fetch: deps.fetch ?? globalThis.fetch };
+    const options = { timeoutMs: deps.httpTimeoutMs ?? 10_000, fetch: deps.fetch ?? globalThis.fetch, clock };
     for (const platform of OAUTH_PLATFORMS) {
       const resolved = resolveProvider(platform, env);
       if (resolved !== null) this.clients.set(platform, new ProviderClient(resolved, options));

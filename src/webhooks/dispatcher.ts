@@ -27,10 +27,11 @@ import { Agent } from 'undici';
 
 import type { Clock } from '../core/clock';
 import type { Log } from '../core/log';
+import { parseRetryAfter } from '../core/retry-after';
 import { mergePresenceChanges } from './coalesce';
 import { post, postTarget, type PostResult, type PostTarget } from './sender';
 import { newMessageId } from './ids';
-import { parseRetryAfter, retryDelay } from './retry';
+import { retryDelay } from './retry';
 import type { EventType } from './schema';
 import { secretKey, signatureHeader } from './sign';
 import { guardedLookup, literalTargetRefusal } from './ssrf';

@@ -1,7 +1,8 @@
 /**
  * @module webhooks/retry
  * When to try a delivery again (docs/api.md, Delivery): a schedule of delays, with jitter so that a
- * recovering endpoint is not hit by every retry at the same instant, and `Retry-After`.
+ * recovering endpoint is not hit by every retry at the same instant. `Retry-After` is read by
+ * core/retry-after.
  */
 
 const S = 1000;
@@ -40,20 +41,4 @@ export function retryDelay(
   if (base === undefined) return null;
   if (base === 0 || jitter === 0) return base;
   return Math.max(0, Math.round(base * (1 + jitter * (2 * random() - 1))));
-}
-
-/**
- * A `Retry-After` value (delay-seconds or an HTTP date) as milliseconds from `now`; null when
- * absent or unparseable. A date in the past means "now" (0).
- */
-export function parseRetryAfter(value: string | readonly string[] | undefined, now: number): number | null {
-  const text = (
-    Array.isArray(value) ? (value as readonly string[])[0] : (value as string | undefined)
-  )?.trim();
-  if (text === undefined || text === '') return null;
-  if (/^\d+$/.test(text)) return Number(text) * 1000;
-  // An HTTP date names its day (IMF-fixdate, RFC 850 or asctime); refuse bare numbers and junk.
-  if (!/[A-Za-z]{3}/.test(text)) return null;
-  const at = Date.parse(text);
-  return Number.isNaN(at) ? null : Math.max(0, at - now);
 }

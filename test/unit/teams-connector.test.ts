@@ -9,9 +9,9 @@ import {
   backoffDelay,
   GRAPH_PRESENCE_CALLS,
   GRAPH_PRESENCE_WINDOW_MS,
-  parseRetryAfter,
   SlidingWindowLimiter,
 } from '../../connectors/teams/limiter';
+import { parseRetryAfter } from '../../src/core/retry-after';
 import { FakeClock } from '../../src/core/clock';
 
 const ID = 'fa8bf3dc-eca7-46b7-bad1-db199b62afc3';

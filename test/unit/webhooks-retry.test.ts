@@ -1,6 +1,7 @@
 import { mergePresenceChanges } from '../../src/webhooks/coalesce';
 import { orderKeyOf } from '../../src/webhooks/outbox';
-import { DEFAULT_RETRY_SCHEDULE, parseRetryAfter, retryDelay } from '../../src/webhooks/retry';
+import { parseRetryAfter } from '../../src/core/retry-after';
+import { DEFAULT_RETRY_SCHEDULE, retryDelay } from '../../src/webhooks/retry';
 
 describe('retry schedule', () => {
   it('is the contract schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h', () => {
