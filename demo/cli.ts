@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { Simulation } from '../connectors/simulated';
 import { parseEnv } from '../src/config/env';
 import { ScaledClock, systemClock } from '../src/core/clock';
+import { clockTime } from '../src/core/time';
 import { createService } from '../src/main';
 import type { PresenceView } from '../src/normalizer/view';
 import { verifyWebhook } from '../src/webhooks';
@@ -319,7 +320,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
           summaryAt = realNow;
         }
         const left = o.durationMs - (realNow - started);
-        const simTime = new Date(clock.now()).toISOString().slice(11, 19);
+        const simTime = clockTime(clock.now());
         const status = `${clockText(left)} left of ${clockText(o.durationMs)} · ${simTime} UTC ×${o.speed} · ${changes} changes · ${summary} · Ctrl-C stops`;
         // One size for the whole frame, read once: a resize meanwhile just redraws again at once.
         const size = sizeNow();

@@ -6,6 +6,7 @@
  */
 
 import type { Activity, Platform, Status } from '../src/core/presence';
+import { clockTime, parseIso } from '../src/core/time';
 import type { AvailabilityView } from '../src/normalizer/availability';
 import type { CustomStatusView, PresenceView } from '../src/normalizer/view';
 
@@ -94,7 +95,7 @@ export function rawLabel(raw: unknown): string {
 
 function age(iso: string | null, now: number): string {
   if (iso === null) return '—';
-  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  const s = Math.max(0, Math.round((now - parseIso(iso)) / 1000));
   return s < 60 ? `${s}s` : s < 3600 ? `${Math.floor(s / 60)}m` : `${Math.floor(s / 3600)}h`;
 }
 
@@ -442,6 +443,6 @@ export function describeChange(c: Pick<ChangeLine, 'previous' | 'current'>, styl
 }
 
 export function renderChange(c: ChangeLine, style: Style): string {
-  const t = new Date(c.at).toISOString().slice(11, 19);
+  const t = clockTime(c.at);
   return `${paint(style, '90', t)} ${pad(c.userId, 9)} v${String(c.version).padEnd(3)} ${describeChange(c, style)}  ${paint(style, '90', c.explain)}`;
 }

@@ -11,6 +11,7 @@
 
 import type { AccountRef } from '../../src/core/ports';
 import type { Activity, RealPlatform, Status } from '../../src/core/presence';
+import { toIsoSeconds } from '../../src/core/time';
 import type { DiscordPresence } from '../discord/types';
 import type { SlackUserState } from '../slack/types';
 import type { GraphPresence } from '../teams/types';
@@ -461,7 +462,7 @@ export class SimulatedWorld {
       id: account.externalId,
       email: `${p.userId}@example.com`,
       presence_status: status[p.life],
-      date_time: new Date(at).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      date_time: toIsoSeconds(at),
       app,
     };
   }

@@ -13,6 +13,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import cron, { type ScheduledTask } from 'node-cron';
 
 import type { AccountRef } from '../../src/core/ports';
+import { parseIsoAssumingUtc, toIso } from '../../src/core/time';
 import { isSafeTokenUrl, MAX_IDS_PER_CALL, type TeamsGraphClient, TeamsGraphError } from './client';
 import type { TeamsHealth } from './health';
 import { chunks } from './ids';
@@ -66,15 +67,9 @@ export function presenceResource(ids: readonly string[]): string {
   return `/communications/presences?$filter=id in (${ids.map((id) => `'${id}'`).join(', ')})`;
 }
 
-function iso(ms: number): string {
-  return new Date(ms).toISOString();
-}
-
 function parseExpiry(value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
-  // Graph writes 7 fractional digits and sometimes no zone; both read as UTC.
-  const v = /[zZ]|[+-]\d\d:\d\d$/.test(value) ? value : `${value}Z`;
-  const t = Date.parse(v);
+  const t = parseIsoAssumingUtc(value);
   return Number.isNaN(t) ? fallback : t;
 }
 
@@ -300,7 +295,7 @@ export class SubscriptionManager {
           notificationUrl: url,
           lifecycleNotificationUrl: lifecycle,
           resource: presenceResource(ids),
-          expirationDateTime: iso(now + this.lifetimeMs),
+          expirationDateTime: toIso(now + this.lifetimeMs),
           clientState: this.clientState,
         });
         this.subs.set(created.id, {
@@ -365,7 +360,7 @@ export class SubscriptionManager {
   private async renewOne(sub: SubState, token: string): Promise<'ok' | 'drop' | { problem: string }> {
     const now = this.rt.clock.now();
     try {
-      const res = await this.graphAs(token).renewSubscription(sub.id, iso(now + this.lifetimeMs));
+      const res = await this.graphAs(token).renewSubscription(sub.id, toIso(now + this.lifetimeMs));
       sub.expiresAt = parseExpiry(res?.expirationDateTime, now + this.lifetimeMs);
       this.rt.log.debug({ platform: 'teams', subscriptionId: sub.id }, 'Teams presence subscription renewed');
       return 'ok';

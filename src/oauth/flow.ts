@@ -16,6 +16,7 @@ import { AppError } from '../core/errors';
 import type { Log } from '../core/log';
 import type { AccountRef, LinkResult } from '../core/ports';
 import { USER_ID_PATTERN } from '../core/presence';
+import { toIso } from '../core/time';
 import { sealContext, type ConnectionRow, type ConnectionStore } from './connection-store';
 import { OAuthCallError, type ProviderClient, type TokenSet } from './provider-client';
 import { NO_USER_OAUTH, PROVIDERS, isOAuthPlatform, type OAuthPlatform } from './providers';
@@ -131,7 +132,7 @@ export class AuthorizeFlow {
       state,
       redirect_uri: redirect,
       pkce: verifier !== null,
-      expires_at: new Date(expiresAt).toISOString(),
+      expires_at: toIso(expiresAt),
     };
   }
 

@@ -13,6 +13,7 @@ import { randomBytes } from 'node:crypto';
 
 import { requireSecretKey, type Env } from '../config/env';
 import type { Clock } from '../core/clock';
+import { toIsoOrNull } from '../core/time';
 import { AppError } from '../core/errors';
 import type { Log } from '../core/log';
 import type { AccountRef } from '../core/ports';
@@ -135,8 +136,6 @@ export interface ConnectionServiceDeps {
   readonly refreshMarginMs?: number;
   readonly cooldownMs?: readonly number[];
 }
-
-const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
 export class ConnectionService {
   private readonly store: ConnectionStore;
@@ -468,19 +467,19 @@ export class ConnectionService {
       scopes,
       health: this.tokens.isRefreshing(row.connection_id) ? 'refreshing' : row.health,
       last_error: row.last_error,
-      last_error_at: iso(row.last_error_at),
-      next_retry_at: row.health === 'error' ? iso(row.retry_at) : null,
-      expires_at: iso(row.expires_at),
-      grant_expires_at: iso(grantEnd),
+      last_error_at: toIsoOrNull(row.last_error_at),
+      next_retry_at: row.health === 'error' ? toIsoOrNull(row.retry_at) : null,
+      expires_at: toIsoOrNull(row.expires_at),
+      grant_expires_at: toIsoOrNull(grantEnd),
       expires_soon:
         warning !== null &&
         grantEnd !== null &&
         grantEnd - now <= warning &&
         (row.health === 'ok' || row.health === 'error'),
       refreshable,
-      refreshed_at: iso(row.refreshed_at),
-      created_at: iso(row.created_at) ?? '',
-      updated_at: iso(row.updated_at) ?? '',
+      refreshed_at: toIsoOrNull(row.refreshed_at),
+      created_at: toIsoOrNull(row.created_at) ?? '',
+      updated_at: toIsoOrNull(row.updated_at) ?? '',
     };
   }
 
@@ -493,7 +492,7 @@ export class ConnectionService {
       external_id: row.external_id,
       workspace_id: row.workspace_id === '' ? null : row.workspace_id,
       reason,
-      at: iso(this.deps.clock.now()) ?? '',
+      at: toIsoOrNull(this.deps.clock.now()) ?? '',
     };
   }
 }

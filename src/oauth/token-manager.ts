@@ -20,6 +20,7 @@ import cron, { type ScheduledTask } from 'node-cron';
 import type { Clock } from '../core/clock';
 import { AppError } from '../core/errors';
 import type { Log } from '../core/log';
+import { toIso } from '../core/time';
 import type { ConnectionRow, ConnectionStore, SealedTokens, StoredHealth } from './connection-store';
 import { sealContext } from './connection-store';
 import { OAuthCallError, type ProviderClient, type TokenSet } from './provider-client';
@@ -77,8 +78,6 @@ export interface TokenManagerDeps {
   readonly cooldownMs?: readonly number[];
 }
 
-const iso = (ms: number): string => new Date(ms).toISOString();
-
 export class TokenManager {
   private readonly inflight = new Map<string, Promise<string>>();
   private readonly margin: number;
@@ -112,7 +111,7 @@ export class TokenManager {
       if (row.expires_at > now) return this.openAccess(row);
       throw new ConnectionUnavailableError(
         'unavailable',
-        `connection ${id}: refresh failed and is retried after ${iso(row.retry_at)} (${row.last_error ?? 'error'})`,
+        `connection ${id}: refresh failed and is retried after ${toIso(row.retry_at)} (${row.last_error ?? 'error'})`,
         row.retry_at,
         now,
       );
@@ -183,7 +182,7 @@ export class TokenManager {
             connection_id: row.connection_id,
             platform: row.platform,
             user_id: row.user_id,
-            expires_at: iso(end),
+            expires_at: toIso(end),
           },
           `${spec.displayName} connection expires soon and cannot be refreshed: the person must connect again`,
         );
@@ -275,7 +274,7 @@ export class TokenManager {
       {
         connection_id: id,
         platform: row.platform,
-        expires_at: sealed.expiresAt === null ? null : iso(sealed.expiresAt),
+        expires_at: sealed.expiresAt === null ? null : toIso(sealed.expiresAt),
         rotated: tokens.refreshToken !== null,
       },
       'connection token refreshed',
@@ -341,7 +340,7 @@ export class TokenManager {
       user_id: row.user_id,
       health,
       last_error: lastError,
-      retry_at: retryAt === null ? null : iso(retryAt),
+      retry_at: retryAt === null ? null : toIso(retryAt),
     };
     if (entered) log.warn(fields, `connection needs attention: ${health}`);
     else if (health === 'error') log.warn(fields, 'connection refresh failed; retrying after the cool-down');
@@ -354,7 +353,7 @@ export class TokenManager {
     this.transition(
       row,
       'reauth_required',
-      `the grant expired at ${end === null ? 'an unknown time' : iso(end)} and ${platform} gave no way to refresh it; the person must connect again`,
+      `the grant expired at ${end === null ? 'an unknown time' : toIso(end)} and ${platform} gave no way to refresh it; the person must connect again`,
       null,
       null,
     );

@@ -1,4 +1,4 @@
-import { clockTime, parseIso, toIso } from '../../src/core/time';
+import { clockTime, parseIso, parseIsoAssumingUtc, toIso, toIsoSeconds } from '../../src/core/time';
 
 describe('toIso', () => {
   it('matches Date#toISOString across days, years and edge milliseconds', () => {
@@ -30,6 +30,18 @@ describe('toIso', () => {
     ]);
   });
 
+  it('answers like Date for a fraction of a millisecond, NaN and infinities', () => {
+    expect(toIso(1.9)).toBe(new Date(1.9).toISOString());
+    expect(toIso(-0.5)).toBe(new Date(-0.5).toISOString());
+    expect(() => toIso(Number.NaN)).toThrow(RangeError);
+    expect(() => toIso(Number.POSITIVE_INFINITY)).toThrow(RangeError);
+  });
+
+  it('toIsoSeconds drops the milliseconds', () => {
+    expect(toIsoSeconds(Date.UTC(2026, 10, 23, 14, 0, 3, 120))).toBe('2026-11-23T14:00:03Z');
+    expect(toIsoSeconds(Date.UTC(2026, 10, 23, 14, 0, 3, 999))).toBe('2026-11-23T14:00:03Z');
+  });
+
   it('clockTime is the UTC time of day', () => {
     expect(clockTime(Date.UTC(2026, 10, 23, 14, 0, 3, 120))).toBe('14:00:03');
   });
@@ -42,5 +54,15 @@ describe('parseIso', () => {
     expect(parseIso('2026-11-23')).toBeNaN();
     expect(parseIso('2026-11-23T14:00:03')).toBeNaN();
     expect(parseIso('yesterday')).toBeNaN();
+  });
+});
+
+describe('parseIsoAssumingUtc', () => {
+  it("reads Graph's 7 fractional digits, with a zone or without one (UTC)", () => {
+    const at = Date.UTC(2023, 8, 14, 10, 0, 0);
+    expect(parseIsoAssumingUtc('2023-09-14T10:00:00.0000000Z')).toBe(at);
+    expect(parseIsoAssumingUtc('2023-09-14T10:00:00.0000000')).toBe(at);
+    expect(parseIsoAssumingUtc('2023-09-14T12:00:00+02:00')).toBe(at);
+    expect(parseIsoAssumingUtc('tomorrow')).toBeNaN();
   });
 });
