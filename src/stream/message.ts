@@ -1,0 +1,100 @@
+/**
+ * @module stream/message
+ * What the stream sends, framed once and shared: a change is serialized once for every
+ * subscriber that gets it (and once more per transport framing), not once per subscriber.
+ */
+
+import type { PresenceChange } from '../aggregator/engine';
+import { presenceChangedBody } from '../webhooks/outbox';
+
+/** One message of the protocol, ready for either transport. */
+export class Outgoing {
+  private sseFrame: string | null = null;
+
+  constructor(
+    /** The message's `type` (SSE's `event:`). */
+    readonly type: string,
+    /** The JSON text of the whole message (a WebSocket frame; SSE's `data:`). */
+    readonly json: string,
+    /** For `presence` messages: whose change it is (compaction keeps the latest per user). */
+    readonly userId: string | null = null,
+    /** For `presence` messages: their position (SSE's `id:`). */
+    readonly position: string | null = null,
+  ) {}
+
+  /** Bytes it takes in a queue: its length, which for the ASCII JSON sent is its size. */
+  get bytes(): number {
+    return this.json.length;
+  }
+
+  get sse(): string {
+    this.sseFrame ??=
+      this.position === null
+        ? `event: ${this.type}\ndata: ${this.json}\n\n`
+        : `event: ${this.type}\nid: ${this.position}\ndata: ${this.json}\n\n`;
+    return this.sseFrame;
+  }
+
+  static of(type: string, body: Readonly<Record<string, unknown>>): Outgoing {
+    return new Outgoing(type, JSON.stringify({ type, ...body }));
+  }
+}
+
+/** The `data` of a `presence.changed` event: what a `presence` message carries besides its position. */
+export interface ChangeData {
+  readonly user_id: string;
+  readonly version: number;
+  readonly previous: Readonly<Record<string, unknown>>;
+  readonly current: Readonly<Record<string, unknown>>;
+  readonly changed: readonly string[];
+}
+
+/**
+ * A committed change as a `presence` message: the `data` of the `presence.changed` webhook
+ * (built by the one function the outbox uses too), with `type` and `position`. The JSON is made
+ * the first time something needs it (many changes have no subscriber and are never replayed),
+ * and the change itself is let go once it is.
+ */
+export class ChangeMessage {
+  private change: PresenceChange | null;
+  private made: Outgoing | null = null;
+
+  constructor(
+    change: PresenceChange,
+    readonly position: string,
+  ) {
+    this.change = change;
+    this.userId = change.userId;
+    this.version = change.version;
+  }
+
+  readonly userId: string;
+  readonly version: number;
+
+  get outgoing(): Outgoing {
+    if (this.made === null) {
+      const body = presenceChangedBody(this.change!);
+      // The body is `{"type":…,"timestamp":…,"data":{…}}` with `data` last: its members are
+      // the message's, spliced without parsing.
+      const at = body.indexOf(',"data":{');
+      const members = body.slice(at + ',"data":{'.length, -2);
+      const json = `{"type":"presence",${members},"position":${JSON.stringify(this.position)}}`;
+      this.made = new Outgoing('presence', json, this.userId, this.position);
+      this.change = null;
+    }
+    return this.made;
+  }
+
+  /** The change's data as an object (coalescing merges two of them). */
+  data(): ChangeData {
+    const {
+      type: _type,
+      position: _position,
+      ...data
+    } = JSON.parse(this.outgoing.json) as ChangeData & {
+      type: string;
+      position: string;
+    };
+    return data;
+  }
+}
