@@ -166,7 +166,9 @@ describe('stream hub', () => {
   it('batches the messages of one turn into one write', () => {
     const clock = new FakeClock();
     const queued: (() => void)[] = [];
-    const state = new Map([['alice', { version: 0, status: 'offline' }]]);
+    const state = new Map<string, { version: number; status: Status }>([
+      ['alice', { version: 0, status: 'offline' }],
+    ]);
     const hub = new StreamHub({ clock, reader: fakeReader(state), defer: (r) => queued.push(r) });
     const t = new FakeTransport();
     hub.subscribe(hub.open(t), ['alice']);
