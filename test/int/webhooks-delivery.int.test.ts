@@ -4,10 +4,10 @@ import { Webhook } from 'standardwebhooks';
 
 import { FakeClock } from '../../src/core/clock';
 import type { Status } from '../../src/core/presence';
-import { WebhookService, type WebhookServiceOptions } from '../../src/webhooks';
+import type { WebhookService, WebhookServiceOptions } from '../../src/webhooks';
 import { testEngine, tmpDir, type TestEngine } from '../helpers/engine';
-import { Receiver, type Responder } from '../helpers/receiver';
-import { testVault } from '../helpers/webhook-vault';
+import type { Receiver, Responder } from '../helpers/receiver';
+import { Receivers, reportTeams, webhookService } from '../helpers/webhooks';
 
 const DAY = 86_400_000;
 
@@ -16,43 +16,22 @@ describe('webhook delivery to real loopback receivers', () => {
   let n = 0;
   let t: TestEngine;
   let svc: WebhookService;
-  const receivers: Receiver[] = [];
+  const receivers = new Receivers();
 
   function setup(options: Partial<WebhookServiceOptions> = {}): void {
     n += 1;
     // A fake clock near real time, so that standardwebhooks' own timestamp check passes.
     t = testEngine(join(tmp.dir, `delivery-${n}.db`), { clock: new FakeClock(Date.now()) });
-    svc = new WebhookService({
-      db: t.db,
-      vault: testVault,
-      engine: t.engine,
-      clock: t.clock,
-      allowPrivateTargets: true,
-      jitter: 0,
-      pruneSchedule: null,
-      ...options,
-    });
+    svc = webhookService(t, options);
   }
 
-  async function receiver(respond?: Responder): Promise<Receiver> {
-    const r = await Receiver.start(respond);
-    receivers.push(r);
-    return r;
-  }
-
-  async function set(userId: string, status: Status): Promise<void> {
-    t.engine.ensureUser(userId);
-    await t.engine.report(userId, {
-      platform: 'teams',
-      ttlMs: 3_600_000,
-      state: { status, activity: null, customStatus: null, source: 'app', raw: status, label: status },
-    });
-  }
+  const receiver = (respond?: Responder): Promise<Receiver> => receivers.start(respond);
+  const set = (userId: string, status: Status): Promise<void> => reportTeams(t, userId, status);
 
   afterEach(async () => {
     await svc.stop();
     t.close();
-    await Promise.all(receivers.splice(0).map((r) => r.close()));
+    await receivers.closeAll();
   });
   afterAll(() => tmp.cleanup());
 

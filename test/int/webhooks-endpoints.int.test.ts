@@ -5,6 +5,7 @@ import { AppError } from '../../src/core/errors';
 import type { Log } from '../../src/core/log';
 import { WebhookService, type WebhookServiceOptions } from '../../src/webhooks';
 import { testEngine, tmpDir, type TestEngine } from '../helpers/engine';
+import { slackActive } from '../helpers/observations';
 import { Receiver } from '../helpers/receiver';
 import { waitUntil } from '../helpers/wait';
 import { testVault } from '../helpers/webhook-vault';
@@ -50,6 +51,12 @@ describe('webhook endpoint management', () => {
     t.close();
   });
   afterAll(() => tmp.cleanup());
+
+  /** Alice (created if need be) comes online on Slack: one presence change. */
+  async function aliceOnline(): Promise<void> {
+    t.engine.ensureUser('alice');
+    await t.engine.report('alice', { platform: 'slack', ttlMs: 60_000, state: slackActive() });
+  }
 
   async function rejection(p: Promise<unknown> | (() => unknown)): Promise<AppError> {
     try {
@@ -241,19 +248,7 @@ describe('webhook endpoint management', () => {
       disabled_at: '2026-11-23T14:00:00.000Z',
     });
     expect(t.db.prepare('SELECT count(*) FROM webhook_events').pluck().get()).toBe(0);
-    t.engine.ensureUser('alice');
-    await t.engine.report('alice', {
-      platform: 'slack',
-      ttlMs: 60_000,
-      state: {
-        status: 'online',
-        activity: null,
-        customStatus: null,
-        source: 'app',
-        raw: 'active',
-        label: 'active',
-      },
-    });
+    await aliceOnline();
     // Only the enabled endpoint gets a delivery row.
     expect(t.db.prepare('SELECT endpoint_id FROM webhook_deliveries').pluck().all()).toEqual([b.id]);
 
@@ -275,19 +270,7 @@ describe('webhook endpoint management', () => {
 
   it('writes nothing to the outbox when no endpoint exists', async () => {
     setup();
-    t.engine.ensureUser('alice');
-    await t.engine.report('alice', {
-      platform: 'slack',
-      ttlMs: 60_000,
-      state: {
-        status: 'online',
-        activity: null,
-        customStatus: null,
-        source: 'app',
-        raw: 'active',
-        label: 'active',
-      },
-    });
+    await aliceOnline();
     expect(t.db.prepare('SELECT count(*) FROM webhook_events').pluck().get()).toBe(0);
     expect(svc.emit('connector.degraded', { platform: 'slack' })).toBeNull();
   });
@@ -299,19 +282,7 @@ describe('webhook endpoint management', () => {
       setup({ resolve: () => Promise.resolve(['93.184.216.34']) });
       const port = new URL(r.url).port;
       const ep = await svc.createEndpoint({ url: `http://localhost:${port}/hook` });
-      t.engine.ensureUser('alice');
-      await t.engine.report('alice', {
-        platform: 'slack',
-        ttlMs: 60_000,
-        state: {
-          status: 'online',
-          activity: null,
-          customStatus: null,
-          source: 'app',
-          raw: 'active',
-          label: 'active',
-        },
-      });
+      await aliceOnline();
       await svc.runDue();
       expect(r.received).toHaveLength(0);
       expect(svc.deliveries(ep.id).deliveries[0]).toMatchObject({
@@ -349,19 +320,7 @@ describe('webhook endpoint management', () => {
       expect(warnings).toEqual([
         expect.stringMatching(new RegExp(`private address.*${literal.id}.*loopback`)),
       ]);
-      t.engine.ensureUser('alice');
-      await t.engine.report('alice', {
-        platform: 'slack',
-        ttlMs: 60_000,
-        state: {
-          status: 'online',
-          activity: null,
-          customStatus: null,
-          source: 'app',
-          raw: 'active',
-          label: 'active',
-        },
-      });
+      await aliceOnline();
       expect(await svc.runDue()).toBe(1);
       t.clock.advance(10_000); // the first retry is due: refused again
       expect(await svc.runDue()).toBe(1);

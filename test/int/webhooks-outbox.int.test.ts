@@ -4,17 +4,17 @@ import { Webhook } from 'standardwebhooks';
 
 import { FakeClock } from '../../src/core/clock';
 import type { CustomStatus, Status } from '../../src/core/presence';
-import { WebhookService, type WebhookServiceOptions } from '../../src/webhooks';
+import type { WebhookService, WebhookServiceOptions } from '../../src/webhooks';
 import { testEngine, tmpDir, type TestEngine } from '../helpers/engine';
-import { Receiver, type Responder } from '../helpers/receiver';
-import { testVault } from '../helpers/webhook-vault';
+import type { Receiver, Responder } from '../helpers/receiver';
+import { Receivers, reportTeams, webhookService } from '../helpers/webhooks';
 
 describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
   const tmp = tmpDir();
   let n = 0;
   let t: TestEngine;
   let svc: WebhookService;
-  const receivers: Receiver[] = [];
+  const receivers = new Receivers();
   const services: WebhookService[] = [];
 
   function setup(options: Partial<WebhookServiceOptions> = {}, path?: string): void {
@@ -24,45 +24,21 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
   }
 
   function service(options: Partial<WebhookServiceOptions> = {}): WebhookService {
-    const s = new WebhookService({
-      db: t.db,
-      vault: testVault,
-      engine: t.engine,
-      clock: t.clock,
-      allowPrivateTargets: true,
-      jitter: 0,
-      pruneSchedule: null,
-      ...options,
-    });
+    const s = webhookService(t, options);
     services.push(s);
     return s;
   }
 
-  async function receiver(respond?: Responder): Promise<Receiver> {
-    const r = await Receiver.start(respond);
-    receivers.push(r);
-    return r;
-  }
-
-  async function set(
-    userId: string,
-    status: Status,
-    customStatus: CustomStatus | null = null,
-  ): Promise<void> {
-    t.engine.ensureUser(userId);
-    await t.engine.report(userId, {
-      platform: 'teams',
-      ttlMs: 3_600_000,
-      state: { status, activity: null, customStatus, source: 'app', raw: status, label: status },
-    });
-  }
+  const receiver = (respond?: Responder): Promise<Receiver> => receivers.start(respond);
+  const set = (userId: string, status: Status, customStatus: CustomStatus | null = null): Promise<void> =>
+    reportTeams(t, userId, status, customStatus);
 
   const seen = (r: Receiver): [unknown, unknown][] => r.bodies().map((b) => [b.data.user_id, b.data.version]);
 
   afterEach(async () => {
     for (const s of services.splice(0)) await s.stop();
     t.close();
-    await Promise.all(receivers.splice(0).map((r) => r.close()));
+    await receivers.closeAll();
   });
   afterAll(() => tmp.cleanup());
 

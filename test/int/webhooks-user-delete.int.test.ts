@@ -9,55 +9,28 @@ import { Webhook } from 'standardwebhooks';
 
 import { FakeClock } from '../../src/core/clock';
 import type { Status } from '../../src/core/presence';
-import { WebhookService, type WebhookServiceOptions } from '../../src/webhooks';
+import type { WebhookService, WebhookServiceOptions } from '../../src/webhooks';
 import { testEngine, tmpDir, type TestEngine } from '../helpers/engine';
-import { Receiver, type Responder } from '../helpers/receiver';
-import { testVault } from '../helpers/webhook-vault';
+import type { Receiver, Responder } from '../helpers/receiver';
+import { Receivers, reportTeams, webhookService } from '../helpers/webhooks';
 
 describe('deleting a user forgets their webhook events', () => {
   const tmp = tmpDir();
   let n = 0;
   let t: TestEngine;
   let svc: WebhookService;
-  const receivers: Receiver[] = [];
+  const receivers = new Receivers();
 
   function setup(options: Partial<WebhookServiceOptions> = {}): void {
     n += 1;
     // Near real time, so that standardwebhooks' own timestamp check passes.
     t = testEngine(join(tmp.dir, `user-delete-${n}.db`), { clock: new FakeClock(Date.now()) });
-    svc = new WebhookService({
-      db: t.db,
-      vault: testVault,
-      engine: t.engine,
-      clock: t.clock,
-      allowPrivateTargets: true,
-      jitter: 0,
-      pruneSchedule: null,
-      ...options,
-    });
+    svc = webhookService(t, options);
   }
 
-  async function receiver(respond?: Responder): Promise<Receiver> {
-    const r = await Receiver.start(respond);
-    receivers.push(r);
-    return r;
-  }
-
-  async function set(userId: string, status: Status, text?: string): Promise<void> {
-    t.engine.ensureUser(userId);
-    await t.engine.report(userId, {
-      platform: 'teams',
-      ttlMs: 3_600_000,
-      state: {
-        status,
-        activity: null,
-        customStatus: text === undefined ? null : { text, emoji: null, expiresAt: null },
-        source: 'app',
-        raw: status,
-        label: status,
-      },
-    });
-  }
+  const receiver = (respond?: Responder): Promise<Receiver> => receivers.start(respond);
+  const set = (userId: string, status: Status, text?: string): Promise<void> =>
+    reportTeams(t, userId, status, text === undefined ? null : { text, emoji: null, expiresAt: null });
 
   const rows = (sql: string, ...args: unknown[]): Record<string, unknown>[] =>
     t.db.prepare(sql).all(...args) as Record<string, unknown>[];
@@ -67,7 +40,7 @@ describe('deleting a user forgets their webhook events', () => {
   afterEach(async () => {
     await svc.stop();
     t.close();
-    await Promise.all(receivers.splice(0).map((r) => r.close()));
+    await receivers.closeAll();
   });
   afterAll(() => tmp.cleanup());
 

@@ -17,9 +17,10 @@ import { FakeClock } from '../../src/core/clock';
 import type { Log } from '../../src/core/log';
 import { TokenVault, keyIdOf } from '../../src/oauth/vault';
 import { migrate, openDb, readMigrations } from '../../src/store/db';
-import { WebhookService, type WebhookServiceOptions } from '../../src/webhooks';
+import type { WebhookService, WebhookServiceOptions } from '../../src/webhooks';
 import { testEngine, tmpDir, type TestEngine } from '../helpers/engine';
-import { Receiver } from '../helpers/receiver';
+import type { Receiver } from '../helpers/receiver';
+import { Receivers, reportTeams, webhookService } from '../helpers/webhooks';
 
 const BIN = join(resolve(__dirname, '../..'), 'bin/presence.js');
 
@@ -42,7 +43,7 @@ describe('webhook signing secrets at rest', () => {
   let n = 0;
   let t: TestEngine | null = null;
   const services: WebhookService[] = [];
-  const receivers: Receiver[] = [];
+  const receivers = new Receivers();
 
   function engineAt(path: string): TestEngine {
     t?.close();
@@ -50,34 +51,16 @@ describe('webhook signing secrets at rest', () => {
     return t;
   }
 
+  /** The vault is always named: these tests are about which one (or none) seals the secrets. */
   function service(e: TestEngine, options: Partial<WebhookServiceOptions> & { vault: TokenVault | null }) {
-    const s = new WebhookService({
-      db: e.db,
-      engine: e.engine,
-      clock: e.clock,
-      allowPrivateTargets: true,
-      jitter: 0,
-      pruneSchedule: null,
-      ...options,
-    });
+    const s = webhookService(e, options);
     services.push(s);
     return s;
   }
 
-  async function receiver(): Promise<Receiver> {
-    const r = await Receiver.start();
-    receivers.push(r);
-    return r;
-  }
-
-  async function change(e: TestEngine, userId: string, status: 'online' | 'busy' | 'away'): Promise<void> {
-    e.engine.ensureUser(userId);
-    await e.engine.report(userId, {
-      platform: 'teams',
-      ttlMs: 3_600_000,
-      state: { status, activity: null, customStatus: null, source: 'app', raw: status, label: status },
-    });
-  }
+  const receiver = (): Promise<Receiver> => receivers.start();
+  const change = (e: TestEngine, userId: string, status: 'online' | 'busy' | 'away'): Promise<void> =>
+    reportTeams(e, userId, status);
 
   const path = (): string => join(tmp.dir, `vault-${(n += 1)}.db`);
 
@@ -85,7 +68,7 @@ describe('webhook signing secrets at rest', () => {
     for (const s of services.splice(0)) await s.stop();
     t?.close();
     t = null;
-    await Promise.all(receivers.splice(0).map((r) => r.close()));
+    await receivers.closeAll();
   });
   afterAll(() => tmp.cleanup());
 
