@@ -15,6 +15,13 @@ export interface TestApi {
   key: { read: string; write: string; admin: string; all: string };
   /** inject() with `Authorization: Bearer <key>` (the all-scopes key unless told). */
   call(options: InjectOptions & { key?: string | null }): Promise<LightMyRequestResponse>;
+  /** call() with a body sent byte for byte as given (bad JSON, odd bytes), JSON content type unless told. */
+  sendRaw(
+    method: 'POST' | 'PUT',
+    url: string,
+    payload: string | Buffer,
+    contentType?: string,
+  ): Promise<LightMyRequestResponse>;
   json<T = any>(res: LightMyRequestResponse): T;
   close(): Promise<void>;
 }
@@ -38,15 +45,18 @@ export async function testApi(env: Record<string, string> = {}, clock = new Fake
     admin: svc.keys.create(['admin'], 'admin').key,
     all: svc.keys.create(['read', 'write', 'admin'], 'all').key,
   };
+  const call: TestApi['call'] = ({ key: k, headers, ...rest }) =>
+    svc.app.inject({
+      ...rest,
+      headers: { ...(k === null ? {} : { authorization: `Bearer ${k ?? key.all}` }), ...headers },
+    });
   return {
     svc,
     clock,
     key,
-    call: ({ key: k, headers, ...rest }) =>
-      svc.app.inject({
-        ...rest,
-        headers: { ...(k === null ? {} : { authorization: `Bearer ${k ?? key.all}` }), ...headers },
-      }),
+    call,
+    sendRaw: (method, url, payload, contentType = 'application/json') =>
+      call({ method, url, payload, headers: { 'content-type': contentType } }),
     json: (res) => JSON.parse(res.body),
     close: async () => {
       await svc.close();

@@ -8,50 +8,29 @@ describe("Fastify's own errors in the contract's shape", () => {
   afterAll(() => api.close());
 
   it('bad JSON → 400', async () => {
-    const res = await api.call({
-      method: 'POST',
-      url: '/v1/heartbeats',
-      payload: '{"user_id": "a",',
-      headers: { 'content-type': 'application/json' },
-    });
+    const res = await api.sendRaw('POST', '/v1/heartbeats', '{"user_id": "a",');
     expectError(res, 400, 'invalid_request');
   });
 
   it('an empty JSON body → 400', async () => {
-    const res = await api.call({
-      method: 'POST',
-      url: '/v1/heartbeats',
-      payload: '',
-      headers: { 'content-type': 'application/json' },
-    });
+    const res = await api.sendRaw('POST', '/v1/heartbeats', '');
     expectError(res, 400, 'invalid_request');
   });
 
   it('a body over 1 MiB → 413', async () => {
-    const res = await api.call({
-      method: 'POST',
-      url: '/v1/presence/query',
-      payload: JSON.stringify({ user_ids: ['a'], pad: 'x'.repeat(1024 * 1024) }),
-      headers: { 'content-type': 'application/json' },
-    });
+    const res = await api.sendRaw(
+      'POST',
+      '/v1/presence/query',
+      JSON.stringify({ user_ids: ['a'], pad: 'x'.repeat(1024 * 1024) }),
+    );
     expectError(res, 413, 'payload_too_large');
   });
 
   it('a content type the route does not take → 415 unsupported_media_type', async () => {
-    const res = await api.call({
-      method: 'POST',
-      url: '/v1/heartbeats',
-      payload: '<user_id>a</user_id>',
-      headers: { 'content-type': 'application/xml' },
-    });
+    const res = await api.sendRaw('POST', '/v1/heartbeats', '<user_id>a</user_id>', 'application/xml');
     expectError(res, 415, 'unsupported_media_type');
     // text/plain is parsed as a string, which the schema then refuses.
-    const text = await api.call({
-      method: 'POST',
-      url: '/v1/heartbeats',
-      payload: 'user_id=a',
-      headers: { 'content-type': 'text/plain' },
-    });
+    const text = await api.sendRaw('POST', '/v1/heartbeats', 'user_id=a', 'text/plain');
     expectError(text, 400, 'invalid_request');
   });
 

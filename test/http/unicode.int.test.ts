@@ -195,12 +195,11 @@ describe('strings that are not valid Unicode, and NUL, in every field', () => {
 
   it('an account id with a lone surrogate: 400, and no account row', async () => {
     const before = digest();
-    const res = await api.call({
-      method: 'POST',
-      url: '/v1/users/alice/accounts',
-      payload: '{"platform":"zoom","external_id":"z\\ud800"}',
-      headers: { 'content-type': 'application/json' },
-    });
+    const res = await api.sendRaw(
+      'POST',
+      '/v1/users/alice/accounts',
+      '{"platform":"zoom","external_id":"z\\ud800"}',
+    );
     expectError(res, 400, 'invalid_request');
     expect(api.json(res).error.message).toBe(
       'invalid external_id: not valid Unicode (a lone UTF-16 surrogate)',
@@ -212,12 +211,7 @@ describe('strings that are not valid Unicode, and NUL, in every field', () => {
   });
 
   it('a display name with a lone surrogate is refused, not stored as U+FFFD', async () => {
-    const res = await api.call({
-      method: 'PUT',
-      url: '/v1/users/carol',
-      payload: '{"display_name":"Carol \\udc00"}',
-      headers: { 'content-type': 'application/json' },
-    });
+    const res = await api.sendRaw('PUT', '/v1/users/carol', '{"display_name":"Carol \\udc00"}');
     expectError(res, 400, 'invalid_request');
     expectError(await api.call({ method: 'GET', url: '/v1/users/carol' }), 404, 'not_found');
   });
@@ -235,12 +229,7 @@ describe('strings that are not valid Unicode, and NUL, in every field', () => {
         Buffer.from(bytes),
         Buffer.from('"}'),
       ]);
-      const res = await api.call({
-        method: 'PUT',
-        url: '/v1/users/dave',
-        payload,
-        headers: { 'content-type': 'application/json' },
-      });
+      const res = await api.sendRaw('PUT', '/v1/users/dave', payload);
       expectError(res, 400, 'invalid_request');
       expect(api.json(res).error.details[0]).toMatchObject({ code: 'not_utf8', path: ['body'] });
     }
