@@ -240,6 +240,23 @@ export async function benchHttp(seconds = 3): Promise<Figure[]> {
       ),
     ];
 
+    /** The route just measured against the Redis design's, or why that comparison was skipped. */
+    const againstRedis = (
+      ours: readonly LoadResult[],
+      theirs: readonly LoadResult[] | undefined,
+      target: number,
+    ): Figure =>
+      typeof redis === 'string'
+        ? { name: '  the same against the Redis design', value: 'skipped', note: redis }
+        : compare(
+            '  the same against the Redis design',
+            ours,
+            'Redis design route (HSET+SETEX+PUBLISH)',
+            theirs!,
+            target,
+            undefined,
+          );
+
     const project = heartbeat(base, '/v1/heartbeats', 'refresh');
     const bareSpec = heartbeat(bare.url, '/v1/heartbeats', 'refresh', {});
     const redisRefresh = heartbeat(base, '/bench/redis/heartbeats', 'refresh');
@@ -259,19 +276,7 @@ export async function benchHttp(seconds = 3): Promise<Figure[]> {
         coverage(refresh!, USERS),
       ),
     );
-    if (typeof redis === 'string')
-      figures.push({ name: '  the same against the Redis design', value: 'skipped', note: redis });
-    else
-      figures.push(
-        compare(
-          '  the same against the Redis design',
-          refresh!,
-          'Redis design route (HSET+SETEX+PUBLISH)',
-          redisRuns!,
-          2,
-          undefined,
-        ),
-      );
+    figures.push(againstRedis(refresh!, redisRuns, 2));
     const changeProject = heartbeat(base, '/v1/heartbeats', 'change');
     const changeRedis = heartbeat(base, '/bench/redis/heartbeats', 'change');
     const [changes, bareAgain, redisChanges] = await rounds(
@@ -288,19 +293,7 @@ export async function benchHttp(seconds = 3): Promise<Figure[]> {
         coverage(changes!, USERS),
       ),
     );
-    if (typeof redis === 'string')
-      figures.push({ name: '  the same against the Redis design', value: 'skipped', note: redis });
-    else
-      figures.push(
-        compare(
-          '  the same against the Redis design',
-          changes!,
-          'Redis design route (HSET+SETEX+PUBLISH)',
-          redisChanges!,
-          1.5,
-          undefined,
-        ),
-      );
+    figures.push(againstRedis(changes!, redisChanges, 1.5));
     return figures;
   } finally {
     // The checkpoint worker is unref'd: while it finishes a large WAL, only a timer of ours keeps

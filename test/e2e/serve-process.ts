@@ -16,6 +16,7 @@ import { promisify } from 'node:util';
 import { Webhook } from 'standardwebhooks';
 
 import { tmpDir } from '../helpers/engine';
+import { fetchApi } from '../helpers/fetch-api';
 import { Receiver } from '../helpers/receiver';
 
 export const ROOT = resolve(__dirname, '../..');
@@ -153,16 +154,8 @@ export async function startServe(options: StartOptions = {}): Promise<ServeProce
   });
 
   const api = async (method: string, path: string, body?: unknown): Promise<ApiAnswer> => {
-    const res = await fetch(`${base}${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${key}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.text();
-    return { status: res.status, body: text === '' ? null : JSON.parse(text) };
+    const answer = await fetchApi(base, key, method, path, body);
+    return { status: answer.status, body: answer.body };
   };
 
   return {

@@ -15,7 +15,9 @@ const sign = (body: string, secret = SECRET) =>
 
 /** The documented example, re-stamped to `at` (unix seconds). */
 const messageAt = (at: number) => fixture.replace('"1749416383"', `"${at}"`);
-const readAt = (waId: string, at: number) =>
+
+/** One `messages` change carrying `value`, in the documented webhook envelope. */
+const hook = (value: object) =>
   JSON.stringify({
     object: 'whatsapp_business_account',
     entry: [
@@ -27,13 +29,16 @@ const readAt = (waId: string, at: number) =>
             value: {
               messaging_product: 'whatsapp',
               metadata: { display_phone_number: '1', phone_number_id: '1' },
-              statuses: [{ id: 'wamid.X', status: 'read', timestamp: String(at), recipient_id: waId }],
+              ...value,
             },
           },
         ],
       },
     ],
   });
+/** A read receipt from `waId` at `at` (unix seconds). */
+const readAt = (waId: string, at: number) =>
+  hook({ statuses: [{ id: 'wamid.X', status: 'read', timestamp: String(at), recipient_id: waId }] });
 
 describe('WhatsApp inbound webhook', () => {
   let api: TestApi;
@@ -146,25 +151,6 @@ describe('WhatsApp inbound webhook', () => {
     expectError(await post('{"object":"page"}'), 400, 'invalid_request');
     expectError(await post('{"object":'), 400, 'invalid_request');
   });
-  const hook = (value: object) =>
-    JSON.stringify({
-      object: 'whatsapp_business_account',
-      entry: [
-        {
-          id: '1',
-          changes: [
-            {
-              field: 'messages',
-              value: {
-                messaging_product: 'whatsapp',
-                metadata: { display_phone_number: '1', phone_number_id: '1' },
-                ...value,
-              },
-            },
-          ],
-        },
-      ],
-    });
   const nowS = () => String(Math.floor(api.clock.now() / 1000));
 
   it('a read receipt in a group credits the participant who read, not the group', async () => {

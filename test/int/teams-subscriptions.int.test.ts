@@ -20,6 +20,7 @@ import { createService, type Service } from '../../src/main';
 import { webhookTap } from '../helpers/webhook-tap';
 import { tmpDir } from '../helpers/engine';
 import { aadId, startFakeGraph, type FakeGraph } from '../helpers/fake-graph';
+import { fetchApi } from '../helpers/fetch-api';
 
 const TENANT = '11111111-2222-4333-8444-555555555555';
 const CLIENT_ID = 'c0ffee00-0000-4000-8000-000000000001';
@@ -115,17 +116,9 @@ async function setup(): Promise<E2E> {
   svc.engine.onChange((c) => changes.push(...c));
 
   const call = async (method: string, path: string, body?: unknown): Promise<any> => {
-    const res = await fetch(`${base}${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${key}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.text();
-    if (res.status >= 400) throw new Error(`${method} ${path}: ${res.status} ${text}`);
-    return text === '' ? null : JSON.parse(text);
+    const answer = await fetchApi(base, key, method, path, body);
+    if (answer.status >= 400) throw new Error(`${method} ${path}: ${answer.status} ${answer.text}`);
+    return answer.body;
   };
   for (const [user, id] of [
     ['alice', ALICE],
