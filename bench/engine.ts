@@ -355,13 +355,15 @@ async function detection(dir: string): Promise<Figure[]> {
   const ttlMs = 1000;
   const expiresAt = new Map<string, number>();
   const offline: number[] = [];
-  engine.onChange((changes) => {
-    const now = Date.now();
-    for (const c of changes) {
-      if (c.current.status !== 'offline') continue;
-      const due = expiresAt.get(c.userId);
-      if (due !== undefined) offline.push(now - due);
-    }
+  engine.changes.add({
+    committed: (changes) => {
+      const now = Date.now();
+      for (const c of changes) {
+        if (c.current.status !== 'offline') continue;
+        const due = expiresAt.get(c.userId);
+        if (due !== undefined) offline.push(now - due);
+      }
+    },
   });
   const rng = new Rng();
   const starts = Array.from({ length: users }, () => rng.below(3000)).sort((a, b) => a - b);

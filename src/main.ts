@@ -21,6 +21,7 @@ import { zoomInboundRoutes } from '../connectors/zoom/inbound';
 import { ConnectorHost, InboundRecord, roleOf, type ConnectorStatus } from './aggregator/connector-host';
 import { PresenceEngine } from './aggregator/engine';
 import type { Env } from './config/env';
+import type { StoreTx } from './core/changes';
 import { systemClock, type Clock } from './core/clock';
 import type { Connector, ConnectorHealth } from './core/connector';
 import type { AccountRef } from './core/ports';
@@ -381,9 +382,13 @@ async function assemble(
   const host = new ConnectorHost(engine, log, (type, data) => webhooks.emit(type, data));
   // Events of other layers (connections now; connectors later) go to the webhook outbox. They
   // are emitted inside the transaction that records the change they report.
-  const emitEvent = (type: ConnectionEventType, data: Readonly<Record<string, unknown>>): void => {
+  const emitEvent = (
+    type: ConnectionEventType,
+    data: Readonly<Record<string, unknown>>,
+    tx: StoreTx,
+  ): void => {
     log.info({ type, data }, 'event');
-    webhooks.emit(type, data);
+    webhooks.emitIn(tx, type, data);
   };
   const connections =
     env.PRESENCE_SECRET_KEY === undefined
@@ -395,7 +400,7 @@ async function assemble(
           log,
           linkAccount: (userId, account) => engine.linkAccount(userId, account),
           hasUser: (userId) => engine.hasUser(userId),
-          onEvent: (type, data) => emitEvent(type, data as unknown as Record<string, unknown>),
+          onEvent: (type, data, tx) => emitEvent(type, data as unknown as Record<string, unknown>, tx),
           previousSecretKeys: env.PRESENCE_SECRET_KEY_PREVIOUS,
         });
   if (connections !== null) closing.connections = () => connections.stop();

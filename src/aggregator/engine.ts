@@ -23,6 +23,7 @@
 
 import { performance } from 'node:perf_hooks';
 
+import type { ChangePipeline, PresenceChange, PresenceState, StoreTx } from '../core/changes';
 import type { Clock } from '../core/clock';
 import type { MappedPresence } from '../core/connector';
 import { silentLog, type Log } from '../core/log';
@@ -52,43 +53,20 @@ import {
   type Source,
   type Status,
 } from '../core/presence';
-import { changedFields, nextCheckAt, reduce, type Reduction } from '../normalizer/reduce';
+import { changedFields, nextCheckAt, reduce } from '../normalizer/reduce';
 import { explain, toPresence, type PresenceView, type UserSnapshot } from '../normalizer/view';
 import { classifyStoreError, isStoreFault, StoreUnavailableError, type StoreFault } from '../store/faults';
 import { BatchMemo, watchList, type BatchEntry, type Validity } from './batch-memo';
-
-export interface PresenceState {
-  readonly status: Status;
-  readonly activity: Activity | null;
-  readonly customStatus: CustomStatus | null;
-}
+import { ChangeSinks } from './change-pipeline';
 
 /**
- * Told about a user's deletion: `stage` inside the transaction that deletes the user (with the
- * last version), `committed` after it committed. The webhook outbox is one.
+ * Told about a user's deletion, in the two phases of a change sink (core/changes.ts): `stage`
+ * inside the transaction that deletes the user (with the last version), handed that transaction;
+ * `committed` after it committed. The webhook outbox is one.
  */
 export interface UserDeleteSink {
-  stage(userId: string, lastVersion: number): void;
+  stage(tx: StoreTx, userId: string, lastVersion: number): void;
   committed(userId: string): void;
-}
-
-/** One change of a user's aggregate, as committed. */
-export interface PresenceChange {
-  readonly userId: string;
-  readonly version: number;
-  readonly at: number;
-  readonly previous: PresenceState;
-  readonly current: Reduction;
-  readonly changed: readonly ('status' | 'activity' | 'custom_status')[];
-  /** The platform whose report caused it, 'override', or null when time did (an expiry). */
-  readonly cause: string | null;
-  /** The `explain` sentence as of the change. */
-  readonly explain: string;
-  /**
-   * The whole presence object as of the change, built only when a commit hook is registered (the
-   * webhook outbox needs it; building it for every change would halve the change throughput).
-   */
-  readonly presence: PresenceView | null;
 }
 
 export interface ReportInput {
@@ -267,7 +245,8 @@ export class PresenceEngine {
   private readMarks = 0;
 
   private ops: WriteOp[] = [];
-  private changes: PresenceChange[] = [];
+  /** Changes of the queued ops, for the change sinks once they commit. */
+  private queued: PresenceChange[] = [];
   private waiters: Waiter[] = [];
   private pendingAck: Ack | null = null;
   private flushScheduled = false;
@@ -283,8 +262,9 @@ export class PresenceEngine {
   private fault: StoreFault | null = null;
   private lastProbeAt = Number.NEGATIVE_INFINITY;
 
-  private readonly listeners: ((changes: readonly PresenceChange[]) => void)[] = [];
-  private readonly txHooks: ((changes: readonly PresenceChange[]) => void)[] = [];
+  /** Where committed changes go: `engine.changes.add(sink)` (see core/changes.ts). */
+  readonly changes: ChangePipeline;
+  private readonly sinks: ChangeSinks;
   private readonly deleteSinks: UserDeleteSink[] = [];
   private timers: NodeJS.Timeout[] = [];
   private sweeping: Promise<number> | null = null;
@@ -297,6 +277,8 @@ export class PresenceEngine {
     this.store = options.store;
     this.ladder = options.ladder;
     this.log = options.log ?? silentLog;
+    this.sinks = new ChangeSinks(this.log);
+    this.changes = this.sinks;
     this.refreshPersistMs = options.refreshPersistMs ?? 5000;
     this.deviceRetentionMs = options.deviceRetentionMs ?? 24 * 3600_000;
     this.sweepBudgetMs = options.sweepBudgetMs ?? 4;
@@ -378,16 +360,6 @@ export class PresenceEngine {
   }
 
   // ---------------------------------------------------------------- listeners
-
-  /** Called after each commit with the changes it made durable. */
-  onChange(listener: (changes: readonly PresenceChange[]) => void): void {
-    this.listeners.push(listener);
-  }
-
-  /** Called inside the transaction that commits the changes (the webhook outbox hooks in here). */
-  onCommit(hook: (changes: readonly PresenceChange[]) => void): void {
-    this.txHooks.push(hook);
-  }
 
   /** Told about every user deletion, inside its transaction and after it (see UserDeleteSink). */
   onUserDelete(sink: UserDeleteSink): void {
@@ -471,8 +443,8 @@ export class PresenceEngine {
         userId,
         this.deleteSinks.length === 0
           ? undefined
-          : () => {
-              for (const sink of this.deleteSinks) sink.stage(userId, lastVersion);
+          : (tx) => {
+              for (const sink of this.deleteSinks) sink.stage(tx, userId, lastVersion);
             },
       ),
     );
@@ -875,7 +847,6 @@ export class PresenceEngine {
       u.activity = r.activity;
       u.customStatus = r.customStatus;
       u.version += 1;
-      const platform = cause ?? null;
       this.enqueue({
         op: 'aggregate',
         userId: u.userId,
@@ -900,19 +871,19 @@ export class PresenceEngine {
           fromActivity: previous.activity,
           toActivity: r.activity,
           source: r.source,
-          platform,
+          platform: cause,
         },
       });
-      this.changes.push({
+      this.queued.push({
         userId: u.userId,
         version: u.version,
         at,
         previous,
         current: r,
         changed,
-        cause: platform,
+        cause,
         explain: explain(r, u.observations, at),
-        presence: this.txHooks.length > 0 ? toPresence(u, at, this.ladder, r) : null,
+        presence: this.sinks.listened ? toPresence(u, at, this.ladder, r) : null,
       });
     }
     return Math.min(nextCheckAt(u.observations, u.override, at), this.pruneAt(u));
@@ -1068,27 +1039,23 @@ export class PresenceEngine {
    * connection's lock, within `commitRetryMs`) or rolled back and its writes refused.
    */
   private attempt(): StoreFault | null {
-    if (this.ops.length === 0 && this.changes.length === 0) {
+    if (this.ops.length === 0 && this.queued.length === 0) {
       for (const w of this.takeWaiters()) w.resolve();
       return null;
     }
     const ops = this.ops;
-    const changes = this.changes;
+    const changes = this.queued;
     this.ops = [];
-    this.changes = [];
+    this.queued = [];
     try {
       this.store.write(
         ops,
-        this.txHooks.length === 0
-          ? undefined
-          : () => {
-              for (const hook of this.txHooks) hook(changes);
-            },
+        changes.length === 0 || !this.sinks.staging ? undefined : (tx) => this.sinks.stage(tx, changes),
       );
     } catch (error) {
-      // Back in front of anything queued meanwhile (a hook could have), in order.
+      // Back in front of anything queued meanwhile (a sink could have), in order.
       this.ops = ops.concat(this.ops);
-      this.changes = changes.concat(this.changes);
+      this.queued = changes.concat(this.queued);
       return this.failed(error);
     }
     const waiters = this.takeWaiters();
@@ -1098,15 +1065,7 @@ export class PresenceEngine {
     this.healthy();
     for (const w of waiters) w.resolve();
     this.stats.changesCommitted += changes.length;
-    if (changes.length > 0) {
-      for (const listener of this.listeners) {
-        try {
-          listener(changes);
-        } catch (error) {
-          this.log.error({ err: error }, 'a presence change listener failed');
-        }
-      }
-    }
+    if (changes.length > 0) this.sinks.committed(changes);
     return null;
   }
 
@@ -1136,10 +1095,10 @@ export class PresenceEngine {
   private rollBack(fault: StoreFault): void {
     const touched = this.touched;
     const waiters = this.takeWaiters();
-    const dropped = this.changes.length;
+    const dropped = this.queued.length;
     this.touched = [];
     this.ops = [];
-    this.changes = [];
+    this.queued = [];
     this.endRetries();
     for (const u of touched) this.restore(u);
     // Refused writes are worth a warning; the sweep's expiries, found again every second while

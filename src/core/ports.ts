@@ -4,6 +4,7 @@
  * keeping it here lets the engine stay free of SQL.
  */
 
+import type { StoreTx } from './changes';
 import type { Activity, CustomStatus, Observation, Override, Platform, Source, Status } from './presence';
 
 export interface UserRecord {
@@ -87,8 +88,11 @@ export type LinkResult = { readonly linked: true } | { readonly linked: false; r
 
 export interface PresenceStore {
   loadAll(): LoadedUser[];
-  /** Applies the ops in order in one transaction; `alsoInTransaction` runs inside it (the outbox). */
-  write(ops: readonly WriteOp[], alsoInTransaction?: () => void): void;
+  /**
+   * Applies the ops in order in one transaction; `stage` runs inside it, handed the transaction
+   * (the change sinks write their rows there).
+   */
+  write(ops: readonly WriteOp[], stage?: (tx: StoreTx) => void): void;
   history(userId: string, query: HistoryQuery): TransitionRecord[];
   getUser(userId: string): UserRecord | null;
   accountsOf(userId: string): AccountRecord[];
@@ -96,10 +100,11 @@ export interface PresenceStore {
   linkAccount(userId: string, account: AccountRef, now: number): LinkResult;
   unlinkAccount(userId: string, account: AccountRef): boolean;
   /**
-   * Removes the user and everything stored about them, in one transaction; `alsoInTransaction`
-   * runs inside it (the webhook outbox forgets the user's events and writes `user.deleted`).
+   * Removes the user and everything stored about them, in one transaction; `stage` runs inside
+   * it, handed the transaction (the webhook outbox forgets the user's events and writes
+   * `user.deleted`).
    */
-  deleteUser(userId: string, alsoInTransaction?: () => void): boolean;
+  deleteUser(userId: string, stage?: (tx: StoreTx) => void): boolean;
   /**
    * Commits a throwaway write that needs a fresh page, to learn whether a commit can succeed
    * again after a failure (readiness recovers without waiting for a client's write). Throws

@@ -6,7 +6,9 @@
  * stored apart from the access token it came with.
  */
 
+import type { StoreTx } from '../core/changes';
 import type { Db } from '../store/db';
+import { sqliteTx } from '../store/tx';
 
 /** Stored health. `refreshing` is not stored: it is overlaid while a refresh is in flight. */
 export type StoredHealth = 'ok' | 'reauth_required' | 'revoked' | 'error';
@@ -86,9 +88,11 @@ export class ConnectionStore {
   /**
    * Runs `fn` in one IMMEDIATE transaction (nested calls become savepoints of the outer one): it
    * takes the write lock up front, so a read-then-write cannot lose a race to another process.
+   * `fn` is handed the transaction, for what others write in it (the webhook outbox's events).
    */
-  transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn).immediate();
+  transaction<T>(fn: (tx: StoreTx) => T): T {
+    const tx = sqliteTx(this.db);
+    return this.db.transaction(() => fn(tx)).immediate();
   }
 
   // ------------------------------------------------------------------ authorize states

@@ -12,6 +12,7 @@
 import { randomBytes } from 'node:crypto';
 
 import { requireSecretKey, type Env } from '../config/env';
+import type { StoreTx } from '../core/changes';
 import type { Clock } from '../core/clock';
 import { toIsoOrNull } from '../core/time';
 import { AppError } from '../core/errors';
@@ -119,10 +120,10 @@ export interface ConnectionServiceDeps {
   readonly hasUser: (userId: string) => boolean;
   /**
    * Called for `connection.reauth_required` and `connection.revoked`, synchronously inside the
-   * SQLite transaction (on `db`) that records the change: the webhook outbox writes its row
-   * there. A throw rolls the change back.
+   * transaction `tx` that records the change: the webhook outbox writes its row there. A throw
+   * rolls the change back.
    */
-  readonly onEvent: (type: ConnectionEventType, data: ConnectionEventData) => void;
+  readonly onEvent: (type: ConnectionEventType, data: ConnectionEventData, tx: StoreTx) => void;
   /** Base of the default redirect URI (`${publicUrl}/v1/connect/{platform}/callback`); defaults to env.PUBLIC_URL. */
   readonly publicUrl?: string;
   /** Defaults to env.PRESENCE_SECRET_KEY, which is then required. */
@@ -164,7 +165,7 @@ export class ConnectionService {
       client,
       clock,
       log,
-      emit: (type, row, reason) => deps.onEvent(type, this.eventData(row, reason)),
+      emit: (type, row, reason, tx) => deps.onEvent(type, this.eventData(row, reason), tx),
       ...(deps.refreshMarginMs === undefined ? {} : { refreshMarginMs: deps.refreshMarginMs }),
       ...(deps.cooldownMs === undefined ? {} : { cooldownMs: deps.cooldownMs }),
     });
@@ -297,12 +298,12 @@ export class ConnectionService {
           row.refresh_token === null ? null : this.tryOpen(row, 'refresh_token', row.refresh_token),
       });
     }
-    this.store.transaction(() => {
+    this.store.transaction((tx) => {
       const current = this.store.get(id);
       if (current === null) return;
       this.store.delete(id);
       if (current.health !== 'revoked') {
-        this.deps.onEvent('connection.revoked', this.eventData(current, 'deleted through the API'));
+        this.deps.onEvent('connection.revoked', this.eventData(current, 'deleted through the API'), tx);
       }
     });
     this.deps.log.info(

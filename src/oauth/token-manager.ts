@@ -17,6 +17,7 @@
 
 import cron, { type ScheduledTask } from 'node-cron';
 
+import type { StoreTx } from '../core/changes';
 import type { Clock } from '../core/clock';
 import { AppError } from '../core/errors';
 import type { Log } from '../core/log';
@@ -37,8 +38,13 @@ export const SWEEP_LOOKAHEAD_MS = 2 * 60_000;
 
 export type ConnectionEventType = 'connection.reauth_required' | 'connection.revoked';
 
-/** Called inside the transaction that records the transition; it must be synchronous. */
-export type EmitTransition = (type: ConnectionEventType, row: ConnectionRow, reason: string) => void;
+/** Called inside the transaction `tx` that records the transition; it must be synchronous. */
+export type EmitTransition = (
+  type: ConnectionEventType,
+  row: ConnectionRow,
+  reason: string,
+  tx: StoreTx,
+) => void;
 
 export type UnavailableReason = 'reauth_required' | 'revoked' | 'unavailable';
 
@@ -321,7 +327,7 @@ export class TokenManager {
     const { store, clock, log, emit } = this.deps;
     const now = clock.now();
     let entered = false;
-    store.transaction(() => {
+    store.transaction((tx) => {
       const current = store.get(row.connection_id);
       if (current === null) return;
       store.setHealth(
@@ -331,7 +337,12 @@ export class TokenManager {
       );
       if (current.health !== health && (health === 'reauth_required' || health === 'revoked')) {
         entered = true;
-        emit(health === 'revoked' ? 'connection.revoked' : 'connection.reauth_required', current, lastError);
+        emit(
+          health === 'revoked' ? 'connection.revoked' : 'connection.reauth_required',
+          current,
+          lastError,
+          tx,
+        );
       }
     });
     const fields = {

@@ -4,6 +4,7 @@
  * the load at start, history, users and accounts.
  */
 
+import type { StoreTx } from '../core/changes';
 import type {
   AccountRecord,
   AccountRef,
@@ -18,6 +19,7 @@ import type {
 } from '../core/ports';
 import type { Activity, CustomStatus, DecayStep, Override, Platform, Source, Status } from '../core/presence';
 import type { Db } from './db';
+import { sqliteTx } from './tx';
 
 interface ObservationRow {
   user_id: string;
@@ -106,7 +108,7 @@ const toAccount = (r: AccountRow): AccountRecord => ({
 
 export class SqlitePresenceStore implements PresenceStore {
   private readonly stmt;
-  private readonly runOps: (ops: readonly WriteOp[], also?: () => void) => void;
+  private readonly runOps: (ops: readonly WriteOp[], stage?: (tx: StoreTx) => void) => void;
 
   constructor(private readonly db: Db) {
     this.stmt = {
@@ -152,9 +154,10 @@ export class SqlitePresenceStore implements PresenceStore {
       ),
       deleteUser: db.prepare('DELETE FROM users WHERE user_id = ?'),
     };
-    this.runOps = db.transaction((ops: readonly WriteOp[], also?: () => void) => {
+    const tx = sqliteTx(db);
+    this.runOps = db.transaction((ops: readonly WriteOp[], stage?: (tx: StoreTx) => void) => {
       for (const op of ops) this.apply(op);
-      also?.();
+      stage?.(tx);
     });
   }
 
@@ -239,8 +242,8 @@ export class SqlitePresenceStore implements PresenceStore {
     }
   }
 
-  write(ops: readonly WriteOp[], alsoInTransaction?: () => void): void {
-    this.runOps(ops, alsoInTransaction);
+  write(ops: readonly WriteOp[], stage?: (tx: StoreTx) => void): void {
+    this.runOps(ops, stage);
   }
 
   loadAll(): LoadedUser[] {
@@ -357,12 +360,12 @@ export class SqlitePresenceStore implements PresenceStore {
     return this.stmt.deleteAccount.run(userId, a.platform, a.workspaceId, a.externalId).changes > 0;
   }
 
-  deleteUser(userId: string, alsoInTransaction?: () => void): boolean {
+  deleteUser(userId: string, stage?: (tx: StoreTx) => void): boolean {
     // ON DELETE CASCADE removes accounts, observations, overrides, aggregates and transitions.
     let gone = false;
-    this.runOps([], () => {
+    this.runOps([], (tx) => {
       gone = this.stmt.deleteUser.run(userId).changes > 0;
-      alsoInTransaction?.();
+      stage?.(tx);
     });
     return gone;
   }

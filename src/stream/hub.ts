@@ -9,7 +9,7 @@
  * connections close.
  */
 
-import type { PresenceChange } from '../aggregator/engine';
+import type { PresenceChange } from '../core/changes';
 import type { Clock } from '../core/clock';
 import { AppError } from '../core/errors';
 import { ChangeLog } from './change-log';

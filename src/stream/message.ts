@@ -4,8 +4,7 @@
  * subscriber that gets it (and once more per transport framing), not once per subscriber.
  */
 
-import type { PresenceChange } from '../aggregator/engine';
-import { presenceChangedBody } from '../webhooks/outbox';
+import { presenceChangedEvent, type PresenceChange } from '../core/changes';
 
 /** One message of the protocol, ready for either transport. */
 export class Outgoing {
@@ -73,7 +72,7 @@ export class ChangeMessage {
 
   get outgoing(): Outgoing {
     if (this.made === null) {
-      const body = presenceChangedBody(this.change!);
+      const body = JSON.stringify(presenceChangedEvent(this.change!));
       // The body is `{"type":…,"timestamp":…,"data":{…}}` with `data` last: its members are
       // the message's, spliced without parsing.
       const at = body.indexOf(',"data":{');

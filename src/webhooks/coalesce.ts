@@ -17,17 +17,7 @@
  * change committed after the window is the start of the next run. Replays are never coalesced.
  */
 
-interface PresenceChangedBody {
-  type: 'presence.changed';
-  timestamp: string;
-  data: {
-    user_id: string;
-    version: number;
-    previous: Record<string, unknown>;
-    current: Record<string, unknown>;
-    changed: string[];
-  };
-}
+import type { PresenceChangedEvent } from '../core/changes';
 
 const FIELDS = ['status', 'activity', 'custom_status'] as const;
 
@@ -39,13 +29,13 @@ const same = (a: unknown, b: unknown): boolean => a === b || JSON.stringify(a) =
  * status, activity and custom status end as they started.
  */
 export function mergePresenceChanges(bodies: readonly string[]): string | null {
-  const first = JSON.parse(bodies[0]!) as PresenceChangedBody;
-  const last = JSON.parse(bodies[bodies.length - 1]!) as PresenceChangedBody;
+  const first = JSON.parse(bodies[0]!) as PresenceChangedEvent;
+  const last = JSON.parse(bodies[bodies.length - 1]!) as PresenceChangedEvent;
   const previous = first.data.previous;
   const current = last.data.current;
   const changed = FIELDS.filter((f) => !same(previous[f], current[f]));
   if (changed.length === 0) return null;
-  const merged: PresenceChangedBody = {
+  const merged: PresenceChangedEvent = {
     type: 'presence.changed',
     timestamp: last.timestamp,
     data: {

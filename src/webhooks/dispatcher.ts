@@ -488,14 +488,13 @@ export class Dispatcher {
     }
   }
 
-  /** Loads pending deliveries after the window from SQLite while there is room. */
+  /**
+   * Loads pending deliveries after the window from SQLite while there is room. Never called
+   * inside a transaction: rows written in someone else's transaction reach it through
+   * `reloadLater`, a later turn of the event loop, by when that transaction is over.
+   */
   private refill(q: EndpointQueue): void {
     if (!q.spilled || !q.ep.enabled || q.removed) return;
-    if (this.store.db.inTransaction) {
-      // Rows of a transaction still open could yet roll back: read once it is over.
-      this.reloadLater([]);
-      return;
-    }
     const room = this.maxQueuedPerEndpoint - q.count;
     if (room <= 0) return;
     let rows: PendingRow[];

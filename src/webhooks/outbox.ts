@@ -1,51 +1,22 @@
 /**
  * @module webhooks/outbox
  * The transactional outbox: turns presence changes and other events into `webhook_events` rows
- * and one `webhook_deliveries` row per matching endpoint, inside whatever transaction is open.
- * For presence that is the engine's own commit (`PresenceEngine.onCommit`), so an event exists
- * if and only if the change it reports does; a crash at any moment loses neither or both.
+ * and one `webhook_deliveries` row per matching endpoint, inside the transaction it is handed.
+ * For presence that is the engine's own commit (the outbox is a change sink, `outboxSink`), so an
+ * event exists if and only if the change it reports does; a crash at any moment loses neither or
+ * both.
  *
  * Matching uses endpoints held in memory: no SELECT on the hot path. Nothing is written when no
  * endpoint wants the event.
  */
 
-import type { PresenceChange } from '../aggregator/engine';
+import { presenceChangedEvent, type ChangeSink, type PresenceChange, type StoreTx } from '../core/changes';
 import type { Clock } from '../core/clock';
 import { toIso } from '../core/time';
-import { customStatusView } from '../normalizer/view';
 import type { StagedDelivery } from './dispatcher';
 import { newMessageId } from './ids';
 import type { EventType } from './schema';
 import type { EndpointRecord, WebhookStore } from './store';
-
-/** The `presence.changed` body (docs/api.md), serialized once for every endpoint. */
-export function presenceChangedBody(c: PresenceChange): string {
-  return JSON.stringify({
-    type: 'presence.changed',
-    timestamp: toIso(c.at),
-    data: {
-      user_id: c.userId,
-      version: c.version,
-      previous: {
-        status: c.previous.status,
-        activity: c.previous.activity,
-        custom_status: customStatusView(c.previous.customStatus),
-      },
-      // The engine builds the presence object whenever a commit hook is registered; the fallback
-      // only covers a hook registered after changes were already queued.
-      current: c.presence ?? {
-        user_id: c.userId,
-        status: c.current.status,
-        activity: c.current.activity,
-        custom_status: customStatusView(c.current.customStatus),
-        source: c.current.source,
-        version: c.version,
-        explain: c.explain,
-      },
-      changed: c.changed,
-    },
-  });
-}
 
 const str = (data: Readonly<Record<string, unknown>>, key: string): string | undefined => {
   const v = data[key];
@@ -108,10 +79,10 @@ export class Outbox {
   }
 
   /**
-   * Writes the events of committed-to-be presence changes. Call inside the transaction that
-   * commits them; hand the result to the dispatcher only after that transaction committed.
+   * Writes the events of committed-to-be presence changes on `tx`, the transaction that commits
+   * them; hand the result to the dispatcher only after that transaction committed.
    */
-  writeChanges(changes: readonly PresenceChange[]): StagedDelivery[] {
+  writeChanges(tx: StoreTx, changes: readonly PresenceChange[]): StagedDelivery[] {
     const staged: StagedDelivery[] = [];
     if (this.matchers.length === 0) return staged;
     const now = this.clock.now();
@@ -125,23 +96,25 @@ export class Outbox {
         if (m.users !== null && !m.users.has(c.userId)) continue;
         if (seq < 0) {
           msgId = newMessageId(now);
-          const json = presenceChangedBody(c);
-          seq = this.store.insertEvent(msgId, 'presence.changed', c.userId, c.version, c.at, json);
+          // Serialized once for every endpoint.
+          const json = JSON.stringify(presenceChangedEvent(c));
+          seq = this.store.insertEvent(tx, msgId, 'presence.changed', c.userId, c.version, c.at, json);
           // Bytes once per event, shared by every endpoint and attempt: signing and sending use them.
           body = Buffer.from(json);
         }
-        staged.push(this.deliver(m.ep, seq, msgId, 'presence.changed', body!, orderKey, now));
+        staged.push(this.deliver(tx, m.ep, seq, msgId, 'presence.changed', body!, orderKey, now));
       }
     }
     return staged;
   }
 
   /**
-   * Writes one event of another type for every matching endpoint but `exceptEndpointId`. The
-   * user filter applies to events that name a `user_id`; the others go to every endpoint that
+   * Writes one event of another type on `tx` for every matching endpoint but `exceptEndpointId`.
+   * The user filter applies to events that name a `user_id`; the others go to every endpoint that
    * takes their type. Returns the `webhook-id` (null when no endpoint wanted it) and the rows.
    */
   writeEvent(
+    tx: StoreTx,
     type: EventType,
     data: Readonly<Record<string, unknown>>,
     exceptEndpointId: string | null,
@@ -161,15 +134,16 @@ export class Outbox {
         msgId = newMessageId(now);
         const json = JSON.stringify({ type, timestamp: toIso(now), data });
         const version = typeof data.version === 'number' ? data.version : null;
-        seq = this.store.insertEvent(msgId, type, userId, version, now, json);
+        seq = this.store.insertEvent(tx, msgId, type, userId, version, now, json);
         body = Buffer.from(json);
       }
-      staged.push(this.deliver(m.ep, seq, msgId!, type, body!, orderKey, now));
+      staged.push(this.deliver(tx, m.ep, seq, msgId!, type, body!, orderKey, now));
     }
     return { msgId, staged };
   }
 
   private deliver(
+    tx: StoreTx,
     ep: EndpointRecord,
     eventSeq: number,
     msgId: string,
@@ -180,7 +154,7 @@ export class Outbox {
   ): StagedDelivery {
     const notBefore = type === 'presence.changed' && ep.coalesceMs > 0 ? now + ep.coalesceMs : now;
     const nextAt = Math.max(notBefore, now + this.firstDelayMs);
-    const id = this.store.insertDelivery(ep.id, eventSeq, orderKey, notBefore, nextAt, false, now);
+    const id = this.store.insertDelivery(tx, ep.id, eventSeq, orderKey, notBefore, nextAt, false, now);
     return {
       endpointId: ep.id,
       id,
@@ -195,4 +169,26 @@ export class Outbox {
       replay: false,
     };
   }
+}
+
+/**
+ * The outbox as the engine's change sink: its rows are staged in the commit's transaction and
+ * handed to `deliver` once that commit is durable. A batch whose transaction failed is never
+ * reported as committed, so its rows (rolled back with it) are never handed on; its entry here
+ * goes with the batch.
+ */
+export function outboxSink(outbox: Outbox, deliver: (staged: readonly StagedDelivery[]) => void): ChangeSink {
+  const staged = new WeakMap<readonly PresenceChange[], StagedDelivery[]>();
+  return {
+    stage(tx, changes) {
+      const rows = outbox.writeChanges(tx, changes);
+      if (rows.length > 0) staged.set(changes, rows);
+    },
+    committed(changes) {
+      const rows = staged.get(changes);
+      if (rows === undefined) return;
+      staged.delete(changes);
+      deliver(rows);
+    },
+  };
 }

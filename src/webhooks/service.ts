@@ -16,6 +16,7 @@ import cron, { type ScheduledTask } from 'node-cron';
 
 import type { PresenceEngine } from '../aggregator/engine';
 import type { TokenVault } from '../oauth/vault';
+import type { StoreTx } from '../core/changes';
 import type { Clock } from '../core/clock';
 import { AppError } from '../core/errors';
 import { silentLog, type Log } from '../core/log';
@@ -23,7 +24,7 @@ import { parseIso, toIso, toIsoOrNull } from '../core/time';
 import type { Db } from '../store/db';
 import { Dispatcher, type StagedDelivery } from './dispatcher';
 import { newEndpointId } from './ids';
-import { Outbox } from './outbox';
+import { Outbox, outboxSink } from './outbox';
 import { DEFAULT_JITTER, DEFAULT_RETRY_SCHEDULE } from './retry';
 import {
   createEndpointSchema,
@@ -98,6 +99,20 @@ export interface WebhookStats {
 }
 
 /** Shows the scheme, host and path of a URL, never its query (it may hold a token). */
+/** The events anyone but the engine may emit. */
+type OtherEventType = Exclude<EventType, 'presence.changed' | 'user.deleted'>;
+
+/** Checked at run time too: callers in plain JS, or with a cast, must not bypass the engine. */
+function checkOtherType(type: string): void {
+  if (
+    !(EVENT_TYPES as readonly string[]).includes(type) ||
+    type === 'presence.changed' ||
+    type === 'user.deleted'
+  ) {
+    throw new Error(`emit() does not take ${type} events`);
+  }
+}
+
 function redactUrl(url: string): string {
   try {
     const u = new URL(url);
@@ -108,7 +123,6 @@ function redactUrl(url: string): string {
 }
 
 export class WebhookService {
-  private readonly db: Db;
   private readonly vault: TokenVault | null;
   private readonly allowPrivateTargets: boolean;
   private readonly resolve: Resolver | undefined;
@@ -123,8 +137,6 @@ export class WebhookService {
   private readonly retentionMs: number;
   private readonly pruneSchedule: string | null;
   private readonly stopGraceMs: number;
-  /** Deliveries written by the engine's commit hook, waiting for the commit to be reported. */
-  private staged: StagedDelivery[] = [];
   /** What a user deletion's transaction did, waiting for its commit to be reported. */
   private deleting: { userId: string; forgotten: Map<string, Set<number>>; staged: StagedDelivery[] } | null =
     null;
@@ -132,7 +144,6 @@ export class WebhookService {
   private pruning: Promise<{ deliveries: number; events: number }> | null = null;
 
   constructor(options: WebhookServiceOptions) {
-    this.db = options.db;
     this.vault = options.vault;
     this.allowPrivateTargets = options.allowPrivateTargets;
     this.resolve = options.resolve;
@@ -196,10 +207,10 @@ export class WebhookService {
     }
     this.outbox.setEndpoints(this.endpoints.values());
     if (options.engine !== undefined) {
-      options.engine.onCommit((changes) => this.onEngineCommit(changes));
-      options.engine.onChange(() => this.onEngineCommitted());
+      // The first change sink: rows in the engine's commit, delivery once it is durable.
+      options.engine.changes.add(outboxSink(this.outbox, (staged) => this.dispatcher.enqueue(staged)));
       options.engine.onUserDelete({
-        stage: (userId, lastVersion) => this.stageUserDelete(userId, lastVersion),
+        stage: (tx, userId, lastVersion) => this.stageUserDelete(tx, userId, lastVersion),
         committed: (userId) => this.userDeleteCommitted(userId),
       });
     }
@@ -241,31 +252,15 @@ export class WebhookService {
 
   // ---------------------------------------------------------------- the outbox, hooked into the engine
 
-  private onEngineCommit(changes: Parameters<Outbox['writeChanges']>[0]): void {
-    if (this.staged.length > 0) {
-      // An earlier hook call was not followed by its commit report: its transaction failed, or
-      // another commit ran in between. Its rows exist only if it committed, so let the dispatcher
-      // read them back from SQLite rather than trust memory.
-      this.dispatcher.reloadLater(new Set(this.staged.map((s) => s.endpointId)));
-      this.staged = [];
-    }
-    this.staged = this.outbox.writeChanges(changes);
-  }
-
-  private onEngineCommitted(): void {
-    const staged = this.staged;
-    this.staged = [];
-    this.dispatcher.enqueue(staged);
-  }
-
   /**
-   * Inside the transaction that deletes a user: forgets every event about them (the presence
+   * Inside the transaction `tx` that deletes a user: forgets every event about them (the presence
    * payloads) with its deliveries, so nothing of theirs is retried or replayed, and writes the
    * `user.deleted` event with their last version. Memory follows once it committed.
    */
-  private stageUserDelete(userId: string, lastVersion: number): void {
-    const { pending, events } = this.store.forgetUser(userId);
+  private stageUserDelete(tx: StoreTx, userId: string, lastVersion: number): void {
+    const { pending, events } = this.store.forgetUser(tx, userId);
     const { staged } = this.outbox.writeEvent(
+      tx,
       'user.deleted',
       { user_id: userId, version: lastVersion },
       null,
@@ -284,38 +279,27 @@ export class WebhookService {
 
   /**
    * Emits an event of a type other than `presence.changed` and `user.deleted` (those come from
-   * the engine, in the transaction of the change they report) to every
-   * enabled endpoint that takes it. Written in its own transaction, or in the caller's when one
-   * is open (then it is sent once that commits). Returns the `webhook-id`, or null when no
-   * endpoint wanted it.
+   * the engine, in the transaction of the change they report) to every enabled endpoint that
+   * takes it, written in a transaction of its own and sent once that committed. Returns the
+   * `webhook-id`, or null when no endpoint wanted it.
    */
-  emit(
-    type: Exclude<EventType, 'presence.changed' | 'user.deleted'>,
-    data: Readonly<Record<string, unknown>>,
-  ): string | null {
-    // Checked at run time too: callers in plain JS, or with a cast, must not bypass the engine.
-    if (
-      !(EVENT_TYPES as readonly string[]).includes(type) ||
-      (type as string) === 'presence.changed' ||
-      (type as string) === 'user.deleted'
-    ) {
-      throw new Error(`emit() does not take ${String(type)} events`);
-    }
-    return this.emitExcept(type, data, null);
+  emit(type: OtherEventType, data: Readonly<Record<string, unknown>>): string | null {
+    checkOtherType(type);
+    const { msgId, staged } = this.store.transaction((tx) => this.outbox.writeEvent(tx, type, data, null));
+    this.dispatcher.enqueue(staged);
+    return msgId;
   }
 
-  private emitExcept(
-    type: EventType,
-    data: Readonly<Record<string, unknown>>,
-    except: string | null,
-  ): string | null {
-    if (this.db.inTransaction) {
-      const { msgId, staged } = this.outbox.writeEvent(type, data, except);
-      this.dispatcher.reloadLater(staged.map((s) => s.endpointId));
-      return msgId;
-    }
-    const { msgId, staged } = this.store.transaction(() => this.outbox.writeEvent(type, data, except));
-    this.dispatcher.enqueue(staged);
+  /**
+   * `emit` inside the caller's transaction `tx` (the one that records the change the event
+   * reports): the event exists if and only if that change does. Its deliveries are read back
+   * from the database on a later turn of the event loop, by when `tx` is over (committed, or
+   * rolled back with them).
+   */
+  emitIn(tx: StoreTx, type: OtherEventType, data: Readonly<Record<string, unknown>>): string | null {
+    checkOtherType(type);
+    const { msgId, staged } = this.outbox.writeEvent(tx, type, data, null);
+    this.dispatcher.reloadLater(staged.map((s) => s.endpointId));
     return msgId;
   }
 
@@ -456,11 +440,12 @@ export class WebhookService {
       disabledAt: now,
       updatedAt: now,
     };
-    const staged = this.store.transaction(() => {
+    const staged = this.store.transaction((tx) => {
       this.store.saveEndpoint(next);
       this.store.failPending(ep.id, `endpoint disabled: ${detail}`, now);
       if (reason === 'manual') return [];
       return this.outbox.writeEvent(
+        tx,
         'webhook.endpoint_disabled',
         {
           endpoint_id: ep.id,

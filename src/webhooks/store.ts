@@ -6,8 +6,10 @@
  * memory and calls here to make it durable, in batches.
  */
 
+import type { StoreTx } from '../core/changes';
 import type { TokenVault } from '../oauth/vault';
 import type { Db } from '../store/db';
+import { dbOf, sqliteTx } from '../store/tx';
 import type { DeliveryStatus, EventType } from './schema';
 import { openSecret, secretContext } from './secrets';
 
@@ -133,7 +135,8 @@ function toEndpoint(r: EndpointRow, vault: TokenVault): EndpointRecord {
 
 export class WebhookStore {
   private readonly s;
-  readonly transaction: <T>(fn: () => T) => T;
+  /** Runs `fn` in one transaction, handing it the transaction (nested: a savepoint). */
+  readonly transaction: <T>(fn: (tx: StoreTx) => T) => T;
 
   constructor(
     readonly db: Db,
@@ -236,8 +239,9 @@ export class WebhookStore {
              AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_seq = e.seq) LIMIT ?)`,
       ),
     };
-    const tx = db.transaction((fn: () => unknown) => fn());
-    this.transaction = <T>(fn: () => T): T => tx(fn) as T;
+    const handle = sqliteTx(db);
+    const run = db.transaction((fn: (tx: StoreTx) => unknown) => fn(handle));
+    this.transaction = <T>(fn: (tx: StoreTx) => T): T => run(fn) as T;
   }
 
   /** Throws ConfigError naming the endpoint and key when a secret does not open. */
@@ -277,7 +281,21 @@ export class WebhookStore {
     return this.s.deleteEndpoint.run(id).changes > 0;
   }
 
+  /** Writes an event inside the transaction `tx` (someone else's: the outbox writes in commits). */
   insertEvent(
+    tx: StoreTx,
+    msgId: string,
+    type: EventType,
+    userId: string | null,
+    version: number | null,
+    createdAt: number,
+    payload: string,
+  ): number {
+    dbOf(tx, this.db);
+    return this.writeEvent(msgId, type, userId, version, createdAt, payload);
+  }
+
+  private writeEvent(
     msgId: string,
     type: EventType,
     userId: string | null,
@@ -288,7 +306,9 @@ export class WebhookStore {
     return Number(this.s.insertEvent.run(msgId, type, userId, version, createdAt, payload).lastInsertRowid);
   }
 
+  /** Writes a delivery of an event inside the transaction `tx` that wrote the event. */
   insertDelivery(
+    tx: StoreTx,
     endpointId: string,
     eventSeq: number,
     lane: string,
@@ -297,6 +317,7 @@ export class WebhookStore {
     replay: boolean,
     now: number,
   ): number {
+    dbOf(tx, this.db);
     return Number(
       this.s.insertDelivery.run(
         endpointId,
@@ -362,7 +383,7 @@ export class WebhookStore {
   repoint(deliveryId: number, fromSeq: number, msgId: string, payload: string, now: number): number {
     const src = this.s.eventOf.get(fromSeq) as
       { user_id: string | null; version: number | null; created_at: number } | undefined;
-    const seq = this.insertEvent(
+    const seq = this.writeEvent(
       msgId,
       'presence.changed',
       src?.user_id ?? null,
@@ -395,7 +416,8 @@ export class WebhookStore {
    * attempts. Returns the pending deliveries it removed, by endpoint, for the dispatcher to drop
    * from memory, and how many events went.
    */
-  forgetUser(userId: string): { pending: Map<string, Set<number>>; events: number } {
+  forgetUser(tx: StoreTx, userId: string): { pending: Map<string, Set<number>>; events: number } {
+    dbOf(tx, this.db);
     const pending = new Map<string, Set<number>>();
     for (const r of this.s.userPending.all(userId) as { id: number; endpoint_id: string }[]) {
       let ids = pending.get(r.endpoint_id);

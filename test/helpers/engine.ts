@@ -4,6 +4,7 @@ import { join } from 'node:path';
 
 import { PresenceEngine, type EngineOptions } from '../../src/aggregator/engine';
 import { FakeClock } from '../../src/core/clock';
+import type { StoreTx } from '../../src/core/changes';
 import type { WriteOp } from '../../src/core/ports';
 import { Ladder } from '../../src/core/presence';
 import { migrate, openDb, type Db } from '../../src/store/db';
@@ -20,10 +21,10 @@ export class CountingStore extends SqlitePresenceStore {
   transactions = 0;
   ops: WriteOp[] = [];
 
-  override write(ops: readonly WriteOp[], also?: () => void): void {
+  override write(ops: readonly WriteOp[], stage?: (tx: StoreTx) => void): void {
     this.transactions += 1;
     this.ops.push(...ops);
-    super.write(ops, also);
+    super.write(ops, stage);
   }
 }
 

@@ -21,7 +21,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 
 import { DiscordConnector, type DiscordConnectorOptions } from '../../connectors/discord/connector';
-import type { PresenceChange } from '../../src/aggregator/engine';
+import type { PresenceChange } from '../../src/core/changes';
 import { parseEnv } from '../../src/config/env';
 import { systemClock, type Clock } from '../../src/core/clock';
 import { createService, type Service } from '../../src/main';
@@ -470,7 +470,7 @@ export interface DiscordRig {
 /**
  * The fake, a DiscordConnector pointed at it and a service running it on a fresh SQLite file, with
  * alice and bob linked (before the connector starts, as after a restart); changes are collected
- * from `engine.onChange`.
+ * from `engine.changes`.
  */
 export async function discordRig(
   options: {
@@ -515,7 +515,7 @@ export async function discordRig(
   });
   const key = svc.keys.create(['read'], 'test').key;
   const changes: PresenceChange[] = [];
-  svc.engine.onChange((cs) => changes.push(...cs));
+  svc.engine.changes.add({ committed: (cs) => changes.push(...cs) });
   const get = async (url: string) => {
     const res = await svc.app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${key}` } });
     expect(res.statusCode).toBe(200);

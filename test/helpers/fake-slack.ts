@@ -24,7 +24,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import { SlackConnector, type SlackConnectorOptions } from '../../connectors/slack/connector';
 import { slackInboundRoutes } from '../../connectors/slack/inbound';
 import type { SlackEventCallback } from '../../connectors/slack/types';
-import type { PresenceChange } from '../../src/aggregator/engine';
+import type { PresenceChange } from '../../src/core/changes';
 import { parseEnv } from '../../src/config/env';
 import { FakeClock, type Clock } from '../../src/core/clock';
 import { createService, type Service } from '../../src/main';
@@ -282,7 +282,7 @@ export async function slackHarness(
   );
   const key = svc.keys.create(['read', 'write', 'admin'], 'slack-test').key;
   const changes: PresenceChange[] = [];
-  svc.engine.onChange((c) => changes.push(...c));
+  svc.engine.changes.add({ committed: (c) => changes.push(...c) });
   const auth = { authorization: `Bearer ${key}` };
   const settle = async (): Promise<void> => {
     // The route hands events over on setImmediate, after its answer.

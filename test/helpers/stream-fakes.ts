@@ -3,7 +3,7 @@
  * what it was given and flushes only when told, presence changes and a presence reader.
  */
 
-import type { PresenceChange } from '../../src/aggregator/engine';
+import type { PresenceChange } from '../../src/core/changes';
 import type { FakeClock } from '../../src/core/clock';
 import type { Status } from '../../src/core/presence';
 import type { PresenceReader } from '../../src/stream/hub';

@@ -2,7 +2,7 @@ import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import type { PresenceChange } from '../../src/aggregator/engine';
+import type { PresenceChange } from '../../src/core/changes';
 import { expectError, testApi, type TestApi } from '../helpers/http';
 
 const SECRET = 'whatsapp-app-secret';
@@ -52,7 +52,7 @@ describe('WhatsApp inbound webhook', () => {
       externalId: '16505551234',
     });
     changes.length = 0;
-    api.svc.engine.onChange((c) => changes.push(...c));
+    api.svc.engine.changes.add({ committed: (c) => changes.push(...c) });
   });
   afterEach(() => api.close());
 

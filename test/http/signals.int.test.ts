@@ -1,4 +1,4 @@
-import type { PresenceChange } from '../../src/aggregator/engine';
+import type { PresenceChange } from '../../src/core/changes';
 import { expectError, testApi, type TestApi } from '../helpers/http';
 
 describe('POST /v1/signals', () => {
@@ -9,7 +9,7 @@ describe('POST /v1/signals', () => {
     api.svc.engine.putUser('ana', {});
     api.svc.engine.linkAccount('ana', { platform: 'linkedin', workspaceId: '', externalId: 'li-ana' });
     changes.length = 0;
-    api.svc.engine.onChange((c) => changes.push(...c));
+    api.svc.engine.changes.add({ committed: (c) => changes.push(...c) });
   });
   afterEach(() => api.close());
   const iso = (offsetMs = 0) => new Date(api.clock.now() + offsetMs).toISOString();

@@ -1,7 +1,7 @@
 /**
  * The Discord connector end to end: the real discord.js client, pointed at the loopback fake
  * Discord (REST + gateway), feeding a running service read over HTTP. Nothing of discord.js is
- * mocked. Change events are read from `engine.onChange` (the webhook outbox hangs off the same
+ * mocked. Change events are read from a sink on `engine.changes` (the webhook outbox hangs off the same
  * commit). Failures and backoff are in discord-failures.int.test.ts.
  */
 

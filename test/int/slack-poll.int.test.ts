@@ -1,7 +1,7 @@
 /**
  * Slack end to end: the real WebClient polls the fake Slack Web API, and a linked user's
  * aggregate presence moves in the running service (read over HTTP). The "change webhook goes
- * out" part is checked on `engine.onChange` for now; the webhook outbox hooks in at the same place.
+ * out" part is checked on a sink added to `engine.changes` for now; the webhook outbox hooks in at the same place.
  */
 
 import { slackHarness, TEAM, TOKEN, type SlackHarness } from '../helpers/fake-slack';

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 
 import { TeamsConnector } from '../../connectors/teams/connector';
 import { teamsInboundRoutes } from '../../connectors/teams/inbound';
-import type { PresenceChange } from '../../src/aggregator/engine';
+import type { PresenceChange } from '../../src/core/changes';
 import { parseEnv } from '../../src/config/env';
 import { FakeClock } from '../../src/core/clock';
 import type { AccountRef } from '../../src/core/ports';
@@ -113,7 +113,7 @@ async function setup(): Promise<E2E> {
   await svc.app.listen({ host: '127.0.0.1', port });
   const key = svc.keys.create(['read', 'write', 'admin'], 'e2e').key;
   const changes: PresenceChange[] = [];
-  svc.engine.onChange((c) => changes.push(...c));
+  svc.engine.changes.add({ committed: (c) => changes.push(...c) });
 
   const call = async (method: string, path: string, body?: unknown): Promise<any> => {
     const answer = await fetchApi(base, key, method, path, body);
@@ -210,7 +210,7 @@ describe('Teams end to end', () => {
     expect(e.graph.presenceBatches().slice(before)).toEqual([[ALICE, BOB]]);
     expect(await e.get('/v1/presence/alice')).toMatchObject({ status: 'online', activity: null });
     expect(await e.get('/v1/presence/bob')).toMatchObject({ status: 'busy', activity: 'presenting' });
-    // The change goes out (engine.onChange here; the webhook outbox listens to the same commits).
+    // The change goes out (a change sink here; the webhook outbox is another sink of the same commits).
     expect(e.changes.filter((c) => c.userId === 'alice').map((c) => c.current.status)).toEqual([
       'busy',
       'online',

@@ -4,6 +4,7 @@ import { Webhook } from 'standardwebhooks';
 
 import { FakeClock } from '../../src/core/clock';
 import type { CustomStatus, Status } from '../../src/core/presence';
+import { sqliteTx } from '../../src/store/tx';
 import type { WebhookService, WebhookServiceOptions } from '../../src/webhooks';
 import { testEngine, tmpDir, type TestEngine } from '../helpers/engine';
 import type { Receiver, Responder } from '../helpers/receiver';
@@ -274,14 +275,14 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
     expect(svc.emit('connection.reauth_required', { connection_id: 'c2', user_id: 'carol' })).toBeNull();
     expect(() => svc.emit('presence.changed' as never, {})).toThrow(/does not take/);
     // Emitted inside the caller's transaction: sent once it commits.
-    t.db.transaction(() => svc.emit('connector.recovered', { platform: 'slack' }))();
+    t.db.transaction(() => svc.emitIn(sqliteTx(t.db), 'connector.recovered', { platform: 'slack' }))();
     await new Promise((resolve) => setImmediate(resolve));
     await svc.runDue();
     expect(connectors.bodies().map((b) => b.type)).toEqual(['connector.degraded', 'connector.recovered']);
     // Rolled back with it: never sent.
     expect(() =>
       t.db.transaction(() => {
-        svc.emit('connector.degraded', { platform: 'zoom' });
+        svc.emitIn(sqliteTx(t.db), 'connector.degraded', { platform: 'zoom' });
         throw new Error('rollback');
       })(),
     ).toThrow('rollback');
@@ -347,13 +348,15 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
     const r = await receiver();
     const ep = await svc.createEndpoint({ url: r.url });
     let fail = 1;
-    // A hook after the outbox's: it fails the first commit, after the outbox wrote its rows, as
+    // A sink after the outbox: it fails the first commit, after the outbox wrote its rows, as
     // another connection's lock would (the engine retries that; other failures are refused).
-    t.engine.onCommit(() => {
-      if (fail > 0) {
-        fail -= 1;
-        throw Object.assign(new Error('database is locked'), { name: 'SqliteError', code: 'SQLITE_BUSY' });
-      }
+    t.engine.changes.add({
+      stage: () => {
+        if (fail > 0) {
+          fail -= 1;
+          throw Object.assign(new Error('database is locked'), { name: 'SqliteError', code: 'SQLITE_BUSY' });
+        }
+      },
     });
     await set('alice', 'online'); // acknowledged once the engine's retry committed
     await set('alice', 'busy');

@@ -1,0 +1,53 @@
+/**
+ * @module aggregator/change-pipeline
+ * The engine's side of the change pipeline (core/changes.ts): the sinks in the order they were
+ * added, each phase run over all of them. Adding or removing a sink replaces the array, so a sink
+ * that removes itself (or another) while a phase runs does not disturb that phase.
+ */
+
+import type { ChangePipeline, ChangeSink, PresenceChange, StoreTx } from '../core/changes';
+import type { Log } from '../core/log';
+
+export class ChangeSinks implements ChangePipeline {
+  private sinks: readonly ChangeSink[] = [];
+  private stagers: readonly ChangeSink[] = [];
+
+  constructor(private readonly log: Log) {}
+
+  add(sink: ChangeSink): () => void {
+    this.set([...this.sinks, sink]);
+    return () => this.set(this.sinks.filter((s) => s !== sink));
+  }
+
+  /** True while any sink is added: the engine then builds each change's presence object. */
+  get listened(): boolean {
+    return this.sinks.length > 0;
+  }
+
+  /** True while any sink stages rows: the commit then runs `stage` inside its transaction. */
+  get staging(): boolean {
+    return this.stagers.length > 0;
+  }
+
+  /** Phase 1, inside the commit's transaction. A sink that throws aborts the commit. */
+  stage(tx: StoreTx, changes: readonly PresenceChange[]): void {
+    for (const sink of this.stagers) sink.stage!(tx, changes);
+  }
+
+  /** Phase 2, once the commit is durable. A sink that throws is logged; the others still run. */
+  committed(changes: readonly PresenceChange[]): void {
+    for (const sink of this.sinks) {
+      if (sink.committed === undefined) continue;
+      try {
+        sink.committed(changes);
+      } catch (error) {
+        this.log.error({ err: error }, 'a presence change sink failed');
+      }
+    }
+  }
+
+  private set(sinks: readonly ChangeSink[]): void {
+    this.sinks = sinks;
+    this.stagers = sinks.filter((s) => s.stage !== undefined);
+  }
+}
