@@ -49,6 +49,9 @@ export class PresencePoller {
   private readonly pollIntervalMs: number;
   private readonly reconcileIntervalMs: number;
   private readonly backoffMs: readonly number[];
+  private readonly random: (() => number) | undefined;
+  /** False: no timers of its own (tests drive it by hand). */
+  private readonly timers: boolean;
   private readonly limiter: SlidingWindowLimiter;
 
   private queue: string[][] = [];
@@ -65,13 +68,15 @@ export class PresencePoller {
   constructor(
     private readonly rt: TeamsRuntime,
     private readonly health: TeamsHealth,
-    private readonly o: PollerOptions,
+    options: PollerOptions,
     private readonly deps: PollerDeps,
   ) {
-    this.pollIntervalMs = o.pollIntervalMs;
-    this.reconcileIntervalMs = Math.max(o.reconcileIntervalMs ?? 10 * 60_000, this.pollIntervalMs);
-    this.backoffMs = o.backoffMs ?? DEFAULT_BACKOFF_MS;
-    this.limiter = new SlidingWindowLimiter(o.rateLimit?.calls, o.rateLimit?.windowMs);
+    this.pollIntervalMs = options.pollIntervalMs;
+    this.reconcileIntervalMs = Math.max(options.reconcileIntervalMs ?? 10 * 60_000, this.pollIntervalMs);
+    this.backoffMs = options.backoffMs ?? DEFAULT_BACKOFF_MS;
+    this.random = options.random;
+    this.timers = options.timers !== false;
+    this.limiter = new SlidingWindowLimiter(options.rateLimit?.calls, options.rateLimit?.windowMs);
   }
 
   /** The drain under way, if any. */
@@ -102,7 +107,7 @@ export class PresencePoller {
     return this.rt.track(
       this.pump().finally(() => {
         // Held back by the budget or a Retry-After: wake the loop when that ends, not at the next cycle.
-        if (this.urgent.size > 0 && this.o.timers !== false && !this.rt.stopped) {
+        if (this.urgent.size > 0 && this.timers && !this.rt.stopped) {
           this.arm(this.nextWakeAt(this.rt.clock.now()) - this.rt.clock.now());
         }
       }),
@@ -188,7 +193,7 @@ export class PresencePoller {
     };
     if (e instanceof TokenEndpointError) {
       this.failures += 1;
-      const wait = backoffDelay(this.failures, this.backoffMs, this.o.random);
+      const wait = backoffDelay(this.failures, this.backoffMs, this.random);
       if (e.transient) return fail('degraded', `${e.message}; retrying`, wait);
       return fail(
         'down',
@@ -206,7 +211,7 @@ export class PresencePoller {
         case 'network': {
           this.failures += 1;
           const wait = Math.max(
-            backoffDelay(this.failures, this.backoffMs, this.o.random),
+            backoffDelay(this.failures, this.backoffMs, this.random),
             parseRetryAfter(e.retryAfter, now) ?? 0,
           );
           return fail(
@@ -220,14 +225,14 @@ export class PresencePoller {
           return fail(
             'down',
             `${e.message}: Graph refused a fresh app token; check the app registration and its secret`,
-            backoffDelay(this.failures, this.backoffMs, this.o.random),
+            backoffDelay(this.failures, this.backoffMs, this.random),
           );
         case 'forbidden':
           this.failures += 1;
           return fail(
             'down',
             `${e.message}: the app needs the application permission Presence.Read.All with admin consent`,
-            backoffDelay(this.failures, this.backoffMs, this.o.random),
+            backoffDelay(this.failures, this.backoffMs, this.random),
           );
         default: {
           // A 400 for one batch (an id Graph does not accept) must not stall every later batch.
@@ -240,7 +245,7 @@ export class PresencePoller {
     }
     this.failures += 1;
     const message = `Teams poll failed: ${e instanceof Error ? e.message : String(e)}`;
-    return fail('degraded', message, backoffDelay(this.failures, this.backoffMs, this.o.random));
+    return fail('degraded', message, backoffDelay(this.failures, this.backoffMs, this.random));
   }
 
   private async reportAll(presences: readonly GraphPresence[]): Promise<void> {

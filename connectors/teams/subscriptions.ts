@@ -82,6 +82,11 @@ export class SubscriptionManager {
   private readonly clientState: string;
   private readonly notificationUrl: string | null;
   private readonly lifecycleUrl: string | null;
+  /** Each linked user's delegated token; without it there are no subscriptions. */
+  private readonly delegatedTokenFor: SubscriptionOptions['delegatedTokenFor'];
+  private readonly onDelegatedTokenRejected: SubscriptionOptions['onDelegatedTokenRejected'];
+  private readonly firstSyncDelayMs: number;
+  private readonly renewCron: string;
 
   private readonly subs = new Map<string, SubState>();
   private nextSyncAt = 0;
@@ -92,26 +97,30 @@ export class SubscriptionManager {
   constructor(
     private readonly rt: TeamsRuntime,
     private readonly health: TeamsHealth,
-    private readonly o: SubscriptionOptions,
+    options: SubscriptionOptions,
     private readonly deps: SubscriptionDeps,
   ) {
-    this.lifetimeMs = o.subscriptionLifetimeMs ?? 55 * 60_000;
-    this.renewBeforeMs = o.renewBeforeMs ?? 10 * 60_000;
-    this.syncIntervalMs = o.subscriptionSyncIntervalMs ?? 5 * 60_000;
+    this.delegatedTokenFor = options.delegatedTokenFor;
+    this.onDelegatedTokenRejected = options.onDelegatedTokenRejected;
+    this.firstSyncDelayMs = options.firstSyncDelayMs ?? 5_000;
+    this.renewCron = options.renewCron ?? '* * * * *';
+    this.lifetimeMs = options.subscriptionLifetimeMs ?? 55 * 60_000;
+    this.renewBeforeMs = options.renewBeforeMs ?? 10 * 60_000;
+    this.syncIntervalMs = options.subscriptionSyncIntervalMs ?? 5 * 60_000;
     if (!(this.lifetimeMs > 0 && this.lifetimeMs <= MAX_SUBSCRIPTION_MS)) {
       throw new RangeError('subscriptionLifetimeMs must be more than 0 and at most 60 minutes');
     }
     if (!(this.renewBeforeMs > 0 && this.renewBeforeMs < this.lifetimeMs)) {
       throw new RangeError('renewBeforeMs must be positive and shorter than the subscription lifetime');
     }
-    this.clientState = o.clientState ?? randomBytes(32).toString('base64url');
+    this.clientState = options.clientState ?? randomBytes(32).toString('base64url');
     if (this.clientState.length === 0 || this.clientState.length > 128) {
       throw new RangeError('clientState must be 1 to 128 characters (Graph limit)');
     }
     this.clientStateDigest = createHash('sha256').update(this.clientState).digest();
-    this.notificationUrl = o.notificationUrl ?? null;
+    this.notificationUrl = options.notificationUrl ?? null;
     this.lifecycleUrl =
-      o.lifecycleNotificationUrl ??
+      options.lifecycleNotificationUrl ??
       (this.notificationUrl === null ? null : `${this.notificationUrl.replace(/\/+$/, '')}/lifecycle`);
     for (const url of [this.notificationUrl, this.lifecycleUrl]) {
       // Graph itself refuses non-HTTPS notification URLs; failing here says so before any call.
@@ -122,7 +131,7 @@ export class SubscriptionManager {
   }
 
   get enabled(): boolean {
-    return this.o.delegatedTokenFor !== undefined && this.notificationUrl !== null;
+    return this.delegatedTokenFor !== undefined && this.notificationUrl !== null;
   }
 
   /** The end of the chain of subscription work started so far. */
@@ -132,9 +141,9 @@ export class SubscriptionManager {
 
   /** The first sync once the HTTP server is up, then renewals on the cron schedule. */
   startTimers(): void {
-    this.syncTimer = setTimeout(() => void this.rt.track(this.sync()), this.o.firstSyncDelayMs ?? 5_000);
+    this.syncTimer = setTimeout(() => void this.rt.track(this.sync()), this.firstSyncDelayMs);
     this.syncTimer.unref();
-    this.cronTask = cron.schedule(this.o.renewCron ?? '* * * * *', () => this.rt.track(this.renew()), {
+    this.cronTask = cron.schedule(this.renewCron, () => this.rt.track(this.renew()), {
       name: 'teams-subscription-renewal',
       noOverlap: true,
       unref: true,
@@ -428,7 +437,7 @@ export class SubscriptionManager {
   }
 
   private async delegatedToken(account: AccountRef): Promise<string | null> {
-    const get = this.o.delegatedTokenFor;
+    const get = this.delegatedTokenFor;
     if (get === undefined) return null;
     try {
       const token = await get(account);
@@ -444,7 +453,7 @@ export class SubscriptionManager {
 
   private rejected(account: AccountRef, reason: string): void {
     try {
-      this.o.onDelegatedTokenRejected?.(account, reason);
+      this.onDelegatedTokenRejected?.(account, reason);
     } catch (e) {
       this.rt.log.error({ platform: 'teams', err: e }, 'onDelegatedTokenRejected failed');
     }
