@@ -10,6 +10,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 
 import { Ladder, type DecayStep } from '../core/presence';
+import type { PrivacySettings, Visibility } from '../privacy/project';
 
 const DURATION = /^(\d+)(ms|s|m|h)$/;
 const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
@@ -96,6 +97,22 @@ const secretKey = z
     message: 'must be 32 bytes, base64-encoded (e.g. `openssl rand -base64 32`)',
   });
 
+const VISIBILITY = /^(everyone|contacts|nobody)$/;
+
+/**
+ * `everyone` (the default), `contacts` or `nobody` for all three rules of a user who set none, or
+ * three words for presence, last_seen and details, e.g. `everyone,contacts,contacts`.
+ */
+export function parseDefaultVisibility(text: string): PrivacySettings {
+  const parts = text.split(',').map((p) => p.trim());
+  if ((parts.length !== 1 && parts.length !== 3) || !parts.every((p) => VISIBILITY.test(p)))
+    throw new Error(
+      'everyone, contacts or nobody, or three of them for presence, last_seen and details (e.g. everyone,contacts,contacts)',
+    );
+  const [presence, lastSeen, details] = parts as [Visibility, Visibility?, Visibility?];
+  return { presence, lastSeen: lastSeen ?? presence, details: details ?? presence, reciprocal: false };
+}
+
 const EnvSchema = z.object({
   PORT: port,
   HOST: host,
@@ -132,6 +149,17 @@ const EnvSchema = z.object({
     .transform((v, ctx) => {
       try {
         return parseDecay(v);
+      } catch (e) {
+        ctx.addIssue({ code: 'custom', message: (e as Error).message });
+        return z.NEVER;
+      }
+    }),
+  PRESENCE_DEFAULT_VISIBILITY: z
+    .string()
+    .default('everyone')
+    .transform((v, ctx) => {
+      try {
+        return parseDefaultVisibility(v);
       } catch (e) {
         ctx.addIssue({ code: 'custom', message: (e as Error).message });
         return z.NEVER;
@@ -198,6 +226,7 @@ const ENV_HELP: Partial<Record<keyof Env, string>> = {
   PRESENCE_VIEW_CACHE: 'users whose presence JSON is kept ready (100000)',
   PRESENCE_BATCH_MEMO_MB: 'memory for recent batch bodies (16; 0: off)',
   PRESENCE_INFERRED_DECAY: 'inferred online, idle, away durations (2m,10m,60m)',
+  PRESENCE_DEFAULT_VISIBILITY: 'privacy of a user who set none: everyone | contacts | nobody (everyone)',
   PRESENCE_RATE_LIMIT: 'requests per minute per API key (6000)',
   LOG_LEVEL: 'fatal | error | warn | info | debug | trace | silent (info)',
   PRESENCE_ACCESS_LOG: 'errors | all (errors)',
