@@ -41,6 +41,9 @@ import { startCheckpointer } from './store/checkpointer';
 import { isMigrated, migrate, openDb, type Db } from './store/db';
 import { ApiKeyStore } from './store/key-store';
 import { SqlitePresenceStore } from './store/presence-store';
+import { SqlitePrivacyStore } from './store/privacy-store';
+import { PrivacyService } from './privacy/service';
+import { ViewerTokens } from './privacy/viewer-tokens';
 
 export interface ServiceOptions {
   readonly clock?: Clock;
@@ -65,6 +68,10 @@ export interface Service {
   readonly db: Db;
   readonly keys: ApiKeyStore;
   readonly host: ConnectorHost;
+  /** Who sees whose presence; the stream projects through it. */
+  readonly privacy: PrivacyService;
+  /** Null without PRESENCE_SECRET_KEY. */
+  readonly viewerTokens: ViewerTokens | null;
   /**
    * Stops everything, each step bounded (ServiceOptions.shutdown), and says what did not finish.
    * Calling it again returns the same report.
@@ -373,6 +380,20 @@ async function assemble(
         : TokenVault.fromSecrets(env.PRESENCE_SECRET_KEY, env.PRESENCE_SECRET_KEY_PREVIOUS),
     allowPrivateTargets: env.WEBHOOK_ALLOW_PRIVATE_TARGETS,
   });
+  const privacyStore = new SqlitePrivacyStore(db);
+  const privacy = new PrivacyService(privacyStore, env.PRESENCE_DEFAULT_VISIBILITY, clock);
+  // The store drops the user's privacy rows in the delete's own transaction; memory follows.
+  engine.onUserDelete({ stage: () => undefined, committed: (userId) => privacy.forget(userId) });
+  const viewerTokens =
+    env.PRESENCE_SECRET_KEY === undefined
+      ? null
+      : new ViewerTokens(
+          privacyStore,
+          clock,
+          (userId) => engine.hasUser(userId),
+          env.PRESENCE_SECRET_KEY,
+          env.PRESENCE_SECRET_KEY_PREVIOUS,
+        );
   closing.engine = () => engine.stop();
   if (options.timers === false) engine.load();
   else engine.start();
@@ -506,6 +527,7 @@ async function assemble(
     logger,
     accessLog: { all: env.PRESENCE_ACCESS_LOG === 'all', slowMs: env.PRESENCE_SLOW_REQUEST_MS },
     plugins,
+    privacy: { service: privacy, tokens: viewerTokens, hasUser: (userId) => engine.hasUser(userId) },
     gauges: {
       webhook_endpoints_enabled: {
         help: 'Webhook endpoints enabled',
@@ -537,6 +559,8 @@ async function assemble(
     db,
     keys,
     host,
+    privacy,
+    viewerTokens,
     close() {
       closed ??= (() => {
         // A database locked by another connection must not hold each statement for 5 s.

@@ -13,6 +13,7 @@ import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
   type FastifyLogFn,
+  type RouteOptions,
 } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { Bindings, ChildLoggerOptions } from 'pino';
@@ -28,7 +29,15 @@ import { heartbeatRoutes } from './routes/heartbeats';
 import { keyRoutes } from './routes/keys';
 import { opsRoutes } from './routes/ops';
 import { presenceRoutes } from './routes/presence';
+import { privacyRoutes } from './routes/privacy';
 import { userRoutes } from './routes/users';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Every route registered on the app, in order (HEAD routes Fastify adds included). */
+    readonly registeredRoutes: readonly RouteOptions[];
+  }
+}
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 
@@ -54,6 +63,7 @@ const DOC_TAGS = [
   { name: 'connections', description: 'OAuth connections to platforms' },
   { name: 'connectors', description: 'The platform connectors and their health' },
   { name: 'webhooks', description: 'Change webhook endpoints and their delivery log' },
+  { name: 'privacy', description: 'Viewer tokens, and who sees whose presence' },
   { name: 'keys', description: 'API keys' },
   {
     name: 'inbound',
@@ -201,6 +211,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.setSerializerCompiler<z.ZodType>((route) =>
     serializerCompiler({ ...route, schema: compiled(route.schema) }),
   );
+  // Every route, as registered (tests go through all of them: auth, viewer tokens).
+  const routes: RouteOptions[] = [];
+  app.decorate('registeredRoutes', routes);
+  app.addHook('onRoute', (route) => {
+    routes.push(route);
+  });
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFoundHandler);
 
@@ -239,7 +255,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     route.schema = { ...route.schema, querystring: NO_QUERY };
   });
 
-  registerAuth(app, deps.keys, new RateLimiter(deps.rateLimitPerMinute, deps.clock));
+  registerAuth(app, deps.keys, new RateLimiter(deps.rateLimitPerMinute, deps.clock), deps.privacy?.tokens);
   const registry = registerMetrics(app, deps.engine, { gauges: deps.gauges });
   app.addHook('onSend', (request, reply, _payload, done) => {
     void reply.header('x-request-id', request.id);
@@ -251,6 +267,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   heartbeatRoutes(app, deps);
   userRoutes(app, deps);
   keyRoutes(app, deps);
+  if (deps.privacy !== undefined) privacyRoutes(app, deps.privacy);
   opsRoutes(app, deps, registry);
   for (const plugin of deps.plugins ?? []) plugin(app);
   return app;

@@ -4,19 +4,28 @@
  * routes without one (health, metrics, docs, platform inbound, the OAuth callback) are public.
  */
 
-import type { FastifyInstance, onRequestHookHandler } from 'fastify';
+import type { FastifyInstance, onRequestHookHandler, preHandlerHookHandler } from 'fastify';
 
 import type { Clock } from '../core/clock';
 import { AppError } from '../core/errors';
 import type { ApiKeyInfo, ApiKeyStore, Scope } from '../store/key-store';
+import { looksLikeViewerToken, type ViewerIdentity, type ViewerTokens } from '../privacy/viewer-tokens';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
     /** The scope a key needs for this route; absent means the route is public. */
     scope?: Scope;
+    /**
+     * Whether a viewer token (an end user's app) is accepted instead of a key: `read` for the
+     * presence reads (which then project what the viewer may see), `self` where the body's
+     * `user_id` must be the viewer's own (device heartbeats). Absent: viewer tokens get 403.
+     */
+    viewer?: 'read' | 'self';
   }
   interface FastifyRequest {
     apiKey: ApiKeyInfo | null;
+    /** The user a viewer token acts for; null for an API key (the operator, who sees everything). */
+    viewer: ViewerIdentity | null;
   }
 }
 
@@ -55,20 +64,59 @@ export class RateLimiter {
 
 const BEARER = /^Bearer ([^\s]+)$/;
 
-export function registerAuth(app: FastifyInstance, keys: ApiKeyStore, limiter: RateLimiter): void {
+export function registerAuth(
+  app: FastifyInstance,
+  keys: ApiKeyStore,
+  limiter: RateLimiter,
+  viewers: ViewerTokens | null = null,
+): void {
   app.decorateRequest('apiKey', null);
+  app.decorateRequest('viewer', null);
   // Each route that needs a scope gets its own check as it is added: public routes run no auth
   // code at all, and a protected one does not look its scope up on every request.
   app.addHook('onRoute', (route) => {
     const scope = route.config?.scope;
     if (scope === undefined) return;
-    const check = authenticate(keys, limiter, scope);
+    const viewer = route.config?.viewer;
+    const check = authenticate(keys, limiter, scope, viewer === undefined ? null : viewers);
     const own = route.onRequest === undefined ? [] : [route.onRequest].flat();
     route.onRequest = [check, ...own];
+    if (viewer === 'self') {
+      const pre = route.preHandler === undefined ? [] : [route.preHandler].flat();
+      route.preHandler = [ownUserOnly, ...pre];
+    }
   });
 }
 
-function authenticate(keys: ApiKeyStore, limiter: RateLimiter, scope: Scope): onRequestHookHandler {
+/** A viewer acts only as their own user's devices. */
+const ownUserOnly: preHandlerHookHandler = (request, _reply, done) => {
+  const viewer = request.viewer;
+  const body = request.body as { user_id?: unknown } | undefined;
+  if (viewer !== null && body?.user_id !== viewer.userId) {
+    done(new AppError('forbidden', "a viewer token acts only for its own user's devices"));
+    return;
+  }
+  done();
+};
+
+const VIEWER_REFUSED =
+  'a viewer token can read presence and act as its own devices, nothing else: this route needs an API key';
+
+/** `viewers` is null where the route takes no viewer token (or viewer tokens are off). */
+function authenticate(
+  keys: ApiKeyStore,
+  limiter: RateLimiter,
+  scope: Scope,
+  viewers: ViewerTokens | null,
+): onRequestHookHandler {
+  const limited = (id: string): AppError | null => {
+    const wait = limiter.take(id);
+    return wait > 0
+      ? new AppError('rate_limited', `rate limit exceeded; retry in ${wait} s`, [], {
+          'retry-after': String(wait),
+        })
+      : null;
+  };
   return (request, _reply, done) => {
     const header = request.headers.authorization;
     const m = header === undefined ? null : BEARER.exec(header);
@@ -80,7 +128,31 @@ function authenticate(keys: ApiKeyStore, limiter: RateLimiter, scope: Scope): on
       );
       return;
     }
-    const key = keys.verify(m[1]!);
+    const token = m[1]!;
+    if (looksLikeViewerToken(token)) {
+      if (viewers === null) {
+        done(new AppError('forbidden', VIEWER_REFUSED));
+        return;
+      }
+      viewers.verify(token).then(
+        (viewer) => {
+          if (viewer === null) {
+            done(
+              new AppError('unauthorized', 'invalid, expired or revoked viewer token', [], {
+                'www-authenticate': 'Bearer',
+              }),
+            );
+            return;
+          }
+          const refused = limited(`viewer:${viewer.userId}`);
+          if (refused === null) request.viewer = viewer;
+          done(refused ?? undefined);
+        },
+        (error: unknown) => done(error as Error),
+      );
+      return;
+    }
+    const key = keys.verify(token);
     if (key === null) {
       done(new AppError('unauthorized', 'invalid or revoked API key', [], { 'www-authenticate': 'Bearer' }));
       return;
@@ -94,13 +166,9 @@ function authenticate(keys: ApiKeyStore, limiter: RateLimiter, scope: Scope): on
       );
       return;
     }
-    const wait = limiter.take(key.id);
-    if (wait > 0) {
-      done(
-        new AppError('rate_limited', `rate limit exceeded; retry in ${wait} s`, [], {
-          'retry-after': String(wait),
-        }),
-      );
+    const refused = limited(key.id);
+    if (refused !== null) {
+      done(refused);
       return;
     }
     request.apiKey = key;

@@ -10,6 +10,7 @@ import type { ConnectorStatus } from '../aggregator/connector-host';
 import type { Clock } from '../core/clock';
 import type { ApiKeyStore } from '../store/key-store';
 import type { ExtraGauges } from './metrics';
+import type { PrivacyDeps } from './routes/privacy';
 
 export interface AppDeps {
   readonly engine: PresenceEngine;
@@ -34,6 +35,8 @@ export interface AppDeps {
   readonly beforeUserDelete?: (userId: string) => Promise<void>;
   /** Gauges other subsystems (the webhook outbox) add to /metrics. */
   readonly gauges?: ExtraGauges;
+  /** Viewers and privacy: settings, contacts, blocks and viewer tokens. Absent: operator only. */
+  readonly privacy?: PrivacyDeps;
   /** Extra route sets (webhooks, connections, inbound) registered by the composition root. */
   readonly plugins?: readonly ((app: FastifyInstance) => void)[];
 }

@@ -6,6 +6,7 @@
 
 import { z } from 'zod';
 
+import { LAST_SEEN_APPROX } from '../privacy/project';
 import { ACTIVITIES, PLATFORMS, REAL_PLATFORMS, SOURCES, STATUSES, USER_ID_PATTERN } from '../core/presence';
 
 export const UserId = z
@@ -61,10 +62,14 @@ export const PlatformView = z.object({
   activity: Activity.nullable(),
   source: Source,
   raw: z.unknown().describe("The platform's own value(s), verbatim"),
-  observed_at: IsoTime,
-  expires_at: IsoTime,
+  // Null only for a viewer who may not see the user's last seen (README, Viewers and privacy).
+  observed_at: IsoTime.nullable(),
+  expires_at: IsoTime.nullable(),
   stale: z.boolean(),
-  devices: z.record(z.string(), z.object({ status: Status, observed_at: IsoTime, expires_at: IsoTime })),
+  devices: z.record(
+    z.string(),
+    z.object({ status: Status, observed_at: IsoTime.nullable(), expires_at: IsoTime.nullable() }),
+  ),
 });
 
 export const PresenceSchema = z
@@ -91,11 +96,23 @@ export const PresenceSchema = z
         status: Status,
         activity: Activity.nullable(),
         custom_status: CustomStatusView.nullable(),
-        set_at: IsoTime,
-        expires_at: IsoTime,
+        set_at: IsoTime.nullable(),
+        expires_at: IsoTime.nullable(),
       })
       .nullable(),
     platforms: z.record(z.string(), PlatformView),
+    last_seen_approx: z
+      .enum(LAST_SEEN_APPROX)
+      .optional()
+      .describe(
+        "Only for a viewer who may not see this user's last seen (the times are then null): recently (3 days), within_week, within_month, long_ago",
+      ),
+    last_seen_hidden_by_own_settings: z
+      .literal(true)
+      .optional()
+      .describe(
+        "The viewer's own reciprocal settings hide their last seen from this user, so this user's is hidden too",
+      ),
   })
   .describe('The presence object (docs/api.md)');
 

@@ -179,11 +179,11 @@ export function projectAvailability(av: AvailabilityView, access: Access): Proje
   return out;
 }
 
-export interface TransitionView {
+export interface TransitionView<S extends string = string, A extends string = string> {
   version: number;
   at: string;
-  from: { status: string; activity: string | null };
-  to: { status: string; activity: string | null };
+  from: { status: S; activity: A | null };
+  to: { status: S; activity: A | null };
   source: string | null;
   platform: string | null;
 }
@@ -193,10 +193,10 @@ export interface TransitionView {
  * none; hidden details leave the status changes only (an activity-only change would show when
  * something hidden happened).
  */
-export function projectHistory(
-  transitions: readonly TransitionView[],
+export function projectHistory<T extends TransitionView>(
+  transitions: readonly T[],
   access: Access,
-): TransitionView[] | null {
+): T[] | null {
   if (!access.visible) return null;
   if (!access.lastSeen) return [];
   if (access.details) return [...transitions];

@@ -26,7 +26,7 @@ export function heartbeatRoutes(app: FastifyInstance, { engine }: AppDeps): void
   app.withTypeProvider<ZodTypeProvider>().post(
     '/v1/heartbeats',
     {
-      config: { scope: 'write' },
+      config: { scope: 'write', viewer: 'self' },
       schema: {
         summary: 'A device heartbeat (creates the user on first sight)',
         description:

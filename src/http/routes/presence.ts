@@ -11,8 +11,10 @@ import { AppError } from '../../core/errors';
 import type { CustomStatus } from '../../core/presence';
 import { parseIso, toIso } from '../../core/time';
 import { toAvailability } from '../../normalizer/availability';
+import { projectAvailability, projectHistory } from '../../privacy/project';
 import type { AppDeps } from '../deps';
 import { sendPrepared } from '../reply';
+import { viewedAccess, viewerBatchJson, viewerPresenceJson, type ViewerReads } from '../viewer-reads';
 import {
   Activity,
   BatchPresence,
@@ -35,7 +37,7 @@ const AvailabilitySchema = z.object({
   status: Status,
   activity: Activity.nullable(),
   best_channel: z.string().nullable(),
-  reason: z.string(),
+  reason: z.string().nullable().describe("null only for a viewer who may not see this user's details"),
   observed_at: IsoTime.nullable(),
   stale: z.boolean(),
 });
@@ -91,11 +93,20 @@ export function presenceRoutes(app: FastifyInstance, deps: AppDeps): void {
   const { engine, clock } = deps;
 
   const unknownUser = (id: string): AppError => new AppError('not_found', `unknown user ${id}`);
+  // Viewer tokens exist only with privacy wired; a request with one (req.viewer) is projected.
+  const viewing: ViewerReads | null =
+    deps.privacy === undefined ? null : { engine, privacy: deps.privacy.service, now: () => clock.now() };
+  /** For a viewer: the user's access, or 404 exactly as for an id that does not exist. */
+  const viewerAccess = (viewer: NonNullable<typeof viewing>, who: { userId: string }, id: string) => {
+    const access = viewedAccess(viewer, who, id);
+    if (access === null) throw unknownUser(id);
+    return access;
+  };
 
   r.get(
     '/v1/presence',
     {
-      config: { scope: 'read' },
+      config: { scope: 'read', viewer: 'read' },
       schema: {
         summary: `Batch presence, up to ${MAX_BATCH} users`,
         tags: ['presence'],
@@ -104,13 +115,19 @@ export function presenceRoutes(app: FastifyInstance, deps: AppDeps): void {
       },
     },
     // Served from the engine's cached JSON: the hot read path concatenates prepared strings.
-    (req, reply) => sendPrepared(reply, engine.getManyJson(req.query.user_ids)),
+    (req, reply) =>
+      sendPrepared(
+        reply,
+        req.viewer === null || viewing === null
+          ? engine.getManyJson(req.query.user_ids)
+          : viewerBatchJson(viewing, req.viewer, splitIds(req.query.user_ids)),
+      ),
   );
 
   r.post(
     '/v1/presence/query',
     {
-      config: { scope: 'read' },
+      config: { scope: 'read', viewer: 'read' },
       schema: {
         summary: 'Batch presence with the ids in the body',
         tags: ['presence'],
@@ -118,13 +135,19 @@ export function presenceRoutes(app: FastifyInstance, deps: AppDeps): void {
         response: { 200: BatchPresence, ...COMMON_ERRORS },
       },
     },
-    (req, reply) => sendPrepared(reply, engine.getManyJson(req.body.user_ids)),
+    (req, reply) =>
+      sendPrepared(
+        reply,
+        req.viewer === null || viewing === null
+          ? engine.getManyJson(req.body.user_ids)
+          : viewerBatchJson(viewing, req.viewer, req.body.user_ids),
+      ),
   );
 
   r.get(
     '/v1/presence/:user_id',
     {
-      config: { scope: 'read' },
+      config: { scope: 'read', viewer: 'read' },
       schema: {
         summary: 'One presence',
         tags: ['presence'],
@@ -133,7 +156,10 @@ export function presenceRoutes(app: FastifyInstance, deps: AppDeps): void {
       },
     },
     (req, reply) => {
-      const json = engine.getJson(req.params.user_id);
+      const json =
+        req.viewer === null || viewing === null
+          ? engine.getJson(req.params.user_id)
+          : viewerPresenceJson(viewing, req.viewer, req.params.user_id);
       if (json === undefined) throw unknownUser(req.params.user_id);
       sendPrepared(reply, json);
     },
@@ -142,7 +168,7 @@ export function presenceRoutes(app: FastifyInstance, deps: AppDeps): void {
   r.get(
     '/v1/availability',
     {
-      config: { scope: 'read' },
+      config: { scope: 'read', viewer: 'read' },
       schema: {
         summary: 'Can these people be reached now, and where?',
         tags: ['presence'],
@@ -157,10 +183,24 @@ export function presenceRoutes(app: FastifyInstance, deps: AppDeps): void {
       },
     },
     (req) => {
-      const { presence, unknown } = engine.getMany([...new Set(splitIds(req.query.user_ids))]);
+      const ids = [...new Set(splitIds(req.query.user_ids))];
+      const viewer = req.viewer;
+      const { presence, unknown } = engine.getMany(ids);
       const availability: Record<string, z.infer<typeof AvailabilitySchema>> = {};
-      for (const [id, p] of Object.entries(presence)) availability[id] = toAvailability(p);
-      return { availability, unknown };
+      if (viewer === null || viewing === null) {
+        for (const [id, p] of Object.entries(presence)) availability[id] = toAvailability(p);
+        return { availability, unknown };
+      }
+      // A hidden user joins the unknown ones where an unknown id would be: in the order asked.
+      const notSeen: string[] = [];
+      for (const id of ids) {
+        const p = presence[id];
+        const access = p === undefined ? null : viewedAccess(viewing, viewer, id);
+        const av = p === undefined || access === null ? null : projectAvailability(toAvailability(p), access);
+        if (av === null) notSeen.push(id);
+        else availability[id] = av;
+      }
+      return { availability, unknown: notSeen };
     },
   );
 
@@ -223,7 +263,7 @@ export function presenceRoutes(app: FastifyInstance, deps: AppDeps): void {
   r.get(
     '/v1/presence/:user_id/history',
     {
-      config: { scope: 'read' },
+      config: { scope: 'read', viewer: 'read' },
       schema: {
         summary: 'Transitions, newest first',
         tags: ['presence'],
@@ -235,6 +275,7 @@ export function presenceRoutes(app: FastifyInstance, deps: AppDeps): void {
     (req) => {
       const id = req.params.user_id;
       if (!engine.hasUser(id)) throw unknownUser(id);
+      const access = req.viewer === null || viewing === null ? null : viewerAccess(viewing, req.viewer, id);
       const q = req.query;
       const since = q.since === undefined ? undefined : parseIso(q.since);
       const until = q.until === undefined ? undefined : parseIso(q.until);
@@ -242,16 +283,15 @@ export function presenceRoutes(app: FastifyInstance, deps: AppDeps): void {
         throw new AppError('invalid_request', 'since must not be after until');
       }
       const rows = engine.history(id, { since, until, limit: q.limit });
-      return {
-        transitions: rows.map((t) => ({
-          version: t.version,
-          at: toIso(t.at),
-          from: { status: t.fromStatus, activity: t.fromActivity },
-          to: { status: t.toStatus, activity: t.toActivity },
-          source: t.source,
-          platform: t.platform,
-        })),
-      };
+      const transitions = rows.map((t) => ({
+        version: t.version,
+        at: toIso(t.at),
+        from: { status: t.fromStatus, activity: t.fromActivity },
+        to: { status: t.toStatus, activity: t.toActivity },
+        source: t.source,
+        platform: t.platform,
+      }));
+      return { transitions: access === null ? transitions : (projectHistory(transitions, access) ?? []) };
     },
   );
 }
