@@ -12,6 +12,7 @@
  */
 
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -127,6 +128,8 @@ export async function benchHttp(seconds = 3): Promise<Figure[]> {
     PRESENCE_DB: join(dir, 'http.db'),
     PRESENCE_RATE_LIMIT: '100000000',
     LOG_LEVEL: 'silent',
+    // Signs the viewer token of the viewer read.
+    PRESENCE_SECRET_KEY: randomBytes(32).toString('base64'),
   });
   const svc = await createService(env, { logger: false });
   const redis = await RedisDesign.connect();
@@ -159,6 +162,11 @@ export async function benchHttp(seconds = 3): Promise<Figure[]> {
     // change drops a view; the heartbeat rounds come after the reads).
     for (let i = 0; i < USERS; i += 1000)
       svc.engine.getManyJson(Array.from({ length: 1000 }, (_, k) => `user-${i + k}`));
+    // Privacy for the viewer read: one user in ten hides their last seen from non-contacts, so a
+    // viewer's list of 100 holds about ten users whose objects are projected and serialized.
+    for (let i = 0; i < USERS; i += 10)
+      svc.privacy.setSettings(`user-${i}`, { ...svc.privacy.defaults, lastSeen: 'contacts' });
+    const viewerToken = (await svc.viewerTokens!.issue('user-1', 86_400)).token;
     const sameIds = Array.from({ length: 100 }, (_, i) => `user-${(i * 997) % USERS}`).join(',');
     const staticBody = svc.engine.getManyJson(sameIds.split(','));
     // The ceiling: the same bytes, prepared once, from a route that does nothing but send them.
@@ -219,8 +227,15 @@ export async function benchHttp(seconds = 3): Promise<Figure[]> {
     });
 
     await load(dir, { ...ceilingSpec, seconds: 2 }); // warm up the paths
+    const viewerSpec: LoadSpec = { ...randomSpec, headers: { authorization: `Bearer ${viewerToken}` } };
     await load(dir, { ...randomSpec, seconds: 2 });
-    const [ceiling, same, random] = await rounds(dir, [ceilingSpec, sameSpec, randomSpec]);
+    await load(dir, { ...viewerSpec, seconds: 2 });
+    const [ceiling, same, random, viewer] = await rounds(dir, [
+      ceilingSpec,
+      sameSpec,
+      randomSpec,
+      viewerSpec,
+    ]);
     const figures: Figure[] = [
       compare(
         `GET /v1/presence, the same 100 ids (${fmt(staticBody.length)} B body)`,
@@ -238,6 +253,17 @@ export async function benchHttp(seconds = 3): Promise<Figure[]> {
         0.6,
         coverage(random!, USERS),
       ),
+      {
+        ...compare(
+          `GET /v1/presence as a viewer (viewer token), 100 random ids, one in ten projected`,
+          viewer!,
+          "the operator's reads of the same kind (API key)",
+          random!,
+          0.5,
+          coverage(viewer!, USERS),
+        ),
+        note: 'the viewer sees 9 in 10 users in full (sent from the cache) and 1 in 10 without last seen',
+      },
     ];
 
     /** The route just measured against the Redis design's, or why that comparison was skipped. */

@@ -38,8 +38,27 @@ export function viewerPresenceJson(
   return JSON.stringify(applyAccess(p, access, deps.now()));
 }
 
-/** `{"presence":{…},"unknown":[…]}` as the viewer sees it, each id once, in the order asked. */
-export function viewerBatchJson(deps: ViewerReads, viewer: ViewerIdentity, ids: readonly string[]): string {
+/**
+ * `{"presence":{…},"unknown":[…]}` as the viewer sees it, each id once, in the order asked.
+ * `list` is the list as the API received it (`a,b,c`), when it came as one: when the viewer may
+ * see every one of the users in full, the answer is the operator's, bytes, memo and all.
+ */
+export function viewerBatchJson(
+  deps: ViewerReads,
+  viewer: ViewerIdentity,
+  ids: readonly string[],
+  list?: string,
+): string | Buffer {
+  let allFull = true;
+  for (const id of ids) {
+    if (!deps.engine.hasUser(id)) continue;
+    const a = deps.privacy.access(id, viewer);
+    if (!(a.visible && a.details && a.lastSeen)) {
+      allFull = false;
+      break;
+    }
+  }
+  if (allFull) return deps.engine.getManyJson(list ?? ids);
   const seen = new Set<string>();
   const members: string[] = [];
   const unknown: string[] = [];

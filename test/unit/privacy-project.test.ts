@@ -13,6 +13,7 @@ import {
   type TransitionView,
   type Visibility,
 } from '../../src/privacy/project';
+import { projectChange } from '../../src/privacy/stream';
 import { T0, obs } from '../helpers/observations';
 
 const DAY = 86_400_000;
@@ -328,5 +329,41 @@ describe('projectAvailability and projectHistory', () => {
     expect(
       projectHistory(transitions, accessOf('alice', carol, lookup({ alice: { presence: 'nobody' } }))),
     ).toBeNull();
+  });
+});
+
+describe('projectChange (stream messages)', () => {
+  const change = (changed: string[]) => ({
+    user_id: 'alice',
+    version: 8,
+    previous: { status: 'busy', activity: 'in_call', custom_status: null },
+    current: alice() as unknown as Record<string, unknown>,
+    changed,
+  });
+
+  it('hidden: nothing; all visible: the very change', () => {
+    const c = change(['activity']);
+    expect(
+      projectChange(c, accessOf('alice', carol, lookup({ alice: { blocked: ['carol'] } })), NOW),
+    ).toBeNull();
+    expect(projectChange(c, accessOf('alice', carol, lookup({})), NOW)).toBe(c);
+  });
+
+  it('details hidden: an activity-only change sends nothing; a status change is reduced', () => {
+    const s = lookup({ alice: { details: 'nobody' } });
+    expect(projectChange(change(['activity']), accessOf('alice', carol, s), NOW)).toBeNull();
+    const out = projectChange(change(['status', 'activity']), accessOf('alice', carol, s), NOW)!;
+    expect(out.changed).toEqual(['status']);
+    expect(out.previous).toEqual({ status: 'busy', activity: null, custom_status: null });
+    expect(out.current).toMatchObject({ activity: null, platforms: {} });
+  });
+
+  it('last seen hidden: the current presence carries no times', () => {
+    const out = projectChange(
+      change(['activity']),
+      accessOf('alice', carol, lookup({ alice: { lastSeen: 'nobody' } })),
+      NOW,
+    )!;
+    expect(out.current).toMatchObject({ observed_at: null, last_seen_approx: 'recently' });
   });
 });

@@ -120,7 +120,7 @@ export function presenceRoutes(app: FastifyInstance, deps: AppDeps): void {
         reply,
         req.viewer === null || viewing === null
           ? engine.getManyJson(req.query.user_ids)
-          : viewerBatchJson(viewing, req.viewer, splitIds(req.query.user_ids)),
+          : viewerBatchJson(viewing, req.viewer, splitIds(req.query.user_ids), req.query.user_ids),
       ),
   );
 
