@@ -83,7 +83,14 @@ const documented: typeof jsonSchemaTransform = (input) => {
   const scope = input.route.config?.scope;
   if (scope === undefined) return { ...out, schema: { ...out.schema, security: [] } };
   const given = (out.schema as { description?: unknown }).description;
-  const needs = `Needs an API key with the \`${scope}\` scope.`;
+  const viewer = input.route.config?.viewer;
+  const needs =
+    `Needs an API key with the \`${scope}\` scope.` +
+    (viewer === 'read'
+      ? ' A viewer token is accepted too: the answer is what that user may see (hidden users are unknown).'
+      : viewer === 'self'
+        ? " A viewer token is accepted too, for its own user's devices only."
+        : '');
   const description = typeof given === 'string' && given !== '' ? `${given}\n\n${needs}` : needs;
   return { ...out, schema: { ...out.schema, description } };
 };
