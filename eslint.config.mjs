@@ -2,6 +2,71 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+/**
+ * The layer rule. Each layer names the imports it may not make; flat config does not merge the
+ * options of one rule across blocks, so every block repeats the bans of the layers it sits in
+ * (core and normalizer are inside src, so they carry src's ban too).
+ */
+function layerRules() {
+  const ban = (group, message) => ({ group, message });
+  // The demo is a program on top of the library, never a part of it.
+  const noDemo = ban(
+    ['**/demo', '**/demo/**'],
+    'src/ must not depend on demo/ (the demo is built on src, not in it).',
+  );
+  // Pure layers: no files, sockets, databases or HTTP, directly or through the layers that do them.
+  const noIo = ban(
+    [
+      ...[
+        'fs',
+        'net',
+        'tls',
+        'http',
+        'https',
+        'http2',
+        'dgram',
+        'dns',
+        'child_process',
+        'cluster',
+        'worker_threads',
+      ].flatMap((m) => [m, `${m}/*`, `node:${m}`, `node:${m}/*`]),
+      'better-sqlite3',
+      'undici',
+      'fastify',
+      '@fastify/*',
+      'pino',
+      'ws',
+      'ioredis',
+      'node-cron',
+      'discord.js',
+      '@slack/*',
+      '@microsoft/*',
+      'simple-oauth2',
+      '**/store',
+      '**/store/**',
+      '**/http',
+      '**/http/**',
+      '**/aggregator',
+      '**/aggregator/**',
+      '**/oauth',
+      '**/oauth/**',
+      '**/webhooks',
+      '**/webhooks/**',
+      '**/connectors',
+      '**/connectors/**',
+    ],
+    'src/core and src/normalizer are pure: no I/O (files, network, databases, HTTP) and none of the layers that do it.',
+  );
+  const rule = (...patterns) => ({ 'no-restricted-imports': ['error', { patterns }] });
+  return [
+    { files: ['src/**/*.ts'], rules: rule(noDemo) },
+    { files: ['src/core/**/*.ts', 'src/normalizer/**/*.ts'], rules: rule(noDemo, noIo) },
+    // The one exception: `presence demo` is a CLI command, and the CLI entry is the program's outer
+    // shell (it is what starts the demo). Nothing else under src/ may reach into demo/.
+    { files: ['src/cli/main.ts'], rules: rule() },
+  ];
+}
+
 export default tseslint.config(
   {
     ignores: [
@@ -27,6 +92,7 @@ export default tseslint.config(
       'no-console': 'error',
     },
   },
+  ...layerRules(),
   {
     // Tests, the demo's terminal output, the CLI and benchmarks print on purpose.
     files: ['test/**', 'bench/**', 'demo/**', 'src/cli/**'],
