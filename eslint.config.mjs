@@ -57,10 +57,25 @@ function layerRules() {
     ],
     'src/core and src/normalizer are pure: no I/O (files, network, databases, HTTP) and none of the layers that do it.',
   );
+  // A connector talks to its platform and reports through the ports it is given.
+  const connectorBan = ban(
+    [
+      '**/src/http',
+      '**/src/http/**',
+      '**/src/aggregator',
+      '**/src/aggregator/**',
+      'fastify',
+      'fastify/*',
+      '@fastify/*',
+      'fastify-type-provider-zod',
+    ],
+    'connectors/ import neither the HTTP layer (routes live in src/http/routes) nor the engine (report through the port given).',
+  );
   const rule = (...patterns) => ({ 'no-restricted-imports': ['error', { patterns }] });
   return [
     { files: ['src/**/*.ts'], rules: rule(noDemo) },
     { files: ['src/core/**/*.ts', 'src/normalizer/**/*.ts'], rules: rule(noDemo, noIo) },
+    { files: ['connectors/**/*.ts'], rules: rule(connectorBan) },
     // The one exception: `presence demo` is a CLI command, and the CLI entry is the program's outer
     // shell (it is what starts the demo). Nothing else under src/ may reach into demo/.
     { files: ['src/cli/main.ts'], rules: rule() },

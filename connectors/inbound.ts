@@ -1,46 +1,123 @@
 /**
  * @module connectors/inbound
- * What every platform inbound route (Slack, Zoom, WhatsApp) shares:
+ * What every platform inbound handler is and shares. A handler knows its platform's push
+ * protocol, nothing of HTTP frameworks or the engine: the route layer (src/http/routes/inbound.ts)
+ * hands it each request as an `InboundRequest`, calls its `verify`, `parse` and `handle` in that
+ * order, and sends the `InboundReply` it returns. Whatever a push changes goes through the
+ * handler's `PushPort`, the one way pushes leave a handler on every platform.
  *
- * - `keepRawBody`: the signature covers the exact bytes sent, so every content type arrives as a
- *   Buffer and nothing is parsed before the signature is checked. Registered inside the route's
- *   encapsulated plugin, it leaves the rest of the API on Fastify's own parsers.
  * - `parseSignedBody`: after verification, the body by its content type: JSON (and, where the
  *   platform posts them, forms); any other type is `415 unsupported_media_type`, bad JSON `400`.
  * - `SeenDeliveries`: the memory that drops a delivery already taken (a platform's retry, or a
  *   replay of a validly signed request), bounded in time and size.
  */
 
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { ZodType } from 'zod';
 
+import type { MappedPresence } from '../src/core/connector';
 import { AppError } from '../src/core/errors';
+import type { Log } from '../src/core/log';
+import type { AccountRef } from '../src/core/ports';
 
-/** Every content type is kept as the bytes received; `request.body` is a Buffer (or undefined). */
-export function keepRawBody(scope: FastifyInstance): void {
-  scope.removeAllContentTypeParsers();
-  scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+/** One request as a handler sees it. */
+export interface InboundRequest {
+  /** Header names in lower case, as Node gives them. */
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  /** The decoded query string (validated against the endpoint's `querystring` when it has one). */
+  readonly query: Readonly<Record<string, unknown>>;
+  /** `body: 'raw'` endpoints: the exact bytes received, before anything parsed them. */
+  readonly raw: Buffer;
+  /** `body: 'parsed'` endpoints: the JSON body the framework parsed. */
+  readonly body: unknown;
+  /** The request's own logger (it carries the request id). */
+  readonly log: Log;
+  readonly id: string;
 }
 
-/** The raw bytes of a request whose scope uses `keepRawBody`. */
-export function rawBodyOf(request: FastifyRequest): Buffer {
-  return Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+/** What to answer. No body: an empty reply. */
+export interface InboundReply {
+  readonly status: number;
+  readonly body?: unknown;
+  /** Defaults to JSON for an object body. */
+  readonly contentType?: string;
 }
+
+export interface InboundEndpoint<T = unknown> {
+  readonly method: 'GET' | 'POST';
+  readonly path: string;
+  /** The OpenAPI summary. */
+  readonly summary: string;
+  /**
+   * raw: every content type arrives as the bytes sent, nothing parsed before `verify` (a signature
+   * covers the exact bytes). parsed: the framework's own JSON parser (its 415 for other types).
+   */
+  readonly body: 'raw' | 'parsed';
+  /** Checked before anything else; a query that does not match is a 400. */
+  readonly querystring?: ZodType;
+  /** Answered before the body is read when it returns a reply (Graph's validation handshake). */
+  readonly early?: (query: Readonly<Record<string, unknown>>) => InboundReply | null;
+  /** Proves the request is the platform's: throws `unauthorized`/`forbidden` (or `invalid_request`
+   * when there is nothing to check). */
+  verify(request: InboundRequest): void;
+  /** What the verified request says: throws `invalid_request` or `unsupported_media_type`. */
+  parse(request: InboundRequest): T;
+  /** Acts on it through the handler's port and says what to answer. */
+  handle(content: T, request: InboundRequest): InboundReply | Promise<InboundReply>;
+}
+
+/** A platform's inbound side: the endpoints it serves. */
+export interface InboundHandler {
+  readonly platform: string;
+  // Endpoints differ in what they parse; the route layer only passes one's parse to its handle.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  readonly endpoints: readonly InboundEndpoint<any>[];
+}
+
+/**
+ * The one way a handler passes on what it was pushed. `E` is what the push says in the
+ * platform's terms (a Slack event, Graph notifications) or already mapped (`PresencePush`); who
+ * takes it (the platform's connector, or the presence reporter) is the composition's choice.
+ */
+export interface PushPort<E, R = void> {
+  push(event: E): Promise<R>;
+}
+
+/** Presence a push gave, for the first of `accounts` someone linked. */
+export interface PresencePush {
+  readonly accounts: readonly AccountRef[];
+  readonly presence: MappedPresence;
+  readonly ttlMs: number;
+}
+
+/** Resolves false when nobody linked any of the accounts; rejects when it could not be stored. */
+export type PresencePort = PushPort<PresencePush, boolean>;
 
 export type SignedBody =
   | { readonly kind: 'json'; readonly value: unknown }
   | { readonly kind: 'form'; readonly value: Readonly<Record<string, string>> };
+
+/** The request's media type, lower case, without parameters ('' when none was sent). */
+export function mediaType(request: InboundRequest): string {
+  const header = request.headers['content-type'];
+  return (typeof header === 'string' ? header : '').split(';')[0]!.trim().toLowerCase();
+}
+
+/** A header's value when it was sent once. */
+export function headerOf(request: InboundRequest, name: string): string | undefined {
+  const v = request.headers[name];
+  return typeof v === 'string' ? v : undefined;
+}
 
 /**
  * The verified body by its content type. Throws `unsupported_media_type` (415) for a type the
  * route does not take and `invalid_request` (400) for JSON that does not parse.
  */
 export function parseSignedBody(
-  request: FastifyRequest,
-  raw: Buffer,
+  request: InboundRequest,
   options: { readonly forms?: boolean } = {},
 ): SignedBody {
-  const header = request.headers['content-type'];
-  const type = (typeof header === 'string' ? header : '').split(';')[0]!.trim().toLowerCase();
+  const type = mediaType(request);
+  const raw = request.raw;
   if (type === 'application/json') {
     try {
       return { kind: 'json', value: JSON.parse(raw.toString('utf8')) as unknown };

@@ -1,23 +1,31 @@
 /**
  * @module connectors
- * The registry: platform id → descriptor. Adding a platform is one folder beside this file and
- * one line here.
+ * The registry: platform id → connector module. Adding a platform is one folder beside this file
+ * (its `index.ts` exporting a `ConnectorModule`) and one line here.
  */
 
 import type { ConnectorDescriptor } from '../src/core/connector';
 import type { RealPlatform } from '../src/core/presence';
-import { discord } from './discord';
-import { linkedin } from './linkedin';
-import { slack } from './slack';
-import { teams } from './teams';
-import { whatsapp } from './whatsapp';
-import { zoom } from './zoom';
+import { discordModule } from './discord';
+import { linkedinModule } from './linkedin';
+import type { ConnectorModule } from './module';
+import { slackModule } from './slack';
+import { teamsModule } from './teams';
+import { whatsappModule } from './whatsapp';
+import { zoomModule } from './zoom';
 
-export const CONNECTORS: Readonly<Record<RealPlatform, ConnectorDescriptor>> = {
-  discord,
-  slack,
-  teams,
-  zoom,
-  whatsapp,
-  linkedin,
+export type { ConnectorModule } from './module';
+
+export const CONNECTOR_MODULES: Readonly<Record<RealPlatform, ConnectorModule>> = {
+  discord: discordModule,
+  slack: slackModule,
+  teams: teamsModule,
+  zoom: zoomModule,
+  whatsapp: whatsappModule,
+  linkedin: linkedinModule,
 };
+
+/** Each platform's descriptor. */
+export const CONNECTORS = Object.fromEntries(
+  Object.entries(CONNECTOR_MODULES).map(([platform, m]) => [platform, m.descriptor]),
+) as Readonly<Record<RealPlatform, ConnectorDescriptor>>;

@@ -8,30 +8,22 @@
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import pino from 'pino';
 
-import { CONNECTORS } from '../connectors';
-import type * as DiscordModule from '../connectors/discord/connector';
-import { whatsappInboundRoutes } from '../connectors/whatsapp/inbound';
-import { slackTokensFrom } from '../connectors/slack/connections';
-import { SlackConnector } from '../connectors/slack/connector';
-import { slackInboundRoutes } from '../connectors/slack/inbound';
-import { teamsConnectorFromEnv } from '../connectors/teams/connector';
-import { teamsInboundRoutes } from '../connectors/teams/inbound';
-import { ZoomConnector } from '../connectors/zoom/connector';
-import { zoomInboundRoutes } from '../connectors/zoom/inbound';
+import { CONNECTOR_MODULES, CONNECTORS } from '../connectors';
+import type { PresencePort } from '../connectors/inbound';
+import type { ConnectorParts } from '../connectors/module';
 import { ConnectorHost, InboundRecord, roleOf, type ConnectorStatus } from './aggregator/connector-host';
 import { PresenceEngine } from './aggregator/engine';
 import type { Env } from './config/env';
 import type { StoreTx } from './core/changes';
 import { systemClock, type Clock } from './core/clock';
 import type { Connector, ConnectorHealth } from './core/connector';
-import type { AccountRef } from './core/ports';
 import { silentLog, type Log } from './core/log';
 import { runShutdown, type ShutdownReport } from './core/shutdown';
 import { Ladder, REAL_PLATFORMS } from './core/presence';
 import { buildApp, LOG_REDACT } from './http/app';
 import { AppError } from './core/errors';
 import { connectionRoutes } from './http/routes/connections';
-import { INBOUND_FALLBACK_SCHEMA } from './http/routes/inbound';
+import { inboundFamilyRoutes, inboundHandlerRoutes } from './http/routes/inbound';
 import { webhookRoutes } from './http/routes/webhooks';
 import { WebhookService } from './webhooks';
 import { signalRoutes } from './http/routes/signals';
@@ -79,27 +71,12 @@ export interface Service {
   close(): Promise<ShutdownReport>;
 }
 
-/**
- * What turns each platform on: any one of these sets of variables (each set in full). Named in
- * `GET /v1/connectors` while a platform is off.
- */
-const CREDENTIALS: Record<(typeof REAL_PLATFORMS)[number], readonly (readonly (keyof Env)[])[]> = {
-  slack: [['SLACK_BOT_TOKEN'], ['SLACK_CLIENT_ID', 'SLACK_CLIENT_SECRET'], ['SLACK_SIGNING_SECRET']],
-  teams: [['MS_TENANT_ID', 'MS_CLIENT_ID', 'MS_CLIENT_SECRET']],
-  discord: [['DISCORD_BOT_TOKEN']],
-  zoom: [['ZOOM_ACCOUNT_ID', 'ZOOM_CLIENT_ID', 'ZOOM_CLIENT_SECRET'], ['ZOOM_WEBHOOK_SECRET_TOKEN']],
-  whatsapp: [['WHATSAPP_APP_SECRET']],
-  linkedin: [['LINKEDIN_CLIENT_ID', 'LINKEDIN_CLIENT_SECRET']],
-};
-
-/** "set A, B; or C" for the sets of `CREDENTIALS` none of which is complete. */
+/** "set A, B; or C" for the credential sets of a platform none of which is complete. */
 function missingCredentials(env: Env, platform: (typeof REAL_PLATFORMS)[number]): string | null {
-  const sets = CREDENTIALS[platform];
+  const sets = CONNECTOR_MODULES[platform].credentials;
   if (sets.some((set) => set.every((k) => env[k] !== undefined))) return null;
   return `set ${sets.map((set) => set.join(', ')).join('; or ')}`;
 }
-
-const INBOUND_PATH = /^\/v1\/inbound\/([a-z]+)(?:[/?]|$)/;
 
 /**
  * An identity-only platform's health: its connections. Pending until someone has connected an
@@ -123,178 +100,53 @@ function identityHealth(connections: ConnectionService, platform: string): Conne
   };
 }
 
-/** Platforms whose inbound route can run as their whole connector (pushes alone). */
-const PUSH_ONLY_PLATFORMS = new Set(['zoom', 'whatsapp']);
-
 export function createLogger(env: Env): FastifyBaseLogger {
   return pino({ level: env.LOG_LEVEL, redact: { paths: LOG_REDACT, censor: '[redacted]' } });
 }
 
-/** What each platform's inbound route needs before it accepts pushes (README, Configuration). */
-const INBOUND_SECRET: Readonly<Record<string, keyof Env>> = {
-  slack: 'SLACK_SIGNING_SECRET',
-  teams: 'MS_CLIENT_ID',
-  zoom: 'ZOOM_WEBHOOK_SECRET_TOKEN',
-  whatsapp: 'WHATSAPP_APP_SECRET',
-};
-
 /**
- * The platform inbound routes whose verification secret is set. They accept pushes even when the
- * platform's polling credentials are absent. Any other `/v1/inbound/…` says what is missing.
+ * How inbound handlers that map pushes themselves report them: for the first of the accounts
+ * someone linked. A store failure rejects, so that the route answers 5xx and the platform retries.
  */
-function inboundRoutes(
-  env: Env,
-  engine: PresenceEngine,
-  clock: Clock,
-  log: Log,
-): ((app: FastifyInstance) => void)[] {
-  const routes: ((app: FastifyInstance) => void)[] = [];
-  if (env.WHATSAPP_APP_SECRET !== undefined) {
-    const appSecret = env.WHATSAPP_APP_SECRET;
-    routes.push((app) =>
-      whatsappInboundRoutes(app, {
-        appSecret,
-        verifyToken: env.WHATSAPP_VERIFY_TOKEN,
-        engine,
-        decay: env.PRESENCE_INFERRED_DECAY,
-        log,
-      }),
-    );
-  }
-  if (env.ZOOM_WEBHOOK_SECRET_TOKEN !== undefined) {
-    const secretToken = env.ZOOM_WEBHOOK_SECRET_TOKEN;
-    routes.push((app) =>
-      zoomInboundRoutes(app, { secretToken, engine, clock, log, ttlMs: CONNECTORS.zoom.defaultTtlMs }),
-    );
-  }
-  routes.push((app) =>
-    // GET and POST are what platforms send (WhatsApp's handshake is a GET); documented, so the
-    // OpenAPI document lists the inbound routes even when none is configured.
-    app.route({
-      method: ['GET', 'POST'],
-      url: '/v1/inbound/:platform',
-      schema: INBOUND_FALLBACK_SCHEMA,
-      handler: (req) => {
-        const platform = (req.params as { platform: string }).platform;
-        const secret = INBOUND_SECRET[platform];
-        throw new AppError(
-          'not_found',
-          secret === undefined
-            ? `no inbound route for ${platform}`
-            : `inbound ${platform} is not configured: set ${secret}`,
-        );
-      },
-    }),
-  );
-  return routes;
-}
-
-/**
- * The Discord connector module, loaded only when a bot token is set: discord.js takes half a
- * second to load. `require`, not `import()`: a dynamic import goes through Node's ESM loader,
- * which the CommonJS hook that `bin/presence.js` runs the sources with (tsx/cjs) does not cover,
- * so `presence serve` failed with ERR_MODULE_NOT_FOUND. Compiled to CommonJS it is the same call.
- */
-function loadDiscordConnector(): typeof DiscordModule {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports -- see above
-  return require('../connectors/discord/connector') as typeof DiscordModule;
-}
-
-/**
- * The real connectors whose credentials are configured. (Tests and the demo pass their own
- * through `options.connectors` and run without timers.)
- */
-function realConnectors(
-  env: Env,
-  connections: ConnectionService | null,
-  clock: Clock,
-  log: Log,
-): { connectors: Connector[]; plugins: ((app: FastifyInstance) => void)[] } {
-  const out: Connector[] = [];
-  const plugins: ((app: FastifyInstance) => void)[] = [];
-  // A person's delegated token, when they connected their account (Teams subscriptions need one).
-  const delegated = async (account: AccountRef): Promise<string | null> => {
-    const c = connections?.findByAccount(account, 'user');
-    return c == null ? null : connections!.getAccessToken(c.id).catch(() => null);
-  };
-  const teams = teamsConnectorFromEnv(env, {
-    clock,
-    log,
-    pollIntervalMs: env.TEAMS_POLL_INTERVAL,
-    delegatedTokenFor: delegated,
-    onDelegatedTokenRejected: (account, reason) => {
-      const c = connections?.findByAccount(account, 'user');
-      if (c != null) connections!.markReauthRequired(c.id, reason);
+function presencePort(engine: PresenceEngine): PresencePort {
+  return {
+    push({ accounts, presence, ttlMs }) {
+      for (const account of accounts) {
+        const ack = engine.reportAccount(account, presence, ttlMs);
+        if (ack !== false) return ack.then(() => true);
+      }
+      return Promise.resolve(false);
     },
-  });
-  if (teams !== null) {
-    out.push(teams);
-    plugins.push((app) => teamsInboundRoutes(app, { connector: teams, log }));
-  }
-  if (env.DISCORD_BOT_TOKEN !== undefined) {
-    const { DiscordConnector } = loadDiscordConnector();
-    out.push(new DiscordConnector({ token: env.DISCORD_BOT_TOKEN, apiUrl: env.DISCORD_API_URL, clock }));
-  }
-  let slack: SlackConnector | null = null;
-  if (env.SLACK_BOT_TOKEN !== undefined) {
-    slack = new SlackConnector({
-      token: env.SLACK_BOT_TOKEN,
-      apiUrl: env.SLACK_API_URL,
-      pollIntervalMs: env.SLACK_POLL_INTERVAL,
-      clock,
-      log,
-      onAuthError: ({ workspaceId }) =>
-        log.error({ platform: 'slack', workspaceId }, 'Slack refused the bot token; polling paused'),
-    });
-    out.push(slack);
-  } else if (
-    connections !== null &&
-    env.SLACK_CLIENT_ID !== undefined &&
-    env.SLACK_CLIENT_SECRET !== undefined
-  ) {
-    // No bot token: poll the workspaces people connected through OAuth, with their tokens.
-    slack = new SlackConnector({
-      ...slackTokensFrom(connections),
-      apiUrl: env.SLACK_API_URL,
-      pollIntervalMs: env.SLACK_POLL_INTERVAL,
-      clock,
-      log,
-    });
-    out.push(slack);
-  } else if (env.SLACK_SIGNING_SECRET !== undefined) {
-    // No polling credentials: the pushed events alone (DND, custom status, huddles) still apply.
-    slack = new SlackConnector({ pushOnly: true, clock, log });
-    out.push(slack);
-  }
-  if (env.SLACK_SIGNING_SECRET !== undefined) {
-    const signingSecret = env.SLACK_SIGNING_SECRET;
-    // Verified events are acknowledged even without polling credentials; the connector turns
-    // them into presence.
-    plugins.push((app) =>
-      slackInboundRoutes(app, {
-        signingSecret,
-        clock,
-        handler: (e) => (slack === null ? undefined : slack.handleEvent(e)),
-      }),
-    );
-  }
-  if (
-    connections !== null &&
-    env.ZOOM_ACCOUNT_ID !== undefined &&
-    env.ZOOM_CLIENT_ID !== undefined &&
-    env.ZOOM_CLIENT_SECRET !== undefined
-  ) {
-    // The Server-to-Server grant is fetched on first use and again ahead of each expiry.
-    let appId: string | null = null;
-    const token = async (): Promise<string> => {
-      appId ??= (await connections.connectApp('zoom')).id;
-      return connections.getAccessToken(appId);
-    };
-    out.push(
-      new ZoomConnector({ apiUrl: env.ZOOM_API_URL, token, clock, pollIntervalMs: env.ZOOM_POLL_INTERVAL }),
-    );
-  }
-  return { connectors: out, plugins };
+  };
+}
+
+/**
+ * Every platform module's parts for this configuration: the connectors to start and the inbound
+ * handlers to mount. Without timers (tests and the demo pass their own connectors) only inbound
+ * handlers that need no connector are built.
+ */
+function platformParts(
+  env: Env,
+  deps: {
+    engine: PresenceEngine;
+    connections: ConnectionService | null;
+    clock: Clock;
+    log: Log;
+    run: boolean;
+  },
+): (ConnectorParts & { platform: (typeof REAL_PLATFORMS)[number] })[] {
+  const presence = presencePort(deps.engine);
+  return REAL_PLATFORMS.map((platform) => ({
+    platform,
+    ...CONNECTOR_MODULES[platform].create({
+      env,
+      clock: deps.clock,
+      log: deps.log,
+      connections: deps.connections,
+      presence,
+      run: deps.run,
+    }),
+  }));
 }
 
 /** What shutdown closes, in this order: what takes work in first, the store last. */
@@ -427,9 +279,8 @@ async function assemble(
   if (connections !== null) closing.connections = () => connections.stop();
   if (connections !== null && options.timers !== false) connections.start();
   closing.connectors = () => host.stopAll();
-  const real =
-    options.timers === false ? { connectors: [], plugins: [] } : realConnectors(env, connections, clock, log);
-  for (const connector of real.connectors) await host.start(connector);
+  const parts = platformParts(env, { engine, connections, clock, log, run: options.timers !== false });
+  for (const { connector } of parts) if (connector !== null) await host.start(connector);
   if (options.timers !== false) host.watch();
   for (const { connector, simulated } of options.connectors ?? []) await host.start(connector, { simulated });
 
@@ -440,10 +291,11 @@ async function assemble(
     return REAL_PLATFORMS.map((platform): ConnectorStatus => {
       const found = running.find((s) => s.descriptor.platform === platform);
       if (found !== undefined) return found;
-      const descriptor = CONNECTORS[platform];
+      const module = CONNECTOR_MODULES[platform];
+      const descriptor = module.descriptor;
       const role = roleOf(descriptor);
-      const secret = INBOUND_SECRET[platform];
-      if (PUSH_ONLY_PLATFORMS.has(platform) && secret !== undefined && env[secret] !== undefined) {
+      const secret = module.inboundSecret;
+      if (module.pushOnly === true && secret !== undefined && env[secret] !== undefined) {
         return {
           descriptor: {
             ...descriptor,
@@ -487,14 +339,17 @@ async function assemble(
 
   const plugins: ((app: FastifyInstance) => void)[] = [
     (app) =>
-      app.addHook('onResponse', (req, reply, done) => {
-        const m = INBOUND_PATH.exec(req.url);
-        if (m !== null) inbound.record(m[1]!, reply.statusCode, clock.now());
-        done();
+      inboundFamilyRoutes(app, {
+        secretOf: (platform) =>
+          Object.hasOwn(CONNECTOR_MODULES, platform)
+            ? CONNECTOR_MODULES[platform as (typeof REAL_PLATFORMS)[number]].inboundSecret
+            : undefined,
+        record: (platform, status) => inbound.record(platform, status, clock.now()),
       }),
     (app) => signalRoutes(app, { engine, clock, decay: env.PRESENCE_INFERRED_DECAY }),
-    ...inboundRoutes(env, engine, clock, log),
-    ...real.plugins,
+    ...parts.flatMap(({ inbound: handler }) =>
+      handler === null ? [] : [(app: FastifyInstance) => inboundHandlerRoutes(app, handler)],
+    ),
     (app) => webhookRoutes(app, webhooks),
     (app) => {
       if (connections !== null) connectionRoutes(app, connections);

@@ -26,7 +26,7 @@ import type { Clock } from '../../src/core/clock';
 import type { Connector, ConnectorContext, ConnectorHealth, MappedPresence } from '../../src/core/connector';
 import type { AccountRef } from '../../src/core/ports';
 import { DEFAULT_DISCORD_API_URL, DiscordGateway, DiscordLoginError } from './client';
-import { discord } from './index';
+import { discord } from './descriptor';
 import { IdentifyGate, type IdentifyGateOptions } from './identify-gate';
 import { toDiscordPresence } from './map';
 import type { DiscordPresence } from './types';

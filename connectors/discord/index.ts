@@ -1,26 +1,41 @@
 /**
  * @module connectors/discord
- * Discord: a bot on the gateway with the privileged GuildPresences intent.
+ * The Discord module: a bot on the gateway. No inbound route.
  */
 
-import type { ConnectorDescriptor } from '../../src/core/connector';
+import type { ConnectorModule } from '../module';
+import type * as DiscordConnectorModule from './connector';
+import { discord as descriptor } from './descriptor';
 
-export const discord: ConnectorDescriptor = {
-  platform: 'discord',
-  displayName: 'Discord',
-  mode: 'gateway',
-  auth: { kind: 'bot_token', scopes: ['Guilds', 'GuildMembers', 'GuildPresences'] },
-  capabilities: {
-    presence: 'native',
-    activities: true,
-    customStatus: true,
-    devices: true,
-    manualStates: true,
-    identity: false,
-  },
-  // The gateway pushes every change while connected; the TTL only matters when it drops.
-  defaultTtlMs: 15 * 60_000,
-  notes: 'Gateway bot: initial state from GUILD_CREATE, then PRESENCE_UPDATE; only members of shared guilds.',
-};
-
+export { discord } from './descriptor';
 export { toDiscordPresence as map } from './map';
+
+/**
+ * The connector's code, loaded only when a bot token is set: discord.js takes half a second to
+ * load. `require`, not `import()`: a dynamic import goes through Node's ESM loader, which the
+ * CommonJS hook that `bin/presence.js` runs the sources with (tsx/cjs) does not cover, so
+ * `presence serve` failed with ERR_MODULE_NOT_FOUND. Compiled to CommonJS it is the same call.
+ */
+function loadConnector(): typeof DiscordConnectorModule {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- see above
+  return require('./connector') as typeof DiscordConnectorModule;
+}
+
+export const discordModule: ConnectorModule = {
+  descriptor,
+  // DISCORD_CLIENT_ID and DISCORD_CLIENT_SECRET are the OAuth app's (connecting an account).
+  env: {
+    polling: ['DISCORD_BOT_TOKEN', 'DISCORD_CLIENT_ID', 'DISCORD_CLIENT_SECRET', 'DISCORD_API_URL'],
+    inbound: [],
+  },
+  credentials: [['DISCORD_BOT_TOKEN']],
+  needs: [],
+  create({ env, clock, run }) {
+    if (!run || env.DISCORD_BOT_TOKEN === undefined) return { connector: null, inbound: null };
+    const { DiscordConnector } = loadConnector();
+    return {
+      connector: new DiscordConnector({ token: env.DISCORD_BOT_TOKEN, apiUrl: env.DISCORD_API_URL, clock }),
+      inbound: null,
+    };
+  },
+};

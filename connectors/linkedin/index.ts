@@ -1,25 +1,22 @@
 /**
  * @module connectors/linkedin
- * LinkedIn: identity only (OpenID Connect). No public presence API exists.
+ * The LinkedIn module: identity only, through the OAuth connection layer. No connector object,
+ * no inbound route: its health is its connections'.
  */
 
-import type { ConnectorDescriptor } from '../../src/core/connector';
+import type { ConnectorModule } from '../module';
+import { linkedin as descriptor } from './descriptor';
 
-export const linkedin: ConnectorDescriptor = {
-  platform: 'linkedin',
-  displayName: 'LinkedIn',
-  mode: 'push',
-  auth: { kind: 'oauth2', scopes: ['openid', 'profile', 'email'] },
-  capabilities: {
-    presence: 'none',
-    activities: false,
-    customStatus: false,
-    devices: false,
-    manualStates: false,
-    identity: true,
-  },
-  defaultTtlMs: 0,
-  notes: 'Identity only: LinkedIn has no public presence API, so it never contributes a status.',
-};
-
+export { linkedin } from './descriptor';
 export { toLinkedInIdentity as map } from './map';
+
+export const linkedinModule: ConnectorModule = {
+  descriptor,
+  env: {
+    polling: ['LINKEDIN_CLIENT_ID', 'LINKEDIN_CLIENT_SECRET', 'LINKEDIN_API_URL', 'LINKEDIN_OAUTH_URL'],
+    inbound: [],
+  },
+  credentials: [['LINKEDIN_CLIENT_ID', 'LINKEDIN_CLIENT_SECRET']],
+  needs: ['connections'],
+  create: () => ({ connector: null, inbound: null }),
+};

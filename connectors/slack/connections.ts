@@ -5,11 +5,12 @@
  * `reauth_required`, which sends `connection.reauth_required` webhooks.
  */
 
-import type { ConnectionService, ConnectionView } from '../../src/oauth/service';
+import type { ConnectionView } from '../../src/oauth/service';
+import type { ConnectionsPort } from '../module';
 import type { SlackConnectorOptions } from './connector';
 
 export function slackTokensFrom(
-  connections: ConnectionService,
+  connections: Pick<ConnectionsPort, 'list' | 'getAccessToken' | 'markReauthRequired'>,
 ): Required<Pick<SlackConnectorOptions, 'tokenFor' | 'onAuthError'>> {
   const usable = (workspaceId: string): ConnectionView[] =>
     connections

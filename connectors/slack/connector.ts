@@ -21,8 +21,9 @@ import { systemClock, type Clock } from '../../src/core/clock';
 import type { Connector, ConnectorContext, ConnectorHealth } from '../../src/core/connector';
 import { silentLog, type Log } from '../../src/core/log';
 import type { AccountRef } from '../../src/core/ports';
+import type { PushPort } from '../inbound';
 import { SLACK_SCOPE_ERRORS, SLACK_USER_ERRORS, SlackCallError, SlackClient, type SlackApi } from './client';
-import { slack } from './index';
+import { slack } from './descriptor';
 import { toSlackPresence, toSlackPushedPresence } from './map';
 import {
   SlackDndUpdatedUserEventSchema,
@@ -139,7 +140,7 @@ const label = (workspaceId: string): string => (workspaceId === '' ? 'the defaul
 
 const seconds = (ms: number): string => `${Math.ceil(ms / 1000)} s`;
 
-export class SlackConnector implements Connector {
+export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
   readonly descriptor: typeof slack;
 
   private readonly spec: Record<LaneName, LaneSpec>;
@@ -641,6 +642,11 @@ export class SlackConnector implements Connector {
   }
 
   // ---------------------------------------------------------------- events
+
+  /** The inbound handler's port: each verified, new event goes to `handleEvent`. */
+  push(envelope: SlackEventCallback): Promise<void> {
+    return this.handleEvent(envelope);
+  }
 
   /**
    * One verified Events API delivery (see inbound.ts): `user_change`, `user_status_changed` and

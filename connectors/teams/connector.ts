@@ -38,7 +38,7 @@ import { silentLog, type Log } from '../../src/core/log';
 import type { AccountRef } from '../../src/core/ports';
 import { AppTokenSource, isSafeTokenUrl, TeamsGraphClient } from './client';
 import { TeamsHealth } from './health';
-import { teams } from './index';
+import { teams } from './descriptor';
 import { PresencePoller } from './poller';
 import { TeamsRuntime } from './runtime';
 import { SubscriptionManager, type TeamsSubscriptionInfo } from './subscriptions';

@@ -13,11 +13,11 @@
  * https://learn.microsoft.com/graph/webhooks-lifecycle
  */
 
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 
 import { AppError } from '../../src/core/errors';
 import { silentLog, type Log } from '../../src/core/log';
+import type { InboundEndpoint, InboundHandler, InboundReply, InboundRequest, PushPort } from '../inbound';
 import type { GraphChangeNotification, GraphLifecycleNotification } from './types';
 
 /** What the routes need from the connector (TeamsConnector implements it). */
@@ -27,9 +27,31 @@ export interface TeamsNotificationSink {
   handleLifecycleNotifications(items: readonly GraphLifecycleNotification[]): Promise<void>;
 }
 
-export interface TeamsInboundDeps {
-  readonly connector: TeamsNotificationSink;
+/** What a verified Graph POST pushes. */
+export type TeamsPush =
+  | { readonly kind: 'change'; readonly items: readonly GraphChangeNotification[] }
+  | { readonly kind: 'lifecycle'; readonly items: readonly GraphLifecycleNotification[] };
+
+export interface TeamsInboundOptions {
+  /** Whether a notification's clientState is ours (the connector's subscriptions know it). */
+  readonly verifyClientState: (value: unknown) => boolean;
+  /** Takes the verified items; not awaited by the reply. */
+  readonly port: PushPort<TeamsPush>;
   readonly log?: Log;
+}
+
+/** The sink as the handler's options: its clientState check, and its two handlers as the port. */
+export function teamsInboundOptions(sink: TeamsNotificationSink, log?: Log): TeamsInboundOptions {
+  return {
+    verifyClientState: (value) => sink.verifyClientState(value),
+    port: {
+      push: (p) =>
+        p.kind === 'change'
+          ? sink.handleChangeNotifications(p.items)
+          : sink.handleLifecycleNotifications(p.items),
+    },
+    ...(log === undefined ? {} : { log }),
+  };
 }
 
 export const TEAMS_INBOUND_PATH = '/v1/inbound/teams';
@@ -67,91 +89,111 @@ const LifecycleItem = z.object({
 
 type Item = Record<string, unknown>;
 
-/** The validation handshake, answered in onRequest so that no body parser ever sees it. */
-function answerValidation(req: FastifyRequest, reply: FastifyReply, done: () => void): void {
-  const token = (req.query as Record<string, unknown> | undefined)?.validationToken;
-  if (typeof token === 'string') {
-    // Fastify has already URL-decoded the query value; Graph wants it back as plain text.
-    void reply.code(200).type('text/plain; charset=utf-8').send(token);
-    return;
-  }
-  done();
+/** The validation handshake, answered before any body parser sees the request. */
+function answerValidation(query: Readonly<Record<string, unknown>>): InboundReply | null {
+  const token = query.validationToken;
+  // The query value is already URL-decoded; Graph wants it back as plain text.
+  return typeof token === 'string'
+    ? { status: 200, body: token, contentType: 'text/plain; charset=utf-8' }
+    : null;
 }
 
-export function teamsInboundRoutes(app: FastifyInstance, deps: TeamsInboundDeps): void {
-  const log = deps.log ?? silentLog;
+export function teamsInbound(options: TeamsInboundOptions): InboundHandler {
+  const log = options.log ?? silentLog;
 
-  /**
-   * The items whose clientState is ours (401 when there is none) and whose shape is the
-   * documented one (the others are dropped and logged; the batch still gets its 202, since Graph
-   * would only send the same items again).
-   */
-  const verified = <T>(req: FastifyRequest, kind: string, shape: z.ZodType<T>): T[] => {
-    const parsed = Collection.safeParse(req.body);
+  const collection = (request: InboundRequest, kind: string): unknown[] => {
+    const parsed = Collection.safeParse(request.body);
     if (!parsed.success) {
       throw new AppError('invalid_request', `not a Microsoft Graph ${kind} notification collection`);
     }
-    const good: Item[] = [];
-    let bad = 0;
-    for (const raw of parsed.data.value) {
-      const item = typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? (raw as Item) : null;
-      if (item !== null && deps.connector.verifyClientState(item.clientState)) good.push(item);
-      else bad += 1;
-    }
-    if (bad > 0) {
-      // The clientState itself is never logged: it is the shared secret.
-      log.warn(
-        { platform: 'teams', kind, rejected: bad, accepted: good.length, request_id: req.id },
-        'Graph notification items with a wrong or missing clientState ignored',
-      );
-    }
-    if (good.length === 0) {
-      throw new AppError('unauthorized', 'no notification item carried the expected clientState');
-    }
-    const out: T[] = [];
-    for (const item of good) {
-      const r = shape.safeParse(item);
-      if (r.success) out.push(r.data);
-    }
-    if (out.length < good.length)
-      log.warn(
-        { platform: 'teams', kind, malformed: good.length - out.length, request_id: req.id },
-        'Graph notification items of the wrong shape ignored',
-      );
-    return out;
+    return parsed.data.value;
   };
+  /** The items whose clientState is ours. */
+  const ours = (items: readonly unknown[]): Item[] =>
+    items.flatMap((raw) => {
+      const item = typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? (raw as Item) : null;
+      return item !== null && options.verifyClientState(item.clientState) ? [item] : [];
+    });
 
-  const schema = (summary: string) => ({
-    schema: { summary, tags: ['inbound'], security: [], hide: false },
-    onRequest: answerValidation,
+  /**
+   * verify: the items whose clientState is ours (401 when there is none); parse: those whose shape
+   * is the documented one (the others are dropped and logged; the batch still gets its 202, since
+   * Graph would only send the same items again).
+   */
+  const endpoint = <T>(
+    kind: 'change' | 'lifecycle',
+    path: string,
+    summary: string,
+    shape: z.ZodType<T>,
+    push: (items: T[]) => TeamsPush,
+  ): InboundEndpoint<T[]> => ({
+    method: 'POST',
+    path,
+    summary,
+    body: 'parsed',
+    early: answerValidation,
+    verify(request) {
+      const items = collection(request, kind);
+      const good = ours(items).length;
+      const bad = items.length - good;
+      if (bad > 0) {
+        // The clientState itself is never logged: it is the shared secret.
+        log.warn(
+          { platform: 'teams', kind, rejected: bad, accepted: good, request_id: request.id },
+          'Graph notification items with a wrong or missing clientState ignored',
+        );
+      }
+      if (good === 0) {
+        throw new AppError('unauthorized', 'no notification item carried the expected clientState');
+      }
+    },
+    parse(request) {
+      const good = ours(collection(request, kind));
+      const out: T[] = [];
+      for (const item of good) {
+        const r = shape.safeParse(item);
+        if (r.success) out.push(r.data);
+      }
+      if (out.length < good.length)
+        log.warn(
+          { platform: 'teams', kind, malformed: good.length - out.length, request_id: request.id },
+          'Graph notification items of the wrong shape ignored',
+        );
+      return out;
+    },
+    handle(items) {
+      // Not awaited: Graph wants its 2xx within 3 s; the fetch and the reports come after.
+      options.port
+        .push(push(items))
+        .catch((e: unknown) =>
+          log.error(
+            { platform: 'teams', err: e },
+            kind === 'change'
+              ? 'processing Teams notifications failed'
+              : 'processing Teams lifecycle notifications failed',
+          ),
+        );
+      return { status: 202 };
+    },
   });
 
-  app.post(
-    TEAMS_INBOUND_PATH,
-    schema('Microsoft Graph presence change notifications (validationToken handshake, clientState per item)'),
-    async (req, reply) => {
-      const items: GraphChangeNotification[] = verified(req, 'change', ChangeItem);
-      // Not awaited: Graph wants its 2xx within 3 s; the fetch and the reports come after.
-      deps.connector
-        .handleChangeNotifications(items)
-        .catch((e: unknown) =>
-          log.error({ platform: 'teams', err: e }, 'processing Teams notifications failed'),
-        );
-      return reply.code(202).send();
-    },
-  );
-
-  app.post(
-    TEAMS_LIFECYCLE_PATH,
-    schema('Microsoft Graph lifecycle notifications (reauthorizationRequired, subscriptionRemoved, missed)'),
-    async (req, reply) => {
-      const items: GraphLifecycleNotification[] = verified(req, 'lifecycle', LifecycleItem);
-      deps.connector
-        .handleLifecycleNotifications(items)
-        .catch((e: unknown) =>
-          log.error({ platform: 'teams', err: e }, 'processing Teams lifecycle notifications failed'),
-        );
-      return reply.code(202).send();
-    },
-  );
+  return {
+    platform: 'teams',
+    endpoints: [
+      endpoint(
+        'change',
+        TEAMS_INBOUND_PATH,
+        'Microsoft Graph presence change notifications (validationToken handshake, clientState per item)',
+        ChangeItem as z.ZodType<GraphChangeNotification>,
+        (items) => ({ kind: 'change', items }),
+      ),
+      endpoint(
+        'lifecycle',
+        TEAMS_LIFECYCLE_PATH,
+        'Microsoft Graph lifecycle notifications (reauthorizationRequired, subscriptionRemoved, missed)',
+        LifecycleItem as z.ZodType<GraphLifecycleNotification>,
+        (items) => ({ kind: 'lifecycle', items }),
+      ),
+    ],
+  };
 }

@@ -1,26 +1,53 @@
 /**
  * @module connectors/teams
- * Microsoft Teams through Microsoft Graph: polled in batches of up to 650 users, and pushed by
- * change-notification subscriptions for users with delegated connections.
+ * The Teams module: polling with the app's client credentials; change notifications for users
+ * whose delegated connection lets the connector subscribe (PUBLIC_URL, https).
  */
 
-import type { ConnectorDescriptor } from '../../src/core/connector';
+import type { ConnectorModule } from '../module';
+import { teamsConnectorFromEnv } from './connector';
+import { teams as descriptor } from './descriptor';
+import { teamsInbound, teamsInboundOptions } from './inbound';
 
-export const teams: ConnectorDescriptor = {
-  platform: 'teams',
-  displayName: 'Microsoft Teams',
-  mode: 'poll',
-  auth: { kind: 'oauth2', scopes: ['Presence.Read.All', 'offline_access'] },
-  capabilities: {
-    presence: 'native',
-    activities: true,
-    customStatus: true,
-    devices: false,
-    manualStates: false,
-    identity: false,
-  },
-  defaultTtlMs: 3 * 60_000,
-  notes: 'Polls getPresencesByUserId (650 ids a call); subscriptions push changes for delegated users.',
-};
-
+export { teams } from './descriptor';
 export { toTeamsPresence as map } from './map';
+
+export const teamsModule: ConnectorModule = {
+  descriptor,
+  env: {
+    polling: [
+      'MS_TENANT_ID',
+      'MS_CLIENT_ID',
+      'MS_CLIENT_SECRET',
+      'GRAPH_API_URL',
+      'MS_LOGIN_URL',
+      'TEAMS_POLL_INTERVAL',
+    ],
+    // The notifications prove themselves with a clientState the connector derives itself.
+    inbound: [],
+  },
+  credentials: [['MS_TENANT_ID', 'MS_CLIENT_ID', 'MS_CLIENT_SECRET']],
+  inboundSecret: 'MS_CLIENT_ID',
+  needs: ['connections', 'public_url'],
+  create({ env, clock, log, connections, run }) {
+    if (!run) return { connector: null, inbound: null };
+    const connector = teamsConnectorFromEnv(env, {
+      clock,
+      log,
+      pollIntervalMs: env.TEAMS_POLL_INTERVAL,
+      // A person's delegated token, when they connected their account (subscriptions need one).
+      delegatedTokenFor: async (account) => {
+        const c = connections?.findByAccount(account, 'user');
+        return c == null ? null : connections!.getAccessToken(c.id).catch(() => null);
+      },
+      onDelegatedTokenRejected: (account, reason) => {
+        const c = connections?.findByAccount(account, 'user');
+        if (c != null) connections!.markReauthRequired(c.id, reason);
+      },
+    });
+    return {
+      connector,
+      inbound: connector === null ? null : teamsInbound(teamsInboundOptions(connector, log)),
+    };
+  },
+};

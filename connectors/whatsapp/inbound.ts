@@ -10,17 +10,21 @@
  * Docs: https://developers.facebook.com/docs/graph-api/webhooks/getting-started
  */
 
-import type { FastifyInstance } from 'fastify';
-import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 
-import type { PresenceEngine } from '../../src/aggregator/engine';
 import { systemClock, type Clock } from '../../src/core/clock';
 import { AppError } from '../../src/core/errors';
 import { hmacHex, safeEqual } from '../../src/core/hmac';
 import type { Log } from '../../src/core/log';
 import type { DecayStep } from '../../src/core/presence';
-import { keepRawBody, parseSignedBody, rawBodyOf, SeenDeliveries } from '../inbound';
+import {
+  headerOf,
+  parseSignedBody,
+  SeenDeliveries,
+  type InboundEndpoint,
+  type InboundHandler,
+  type PresencePort,
+} from '../inbound';
 import { toWhatsAppSightings } from './map';
 import {
   WhatsAppInboundMessageSchema,
@@ -32,11 +36,14 @@ import {
   type WhatsAppBatch,
 } from './types';
 
-export interface WhatsAppInboundDeps {
+export const WHATSAPP_INBOUND_PATH = '/v1/inbound/whatsapp';
+
+export interface WhatsAppInboundOptions {
   readonly appSecret: string;
   /** The token Meta echoes in the GET handshake; without it the handshake is refused. */
   readonly verifyToken?: string;
-  readonly engine: PresenceEngine;
+  /** Where the sightings go. */
+  readonly port: PresencePort;
   readonly decay: readonly DecayStep[];
   readonly log: Log;
   /** For the dedupe memory. Defaults to the system clock. */
@@ -83,94 +90,86 @@ function checked(hook: z.infer<typeof WhatsAppWebhookSchema>): { hook: WhatsAppB
   return { hook: { entry }, malformed };
 }
 
-export function whatsappInboundRoutes(app: FastifyInstance, deps: WhatsAppInboundDeps): void {
-  const clock = deps.clock ?? systemClock;
+const Handshake = z.object({
+  'hub.mode': z.string(),
+  'hub.verify_token': z.string(),
+  'hub.challenge': z.string().max(512),
+});
+
+export function whatsappInbound(options: WhatsAppInboundOptions): InboundHandler {
+  const clock = options.clock ?? systemClock;
   // Past the decay a replayed sighting changes nothing anyway (it has expired); until then the
   // memory holds it. Meta's own retries come within that time too.
-  const lastStep = deps.decay[deps.decay.length - 1]?.untilMs ?? 0;
-  const seen = new SeenDeliveries(Math.max(2 * 3_600_000, lastStep), deps.dedupeMax ?? 100_000);
+  const lastStep = options.decay[options.decay.length - 1]?.untilMs ?? 0;
+  const seen = new SeenDeliveries(Math.max(2 * 3_600_000, lastStep), options.dedupeMax ?? 100_000);
 
-  void app.register((scope, _opts, done) => {
-    keepRawBody(scope);
-    const r = scope.withTypeProvider<ZodTypeProvider>();
+  const handshake: InboundEndpoint<string> = {
+    method: 'GET',
+    path: WHATSAPP_INBOUND_PATH,
+    summary: "Meta's webhook verification handshake",
+    body: 'raw',
+    querystring: Handshake,
+    verify(request) {
+      const q = request.query as z.infer<typeof Handshake>;
+      if (
+        q['hub.mode'] !== 'subscribe' ||
+        options.verifyToken === undefined ||
+        !safeEqual(q['hub.verify_token'], options.verifyToken)
+      ) {
+        throw new AppError(
+          'forbidden',
+          'verification refused: wrong hub.mode or hub.verify_token (WHATSAPP_VERIFY_TOKEN)',
+        );
+      }
+    },
+    parse: (request) => (request.query as z.infer<typeof Handshake>)['hub.challenge'],
+    handle: (challenge) => ({ status: 200, body: challenge, contentType: 'text/plain; charset=utf-8' }),
+  };
 
-    r.get(
-      '/v1/inbound/whatsapp',
-      {
-        schema: {
-          summary: "Meta's webhook verification handshake",
-          tags: ['inbound'],
-          security: [],
-          querystring: z.object({
-            'hub.mode': z.string(),
-            'hub.verify_token': z.string(),
-            'hub.challenge': z.string().max(512),
-          }),
-        },
-      },
-      (req, reply) => {
-        const q = req.query;
-        if (
-          q['hub.mode'] !== 'subscribe' ||
-          deps.verifyToken === undefined ||
-          !safeEqual(q['hub.verify_token'], deps.verifyToken)
-        ) {
-          throw new AppError(
-            'forbidden',
-            'verification refused: wrong hub.mode or hub.verify_token (WHATSAPP_VERIFY_TOKEN)',
-          );
+  const messages: InboundEndpoint<{ hook: WhatsAppBatch; malformed: number }> = {
+    method: 'POST',
+    path: WHATSAPP_INBOUND_PATH,
+    summary: 'Cloud API `messages` webhooks (signed)',
+    body: 'raw',
+    verify(request) {
+      const header = headerOf(request, 'x-hub-signature-256');
+      const m = header === undefined ? null : SIGNATURE.exec(header);
+      if (m === null || !safeEqual(hmacHex(options.appSecret, request.raw), m[1]!)) {
+        throw new AppError('unauthorized', 'missing or invalid X-Hub-Signature-256');
+      }
+    },
+    parse(request) {
+      const parsed = WhatsAppWebhookSchema.safeParse(parseSignedBody(request).value);
+      if (!parsed.success) throw new AppError('invalid_request', 'not a whatsapp_business_account webhook');
+      return checked(parsed.data);
+    },
+    async handle({ hook, malformed }) {
+      if (malformed > 0) options.log.warn({ malformed }, 'whatsapp webhook items of the wrong shape ignored');
+      let applied = 0;
+      let ignored = 0;
+      let duplicates = 0;
+      for (const s of toWhatsAppSightings(hook, options.decay)) {
+        if (!seen.firstTime(s.key, clock.now())) {
+          duplicates += 1;
+          continue;
         }
-        void reply.type('text/plain; charset=utf-8').send(q['hub.challenge']);
-      },
-    );
-
-    r.post(
-      '/v1/inbound/whatsapp',
-      { schema: { summary: 'Cloud API `messages` webhooks (signed)', tags: ['inbound'], security: [] } },
-      async (req) => {
-        const header = req.headers['x-hub-signature-256'];
-        const m = typeof header === 'string' ? SIGNATURE.exec(header) : null;
-        const raw = rawBodyOf(req);
-        if (m === null || !safeEqual(hmacHex(deps.appSecret, raw), m[1]!)) {
-          throw new AppError('unauthorized', 'missing or invalid X-Hub-Signature-256');
+        try {
+          const accounts = s.ids.map((externalId) => ({
+            platform: 'whatsapp' as const,
+            workspaceId: '',
+            externalId,
+          }));
+          if (await options.port.push({ accounts, presence: s.presence, ttlMs: 0 })) applied += 1;
+          else ignored += 1;
+        } catch (err) {
+          // Not taken after all: Meta's retry of it must be applied.
+          seen.forget(s.key);
+          throw err;
         }
-        const parsed = WhatsAppWebhookSchema.safeParse(parseSignedBody(req, raw).value);
-        if (!parsed.success) throw new AppError('invalid_request', 'not a whatsapp_business_account webhook');
-        const { hook, malformed } = checked(parsed.data);
-        if (malformed > 0) deps.log.warn({ malformed }, 'whatsapp webhook items of the wrong shape ignored');
-        let applied = 0;
-        let ignored = 0;
-        let duplicates = 0;
-        for (const s of toWhatsAppSightings(hook, deps.decay)) {
-          if (!seen.firstTime(s.key, clock.now())) {
-            duplicates += 1;
-            continue;
-          }
-          try {
-            let ack: Promise<void> | false = false;
-            for (const externalId of s.ids) {
-              ack = deps.engine.reportAccount(
-                { platform: 'whatsapp', workspaceId: '', externalId },
-                s.presence,
-                0,
-              );
-              if (ack !== false) break;
-            }
-            if (ack === false) ignored += 1;
-            else {
-              await ack;
-              applied += 1;
-            }
-          } catch (err) {
-            // Not taken after all: Meta's retry of it must be applied.
-            seen.forget(s.key);
-            throw err;
-          }
-        }
-        if (ignored > 0) deps.log.debug({ ignored }, 'whatsapp sightings from numbers nobody linked');
-        return { received: true, applied, ignored, duplicates, malformed };
-      },
-    );
-    done();
-  });
+      }
+      if (ignored > 0) options.log.debug({ ignored }, 'whatsapp sightings from numbers nobody linked');
+      return { status: 200, body: { received: true, applied, ignored, duplicates, malformed } };
+    },
+  };
+  return { platform: 'whatsapp', endpoints: [handshake, messages] };
 }

@@ -1,25 +1,38 @@
 /**
  * @module connectors/whatsapp
- * WhatsApp Cloud API: no presence API; presence is inferred from messages and read receipts.
+ * The WhatsApp module: its inbound route is the whole connector (presence inferred from
+ * messages and read receipts).
  */
 
-import type { ConnectorDescriptor } from '../../src/core/connector';
+import type { ConnectorModule } from '../module';
+import { whatsapp as descriptor } from './descriptor';
+import { whatsappInbound } from './inbound';
 
-export const whatsapp: ConnectorDescriptor = {
-  platform: 'whatsapp',
-  displayName: 'WhatsApp',
-  mode: 'push',
-  auth: { kind: 'app_secret', scopes: ['whatsapp_business_messaging'] },
-  capabilities: {
-    presence: 'inferred',
-    activities: false,
-    customStatus: false,
-    devices: false,
-    manualStates: false,
-    identity: false,
-  },
-  defaultTtlMs: 60 * 60_000,
-  notes: 'No presence API exists: inbound messages and read receipts give inferred presence that fades.',
-};
-
+export { whatsapp } from './descriptor';
 export { toWhatsAppSightings as map } from './map';
+
+export const whatsappModule: ConnectorModule = {
+  descriptor,
+  // WHATSAPP_ACCESS_TOKEN and WHATSAPP_API_URL are read by nothing yet (sending is not a feature).
+  env: {
+    polling: ['WHATSAPP_ACCESS_TOKEN', 'WHATSAPP_API_URL'],
+    inbound: ['WHATSAPP_APP_SECRET', 'WHATSAPP_VERIFY_TOKEN'],
+  },
+  credentials: [['WHATSAPP_APP_SECRET']],
+  inboundSecret: 'WHATSAPP_APP_SECRET',
+  pushOnly: true,
+  needs: [],
+  create({ env, log, presence }) {
+    if (env.WHATSAPP_APP_SECRET === undefined) return { connector: null, inbound: null };
+    return {
+      connector: null,
+      inbound: whatsappInbound({
+        appSecret: env.WHATSAPP_APP_SECRET,
+        verifyToken: env.WHATSAPP_VERIFY_TOKEN,
+        port: presence,
+        decay: env.PRESENCE_INFERRED_DECAY,
+        log,
+      }),
+    };
+  },
+};

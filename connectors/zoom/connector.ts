@@ -9,7 +9,7 @@
 
 import type { Clock } from '../../src/core/clock';
 import type { Connector, ConnectorContext, ConnectorHealth } from '../../src/core/connector';
-import { zoom } from './index';
+import { zoom } from './descriptor';
 import { toZoomPresence } from './map';
 import type { ZoomPresenceStatusResponse } from './types';
 

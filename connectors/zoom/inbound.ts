@@ -9,21 +9,28 @@
 
 import { createHash } from 'node:crypto';
 
-import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 
-import type { PresenceEngine } from '../../src/aggregator/engine';
 import type { Clock } from '../../src/core/clock';
 import { AppError } from '../../src/core/errors';
 import { hmacHex, safeEqual } from '../../src/core/hmac';
 import type { Log } from '../../src/core/log';
-import { keepRawBody, parseSignedBody, rawBodyOf, SeenDeliveries } from '../inbound';
+import {
+  parseSignedBody,
+  SeenDeliveries,
+  type InboundEndpoint,
+  type InboundHandler,
+  type PresencePort,
+} from '../inbound';
 import { toZoomEventPresence } from './map';
 import type { ZoomPresenceEventObject } from './types';
 
-export interface ZoomInboundDeps {
+export const ZOOM_INBOUND_PATH = '/v1/inbound/zoom';
+
+export interface ZoomInboundOptions {
   readonly secretToken: string;
-  readonly engine: PresenceEngine;
+  /** Where the presence events go. */
+  readonly port: PresencePort;
   readonly clock: Clock;
   readonly log: Log;
   /** How long a report counts: until the next reconcile poll and then some. */
@@ -64,92 +71,92 @@ const PresenceObject = z.object({
 /** Zoom documents seconds; a millisecond value is accepted too rather than refused as stale. */
 const toMs = (ts: number): number => (ts < 1e12 ? ts * 1000 : ts);
 
-export function zoomInboundRoutes(app: FastifyInstance, deps: ZoomInboundDeps): void {
-  const tolerance = deps.toleranceMs ?? 5 * 60_000;
-  const seen = new SeenDeliveries(deps.dedupeTtlMs ?? 2 * 3_600_000, deps.dedupeMax ?? 50_000);
-  const unknownValues = new Set<string>();
-  void app.register((scope, _opts, done) => {
-    keepRawBody(scope);
-    scope.post(
-      '/v1/inbound/zoom',
-      {
-        schema: {
-          summary: 'Zoom webhooks: url_validation and user.presence_status_updated (signed)',
-          tags: ['inbound'],
-          security: [],
-        },
-      },
-      async (req) => {
-        const ts = req.headers['x-zm-request-timestamp'];
-        const sig = req.headers['x-zm-signature'];
-        const raw = rawBodyOf(req);
-        if (typeof ts !== 'string' || !/^\d{1,16}$/.test(ts) || typeof sig !== 'string') {
-          throw new AppError('unauthorized', 'missing x-zm-request-timestamp or x-zm-signature');
-        }
-        if (Math.abs(deps.clock.now() - toMs(Number(ts))) > tolerance) {
-          throw new AppError('unauthorized', 'x-zm-request-timestamp is outside the accepted window');
-        }
-        const expected = `v0=${hmacHex(deps.secretToken, Buffer.concat([Buffer.from(`v0:${ts}:`), raw]))}`;
-        if (!safeEqual(sig, expected)) throw new AppError('unauthorized', 'invalid x-zm-signature');
+/** What a verified Zoom delivery is. */
+export type ZoomDelivery =
+  | { readonly kind: 'url_validation'; readonly plainToken: string }
+  | { readonly kind: 'presence'; readonly object: ZoomPresenceEventObject; readonly deliveryId: string }
+  /** Any other event: acknowledged, nothing applied. */
+  | { readonly kind: 'other' };
 
-        const body = parseSignedBody(req, raw);
-        const envelope = Envelope.safeParse(body.value);
-        if (!envelope.success) throw new AppError('invalid_request', 'not a Zoom webhook envelope');
-        const { event, payload } = envelope.data;
-        if (event === 'endpoint.url_validation') {
-          const v = Validation.safeParse(payload);
-          if (!v.success) throw new AppError('invalid_request', 'payload.plainToken is missing');
-          return {
-            plainToken: v.data.plainToken,
-            encryptedToken: hmacHex(deps.secretToken, v.data.plainToken),
-          };
-        }
-        if (event !== 'user.presence_status_updated') return { received: true, applied: false };
-        const object = PresenceObject.safeParse(payload.object);
-        if (!object.success)
-          throw new AppError(
-            'invalid_request',
-            'payload.object needs id and presence_status (strings), and app, when given, { type, presence_status }',
-          );
-        // A retry, or a replay of a signed request, carries the very bytes already taken: the
-        // body's hash names the delivery (the signature covers it; x-zm-request-id does not).
-        const deliveryId = createHash('sha256').update(raw).digest('base64url');
-        if (!seen.firstTime(deliveryId, deps.clock.now()))
-          return { received: true, applied: false, duplicate: true };
-        const o = object.data as ZoomPresenceEventObject;
-        const mapped = toZoomEventPresence(o, deps.clock.now());
-        if (mapped === null) {
-          // Never guessed: logged once per value, the previous state stands.
-          if (!unknownValues.has(o.presence_status))
-            deps.log.warn({ value: o.presence_status }, 'unknown Zoom presence value ignored');
-          unknownValues.add(o.presence_status);
-          return { received: true, applied: false };
-        }
-        try {
-          // Accounts are linked by Zoom user id; an email link is accepted as well.
-          const ack =
-            deps.engine.reportAccount(
-              { platform: 'zoom', workspaceId: '', externalId: o.id },
-              mapped,
-              deps.ttlMs,
-            ) ||
-            (o.email === undefined
-              ? false
-              : deps.engine.reportAccount(
-                  { platform: 'zoom', workspaceId: '', externalId: o.email },
-                  mapped,
-                  deps.ttlMs,
-                ));
-          if (ack === false) return { received: true, applied: false };
-          await ack;
-        } catch (err) {
-          // Not taken after all: Zoom's retry of it must be applied.
-          seen.forget(deliveryId);
-          throw err;
-        }
-        return { received: true, applied: true };
-      },
-    );
-    done();
-  });
+export function zoomInbound(options: ZoomInboundOptions): InboundHandler {
+  const tolerance = options.toleranceMs ?? 5 * 60_000;
+  const seen = new SeenDeliveries(options.dedupeTtlMs ?? 2 * 3_600_000, options.dedupeMax ?? 50_000);
+  const unknownValues = new Set<string>();
+  const webhooks: InboundEndpoint<ZoomDelivery> = {
+    method: 'POST',
+    path: ZOOM_INBOUND_PATH,
+    summary: 'Zoom webhooks: url_validation and user.presence_status_updated (signed)',
+    body: 'raw',
+    verify(request) {
+      const ts = request.headers['x-zm-request-timestamp'];
+      const sig = request.headers['x-zm-signature'];
+      if (typeof ts !== 'string' || !/^\d{1,16}$/.test(ts) || typeof sig !== 'string') {
+        throw new AppError('unauthorized', 'missing x-zm-request-timestamp or x-zm-signature');
+      }
+      if (Math.abs(options.clock.now() - toMs(Number(ts))) > tolerance) {
+        throw new AppError('unauthorized', 'x-zm-request-timestamp is outside the accepted window');
+      }
+      const expected = `v0=${hmacHex(options.secretToken, Buffer.concat([Buffer.from(`v0:${ts}:`), request.raw]))}`;
+      if (!safeEqual(sig, expected)) throw new AppError('unauthorized', 'invalid x-zm-signature');
+    },
+    parse(request) {
+      const envelope = Envelope.safeParse(parseSignedBody(request).value);
+      if (!envelope.success) throw new AppError('invalid_request', 'not a Zoom webhook envelope');
+      const { event, payload } = envelope.data;
+      if (event === 'endpoint.url_validation') {
+        const v = Validation.safeParse(payload);
+        if (!v.success) throw new AppError('invalid_request', 'payload.plainToken is missing');
+        return { kind: 'url_validation', plainToken: v.data.plainToken };
+      }
+      if (event !== 'user.presence_status_updated') return { kind: 'other' };
+      const object = PresenceObject.safeParse(payload.object);
+      if (!object.success)
+        throw new AppError(
+          'invalid_request',
+          'payload.object needs id and presence_status (strings), and app, when given, { type, presence_status }',
+        );
+      // A retry, or a replay of a signed request, carries the very bytes already taken: the
+      // body's hash names the delivery (the signature covers it; x-zm-request-id does not).
+      const deliveryId = createHash('sha256').update(request.raw).digest('base64url');
+      return { kind: 'presence', object: object.data, deliveryId };
+    },
+    async handle(delivery) {
+      if (delivery.kind === 'url_validation') {
+        const { plainToken } = delivery;
+        return {
+          status: 200,
+          body: { plainToken, encryptedToken: hmacHex(options.secretToken, plainToken) },
+        };
+      }
+      if (delivery.kind === 'other') return { status: 200, body: { received: true, applied: false } };
+      const { object: o, deliveryId } = delivery;
+      if (!seen.firstTime(deliveryId, options.clock.now()))
+        return { status: 200, body: { received: true, applied: false, duplicate: true } };
+      const mapped = toZoomEventPresence(o, options.clock.now());
+      if (mapped === null) {
+        // Never guessed: logged once per value, the previous state stands.
+        if (!unknownValues.has(o.presence_status))
+          options.log.warn({ value: o.presence_status }, 'unknown Zoom presence value ignored');
+        unknownValues.add(o.presence_status);
+        return { status: 200, body: { received: true, applied: false } };
+      }
+      try {
+        // Accounts are linked by Zoom user id; an email link is accepted as well.
+        const ids = o.email === undefined ? [o.id] : [o.id, o.email];
+        const accounts = ids.map((externalId) => ({
+          platform: 'zoom' as const,
+          workspaceId: '',
+          externalId,
+        }));
+        if (!(await options.port.push({ accounts, presence: mapped, ttlMs: options.ttlMs })))
+          return { status: 200, body: { received: true, applied: false } };
+      } catch (err) {
+        // Not taken after all: Zoom's retry of it must be applied.
+        seen.forget(deliveryId);
+        throw err;
+      }
+      return { status: 200, body: { received: true, applied: true } };
+    },
+  };
+  return { platform: 'zoom', endpoints: [webhooks] };
 }

@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import type { LightMyRequestResponse } from 'fastify';
 
 import { SlackConnector, type SlackConnectorOptions } from '../../connectors/slack/connector';
-import { slackInboundRoutes } from '../../connectors/slack/inbound';
+import { slackInboundRoutes } from '../../src/http/routes/inbound';
 import type { SlackEventCallback } from '../../connectors/slack/types';
 import type { PresenceChange } from '../../src/core/changes';
 import { parseEnv } from '../../src/config/env';

@@ -95,6 +95,32 @@ describe('the ESLint layer rule', () => {
       },
       banned: false,
     },
+    // connectors: neither the HTTP layer nor the engine nor Fastify
+    {
+      probe: {
+        filePath: 'connectors/slack/probe.ts',
+        code: `import { buildApp } from '../../src/http/app';${use('buildApp')}`,
+      },
+      banned: true,
+    },
+    {
+      probe: {
+        filePath: 'connectors/zoom/probe.ts',
+        code: `import type { PresenceEngine } from '../../src/aggregator/engine';\nexport type E = PresenceEngine;\n`,
+      },
+      banned: true,
+    },
+    {
+      probe: { filePath: 'connectors/probe.ts', code: `import fastify from 'fastify';${use('fastify')}` },
+      banned: true,
+    },
+    {
+      probe: {
+        filePath: 'connectors/slack/probe.ts',
+        code: `import { AppError } from '../../src/core/errors';${use('AppError')}`,
+      },
+      banned: false,
+    },
     // src: never the demo
     {
       probe: {
@@ -118,6 +144,7 @@ describe('the ESLint layer rule', () => {
     expect(got).toEqual(cases.map((c) => ({ ...c.probe, banned: c.banned })));
     // The message says which layer rule it is.
     expect(found[0]![0]).toMatch(/src\/core and src\/normalizer are pure/);
-    expect(found[8]![0]).toMatch(/must not depend on demo/);
+    expect(found[8]![0]).toMatch(/connectors\/ import neither the HTTP layer/);
+    expect(found[12]![0]).toMatch(/must not depend on demo/);
   });
 });

@@ -12,8 +12,8 @@ import { join } from 'node:path';
 import SwaggerParser from '@apidevtools/swagger-parser';
 import type { OpenAPIV3 } from 'openapi-types';
 
-import { slackInboundRoutes } from '../../connectors/slack/inbound';
-import { teamsInboundRoutes } from '../../connectors/teams/inbound';
+import { slackInboundRoutes } from '../../src/http/routes/inbound';
+import { teamsInboundRoutes } from '../../src/http/routes/inbound';
 import { parseEnv } from '../../src/config/env';
 import { FakeClock } from '../../src/core/clock';
 import { createService, type Service } from '../../src/main';

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 
 import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fastify';
 
-import { slackInboundRoutes, type SlackInboundDeps } from '../../connectors/slack/inbound';
+import { slackInboundRoutes, type SlackInboundDeps } from '../../src/http/routes/inbound';
 import { FakeClock, systemClock, type Clock } from '../../src/core/clock';
 import { errorHandler } from '../../src/http/errors';
 import { SIGNING_SECRET, slackHarness, slackSign, TEAM, type SlackHarness } from '../helpers/fake-slack';

@@ -5,7 +5,8 @@
 
 import { join } from 'node:path';
 
-import { teamsInboundRoutes, type TeamsNotificationSink } from '../../connectors/teams/inbound';
+import type { TeamsNotificationSink } from '../../connectors/teams/inbound';
+import { teamsInboundRoutes } from '../../src/http/routes/inbound';
 import type { GraphChangeNotification, GraphLifecycleNotification } from '../../connectors/teams/types';
 import { parseEnv } from '../../src/config/env';
 import { FakeClock } from '../../src/core/clock';

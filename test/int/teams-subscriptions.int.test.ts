@@ -11,8 +11,8 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 
 import { TeamsConnector } from '../../connectors/teams/connector';
-import { teamsInboundRoutes } from '../../connectors/teams/inbound';
 import type { PresenceChange } from '../../src/core/changes';
+import { teamsInboundRoutes } from '../../src/http/routes/inbound';
 import { parseEnv } from '../../src/config/env';
 import { FakeClock } from '../../src/core/clock';
 import type { AccountRef } from '../../src/core/ports';
