@@ -1,6 +1,7 @@
 /**
- * Two projects: `unit` (*.test.ts, pure and fast) and `int` (*.int.test.ts: real SQLite files,
- * child processes, loopback servers). `npm test` runs both.
+ * Three projects: `unit` (*.test.ts, pure and fast), `contract` (test/contract/: every connector
+ * fixture replayed through the code that reads it; pure too) and `int` (*.int.test.ts: real
+ * SQLite files, child processes, loopback servers). `npm test` runs all three.
  */
 const transform = { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json' }] };
 
@@ -17,6 +18,13 @@ module.exports = {
       testEnvironment: 'node',
       transform,
       testMatch: ['<rootDir>/test/**/*.test.ts'],
+      testPathIgnorePatterns: ['/node_modules/', '\\.int\\.test\\.ts$', '<rootDir>/test/contract/'],
+    },
+    {
+      displayName: 'contract',
+      testEnvironment: 'node',
+      transform,
+      testMatch: ['<rootDir>/test/contract/**/*.test.ts'],
       testPathIgnorePatterns: ['/node_modules/', '\\.int\\.test\\.ts$'],
     },
     {
