@@ -7,7 +7,7 @@
  *
  * Retries: the WebClient is built with `rejectRateLimitedCalls: true` and `retryConfig: { retries: 0 }`.
  * Its own retry loop sleeps on real timers, invisible to the injected clock, and would hold a
- * request queue shared by every lane; instead a 429 comes back at once with its `Retry-After`,
+ * request queue shared by every method's budget; instead a 429 comes back at once with its `Retry-After`,
  * a 5xx or network failure at once, and the connector's scheduler (which runs on the injected
  * clock) decides when to call again.
  */
@@ -111,7 +111,7 @@ function sdkLogger(log: Log): Logger {
 export interface SlackClientOptions {
   /** Base URL of the Web API (`SLACK_API_URL`); defaults to https://slack.com/api/. */
   readonly apiUrl?: string;
-  /** Per-request timeout; a slow answer must not hold a lane forever. */
+  /** Per-request timeout; a slow answer must not hold a method's budget forever. */
   readonly timeoutMs?: number;
   readonly log: Log;
 }

@@ -6,11 +6,12 @@
  * `users.profile.get` (Tier 4); both also arrive as Events API pushes (`handleEvent`). The three
  * are combined into a `SlackUserState` and mapped by the pure `toSlackPresence`.
  *
- * Scheduling. Each workspace has one lane per method. A lane calls at most once per slot, and
- * slots are at least `60 s / tier limit` apart, so no rolling minute ever holds more calls than
- * the tier allows; when the lane has fewer users than its budget, slots are spread evenly over the
+ * Scheduling. Each workspace has one rate budget per method (`BudgetState`: its next slot, its
+ * backoff, its Retry-After). A method is called at most once per slot, and slots are at least
+ * `60 s / tier limit` apart, so no rolling minute ever holds more calls than the tier allows; when
+ * the method has fewer users than its tier allows calls, slots are spread evenly over the
  * interval instead (interval / users), so polls do not come in bursts. Each user is due again one
- * interval after its last successful poll. A 429 blocks the lane until its `Retry-After` has
+ * interval after its last successful poll. A 429 blocks the method until its `Retry-After` has
  * passed; other failures back off exponentially; a revoked token pauses the whole workspace and
  * calls `onAuthError`. Everything is measured on the injected clock: `pollDue()` does whatever is
  * due now (tests call it with a FakeClock), and `start()` arms a real timer that calls it when the
@@ -82,17 +83,17 @@ export interface SlackConnectorOptions {
   readonly log?: Log;
 }
 
-type LaneName = 'dnd' | 'profile' | 'presence';
+type BudgetName = 'dnd' | 'profile' | 'presence';
 
-interface LaneSpec {
+interface BudgetSpec {
   readonly method: string;
   readonly perMinute: number;
   readonly batch: number;
-  /** 0 disables the lane. */
+  /** 0 disables polling this method. */
   readonly intervalMs: number;
 }
 
-interface LaneState {
+interface BudgetState {
   nextSlotAt: number;
   /** Backoff after a failure (cleared by `resume`). */
   blockedUntil: number;
@@ -108,7 +109,7 @@ interface UserState {
   presence: SlackPresenceResponse | null;
   dnd: SlackDndStatus | null;
   profile: SlackProfileStatus | null;
-  readonly due: Record<LaneName, number>;
+  readonly due: Record<BudgetName, number>;
   /** When the mapping changes without a call (a DND window or a custom status ending). */
   remapAt: number | null;
 }
@@ -116,7 +117,7 @@ interface UserState {
 interface Workspace {
   readonly id: string;
   readonly users: Map<string, UserState>;
-  readonly lanes: Record<LaneName, LaneState>;
+  readonly budgets: Record<BudgetName, BudgetState>;
   authPaused: boolean;
   authRetryAt: number;
   /** The last successful presence call; presence is what this connector is for. */
@@ -126,9 +127,9 @@ interface Workspace {
 
 /** Between wake-ups, so that newly linked accounts are picked up soon. */
 const MAX_SLEEP_MS = 1000;
-const LANES: readonly LaneName[] = ['dnd', 'profile', 'presence'];
+const BUDGETS: readonly BudgetName[] = ['dnd', 'profile', 'presence'];
 
-const newLane = (): LaneState => ({
+const newBudget = (): BudgetState => ({
   nextSlotAt: 0,
   blockedUntil: 0,
   retryAfterUntil: 0,
@@ -143,7 +144,7 @@ const seconds = (ms: number): string => `${Math.ceil(ms / 1000)} s`;
 export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
   readonly descriptor: typeof slack;
 
-  private readonly spec: Record<LaneName, LaneSpec>;
+  private readonly spec: Record<BudgetName, BudgetSpec>;
   private readonly pollIntervalMs: number;
   private readonly ttlPolls: number;
   private readonly backoffBaseMs: number;
@@ -233,8 +234,8 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
       ws.authPaused = false;
       ws.authRetryAt = 0;
       ws.client = null;
-      for (const name of LANES)
-        Object.assign(ws.lanes[name], { blockedUntil: 0, failures: 0, failing: false });
+      for (const name of BUDGETS)
+        Object.assign(ws.budgets[name], { blockedUntil: 0, failures: 0, failing: false });
     }
     this.arm();
   }
@@ -245,13 +246,13 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
     const now = this.clock.now();
     const active = [...this.workspaces.values()].filter((ws) => ws.users.size > 0);
     const paused = active.filter((ws) => ws.authPaused);
-    const failing = active.filter((ws) => LANES.some((l) => ws.lanes[l].failing));
+    const failing = active.filter((ws) => BUDGETS.some((l) => ws.budgets[l].failing));
     // Down: every workspace refuses the token, or has had no presence answer for as long as a
     // report lives (its users are going stale). A first failure alone is only degraded.
     const lost = active.filter(
       (ws) =>
         ws.authPaused ||
-        (ws.lanes.presence.failing && now - (ws.presenceOkAt ?? this.startedAt) >= this.ttlMs(ws.id)),
+        (ws.budgets.presence.failing && now - (ws.presenceOkAt ?? this.startedAt) >= this.ttlMs(ws.id)),
     );
     let state: ConnectorHealth['state'] = 'ok';
     if (active.length > 0 && lost.length === active.length) state = 'down';
@@ -273,14 +274,14 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
       for (const u of ws.users.values()) if (u.remapAt !== null) next = Math.min(next, u.remapAt);
       if (ws.users.size === 0) continue;
       const authGate = ws.authPaused ? ws.authRetryAt : 0;
-      for (const name of LANES) {
+      for (const name of BUDGETS) {
         if (this.spec[name].intervalMs <= 0) continue;
         let earliest = Infinity;
         for (const u of ws.users.values()) earliest = Math.min(earliest, u.due[name]);
-        const lane = ws.lanes[name];
+        const budget = ws.budgets[name];
         next = Math.min(
           next,
-          Math.max(earliest, lane.nextSlotAt, lane.blockedUntil, lane.retryAfterUntil, authGate),
+          Math.max(earliest, budget.nextSlotAt, budget.blockedUntil, budget.retryAfterUntil, authGate),
         );
       }
     }
@@ -288,7 +289,7 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
   }
 
   /**
-   * Does what is due now: at most one call per lane and workspace, then reports what changed.
+   * Does what is due now: at most one call per budget and workspace, then reports what changed.
    * Never rejects; a call already running is joined rather than doubled.
    */
   pollDue(): Promise<void> {
@@ -325,7 +326,7 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
     this.timer.unref();
   }
 
-  private spacing(ws: Workspace, name: LaneName): number {
+  private spacing(ws: Workspace, name: BudgetName): number {
     const s = this.spec[name];
     const floor = 60_000 / s.perMinute;
     const calls = Math.ceil(ws.users.size / s.batch);
@@ -345,7 +346,7 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
         ws = {
           id: account.workspaceId,
           users: new Map(),
-          lanes: { dnd: newLane(), profile: newLane(), presence: newLane() },
+          budgets: { dnd: newBudget(), profile: newBudget(), presence: newBudget() },
           authPaused: false,
           authRetryAt: 0,
           presenceOkAt: null,
@@ -364,7 +365,7 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
           remapAt: null,
         });
     }
-    // Workspaces stay (with their lane state: a Retry-After outlives an unlink); users go.
+    // Workspaces stay (with their budget state: a Retry-After outlives an unlink); users go.
     for (const ws of this.workspaces.values())
       for (const id of ws.users.keys()) if (!linked.has(`${ws.id}\u0000${id}`)) ws.users.delete(id);
   }
@@ -379,13 +380,13 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
     return ws.authPaused && this.clock.now() < ws.authRetryAt;
   }
 
-  private laneReady(ws: Workspace, name: LaneName, now: number): boolean {
-    const lane = ws.lanes[name];
+  private budgetReady(ws: Workspace, name: BudgetName, now: number): boolean {
+    const budget = ws.budgets[name];
     if (
       this.spec[name].intervalMs <= 0 ||
-      now < lane.nextSlotAt ||
-      now < lane.blockedUntil ||
-      now < lane.retryAfterUntil
+      now < budget.nextSlotAt ||
+      now < budget.blockedUntil ||
+      now < budget.retryAfterUntil
     )
       return false;
     for (const u of ws.users.values()) if (u.due[name] <= now) return true;
@@ -399,15 +400,15 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
         u.remapAt = null;
         touched.add(u);
       }
-    if (!this.authBlocked(ws) && LANES.some((l) => this.laneReady(ws, l, now))) {
+    if (!this.authBlocked(ws) && BUDGETS.some((l) => this.budgetReady(ws, l, now))) {
       const api = await this.apiFor(ws, now);
       if (api !== null) {
         // DND and profile first, so that a user's first report already has them.
         await Promise.all([
-          this.runLane(ws, 'dnd', api, now, touched),
-          this.runLane(ws, 'profile', api, now, touched),
+          this.pollMethod(ws, 'dnd', api, now, touched),
+          this.pollMethod(ws, 'profile', api, now, touched),
         ]);
-        if (!this.authBlocked(ws)) await this.runLane(ws, 'presence', api, now, touched);
+        if (!this.authBlocked(ws)) await this.pollMethod(ws, 'presence', api, now, touched);
       }
     }
     const at = this.clock.now();
@@ -422,7 +423,7 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
       // The reason stays in the log at debug level; the health line names no secret.
       this.log.debug({ platform: 'slack', workspaceId: ws.id, err }, 'no slack token');
       this.lastError = `could not get a token for ${label(ws.id)} (${err instanceof Error ? err.name : 'error'})`;
-      for (const name of LANES) this.backoff(ws.lanes[name], now);
+      for (const name of BUDGETS) this.backoff(ws.budgets[name], now);
       return null;
     }
     if (ws.client?.token !== token)
@@ -437,21 +438,21 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
     return ws.client.api;
   }
 
-  private async runLane(
+  private async pollMethod(
     ws: Workspace,
-    name: LaneName,
+    name: BudgetName,
     api: SlackApi,
     now: number,
     touched: Set<UserState>,
   ): Promise<void> {
-    if (!this.laneReady(ws, name, now)) return;
+    if (!this.budgetReady(ws, name, now)) return;
     const spec = this.spec[name];
-    const lane = ws.lanes[name];
+    const budget = ws.budgets[name];
     const due = [...ws.users.values()]
       .filter((u) => u.due[name] <= now)
       .sort((a, b) => a.due[name] - b.due[name])
       .slice(0, spec.batch);
-    lane.nextSlotAt = now + this.spacing(ws, name);
+    budget.nextSlotAt = now + this.spacing(ws, name);
     try {
       await this.call(name, api, due, now);
     } catch (err) {
@@ -462,8 +463,8 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
       u.due[name] = now + spec.intervalMs;
       touched.add(u);
     }
-    lane.failures = 0;
-    lane.failing = false;
+    budget.failures = 0;
+    budget.failing = false;
     if (name === 'presence') ws.presenceOkAt = this.clock.now();
     if (ws.authPaused) {
       ws.authPaused = false;
@@ -472,7 +473,7 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
     this.lastSuccessAt = this.clock.now();
   }
 
-  private async call(name: LaneName, api: SlackApi, due: readonly UserState[], now: number): Promise<void> {
+  private async call(name: BudgetName, api: SlackApi, due: readonly UserState[], now: number): Promise<void> {
     switch (name) {
       case 'presence': {
         const u = due[0]!;
@@ -496,32 +497,32 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
     }
   }
 
-  private backoff(lane: LaneState, now: number): number {
-    lane.failures += 1;
-    lane.failing = true;
-    const delay = Math.min(this.backoffMaxMs, this.backoffBaseMs * 2 ** (lane.failures - 1));
-    lane.blockedUntil = Math.max(lane.blockedUntil, now + delay);
+  private backoff(budget: BudgetState, now: number): number {
+    budget.failures += 1;
+    budget.failing = true;
+    const delay = Math.min(this.backoffMaxMs, this.backoffBaseMs * 2 ** (budget.failures - 1));
+    budget.blockedUntil = Math.max(budget.blockedUntil, now + delay);
     return delay;
   }
 
-  private fail(ws: Workspace, name: LaneName, due: readonly UserState[], err: unknown): void {
+  private fail(ws: Workspace, name: BudgetName, due: readonly UserState[], err: unknown): void {
     const now = this.clock.now();
     const spec = this.spec[name];
-    const lane = ws.lanes[name];
+    const budget = ws.budgets[name];
     // A failed call still spent budget, but the spreading does not apply: the retry waits for
     // the backoff or Retry-After and the tier's floor only.
-    lane.nextSlotAt = now + 60_000 / spec.perMinute;
+    budget.nextSlotAt = now + 60_000 / spec.perMinute;
     const where = `${spec.method} (${label(ws.id)})`;
     if (!(err instanceof SlackCallError)) {
       this.log.error({ platform: 'slack', workspaceId: ws.id, err }, `${spec.method} failed`);
-      const delay = this.backoff(lane, now);
+      const delay = this.backoff(budget, now);
       this.lastError = `${where}: unexpected failure; retrying in ${seconds(delay)}`;
       return;
     }
     const f = err.failure;
     if (f.kind === 'rate_limited') {
-      lane.failing = true;
-      lane.retryAfterUntil = Math.max(lane.retryAfterUntil, now + f.retryAfterMs);
+      budget.failing = true;
+      budget.retryAfterUntil = Math.max(budget.retryAfterUntil, now + f.retryAfterMs);
       this.lastError = `${where}: rate limited; waiting ${seconds(f.retryAfterMs)} as Retry-After asks`;
       this.log.warn({ platform: 'slack', workspaceId: ws.id, retryAfterMs: f.retryAfterMs }, this.lastError);
       return;
@@ -531,7 +532,7 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
       return;
     }
     if (f.kind === 'platform' && SLACK_USER_ERRORS.has(f.error) && due.length === 1) {
-      // About this user only: skip it until its next turn, the lane is fine.
+      // About this user only: skip it until its next turn, the method's budget is fine.
       due[0]!.due[name] = now + spec.intervalMs;
       this.log.debug(
         { platform: 'slack', workspaceId: ws.id, user: due[0]!.account.externalId, error: f.error },
@@ -540,16 +541,16 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
       return;
     }
     if (f.kind === 'platform' && SLACK_SCOPE_ERRORS.has(f.error)) {
-      lane.failures += 1;
-      lane.failing = true;
-      lane.blockedUntil = now + Math.max(this.authRetryMs, this.backoffMaxMs);
+      budget.failures += 1;
+      budget.failing = true;
+      budget.blockedUntil = now + Math.max(this.authRetryMs, this.backoffMaxMs);
       this.lastError = `${where}: ${f.error}; reinstall the Slack app with the scopes users:read, dnd:read, users.profile:read`;
       this.log.warn({ platform: 'slack', workspaceId: ws.id }, this.lastError);
       return;
     }
-    const delay = this.backoff(lane, now);
+    const delay = this.backoff(budget, now);
     this.lastError = `${err.message} (${label(ws.id)}); retrying in ${seconds(delay)}`;
-    this.log.warn({ platform: 'slack', workspaceId: ws.id, failures: lane.failures }, this.lastError);
+    this.log.warn({ platform: 'slack', workspaceId: ws.id, failures: budget.failures }, this.lastError);
   }
 
   private pauseForAuth(ws: Workspace, error: string, now: number): void {
