@@ -21,122 +21,30 @@
 import { systemClock, type Clock } from '../../src/core/clock';
 import type { Connector, ConnectorContext, ConnectorHealth } from '../../src/core/connector';
 import { silentLog, type Log } from '../../src/core/log';
-import type { AccountRef } from '../../src/core/ports';
 import type { PushPort } from '../inbound';
 import { SLACK_SCOPE_ERRORS, SLACK_USER_ERRORS, SlackCallError, SlackClient, type SlackApi } from './client';
 import { slack } from './descriptor';
+import type { SlackConnectorOptions } from './options';
 import { toSlackPresence, toSlackPushedPresence } from './map';
 import {
-  SlackDndUpdatedUserEventSchema,
-  SlackUserChangeEventSchema,
-  type SlackDndStatus,
-  type SlackEventCallback,
-  type SlackPresenceResponse,
-  type SlackProfileStatus,
-} from './types';
+  BUDGETS,
+  budgetSpecs,
+  eventUpdate,
+  newBudget,
+  NOTHING_SET,
+  remapAt,
+  type BudgetName,
+  type BudgetSpec,
+  type BudgetState,
+  type UserState,
+  type Workspace,
+} from './state';
+import type { SlackEventCallback } from './types';
 
-export interface SlackAuthErrorInfo {
-  /** The workspace whose token was refused ('' for accounts linked without one). */
-  readonly workspaceId: string;
-  /** Slack's error code: `invalid_auth`, `token_revoked`, `account_inactive`, … */
-  readonly error: string;
-}
-
-export interface SlackConnectorOptions {
-  /**
-   * Events only: no token, no polling. With just `SLACK_SIGNING_SECRET` the Events API still
-   * pushes DND, custom status and huddles, and they are applied until Slack says they end.
-   */
-  readonly pushOnly?: boolean;
-  /** Push-only: how long a pushed state counts when Slack gives it no end (default 7 days). */
-  readonly pushTtlMs?: number;
-  /** One bot token for every workspace (`SLACK_BOT_TOKEN`). */
-  readonly token?: string;
-  /** Or a token per workspace, from the connection layer; asked before each round of calls. */
-  readonly tokenFor?: (workspaceId: string) => Promise<string>;
-  /** Web API base URL (`SLACK_API_URL`); defaults to https://slack.com/api/. */
-  readonly apiUrl?: string;
-  /** Defaults to the clock of the context the connector is started with. */
-  readonly clock?: Clock;
-  /** How often each user's presence is polled, budget permitting. Default 60 s. */
-  readonly pollIntervalMs?: number;
-  /** How often DND is fetched per user (in batches of 50). Default: the poll interval. */
-  readonly dndIntervalMs?: number;
-  /** How often each profile (custom status) is fetched; 0 relies on events alone. Default: the poll interval. */
-  readonly profileIntervalMs?: number;
-  /** Calls per minute per workspace: Tier 2 (dnd.teamInfo), Tier 3 (users.getPresence), Tier 4 (users.profile.get). */
-  readonly tier2PerMinute?: number;
-  readonly tier3PerMinute?: number;
-  readonly tier4PerMinute?: number;
-  /** A report counts for this many presence cycles. Default 3. */
-  readonly ttlPolls?: number;
-  /** Exponential backoff after a failed call: first delay and cap. Defaults 5 s and 5 min. */
-  readonly backoffBaseMs?: number;
-  readonly backoffMaxMs?: number;
-  /** After a refused token, try once more after this long (0: only after `resume`). Default 1 h. */
-  readonly authRetryMs?: number;
-  readonly requestTimeoutMs?: number;
-  /** Arm real timers in `start()`. Tests driving a FakeClock say false and call `pollDue()`. */
-  readonly timers?: boolean;
-  /** Called once when a workspace's token is refused; the connection layer marks it reauth_required. */
-  readonly onAuthError?: (info: SlackAuthErrorInfo) => void;
-  readonly log?: Log;
-}
-
-type BudgetName = 'dnd' | 'profile' | 'presence';
-
-interface BudgetSpec {
-  readonly method: string;
-  readonly perMinute: number;
-  readonly batch: number;
-  /** 0 disables polling this method. */
-  readonly intervalMs: number;
-}
-
-interface BudgetState {
-  nextSlotAt: number;
-  /** Backoff after a failure (cleared by `resume`). */
-  blockedUntil: number;
-  /** A 429's Retry-After: never shortened, not even by `resume`. */
-  retryAfterUntil: number;
-  failures: number;
-  /** The last call failed (cleared by a success). */
-  failing: boolean;
-}
-
-interface UserState {
-  readonly account: AccountRef;
-  presence: SlackPresenceResponse | null;
-  dnd: SlackDndStatus | null;
-  profile: SlackProfileStatus | null;
-  readonly due: Record<BudgetName, number>;
-  /** When the mapping changes without a call (a DND window or a custom status ending). */
-  remapAt: number | null;
-}
-
-interface Workspace {
-  readonly id: string;
-  readonly users: Map<string, UserState>;
-  readonly budgets: Record<BudgetName, BudgetState>;
-  authPaused: boolean;
-  authRetryAt: number;
-  /** The last successful presence call; presence is what this connector is for. */
-  presenceOkAt: number | null;
-  client: { readonly token: string; readonly api: SlackApi } | null;
-}
+export type { SlackAuthErrorInfo, SlackConnectorOptions } from './options';
 
 /** Between wake-ups, so that newly linked accounts are picked up soon. */
 const MAX_SLEEP_MS = 1000;
-const BUDGETS: readonly BudgetName[] = ['dnd', 'profile', 'presence'];
-
-const newBudget = (): BudgetState => ({
-  nextSlotAt: 0,
-  blockedUntil: 0,
-  retryAfterUntil: 0,
-  failures: 0,
-  failing: false,
-});
-
 const label = (workspaceId: string): string => (workspaceId === '' ? 'the default workspace' : workspaceId);
 
 const seconds = (ms: number): string => `${Math.ceil(ms / 1000)} s`;
@@ -183,26 +91,7 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
     this.backoffBaseMs = options.backoffBaseMs ?? 5_000;
     this.backoffMaxMs = options.backoffMaxMs ?? 5 * 60_000;
     this.authRetryMs = options.authRetryMs ?? 3_600_000;
-    this.spec = {
-      dnd: {
-        method: 'dnd.teamInfo',
-        perMinute: options.tier2PerMinute ?? 20,
-        batch: 50,
-        intervalMs: this.pushOnly ? 0 : (options.dndIntervalMs ?? this.pollIntervalMs),
-      },
-      profile: {
-        method: 'users.profile.get',
-        perMinute: options.tier4PerMinute ?? 100,
-        batch: 1,
-        intervalMs: this.pushOnly ? 0 : (options.profileIntervalMs ?? this.pollIntervalMs),
-      },
-      presence: {
-        method: 'users.getPresence',
-        perMinute: options.tier3PerMinute ?? 50,
-        batch: 1,
-        intervalMs: this.pushOnly ? 0 : this.pollIntervalMs,
-      },
-    };
+    this.spec = budgetSpecs(options, this.pollIntervalMs, this.pushOnly);
     this.clock = options.clock ?? systemClock;
     this.log = options.log ?? silentLog;
   }
@@ -483,14 +372,14 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
       case 'profile': {
         const u = due[0]!;
         u.profile = await api.usersProfileGet(u.account.externalId);
-        this.planRemap(u, now);
+        u.remapAt = remapAt(u, now);
         return;
       }
       case 'dnd': {
         const found = await api.dndTeamInfo(due.map((u) => u.account.externalId));
         for (const u of due) {
           u.dnd = found[u.account.externalId] ?? null;
-          this.planRemap(u, now);
+          u.remapAt = remapAt(u, now);
         }
         return;
       }
@@ -567,24 +456,6 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
     }
   }
 
-  /** The next moment the mapping changes by itself: a DND window or snooze starting or ending, a status expiring. */
-  private planRemap(u: UserState, now: number): void {
-    const nowS = now / 1000;
-    const marks: number[] = [];
-    if (u.dnd !== null) {
-      if (u.dnd.dnd_enabled) marks.push(u.dnd.next_dnd_start_ts, u.dnd.next_dnd_end_ts);
-      if (u.dnd.snooze_enabled === true && u.dnd.snooze_endtime !== undefined)
-        marks.push(u.dnd.snooze_endtime);
-    }
-    const exp = u.profile?.status_expiration ?? 0;
-    if (exp > 0) marks.push(exp);
-    const huddleExp =
-      u.profile?.huddle_state === 'in_a_huddle' ? (u.profile.huddle_state_expiration_ts ?? 0) : 0;
-    if (huddleExp > 0) marks.push(huddleExp);
-    const future = marks.filter((s) => s > nowS).map((s) => s * 1000);
-    u.remapAt = future.length === 0 ? null : Math.min(...future);
-  }
-
   private async report(ws: Workspace, u: UserState, now: number): Promise<void> {
     const ctx = this.ctx;
     if (ctx === null) return;
@@ -622,17 +493,7 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
         // was reported by this process, so that a state pushed before a restart ends too.
         await ctx.report({
           account: u.account,
-          presence: {
-            state: {
-              status: 'offline',
-              activity: null,
-              customStatus: null,
-              source: 'inferred',
-              raw: { cleared: true },
-              label: 'nothing set',
-            },
-            devices: null,
-          },
+          presence: NOTHING_SET,
           ttlMs: 1,
         });
       }
@@ -660,51 +521,18 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
     if (this.ctx === null) return;
     this.sync();
     const now = this.clock.now();
-    const teams: unknown[] = [envelope.team_id];
-    let userId: string;
-    let apply: (u: UserState) => void;
-    const change = SlackUserChangeEventSchema.safeParse(envelope.event);
-    const dnd = change.success ? null : SlackDndUpdatedUserEventSchema.safeParse(envelope.event);
-    if (change.success) {
-      const { user } = change.data;
-      const profile = user.profile;
-      userId = user.id;
-      teams.push(user.team_id);
-      apply = (u) => {
-        u.profile = {
-          status_text: profile.status_text ?? '',
-          status_emoji: profile.status_emoji ?? '',
-          status_expiration: profile.status_expiration ?? 0,
-          ...(profile.huddle_state !== undefined ? { huddle_state: profile.huddle_state } : {}),
-          ...(profile.huddle_state_expiration_ts !== undefined
-            ? { huddle_state_expiration_ts: profile.huddle_state_expiration_ts }
-            : {}),
-        };
-      };
-    } else if (dnd?.success === true) {
-      userId = dnd.data.user;
-      const d = dnd.data.dnd_status;
-      apply = (u) => {
-        u.dnd = {
-          dnd_enabled: d.dnd_enabled,
-          next_dnd_start_ts: d.next_dnd_start_ts,
-          next_dnd_end_ts: d.next_dnd_end_ts,
-          ...(d.snooze_enabled !== undefined ? { snooze_enabled: d.snooze_enabled } : {}),
-          ...(d.snooze_endtime !== undefined ? { snooze_endtime: d.snooze_endtime } : {}),
-        };
-      };
-    } else {
-      return;
-    }
+    const update = eventUpdate(envelope);
+    if (update === null) return;
+    const { userId, apply } = update;
     // Accounts linked with the event's workspace, or without one (Slack user ids are unique).
-    const candidates = new Set<string>(['', ...teams.filter((t): t is string => typeof t === 'string')]);
+    const candidates = new Set<string>(['', ...update.teams]);
     const jobs: Promise<void>[] = [];
     for (const wsId of candidates) {
       const ws = this.workspaces.get(wsId);
       const u = ws?.users.get(userId);
       if (ws === undefined || u === undefined) continue;
       apply(u);
-      this.planRemap(u, now);
+      u.remapAt = remapAt(u, now);
       jobs.push(this.report(ws, u, now));
     }
     await Promise.all(jobs);
