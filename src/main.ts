@@ -24,6 +24,7 @@ import { buildApp, LOG_REDACT } from './http/app';
 import { AppError } from './core/errors';
 import { connectionRoutes } from './http/routes/connections';
 import { inboundFamilyRoutes, inboundHandlerRoutes } from './http/routes/inbound';
+import { streamRoutes } from './http/routes/stream';
 import { webhookRoutes } from './http/routes/webhooks';
 import { WebhookService } from './webhooks';
 import { signalRoutes } from './http/routes/signals';
@@ -32,10 +33,12 @@ import { TokenVault } from './oauth/vault';
 import { startCheckpointer } from './store/checkpointer';
 import { isMigrated, migrate, openDb, type Db } from './store/db';
 import { ApiKeyStore } from './store/key-store';
+import { heldDevices } from './store/held-devices';
 import { SqlitePresenceStore } from './store/presence-store';
 import { SqlitePrivacyStore } from './store/privacy-store';
 import { PrivacyService } from './privacy/service';
 import { ViewerTokens } from './privacy/viewer-tokens';
+import { createStream, type StreamService } from './stream';
 
 export interface ServiceOptions {
   readonly clock?: Clock;
@@ -64,6 +67,8 @@ export interface Service {
   readonly privacy: PrivacyService;
   /** Null without PRESENCE_SECRET_KEY. */
   readonly viewerTokens: ViewerTokens | null;
+  /** The real-time stream (SSE, WebSocket, device connections). */
+  readonly stream: StreamService;
   /**
    * Stops everything, each step bounded (ServiceOptions.shutdown), and says what did not finish.
    * Calling it again returns the same report.
@@ -249,6 +254,16 @@ async function assemble(
   closing.engine = () => engine.stop();
   if (options.timers === false) engine.load();
   else engine.start();
+  const stream = createStream(engine, {
+    clock,
+    log,
+    settings: {
+      deviceGraceMs: env.PRESENCE_DEVICE_GRACE_MS,
+      maxConnectionsPerKey: env.PRESENCE_STREAM_MAX_CONNECTIONS_PER_KEY,
+    },
+    heldDevices: () => heldDevices(db),
+  });
+  stream.start();
   closing.webhooks = () => webhooks.stop();
   webhooks.start();
   const keys = new ApiKeyStore(db, clock);
@@ -351,6 +366,7 @@ async function assemble(
       handler === null ? [] : [(app: FastifyInstance) => inboundHandlerRoutes(app, handler)],
     ),
     (app) => webhookRoutes(app, webhooks),
+    (app) => streamRoutes(app, { stream, keys }),
     (app) => {
       if (connections !== null) connectionRoutes(app, connections);
       else {
@@ -416,6 +432,7 @@ async function assemble(
     host,
     privacy,
     viewerTokens,
+    stream,
     close() {
       closed ??= (() => {
         // A database locked by another connection must not hold each statement for 5 s.

@@ -171,6 +171,10 @@ const EnvSchema = z.object({
   PRESENCE_ACCESS_LOG: z.enum(['errors', 'all']).default('errors'),
   PRESENCE_SLOW_REQUEST_MS: z.coerce.number().int().min(1).default(500),
   WEBHOOK_ALLOW_PRIVATE_TARGETS: bool.default(false),
+  /** How long a device whose stream connection closed stays as it was before it goes offline. */
+  PRESENCE_DEVICE_GRACE_MS: z.coerce.number().int().min(0).max(3_600_000).default(5000),
+  /** Stream connections (SSE and WebSocket) one API key may hold open at once. */
+  PRESENCE_STREAM_MAX_CONNECTIONS_PER_KEY: z.coerce.number().int().min(1).default(5000),
 
   SLACK_CLIENT_ID: z.string().min(1).optional(),
   SLACK_CLIENT_SECRET: z.string().min(1).optional(),
@@ -232,6 +236,8 @@ const ENV_HELP: Partial<Record<keyof Env, string>> = {
   PRESENCE_ACCESS_LOG: 'errors | all (errors)',
   PRESENCE_SLOW_REQUEST_MS: 'a request this slow is logged at warn (500)',
   WEBHOOK_ALLOW_PRIVATE_TARGETS: 'let webhook endpoints use loopback/private addresses (false)',
+  PRESENCE_DEVICE_GRACE_MS: 'a closed device connection goes offline this much later (5000)',
+  PRESENCE_STREAM_MAX_CONNECTIONS_PER_KEY: 'open stream connections per API key (5000)',
   SLACK_POLL_INTERVAL: 'how often a linked user is polled (60s)',
   TEAMS_POLL_INTERVAL: 'how often linked users are polled (60s)',
   ZOOM_POLL_INTERVAL: 'how often linked users are polled (5m)',

@@ -21,6 +21,11 @@ declare module 'fastify' {
      * `user_id` must be the viewer's own (device heartbeats). Absent: viewer tokens get 403.
      */
     viewer?: 'read' | 'self';
+    /**
+     * The key may also come as `?access_token=` (the stream routes: browsers cannot set headers
+     * on EventSource or WebSocket). The access log prints the route, never the URL.
+     */
+    queryToken?: boolean;
   }
   interface FastifyRequest {
     apiKey: ApiKeyInfo | null;
@@ -78,7 +83,13 @@ export function registerAuth(
     const scope = route.config?.scope;
     if (scope === undefined) return;
     const viewer = route.config?.viewer;
-    const check = authenticate(keys, limiter, scope, viewer === undefined ? null : viewers);
+    const check = authenticate(
+      keys,
+      limiter,
+      scope,
+      viewer === undefined ? null : viewers,
+      route.config?.queryToken === true,
+    );
     const own = route.onRequest === undefined ? [] : [route.onRequest].flat();
     route.onRequest = [check, ...own];
     if (viewer === 'self') {
@@ -103,11 +114,40 @@ const VIEWER_REFUSED =
   'a viewer token can read presence and act as its own devices, nothing else: this route needs an API key';
 
 /** `viewers` is null where the route takes no viewer token (or viewer tokens are off). */
+/** The token of a request: the bearer header, or (where allowed) `?access_token=`. */
+export function tokenOf(
+  authorization: string | undefined,
+  accessToken: unknown,
+  queryToken: boolean,
+): string | null {
+  const m = authorization === undefined ? null : BEARER.exec(authorization);
+  if (m !== null) return m[1]!;
+  return queryToken && typeof accessToken === 'string' && accessToken !== '' ? accessToken : null;
+}
+
+/** The API key a token names, with the scope asked for, or the 401/403 to answer. */
+export function keyFor(keys: ApiKeyStore, token: string | null, scope: Scope): ApiKeyInfo {
+  if (token === null)
+    throw new AppError('unauthorized', 'missing API key: send Authorization: Bearer <key>', [], {
+      'www-authenticate': 'Bearer',
+    });
+  const key = keys.verify(token);
+  if (key === null)
+    throw new AppError('unauthorized', 'invalid or revoked API key', [], { 'www-authenticate': 'Bearer' });
+  if (!key.scopes.includes(scope))
+    throw new AppError(
+      'forbidden',
+      `this route needs the ${scope} scope; the key has ${key.scopes.join(', ')}`,
+    );
+  return key;
+}
+
 function authenticate(
   keys: ApiKeyStore,
   limiter: RateLimiter,
   scope: Scope,
   viewers: ViewerTokens | null,
+  queryToken = false,
 ): onRequestHookHandler {
   const limited = (id: string): AppError | null => {
     const wait = limiter.take(id);
@@ -118,9 +158,9 @@ function authenticate(
       : null;
   };
   return (request, _reply, done) => {
-    const header = request.headers.authorization;
-    const m = header === undefined ? null : BEARER.exec(header);
-    if (m === null) {
+    const query = request.query as Record<string, unknown> | undefined;
+    const token = tokenOf(request.headers.authorization, query?.access_token, queryToken);
+    if (token === null) {
       done(
         new AppError('unauthorized', 'missing API key: send Authorization: Bearer <key>', [], {
           'www-authenticate': 'Bearer',
@@ -128,7 +168,6 @@ function authenticate(
       );
       return;
     }
-    const token = m[1]!;
     if (looksLikeViewerToken(token)) {
       if (viewers === null) {
         done(new AppError('forbidden', VIEWER_REFUSED));

@@ -1,0 +1,149 @@
+/**
+ * @module http/routes/stream
+ * The real-time stream's two doors: `GET /v1/stream` (Server-Sent Events) and `GET /v1/ws` (a
+ * WebSocket upgrade, handled by `ws` on the server's `upgrade` event so that a refusal — no key,
+ * the wrong scope, a bad query, too many connections — is a plain HTTP answer with the contract's
+ * error body, decided before anything is upgraded). Both take the key as a bearer header or as
+ * `?access_token=`; the access log prints routes, never URLs, so the token is never logged.
+ */
+
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { WebSocketServer } from 'ws';
+import { z } from 'zod';
+
+import { AppError } from '../../core/errors';
+import type { ApiKeyStore } from '../../store/key-store';
+import { parseStreamQuery, StreamQuery } from '../../stream/protocol';
+import type { StreamService } from '../../stream/service';
+import { keyFor, tokenOf } from '../auth';
+import { errorBody } from '../errors';
+import { COMMON_ERRORS } from '../schemas';
+
+/** A subscribe of 10,000 long ids is about 1.3 MB; nothing a client sends needs more. */
+const MAX_FRAME_BYTES = 2 * 1024 * 1024;
+
+const SSE_DESCRIPTION = [
+  'Server-Sent Events: `event: snapshot` (the watched ids), then `event: presence` with `id: <position>` for each',
+  'change, `: ping` every 25 s. Resume with `Last-Event-ID` or `since`: the missed changes then `event: resumed`,',
+  'or a fresh snapshot with `recovered: false`. `event: resync` (the client fell too far behind) and',
+  '`event: reconnect` (the service is restarting) end the stream: reconnect and resume.',
+].join(' ');
+
+const WS_DESCRIPTION = [
+  'A WebSocket (upgrade this request): JSON text frames, one message each. Server: `snapshot`, `presence`,',
+  '`resumed`, `pong`, `identified`, `error` (the REST error body; the connection stays). Client: `subscribe`,',
+  '`unsubscribe`, `resume`, `ping`, `identify` (write scope: the connection is that device), `status`.',
+  'Close 4008 `resync`: resume. Close 1012: the service is restarting, reconnect and resume.',
+].join(' ');
+
+export function streamRoutes(app: FastifyInstance, deps: { stream: StreamService; keys: ApiKeyStore }): void {
+  const { stream, keys } = deps;
+  const r = app.withTypeProvider<ZodTypeProvider>();
+
+  r.get(
+    '/v1/stream',
+    {
+      config: { scope: 'read', queryToken: true },
+      schema: {
+        summary: 'The real-time stream over Server-Sent Events',
+        description: SSE_DESCRIPTION,
+        tags: ['presence'],
+        querystring: StreamQuery,
+        headers: z.object({ 'last-event-id': z.string().optional() }).passthrough(),
+        response: {
+          200: z.string().describe('text/event-stream'),
+          ...COMMON_ERRORS,
+        },
+      },
+    },
+    (req, reply) => {
+      if (req.query.user_ids === undefined || req.query.user_ids.length === 0)
+        throw new AppError(
+          'invalid_request',
+          'user_ids names the ids to watch (an SSE stream cannot subscribe later)',
+        );
+      stream.acquire(req.apiKey!.id);
+      void reply.hijack();
+      const caller = { keyId: req.apiKey!.id, canWrite: req.apiKey!.scopes.includes('write') };
+      const lastEventId = req.headers['last-event-id'];
+      stream.openSse(reply.raw, caller, req.query, typeof lastEventId === 'string' ? lastEventId : undefined);
+    },
+  );
+
+  r.get(
+    '/v1/ws',
+    {
+      config: { scope: 'read', queryToken: true },
+      schema: {
+        summary: 'The real-time stream over a WebSocket (also a device connection)',
+        description: WS_DESCRIPTION,
+        tags: ['presence'],
+        querystring: StreamQuery,
+        response: { 101: z.null().describe('Switching Protocols'), ...COMMON_ERRORS },
+      },
+    },
+    () => {
+      throw new AppError('invalid_request', 'GET /v1/ws needs a WebSocket upgrade (Upgrade: websocket)');
+    },
+  );
+
+  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_FRAME_BYTES });
+  app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const requestId = randomUUID();
+    socket.on('error', () => socket.destroy());
+    let accepted: { keyId: string; canWrite: boolean; query: ReturnType<typeof parseStreamQuery> };
+    try {
+      const url = new URL(req.url ?? '/', 'http://stream.invalid');
+      if (url.pathname !== '/v1/ws' && url.pathname !== '/v1/ws/')
+        throw new AppError('not_found', `no WebSocket at ${url.pathname.slice(0, 200)}`);
+      const params = Object.fromEntries(url.searchParams);
+      const key = keyFor(keys, tokenOf(req.headers.authorization, params.access_token, true), 'read');
+      const query = parseStreamQuery(params);
+      stream.acquire(key.id);
+      accepted = { keyId: key.id, canWrite: key.scopes.includes('write'), query };
+    } catch (error) {
+      refuse(
+        socket,
+        error instanceof AppError ? error : new AppError('internal', 'upgrade failed'),
+        requestId,
+      );
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      stream.openWs(ws, socket, accepted, accepted.query, requestId);
+    });
+  });
+
+  // Shutdown (the `http` step): clients are told to reconnect before the server stops listening.
+  app.addHook('preClose', (done) => {
+    stream.drain();
+    wss.close();
+    // A client that does not answer the close handshake is not waited for.
+    setTimeout(() => {
+      for (const ws of wss.clients) ws.terminate();
+    }, 1000).unref();
+    done();
+  });
+}
+
+/** An HTTP answer on a socket that asked to upgrade: the contract's error body, then the end. */
+function refuse(socket: Duplex, error: AppError, requestId: string): void {
+  const body = JSON.stringify(errorBody(error.code, error.message, requestId, error.details));
+  const headers = {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': String(Buffer.byteLength(body)),
+    'x-request-id': requestId,
+    connection: 'close',
+    ...error.headers,
+  };
+  const head = `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status] ?? ''}\r\n${Object.entries(headers)
+    .map(([k, v]) => `${k}: ${v}`)
+    .join('\r\n')}\r\n\r\n`;
+  socket.end(head + body);
+}

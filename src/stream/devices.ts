@@ -1,0 +1,135 @@
+/**
+ * @module stream/devices
+ * Devices as WebSocket connections. A connection that sends `identify` holds that device's
+ * presence (platform `device`, under `platforms.device.devices` like an HTTP heartbeat) for as
+ * long as it is open and answers pings: the device's entry is kept live with a long hold, and
+ * refreshed while the connection lives, so nothing needs sending.
+ *
+ * When the last connection holding a device closes (or is found dead: two missed pings), the
+ * entry is cut to expire one grace (`PRESENCE_DEVICE_GRACE_MS`) later, and the engine's own
+ * expiry takes it offline then. A reconnect within the grace reports the same state again,
+ * which is a refresh: no change, no webhook, no flapping.
+ *
+ * After a restart no connection holds anything yet: every entry a connection held when the
+ * process stopped is cut to expire one grace after start, so a device that reconnects in time
+ * changes nothing and one that does not is offline then, not at once and not never.
+ */
+
+import type { Clock } from '../core/clock';
+import type { Activity, Status } from '../core/presence';
+
+/** How a device connection's state reaches the engine. */
+export interface DeviceReporter {
+  /** Records the device's state, live for `ttlMs` from now (creating the user on first sight). */
+  report(
+    userId: string,
+    deviceId: string,
+    status: Status,
+    activity: Activity | null,
+    ttlMs: number,
+  ): Promise<void>;
+}
+
+/** A device entry a connection held, as stored (found again after a restart). */
+export interface HeldDevice {
+  readonly userId: string;
+  readonly deviceId: string;
+  readonly status: Status;
+  readonly activity: Activity | null;
+  readonly expiresAt: number;
+}
+
+/** The label of a connection-held entry: what tells it apart from an HTTP heartbeat's. */
+export const CONNECTION_LABEL = 'connection';
+
+/** While a connection holds a device, its entry is live this long, refreshed on every pong. */
+export const HOLD_MS = 3_600_000;
+
+export const DEFAULT_GRACE_MS = 5000;
+
+interface Session {
+  readonly userId: string;
+  readonly deviceId: string;
+  status: Status;
+  activity: Activity | null;
+  /** Open connections holding it (a phone and its reconnect may overlap). */
+  holders: number;
+}
+
+const keyOf = (userId: string, deviceId: string): string => `${userId}\u0000${deviceId}`;
+
+export class DeviceConnections {
+  private readonly sessions = new Map<string, Session>();
+  private readonly graceMs: number;
+  private stopping = false;
+
+  constructor(
+    private readonly reporter: DeviceReporter,
+    private readonly clock: Clock,
+    options: { graceMs?: number } = {},
+  ) {
+    this.graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
+  }
+
+  /** Devices held by an open connection now. */
+  get connected(): number {
+    return this.sessions.size;
+  }
+
+  /** Cuts what connections held before this process started to one grace from now. */
+  restarted(held: readonly HeldDevice[]): Promise<void>[] {
+    const until = this.clock.now() + this.graceMs;
+    const acks: Promise<void>[] = [];
+    for (const h of held) {
+      if (h.expiresAt <= until || this.sessions.has(keyOf(h.userId, h.deviceId))) continue;
+      acks.push(this.reporter.report(h.userId, h.deviceId, h.status, h.activity, this.graceMs));
+    }
+    return acks;
+  }
+
+  /** A connection now holds this device; its state as given (default online). */
+  hold(userId: string, deviceId: string, status: Status, activity: Activity | null): Promise<void> {
+    const key = keyOf(userId, deviceId);
+    let s = this.sessions.get(key);
+    if (s === undefined) this.sessions.set(key, (s = { userId, deviceId, status, activity, holders: 0 }));
+    s.holders += 1;
+    s.status = status;
+    s.activity = activity;
+    return this.reporter.report(userId, deviceId, status, activity, HOLD_MS);
+  }
+
+  /** The holding connection changed the device's state (`status` message). */
+  update(userId: string, deviceId: string, status: Status, activity: Activity | null): Promise<void> {
+    const s = this.sessions.get(keyOf(userId, deviceId));
+    if (s === undefined) return Promise.resolve();
+    s.status = status;
+    s.activity = activity;
+    return this.reporter.report(userId, deviceId, status, activity, HOLD_MS);
+  }
+
+  /** The connection answered a ping: the hold is refreshed (in memory; no disk write, no change). */
+  alive(userId: string, deviceId: string): void {
+    const s = this.sessions.get(keyOf(userId, deviceId));
+    if (s !== undefined)
+      void this.reporter.report(userId, deviceId, s.status, s.activity, HOLD_MS).catch(() => undefined);
+  }
+
+  /**
+   * The service is stopping: connections closed from now on keep their hold, which the next
+   * start cuts to one grace (see `restarted`), so a restart does not take every device offline.
+   */
+  stop(): void {
+    this.stopping = true;
+  }
+
+  /** A holding connection closed or was found dead: the device goes offline one grace from now. */
+  release(userId: string, deviceId: string): Promise<void> {
+    const key = keyOf(userId, deviceId);
+    const s = this.sessions.get(key);
+    if (s === undefined || this.stopping) return Promise.resolve();
+    s.holders -= 1;
+    if (s.holders > 0) return Promise.resolve();
+    this.sessions.delete(key);
+    return this.reporter.report(userId, deviceId, s.status, s.activity, this.graceMs);
+  }
+}

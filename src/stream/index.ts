@@ -1,0 +1,63 @@
+/**
+ * @module stream
+ * The real-time stream, built from the engine: it reads presence from it (snapshots), reports
+ * device connections to it (the same device path as HTTP heartbeats), and takes its committed
+ * changes. The composition root calls `createStream` and mounts `streamRoutes`.
+ */
+
+import type { PresenceEngine } from '../aggregator/engine';
+import type { Clock } from '../core/clock';
+import type { Log } from '../core/log';
+import type { Activity, Status } from '../core/presence';
+import { CONNECTION_LABEL, type DeviceReporter, type HeldDevice } from './devices';
+import { StreamService } from './service';
+
+export { StreamService } from './service';
+
+/** A device held by a connection, as the engine records it. */
+export function engineDeviceReporter(engine: PresenceEngine): DeviceReporter {
+  return {
+    report(userId: string, deviceId: string, status: Status, activity: Activity | null, ttlMs: number) {
+      engine.ensureUser(userId);
+      return engine.report(userId, {
+        platform: 'device',
+        device: deviceId,
+        ttlMs,
+        state: {
+          status,
+          activity,
+          customStatus: null,
+          source: 'app',
+          raw:
+            activity === null
+              ? { status, connection: 'websocket' }
+              : { status, activity, connection: 'websocket' },
+          label:
+            activity === null ? `${CONNECTION_LABEL} ${status}` : `${CONNECTION_LABEL} ${status}/${activity}`,
+        },
+      });
+    },
+  };
+}
+
+export interface StreamSettings {
+  readonly deviceGraceMs: number;
+  readonly maxConnectionsPerKey: number;
+}
+
+export function createStream(
+  engine: PresenceEngine,
+  options: { clock: Clock; log: Log; settings: StreamSettings; heldDevices?: () => readonly HeldDevice[] },
+): StreamService {
+  const stream = new StreamService({
+    clock: options.clock,
+    log: options.log,
+    reader: { getManyJson: (ids) => engine.getManyJson(ids), state: (id) => engine.state(id) },
+    devices: engineDeviceReporter(engine),
+    deviceGraceMs: options.settings.deviceGraceMs,
+    maxConnectionsPerKey: options.settings.maxConnectionsPerKey,
+    heldDevices: options.heldDevices,
+  });
+  engine.onChange((changes) => stream.committed(changes));
+  return stream;
+}

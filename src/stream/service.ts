@@ -1,0 +1,226 @@
+/**
+ * @module stream/service
+ * The stream as the service runs it: the hub fed by committed changes, per-key connection
+ * limits, WebSocket and SSE connections (their messages, their keepalive answers), devices held
+ * by connections, counters for /metrics, and the drain on shutdown.
+ */
+
+import type { ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+
+import type { WebSocket } from 'ws';
+
+import type { PresenceChange } from '../aggregator/engine';
+import type { Clock } from '../core/clock';
+import { AppError } from '../core/errors';
+import { silentLog, type Log } from '../core/log';
+import type { Activity, Status } from '../core/presence';
+import { errorBody } from '../http/errors';
+import { DeviceConnections, type DeviceReporter, type HeldDevice } from './devices';
+import { StreamHub, type HubOptions, type PresenceReader } from './hub';
+import { Outgoing } from './message';
+import { parseClientMessage, type StreamQuery } from './protocol';
+import type { Subscriber } from './subscriber';
+import type { Timers } from './timers';
+import { SseTransport, WsTransport } from './transports';
+
+export const DEFAULT_MAX_CONNECTIONS_PER_KEY = 5000;
+
+export interface StreamServiceOptions {
+  readonly clock: Clock;
+  readonly reader: PresenceReader;
+  readonly devices: DeviceReporter;
+  readonly log?: Log;
+  readonly timers?: Timers;
+  readonly maxConnectionsPerKey?: number;
+  readonly deviceGraceMs?: number;
+  /** Device entries connections held before this start (cut to one grace by `start`). */
+  readonly heldDevices?: () => readonly HeldDevice[];
+  readonly hub?: Partial<Omit<HubOptions, 'clock' | 'reader' | 'timers'>>;
+}
+
+/** Who opened a connection: the API key's id and whether it may write (identify a device). */
+export interface StreamCaller {
+  readonly keyId: string;
+  readonly canWrite: boolean;
+}
+
+export class StreamService {
+  readonly hub: StreamHub;
+  readonly devices: DeviceConnections;
+  private readonly log: Log;
+  private readonly maxPerKey: number;
+  private readonly perKey = new Map<string, number>();
+  private readonly heldDevices: () => readonly HeldDevice[];
+  /** Device connections open now (a device reconnecting may briefly have two). */
+  deviceConnections = 0;
+
+  constructor(options: StreamServiceOptions) {
+    this.log = options.log ?? silentLog;
+    this.hub = new StreamHub({
+      clock: options.clock,
+      reader: options.reader,
+      timers: options.timers,
+      ...options.hub,
+    });
+    this.devices = new DeviceConnections(options.devices, options.clock, { graceMs: options.deviceGraceMs });
+    this.maxPerKey = options.maxConnectionsPerKey ?? DEFAULT_MAX_CONNECTIONS_PER_KEY;
+    this.heldDevices = options.heldDevices ?? (() => []);
+  }
+
+  /** The change pipeline's `committed` phase. Never throws (a failure is logged). */
+  committed(changes: readonly PresenceChange[]): void {
+    try {
+      this.hub.committed(changes);
+    } catch (error) {
+      this.log.error({ err: error }, 'the stream could not take committed changes');
+    }
+  }
+
+  /** Starts the keepalive; devices held before this start go offline one grace from now unless they come back. */
+  start(): void {
+    this.hub.start();
+    for (const ack of this.devices.restarted(this.heldDevices()))
+      ack.catch((error: unknown) =>
+        this.log.warn({ err: error }, 'a held device could not be cut to its grace'),
+      );
+  }
+
+  /** Shutdown: every client is told to reconnect; devices keep their hold for the next start. */
+  drain(): void {
+    this.devices.stop();
+    this.hub.drain();
+  }
+
+  /** Counts a connection against its key's limit, or refuses it (429). */
+  acquire(keyId: string): void {
+    const n = this.perKey.get(keyId) ?? 0;
+    if (n >= this.maxPerKey)
+      throw new AppError(
+        'rate_limited',
+        `this key has ${n} stream connections open, the most allowed (PRESENCE_STREAM_MAX_CONNECTIONS_PER_KEY)`,
+        [],
+        { 'retry-after': '5' },
+      );
+    this.perKey.set(keyId, n + 1);
+  }
+
+  release(keyId: string): void {
+    const n = (this.perKey.get(keyId) ?? 1) - 1;
+    if (n <= 0) this.perKey.delete(keyId);
+    else this.perKey.set(keyId, n);
+  }
+
+  /** A Server-Sent Events stream on a hijacked response; the caller already counted it. */
+  openSse(
+    res: ServerResponse,
+    caller: StreamCaller,
+    query: StreamQuery,
+    lastEventId: string | undefined,
+  ): void {
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
+      connection: 'keep-alive',
+      // Proxies that buffer responses (nginx) would hold the events back.
+      'x-accel-buffering': 'no',
+    });
+    const sub = this.hub.open(new SseTransport(res), query.coalesce_ms ?? 0);
+    res.on('close', () => {
+      this.hub.close(sub);
+      this.release(caller.keyId);
+    });
+    this.begin(sub, query, lastEventId ?? query.since);
+  }
+
+  /** The first answer of a connection: a resume when it names a position, otherwise a snapshot. */
+  private begin(sub: Subscriber, query: StreamQuery, since: string | undefined): void {
+    const ids = query.user_ids ?? [];
+    if (since !== undefined) this.hub.resume(sub, since, ids);
+    else this.hub.subscribe(sub, ids);
+  }
+
+  /** A WebSocket connection, upgraded; the caller already counted it. */
+  openWs(ws: WebSocket, socket: Duplex, caller: StreamCaller, query: StreamQuery, requestId: string): void {
+    const sub = this.hub.open(new WsTransport(ws, socket), query.coalesce_ms ?? 0);
+    let device: { userId: string; deviceId: string } | null = null;
+    const reply = (error: unknown): void => {
+      const e =
+        error instanceof AppError ? error : new AppError('internal', 'the message could not be handled');
+      if (!(error instanceof AppError)) this.log.error({ err: error }, 'a stream message failed');
+      sub.send(Outgoing.of('error', { ...errorBody(e.code, e.message, requestId, e.details) }));
+    };
+    ws.on('pong', () => {
+      sub.unansweredPings = 0;
+      if (device !== null) this.devices.alive(device.userId, device.deviceId);
+    });
+    ws.on('message', (data, isBinary) => {
+      try {
+        if (isBinary) throw new AppError('invalid_request', 'messages are JSON text frames');
+        const text = Array.isArray(data)
+          ? Buffer.concat(data).toString('utf8')
+          : Buffer.from(data as ArrayBuffer).toString('utf8');
+        const m = parseClientMessage(text);
+        switch (m.type) {
+          case 'subscribe':
+            if (m.coalesce_ms !== undefined) sub.coalesceMs = m.coalesce_ms;
+            this.hub.subscribe(sub, m.user_ids);
+            break;
+          case 'unsubscribe':
+            this.hub.unsubscribe(sub, m.user_ids);
+            break;
+          case 'resume':
+            this.hub.resume(sub, m.since);
+            break;
+          case 'ping':
+            sub.send(Outgoing.of('pong', {}));
+            break;
+          case 'pong':
+            sub.unansweredPings = 0;
+            break;
+          case 'identify': {
+            if (!caller.canWrite)
+              throw new AppError('forbidden', 'identify needs the write scope; the key has read');
+            const status: Status = m.status ?? 'online';
+            const activity: Activity | null = m.activity ?? null;
+            if (device !== null) void this.devices.release(device.userId, device.deviceId);
+            else this.deviceConnections += 1;
+            device = { userId: m.user_id, deviceId: m.device_id };
+            this.devices
+              .hold(m.user_id, m.device_id, status, activity)
+              .then(
+                () =>
+                  sub.send(Outgoing.of('identified', { user_id: m.user_id, device_id: m.device_id, status })),
+                reply,
+              );
+            break;
+          }
+          case 'status':
+            if (device === null) throw new AppError('invalid_request', 'send identify before status');
+            this.devices.update(device.userId, device.deviceId, m.status, m.activity ?? null).catch(reply);
+            break;
+        }
+      } catch (error) {
+        reply(error);
+      }
+    });
+    ws.on('close', () => {
+      this.hub.close(sub);
+      this.release(caller.keyId);
+      if (device !== null) {
+        this.deviceConnections -= 1;
+        this.devices
+          .release(device.userId, device.deviceId)
+          .catch((error: unknown) =>
+            this.log.warn({ err: error }, 'a device connection could not be released'),
+          );
+      }
+    });
+    ws.on('error', () => undefined); // a reset peer: 'close' follows
+    try {
+      this.begin(sub, query, query.since);
+    } catch (error) {
+      reply(error);
+    }
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * @module stream/transports
+ * The two transports under one `Transport`: a WebSocket (`ws`, a JSON text frame per message)
+ * and Server-Sent Events over the raw HTTP response. Both batch: everything a subscriber flushes
+ * at once is one write to the socket (the WebSocket's frames are corked together), not one
+ * syscall per message.
+ */
+
+import type { ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+
+import type { WebSocket } from 'ws';
+
+import type { Outgoing } from './message';
+import type { Transport } from './subscriber';
+
+/** WebSocket close codes the stream uses. */
+export const CLOSE_RESYNC = 4008;
+/** 1012 Service Restart: reconnect (and resume). */
+export const CLOSE_RESTART = 1012;
+
+export class WsTransport implements Transport {
+  readonly kind = 'ws' as const;
+
+  constructor(
+    private readonly ws: WebSocket,
+    /** The upgraded socket under `ws`, corked around a batch. */
+    private readonly socket: Duplex,
+  ) {}
+
+  write(messages: readonly Outgoing[], flushed: () => void): void {
+    if (this.ws.readyState !== this.ws.OPEN) return;
+    this.socket.cork();
+    const last = messages.length - 1;
+    for (let i = 0; i < last; i++) this.ws.send(messages[i]!.json);
+    this.ws.send(messages[last]!.json, () => flushed());
+    process.nextTick(() => this.socket.uncork());
+  }
+
+  ping(): void {
+    if (this.ws.readyState === this.ws.OPEN) this.ws.ping();
+  }
+
+  resync(): void {
+    this.ws.close(CLOSE_RESYNC, 'resync');
+  }
+
+  drain(): void {
+    this.ws.close(CLOSE_RESTART, 'restarting: reconnect and resume');
+  }
+
+  dead(): void {
+    this.ws.terminate();
+  }
+}
+
+const SSE_END_TIMEOUT_MS = 5000;
+
+export class SseTransport implements Transport {
+  readonly kind = 'sse' as const;
+
+  constructor(private readonly res: ServerResponse) {}
+
+  write(messages: readonly Outgoing[], flushed: () => void): void {
+    if (this.res.destroyed) return;
+    let text = '';
+    for (const m of messages) text += m.sse;
+    this.res.write(text, () => flushed());
+  }
+
+  ping(): void {
+    if (!this.res.destroyed) this.res.write(': ping\n\n');
+  }
+
+  resync(): void {
+    this.end('resync');
+  }
+
+  drain(): void {
+    this.end('reconnect');
+  }
+
+  dead(): void {
+    this.res.destroy();
+  }
+
+  private end(event: string): void {
+    if (this.res.destroyed || this.res.writableEnded) return;
+    this.res.end(`event: ${event}\ndata: {"type":"${event}"}\n\n`);
+    // A client that stopped reading never takes the end: it is cut off after a while.
+    setTimeout(() => this.res.destroy(), SSE_END_TIMEOUT_MS).unref();
+  }
+}
