@@ -412,6 +412,7 @@ async function assemble(
         help: 'Webhook requests in flight',
         read: () => webhooks.stats().in_flight,
       },
+      ...stream.metrics(),
     },
     connectionsOf: (userId) =>
       connections === null ? [] : connections.list({ user_id: userId }).map((c) => ({ ...c })),

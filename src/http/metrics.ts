@@ -9,8 +9,13 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 import type { PresenceEngine } from '../aggregator/engine';
 
-/** Gauges a subsystem contributes to /metrics, read at scrape time. */
-export type ExtraGauges = Readonly<Record<string, { readonly help: string; readonly read: () => number }>>;
+/**
+ * Gauges a subsystem contributes to /metrics, read at scrape time; `counter: true` for a total
+ * that only rises (exposed as a Prometheus counter).
+ */
+export type ExtraGauges = Readonly<
+  Record<string, { readonly help: string; readonly read: () => number; readonly counter?: boolean }>
+>;
 
 export function registerMetrics(
   app: FastifyInstance,
@@ -67,6 +72,18 @@ export function registerMetrics(
     },
   });
   for (const [name, g] of Object.entries(options.gauges ?? {})) {
+    if (g.counter === true) {
+      new Counter({
+        name,
+        help: g.help,
+        registers: [registry],
+        collect() {
+          this.reset();
+          this.inc(g.read());
+        },
+      });
+      continue;
+    }
     new Gauge({
       name,
       help: g.help,

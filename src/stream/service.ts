@@ -16,6 +16,7 @@ import { AppError } from '../core/errors';
 import { silentLog, type Log } from '../core/log';
 import type { Activity, Status } from '../core/presence';
 import { errorBody } from '../http/errors';
+import type { ExtraGauges } from '../http/metrics';
 import { DeviceConnections, type DeviceReporter, type HeldDevice } from './devices';
 import { StreamHub, type HubOptions, type PresenceReader } from './hub';
 import { Outgoing } from './message';
@@ -90,6 +91,56 @@ export class StreamService {
   drain(): void {
     this.devices.stop();
     this.hub.drain();
+  }
+
+  /** What /metrics shows of the stream. */
+  metrics(): ExtraGauges {
+    const stats = this.hub.stats;
+    return {
+      stream_connections: {
+        help: 'Open stream connections (SSE and WebSocket)',
+        read: () => this.hub.connections,
+      },
+      stream_subscriptions: {
+        help: 'Watched ids over all stream connections',
+        read: () => this.hub.subscriptions,
+      },
+      stream_device_connections: {
+        help: 'WebSocket connections that are a device (identify)',
+        read: () => this.deviceConnections,
+      },
+      stream_change_log_entries: { help: 'Changes held for resuming', read: () => this.hub.log.size },
+      stream_messages_sent_total: {
+        help: 'Stream messages written',
+        read: () => stats.messagesSent,
+        counter: true,
+      },
+      stream_messages_dropped_coalesced_total: {
+        help: 'Presence messages not sent because a coalescing window merged or cancelled them',
+        read: () => stats.droppedCoalesced,
+        counter: true,
+      },
+      stream_messages_dropped_compacted_total: {
+        help: 'Queued presence messages dropped for a newer one of the same user (slow consumers)',
+        read: () => stats.droppedCompacted,
+        counter: true,
+      },
+      stream_resyncs_total: {
+        help: 'Slow consumers closed with resync',
+        read: () => stats.resyncs,
+        counter: true,
+      },
+      stream_resume_hits_total: {
+        help: 'Resumes answered from the change log',
+        read: () => stats.resumeHits,
+        counter: true,
+      },
+      stream_resume_misses_total: {
+        help: 'Resumes answered with a fresh snapshot (recovered: false)',
+        read: () => stats.resumeMisses,
+        counter: true,
+      },
+    };
   }
 
   /** Counts a connection against its key's limit, or refuses it (429). */

@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 
 import { testApi, type TestApi } from '../helpers/http';
 import { openSse, openWs } from '../helpers/stream-clients';
+import { waitUntil } from '../helpers/wait';
 
 let t: TestApi;
 let base: string;
@@ -161,6 +162,34 @@ describe('WebSocket stream', () => {
     expect(e.error.message).toMatch(/at most 10000 ids/);
     expect(t.svc.stream.hub.subscriptions).toBe(9_999);
     await c.close();
+  });
+});
+
+describe('stream metrics', () => {
+  beforeEach(() => start());
+
+  it('/metrics counts connections, subscriptions, messages sent and resume hits and misses', async () => {
+    const metric = async (name: string): Promise<number> => {
+      const text = (await t.call({ method: 'GET', url: '/metrics', key: null })).body;
+      const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+      return Number(line?.split(' ')[1]);
+    };
+    expect(await metric('stream_connections')).toBe(0);
+    const c = await openWs(`${wsBase}/v1/ws?user_ids=a,b`, auth(t.key.read));
+    await c.next((m) => m.type === 'snapshot');
+    expect(await metric('stream_connections')).toBe(1);
+    expect(await metric('stream_subscriptions')).toBe(2);
+    await beat('a');
+    await c.next((m) => m.type === 'presence');
+    expect(await metric('stream_messages_sent_total')).toBe(2);
+    c.send({ type: 'resume', since: 'nope:1' });
+    await c.next((m) => m.type === 'snapshot' && m.recovered === false);
+    expect(await metric('stream_resume_misses_total')).toBe(1);
+    expect(await metric('stream_resume_hits_total')).toBe(0);
+    await c.close();
+    await waitUntil(() => t.svc.stream.hub.connections === 0, 'the close seen');
+    expect(await metric('stream_connections')).toBe(0);
+    expect(await metric('stream_subscriptions')).toBe(0);
   });
 });
 

@@ -147,13 +147,14 @@ describe('the npm package', () => {
     const out = await node(
       'verify.mjs',
       `import { verifyWebhook } from 'presence-aggregator';
-       import { CLIENT_AVAILABLE } from 'presence-aggregator/client';
+       import { CLIENT_AVAILABLE, PresenceClient } from 'presence-aggregator/client';
        const m = JSON.parse(process.argv[2]);
        const event = verifyWebhook(m.secret, Buffer.from(m.body), m.headers);
-       console.log(JSON.stringify({ version: event.data.version, client: CLIENT_AVAILABLE }));`,
+       const c = new PresenceClient({ url: 'http://127.0.0.1:1', token: 'k', userIds: ['a'] });
+       console.log(JSON.stringify({ version: event.data.version, client: CLIENT_AVAILABLE, map: c.presence.size }));`,
       signedMessage(),
     );
-    expect(JSON.parse(out)).toEqual({ version: 3, client: false });
+    expect(JSON.parse(out)).toEqual({ version: 3, client: true, map: 0 });
   });
 
   it(
