@@ -4,7 +4,7 @@
  * and range over alternating rounds), the ids it touched, and its target.
  * Run with --expose-gc so the heap figures are measured after full collections.
  *
- * `npm run bench -- http` runs one section (engine, http, webhooks, scale). Environment:
+ * `npm run bench -- http` runs one section (engine, http, webhooks, scale, stream). Environment:
  * PRESENCE_BENCH_ROUNDS (default 5), PRESENCE_BENCH_REDIS_URL (default redis://127.0.0.1:6379),
  * PRESENCE_BENCH_SCALE (user counts of the scale section, default 10000,100000,1000000).
  */
@@ -14,6 +14,7 @@ import { benchEngine } from './engine';
 import { benchHttp } from './http';
 import { benchScale } from './scale';
 import { showRatio, type Figure } from './stats';
+import { benchStream } from './stream';
 import { benchWebhooks } from './webhooks';
 
 function print(section: string, figures: readonly Figure[]): void {
@@ -47,6 +48,8 @@ async function main(): Promise<void> {
     print('webhooks, local receiver in a worker thread', await benchWebhooks());
   if (only === undefined || only === 'scale')
     print('scale: costs as the number of users grows', await benchScale());
+  if (only === undefined || only === 'stream')
+    print('stream: WebSocket clients in 2 child processes, server in this one', await benchStream());
 }
 
 main().catch((error: unknown) => {

@@ -115,7 +115,15 @@ export function streamRoutes(app: FastifyInstance, deps: { stream: StreamService
       );
       return;
     }
+    // A handshake `ws` refuses (a bad Sec-WebSocket-Key, say) ends the socket without the
+    // callback: the connection counted above is given back then.
+    let upgraded = false;
+    const keyId = accepted.keyId; // the closure keeps the key's id, not the query's id list
+    socket.once('close', () => {
+      if (!upgraded) stream.release(keyId);
+    });
     wss.handleUpgrade(req, socket, head, (ws) => {
+      upgraded = true;
       stream.openWs(ws, socket, accepted, accepted.query, requestId);
     });
   });
