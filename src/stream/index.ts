@@ -58,6 +58,7 @@ export function createStream(
     maxConnectionsPerKey: options.settings.maxConnectionsPerKey,
     heldDevices: options.heldDevices,
   });
-  engine.onChange((changes) => stream.committed(changes));
+  // A consumer of the change pipeline, fed after each commit is durable, in commit order.
+  engine.changes.add({ committed: (changes) => stream.committed(changes) });
   return stream;
 }

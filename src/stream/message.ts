@@ -72,12 +72,9 @@ export class ChangeMessage {
 
   get outgoing(): Outgoing {
     if (this.made === null) {
-      const body = JSON.stringify(presenceChangedEvent(this.change!));
-      // The body is `{"type":…,"timestamp":…,"data":{…}}` with `data` last: its members are
-      // the message's, spliced without parsing.
-      const at = body.indexOf(',"data":{');
-      const members = body.slice(at + ',"data":{'.length, -2);
-      const json = `{"type":"presence",${members},"position":${JSON.stringify(this.position)}}`;
+      // The `data` of the `presence.changed` event, from the one builder the outbox uses too.
+      const { data } = presenceChangedEvent(this.change!);
+      const json = JSON.stringify({ type: 'presence', ...data, position: this.position });
       this.made = new Outgoing('presence', json, this.userId, this.position);
       this.change = null;
     }

@@ -10,7 +10,7 @@ import type { Duplex } from 'node:stream';
 
 import type { WebSocket } from 'ws';
 
-import type { PresenceChange } from '../aggregator/engine';
+import type { PresenceChange } from '../core/changes';
 import type { Clock } from '../core/clock';
 import { AppError } from '../core/errors';
 import { silentLog, type Log } from '../core/log';
