@@ -29,6 +29,8 @@ const SUBSCRIBERS = Number(process.env.PRESENCE_BENCH_STREAM_SUBSCRIBERS ?? 1000
 const RATE = Number(process.env.PRESENCE_BENCH_STREAM_RATE ?? 1000);
 const SECONDS = Number(process.env.PRESENCE_BENCH_STREAM_SECONDS ?? 10);
 const USERS = 10_000;
+/** Ids each idle connection watches (the figure is for 50). */
+const IDLE_IDS = Number(process.env.PRESENCE_BENCH_STREAM_IDLE_IDS ?? 50);
 const CHILDREN = 2;
 
 interface Child {
@@ -184,7 +186,7 @@ export async function benchStream(): Promise<Figure[]> {
     const per = Math.ceil(IDLE / CHILDREN);
     await Promise.all(
       children.map((c) =>
-        c.ask({ cmd: 'open', url, key, lists: Array.from({ length: per }, () => pick(50)) }),
+        c.ask({ cmd: 'open', url, key, lists: Array.from({ length: per }, () => pick(IDLE_IDS)) }),
       ),
     );
     const after = await memory();

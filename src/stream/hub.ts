@@ -48,6 +48,13 @@ export interface HubOptions {
 }
 
 export const MAX_IDS_PER_CONNECTION = 10_000;
+
+/** The subscribers of one user, with the user's id (shared by every connection watching it). */
+class Subscribers extends Set<Subscriber> {
+  constructor(readonly userId: string) {
+    super();
+  }
+}
 export const PING_MS = 25_000;
 
 export class StreamHub {
@@ -56,7 +63,7 @@ export class StreamHub {
   private readonly clock: Clock;
   private readonly reader: PresenceReader;
   private readonly timers: Timers;
-  private readonly index = new Map<string, Set<Subscriber>>();
+  private readonly index = new Map<string, Subscribers>();
   private readonly subscribers = new Set<Subscriber>();
   private readonly limits: SubscriberLimits;
   private readonly maxIds: number;
@@ -147,11 +154,12 @@ export class StreamHub {
   private watch(s: Subscriber, ids: readonly string[]): void {
     for (const id of ids) {
       if (s.watching.has(id)) continue;
-      s.watching.set(id, this.reader.state(id)?.version ?? 0);
-      this.watchCount += 1;
       let subs = this.index.get(id);
-      if (subs === undefined) this.index.set(id, (subs = new Set()));
+      if (subs === undefined) this.index.set(id, (subs = new Subscribers(id)));
       subs.add(s);
+      // The index's copy of the id: thousands of connections watching a user share one string.
+      s.watching.set(subs.userId, this.reader.state(id)?.version ?? 0);
+      this.watchCount += 1;
     }
   }
 
