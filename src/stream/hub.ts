@@ -84,6 +84,11 @@ export class StreamHub {
     this.defer = options.defer ?? ((run) => setImmediate(run));
   }
 
+  /** False once draining: new connections are refused (503) while the service stops. */
+  get accepting(): boolean {
+    return !this.draining;
+  }
+
   /** Subscriptions held now (one per watched id per connection). */
   get subscriptions(): number {
     return this.watchCount;

@@ -23,7 +23,7 @@ import { Outgoing } from './message';
 import { parseClientMessage, type StreamQuery } from './protocol';
 import type { Subscriber } from './subscriber';
 import type { Timers } from './timers';
-import { SseTransport, WsTransport } from './transports';
+import { CLOSE_RESTART, SseTransport, WsTransport } from './transports';
 
 export const DEFAULT_MAX_CONNECTIONS_PER_KEY = 5000;
 
@@ -143,8 +143,12 @@ export class StreamService {
     };
   }
 
-  /** Counts a connection against its key's limit, or refuses it (429). */
+  /** Counts a connection against its key's limit, or refuses it (429; 503 while stopping). */
   acquire(keyId: string): void {
+    if (!this.hub.accepting)
+      throw new AppError('unavailable', 'the service is restarting: reconnect shortly', [], {
+        'retry-after': '1',
+      });
     const n = this.perKey.get(keyId) ?? 0;
     if (n >= this.maxPerKey)
       throw new AppError(
@@ -193,6 +197,11 @@ export class StreamService {
 
   /** A WebSocket connection, upgraded; the caller already counted it. */
   openWs(ws: WebSocket, socket: Duplex, caller: StreamCaller, query: StreamQuery, requestId: string): void {
+    if (!this.hub.accepting) {
+      ws.close(CLOSE_RESTART, 'restarting: reconnect and resume');
+      this.release(caller.keyId);
+      return;
+    }
     const sub = this.hub.open(new WsTransport(ws, socket), query.coalesce_ms ?? 0);
     let device: { userId: string; deviceId: string } | null = null;
     const reply = (error: unknown): void => {

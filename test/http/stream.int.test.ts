@@ -304,4 +304,16 @@ describe('stream auth and limits', () => {
     await sse.ended;
     expect(sse.events.at(-1)?.event).toBe('reconnect');
   });
+
+  it('while draining, a new connection is refused with 503 and Retry-After', async () => {
+    await start();
+    t.svc.stream.drain();
+    await expect(openWs(`${wsBase}/v1/ws`, auth(t.key.read))).rejects.toMatchObject({
+      status: 503,
+      body: { error: { code: 'unavailable' } },
+    });
+    const sse = await openSse(`${base}/v1/stream?user_ids=a`, auth(t.key.read));
+    expect(sse.status).toBe(503);
+    expect(sse.headers['retry-after']).toBe('1');
+  });
 });
