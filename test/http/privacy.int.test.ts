@@ -281,6 +281,33 @@ describe('viewers and privacy over HTTP', () => {
       expect(api.json(await get('/v1/presence?user_ids=alice', t)).unknown).toEqual(['alice']);
     });
 
+    it('a mixed list: full, reduced, hidden, missing and repeated ids, each once, unknown in the order asked', async () => {
+      await api.call({
+        method: 'POST',
+        url: '/v1/heartbeats',
+        payload: { user_id: 'dave', device_id: 'laptop' },
+      });
+      await put('/v1/users/alice/privacy', { last_seen: 'nobody' });
+      await put('/v1/users/bob/privacy', { presence: 'nobody' });
+      const t = await token('carol');
+      const res = await get('/v1/presence?user_ids=ghost,alice,bob,dave,alice,zed,carol', t);
+      const body = api.json(res);
+      expect(body.unknown).toEqual(['ghost', 'bob', 'zed']);
+      expect(Object.keys(body.presence).sort()).toEqual(['alice', 'carol', 'dave']);
+      expect(body.presence.alice).toMatchObject({ observed_at: null, last_seen_approx: 'recently' });
+      const operator = api.json(await get('/v1/presence?user_ids=dave,carol', api.key.read)).presence;
+      expect(body.presence.dave).toEqual(operator.dave);
+      expect(body.presence.carol).toEqual(operator.carol);
+      // A change of Alice's presence is seen at once (the reduced JSON kept is not served stale).
+      await api.call({
+        method: 'POST',
+        url: '/v1/heartbeats',
+        payload: { user_id: 'alice', device_id: 'laptop', status: 'online', ttl_seconds: 600 },
+      });
+      const again = api.json(await get('/v1/presence?user_ids=alice,carol', t));
+      expect(again.presence.alice).toMatchObject({ status: 'online', observed_at: null });
+    });
+
     it('the operator (API key) still sees everything, byte for byte as before', async () => {
       const before = (await get('/v1/presence?user_ids=alice,bob', api.key.read)).body;
       await put('/v1/users/alice/privacy', { presence: 'nobody', last_seen: 'nobody', details: 'nobody' });
