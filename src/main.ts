@@ -13,6 +13,7 @@ import type { PresencePort } from '../connectors/inbound';
 import type { ConnectorParts } from '../connectors/module';
 import { ConnectorHost, InboundRecord, roleOf, type ConnectorStatus } from './aggregator/connector-host';
 import { PresenceEngine } from './aggregator/engine';
+import { UserService } from './aggregator/users';
 import type { Env } from './config/env';
 import type { StoreTx } from './core/changes';
 import { systemClock, type Clock } from './core/clock';
@@ -416,9 +417,12 @@ async function assemble(
     },
     connectionsOf: (userId) =>
       connections === null ? [] : connections.list({ user_id: userId }).map((c) => ({ ...c })),
-    beforeUserDelete: async (userId) => {
-      await connections?.deleteConnectionsOfUser(userId);
-    },
+    users: new UserService({
+      engine,
+      revokeConnections: async (userId) => {
+        await connections?.deleteConnectionsOfUser(userId);
+      },
+    }),
   });
 
   closing.http = () => app.close();

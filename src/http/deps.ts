@@ -7,6 +7,7 @@ import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 
 import type { PresenceEngine } from '../aggregator/engine';
 import type { ConnectorStatus } from '../aggregator/connector-host';
+import type { UserService } from '../aggregator/users';
 import type { Clock } from '../core/clock';
 import type { ApiKeyStore } from '../store/key-store';
 import type { ExtraGauges } from './metrics';
@@ -31,8 +32,11 @@ export interface AppDeps {
   readonly accessLog?: { readonly all: boolean; readonly slowMs: number };
   /** A user's OAuth connections, when the connection layer is wired. */
   readonly connectionsOf?: (userId: string) => Record<string, unknown>[];
-  /** Runs before a user is forgotten (revokes their OAuth connections at the platforms). */
-  readonly beforeUserDelete?: (userId: string) => Promise<void>;
+  /**
+   * User orchestration (deleting a user revokes their OAuth connections first); by default the
+   * engine's deletion alone.
+   */
+  readonly users?: UserService;
   /** Gauges other subsystems (the webhook outbox) add to /metrics. */
   readonly gauges?: ExtraGauges;
   /** Viewers and privacy: settings, contacts, blocks and viewer tokens. Absent: operator only. */

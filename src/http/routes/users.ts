@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 
+import { UserService } from '../../aggregator/users';
 import { AppError } from '../../core/errors';
 import type { AccountRecord, UserRecord } from '../../core/ports';
 import { toIso } from '../../core/time';
@@ -53,6 +54,7 @@ const toAccount = (a: AccountRecord): z.infer<typeof AccountSchema> => ({
 export function userRoutes(app: FastifyInstance, deps: AppDeps): void {
   const r = app.withTypeProvider<ZodTypeProvider>();
   const { engine } = deps;
+  const users = deps.users ?? new UserService({ engine });
 
   const view = (user: UserRecord, accounts: AccountRecord[]): z.infer<typeof UserSchema> => ({
     user_id: user.userId,
@@ -120,9 +122,7 @@ export function userRoutes(app: FastifyInstance, deps: AppDeps): void {
     },
     async (req, reply) => {
       const id = req.params.user_id;
-      if (!engine.hasUser(id)) throw new AppError('not_found', `unknown user ${id}`);
-      await deps.beforeUserDelete?.(id);
-      if (!engine.deleteUser(id)) throw new AppError('not_found', `unknown user ${id}`);
+      if (!(await users.deleteUser(id))) throw new AppError('not_found', `unknown user ${id}`);
       void reply.code(204).send(null);
     },
   );

@@ -1,0 +1,191 @@
+import { ChangeSinks } from '../../../src/aggregator/change-pipeline';
+import { GroupCommit } from '../../../src/aggregator/group-commit';
+import { UserState } from '../../../src/aggregator/user-state';
+import type { EngineStats } from '../../../src/aggregator/wheel';
+import type { PresenceChange } from '../../../src/core/changes';
+import { FakeClock } from '../../../src/core/clock';
+import { silentLog } from '../../../src/core/log';
+import type { WriteOp } from '../../../src/core/ports';
+import { MemoryStore, sqliteError } from '../../helpers/memory-store';
+
+const userOp = (userId: string): WriteOp => ({
+  op: 'user',
+  user: { userId, displayName: null, timezone: null, createdAt: 0, updatedAt: 0 },
+});
+
+const change = (userId: string, version: number): PresenceChange => ({
+  userId,
+  version,
+  at: 0,
+  previous: { status: 'offline', activity: null, customStatus: null },
+  current: {
+    status: 'online',
+    activity: null,
+    customStatus: null,
+    source: 'app',
+    winner: null,
+    override: null,
+  },
+  changed: ['status'],
+  cause: 'slack',
+  explain: '',
+  presence: null,
+});
+
+function setup(options: { maxBatch?: number; commitRetryMs?: number } = {}) {
+  const store = new MemoryStore();
+  const clock = new FakeClock();
+  const sinks = new ChangeSinks(silentLog);
+  const stats: EngineStats = { sweeps: 0, changesCommitted: 0 };
+  const restored: string[] = [];
+  const commit = new GroupCommit({
+    store,
+    clock,
+    log: silentLog,
+    sinks,
+    stats,
+    maxBatch: options.maxBatch ?? 2048,
+    commitRetryMs: options.commitRetryMs ?? 5000,
+    probeIntervalMs: 1000,
+    restore: (u) => {
+      restored.push(u.userId);
+      u.rollBack();
+    },
+  });
+  return { store, clock, sinks, stats, restored, commit };
+}
+
+const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+describe('GroupCommit', () => {
+  it('commits everything queued in one turn in one transaction, then settles the acks', async () => {
+    const t = setup();
+    const committed: number[] = [];
+    t.sinks.add({ committed: (c) => committed.push(c.length) });
+    t.commit.enqueue(userOp('a'));
+    t.commit.change(change('a', 1));
+    const first = t.commit.acked();
+    t.commit.enqueue(userOp('b'));
+    t.commit.change(change('b', 1));
+    const second = t.commit.acked();
+    expect(first).toBe(second); // one promise per commit
+    expect(t.store.transactions).toHaveLength(0);
+    await first;
+    expect(t.store.transactions).toEqual([{ ops: [userOp('a'), userOp('b')], staged: false }]);
+    expect(committed).toEqual([2]);
+    expect(t.stats.changesCommitted).toBe(2);
+  });
+
+  it('runs the stage phase inside the write only when a sink stages and a change is queued', async () => {
+    const t = setup();
+    t.sinks.add({ stage: () => undefined });
+    t.commit.enqueue(userOp('a'));
+    await t.commit.acked();
+    t.commit.enqueue(userOp('b'));
+    t.commit.change(change('b', 1));
+    await t.commit.acked();
+    expect(t.store.transactions.map((x) => x.staged)).toEqual([false, true]);
+  });
+
+  it('commits a full queue at the end of the write that filled it', () => {
+    const t = setup({ maxBatch: 2 });
+    t.commit.enqueue(userOp('a'));
+    void t.commit.acked();
+    expect(t.store.transactions).toHaveLength(0);
+    t.commit.enqueue(userOp('b'));
+    void t.commit.acked();
+    expect(t.store.transactions).toHaveLength(1);
+  });
+
+  it('retries a lock on timers, showing the committed state meanwhile, and acks once durable', async () => {
+    const t = setup();
+    t.store.failNext.push(sqliteError('SQLITE_BUSY'), sqliteError('SQLITE_BUSY'));
+    const u = new UserState('a');
+    t.commit.touch(u);
+    u.version = 1;
+    t.commit.enqueue(userOp('a'));
+    const ack = t.commit.acked();
+    await tick();
+    expect(t.commit.failing).toBe(true);
+    expect(t.commit.retrying).toBe(true);
+    expect(u.undo?.version).toBe(0);
+    expect(t.commit.storeFault()).toMatchObject({ reason: 'database_locked' });
+    await ack;
+    expect(t.commit.failing).toBe(false);
+    expect(u.undo).toBeNull();
+    expect(t.commit.storeFault()).toBeNull();
+    expect(t.store.transactions).toHaveLength(1);
+    expect(t.restored).toEqual([]);
+  });
+
+  it('rolls back and refuses at once what the store refuses otherwise; the next write commits', async () => {
+    const t = setup();
+    t.store.failNext.push(sqliteError('SQLITE_FULL'));
+    const u = new UserState('a');
+    t.commit.touch(u);
+    u.version = 1;
+    t.commit.enqueue(userOp('a'));
+    t.commit.change(change('a', 1));
+    await expect(t.commit.acked()).rejects.toMatchObject({
+      code: 'unavailable',
+      details: [{ code: 'disk_full' }],
+    });
+    expect(t.restored).toEqual(['a']);
+    expect(u.version).toBe(0);
+    expect(t.stats.changesCommitted).toBe(0);
+    t.commit.enqueue(userOp('b'));
+    await t.commit.acked();
+    expect(t.store.transactions).toEqual([{ ops: [userOp('b')], staged: false }]);
+  });
+
+  it('gives up a lock that outlasts the retry time (by the clock)', async () => {
+    const t = setup({ commitRetryMs: 1000 });
+    for (let i = 0; i < 100; i++) t.store.failNext.push(sqliteError('SQLITE_BUSY'));
+    t.commit.enqueue(userOp('a'));
+    const ack = t.commit.acked();
+    await tick();
+    t.clock.advance(1000);
+    await expect(ack).rejects.toMatchObject({ code: 'unavailable', details: [{ code: 'database_locked' }] });
+  });
+
+  it('a flushSync the store refuses throws; a guarded call turns a store fault into 503 and lets bugs through', () => {
+    const t = setup();
+    t.store.failNext.push(sqliteError('SQLITE_IOERR_WRITE'));
+    t.commit.enqueue(userOp('a'));
+    expect(() => t.commit.flushSync()).toThrow(expect.objectContaining({ code: 'unavailable' }));
+    expect(() =>
+      t.commit.guarded(() => {
+        throw sqliteError('SQLITE_READONLY');
+      }),
+    ).toThrow(expect.objectContaining({ code: 'unavailable' }));
+    expect(() =>
+      t.commit.guarded(() => {
+        throw new TypeError('a bug');
+      }),
+    ).toThrow(TypeError);
+  });
+
+  it('probes a failing store at most every probe interval to learn it recovered', () => {
+    const t = setup();
+    t.store.failNext.push(sqliteError('SQLITE_IOERR_WRITE'));
+    t.commit.enqueue(userOp('a'));
+    expect(t.commit.attempt()).toMatchObject({ reason: 'io_error' });
+    t.store.failNext.push(sqliteError('SQLITE_IOERR_WRITE'));
+    expect(t.commit.storeFault()).toMatchObject({ reason: 'io_error' });
+    expect(t.commit.storeFault()).toMatchObject({ reason: 'io_error' });
+    expect(t.store.probes).toBe(1);
+    t.clock.advance(1000);
+    expect(t.commit.storeFault()).toBeNull();
+    expect(t.store.probes).toBe(2);
+  });
+
+  it('a final attempt is never retried', async () => {
+    const t = setup();
+    t.store.failNext.push(sqliteError('SQLITE_BUSY'));
+    t.commit.enqueue(userOp('a'));
+    const ack = t.commit.acked();
+    expect(t.commit.final()).toMatchObject({ reason: 'database_locked' });
+    await expect(ack).rejects.toMatchObject({ code: 'unavailable' });
+    expect(t.commit.retrying).toBe(false);
+  });
+});
