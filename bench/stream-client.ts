@@ -18,7 +18,72 @@ interface Open {
   /** Index of a connection that stops reading after its snapshot, or -1. */
   readonly stall?: number;
 }
-type Command = Open | { readonly cmd: 'stats' } | { readonly cmd: 'reset' } | { readonly cmd: 'close' };
+/** One connection that goes away for `gapMs` and resumes; every version checked to follow the last. */
+interface Resume {
+  readonly cmd: 'resume';
+  readonly url: string;
+  readonly key: string;
+  readonly list: readonly string[];
+  readonly beforeMs: number;
+  readonly gapMs: number;
+  readonly afterMs: number;
+}
+type Command =
+  Open | Resume | { readonly cmd: 'stats' } | { readonly cmd: 'reset' } | { readonly cmd: 'close' };
+
+const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function resume(c: Resume): Promise<unknown> {
+  const versions = new Map<string, number>();
+  let gaps = 0;
+  let twice = 0;
+  let replayed = 0;
+  let outcome: 'resumed' | 'snapshot' | null = null;
+  let position = '';
+  let phase: 'before' | 'replay' | 'after' = 'before';
+  const connect = (since: string | null) =>
+    new Promise<WebSocket>((done) => {
+      const q = since === null ? '' : `&since=${since}`;
+      const ws = new WebSocket(`${c.url}/v1/ws?user_ids=${c.list.join(',')}&access_token=${c.key}${q}`, {
+        perMessageDeflate: false,
+      });
+      ws.on('message', (data: Buffer) => {
+        const m = JSON.parse(data.toString('utf8')) as {
+          type: string;
+          presence?: Record<string, { version: number }>;
+          user_id?: string;
+          version?: number;
+          position?: string;
+        };
+        if (m.position !== undefined) position = m.position;
+        if (m.type === 'snapshot') {
+          if (since !== null) outcome = 'snapshot';
+          for (const [id, p] of Object.entries(m.presence ?? {})) versions.set(id, p.version);
+          done(ws);
+        } else if (m.type === 'resumed') {
+          outcome = 'resumed';
+          phase = 'after';
+        } else if (m.type === 'presence') {
+          const last = versions.get(m.user_id!) ?? 0;
+          if (m.version! <= last) twice += 1;
+          else if (m.version !== last + 1) gaps += 1;
+          versions.set(m.user_id!, Math.max(last, m.version!));
+          if (phase === 'replay') replayed += 1;
+        }
+      });
+      if (since !== null) ws.on('open', () => done(ws));
+    });
+  const first = await connect(null);
+  await wait(c.beforeMs);
+  first.terminate();
+  const since = position;
+  await wait(c.gapMs);
+  phase = 'replay';
+  const again = await connect(since);
+  await wait(c.afterMs);
+  again.terminate();
+  return { outcome, replayed, gaps, twice };
+}
 
 const sockets: WebSocket[] = [];
 let received = 0;
@@ -62,6 +127,9 @@ process.on('message', (m: Command) => {
       case 'open':
         await open(m);
         send({ ready: sockets.length });
+        break;
+      case 'resume':
+        send(await resume(m));
         break;
       case 'stats': {
         const sorted = latencies.slice().sort((a, b) => a - b);
