@@ -7,7 +7,9 @@
 export { WebhookService, type WebhookServiceOptions, type WebhookStats } from './service';
 export {
   createEndpointSchema,
+  deliveriesPageSchema,
   deliveriesQuerySchema,
+  endpointReplySchema,
   replaySchema,
   updateEndpointSchema,
   DELIVERY_STATUSES,

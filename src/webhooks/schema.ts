@@ -96,60 +96,79 @@ export function parseInput<S extends z.ZodType>(schema: S, input: unknown, what:
 
 // ---------------------------------------------------------------- what the facade returns
 
-export interface EndpointView {
-  id: string;
-  url: string;
-  /** null: every event type. */
-  events: EventType[] | null;
-  /** null: every user. */
-  user_ids: string[] | null;
-  coalesce_ms: number;
-  enabled: boolean;
-  /** Why it is disabled: `gone` (it answered 410), `failing` (5 days of failures), `manual`. */
-  disabled_reason: 'gone' | 'failing' | 'manual' | null;
-  disabled_at: string | null;
-  /** The first failure since the last success, while it keeps failing. */
-  failing_since: string | null;
-  /** While a rotation is under way: when the previous secret stops signing. */
-  previous_secret_expires_at: string | null;
-  created_at: string;
-  updated_at: string;
-}
+/**
+ * The JSON shapes the facade returns, defined once: the routes serialize (and document) replies
+ * with these schemas, and the facade's types are inferred from them.
+ */
+
+export const DISABLED_REASONS = ['gone', 'failing', 'manual'] as const;
+export type DisabledReason = (typeof DISABLED_REASONS)[number];
+
+const IsoTime = z.string().describe('ISO-8601 UTC with milliseconds');
+
+export const endpointViewSchema = z
+  .object({
+    id: z.string(),
+    url: z.string(),
+    events: z.array(z.enum(EVENT_TYPES)).nullable().describe('null: every event type'),
+    user_ids: z.array(z.string()).nullable().describe('null: every user'),
+    coalesce_ms: z.number().int(),
+    enabled: z.boolean(),
+    /** Why it is disabled: `gone` (it answered 410), `failing` (5 days of failures), `manual`. */
+    disabled_reason: z.enum(DISABLED_REASONS).nullable(),
+    disabled_at: IsoTime.nullable(),
+    /** The first failure since the last success, while it keeps failing. */
+    failing_since: IsoTime.nullable(),
+    /** While a rotation is under way: when the previous secret stops signing. */
+    previous_secret_expires_at: IsoTime.nullable(),
+    created_at: IsoTime,
+    updated_at: IsoTime,
+  })
+  .describe('A webhook endpoint');
+export type EndpointView = z.infer<typeof endpointViewSchema>;
+
+/** What the routes reply with: an endpoint, with its secret after a create or a rotation. */
+export const endpointReplySchema = endpointViewSchema
+  .extend({
+    secret: z.string().optional().describe('whsec_…: only in the reply to create and to a rotation'),
+  })
+  .describe('A webhook endpoint');
 
 /** `createEndpoint` and a rotating `updateEndpoint` return the secret, once. */
-export interface EndpointWithSecret extends EndpointView {
-  secret: string;
-}
+export type EndpointWithSecret = EndpointView & { secret: string };
 
-export interface AttemptView {
-  attempt: number;
-  at: string;
-  status_code: number | null;
-  latency_ms: number;
-  error: string | null;
-  next_attempt_at: string | null;
-}
+export const attemptViewSchema = z.object({
+  attempt: z.number().int(),
+  at: IsoTime,
+  status_code: z.number().int().nullable(),
+  latency_ms: z.number(),
+  error: z.string().nullable(),
+  next_attempt_at: IsoTime.nullable(),
+});
+export type AttemptView = z.infer<typeof attemptViewSchema>;
 
-export interface DeliveryView {
-  id: number;
+export const deliveryViewSchema = z.object({
+  id: z.number().int(),
   /** The `webhook-id` sent. */
-  webhook_id: string;
-  type: EventType;
-  user_id: string | null;
-  version: number | null;
-  status: DeliveryStatus;
-  replay: boolean;
-  attempt_count: number;
-  next_attempt_at: string | null;
-  last_status_code: number | null;
-  last_error: string | null;
-  created_at: string;
-  updated_at: string;
-  attempts: AttemptView[];
-}
+  webhook_id: z.string(),
+  type: z.enum(EVENT_TYPES),
+  user_id: z.string().nullable(),
+  version: z.number().int().nullable(),
+  status: z.enum(DELIVERY_STATUSES),
+  replay: z.boolean(),
+  attempt_count: z.number().int(),
+  next_attempt_at: IsoTime.nullable(),
+  last_status_code: z.number().int().nullable(),
+  last_error: z.string().nullable(),
+  created_at: IsoTime,
+  updated_at: IsoTime,
+  attempts: z.array(attemptViewSchema),
+});
+export type DeliveryView = z.infer<typeof deliveryViewSchema>;
 
-export interface DeliveriesPage {
-  deliveries: DeliveryView[];
+export const deliveriesPageSchema = z.object({
+  deliveries: z.array(deliveryViewSchema),
   /** Pass as `before` for the next (older) page; null on the last page. */
-  next_before: number | null;
-}
+  next_before: z.number().int().nullable(),
+});
+export type DeliveriesPage = z.infer<typeof deliveriesPageSchema>;

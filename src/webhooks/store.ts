@@ -10,10 +10,10 @@ import type { StoreTx } from '../core/changes';
 import type { TokenVault } from '../oauth/vault';
 import type { Db } from '../store/db';
 import { dbOf, sqliteTx } from '../store/tx';
-import type { DeliveryStatus, EventType } from './schema';
+import type { DeliveryStatus, DisabledReason, EventType } from './schema';
 import { openSecret, secretContext } from './secrets';
 
-export type DisabledReason = 'gone' | 'failing' | 'manual';
+export type { DisabledReason } from './schema';
 
 /**
  * An endpoint as held in memory, secrets in the clear (signing needs them). Never returned to a

@@ -1,8 +1,8 @@
 /**
  * @module http/routes/webhooks
  * Webhook endpoints (admin scope): register, list, show, update (rotate the secret, re-enable),
- * delete, the delivery log, replay. The schemas are the webhook layer's own, so validation and
- * the OpenAPI document say the same thing.
+ * delete, the delivery log, replay. The schemas, of input and reply, are the webhook layer's own,
+ * so validation, the facade's types and the OpenAPI document say the same thing.
  */
 
 import type { FastifyInstance } from 'fastify';
@@ -11,57 +11,16 @@ import { z } from 'zod';
 
 import {
   createEndpointSchema,
+  deliveriesPageSchema,
   deliveriesQuerySchema,
-  DELIVERY_STATUSES,
-  EVENT_TYPES,
+  endpointReplySchema as Endpoint,
   replaySchema,
   updateEndpointSchema,
   type WebhookService,
 } from '../../webhooks';
-import { COMMON_ERRORS, ErrorBody, IsoTime } from '../schemas';
+import { COMMON_ERRORS, ErrorBody } from '../schemas';
 
 const Id = z.strictObject({ id: z.string().min(1).max(64) });
-const Endpoint = z
-  .object({
-    id: z.string(),
-    url: z.string(),
-    events: z.array(z.enum(EVENT_TYPES)).nullable().describe('null: every event type'),
-    user_ids: z.array(z.string()).nullable().describe('null: every user'),
-    coalesce_ms: z.number().int(),
-    enabled: z.boolean(),
-    disabled_reason: z.enum(['gone', 'failing', 'manual']).nullable(),
-    disabled_at: IsoTime.nullable(),
-    failing_since: IsoTime.nullable(),
-    previous_secret_expires_at: IsoTime.nullable(),
-    created_at: IsoTime,
-    updated_at: IsoTime,
-    secret: z.string().optional().describe('whsec_…: only in the reply to create and to a rotation'),
-  })
-  .describe('A webhook endpoint');
-const Attempt = z.object({
-  attempt: z.number().int(),
-  at: IsoTime,
-  status_code: z.number().int().nullable(),
-  latency_ms: z.number(),
-  error: z.string().nullable(),
-  next_attempt_at: IsoTime.nullable(),
-});
-const Delivery = z.object({
-  id: z.number().int(),
-  webhook_id: z.string(),
-  type: z.enum(EVENT_TYPES),
-  user_id: z.string().nullable(),
-  version: z.number().int().nullable(),
-  status: z.enum(DELIVERY_STATUSES),
-  replay: z.boolean(),
-  attempt_count: z.number().int(),
-  next_attempt_at: IsoTime.nullable(),
-  last_status_code: z.number().int().nullable(),
-  last_error: z.string().nullable(),
-  created_at: IsoTime,
-  updated_at: IsoTime,
-  attempts: z.array(Attempt),
-});
 const errors = { 404: ErrorBody, 409: ErrorBody, ...COMMON_ERRORS };
 
 export function webhookRoutes(app: FastifyInstance, webhooks: WebhookService): void {
@@ -157,7 +116,7 @@ export function webhookRoutes(app: FastifyInstance, webhooks: WebhookService): v
         params: Id,
         querystring: deliveriesQuerySchema,
         response: {
-          200: z.object({ deliveries: z.array(Delivery), next_before: z.number().int().nullable() }),
+          200: deliveriesPageSchema,
           ...errors,
         },
       },
