@@ -8,19 +8,20 @@
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import pino from 'pino';
 
-import { CONNECTOR_MODULES, CONNECTORS } from '../connectors';
+import { CONNECTOR_MODULES } from '../connectors';
 import type { PresencePort } from '../connectors/inbound';
 import type { ConnectorParts } from '../connectors/module';
 import { ConnectorHost, InboundRecord, roleOf, type ConnectorStatus } from './aggregator/connector-host';
-import { PresenceEngine } from './aggregator/engine';
+import type { PresenceEngine } from './aggregator/engine';
 import { UserService } from './aggregator/users';
+import { createConnections, createEngine, createKeys, openStores, secretVault } from './compose';
 import type { Env } from './config/env';
 import type { StoreTx } from './core/changes';
 import { systemClock, type Clock } from './core/clock';
 import type { Connector, ConnectorHealth } from './core/connector';
 import { silentLog, type Log } from './core/log';
 import { runShutdown, type ShutdownReport } from './core/shutdown';
-import { Ladder, REAL_PLATFORMS } from './core/presence';
+import { REAL_PLATFORMS } from './core/presence';
 import { buildApp, LOG_REDACT } from './http/app';
 import { AppError } from './core/errors';
 import { connectionRoutes } from './http/routes/connections';
@@ -29,13 +30,11 @@ import { streamRoutes } from './http/routes/stream';
 import { webhookRoutes } from './http/routes/webhooks';
 import { WebhookService } from './webhooks';
 import { signalRoutes } from './http/routes/signals';
-import { ConnectionService, type ConnectionEventType } from './oauth/service';
-import { TokenVault } from './oauth/vault';
+import { type ConnectionService, type ConnectionEventType } from './oauth/service';
+import type { ApiKeys } from './keys/api-keys';
 import { startCheckpointer } from './store/checkpointer';
-import { isMigrated, migrate, openDb, type Db } from './store/db';
-import { ApiKeyStore } from './store/key-store';
+import type { Db } from './store/db';
 import { heldDevices } from './store/held-devices';
-import { SqlitePresenceStore } from './store/presence-store';
 import { SqlitePrivacyStore } from './store/privacy-store';
 import { PrivacyService } from './privacy/service';
 import { ViewerTokens } from './privacy/viewer-tokens';
@@ -62,7 +61,7 @@ export interface Service {
   /** The OAuth connection layer; null without PRESENCE_SECRET_KEY (it encrypts the tokens). */
   readonly connections: ConnectionService | null;
   readonly db: Db;
-  readonly keys: ApiKeyStore;
+  readonly keys: ApiKeys;
   readonly host: ConnectorHost;
   /** Who sees whose presence; the stream projects through it. */
   readonly privacy: PrivacyService;
@@ -208,22 +207,12 @@ async function assemble(
 ): Promise<Service> {
   const clock = options.clock ?? systemClock;
   const logger = options.logger;
-  const db = openDb(env.PRESENCE_DB, { synchronous: env.PRESENCE_DB_SYNC });
-  closing.store = () => {
-    if (db.open) db.close();
-  };
-  migrate(db, undefined, clock);
+  const stores = openStores(env, clock);
+  const db = stores.db;
+  closing.store = () => stores.close();
   const checkpointer = env.PRESENCE_DB === ':memory:' ? null : startCheckpointer(db, { log });
   if (checkpointer !== null) closing.checkpointer = () => checkpointer.stop();
-  const engine = new PresenceEngine({
-    clock,
-    store: new SqlitePresenceStore(db),
-    ladder: Ladder.parse(env.PRESENCE_LADDER),
-    log,
-    viewCacheSize: env.PRESENCE_VIEW_CACHE,
-    batchMemoBytes: Math.round(env.PRESENCE_BATCH_MEMO_MB * 1024 * 1024),
-    identityOnlyPlatforms: REAL_PLATFORMS.filter((p) => CONNECTORS[p].capabilities.presence === 'none'),
-  });
+  const engine = createEngine(env, stores, clock, log);
   // The outbox hooks into the engine's commits before anything loads: a change is written with
   // its event in one transaction, and the presence object is built only when a hook wants it.
   const webhooks = new WebhookService({
@@ -232,10 +221,7 @@ async function assemble(
     clock,
     log,
     // Endpoint signing secrets are sealed like OAuth tokens; without the key webhooks are off.
-    vault:
-      env.PRESENCE_SECRET_KEY === undefined
-        ? null
-        : TokenVault.fromSecrets(env.PRESENCE_SECRET_KEY, env.PRESENCE_SECRET_KEY_PREVIOUS),
+    vault: secretVault(env),
     allowPrivateTargets: env.WEBHOOK_ALLOW_PRIVATE_TARGETS,
   });
   const privacyStore = new SqlitePrivacyStore(db);
@@ -267,7 +253,7 @@ async function assemble(
   stream.start();
   closing.webhooks = () => webhooks.stop();
   webhooks.start();
-  const keys = new ApiKeyStore(db, clock);
+  const keys = createKeys(stores, clock);
   const host = new ConnectorHost(engine, log, (type, data) => webhooks.emit(type, data));
   // Events of other layers (connections now; connectors later) go to the webhook outbox. They
   // are emitted inside the transaction that records the change they report.
@@ -279,19 +265,11 @@ async function assemble(
     log.info({ type, data }, 'event');
     webhooks.emitIn(tx, type, data);
   };
-  const connections =
-    env.PRESENCE_SECRET_KEY === undefined
-      ? null
-      : new ConnectionService({
-          db,
-          env,
-          clock,
-          log,
-          linkAccount: (userId, account) => engine.linkAccount(userId, account),
-          hasUser: (userId) => engine.hasUser(userId),
-          onEvent: (type, data, tx) => emitEvent(type, data as unknown as Record<string, unknown>, tx),
-          previousSecretKeys: env.PRESENCE_SECRET_KEY_PREVIOUS,
-        });
+  const connections = createConnections(env, stores, engine, {
+    clock,
+    log,
+    onEvent: (type, data, tx) => emitEvent(type, data as unknown as Record<string, unknown>, tx),
+  });
   if (connections !== null) closing.connections = () => connections.stop();
   if (connections !== null && options.timers !== false) connections.start();
   closing.connectors = () => host.stopAll();
@@ -394,7 +372,7 @@ async function assemble(
     keys,
     clock,
     connectors,
-    ready: () => db.open && isMigrated(db),
+    ready: () => stores.ready(),
     rateLimitPerMinute: env.PRESENCE_RATE_LIMIT,
     logger,
     accessLog: { all: env.PRESENCE_ACCESS_LOG === 'all', slowMs: env.PRESENCE_SLOW_REQUEST_MS },

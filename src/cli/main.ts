@@ -9,19 +9,18 @@ import { resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 
 import { runDemoCommand } from '../../demo/cli';
-import { PresenceEngine } from '../aggregator/engine';
+import type { PresenceEngine } from '../aggregator/engine';
+import { createConnections, createEngine, createKeys, openStores, secretVault } from '../compose';
 import { ConfigError, envHelp, parseEnv, requireSecretKey, resolveHost, type Env } from '../config/env';
 import { cleanShutdown } from '../core/shutdown';
 import { AppError } from '../core/errors';
 import { silentLog } from '../core/log';
-import { ConnectionService, rotateSecret } from '../oauth/service';
-import { TokenVault } from '../oauth/vault';
+import { rotateSecret } from '../oauth/service';
 import { systemClock } from '../core/clock';
-import { Ladder } from '../core/presence';
+import { parseScopes, type ApiKeys } from '../keys/api-keys';
 import { createLogger, createService, type Service } from '../main';
-import { MigrationError, migrate, openDb, type Db } from '../store/db';
-import { ApiKeyStore, parseScopes } from '../store/key-store';
-import { SqlitePresenceStore } from '../store/presence-store';
+import { MigrationError } from '../store/db';
+import type { SqliteStores } from '../store/sqlite';
 import { rotateWebhookSecrets, scrubbing } from '../webhooks/secrets';
 
 /** SIGTERM ends the process within 10 s: close() gives up at 8 s, this at 9.5 s whatever happens. */
@@ -89,28 +88,24 @@ function positiveNumber(text: string): number {
   return n;
 }
 
-/** PRESENCE_DB, migrated, with an engine loaded from it: for commands that work on the store. */
-function openStore(env: Env): { db: Db; engine: PresenceEngine } {
-  const db = openDb(env.PRESENCE_DB, { synchronous: env.PRESENCE_DB_SYNC });
-  migrate(db);
-  const engine = new PresenceEngine({
-    clock: systemClock,
-    store: new SqlitePresenceStore(db),
-    ladder: Ladder.parse(env.PRESENCE_LADDER),
-  });
+/**
+ * PRESENCE_DB's stores, migrated, with an engine loaded from them, built as `serve` builds them
+ * (src/compose.ts): for commands that work on the store.
+ */
+function openStore(env: Env): { stores: SqliteStores; engine: PresenceEngine } {
+  const stores = openStores(env);
+  const engine = createEngine(env, stores, systemClock);
   engine.load();
-  return { db, engine };
+  return { stores, engine };
 }
 
 /** Opens PRESENCE_DB (migrating it) for a key command, and closes it after. */
-function withKeyStore(run: (store: ApiKeyStore) => void): void {
-  const env = parseEnv();
-  const db = openDb(env.PRESENCE_DB, { synchronous: env.PRESENCE_DB_SYNC });
+function withKeyStore(run: (keys: ApiKeys) => void): void {
+  const stores = openStores(parseEnv());
   try {
-    migrate(db);
-    run(new ApiKeyStore(db, systemClock));
+    run(createKeys(stores, systemClock));
   } finally {
-    db.close();
+    stores.close();
   }
 }
 
@@ -157,13 +152,9 @@ export function buildCli(): Command {
     .action(() => {
       const env = parseEnv();
       const where = resolve(env.PRESENCE_DB);
-      const db = openDb(env.PRESENCE_DB, { synchronous: env.PRESENCE_DB_SYNC });
-      let report: ReturnType<typeof migrate>;
-      try {
-        report = migrate(db);
-      } finally {
-        db.close();
-      }
+      const stores = openStores(env);
+      stores.close();
+      const report = stores.migration;
       if (report.applied.length === 0)
         console.log(`${where}: up to date (${report.upToDate.length} migrations applied before)`);
       else {
@@ -295,29 +286,32 @@ export function buildCli(): Command {
         opts.old === undefined ? process.env : { ...process.env, PRESENCE_SECRET_KEY_PREVIOUS: opts.old },
       );
       const newKey = requireSecretKey(env);
-      const db = openDb(env.PRESENCE_DB, { synchronous: env.PRESENCE_DB_SYNC });
+      const stores = openStores(env);
+      const db = stores.db;
       try {
-        migrate(db);
         // Tokens and webhook secrets in one transaction: all under the new key, or nothing
         // changed. secure_delete and a WAL truncation keep the old ciphertexts (open to the old
         // key, perhaps the reason for the rotation) from lingering in freed pages.
-        const vault = TokenVault.fromSecrets(newKey, env.PRESENCE_SECRET_KEY_PREVIOUS);
+        const vault = secretVault(env)!;
         const { result: report } = scrubbing(db, () =>
-          db.transaction(() => {
-            const tokens = rotateSecret(db, { oldKeys: env.PRESENCE_SECRET_KEY_PREVIOUS, newKey });
+          stores.transaction(() => {
+            const tokens = rotateSecret(stores.connections, {
+              oldKeys: env.PRESENCE_SECRET_KEY_PREVIOUS,
+              newKey,
+            });
             const hooks = rotateWebhookSecrets(db, vault);
             return {
               key_id: tokens.key_id,
               reencrypted: tokens.reencrypted + hooks.reencrypted,
               already_current: tokens.already_current + hooks.already_current,
             };
-          })(),
+          }),
         );
         console.log(
           `key ${report.key_id}: ${report.reencrypted} values re-encrypted, ${report.already_current} already under it`,
         );
       } finally {
-        db.close();
+        stores.close();
       }
     });
 
@@ -336,16 +330,13 @@ export function buildCli(): Command {
     .action(async (platform: string, opts: { user: string; port: number; timeout: number }) => {
       const env = parseEnv();
       requireSecretKey(env);
-      const { db, engine } = openStore(env);
-      const service = new ConnectionService({
-        db,
-        env,
+      const { stores, engine } = openStore(env);
+      // No webhook outbox runs here: the connect flow itself emits no event.
+      const service = createConnections(env, stores, engine, {
         clock: systemClock,
         log: silentLog,
-        linkAccount: (userId, account) => engine.linkAccount(userId, account),
-        hasUser: (userId) => engine.hasUser(userId),
         onEvent: () => undefined,
-      });
+      })!;
       const redirectUri = `http://127.0.0.1:${opts.port}/callback`;
       try {
         const result = await new Promise<string>((resolve, reject) => {
@@ -395,7 +386,7 @@ export function buildCli(): Command {
       } finally {
         await service.stop();
         engine.flushSync();
-        db.close();
+        stores.close();
       }
     });
 
@@ -441,10 +432,10 @@ export function buildCli(): Command {
         return;
       }
       const env = parseEnv();
-      const { db, engine } = openStore(env);
+      const { stores, engine } = openStore(env);
       console.log(JSON.stringify(engine.getMany(ids), null, 2));
       engine.flushSync();
-      db.close();
+      stores.close();
     });
 
   return program;

@@ -8,7 +8,7 @@ import type { FastifyInstance, onRequestHookHandler, preHandlerHookHandler } fro
 
 import type { Clock } from '../core/clock';
 import { AppError } from '../core/errors';
-import type { ApiKeyInfo, ApiKeyStore, Scope } from '../store/key-store';
+import type { ApiKeyInfo, ApiKeys, Scope } from '../keys/api-keys';
 import { looksLikeViewerToken, type ViewerIdentity, type ViewerTokens } from '../privacy/viewer-tokens';
 
 declare module 'fastify' {
@@ -71,7 +71,7 @@ const BEARER = /^Bearer ([^\s]+)$/;
 
 export function registerAuth(
   app: FastifyInstance,
-  keys: ApiKeyStore,
+  keys: ApiKeys,
   limiter: RateLimiter,
   viewers: ViewerTokens | null = null,
 ): void {
@@ -126,7 +126,7 @@ export function tokenOf(
 }
 
 /** The API key a token names, with the scope asked for, or the 401/403 to answer. */
-export function keyFor(keys: ApiKeyStore, token: string | null, scope: Scope): ApiKeyInfo {
+export function keyFor(keys: ApiKeys, token: string | null, scope: Scope): ApiKeyInfo {
   if (token === null)
     throw new AppError('unauthorized', 'missing API key: send Authorization: Bearer <key>', [], {
       'www-authenticate': 'Bearer',
@@ -143,7 +143,7 @@ export function keyFor(keys: ApiKeyStore, token: string | null, scope: Scope): A
 }
 
 function authenticate(
-  keys: ApiKeyStore,
+  keys: ApiKeys,
   limiter: RateLimiter,
   scope: Scope,
   viewers: ViewerTokens | null,

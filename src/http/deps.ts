@@ -9,13 +9,13 @@ import type { PresenceEngine } from '../aggregator/engine';
 import type { ConnectorStatus } from '../aggregator/connector-host';
 import type { UserService } from '../aggregator/users';
 import type { Clock } from '../core/clock';
-import type { ApiKeyStore } from '../store/key-store';
+import type { ApiKeys } from '../keys/api-keys';
 import type { ExtraGauges } from './metrics';
 import type { PrivacyDeps } from './routes/privacy';
 
 export interface AppDeps {
   readonly engine: PresenceEngine;
-  readonly keys: ApiKeyStore;
+  readonly keys: ApiKeys;
   readonly clock: Clock;
   /** Every connector, running or off, for GET /v1/connectors. */
   readonly connectors: () => readonly ConnectorStatus[];

@@ -14,13 +14,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Clock } from '../core/clock';
 import { AppError } from '../core/errors';
 import type { Log } from '../core/log';
-import type { AccountRef, LinkResult } from '../core/ports';
+import type { AccountRef, AuthorizeStateStore, ConnectionRow, LinkResult } from '../core/ports';
 import { USER_ID_PATTERN } from '../core/presence';
 import { toIso } from '../core/time';
-import { sealContext, type ConnectionRow, type ConnectionStore } from './connection-store';
 import { OAuthCallError, type ProviderClient, type TokenSet } from './provider-client';
 import { NO_USER_OAUTH, PROVIDERS, isOAuthPlatform, type OAuthPlatform } from './providers';
-import { VaultError, type TokenVault } from './vault';
+import { VaultError, sealContext, type TokenVault } from './vault';
 
 /** How long an authorize URL can be used. */
 export const STATE_TTL_MS = 10 * 60_000;
@@ -28,7 +27,8 @@ export const STATE_TTL_MS = 10 * 60_000;
 export type LinkAccount = (userId: string, account: AccountRef) => LinkResult | Promise<LinkResult>;
 
 export interface FlowDeps {
-  readonly store: ConnectionStore;
+  /** Where the flow keeps its pending states. */
+  readonly store: AuthorizeStateStore;
   readonly vault: TokenVault;
   readonly client: (platform: OAuthPlatform) => ProviderClient | null;
   readonly clock: Clock;
@@ -107,23 +107,26 @@ export class AuthorizeFlow {
     const verifier = PROVIDERS[platform].pkce ? randomBytes(32).toString('base64url') : null;
     const challenge = verifier === null ? null : createHash('sha256').update(verifier).digest('base64url');
     const expiresAt = now + STATE_TTL_MS;
-    store.transaction(() => {
-      store.purgeStates(now);
-      store.insertState({
-        state_hash: stateHash,
-        platform,
-        user_id: userId,
-        redirect_uri: redirect,
-        code_verifier:
-          verifier === null
-            ? null
-            : vault.seal(
-                verifier,
-                sealContext({ table: 'oauth_states', column: 'code_verifier', key: stateHash }),
-              ),
-        created_at: now,
-        expires_at: expiresAt,
-      });
+    store.transaction((tx) => {
+      store.purgeStates(now, tx);
+      store.insertState(
+        {
+          state_hash: stateHash,
+          platform,
+          user_id: userId,
+          redirect_uri: redirect,
+          code_verifier:
+            verifier === null
+              ? null
+              : vault.seal(
+                  verifier,
+                  sealContext({ table: 'oauth_states', column: 'code_verifier', key: stateHash }),
+                ),
+          created_at: now,
+          expires_at: expiresAt,
+        },
+        tx,
+      );
     });
     return {
       platform,

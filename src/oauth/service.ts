@@ -12,22 +12,20 @@
 import { randomBytes } from 'node:crypto';
 
 import { requireSecretKey, type Env } from '../config/env';
-import type { StoreTx } from '../core/changes';
 import type { Clock } from '../core/clock';
 import { toIsoOrNull } from '../core/time';
 import { AppError } from '../core/errors';
 import type { Log } from '../core/log';
-import type { AccountRef } from '../core/ports';
-import type { Db } from '../store/db';
-import {
+import type {
+  AccountRef,
+  ConnectionFilter,
+  ConnectionKind,
+  ConnectionRow,
   ConnectionStore,
-  sealContext,
-  type ConnectionFilter,
-  type ConnectionKind,
-  type ConnectionRow,
-  type Health,
-  type SealedTokens,
-} from './connection-store';
+  SealedTokens,
+  StoredHealth,
+  StoreTx,
+} from '../core/ports';
 import {
   AuthorizeFlow,
   requireOAuthPlatform,
@@ -44,14 +42,17 @@ import {
   type OAuthPlatform,
 } from './providers';
 import { TokenManager, type ConnectionEventType, type SweepReport } from './token-manager';
-import { TokenVault, VaultError, parseSecretKey } from './vault';
+import { TokenVault, VaultError, sealContext } from './vault';
 
 export type { AuthorizeStart, CallbackQuery, LinkAccount } from './flow';
 export { STATE_TTL_MS, callbackUrl, requireOAuthPlatform } from './flow';
 export { OAUTH_PLATFORMS, type OAuthPlatform } from './providers';
 export type { ConnectionEventType, SweepReport } from './token-manager';
 export { ConnectionUnavailableError } from './token-manager';
-export type { Health } from './connection-store';
+export { rotateSecret, type RotateReport } from './rotate';
+
+/** A connection's health as shown: stored, or `refreshing` while a refresh is in flight. */
+export type Health = StoredHealth | 'refreshing';
 
 /** A connection as `GET /v1/connections` shows it. */
 export interface ConnectionView {
@@ -110,7 +111,8 @@ export interface PlatformAvailability {
 }
 
 export interface ConnectionServiceDeps {
-  readonly db: Db;
+  /** Where connections, their sealed tokens and pending authorize states are kept. */
+  readonly store: ConnectionStore;
   readonly env: Env;
   readonly clock: Clock;
   readonly log: Log;
@@ -120,8 +122,8 @@ export interface ConnectionServiceDeps {
   readonly hasUser: (userId: string) => boolean;
   /**
    * Called for `connection.reauth_required` and `connection.revoked`, synchronously inside the
-   * transaction `tx` that records the change: the webhook outbox writes its row there. A throw
-   * rolls the change back.
+   * store transaction (`tx`) that records the change: the webhook outbox writes its row there.
+   * A throw rolls the change back.
    */
   readonly onEvent: (type: ConnectionEventType, data: ConnectionEventData, tx: StoreTx) => void;
   /** Base of the default redirect URI (`${publicUrl}/v1/connect/{platform}/callback`); defaults to env.PUBLIC_URL. */
@@ -146,8 +148,8 @@ export class ConnectionService {
   private readonly flow: AuthorizeFlow;
 
   constructor(private readonly deps: ConnectionServiceDeps) {
-    const { db, env, clock, log } = deps;
-    this.store = new ConnectionStore(db);
+    const { env, clock, log } = deps;
+    this.store = deps.store;
     this.vault = TokenVault.fromSecrets(
       deps.secretKey ?? requireSecretKey(env),
       deps.previousSecretKeys ?? [],
@@ -299,9 +301,9 @@ export class ConnectionService {
       });
     }
     this.store.transaction((tx) => {
-      const current = this.store.get(id);
+      const current = this.store.get(id, tx);
       if (current === null) return;
-      this.store.delete(id);
+      this.store.delete(id, tx);
       if (current.health !== 'revoked') {
         this.deps.onEvent('connection.revoked', this.eventData(current, 'deleted through the API'), tx);
       }
@@ -375,8 +377,8 @@ export class ConnectionService {
     tokens: TokenSet,
   ): ConnectionRow {
     const now = this.deps.clock.now();
-    return this.store.transaction(() => {
-      const existing = this.store.findByAccount(platform, kind, account.workspaceId, account.externalId);
+    return this.store.transaction((tx) => {
+      const existing = this.store.findByAccount(platform, kind, account.workspaceId, account.externalId, tx);
       const id = existing?.connection_id ?? `con_${randomBytes(12).toString('base64url')}`;
       const sealed = this.seal(id, tokens, now);
       if (existing === null) {
@@ -391,11 +393,12 @@ export class ConnectionService {
             ...sealed,
           },
           now,
+          tx,
         );
       } else {
-        this.store.replaceGrant(id, userId, sealed, now);
+        this.store.replaceGrant(id, userId, sealed, now, tx);
       }
-      const row = this.store.get(id);
+      const row = this.store.get(id, tx);
       if (row === null) throw new AppError('internal', 'connection vanished while being stored');
       return row;
     });
@@ -496,53 +499,4 @@ export class ConnectionService {
       at: toIsoOrNull(this.deps.clock.now()) ?? '',
     };
   }
-}
-
-export interface RotateReport {
-  /** The id of the key everything is now sealed under. */
-  readonly key_id: string;
-  readonly reencrypted: number;
-  readonly already_current: number;
-}
-
-/**
- * `presence keys rotate-secret`: re-encrypts every stored token (and pending PKCE verifier)
- * under `newKey`, opening each with whichever of `oldKeys` sealed it. One transaction: a value
- * sealed under a key that is not given stops it with nothing changed. Running it again is
- * harmless (values already under `newKey` are left as they are), which also covers values a
- * server still on the old key wrote meanwhile. Restart the server with the new key afterwards
- * (or give it the old one in `previousSecretKeys` until then).
- */
-export function rotateSecret(
-  db: Db,
-  keys: { readonly oldKeys: readonly string[]; readonly newKey: string },
-): RotateReport {
-  const next = parseSecretKey(keys.newKey);
-  const vault = new TokenVault(next, keys.oldKeys.map(parseSecretKey));
-  const store = new ConnectionStore(db);
-  return store.transaction(() => {
-    let reencrypted = 0;
-    let current = 0;
-    const unknown = new Map<string, number>();
-    for (const cell of store.sealedCells()) {
-      const kid = TokenVault.keyIdOf(cell.value) ?? '(not a ciphertext)';
-      if (!vault.hasKey(kid)) {
-        unknown.set(kid, (unknown.get(kid) ?? 0) + 1);
-        continue;
-      }
-      const ctx = sealContext(cell);
-      const plaintext = vault.open(cell.value, ctx);
-      if (kid === next.id) {
-        current += 1;
-        continue;
-      }
-      store.writeCell(cell, vault.seal(plaintext, ctx));
-      reencrypted += 1;
-    }
-    if (unknown.size > 0) {
-      const list = [...unknown].map(([k, n]) => `${k} (${n})`).join(', ');
-      throw new VaultError(`values are sealed under keys that were not given: ${list}; nothing was changed`);
-    }
-    return { key_id: next.id, reencrypted, already_current: current };
-  });
 }

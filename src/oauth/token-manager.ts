@@ -17,16 +17,14 @@
 
 import cron, { type ScheduledTask } from 'node-cron';
 
-import type { StoreTx } from '../core/changes';
 import type { Clock } from '../core/clock';
 import { AppError } from '../core/errors';
 import type { Log } from '../core/log';
 import { toIso } from '../core/time';
-import type { ConnectionRow, ConnectionStore, SealedTokens, StoredHealth } from './connection-store';
-import { sealContext } from './connection-store';
+import type { ConnectionRow, ConnectionStore, SealedTokens, StoredHealth, StoreTx } from '../core/ports';
 import { OAuthCallError, type ProviderClient, type TokenSet } from './provider-client';
 import { PROVIDERS, isOAuthPlatform } from './providers';
-import { VaultError, type TokenVault } from './vault';
+import { VaultError, sealContext, type TokenVault } from './vault';
 
 /** Refresh when the access token has less than this left (Nango's margin). */
 export const REFRESH_MARGIN_MS = 5 * 60_000;
@@ -38,7 +36,7 @@ export const SWEEP_LOOKAHEAD_MS = 2 * 60_000;
 
 export type ConnectionEventType = 'connection.reauth_required' | 'connection.revoked';
 
-/** Called inside the transaction `tx` that records the transition; it must be synchronous. */
+/** Called inside the transaction that records the transition (`tx`); it must be synchronous. */
 export type EmitTransition = (
   type: ConnectionEventType,
   row: ConnectionRow,
@@ -328,12 +326,13 @@ export class TokenManager {
     const now = clock.now();
     let entered = false;
     store.transaction((tx) => {
-      const current = store.get(row.connection_id);
+      const current = store.get(row.connection_id, tx);
       if (current === null) return;
       store.setHealth(
         row.connection_id,
         { health, lastError, retryAt, failures: failures ?? current.failures },
         now,
+        tx,
       );
       if (current.health !== health && (health === 'reauth_required' || health === 'revoked')) {
         entered = true;

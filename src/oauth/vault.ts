@@ -13,6 +13,8 @@
 
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
 
+import type { SealedCell } from '../core/ports';
+
 const FORMAT = 'v1';
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
@@ -111,4 +113,9 @@ export class TokenVault {
   hasKey(keyId: string): boolean {
     return this.keys.has(keyId);
   }
+}
+
+/** Where a sealed connection value lives: the vault's additional authenticated data. */
+export function sealContext(cell: Pick<SealedCell, 'table' | 'column' | 'key'>): string {
+  return cell.table === 'connections' ? `${cell.key}:${cell.column}` : `state:${cell.key}:${cell.column}`;
 }

@@ -35,6 +35,7 @@ import {
   type ConnectionServiceDeps,
   type ConnectionView,
 } from '../../src/oauth/service';
+import { SqliteConnectionStore } from '../../src/store/connection-store';
 import { migrate, openDb, type Db } from '../../src/store/db';
 
 export type FakeFlavor = 'slack' | 'microsoft' | 'discord' | 'zoom' | 'linkedin';
@@ -676,7 +677,7 @@ export async function oauthHarness(options: HarnessOptions): Promise<OAuthHarnes
     };
   const log: Log = { debug: logAt('debug'), info: logAt('info'), warn: logAt('warn'), error: logAt('error') };
   const service = new ConnectionService({
-    db,
+    store: new SqliteConnectionStore(db),
     env,
     clock,
     log,

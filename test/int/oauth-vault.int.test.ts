@@ -13,6 +13,7 @@ import { ConnectionService, rotateSecret } from '../../src/oauth/service';
 import { TokenVault, VaultError, keyIdOf } from '../../src/oauth/vault';
 import { oauthHarness, TEST_SECRET_KEY, type OAuthHarness } from '../helpers/fake-oauth';
 import { tmpDir } from '../helpers/engine';
+import { SqliteConnectionStore } from '../../src/store/connection-store';
 
 /** The database's bytes on disk: the main file, its write-ahead log and shared memory. */
 function fileBytes(path: string): Buffer {
@@ -25,7 +26,7 @@ function serviceWith(
   previousSecretKeys: string[] = [],
 ): ConnectionService {
   return new ConnectionService({
-    db: h.db,
+    store: new SqliteConnectionStore(h.db),
     env: h.env,
     clock: h.clock,
     log: silentLog,
@@ -94,7 +95,7 @@ describe('tokens at rest', () => {
     expect(before.map((v) => TokenVault.keyIdOf(v))).toEqual([oldId, oldId, oldId]);
 
     const newKey = randomBytes(32).toString('base64');
-    const report = rotateSecret(h.db, { oldKeys: [TEST_SECRET_KEY], newKey });
+    const report = rotateSecret(new SqliteConnectionStore(h.db), { oldKeys: [TEST_SECRET_KEY], newKey });
     const newId = keyIdOf(Buffer.from(newKey, 'base64'));
     expect(report).toEqual({ key_id: newId, reencrypted: 3, already_current: 0 });
     const after = sealedValues(h);
@@ -119,7 +120,7 @@ describe('tokens at rest', () => {
     );
 
     // Running it again changes nothing.
-    const again = rotateSecret(h.db, { oldKeys: [TEST_SECRET_KEY], newKey });
+    const again = rotateSecret(new SqliteConnectionStore(h.db), { oldKeys: [TEST_SECRET_KEY], newKey });
     expect(again).toEqual({ key_id: newId, reencrypted: 0, already_current: 4 });
 
     // The old ciphertexts are gone from the file as values: none of the old ones opens any more.
@@ -135,10 +136,15 @@ describe('tokens at rest', () => {
     const before = sealedValues(h);
     const unrelated = randomBytes(32).toString('base64');
     expect(() =>
-      rotateSecret(h.db, { oldKeys: [unrelated], newKey: randomBytes(32).toString('base64') }),
+      rotateSecret(new SqliteConnectionStore(h.db), {
+        oldKeys: [unrelated],
+        newKey: randomBytes(32).toString('base64'),
+      }),
     ).toThrow(/not given: k[0-9a-f]{12} \(2\); nothing was changed/);
     expect(sealedValues(h)).toEqual(before);
-    expect(() => rotateSecret(h.db, { oldKeys: [TEST_SECRET_KEY], newKey: 'short' })).toThrow(/32 bytes/);
+    expect(() =>
+      rotateSecret(new SqliteConnectionStore(h.db), { oldKeys: [TEST_SECRET_KEY], newKey: 'short' }),
+    ).toThrow(/32 bytes/);
   });
 
   it('a new key seals what the service writes from then on, while the old one still opens', async () => {

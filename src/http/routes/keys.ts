@@ -9,7 +9,7 @@ import { z } from 'zod';
 
 import { AppError } from '../../core/errors';
 import { toIso, toIsoOrNull } from '../../core/time';
-import { SCOPES, type ApiKeyInfo } from '../../store/key-store';
+import { SCOPES, type ApiKeyInfo } from '../../keys/api-keys';
 import type { AppDeps } from '../deps';
 import { COMMON_ERRORS, ErrorBody, IsoTime } from '../schemas';
 

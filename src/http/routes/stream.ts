@@ -18,7 +18,7 @@ import { WebSocketServer } from 'ws';
 import { z } from 'zod';
 
 import { AppError } from '../../core/errors';
-import type { ApiKeyStore } from '../../store/key-store';
+import type { ApiKeys } from '../../keys/api-keys';
 import { parseStreamQuery, StreamQuery } from '../../stream/protocol';
 import type { StreamService } from '../../stream/service';
 import { keyFor, tokenOf } from '../auth';
@@ -42,7 +42,7 @@ const WS_DESCRIPTION = [
   'Close 4008 `resync`: resume. Close 1012: the service is restarting, reconnect and resume.',
 ].join(' ');
 
-export function streamRoutes(app: FastifyInstance, deps: { stream: StreamService; keys: ApiKeyStore }): void {
+export function streamRoutes(app: FastifyInstance, deps: { stream: StreamService; keys: ApiKeys }): void {
   const { stream, keys } = deps;
   const r = app.withTypeProvider<ZodTypeProvider>();
 

@@ -1,89 +1,30 @@
 /**
- * @module oauth/connection-store
- * SQL for OAuth connections and pending authorize states (migrations/0004_connections.sql). It
- * stores what it is given: token columns arrive sealed by the vault and leave sealed. Every
- * multi-column change is one statement or one transaction, so a rotated refresh token is never
- * stored apart from the access token it came with.
+ * @module store/connection-store
+ * The SQLite `ConnectionStore` (core/ports): OAuth connections and pending authorize states
+ * (migrations/0004_connections.sql). It stores what it is given: token columns arrive sealed by
+ * the vault and leave sealed. Every multi-column change is one statement, so a rotated refresh
+ * token is never stored apart from the access token it came with. All stores of a database share
+ * its one connection, so the `tx` arguments need no use here: a statement inside `transaction`
+ * runs in it.
  */
 
-import type { StoreTx } from '../core/changes';
-import type { Db } from '../store/db';
-import { sqliteTx } from '../store/tx';
+import type {
+  ConnectionFilter,
+  ConnectionKind,
+  ConnectionRow,
+  ConnectionStore,
+  NewConnection,
+  SealedCell,
+  SealedTokens,
+  StateRow,
+  StoredHealth,
+  StoreTx,
+} from '../core/ports';
+import type { Db } from './db';
+import { sqliteTx } from './tx';
 
-/** Stored health. `refreshing` is not stored: it is overlaid while a refresh is in flight. */
-export type StoredHealth = 'ok' | 'reauth_required' | 'revoked' | 'error';
-export type Health = StoredHealth | 'refreshing';
-export type ConnectionKind = 'user' | 'app';
-
-export interface ConnectionRow {
-  readonly connection_id: string;
-  readonly platform: string;
-  readonly kind: ConnectionKind;
-  readonly user_id: string | null;
-  readonly external_id: string;
-  readonly workspace_id: string;
-  readonly scopes: string;
-  readonly access_token: string;
-  readonly refresh_token: string | null;
-  readonly token_type: string | null;
-  readonly expires_at: number | null;
-  readonly refresh_expires_at: number | null;
-  readonly health: StoredHealth;
-  readonly last_error: string | null;
-  readonly last_error_at: number | null;
-  readonly retry_at: number | null;
-  readonly failures: number;
-  readonly refreshed_at: number | null;
-  readonly expiry_warned_at: number | null;
-  readonly created_at: number;
-  readonly updated_at: number;
-}
-
-export interface StateRow {
-  readonly state_hash: string;
-  readonly platform: string;
-  readonly user_id: string;
-  readonly redirect_uri: string;
-  readonly code_verifier: string | null;
-  readonly created_at: number;
-  readonly expires_at: number;
-}
-
-/** New tokens, already sealed. */
-export interface SealedTokens {
-  readonly accessToken: string;
-  readonly refreshToken: string | null;
-  readonly tokenType: string | null;
-  readonly expiresAt: number | null;
-  readonly refreshExpiresAt: number | null;
-  readonly scopes: readonly string[] | null;
-}
-
-export interface NewConnection extends SealedTokens {
-  readonly id: string;
-  readonly platform: string;
-  readonly kind: ConnectionKind;
-  readonly userId: string | null;
-  readonly externalId: string;
-  readonly workspaceId: string;
-}
-
-export interface ConnectionFilter {
-  readonly userId?: string;
-  readonly platform?: string;
-  readonly kind?: ConnectionKind;
-}
-
-/** One sealed value somewhere in the tables, for key rotation. */
-export interface SealedCell {
-  readonly table: 'connections' | 'oauth_states';
-  readonly column: 'access_token' | 'refresh_token' | 'code_verifier';
-  readonly key: string;
-  readonly value: string;
-}
-
-export class ConnectionStore {
-  constructor(readonly db: Db) {}
+export class SqliteConnectionStore implements ConnectionStore {
+  constructor(private readonly db: Db) {}
 
   /**
    * Runs `fn` in one IMMEDIATE transaction (nested calls become savepoints of the outer one): it
@@ -352,9 +293,4 @@ export class ConnectionStore {
       .prepare(`UPDATE ${cell.table} SET ${cell.column} = ? WHERE ${keyColumn} = ?`)
       .run(value, cell.key);
   }
-}
-
-/** Where a sealed value lives: the vault's additional authenticated data. */
-export function sealContext(cell: Pick<SealedCell, 'table' | 'column' | 'key'>): string {
-  return cell.table === 'connections' ? `${cell.key}:${cell.column}` : `state:${cell.key}:${cell.column}`;
 }

@@ -1,0 +1,72 @@
+/**
+ * @module compose
+ * The parts of the composition root that `presence serve` (main.ts `createService`) and every
+ * CLI command build alike: the stores of PRESENCE_DB, the engine over them, API keys and the OAuth
+ * connection layer. One function per part, so a command can never configure a part differently
+ * from the server (a second root that drifts).
+ */
+
+import { CONNECTORS } from '../connectors';
+import { PresenceEngine } from './aggregator/engine';
+import type { Env } from './config/env';
+import { systemClock, type Clock } from './core/clock';
+import { silentLog, type Log } from './core/log';
+import type { Stores } from './core/ports';
+import { Ladder, REAL_PLATFORMS } from './core/presence';
+import { ApiKeys } from './keys/api-keys';
+import { ConnectionService, type ConnectionServiceDeps } from './oauth/service';
+import { TokenVault } from './oauth/vault';
+import { openSqliteStores, type SqliteStores } from './store/sqlite';
+
+/** PRESENCE_DB's stores, opened and migrated (`clock` stamps the migrations it applies). */
+export function openStores(env: Env, clock: Clock = systemClock): SqliteStores {
+  return openSqliteStores(env.PRESENCE_DB, { synchronous: env.PRESENCE_DB_SYNC, clock });
+}
+
+/** The engine over the presence store, configured from the environment; not loaded yet. */
+export function createEngine(env: Env, stores: Stores, clock: Clock, log: Log = silentLog): PresenceEngine {
+  return new PresenceEngine({
+    clock,
+    store: stores.presence,
+    ladder: Ladder.parse(env.PRESENCE_LADDER),
+    log,
+    viewCacheSize: env.PRESENCE_VIEW_CACHE,
+    batchMemoBytes: Math.round(env.PRESENCE_BATCH_MEMO_MB * 1024 * 1024),
+    identityOnlyPlatforms: REAL_PLATFORMS.filter((p) => CONNECTORS[p].capabilities.presence === 'none'),
+  });
+}
+
+export function createKeys(stores: Stores, clock: Clock): ApiKeys {
+  return new ApiKeys(stores.keys, clock);
+}
+
+/** The vault sealing tokens and webhook secrets at rest; null without PRESENCE_SECRET_KEY. */
+export function secretVault(env: Env): TokenVault | null {
+  return env.PRESENCE_SECRET_KEY === undefined
+    ? null
+    : TokenVault.fromSecrets(env.PRESENCE_SECRET_KEY, env.PRESENCE_SECRET_KEY_PREVIOUS);
+}
+
+/**
+ * The OAuth connection layer over the stores, linking accounts through `engine`; null without
+ * PRESENCE_SECRET_KEY (it encrypts the tokens). `onEvent` receives its events inside the
+ * transaction that records them.
+ */
+export function createConnections(
+  env: Env,
+  stores: Stores,
+  engine: PresenceEngine,
+  parts: { readonly clock: Clock; readonly log: Log; readonly onEvent: ConnectionServiceDeps['onEvent'] },
+): ConnectionService | null {
+  if (env.PRESENCE_SECRET_KEY === undefined) return null;
+  return new ConnectionService({
+    store: stores.connections,
+    env,
+    clock: parts.clock,
+    log: parts.log,
+    linkAccount: (userId, account) => engine.linkAccount(userId, account),
+    hasUser: (userId) => engine.hasUser(userId),
+    onEvent: parts.onEvent,
+    previousSecretKeys: env.PRESENCE_SECRET_KEY_PREVIOUS,
+  });
+}

@@ -1,0 +1,51 @@
+/**
+ * @module store/sqlite
+ * Every SQLite store of one database file, opened and migrated together: the `Stores` of
+ * core/ports on the embedded default. They share the one connection, so a transaction of one
+ * store is a transaction of all of them.
+ */
+
+import { systemClock, type Clock } from '../core/clock';
+import type { Stores, StoreTx } from '../core/ports';
+import { SqliteConnectionStore } from './connection-store';
+import { isMigrated, migrate, openDb, type Db, type MigrationReport, type OpenOptions } from './db';
+import { SqliteApiKeyStore } from './key-store';
+import { SqlitePresenceStore } from './presence-store';
+import { inSqliteTx } from './tx';
+
+export interface SqliteStores extends Stores {
+  /** The connection, for what only the SQLite composition does (checkpoints, lock waits). */
+  readonly db: Db;
+  /** What opening applied. */
+  readonly migration: MigrationReport;
+}
+
+/**
+ * Opens (creating it if need be) and migrates the database at `path`. A database that cannot be
+ * opened or migrated throws, and is closed again first.
+ */
+export function openSqliteStores(
+  path: string,
+  options: Pick<OpenOptions, 'synchronous'> & { readonly clock?: Clock } = {},
+): SqliteStores {
+  const db = openDb(path, { synchronous: options.synchronous });
+  let migration: MigrationReport;
+  try {
+    migration = migrate(db, undefined, options.clock ?? systemClock);
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+  return {
+    db,
+    migration,
+    presence: new SqlitePresenceStore(db),
+    keys: new SqliteApiKeyStore(db),
+    connections: new SqliteConnectionStore(db),
+    transaction: <T>(fn: (tx: StoreTx) => T): T => inSqliteTx(db, fn),
+    ready: () => db.open && isMigrated(db),
+    close: () => {
+      if (db.open) db.close();
+    },
+  };
+}
