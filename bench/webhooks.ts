@@ -23,6 +23,7 @@ import { startCheckpointer, type Checkpointer } from '../src/store/checkpointer'
 import { migrate, openDb, type Db } from '../src/store/db';
 import { SqlitePresenceStore } from '../src/store/presence-store';
 import { WebhookService } from '../src/webhooks';
+import { SqliteWebhookStore } from '../src/store/webhook-store';
 import { post, postTarget } from '../src/webhooks/sender';
 import { alternate, fmt, median, percentile, ratioOf, ratios, type Figure } from './stats';
 
@@ -123,7 +124,7 @@ function rig(dir: string, name: string, inFlight: number): Rig {
     ladder: new Ladder(),
   });
   const webhooks = new WebhookService({
-    db,
+    store: new SqliteWebhookStore(db),
     vault: TokenVault.fromSecrets(randomBytes(32).toString('base64')), // secrets at rest, as the service runs
     engine,
     clock: systemClock,

@@ -216,7 +216,7 @@ async function assemble(
   // The outbox hooks into the engine's commits before anything loads: a change is written with
   // its event in one transaction, and the presence object is built only when a hook wants it.
   const webhooks = new WebhookService({
-    db,
+    store: stores.webhooks,
     engine,
     clock,
     log,

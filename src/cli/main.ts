@@ -21,7 +21,7 @@ import { parseScopes, type ApiKeys } from '../keys/api-keys';
 import { createLogger, createService, type Service } from '../main';
 import { MigrationError } from '../store/db';
 import type { SqliteStores } from '../store/sqlite';
-import { rotateWebhookSecrets, scrubbing } from '../webhooks/secrets';
+import { rotateWebhookSecrets } from '../webhooks/secrets';
 
 /** SIGTERM ends the process within 10 s: close() gives up at 8 s, this at 9.5 s whatever happens. */
 const SHUTDOWN_WATCHDOG_MS = 9500;
@@ -287,19 +287,18 @@ export function buildCli(): Command {
       );
       const newKey = requireSecretKey(env);
       const stores = openStores(env);
-      const db = stores.db;
       try {
         // Tokens and webhook secrets in one transaction: all under the new key, or nothing
         // changed. secure_delete and a WAL truncation keep the old ciphertexts (open to the old
         // key, perhaps the reason for the rotation) from lingering in freed pages.
         const vault = secretVault(env)!;
-        const { result: report } = scrubbing(db, () =>
-          stores.transaction(() => {
+        const { result: report } = stores.scrubbing(() =>
+          stores.transaction((tx) => {
             const tokens = rotateSecret(stores.connections, {
               oldKeys: env.PRESENCE_SECRET_KEY_PREVIOUS,
               newKey,
             });
-            const hooks = rotateWebhookSecrets(db, vault);
+            const hooks = rotateWebhookSecrets(stores.webhooks, vault, tx);
             return {
               key_id: tokens.key_id,
               reencrypted: tokens.reencrypted + hooks.reencrypted,

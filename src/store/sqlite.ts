@@ -12,6 +12,7 @@ import { isMigrated, migrate, openDb, type Db, type MigrationReport, type OpenOp
 import { SqliteApiKeyStore } from './key-store';
 import { SqlitePresenceStore } from './presence-store';
 import { inSqliteTx } from './tx';
+import { scrubbing, SqliteWebhookStore } from './webhook-store';
 
 export interface SqliteStores extends Stores {
   /** The connection, for what only the SQLite composition does (checkpoints, lock waits). */
@@ -42,7 +43,9 @@ export function openSqliteStores(
     presence: new SqlitePresenceStore(db),
     keys: new SqliteApiKeyStore(db),
     connections: new SqliteConnectionStore(db),
+    webhooks: new SqliteWebhookStore(db),
     transaction: <T>(fn: (tx: StoreTx) => T): T => inSqliteTx(db, fn),
+    scrubbing: <T>(fn: () => T) => scrubbing(db, fn),
     ready: () => db.open && isMigrated(db),
     close: () => {
       if (db.open) db.close();

@@ -35,7 +35,7 @@ import { retryDelay } from './retry';
 import type { EventType } from './schema';
 import { secretKey, signatureHeader } from './sign';
 import { guardedLookup, literalTargetRefusal } from './ssrf';
-import type { AttemptRecord, EndpointRecord, PendingRow, WebhookStore } from './store';
+import type { AttemptRecord, EndpointRecord, PendingRow, WebhookStore } from '../core/ports';
 
 /** A delivery row just written, handed over after its transaction committed. */
 export interface StagedDelivery {

@@ -16,7 +16,7 @@ import { toIso } from '../core/time';
 import type { StagedDelivery } from './dispatcher';
 import { newMessageId } from './ids';
 import type { EventType } from './schema';
-import type { EndpointRecord, WebhookStore } from './store';
+import type { EndpointRecord, WebhookStore } from '../core/ports';
 
 const str = (data: Readonly<Record<string, unknown>>, key: string): string | undefined => {
   const v = data[key];

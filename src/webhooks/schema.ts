@@ -8,22 +8,18 @@
 import { z } from 'zod';
 
 import { AppError, type ErrorDetail } from '../core/errors';
+import { DELIVERY_STATUSES, DISABLED_REASONS, EVENT_TYPES } from '../core/ports';
 import { USER_ID_PATTERN } from '../core/presence';
 import { parseIso } from '../core/time';
 
-export const EVENT_TYPES = [
-  'presence.changed',
-  'connection.reauth_required',
-  'connection.revoked',
-  'connector.degraded',
-  'connector.recovered',
-  'webhook.endpoint_disabled',
-  'user.deleted',
-] as const;
-export type EventType = (typeof EVENT_TYPES)[number];
-
-export const DELIVERY_STATUSES = ['pending', 'delivered', 'failed', 'coalesced'] as const;
-export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
+export {
+  DELIVERY_STATUSES,
+  DISABLED_REASONS,
+  EVENT_TYPES,
+  type DeliveryStatus,
+  type DisabledReason,
+  type EventType,
+} from '../core/ports';
 
 /** The longest coalescing window an endpoint may ask for. */
 export const MAX_COALESCE_MS = 600_000;
@@ -100,9 +96,6 @@ export function parseInput<S extends z.ZodType>(schema: S, input: unknown, what:
  * The JSON shapes the facade returns, defined once: the routes serialize (and document) replies
  * with these schemas, and the facade's types are inferred from them.
  */
-
-export const DISABLED_REASONS = ['gone', 'failing', 'manual'] as const;
-export type DisabledReason = (typeof DISABLED_REASONS)[number];
 
 const IsoTime = z.string().describe('ISO-8601 UTC with milliseconds');
 

@@ -7,13 +7,13 @@
  * Rows stored before migrations/0007 hold plain text (`secret_format = 'plain'`). SQL cannot
  * encrypt, so the migration only marks them, and `sealPlainSecrets` converts them in code the
  * next time the service starts with its key (and `presence keys rotate-secret` does too). The
- * conversion runs with `secure_delete` on and truncates the WAL after, so the old plain text does
- * not linger in freed pages or old WAL frames.
+ * conversion runs through the store's `scrubbing`, so the old plain text does not linger in freed
+ * pages or old WAL frames.
  */
 
 import { ConfigError } from '../config/env';
+import type { EndpointRecord, EndpointSecrets, StoredEndpoint, StoreTx, WebhookStore } from '../core/ports';
 import { TokenVault, VaultError } from '../oauth/vault';
-import type { Db } from '../store/db';
 
 export type SecretColumn = 'secret' | 'previous_secret';
 
@@ -21,66 +21,61 @@ export type SecretColumn = 'secret' | 'previous_secret';
 export const secretContext = (endpointId: string, column: SecretColumn): string =>
   `webhook_endpoints:${endpointId}:${column}`;
 
-interface SecretRow {
-  id: string;
-  secret: string;
-  previous_secret: string | null;
-  secret_format: 'plain' | 'sealed';
-}
-
-const rowsOf = (db: Db): SecretRow[] =>
-  db
-    .prepare('SELECT id, secret, previous_secret, secret_format FROM webhook_endpoints ORDER BY id')
-    .all() as SecretRow[];
-
-const writeRow = (db: Db, id: string, secret: string, previous: string | null): void => {
-  db.prepare(
-    "UPDATE webhook_endpoints SET secret = ?, previous_secret = ?, secret_format = 'sealed' WHERE id = ?",
-  ).run(secret, previous, id);
-};
-
-/**
- * Runs `fn` with SQLite's `secure_delete` on (what a write frees is overwritten with zeros), then
- * truncates the WAL, whose old frames would still hold the values replaced. Returns fn's result
- * and whether the WAL could be truncated (a reader on another connection can keep it).
- */
-export function scrubbing<T>(db: Db, fn: () => T): { result: T; walTruncated: boolean } {
-  const before = db.pragma('secure_delete', { simple: true }) as number;
-  db.pragma('secure_delete = ON');
-  let result: T;
-  try {
-    result = fn();
-  } finally {
-    db.pragma(`secure_delete = ${before}`);
-  }
-  const [cp] = db.pragma('wal_checkpoint(TRUNCATE)') as { busy: number; log: number }[];
-  return { result, walTruncated: cp === undefined || cp.busy === 0 };
-}
-
 /**
  * Seals every secret still in plain text, in one transaction. Returns how many endpoints it
  * converted (0 when there were none: then it writes nothing at all).
  */
-export function sealPlainSecrets(db: Db, vault: TokenVault): { sealed: number; walTruncated: boolean } {
-  const plain = (): SecretRow[] => rowsOf(db).filter((r) => r.secret_format === 'plain');
+export function sealPlainSecrets(
+  store: WebhookStore,
+  vault: TokenVault,
+): { sealed: number; walTruncated: boolean } {
+  const plain = (tx?: StoreTx): EndpointSecrets[] =>
+    store.endpointSecrets(tx).filter((r) => r.format === 'plain');
   if (plain().length === 0) return { sealed: 0, walTruncated: true };
-  const { result, walTruncated } = scrubbing(db, () =>
-    db.transaction(() => {
-      const rows = plain(); // again, inside the transaction: another process may have done it
+  const { result, walTruncated } = store.scrubbing(() =>
+    store.transaction((tx) => {
+      const rows = plain(tx); // again, inside the transaction: another process may have done it
       for (const r of rows) {
-        writeRow(
-          db,
+        store.writeSealedSecrets(
           r.id,
           vault.seal(r.secret, secretContext(r.id, 'secret')),
-          r.previous_secret === null
+          r.previousSecret === null
             ? null
-            : vault.seal(r.previous_secret, secretContext(r.id, 'previous_secret')),
+            : vault.seal(r.previousSecret, secretContext(r.id, 'previous_secret')),
+          tx,
         );
       }
       return rows.length;
-    })(),
+    }),
   );
   return { sealed: result, walTruncated };
+}
+
+/**
+ * An endpoint's secrets sealed for storing: afresh at every save (a new IV each time), as saves
+ * are rare (create, PATCH, disable).
+ */
+export function sealEndpoint(vault: TokenVault, ep: EndpointRecord): StoredEndpoint {
+  const { secret, previousSecret, ...rest } = ep;
+  return {
+    ...rest,
+    sealedSecret: vault.seal(secret, secretContext(ep.id, 'secret')),
+    sealedPreviousSecret:
+      previousSecret === null ? null : vault.seal(previousSecret, secretContext(ep.id, 'previous_secret')),
+  };
+}
+
+/** A stored endpoint with its secrets opened. Throws ConfigError naming the endpoint and key. */
+export function openEndpoint(vault: TokenVault, stored: StoredEndpoint): EndpointRecord {
+  const { sealedSecret, sealedPreviousSecret, ...rest } = stored;
+  return {
+    ...rest,
+    secret: openSecret(vault, sealedSecret, stored.id, 'secret'),
+    previousSecret:
+      sealedPreviousSecret === null
+        ? null
+        : openSecret(vault, sealedPreviousSecret, stored.id, 'previous_secret'),
+  };
 }
 
 /** Opens a sealed secret, or says clearly which key is missing (never the value). */
@@ -114,14 +109,18 @@ export interface WebhookRotateReport {
  * not hold stops it with a VaultError naming the key ids, nothing changed. Counts are values
  * (an endpoint during a rotation window has two).
  */
-export function rotateWebhookSecrets(db: Db, vault: TokenVault): WebhookRotateReport {
+export function rotateWebhookSecrets(
+  store: WebhookStore,
+  vault: TokenVault,
+  tx?: StoreTx,
+): WebhookRotateReport {
   let reencrypted = 0;
   let current = 0;
   const unknown = new Map<string, number>();
   const updates: { id: string; secret: string; previous: string | null }[] = [];
-  for (const r of rowsOf(db)) {
-    const values = [r.secret, r.previous_secret].filter((v): v is string => v !== null);
-    if (r.secret_format === 'sealed') {
+  for (const r of store.endpointSecrets(tx)) {
+    const values = [r.secret, r.previousSecret].filter((v): v is string => v !== null);
+    if (r.format === 'sealed') {
       const kids = values.map((v) => TokenVault.keyIdOf(v) ?? '(not a ciphertext)');
       const missing = kids.filter((k) => !vault.hasKey(k));
       for (const k of missing) unknown.set(k, (unknown.get(k) ?? 0) + 1);
@@ -132,9 +131,9 @@ export function rotateWebhookSecrets(db: Db, vault: TokenVault): WebhookRotateRe
       }
     }
     const plain = (v: string | null, column: SecretColumn): string | null =>
-      v === null ? null : r.secret_format === 'plain' ? v : vault.open(v, secretContext(r.id, column));
+      v === null ? null : r.format === 'plain' ? v : vault.open(v, secretContext(r.id, column));
     const secret = plain(r.secret, 'secret')!;
-    const previous = plain(r.previous_secret, 'previous_secret');
+    const previous = plain(r.previousSecret, 'previous_secret');
     updates.push({
       id: r.id,
       secret: vault.seal(secret, secretContext(r.id, 'secret')),
@@ -148,6 +147,6 @@ export function rotateWebhookSecrets(db: Db, vault: TokenVault): WebhookRotateRe
       `webhook secrets are sealed under keys that were not given: ${list}; nothing was changed`,
     );
   }
-  for (const u of updates) writeRow(db, u.id, u.secret, u.previous);
+  for (const u of updates) store.writeSealedSecrets(u.id, u.secret, u.previous, tx);
   return { reencrypted, already_current: current };
 }

@@ -16,12 +16,10 @@ import cron, { type ScheduledTask } from 'node-cron';
 
 import type { PresenceEngine } from '../aggregator/engine';
 import type { TokenVault } from '../oauth/vault';
-import type { StoreTx } from '../core/changes';
 import type { Clock } from '../core/clock';
 import { AppError } from '../core/errors';
 import { silentLog, type Log } from '../core/log';
 import { parseIso, toIso, toIsoOrNull } from '../core/time';
-import type { Db } from '../store/db';
 import { Dispatcher, type StagedDelivery } from './dispatcher';
 import { newEndpointId } from './ids';
 import { Outbox, outboxSink } from './outbox';
@@ -40,15 +38,16 @@ import {
   type EventType,
 } from './schema';
 import { newSecret } from './sign';
-import { sealPlainSecrets } from './secrets';
+import { openEndpoint, sealEndpoint, sealPlainSecrets } from './secrets';
 import { checkEndpointUrl, literalTargetRefusal, type Resolver } from './ssrf';
-import { WebhookStore, type DisabledReason, type EndpointRecord } from './store';
+import type { DisabledReason, EndpointRecord, StoreTx, WebhookStore } from '../core/ports';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 
 export interface WebhookServiceOptions {
-  readonly db: Db;
+  /** Where endpoints, events and deliveries are kept. */
+  readonly store: WebhookStore;
   /** The engine whose committed changes become `presence.changed` events. */
   readonly engine?: PresenceEngine;
   readonly clock: Clock;
@@ -161,7 +160,7 @@ export class WebhookService {
     if (schedule.length === 0 || schedule.some((d) => !Number.isFinite(d) || d < 0)) {
       throw new Error('the webhook retry schedule needs at least one delay, each 0 ms or more');
     }
-    this.store = new WebhookStore(options.db, options.vault);
+    this.store = options.store;
     this.outbox = new Outbox(this.store, this.clock, schedule[0]);
     this.dispatcher = new Dispatcher({
       store: this.store,
@@ -186,14 +185,15 @@ export class WebhookService {
       return;
     }
     // Rows from before secrets were sealed (migrations/0007) are converted once, here.
-    const converted = sealPlainSecrets(options.db, options.vault);
+    const converted = sealPlainSecrets(this.store, options.vault);
     if (converted.sealed > 0) {
       this.log.info(
         { endpoints: converted.sealed, wal_truncated: converted.walTruncated },
         'sealed webhook signing secrets stored in plain text by an earlier version',
       );
     }
-    for (const ep of this.store.loadEndpoints()) {
+    const vault = options.vault;
+    for (const ep of this.store.endpoints().map((stored) => openEndpoint(vault, stored))) {
       const refused = options.allowPrivateTargets ? null : literalTargetRefusal(ep.url);
       if (refused !== null && ep.enabled) {
         // Saved while private targets were allowed: every attempt is refused until it is fixed.
@@ -333,7 +333,7 @@ export class WebhookService {
       createdAt: now,
       updatedAt: now,
     };
-    this.store.saveEndpoint(ep);
+    this.save(ep);
     this.endpoints.set(ep.id, ep);
     this.dispatcher.addEndpoint(ep);
     this.outbox.setEndpoints(this.endpoints.values());
@@ -395,7 +395,7 @@ export class WebhookService {
       this.disable(ep, 'manual', 'disabled through the API', next);
     } else {
       this.dispatcher.flushOutcomes(); // its failure marks must not land after this write
-      this.store.saveEndpoint(next);
+      this.save(next);
       Object.assign(ep, next);
       this.outbox.setEndpoints(this.endpoints.values());
       if (enabling) this.dispatcher.resetEndpoint(id);
@@ -441,8 +441,8 @@ export class WebhookService {
       updatedAt: now,
     };
     const staged = this.store.transaction((tx) => {
-      this.store.saveEndpoint(next);
-      this.store.failPending(ep.id, `endpoint disabled: ${detail}`, now);
+      this.save(next, tx);
+      this.store.failPending(ep.id, `endpoint disabled: ${detail}`, now, tx);
       if (reason === 'manual') return [];
       return this.outbox.writeEvent(
         tx,
@@ -573,12 +573,12 @@ export class WebhookService {
     let deliveries = 0;
     let events = 0;
     for (let n = chunk; n === chunk;) {
-      n = this.store.transaction(() => this.store.pruneDeliveries(cutoff, chunk));
+      n = this.store.transaction((tx) => this.store.pruneDeliveries(cutoff, chunk, tx));
       deliveries += n;
       if (n === chunk) await new Promise<void>((resolve) => setImmediate(resolve));
     }
     for (let n = chunk; n === chunk;) {
-      n = this.store.transaction(() => this.store.pruneEvents(cutoff, chunk));
+      n = this.store.transaction((tx) => this.store.pruneEvents(cutoff, chunk, tx));
       events += n;
       if (n === chunk) await new Promise<void>((resolve) => setImmediate(resolve));
     }
@@ -620,6 +620,12 @@ export class WebhookService {
         "change webhooks are off: set PRESENCE_SECRET_KEY (it encrypts the endpoints' signing secrets)",
       );
     }
+  }
+
+  /** Stores the endpoint with its secrets sealed (see secrets.ts). */
+  private save(ep: EndpointRecord, tx?: StoreTx): void {
+    if (this.vault === null) throw new Error('webhook secrets need the token vault (PRESENCE_SECRET_KEY)');
+    this.store.saveEndpoint(sealEndpoint(this.vault, ep), tx);
   }
 
   private must(id: string): EndpointRecord {

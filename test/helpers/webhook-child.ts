@@ -14,6 +14,7 @@ import { Ladder } from '../../src/core/presence';
 import { migrate, openDb } from '../../src/store/db';
 import { SqlitePresenceStore } from '../../src/store/presence-store';
 import { WebhookService } from '../../src/webhooks';
+import { SqliteWebhookStore } from '../../src/store/webhook-store';
 import { streamChanges } from './stream-changes';
 import { testVault } from './webhook-vault';
 
@@ -30,7 +31,7 @@ const engine = new PresenceEngine({
 });
 // Before the engine loads: every change from now on goes through the outbox.
 const webhooks = new WebhookService({
-  db,
+  store: new SqliteWebhookStore(db),
   vault: testVault,
   engine,
   clock: systemClock,

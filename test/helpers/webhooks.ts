@@ -3,6 +3,7 @@
  * they assume, a Teams report that causes a change, and loopback receivers closed together.
  */
 import type { CustomStatus, Status } from '../../src/core/presence';
+import { SqliteWebhookStore } from '../../src/store/webhook-store';
 import { WebhookService, type WebhookServiceOptions } from '../../src/webhooks';
 import type { TestEngine } from './engine';
 import { Receiver, type Responder } from './receiver';
@@ -14,7 +15,7 @@ import { testVault } from './webhook-vault';
  */
 export function webhookService(t: TestEngine, options: Partial<WebhookServiceOptions> = {}): WebhookService {
   return new WebhookService({
-    db: t.db,
+    store: new SqliteWebhookStore(t.db),
     vault: testVault,
     engine: t.engine,
     clock: t.clock,

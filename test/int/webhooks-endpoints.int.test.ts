@@ -4,6 +4,7 @@ import { FakeClock } from '../../src/core/clock';
 import { AppError } from '../../src/core/errors';
 import type { Log } from '../../src/core/log';
 import { WebhookService, type WebhookServiceOptions } from '../../src/webhooks';
+import { SqliteWebhookStore } from '../../src/store/webhook-store';
 import { testEngine, tmpDir, type TestEngine } from '../helpers/engine';
 import { slackActive } from '../helpers/observations';
 import { Receiver } from '../helpers/receiver';
@@ -35,7 +36,7 @@ describe('webhook endpoint management', () => {
   function setupOn(engine: TestEngine, options: Partial<WebhookServiceOptions> = {}): void {
     t = engine;
     svc = new WebhookService({
-      db: t.db,
+      store: new SqliteWebhookStore(t.db),
       vault: testVault,
       engine: t.engine,
       clock: t.clock,
@@ -106,7 +107,7 @@ describe('webhook endpoint management', () => {
     // It survives a restart, secrets included (they must sign).
     await svc.stop();
     svc = new WebhookService({
-      db: t.db,
+      store: new SqliteWebhookStore(t.db),
       vault: testVault,
       clock: t.clock,
       allowPrivateTargets: false,
@@ -381,7 +382,7 @@ describe('webhook endpoint management', () => {
     expect(
       () =>
         new WebhookService({
-          db: t.db,
+          store: new SqliteWebhookStore(t.db),
           vault: testVault,
           clock: t.clock,
           allowPrivateTargets: false,
@@ -391,7 +392,7 @@ describe('webhook endpoint management', () => {
     expect(
       () =>
         new WebhookService({
-          db: t.db,
+          store: new SqliteWebhookStore(t.db),
           vault: testVault,
           clock: t.clock,
           allowPrivateTargets: false,

@@ -13,7 +13,7 @@ import type {
   WebhookEventType,
 } from '../../src/types';
 import { EVENT_TYPES, type EventType } from '../../src/webhooks';
-import type { DisabledReason } from '../../src/webhooks/store';
+import type { DisabledReason } from '../../src/core/ports';
 
 /** Compiles only when A and B are the same type. */
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;

@@ -1,40 +1,27 @@
 /**
- * @module webhooks/store
- * The SQLite side of webhooks (migrations/0003_webhooks.sql, 0007 for sealed secrets): endpoints
- * (signing secrets sealed by the token vault, see secrets.ts), the outbox of events,
- * delivery rows and attempt rows. Prepared statements only; the dispatcher keeps the hot state in
- * memory and calls here to make it durable, in batches.
+ * @module store/webhook-store
+ * The SQLite `WebhookStore` (core/ports; migrations/0003_webhooks.sql, 0007 for sealed secrets):
+ * endpoints (signing secrets arrive sealed and leave sealed), the outbox of events, delivery rows
+ * and attempt rows. Prepared statements only. It shares the database's one connection with the
+ * other stores; writes that must run in someone else's transaction check they were handed one
+ * of this connection.
  */
 
-import type { StoreTx } from '../core/changes';
-import type { TokenVault } from '../oauth/vault';
-import type { Db } from '../store/db';
-import { dbOf, sqliteTx } from '../store/tx';
-import type { DeliveryStatus, DisabledReason, EventType } from './schema';
-import { openSecret, secretContext } from './secrets';
-
-export type { DisabledReason } from './schema';
-
-/**
- * An endpoint as held in memory, secrets in the clear (signing needs them). Never returned to a
- * client as it is; in SQLite the secrets are sealed by the vault.
- */
-export interface EndpointRecord {
-  id: string;
-  url: string;
-  events: EventType[] | null;
-  userIds: string[] | null;
-  coalesceMs: number;
-  secret: string;
-  previousSecret: string | null;
-  previousExpiresAt: number | null;
-  enabled: boolean;
-  disabledReason: DisabledReason | null;
-  disabledAt: number | null;
-  failingSince: number | null;
-  createdAt: number;
-  updatedAt: number;
-}
+import type {
+  AttemptRecord,
+  AttemptRow,
+  DeliveryRow,
+  DeliveryStatus,
+  DisabledReason,
+  EndpointSecrets,
+  EventType,
+  PendingRow,
+  StoredEndpoint,
+  StoreTx,
+  WebhookStore,
+} from '../core/ports';
+import type { Db } from './db';
+import { dbOf, sqliteTx } from './tx';
 
 interface EndpointRow {
   id: string;
@@ -53,76 +40,17 @@ interface EndpointRow {
   updated_at: number;
 }
 
-/** A pending delivery with what sending it needs, as loaded at start or after a spill. */
-export interface PendingRow {
-  id: number;
-  event_seq: number;
-  lane: string;
-  attempts: number;
-  next_attempt_at: number | null;
-  not_before: number;
-  replay: number;
-  created_at: number;
-  msg_id: string;
-  type: EventType;
-  payload: string;
-}
-
-/**
- * The outcome of one attempt, written with the delivery's new state. A failed attempt also gets
- * its own `webhook_attempts` row; a success lives in the delivery's `last_*` columns only.
- */
-export interface AttemptRecord {
-  readonly deliveryId: number;
-  readonly attempt: number;
-  readonly at: number;
-  readonly statusCode: number | null;
-  readonly latencyMs: number;
-  readonly error: string | null;
-  nextAttemptAt: number | null;
-  status: DeliveryStatus;
-}
-
-export interface DeliveryRow {
-  id: number;
-  status: DeliveryStatus;
-  attempts: number;
-  next_attempt_at: number | null;
-  replay: number;
-  last_attempt_at: number | null;
-  last_status_code: number | null;
-  last_latency_ms: number | null;
-  last_error: string | null;
-  created_at: number;
-  updated_at: number;
-  msg_id: string;
-  type: EventType;
-  user_id: string | null;
-  version: number | null;
-}
-
-export interface AttemptRow {
-  delivery_id: number;
-  attempt: number;
-  at: number;
-  status_code: number | null;
-  latency_ms: number;
-  error: string | null;
-  next_attempt_at: number | null;
-}
-
 const json = (v: readonly string[] | null): string | null => (v === null ? null : JSON.stringify(v));
 
-function toEndpoint(r: EndpointRow, vault: TokenVault): EndpointRecord {
+function toEndpoint(r: EndpointRow): StoredEndpoint {
   return {
     id: r.id,
     url: r.url,
     events: r.events === null ? null : (JSON.parse(r.events) as EventType[]),
     userIds: r.user_ids === null ? null : (JSON.parse(r.user_ids) as string[]),
     coalesceMs: r.coalesce_ms,
-    secret: openSecret(vault, r.secret, r.id, 'secret'),
-    previousSecret:
-      r.previous_secret === null ? null : openSecret(vault, r.previous_secret, r.id, 'previous_secret'),
+    sealedSecret: r.secret,
+    sealedPreviousSecret: r.previous_secret,
     previousExpiresAt: r.previous_expires_at,
     enabled: r.enabled === 1,
     disabledReason: r.disabled_reason,
@@ -133,16 +61,12 @@ function toEndpoint(r: EndpointRow, vault: TokenVault): EndpointRecord {
   };
 }
 
-export class WebhookStore {
+export class SqliteWebhookStore implements WebhookStore {
   private readonly s;
   /** Runs `fn` in one transaction, handing it the transaction (nested: a savepoint). */
   readonly transaction: <T>(fn: (tx: StoreTx) => T) => T;
 
-  constructor(
-    readonly db: Db,
-    /** Null: webhooks are off (no PRESENCE_SECRET_KEY); nothing that holds a secret is read or written. */
-    private readonly vault: TokenVault | null,
-  ) {
+  constructor(private readonly db: Db) {
     this.s = {
       endpoints: db.prepare('SELECT * FROM webhook_endpoints ORDER BY created_at, id'),
       upsertEndpoint: db.prepare(
@@ -160,6 +84,12 @@ export class WebhookStore {
            failing_since = excluded.failing_since, updated_at = excluded.updated_at`,
       ),
       deleteEndpoint: db.prepare('DELETE FROM webhook_endpoints WHERE id = ?'),
+      secrets: db.prepare(
+        'SELECT id, secret, previous_secret, secret_format FROM webhook_endpoints ORDER BY id',
+      ),
+      writeSecrets: db.prepare(
+        "UPDATE webhook_endpoints SET secret = ?, previous_secret = ?, secret_format = 'sealed' WHERE id = ?",
+      ),
       setFailingSince: db.prepare('UPDATE webhook_endpoints SET failing_since = ? WHERE id = ?'),
       insertEvent: db.prepare(
         `INSERT INTO webhook_events (msg_id, type, user_id, version, created_at, payload)
@@ -244,23 +174,23 @@ export class WebhookStore {
     this.transaction = <T>(fn: (tx: StoreTx) => T): T => run(fn) as T;
   }
 
-  /** Throws ConfigError naming the endpoint and key when a secret does not open. */
-  loadEndpoints(): EndpointRecord[] {
-    const vault = this.sealing();
-    return (this.s.endpoints.all() as EndpointRow[]).map((r) => toEndpoint(r, vault));
+  scrubbing<T>(fn: () => T): { result: T; walTruncated: boolean } {
+    return scrubbing(this.db, fn);
   }
 
-  /** Sealed afresh at every save (a new IV each time): saves are rare (create, PATCH, disable). */
-  saveEndpoint(e: EndpointRecord): void {
-    const vault = this.sealing();
+  endpoints(): StoredEndpoint[] {
+    return (this.s.endpoints.all() as EndpointRow[]).map(toEndpoint);
+  }
+
+  saveEndpoint(e: StoredEndpoint): void {
     this.s.upsertEndpoint.run(
       e.id,
       e.url,
       json(e.events),
       json(e.userIds),
       e.coalesceMs,
-      vault.seal(e.secret, secretContext(e.id, 'secret')),
-      e.previousSecret === null ? null : vault.seal(e.previousSecret, secretContext(e.id, 'previous_secret')),
+      e.sealedSecret,
+      e.sealedPreviousSecret,
       e.previousExpiresAt,
       e.enabled ? 1 : 0,
       e.disabledReason,
@@ -271,14 +201,28 @@ export class WebhookStore {
     );
   }
 
-  private sealing(): TokenVault {
-    if (this.vault === null) throw new Error('webhook secrets need the token vault (PRESENCE_SECRET_KEY)');
-    return this.vault;
-  }
-
-  /** Deletes the endpoint with its deliveries and attempts (the events stay until pruned). */
   deleteEndpoint(id: string): boolean {
     return this.s.deleteEndpoint.run(id).changes > 0;
+  }
+
+  endpointSecrets(): EndpointSecrets[] {
+    return (
+      this.s.secrets.all() as {
+        id: string;
+        secret: string;
+        previous_secret: string | null;
+        secret_format: 'plain' | 'sealed';
+      }[]
+    ).map((r) => ({
+      id: r.id,
+      secret: r.secret,
+      previousSecret: r.previous_secret,
+      format: r.secret_format,
+    }));
+  }
+
+  writeSealedSecrets(id: string, secret: string, previousSecret: string | null): void {
+    this.s.writeSecrets.run(secret, previousSecret, id);
   }
 
   /** Writes an event inside the transaction `tx` (someone else's: the outbox writes in commits). */
@@ -435,4 +379,22 @@ export class WebhookStore {
   pruneEvents(cutoff: number, chunk: number): number {
     return this.s.pruneEvents.run(cutoff, chunk).changes;
   }
+}
+
+/**
+ * Runs `fn` with SQLite's `secure_delete` on (what a write frees is overwritten with zeros), then
+ * truncates the WAL, whose old frames would still hold the values replaced. Returns fn's result
+ * and whether the WAL could be truncated (a reader on another connection can keep it).
+ */
+export function scrubbing<T>(db: Db, fn: () => T): { result: T; walTruncated: boolean } {
+  const before = db.pragma('secure_delete', { simple: true }) as number;
+  db.pragma('secure_delete = ON');
+  let result: T;
+  try {
+    result = fn();
+  } finally {
+    db.pragma(`secure_delete = ${before}`);
+  }
+  const [cp] = db.pragma('wal_checkpoint(TRUNCATE)') as { busy: number; log: number }[];
+  return { result, walTruncated: cp === undefined || cp.busy === 0 };
 }
