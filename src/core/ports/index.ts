@@ -1,0 +1,46 @@
+/**
+ * @module core/ports
+ * The storage ports: everything the service persists goes through one of these interfaces (one
+ * file per store in this folder, `Stores` here for all of them), and `store/` implements them on
+ * SQLite (`store/sqlite.ts` opens them all on one database). Services (the engine, API keys,
+ * OAuth connections, webhooks) depend on the ports only, hold no SQL and no database handle, so
+ * another implementation (PostgreSQL) replaces `store/` and the composition root, not the callers.
+ *
+ * Synchronous by design, for now. The one implementation is in-process SQLite (better-sqlite3),
+ * where a statement is a plain function call, and the callers rely on it: the engine's group
+ * commit stages the webhook outbox inside its transaction, API keys are checked on every request,
+ * and the services' own methods (used by the routes, the CLI and the tests) return values, not
+ * promises. What keeps the ports ready for a server-based store is the transaction rule: a write
+ * that must commit with others receives the open transaction as a `StoreTx` (never found by
+ * asking the connection whether one is open), and a service that needs several writes to be one
+ * runs them in the port's `transaction(fn)`, passing fn's `tx` on. Making the methods return
+ * promises then changes their signatures and their callers' `await`s, not what they do.
+ */
+
+import type { StoreTx } from '../changes';
+import type { ConnectionStore } from './connection-store';
+import type { ApiKeyStore } from './key-store';
+import type { PresenceStore } from './presence-store';
+import type { WebhookStore } from './webhook-store';
+
+/** The open transaction handed to writes that must be part of it (defined with the change pipeline). */
+export type { StoreTx } from '../changes';
+export * from './connection-store';
+export * from './key-store';
+export * from './presence-store';
+export * from './webhook-store';
+
+/** Every store of one database, and what spans them. */
+export interface Stores {
+  readonly presence: PresenceStore;
+  readonly keys: ApiKeyStore;
+  readonly connections: ConnectionStore;
+  readonly webhooks: WebhookStore;
+  /** One transaction across the stores: pass `tx` to each write inside it. */
+  transaction<T>(fn: (tx: StoreTx) => T): T;
+  /** As `WebhookStore.scrubbing`, for whatever `fn` writes in any store. */
+  scrubbing<T>(fn: () => T): { result: T; walTruncated: boolean };
+  /** True while the store answers and its schema is current (`/readyz`). */
+  ready(): boolean;
+  close(): void;
+}

@@ -1,0 +1,115 @@
+/**
+ * @module core/ports/presence-store
+ * The presence store: users, accounts, observations, overrides, aggregates and transitions, the
+ * engine's write ops, history.
+ */
+
+import type { StoreTx } from '../changes';
+import type { Activity, CustomStatus, Observation, Override, Platform, Source, Status } from '../presence';
+
+export interface UserRecord {
+  readonly userId: string;
+  readonly displayName: string | null;
+  readonly timezone: string | null;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+}
+
+/** An account on a platform; `workspaceId` is '' where the platform has no workspaces. */
+export interface AccountRef {
+  readonly platform: Platform;
+  readonly externalId: string;
+  readonly workspaceId: string;
+}
+
+export interface AccountRecord extends AccountRef {
+  readonly userId: string;
+  readonly createdAt: number;
+}
+
+export interface AggregateRecord {
+  readonly status: Status;
+  readonly activity: Activity | null;
+  readonly customStatus: CustomStatus | null;
+  readonly source: Source | null;
+  readonly version: number;
+  readonly lastActiveAt: number | null;
+  readonly updatedAt: number;
+}
+
+export interface TransitionRecord {
+  readonly userId: string;
+  readonly version: number;
+  readonly at: number;
+  readonly fromStatus: Status;
+  readonly toStatus: Status;
+  readonly fromActivity: Activity | null;
+  readonly toActivity: Activity | null;
+  readonly source: Source | null;
+  /** The platform whose report caused it, 'override' for the API override, null for expiry. */
+  readonly platform: string | null;
+}
+
+export interface LoadedUser {
+  readonly user: UserRecord;
+  readonly observations: Observation[];
+  readonly override: Override | null;
+  readonly aggregate: AggregateRecord | null;
+  readonly accounts: AccountRef[];
+}
+
+export type WriteOp =
+  | { readonly op: 'user'; readonly user: UserRecord }
+  | { readonly op: 'observation'; readonly userId: string; readonly obs: Observation }
+  | {
+      readonly op: 'observation-delete';
+      readonly userId: string;
+      readonly platform: Platform;
+      readonly device: string;
+    }
+  | { readonly op: 'override'; readonly userId: string; readonly override: Override | null }
+  | { readonly op: 'aggregate'; readonly userId: string; readonly aggregate: AggregateRecord }
+  | { readonly op: 'transition'; readonly transition: TransitionRecord }
+  /** A coarse refresh: times of unchanged observations and the user's last activity. */
+  | {
+      readonly op: 'refresh';
+      readonly userId: string;
+      readonly observations: readonly Observation[];
+      readonly lastActiveAt: number | null;
+    };
+
+export interface HistoryQuery {
+  readonly since?: number;
+  readonly until?: number;
+  readonly limit: number;
+}
+
+export type LinkResult = { readonly linked: true } | { readonly linked: false; readonly ownerId: string };
+
+export interface PresenceStore {
+  loadAll(): LoadedUser[];
+  /**
+   * Applies the ops in order in one transaction; `stage` runs inside it, handed the transaction
+   * (the change sinks write their rows there).
+   */
+  write(ops: readonly WriteOp[], stage?: (tx: StoreTx) => void): void;
+  history(userId: string, query: HistoryQuery): TransitionRecord[];
+  getUser(userId: string): UserRecord | null;
+  accountsOf(userId: string): AccountRecord[];
+  /** Links the account to the user, or names the user it already belongs to. */
+  linkAccount(userId: string, account: AccountRef, now: number): LinkResult;
+  unlinkAccount(userId: string, account: AccountRef): boolean;
+  /**
+   * Removes the user and everything stored about them, in one transaction; `stage` runs inside
+   * it, handed the transaction (the webhook outbox forgets the user's events and writes
+   * `user.deleted`).
+   */
+  deleteUser(userId: string, stage?: (tx: StoreTx) => void): boolean;
+  /**
+   * Commits a throwaway write that needs a fresh page, to learn whether a commit can succeed
+   * again after a failure (readiness recovers without waiting for a client's write). Throws
+   * as a write would.
+   */
+  probe(now: number): void;
+  close(): void;
+}

@@ -1,0 +1,211 @@
+/**
+ * @module core/ports/webhook-store
+ * Webhook endpoints, the outbox of events, deliveries and attempts.
+ */
+
+import type { StoreTx } from '../changes';
+
+/** Event types of the change webhooks (docs/api.md). */
+export const EVENT_TYPES = [
+  'presence.changed',
+  'connection.reauth_required',
+  'connection.revoked',
+  'connector.degraded',
+  'connector.recovered',
+  'webhook.endpoint_disabled',
+  'user.deleted',
+] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+export const DELIVERY_STATUSES = ['pending', 'delivered', 'failed', 'coalesced'] as const;
+export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
+
+export const DISABLED_REASONS = ['gone', 'failing', 'manual'] as const;
+export type DisabledReason = (typeof DISABLED_REASONS)[number];
+
+/**
+ * An endpoint as held in memory, secrets in the clear (signing needs them). Never returned to a
+ * client as it is, never stored as it is (see `StoredEndpoint`).
+ */
+export interface EndpointRecord {
+  id: string;
+  url: string;
+  events: EventType[] | null;
+  userIds: string[] | null;
+  coalesceMs: number;
+  secret: string;
+  previousSecret: string | null;
+  previousExpiresAt: number | null;
+  enabled: boolean;
+  disabledReason: DisabledReason | null;
+  disabledAt: number | null;
+  failingSince: number | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** An endpoint as stored: its signing secrets sealed by the token vault. */
+export interface StoredEndpoint extends Omit<EndpointRecord, 'secret' | 'previousSecret'> {
+  readonly sealedSecret: string;
+  readonly sealedPreviousSecret: string | null;
+}
+
+/** A pending delivery with what sending it needs, as loaded at start or after a spill. */
+export interface PendingRow {
+  id: number;
+  event_seq: number;
+  lane: string;
+  attempts: number;
+  next_attempt_at: number | null;
+  not_before: number;
+  replay: number;
+  created_at: number;
+  msg_id: string;
+  type: EventType;
+  payload: string;
+}
+
+/**
+ * The outcome of one attempt, written with the delivery's new state. A failed attempt also gets
+ * its own attempt row; a success lives in the delivery's `last_*` fields only.
+ */
+export interface AttemptRecord {
+  readonly deliveryId: number;
+  readonly attempt: number;
+  readonly at: number;
+  readonly statusCode: number | null;
+  readonly latencyMs: number;
+  readonly error: string | null;
+  nextAttemptAt: number | null;
+  status: DeliveryStatus;
+}
+
+export interface DeliveryRow {
+  id: number;
+  status: DeliveryStatus;
+  attempts: number;
+  next_attempt_at: number | null;
+  replay: number;
+  last_attempt_at: number | null;
+  last_status_code: number | null;
+  last_latency_ms: number | null;
+  last_error: string | null;
+  created_at: number;
+  updated_at: number;
+  msg_id: string;
+  type: EventType;
+  user_id: string | null;
+  version: number | null;
+}
+
+export interface AttemptRow {
+  delivery_id: number;
+  attempt: number;
+  at: number;
+  status_code: number | null;
+  latency_ms: number;
+  error: string | null;
+  next_attempt_at: number | null;
+}
+
+/**
+ * An endpoint's signing secrets as stored: sealed, or plain text in rows written before secrets
+ * were sealed (the service seals those at its next start).
+ */
+export interface EndpointSecrets {
+  readonly id: string;
+  readonly secret: string;
+  readonly previousSecret: string | null;
+  readonly format: 'plain' | 'sealed';
+}
+
+/**
+ * Webhook endpoints, the outbox of events, deliveries and attempts. The dispatcher keeps the hot
+ * state in memory and calls here to make it durable, in batches. A method that must run inside
+ * someone's transaction takes it first (the outbox's inserts: in the presence commit, or the
+ * service's own); one that may, takes it last.
+ */
+export interface WebhookStore {
+  transaction<T>(fn: (tx: StoreTx) => T): T;
+  /**
+   * Runs `fn` so that what its writes replace does not linger in the store's files (freed pages,
+   * old journal frames): for secrets replaced by their sealed or re-sealed form. Returns fn's
+   * result and whether the store could also drop its old journal (a reader may hold it).
+   */
+  scrubbing<T>(fn: () => T): { result: T; walTruncated: boolean };
+
+  /** Every endpoint, oldest first. */
+  endpoints(tx?: StoreTx): StoredEndpoint[];
+  /** Inserts or updates; an update keeps the endpoint's deliveries. */
+  saveEndpoint(e: StoredEndpoint, tx?: StoreTx): void;
+  /** Deletes the endpoint with its deliveries and attempts (the events stay until pruned). */
+  deleteEndpoint(id: string, tx?: StoreTx): boolean;
+  endpointSecrets(tx?: StoreTx): EndpointSecrets[];
+  /** Stores an endpoint's secrets sealed. */
+  writeSealedSecrets(id: string, secret: string, previousSecret: string | null, tx?: StoreTx): void;
+
+  /** Writes an event inside `tx` (the outbox writes in others' commits); returns its seq. */
+  insertEvent(
+    tx: StoreTx,
+    msgId: string,
+    type: EventType,
+    userId: string | null,
+    version: number | null,
+    createdAt: number,
+    payload: string,
+  ): number;
+  /** A pending delivery of an event to an endpoint, inside the `tx` that wrote the event. */
+  insertDelivery(
+    tx: StoreTx,
+    endpointId: string,
+    eventSeq: number,
+    lane: string,
+    notBefore: number,
+    nextAttemptAt: number,
+    replay: boolean,
+    now: number,
+  ): number;
+  /** Writes attempts and endpoint failure marks in one transaction of its own, in order. */
+  writeOutcomes(
+    attempts: readonly AttemptRecord[],
+    failing: readonly { endpointId: string; since: number | null }[],
+  ): void;
+  /** Gives up every pending delivery of an endpoint; returns how many. */
+  failPending(endpointId: string, error: string, now: number, tx?: StoreTx): number;
+  /** Pending deliveries of an endpoint after `afterId`, in id order, at most `limit`. */
+  loadPending(endpointId: string, afterId: number, limit: number, tx?: StoreTx): PendingRow[];
+  markCoalesced(deliveryId: number, note: string, now: number, tx?: StoreTx): void;
+  /** Stores a merged event and points the surviving delivery at it; returns the event's seq. */
+  repoint(
+    deliveryId: number,
+    fromSeq: number,
+    msgId: string,
+    payload: string,
+    now: number,
+    tx?: StoreTx,
+  ): number;
+  /** The delivery log of an endpoint, newest first, ids below `before`. */
+  page(
+    endpointId: string,
+    status: DeliveryStatus | null,
+    before: number,
+    limit: number,
+    tx?: StoreTx,
+  ): DeliveryRow[];
+  /** The failed attempts of these deliveries, in order. */
+  attemptsOf(deliveryIds: readonly number[], tx?: StoreTx): AttemptRow[];
+  /**
+   * Queues again every event the endpoint was sent (delivered, or given up) whose event time is
+   * at or after `since`, per ordering key in version order. Returns how many.
+   */
+  replay(endpointId: string, since: number, now: number, tx?: StoreTx): number;
+  /**
+   * Deletes every event about the user but `user.deleted` ones, with their deliveries and
+   * attempts. Returns the pending deliveries it removed, by endpoint, and how many events went.
+   */
+  forgetUser(tx: StoreTx, userId: string): { pending: Map<string, Set<number>>; events: number };
+  /** Deletes up to `chunk` finished deliveries last touched before `cutoff`; returns how many. */
+  pruneDeliveries(cutoff: number, chunk: number, tx?: StoreTx): number;
+  /** Deletes up to `chunk` events older than `cutoff` that no delivery refers to. */
+  pruneEvents(cutoff: number, chunk: number, tx?: StoreTx): number;
+}
