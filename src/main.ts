@@ -35,7 +35,6 @@ import type { ApiKeys } from './keys/api-keys';
 import { startCheckpointer } from './store/checkpointer';
 import type { Db } from './store/db';
 import { heldDevices } from './store/held-devices';
-import { SqlitePrivacyStore } from './store/privacy-store';
 import { PrivacyService } from './privacy/service';
 import { ViewerTokens } from './privacy/viewer-tokens';
 import { createStream, type StreamService } from './stream';
@@ -224,7 +223,7 @@ async function assemble(
     vault: secretVault(env),
     allowPrivateTargets: env.WEBHOOK_ALLOW_PRIVATE_TARGETS,
   });
-  const privacyStore = new SqlitePrivacyStore(db);
+  const privacyStore = stores.privacy;
   const privacy = new PrivacyService(privacyStore, env.PRESENCE_DEFAULT_VISIBILITY, clock);
   // The store drops the user's privacy rows in the delete's own transaction; memory follows.
   engine.onUserDelete({ stage: () => undefined, committed: (userId) => privacy.forget(userId) });

@@ -6,7 +6,7 @@
  */
 
 import type { Clock } from '../core/clock';
-import type { PrivacyStore } from '../core/privacy-port';
+import type { PrivacyStore } from '../core/ports';
 import { classifyStoreError, isStoreFault, StoreUnavailableError } from '../store/faults';
 import {
   accessOf,

@@ -15,7 +15,7 @@ import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { jwtVerify, SignJWT, type JWTPayload } from 'jose';
 
 import type { Clock } from '../core/clock';
-import type { PrivacyStore } from '../core/privacy-port';
+import type { PrivacyStore } from '../core/ports';
 
 export const VIEWER_TOKEN_DEFAULT_TTL_S = 3600;
 export const VIEWER_TOKEN_MAX_TTL_S = 86_400;

@@ -4,7 +4,7 @@
  * HTTP routes answer 404 for an unknown user before writing.
  */
 
-import type { PrivacyRows, PrivacyStore } from '../core/privacy-port';
+import type { PrivacyRows, PrivacyStore } from '../core/ports';
 import type { PrivacySettings, Visibility } from '../privacy/project';
 import type { Db } from './db';
 

@@ -11,6 +11,7 @@ import { SqliteConnectionStore } from './connection-store';
 import { isMigrated, migrate, openDb, type Db, type MigrationReport, type OpenOptions } from './db';
 import { SqliteApiKeyStore } from './key-store';
 import { SqlitePresenceStore } from './presence-store';
+import { SqlitePrivacyStore } from './privacy-store';
 import { inSqliteTx } from './tx';
 import { scrubbing, SqliteWebhookStore } from './webhook-store';
 
@@ -44,6 +45,7 @@ export function openSqliteStores(
     keys: new SqliteApiKeyStore(db),
     connections: new SqliteConnectionStore(db),
     webhooks: new SqliteWebhookStore(db),
+    privacy: new SqlitePrivacyStore(db),
     transaction: <T>(fn: (tx: StoreTx) => T): T => inSqliteTx(db, fn),
     scrubbing: <T>(fn: () => T) => scrubbing(db, fn),
     ready: () => db.open && isMigrated(db),

@@ -3,8 +3,9 @@
  * The storage ports: everything the service persists goes through one of these interfaces (one
  * file per store in this folder, `Stores` here for all of them), and `store/` implements them on
  * SQLite (`store/sqlite.ts` opens them all on one database). Services (the engine, API keys,
- * OAuth connections, webhooks) depend on the ports only, hold no SQL and no database handle, so
- * another implementation (PostgreSQL) replaces `store/` and the composition root, not the callers.
+ * OAuth connections, webhooks, privacy) depend on the ports only, hold no SQL and no database
+ * handle, so another implementation (PostgreSQL) replaces `store/` and the composition root, not
+ * the callers.
  *
  * Synchronous by design, for now. The one implementation is in-process SQLite (better-sqlite3),
  * where a statement is a plain function call, and the callers rely on it: the engine's group
@@ -21,6 +22,7 @@ import type { StoreTx } from '../changes';
 import type { ConnectionStore } from './connection-store';
 import type { ApiKeyStore } from './key-store';
 import type { PresenceStore } from './presence-store';
+import type { PrivacyStore } from './privacy-store';
 import type { WebhookStore } from './webhook-store';
 
 /** The open transaction handed to writes that must be part of it (defined with the change pipeline). */
@@ -28,6 +30,7 @@ export type { StoreTx } from '../changes';
 export * from './connection-store';
 export * from './key-store';
 export * from './presence-store';
+export * from './privacy-store';
 export * from './webhook-store';
 
 /** Every store of one database, and what spans them. */
@@ -36,6 +39,7 @@ export interface Stores {
   readonly keys: ApiKeyStore;
   readonly connections: ConnectionStore;
   readonly webhooks: WebhookStore;
+  readonly privacy: PrivacyStore;
   /** One transaction across the stores: pass `tx` to each write inside it. */
   transaction<T>(fn: (tx: StoreTx) => T): T;
   /** As `WebhookStore.scrubbing`, for whatever `fn` writes in any store. */

@@ -1,11 +1,11 @@
 /**
- * @module core/privacy-port
+ * @module core/ports/privacy-store
  * The storage port for viewers and privacy: per-user visibility settings, contacts, blocks and the
  * epoch of the user's viewer tokens. `store/privacy-store.ts` implements it on SQLite; every row
  * a user owns or that names them goes with the user's deletion, in its transaction.
  */
 
-import type { PrivacySettings } from '../privacy/project';
+import type { PrivacySettings } from '../../privacy/project';
 
 export interface PrivacyRows {
   /** Users who set their settings; everyone else has the configured defaults. */
