@@ -37,6 +37,7 @@ import type { Db } from './store/db';
 import { heldDevices } from './store/held-devices';
 import { PrivacyService } from './privacy/service';
 import { ViewerTokens } from './privacy/viewer-tokens';
+import { streamPrivacy } from './http/viewer-reads';
 import { createStream, type StreamService } from './stream';
 
 export interface ServiceOptions {
@@ -248,6 +249,7 @@ async function assemble(
       maxConnectionsPerKey: env.PRESENCE_STREAM_MAX_CONNECTIONS_PER_KEY,
     },
     heldDevices: () => heldDevices(db),
+    privacy: streamPrivacy({ engine, privacy, now: () => clock.now() }),
   });
   stream.start();
   closing.webhooks = () => webhooks.stop();
@@ -344,7 +346,7 @@ async function assemble(
       handler === null ? [] : [(app: FastifyInstance) => inboundHandlerRoutes(app, handler)],
     ),
     (app) => webhookRoutes(app, webhooks),
-    (app) => streamRoutes(app, { stream, keys }),
+    (app) => streamRoutes(app, { stream, keys, viewers: viewerTokens }),
     (app) => {
       if (connections !== null) connectionRoutes(app, connections);
       else {

@@ -10,7 +10,10 @@ import type { PresenceEngine } from '../aggregator/engine';
 import type { PresenceView } from '../normalizer/view';
 import { applyAccess, type Access } from '../privacy/project';
 import type { PrivacyService } from '../privacy/service';
+import { projectChange } from '../privacy/stream';
 import type { ViewerIdentity } from '../privacy/viewer-tokens';
+import type { StreamPrivacy } from '../stream/hub';
+import { ChangeMessage } from '../stream/message';
 
 export interface ViewerReads {
   readonly engine: PresenceEngine;
@@ -125,4 +128,32 @@ export function viewerBatchJson(
   const unknown = [...seen].filter((id) => unseen.has(id));
   parts.push(Buffer.from(`},"unknown":${JSON.stringify(unknown)}}`));
   return Buffer.concat(parts);
+}
+
+/** How a viewer sees a user, as a number that changes when the view does (0: hidden). */
+function kindOf(deps: ViewerReads, viewer: ViewerIdentity, id: string): number {
+  const a = viewedAccess(deps, viewer, id);
+  if (a === null) return 0;
+  return 1 | (a.details ? 2 : 0) | (a.lastSeen ? 4 : 0) | (a.hiddenByOwnSettings ? 8 : 0);
+}
+
+/** The stream's view of privacy (stream/hub.ts StreamPrivacy), over the same reads as REST. */
+export function streamPrivacy(deps: ViewerReads): StreamPrivacy {
+  return {
+    snapshotJson: (viewer, ids) => viewerBatchJson(deps, viewer, ids),
+    kindOf: (viewer, id) => kindOf(deps, viewer, id),
+    view(viewer, m) {
+      const access = viewedAccess(deps, viewer, m.userId);
+      if (access === null) return null;
+      if (isFull(access)) return m;
+      const data = projectChange(m.data(), access, deps.now());
+      return data === null ? null : ChangeMessage.fromData(data, m.position);
+    },
+    current(viewer, id) {
+      const json = viewerPresenceJson(deps, viewer, id);
+      if (json === undefined) return null;
+      return { kind: kindOf(deps, viewer, id), presence: JSON.parse(json) as Record<string, unknown> };
+    },
+    onChange: (listener) => deps.privacy.onChange(listener),
+  };
 }

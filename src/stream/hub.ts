@@ -12,6 +12,7 @@
 import type { PresenceChange } from '../core/changes';
 import type { Clock } from '../core/clock';
 import { AppError } from '../core/errors';
+import type { ViewerIdentity } from '../privacy/viewer-tokens';
 import { ChangeLog } from './change-log';
 import { ChangeMessage, Outgoing } from './message';
 import { newEpoch } from './position';
@@ -32,9 +33,27 @@ export interface PresenceReader {
   state(userId: string): { readonly version: number } | undefined;
 }
 
+/**
+ * What a viewer (a connection opened with a viewer token) may see: the privacy projection, applied
+ * before coalescing and diff suppression, and told when anyone's privacy changes.
+ */
+export interface StreamPrivacy {
+  /** The snapshot body `{"presence":{…},"unknown":[…]}` as the viewer sees it. */
+  snapshotJson(viewer: ViewerIdentity, ids: readonly string[]): Buffer;
+  /** The change as the viewer sees it, or null to send nothing. */
+  view(viewer: ViewerIdentity, m: ChangeMessage): ChangeMessage | null;
+  /** The user's presence as the viewer sees it now, with what kind of access, or null (hidden). */
+  current(viewer: ViewerIdentity, userId: string): { kind: number; presence: Record<string, unknown> } | null;
+  /** How the viewer sees the user: a number that changes when the view does (0: hidden). */
+  kindOf(viewer: ViewerIdentity, userId: string): number;
+  /** Listens for privacy changes (the user whose settings, contacts or blocks changed). */
+  onChange(listener: (userId: string) => void): () => void;
+}
+
 export interface HubOptions {
   readonly clock: Clock;
   readonly reader: PresenceReader;
+  readonly privacy?: StreamPrivacy;
   readonly timers?: Timers;
   readonly epoch?: string;
   /** Change log retention (defaults: 2 minutes and 100,000 changes, at most 1,000,000). */
@@ -62,6 +81,8 @@ export class StreamHub {
   readonly stats: StreamStats = emptyStats();
   private readonly clock: Clock;
   private readonly reader: PresenceReader;
+  private readonly privacy: StreamPrivacy | undefined;
+  private readonly stopPrivacy: () => void;
   private readonly timers: Timers;
   private readonly index = new Map<string, Subscribers>();
   private readonly subscribers = new Set<Subscriber>();
@@ -76,6 +97,8 @@ export class StreamHub {
   constructor(options: HubOptions) {
     this.clock = options.clock;
     this.reader = options.reader;
+    this.privacy = options.privacy;
+    this.stopPrivacy = this.privacy?.onChange((id) => this.privacyChanged(id)) ?? (() => undefined);
     this.timers = options.timers ?? systemTimers;
     this.log = new ChangeLog({ clock: this.clock, epoch: options.epoch ?? newEpoch(), ...options.log });
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
@@ -122,12 +145,16 @@ export class StreamHub {
       );
       const subs = this.index.get(c.userId);
       if (subs === undefined) continue;
-      for (const s of subs) s.change(entry.value);
+      for (const s of subs) {
+        const m = this.viewed(s, entry.value);
+        if (m !== null) s.change(m);
+      }
     }
   }
 
   /** A new connection. It watches nothing until `subscribe` or `resume`. */
-  open(transport: Transport, coalesceMs = 0): Subscriber {
+  /** `viewer`: the connection was opened with a viewer token; it sees what that user may see. */
+  open(transport: Transport, coalesceMs = 0, viewer: ViewerIdentity | null = null): Subscriber {
     if (this.draining) throw new AppError('unavailable', 'the service is restarting: reconnect');
     const s = new Subscriber(
       transport,
@@ -141,6 +168,10 @@ export class StreamHub {
       },
       coalesceMs,
     );
+    if (viewer !== null) {
+      s.viewer = viewer;
+      s.viewKinds = new Map();
+    }
     this.subscribers.add(s);
     return s;
   }
@@ -156,9 +187,55 @@ export class StreamHub {
     return fresh;
   }
 
+  /** The message as the subscriber may see it (a viewer's through the projection), or null. */
+  private viewed(s: Subscriber, m: ChangeMessage): ChangeMessage | null {
+    if (s.viewer === null || this.privacy === undefined) return m;
+    const v = this.privacy.view(s.viewer, m);
+    if (v !== null) s.viewKinds?.set(m.userId, this.privacy.kindOf(s.viewer, m.userId));
+    return v;
+  }
+
+  /**
+   * Someone's privacy changed: every viewer watching them, and every connection of that user
+   * (their own reciprocal settings), sees each affected user again, now: the presence as they may
+   * see it, or `hidden`. Nothing is sent where the view did not change.
+   */
+  private privacyChanged(userId: string): void {
+    const privacy = this.privacy;
+    if (privacy === undefined) return;
+    const position = this.log.position;
+    for (const s of this.subscribers) {
+      const viewer = s.viewer;
+      if (viewer === null || s.closed) continue;
+      const ids = viewer.userId === userId ? [...s.watching.keys()] : s.watching.has(userId) ? [userId] : [];
+      for (const id of ids) {
+        const kind = privacy.kindOf(viewer, id);
+        if (s.viewKinds?.get(id) === kind) continue;
+        s.viewKinds?.set(id, kind);
+        const now = privacy.current(viewer, id);
+        if (now === null) {
+          s.send(Outgoing.of('hidden', { user_id: id }));
+          continue;
+        }
+        const p = now.presence;
+        const data = {
+          user_id: id,
+          version: p.version as number,
+          previous: { status: p.status, activity: p.activity, custom_status: p.custom_status },
+          current: p,
+          changed: [],
+        };
+        s.watching.set(id, p.version as number);
+        s.send(ChangeMessage.fromData(data, position).outgoing);
+      }
+    }
+  }
+
   private watch(s: Subscriber, ids: readonly string[]): void {
     for (const id of ids) {
       if (s.watching.has(id)) continue;
+      if (s.viewer !== null && this.privacy !== undefined)
+        s.viewKinds?.set(id, this.privacy.kindOf(s.viewer, id));
       let subs = this.index.get(id);
       if (subs === undefined) this.index.set(id, (subs = new Subscribers(id)));
       subs.add(s);
@@ -169,8 +246,16 @@ export class StreamHub {
   }
 
   /** The snapshot message of `ids`, with the position it stands at. */
-  private snapshot(ids: readonly string[], recovered?: false): Outgoing {
-    const body = this.reader.getManyJson(ids).toString('utf8');
+  private snapshot(
+    ids: readonly string[],
+    recovered?: false,
+    viewer: ViewerIdentity | null = null,
+  ): Outgoing {
+    const body = (
+      viewer === null || this.privacy === undefined
+        ? this.reader.getManyJson(ids)
+        : this.privacy.snapshotJson(viewer, ids)
+    ).toString('utf8');
     const position = JSON.stringify(this.log.position);
     const tail = recovered === false ? `,"recovered":false` : '';
     return new Outgoing('snapshot', `{"type":"snapshot",${body.slice(1, -1)},"position":${position}${tail}}`);
@@ -180,7 +265,7 @@ export class StreamHub {
   subscribe(s: Subscriber, ids: readonly string[]): void {
     const fresh = this.added(s, ids);
     this.watch(s, fresh);
-    s.send(this.snapshot(fresh));
+    s.send(this.snapshot(fresh, undefined, s.viewer));
   }
 
   unsubscribe(s: Subscriber, ids: readonly string[]): void {
@@ -207,14 +292,17 @@ export class StreamHub {
     const decision = this.log.since(since, (id) => s.watching.has(id));
     if (!decision.hit) {
       this.stats.resumeMisses += 1;
-      s.send(this.snapshot([...s.watching.keys()], false));
+      s.send(this.snapshot([...s.watching.keys()], false, s.viewer));
       for (const id of s.watching.keys()) s.watching.set(id, this.reader.state(id)?.version ?? 0);
       return;
     }
     this.stats.resumeHits += 1;
     // What the client has is what it had at `since`: every change after it is sent again.
     for (const id of s.watching.keys()) s.watching.set(id, 0);
-    for (const e of decision.changes) s.replay(e.value);
+    for (const e of decision.changes) {
+      const m = this.viewed(s, e.value);
+      if (m !== null) s.replay(m);
+    }
     s.send(Outgoing.of('resumed', { recovered: true, position: this.log.position }));
   }
 
@@ -245,6 +333,7 @@ export class StreamHub {
   /** Shutdown: every client is told to reconnect (it resumes or gets a snapshot elsewhere or later). */
   drain(): void {
     this.draining = true;
+    this.stopPrivacy();
     this.ticker?.cancel();
     this.ticker = null;
     for (const s of [...this.subscribers]) {

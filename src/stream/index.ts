@@ -9,6 +9,7 @@ import type { PresenceEngine } from '../aggregator/engine';
 import type { Clock } from '../core/clock';
 import type { Log } from '../core/log';
 import type { Activity, Status } from '../core/presence';
+import type { StreamPrivacy } from './hub';
 import { CONNECTION_LABEL, type DeviceReporter, type HeldDevice } from './devices';
 import { StreamService } from './service';
 
@@ -47,7 +48,14 @@ export interface StreamSettings {
 
 export function createStream(
   engine: PresenceEngine,
-  options: { clock: Clock; log: Log; settings: StreamSettings; heldDevices?: () => readonly HeldDevice[] },
+  options: {
+    clock: Clock;
+    log: Log;
+    settings: StreamSettings;
+    heldDevices?: () => readonly HeldDevice[];
+    /** What viewer connections may see (absent: only API keys connect). */
+    privacy?: StreamPrivacy;
+  },
 ): StreamService {
   const stream = new StreamService({
     clock: options.clock,
@@ -57,6 +65,7 @@ export function createStream(
     deviceGraceMs: options.settings.deviceGraceMs,
     maxConnectionsPerKey: options.settings.maxConnectionsPerKey,
     heldDevices: options.heldDevices,
+    ...(options.privacy === undefined ? {} : { hub: { privacy: options.privacy } }),
   });
   // A consumer of the change pipeline, fed after each commit is durable, in commit order.
   engine.changes.add({ committed: (changes) => stream.committed(changes) });

@@ -59,12 +59,21 @@ export class ChangeMessage {
   private made: Outgoing | null = null;
 
   constructor(
-    change: PresenceChange,
+    change: PresenceChange | null,
     readonly position: string,
   ) {
     this.change = change;
-    this.userId = change.userId;
-    this.version = change.version;
+    this.userId = change?.userId ?? '';
+    this.version = change?.version ?? 0;
+  }
+
+  /** A message made from data directly: a change as a viewer sees it (privacy/stream.ts). */
+  static fromData(data: ChangeData, position: string): ChangeMessage {
+    const m = new ChangeMessage(null, position);
+    const json = JSON.stringify({ type: 'presence', ...data, position });
+    Object.assign(m, { userId: data.user_id, version: data.version });
+    m.made = new Outgoing('presence', json, data.user_id, position);
+    return m;
   }
 
   readonly userId: string;

@@ -23,6 +23,7 @@ import { Outgoing } from './message';
 import { parseClientMessage, type StreamQuery } from './protocol';
 import type { Subscriber } from './subscriber';
 import type { Timers } from './timers';
+import type { ViewerIdentity } from '../privacy/viewer-tokens';
 import { CLOSE_RESTART, SseTransport, WsTransport } from './transports';
 
 export const DEFAULT_MAX_CONNECTIONS_PER_KEY = 5000;
@@ -44,6 +45,8 @@ export interface StreamServiceOptions {
 export interface StreamCaller {
   readonly keyId: string;
   readonly canWrite: boolean;
+  /** A viewer token's user: the connection sees what they may see, and is only their devices. */
+  readonly viewer?: ViewerIdentity | null;
 }
 
 export class StreamService {
@@ -180,7 +183,7 @@ export class StreamService {
       // Proxies that buffer responses (nginx) would hold the events back.
       'x-accel-buffering': 'no',
     });
-    const sub = this.hub.open(new SseTransport(res), query.coalesce_ms ?? 0);
+    const sub = this.hub.open(new SseTransport(res), query.coalesce_ms ?? 0, caller.viewer ?? null);
     res.on('close', () => {
       this.hub.close(sub);
       this.release(caller.keyId);
@@ -202,7 +205,7 @@ export class StreamService {
       this.release(caller.keyId);
       return;
     }
-    const sub = this.hub.open(new WsTransport(ws, socket), query.coalesce_ms ?? 0);
+    const sub = this.hub.open(new WsTransport(ws, socket), query.coalesce_ms ?? 0, caller.viewer ?? null);
     let device: { userId: string; deviceId: string } | null = null;
     const reply = (error: unknown): void => {
       const e =
@@ -239,7 +242,10 @@ export class StreamService {
             sub.unansweredPings = 0;
             break;
           case 'identify': {
-            if (!caller.canWrite)
+            if (caller.viewer != null) {
+              if (m.user_id !== caller.viewer.userId)
+                throw new AppError('forbidden', "a viewer token acts only for its own user's devices");
+            } else if (!caller.canWrite)
               throw new AppError('forbidden', 'identify needs the write scope; the key has read');
             const status: Status = m.status ?? 'online';
             const activity: Activity | null = m.activity ?? null;

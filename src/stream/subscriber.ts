@@ -14,6 +14,7 @@
  */
 
 import type { Clock } from '../core/clock';
+import type { ViewerIdentity } from '../privacy/viewer-tokens';
 import { mergePresenceChanges } from '../webhooks/coalesce';
 import { Outgoing, type ChangeMessage, type ChangeData } from './message';
 import type { Timer, Timers } from './timers';
@@ -96,6 +97,10 @@ export class Subscriber {
   unansweredPings = 0;
   lastPingAt: number;
   closed = false;
+  /** The user a viewer connection acts for; null for an API key (sees everything). */
+  viewer: ViewerIdentity | null = null;
+  /** For a viewer: how it sees each watched id now (StreamPrivacy.kindOf), to send only real changes of view. */
+  viewKinds: Map<string, number> | null = null;
 
   private queue: (Outgoing | null)[] = [];
   private queuedBytes = 0;
@@ -192,6 +197,7 @@ export class Subscriber {
   unwatch(ids: Iterable<string>): void {
     for (const id of ids) {
       this.watching.delete(id);
+      this.viewKinds?.delete(id);
       const held = this.held?.get(id);
       if (held !== undefined) {
         held.timer.cancel();

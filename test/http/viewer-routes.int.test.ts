@@ -16,7 +16,12 @@ const ACCEPTED: Record<string, InjectOptions> = {
   'GET /v1/presence/:user_id/history': { url: '/v1/presence/alice/history' },
   'GET /v1/availability': { url: '/v1/availability?user_ids=alice' },
   'POST /v1/heartbeats': { url: '/v1/heartbeats', payload: { user_id: 'bob', device_id: 'phone' } },
+  // The streams, through inject: past auth, each refuses what inject cannot be (a stream without
+  // ids, a request that is not an upgrade) with a 400. test/http/stream-privacy tests them for real.
+  'GET /v1/stream': { url: '/v1/stream' },
+  'GET /v1/ws': { url: '/v1/ws' },
 };
+const STREAMS = new Set(['GET /v1/stream', 'GET /v1/ws']);
 
 /** Routes without an API key: they read no credentials at all (health, docs, platform pushes, OAuth's return). */
 const PUBLIC =
@@ -65,7 +70,9 @@ describe('viewer tokens on every route', () => {
         key: token,
         ...ACCEPTED[`${r.method} ${r.url}`],
       });
-      expect(`${r.method} ${r.url} ${res.statusCode}`).toMatch(/ 2\d\d$/);
+      const k = `${r.method} ${r.url}`;
+      if (STREAMS.has(k)) expectError(res, 400, 'invalid_request');
+      else expect(`${k} ${res.statusCode}`).toMatch(/ 2\d\d$/);
     }
   });
 
@@ -96,7 +103,8 @@ describe('viewer tokens on every route', () => {
   it('the same API key works on the accepted routes (the operator path is unchanged)', async () => {
     for (const [k, req] of Object.entries(ACCEPTED)) {
       const res = await api.call({ method: k.split(' ')[0] as 'GET', ...req });
-      expect(`${k} ${res.statusCode}`).toMatch(/ 2\d\d$/);
+      if (STREAMS.has(k)) expectError(res, 400, 'invalid_request');
+      else expect(`${k} ${res.statusCode}`).toMatch(/ 2\d\d$/);
     }
   });
 });

@@ -20,7 +20,8 @@ import { z } from 'zod';
 import { AppError } from '../../core/errors';
 import type { ApiKeys } from '../../keys/api-keys';
 import { parseStreamQuery, StreamQuery } from '../../stream/protocol';
-import type { StreamService } from '../../stream/service';
+import type { StreamCaller, StreamService } from '../../stream/service';
+import { looksLikeViewerToken, type ViewerTokens } from '../../privacy/viewer-tokens';
 import { keyFor, tokenOf } from '../auth';
 import { errorBody } from '../errors';
 import { COMMON_ERRORS } from '../schemas';
@@ -42,14 +43,18 @@ const WS_DESCRIPTION = [
   'Close 4008 `resync`: resume. Close 1012: the service is restarting, reconnect and resume.',
 ].join(' ');
 
-export function streamRoutes(app: FastifyInstance, deps: { stream: StreamService; keys: ApiKeys }): void {
+export function streamRoutes(
+  app: FastifyInstance,
+  deps: { stream: StreamService; keys: ApiKeys; viewers?: ViewerTokens | null },
+): void {
   const { stream, keys } = deps;
+  const viewers = deps.viewers ?? null;
   const r = app.withTypeProvider<ZodTypeProvider>();
 
   r.get(
     '/v1/stream',
     {
-      config: { scope: 'read', queryToken: true },
+      config: { scope: 'read', queryToken: true, viewer: 'read' },
       schema: {
         summary: 'The real-time stream over Server-Sent Events',
         description: SSE_DESCRIPTION,
@@ -68,9 +73,13 @@ export function streamRoutes(app: FastifyInstance, deps: { stream: StreamService
           'invalid_request',
           'user_ids names the ids to watch (an SSE stream cannot subscribe later)',
         );
-      stream.acquire(req.apiKey!.id);
+      // A viewer token's connections count against its user, an API key's against the key.
+      const caller =
+        req.viewer !== null
+          ? { keyId: `viewer:${req.viewer.userId}`, canWrite: false, viewer: req.viewer }
+          : { keyId: req.apiKey!.id, canWrite: req.apiKey!.scopes.includes('write') };
+      stream.acquire(caller.keyId);
       void reply.hijack();
-      const caller = { keyId: req.apiKey!.id, canWrite: req.apiKey!.scopes.includes('write') };
       const lastEventId = req.headers['last-event-id'];
       stream.openSse(reply.raw, caller, req.query, typeof lastEventId === 'string' ? lastEventId : undefined);
     },
@@ -79,7 +88,7 @@ export function streamRoutes(app: FastifyInstance, deps: { stream: StreamService
   r.get(
     '/v1/ws',
     {
-      config: { scope: 'read', queryToken: true },
+      config: { scope: 'read', queryToken: true, viewer: 'read' },
       schema: {
         summary: 'The real-time stream over a WebSocket (also a device connection)',
         description: WS_DESCRIPTION,
@@ -94,19 +103,36 @@ export function streamRoutes(app: FastifyInstance, deps: { stream: StreamService
   );
 
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_FRAME_BYTES });
-  app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+  /** Who opens a WebSocket: an API key with the read scope, or a viewer token (its user). */
+  const callerOf = async (token: string | null): Promise<StreamCaller> => {
+    if (token === null || !looksLikeViewerToken(token)) {
+      const key = keyFor(keys, token, 'read');
+      return { keyId: key.id, canWrite: key.scopes.includes('write') };
+    }
+    if (viewers === null) throw new AppError('forbidden', 'viewer tokens are off on this service');
+    const viewer = await viewers.verify(token);
+    if (viewer === null)
+      throw new AppError('unauthorized', 'invalid, expired or revoked viewer token', [], {
+        'www-authenticate': 'Bearer',
+      });
+    return { keyId: `viewer:${viewer.userId}`, canWrite: false, viewer };
+  };
+
+  const upgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
     const requestId = randomUUID();
     socket.on('error', () => socket.destroy());
-    let accepted: { keyId: string; canWrite: boolean; query: ReturnType<typeof parseStreamQuery> };
+    let accepted: StreamCaller & { query: ReturnType<typeof parseStreamQuery> };
     try {
       const url = new URL(req.url ?? '/', 'http://stream.invalid');
       if (url.pathname !== '/v1/ws' && url.pathname !== '/v1/ws/')
         throw new AppError('not_found', `no WebSocket at ${url.pathname.slice(0, 200)}`);
       const params = Object.fromEntries(url.searchParams);
-      const key = keyFor(keys, tokenOf(req.headers.authorization, params.access_token, true), 'read');
+      const caller = await callerOf(tokenOf(req.headers.authorization, params.access_token, true));
       const query = parseStreamQuery(params);
-      stream.acquire(key.id);
-      accepted = { keyId: key.id, canWrite: key.scopes.includes('write'), query };
+      // The peer may have gone while a viewer token was checked: nothing to count then.
+      if (socket.destroyed) return;
+      stream.acquire(caller.keyId);
+      accepted = { ...caller, query };
     } catch (error) {
       refuse(
         socket,
@@ -126,6 +152,9 @@ export function streamRoutes(app: FastifyInstance, deps: { stream: StreamService
       upgraded = true;
       stream.openWs(ws, socket, accepted, accepted.query, requestId);
     });
+  };
+  app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    void upgrade(req, socket, head);
   });
 
   // Shutdown (the `http` step): clients are told to reconnect before the server stops listening.
