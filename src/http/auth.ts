@@ -113,7 +113,6 @@ const ownUserOnly: preHandlerHookHandler = (request, _reply, done) => {
 const VIEWER_REFUSED =
   'a viewer token can read presence and act as its own devices, nothing else: this route needs an API key';
 
-/** `viewers` is null where the route takes no viewer token (or viewer tokens are off). */
 /** The token of a request: the bearer header, or (where allowed) `?access_token=`. */
 export function tokenOf(
   authorization: string | undefined,
@@ -142,6 +141,7 @@ export function keyFor(keys: ApiKeys, token: string | null, scope: Scope): ApiKe
   return key;
 }
 
+/** `viewers` is null where the route takes no viewer token (or viewer tokens are off). */
 function authenticate(
   keys: ApiKeys,
   limiter: RateLimiter,
