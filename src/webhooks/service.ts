@@ -14,112 +14,38 @@
 
 import cron, { type ScheduledTask } from 'node-cron';
 
-import type { PresenceEngine } from '../aggregator/engine';
 import type { TokenVault } from '../oauth/vault';
 import type { Clock } from '../core/clock';
 import { AppError } from '../core/errors';
 import { silentLog, type Log } from '../core/log';
 import { parseIso, toIso, toIsoOrNull } from '../core/time';
-import { Dispatcher, type StagedDelivery } from './dispatcher';
+import { deliveriesPage, pruneDeliveryLog } from './delivery-log';
+import { Dispatcher } from './dispatcher';
+import { checkOtherType, UserDeletion, type OtherEventType } from './emit';
+import { endpointView, loadEndpoints, redactUrl, warnIfRefused } from './endpoints';
 import { newEndpointId } from './ids';
 import { Outbox, outboxSink } from './outbox';
 import { DEFAULT_JITTER, DEFAULT_RETRY_SCHEDULE } from './retry';
 import {
   createEndpointSchema,
   deliveriesQuerySchema,
-  EVENT_TYPES,
   parseInput,
   replaySchema,
   updateEndpointSchema,
-  type AttemptView,
   type DeliveriesPage,
   type EndpointView,
   type EndpointWithSecret,
-  type EventType,
 } from './schema';
 import { newSecret } from './sign';
-import { openEndpoint, sealEndpoint, sealPlainSecrets } from './secrets';
-import { checkEndpointUrl, literalTargetRefusal, type Resolver } from './ssrf';
+import { sealEndpoint } from './secrets';
+import type { WebhookServiceOptions, WebhookStats } from './service-options';
+import { checkEndpointUrl, type Resolver } from './ssrf';
 import type { DisabledReason, EndpointRecord, StoreTx, WebhookStore } from '../core/ports';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 
-export interface WebhookServiceOptions {
-  /** Where endpoints, events and deliveries are kept. */
-  readonly store: WebhookStore;
-  /** The engine whose committed changes become `presence.changed` events. */
-  readonly engine?: PresenceEngine;
-  readonly clock: Clock;
-  readonly log?: Log;
-  /**
-   * Seals the endpoints' signing secrets at rest (the token vault under `PRESENCE_SECRET_KEY`).
-   * Null turns webhooks off: no endpoint is loaded, registered or sent to, no event is written,
-   * and the management methods answer `not_found` saying what to set.
-   */
-  readonly vault: TokenVault | null;
-  /** Lets endpoints point at loopback and private addresses (`WEBHOOK_ALLOW_PRIVATE_TARGETS`). */
-  readonly allowPrivateTargets: boolean;
-  /** Delay before each attempt, ms; the first is usually 0. Default: the contract's schedule. */
-  readonly retrySchedule?: readonly number[];
-  /** Each retry delay moves by up to ± this fraction (default 0.1). */
-  readonly jitter?: number;
-  readonly random?: () => number;
-  /** One attempt's time limit: connect, headers and body (default 15 s). */
-  readonly timeoutMs?: number;
-  /** How long the previous secret keeps signing after a rotation (default 24 h). */
-  readonly rotationWindowMs?: number;
-  /** An endpoint failing for this long is disabled (default 5 days). */
-  readonly disableAfterMs?: number;
-  /** Concurrent requests per endpoint (default 32). */
-  readonly maxInFlightPerEndpoint?: number;
-  /** Deliveries per endpoint held in memory; the rest wait in SQLite (default 10,000). */
-  readonly maxQueuedPerEndpoint?: number;
-  /** Default 100. */
-  readonly maxEndpoints?: number;
-  /** Delivered, failed and coalesced rows older than this are pruned (default 7 days). */
-  readonly retentionMs?: number;
-  /** node-cron expression for pruning (default hourly, `17 * * * *`); null: no schedule. */
-  readonly pruneSchedule?: string | null;
-  /** Resolves endpoint host names for the SSRF check (default: the system resolver). */
-  readonly resolve?: Resolver;
-  readonly userAgent?: string;
-  /** How long `stop()` waits for requests in flight before cutting them off (default 2 s). */
-  readonly stopGraceMs?: number;
-}
-
-/** What `stats()` reports, for /metrics. */
-export interface WebhookStats {
-  endpoints: number;
-  enabled_endpoints: number;
-  queued: number;
-  in_flight: number;
-  spilled_endpoints: number;
-}
-
-/** Shows the scheme, host and path of a URL, never its query (it may hold a token). */
-/** The events anyone but the engine may emit. */
-type OtherEventType = Exclude<EventType, 'presence.changed' | 'user.deleted'>;
-
-/** Checked at run time too: callers in plain JS, or with a cast, must not bypass the engine. */
-function checkOtherType(type: string): void {
-  if (
-    !(EVENT_TYPES as readonly string[]).includes(type) ||
-    type === 'presence.changed' ||
-    type === 'user.deleted'
-  ) {
-    throw new Error(`emit() does not take ${type} events`);
-  }
-}
-
-function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.origin}${u.pathname}`;
-  } catch {
-    return '(invalid url)';
-  }
-}
+export type { WebhookServiceOptions, WebhookStats } from './service-options';
 
 export class WebhookService {
   private readonly vault: TokenVault | null;
@@ -136,9 +62,6 @@ export class WebhookService {
   private readonly retentionMs: number;
   private readonly pruneSchedule: string | null;
   private readonly stopGraceMs: number;
-  /** What a user deletion's transaction did, waiting for its commit to be reported. */
-  private deleting: { userId: string; forgotten: Map<string, Set<number>>; staged: StagedDelivery[] } | null =
-    null;
   private cronTask: ScheduledTask | null = null;
   private pruning: Promise<{ deliveries: number; events: number }> | null = null;
 
@@ -184,24 +107,8 @@ export class WebhookService {
       );
       return;
     }
-    // Rows from before secrets were sealed (migrations/0007) are converted once, here.
-    const converted = sealPlainSecrets(this.store, options.vault);
-    if (converted.sealed > 0) {
-      this.log.info(
-        { endpoints: converted.sealed, wal_truncated: converted.walTruncated },
-        'sealed webhook signing secrets stored in plain text by an earlier version',
-      );
-    }
-    const vault = options.vault;
-    for (const ep of this.store.endpoints().map((stored) => openEndpoint(vault, stored))) {
-      const refused = options.allowPrivateTargets ? null : literalTargetRefusal(ep.url);
-      if (refused !== null && ep.enabled) {
-        // Saved while private targets were allowed: every attempt is refused until it is fixed.
-        this.log.warn(
-          { endpoint_id: ep.id, url: redactUrl(ep.url), reason: refused },
-          'webhook endpoint points at a private address and WEBHOOK_ALLOW_PRIVATE_TARGETS is off: its deliveries are refused',
-        );
-      }
+    for (const ep of loadEndpoints(this.store, options.vault, this.log)) {
+      warnIfRefused(ep, options.allowPrivateTargets, this.log);
       this.endpoints.set(ep.id, ep);
       this.dispatcher.addEndpoint(ep); // loads its pending deliveries: a restart resumes here
     }
@@ -209,9 +116,10 @@ export class WebhookService {
     if (options.engine !== undefined) {
       // The first change sink: rows in the engine's commit, delivery once it is durable.
       options.engine.changes.add(outboxSink(this.outbox, (staged) => this.dispatcher.enqueue(staged)));
+      const deletion = new UserDeletion(this.store, this.outbox, this.dispatcher, this.log);
       options.engine.onUserDelete({
-        stage: (tx, userId, lastVersion) => this.stageUserDelete(tx, userId, lastVersion),
-        committed: (userId) => this.userDeleteCommitted(userId),
+        stage: (tx, userId, lastVersion) => deletion.stage(tx, userId, lastVersion),
+        committed: (userId) => deletion.committed(userId),
       });
     }
   }
@@ -251,31 +159,6 @@ export class WebhookService {
   }
 
   // ---------------------------------------------------------------- the outbox, hooked into the engine
-
-  /**
-   * Inside the transaction `tx` that deletes a user: forgets every event about them (the presence
-   * payloads) with its deliveries, so nothing of theirs is retried or replayed, and writes the
-   * `user.deleted` event with their last version. Memory follows once it committed.
-   */
-  private stageUserDelete(tx: StoreTx, userId: string, lastVersion: number): void {
-    const { pending, events } = this.store.forgetUser(tx, userId);
-    const { staged } = this.outbox.writeEvent(
-      tx,
-      'user.deleted',
-      { user_id: userId, version: lastVersion },
-      null,
-    );
-    this.deleting = { userId, forgotten: pending, staged };
-    this.log.info({ user_id: userId, events }, 'webhook events of a deleted user forgotten');
-  }
-
-  private userDeleteCommitted(userId: string): void {
-    const d = this.deleting;
-    this.deleting = null;
-    if (d === null || d.userId !== userId) return;
-    this.dispatcher.forget(d.forgotten);
-    this.dispatcher.enqueue(d.staged);
-  }
 
   /**
    * Emits an event of a type other than `presence.changed` and `user.deleted` (those come from
@@ -338,18 +221,18 @@ export class WebhookService {
     this.dispatcher.addEndpoint(ep);
     this.outbox.setEndpoints(this.endpoints.values());
     this.log.info({ endpoint_id: ep.id, url: redactUrl(url) }, 'webhook endpoint created');
-    return { ...this.view(ep, now), secret: ep.secret };
+    return { ...endpointView(ep, now), secret: ep.secret };
   }
 
   listEndpoints(): EndpointView[] {
     this.mustBeOn();
     const now = this.clock.now();
-    return [...this.endpoints.values()].map((ep) => this.view(ep, now));
+    return [...this.endpoints.values()].map((ep) => endpointView(ep, now));
   }
 
   /** Throws `not_found`. */
   getEndpoint(id: string): EndpointView {
-    return this.view(this.must(id), this.clock.now());
+    return endpointView(this.must(id), this.clock.now());
   }
 
   /**
@@ -405,7 +288,7 @@ export class WebhookService {
       { endpoint_id: id, changed, rotated: secret !== undefined, enabled: ep.enabled },
       'webhook endpoint updated',
     );
-    const view = this.view(ep, now);
+    const view = endpointView(ep, now);
     return secret === undefined ? view : { ...view, secret };
   }
 
@@ -476,62 +359,7 @@ export class WebhookService {
     const q = parseInput(deliveriesQuerySchema, query ?? {}, 'deliveries query');
     this.must(endpointId);
     this.dispatcher.flushOutcomes();
-    const limit = q.limit ?? 50;
-    const rows = this.store.page(
-      endpointId,
-      q.status ?? null,
-      q.before ?? Number.MAX_SAFE_INTEGER,
-      limit + 1,
-    );
-    const more = rows.length > limit;
-    const page = more ? rows.slice(0, limit) : rows;
-    const attempts = new Map<number, AttemptView[]>();
-    for (const a of this.store.attemptsOf(page.map((r) => r.id))) {
-      let list = attempts.get(a.delivery_id);
-      if (list === undefined) attempts.set(a.delivery_id, (list = []));
-      list.push({
-        attempt: a.attempt,
-        at: toIso(a.at),
-        status_code: a.status_code,
-        latency_ms: a.latency_ms,
-        error: a.error,
-        next_attempt_at: toIsoOrNull(a.next_attempt_at),
-      });
-    }
-    for (const r of page) {
-      // The successful attempt is the delivery's last one, kept on the delivery row itself.
-      if (r.status === 'delivered' && r.last_attempt_at !== null) {
-        let list = attempts.get(r.id);
-        if (list === undefined) attempts.set(r.id, (list = []));
-        list.push({
-          attempt: r.attempts,
-          at: toIso(r.last_attempt_at),
-          status_code: r.last_status_code,
-          latency_ms: r.last_latency_ms ?? 0,
-          error: null,
-          next_attempt_at: null,
-        });
-      }
-    }
-    return {
-      deliveries: page.map((r) => ({
-        id: r.id,
-        webhook_id: r.msg_id,
-        type: r.type,
-        user_id: r.user_id,
-        version: r.version,
-        status: r.status,
-        replay: r.replay === 1,
-        attempt_count: r.attempts,
-        next_attempt_at: toIsoOrNull(r.next_attempt_at),
-        last_status_code: r.last_status_code,
-        last_error: r.last_error,
-        created_at: toIso(r.created_at),
-        updated_at: toIso(r.updated_at),
-        attempts: attempts.get(r.id) ?? [],
-      })),
-      next_before: more ? page[page.length - 1]!.id : null,
-    };
+    return deliveriesPage(this.store, endpointId, q);
   }
 
   /**
@@ -568,22 +396,8 @@ export class WebhookService {
 
   private async runPrune(): Promise<{ deliveries: number; events: number }> {
     const cutoff = this.clock.now() - this.retentionMs;
-    const chunk = 2000;
     this.dispatcher.flushOutcomes();
-    let deliveries = 0;
-    let events = 0;
-    for (let n = chunk; n === chunk;) {
-      n = this.store.transaction((tx) => this.store.pruneDeliveries(cutoff, chunk, tx));
-      deliveries += n;
-      if (n === chunk) await new Promise<void>((resolve) => setImmediate(resolve));
-    }
-    for (let n = chunk; n === chunk;) {
-      n = this.store.transaction((tx) => this.store.pruneEvents(cutoff, chunk, tx));
-      events += n;
-      if (n === chunk) await new Promise<void>((resolve) => setImmediate(resolve));
-    }
-    if (deliveries + events > 0) this.log.info({ deliveries, events }, 'pruned the webhook delivery log');
-    return { deliveries, events };
+    return pruneDeliveryLog(this.store, cutoff, this.log);
   }
 
   // ---------------------------------------------------------------- driving and observing
@@ -640,24 +454,5 @@ export class WebhookService {
       allowPrivateTargets: this.allowPrivateTargets,
       ...(this.resolve === undefined ? {} : { resolve: this.resolve }),
     });
-  }
-
-  private view(ep: EndpointRecord, now: number): EndpointView {
-    const rotating =
-      ep.previousSecret !== null && ep.previousExpiresAt !== null && now < ep.previousExpiresAt;
-    return {
-      id: ep.id,
-      url: ep.url,
-      events: ep.events === null ? null : [...ep.events],
-      user_ids: ep.userIds === null ? null : [...ep.userIds],
-      coalesce_ms: ep.coalesceMs,
-      enabled: ep.enabled,
-      disabled_reason: ep.disabledReason,
-      disabled_at: toIsoOrNull(ep.disabledAt),
-      failing_since: toIsoOrNull(ep.failingSince),
-      previous_secret_expires_at: rotating ? toIso(ep.previousExpiresAt!) : null,
-      created_at: toIso(ep.createdAt),
-      updated_at: toIso(ep.updatedAt),
-    };
   }
 }
