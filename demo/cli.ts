@@ -3,7 +3,8 @@
  * `presence demo`: the whole system on an embedded SQLite file. The real service (engine, HTTP
  * API) runs on a loopback port; six simulated platforms feed it through the real connector
  * interface and mappers; simulated laptops and phones send heartbeats over the HTTP API; the
- * table is read back over the API (demo/source.ts). A live table sized to the terminal, plain
+ * table is a real client of the real-time stream (demo/stream-source.ts), its change lines the
+ * stream's changes, and a signed-webhook receiver verifies every change. A live table sized to the terminal, plain
  * lines otherwise. What goes on screen is decided in demo/table.ts; this file only does the I/O.
  */
 
@@ -20,7 +21,8 @@ import { clockTime } from '../src/core/time';
 import { createService } from '../src/main';
 import type { PresenceView } from '../src/normalizer/view';
 import { verifyWebhook } from '../src/webhooks';
-import { client, httpSource, limiter, type RowSource } from './source';
+import { client, limiter, type RowSource } from './source';
+import { streamSource } from './stream-source';
 import {
   budget,
   composeFrame,
@@ -58,8 +60,8 @@ export interface DemoOptions {
   readonly port?: number;
   /** The terminal's size; 100×30 when absent. */
   readonly screen?: Screen;
-  /** Where the table's rows come from; the service's HTTP API by default. */
-  readonly source?: (api: ReturnType<typeof client>) => RowSource;
+  /** Where the table's rows come from; the real-time stream by default. */
+  readonly source?: (api: ReturnType<typeof client>, stream: { url: string; token: string }) => RowSource;
 }
 
 /** What the orchestrator reads of a `presence.changed` webhook. */
@@ -168,16 +170,32 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
   let orchestrator: ReturnType<typeof createServer> | null = null;
   const recent: string[] = [];
   let changes = 0;
+  let verified = 0;
   let events = 0;
   let rejected = 0;
   const seen = new Set<string>();
+  let source: RowSource | null = null;
   try {
     await svc.app.listen({ host: '127.0.0.1', port: o.port ?? 0 });
     const address = svc.app.server.address();
     const base = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`;
     const key = svc.keys.create(['read', 'write', 'admin'], 'demo').key;
     const api = client(base, key);
-    const source = (o.source ?? httpSource)(api);
+    const rowSource = (o.source ?? ((_api, s) => streamSource({ ...s, now: () => clock.now() })))(api, {
+      url: base,
+      token: key,
+    });
+    source = rowSource;
+    const show = (line: ChangeLine): void => {
+      changes += 1;
+      const text = renderChange(line, style);
+      if (o.tty) {
+        recent.push(text);
+        if (recent.length > 200) recent.splice(0, recent.length - 200);
+      } else {
+        o.write(`${text}\n`);
+      }
+    };
     const inFlight = limiter(IN_FLIGHT);
 
     // The "orchestrator": a downstream service that receives the change webhooks, verifies each
@@ -199,25 +217,18 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
         }
         res.writeHead(204).end();
         if (event.type !== 'presence.changed') return;
-        changes += 1;
+        verified += 1;
+        // A source without changes of its own (polled reads): the change lines are the webhooks'.
+        if (rowSource.onChange !== undefined) return;
         const d = event.data;
-        const text = renderChange(
-          {
-            at: Date.parse(event.timestamp),
-            userId: d.user_id,
-            version: d.version,
-            previous: d.previous,
-            current: d.current,
-            explain: d.current.explain,
-          },
-          style,
-        );
-        if (o.tty) {
-          recent.push(text);
-          if (recent.length > 200) recent.splice(0, recent.length - 200);
-        } else {
-          o.write(`${text}\n`);
-        }
+        show({
+          at: Date.parse(event.timestamp),
+          userId: d.user_id,
+          version: d.version,
+          previous: d.previous,
+          current: d.current,
+          explain: d.current.explain,
+        });
       });
     });
     orchestrator = hooks;
@@ -290,6 +301,11 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
       );
     }
 
+    // Everyone is registered: the table watches them all (a stream client subscribes, in chunks,
+    // and has its snapshot before the first frame).
+    rowSource.onChange?.(show);
+    await rowSource.start?.(ids, o.signal);
+
     // The day begins once everyone is registered, however long that took.
     sim.world.restartAt(clock.now());
     const started = systemClock.now();
@@ -316,7 +332,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
       if (o.tty) {
         const realNow = systemClock.now();
         if (!manyPages || realNow - summaryAt >= SUMMARY_EVERY_MS) {
-          summary = summarize(await source.availability(ids));
+          summary = summarize(await rowSource.availability(ids));
           summaryAt = realNow;
         }
         const left = o.durationMs - (realNow - started);
@@ -326,7 +342,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
         const size = sizeNow();
         const headerLines = intro.reduce((n, l) => n + screenLines(l, size.width), 1);
         const b = budget(size.height, headerLines, ids.length);
-        const rows = await source.rows(ids.slice(0, b.rows));
+        const rows = await rowSource.rows(ids.slice(0, b.rows));
         draw(size, status, {
           table: renderTable(rows, clock.now(), style, size.width),
           budget: b,
@@ -337,11 +353,13 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
       if (!(o.tty && dirty)) await pause.sleep(frameMs, o.signal);
     }
     if (!o.tty) {
-      const table = renderTable(await source.rows(ids), clock.now(), style);
+      const table = renderTable(await rowSource.rows(ids), clock.now(), style);
       o.write(`${[...table.lines, table.legend].join('\n')}\n`);
     }
   } finally {
     unsubscribe();
+    // Closed for good before the service stops, so no client tries to reconnect to it.
+    source?.close?.();
     if (o.tty) o.write('\u001b[?25h\r\n');
     await svc.close();
     if (orchestrator !== null) {
@@ -351,7 +369,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     rmSync(dir, { recursive: true, force: true });
   }
   o.write(
-    `demo ended: ${changes} presence changes from ${events} platform reports; platforms seen: ${[...seen].sort().join(', ')}; webhooks verified ${changes}, rejected ${rejected}\n`,
+    `demo ended: ${changes} presence changes from ${events} platform reports; platforms seen: ${[...seen].sort().join(', ')}; webhooks verified ${verified}, rejected ${rejected}\n`,
   );
   return { changes, events, platforms: [...seen].sort() };
 }

@@ -2,13 +2,14 @@
  * @module demo/source
  * Where the demo's table comes from: the service's own HTTP API, read like any other client
  * would, in pages no larger than the API's batch limit. Everything the screen needs goes through
- * `RowSource`, so a later real-time stream can replace these reads without touching the rest.
+ * `RowSource`; the demo's default is the real-time stream (demo/stream-source.ts), and these
+ * polled reads remain for a caller that passes `httpSource`.
  */
 
 import { MAX_BATCH } from '../src/http/schemas';
 import type { AvailabilityView } from '../src/normalizer/availability';
 import type { PresenceView } from '../src/normalizer/view';
-import type { DemoRow } from './table';
+import type { ChangeLine, DemoRow } from './table';
 
 export type Api = (method: string, path: string, body?: unknown) => Promise<unknown>;
 
@@ -61,6 +62,11 @@ export function limiter(limit: number): <T>(task: () => Promise<T>) => Promise<T
 export interface RowSource {
   rows(ids: readonly string[]): Promise<DemoRow[]>;
   availability(ids: readonly string[]): Promise<AvailabilityView[]>;
+  /** Before the first read: watch these people (a stream subscribes and waits for its snapshot). */
+  start?(ids: readonly string[], signal?: AbortSignal): Promise<void>;
+  /** Each change of someone's presence, when the source sees changes (the stream does; polls do not). */
+  onChange?(listener: (change: ChangeLine) => void): void;
+  close?(): void;
 }
 
 /**
