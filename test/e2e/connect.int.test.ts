@@ -5,6 +5,7 @@ import { createInterface } from 'node:readline';
 
 import { tmpDir } from '../helpers/engine';
 import { FakeOAuthServer } from '../helpers/fake-oauth';
+import { freePort } from '../helpers/free-port';
 
 const BIN = join(resolve(__dirname, '../..'), 'bin/presence.js');
 
@@ -32,7 +33,7 @@ describe('presence connect and keys rotate-secret, as real processes', () => {
     db.prepare("INSERT INTO users (user_id, created_at, updated_at) VALUES ('dora', 0, 0)").run();
     db.close();
 
-    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    const port = await freePort();
     const child = spawn(
       process.execPath,
       [BIN, 'connect', 'discord', '--user', 'dora', '--port', String(port)],
@@ -68,27 +69,19 @@ describe('presence connect and keys rotate-secret, as real processes', () => {
     expect(rotated).not.toMatch(/ 0 values re-encrypted/);
   });
 
-  it('refuses an unknown user with a clear message', () => {
+  it('refuses an unknown user with a clear message', async () => {
     const env = {
       ...process.env,
       ...fake.env,
       PRESENCE_DB: join(tmp.dir, 'cli2.db'),
       PRESENCE_SECRET_KEY: randomBytes(32).toString('base64'),
     };
+    const port = await freePort();
     try {
-      execFileSync(
-        process.execPath,
-        [
-          BIN,
-          'connect',
-          'discord',
-          '--user',
-          'ghost',
-          '--port',
-          String(20_000 + Math.floor(Math.random() * 20_000)),
-        ],
-        { env, stdio: 'pipe' },
-      );
+      execFileSync(process.execPath, [BIN, 'connect', 'discord', '--user', 'ghost', '--port', String(port)], {
+        env,
+        stdio: 'pipe',
+      });
       throw new Error('should have failed');
     } catch (e) {
       const x = e as { status: number; stderr: Buffer };
