@@ -98,6 +98,8 @@ interface Connection {
 }
 
 const WS_OPEN = 1;
+/** Ids longer than this in all (joined with commas) go in a WebSocket's first message, not its URL. */
+const URL_IDS_MAX_CHARS = 4096;
 
 /** The reader of a fetch body (typed here: the DOM library is not part of the build). */
 interface ChunkReader {
@@ -220,11 +222,21 @@ export class PresenceClient {
 
   private query(transport: 'ws' | 'sse'): string {
     const q = new URLSearchParams();
-    if (this.watching.size > 0) q.set('user_ids', [...this.watching].join(','));
+    const ids = [...this.watching];
     if (this.options.coalesceMs !== undefined) q.set('coalesce_ms', String(this.options.coalesceMs));
     // Ids still waiting for their first snapshot cannot be resumed (the client has nothing to
     // resume from for them): such a connection starts from a fresh snapshot instead.
-    if (this.position !== null && this.pending.size === 0) q.set('since', this.position);
+    const since = this.position !== null && this.pending.size === 0 ? this.position : null;
+    // A long id list would not fit in the URL (servers cap a request's head: Node at 16 KB), so
+    // a WebSocket sends it in its first message instead; SSE has only the URL.
+    this.firstMessage = null;
+    if (transport === 'ws' && ids.join(',').length > URL_IDS_MAX_CHARS) {
+      this.firstMessage =
+        since === null ? { type: 'subscribe', user_ids: ids } : { type: 'resume', since, user_ids: ids };
+    } else {
+      if (ids.length > 0) q.set('user_ids', ids.join(','));
+      if (since !== null) q.set('since', since);
+    }
     this.askedFor = new Set(this.watching);
     // Browsers cannot set headers on a WebSocket: the key goes in the query (the service never logs it).
     if (transport === 'ws') q.set('access_token', this.options.token);
@@ -259,6 +271,7 @@ export class PresenceClient {
     ws.onopen = () => {
       opened = true;
       this.opened();
+      if (this.firstMessage !== null) conn.send(this.firstMessage);
       // Ids subscribed while the connection was being opened.
       const late = [...this.watching].filter((id) => !this.askedFor.has(id));
       if (late.length > 0) conn.send({ type: 'subscribe', user_ids: late });
@@ -278,8 +291,11 @@ export class PresenceClient {
     };
   }
 
-  /** The ids the current connection's query named. */
+  /** The ids the current connection asked for (in its query or its first message). */
   private askedFor = new Set<string>();
+
+  /** The subscribe or resume a WebSocket sends first when its ids did not fit in the URL. */
+  private firstMessage: Record<string, unknown> | null = null;
 
   /** Set when a WebSocket could not be opened: later connections use SSE. */
   private sseFallback = false;

@@ -51,7 +51,9 @@ export const ClientMessage = z.discriminatedUnion('type', [
     coalesce_ms: CoalesceMs.optional(),
   }),
   z.strictObject({ type: z.literal('unsubscribe'), user_ids: UserIds.min(1) }),
-  z.strictObject({ type: z.literal('resume'), since: Since }),
+  // `user_ids` (optional): ids to watch from now on, resumed with the others. A client watching
+  // many ids sends them here rather than in the URL, which servers cap with the request's head.
+  z.strictObject({ type: z.literal('resume'), since: Since, user_ids: UserIds.optional() }),
   z.strictObject({ type: z.literal('ping') }),
   z.strictObject({ type: z.literal('pong') }),
   z.strictObject({

@@ -233,7 +233,7 @@ export class StreamService {
             this.hub.unsubscribe(sub, m.user_ids);
             break;
           case 'resume':
-            this.hub.resume(sub, m.since);
+            this.hub.resume(sub, m.since, m.user_ids);
             break;
           case 'ping':
             sub.send(Outgoing.of('pong', {}));

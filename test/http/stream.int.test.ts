@@ -110,6 +110,29 @@ describe('WebSocket stream', () => {
     expect(t.svc.stream.hub.stats).toMatchObject({ resumeHits: 1, resumeMisses: 1 });
   });
 
+  it('resume with user_ids (ids too many for a URL): watches them and replays their missed changes', async () => {
+    await beat('alice');
+    const c = await openWs(`${wsBase}/v1/ws?user_ids=alice`, auth(t.key.read));
+    const snap = await c.next((m) => m.type === 'snapshot');
+    await c.close();
+    await beat('alice', 'busy');
+    await beat('carol', 'busy');
+    const bare = await openWs(`${wsBase}/v1/ws`, auth(t.key.read));
+    bare.send({ type: 'resume', since: snap.position, user_ids: ['alice'] });
+    await bare.next((m) => m.type === 'resumed');
+    // The connection's own (empty) snapshot, then the replay of the ids the resume named.
+    expect(bare.messages[0]).toMatchObject({ type: 'snapshot', presence: {} });
+    expect(bare.messages.slice(1).map((m) => [m.type, m.user_id, m.version])).toEqual([
+      ['presence', 'alice', 2],
+      ['resumed', undefined, undefined],
+    ]);
+    await beat('alice', 'away');
+    expect(await bare.next((m) => m.type === 'presence' && m.version === 3)).toMatchObject({
+      user_id: 'alice',
+    });
+    await bare.close();
+  });
+
   it('a bad message gets an error with the REST error body; the connection stays and nothing changes', async () => {
     const c = await openWs(`${wsBase}/v1/ws?user_ids=alice`, auth(t.key.read));
     await c.next((m) => m.type === 'snapshot');

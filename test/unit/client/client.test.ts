@@ -62,6 +62,28 @@ describe('client local map', () => {
     expect(url.searchParams.get('access_token')).toBe('k');
   });
 
+  it('sends a long id list in its first message, not the URL, and resumes with it after a reconnect', () => {
+    jest.useFakeTimers();
+    try {
+      const ids = Array.from({ length: 1000 }, (_, i) => `user-${String(i).padStart(5, '0')}`);
+      const { c, ws } = connected(ids);
+      expect(new URL(ws.url).searchParams.has('user_ids')).toBe(false);
+      expect(new URL(ws.url).searchParams.has('since')).toBe(false);
+      expect(ws.sent).toEqual([{ type: 'subscribe', user_ids: ids }]);
+      ws.push({ type: 'snapshot', presence: {}, unknown: ids, position: 'e:7' });
+      ws.onclose?.({ code: 1006, reason: '' });
+      jest.advanceTimersByTime(1000); // the first back-off is at most 500 ms
+      const again = FakeWs.last;
+      expect(again).not.toBe(ws);
+      expect(new URL(again.url).search.length).toBeLessThan(200);
+      again.open();
+      expect(again.sent).toEqual([{ type: 'resume', since: 'e:7', user_ids: ids }]);
+      c.close();
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
   it('holds back diffs of an id whose snapshot has not arrived, then applies the newer ones after it', () => {
     const { c, ws, changes } = connected();
     ws.push({ type: 'snapshot', presence: { a: p('a', 1, 'online') }, unknown: [], position: 'e:1' });
