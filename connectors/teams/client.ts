@@ -1,9 +1,10 @@
 /**
  * @module connectors/teams/client
- * The only file that imports the Microsoft Graph SDK (@microsoft/microsoft-graph-client) and
- * simple-oauth2. It offers the five Graph calls the connector makes, each failing with a
- * `TeamsGraphError` that carries the status, Graph's error code and `Retry-After`, and the app's
- * own client-credentials token (`AppTokenSource`). Nothing here logs, and no message built here
+ * The only file that imports the Microsoft Graph SDK (@microsoft/microsoft-graph-client). It
+ * offers the five Graph calls the connector makes, each failing with a `TeamsGraphError` that
+ * carries the status, Graph's error code and `Retry-After`. The app's client-credentials token
+ * is not requested here: it comes from the OAuth layer's app grant (src/oauth/app-token.ts), and
+ * `tokenEndpointError` says how its failures read. Nothing here logs, and no message built here
  * holds a token or the client secret.
  *
  * Why the client is built with `Client.initWithMiddleware` and our own auth middleware rather
@@ -28,9 +29,7 @@ import {
   type Middleware,
   type MiddlewareOptions,
 } from '@microsoft/microsoft-graph-client';
-import { ClientCredentials } from 'simple-oauth2';
 
-import type { Clock } from '../../src/core/clock';
 import type {
   GraphPresence,
   GraphPresencesResponse,
@@ -39,8 +38,6 @@ import type {
 } from './types';
 
 export const DEFAULT_GRAPH_URL = 'https://graph.microsoft.com';
-export const DEFAULT_LOGIN_URL = 'https://login.microsoftonline.com';
-export const GRAPH_DEFAULT_SCOPE = 'https://graph.microsoft.com/.default';
 /** getPresencesByUserId takes at most 650 ids, and a presence subscription filter as many. */
 export const MAX_IDS_PER_CALL = 650;
 
@@ -291,120 +288,26 @@ export class TeamsGraphClient {
   }
 }
 
-export interface AppTokenOptions {
-  readonly tenantId: string;
-  readonly clientId: string;
-  readonly clientSecret: string;
-  /** MS_LOGIN_URL; default https://login.microsoftonline.com. */
-  readonly loginUrl?: string;
-  readonly scope?: string;
-  readonly clock: Clock;
-  readonly timeoutMs?: number;
-}
-
-/** A token is replaced this long before it expires, so no call starts with a dying one. */
-export const TOKEN_REFRESH_MARGIN_MS = 5 * 60_000;
-
 /**
- * The app-only token (OAuth 2.0 client credentials, which never yields a refresh token), cached
- * until shortly before it expires, with concurrent callers sharing one request. Expiry is
- * computed with the injected clock, not simple-oauth2's own `expired()`, which reads the wall clock.
+ * The OAuth layer's app-grant failure (an `OAuthCallError` from `ProviderClient.appToken`) as
+ * the connector reports it. Only the status and the OAuth `error` code are kept: AAD's
+ * error_description holds trace ids and, for some errors, the client id.
  */
-export class AppTokenSource {
-  private readonly oauth: ClientCredentials;
-  private readonly scope: string;
-  private cached: { token: string; expiresAt: number } | null = null;
-  private inflight: Promise<string> | null = null;
-
-  constructor(private readonly options: AppTokenOptions) {
-    const loginUrl = new URL(options.loginUrl ?? DEFAULT_LOGIN_URL);
-    if (!isSafeTokenUrl(loginUrl)) {
-      throw new Error(
-        `the Microsoft login URL must use https (plain http is accepted for loopback hosts only): ${loginUrl.origin}`,
-      );
-    }
-    const prefix = loginUrl.pathname.replace(/\/+$/, '');
-    this.scope = options.scope ?? GRAPH_DEFAULT_SCOPE;
-    this.oauth = new ClientCredentials({
-      client: { id: options.clientId, secret: options.clientSecret },
-      auth: {
-        tokenHost: loginUrl.origin,
-        tokenPath: `${prefix}/${encodeURIComponent(options.tenantId)}/oauth2/v2.0/token`,
-      },
-      // Microsoft accepts client credentials in the form body; it is what its own samples send.
-      options: { authorizationMethod: 'body', bodyFormat: 'form' },
-      http: { timeout: options.timeoutMs ?? 10_000 },
-    });
-  }
-
-  /** A valid app token (cached, or fetched now). Throws TokenEndpointError. */
-  get(): Promise<string> {
-    const now = this.options.clock.now();
-    if (this.cached !== null && now < this.cached.expiresAt - TOKEN_REFRESH_MARGIN_MS) {
-      return Promise.resolve(this.cached.token);
-    }
-    this.inflight ??= this.fetch().finally(() => {
-      this.inflight = null;
-    });
-    return this.inflight;
-  }
-
-  /** Forgets the cached token, after Graph refused it (revoked, or the app's consent changed). */
-  invalidate(): void {
-    this.cached = null;
-  }
-
-  // https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow
-  private async fetch(): Promise<string> {
-    let token: { access_token?: unknown; expires_in?: unknown };
-    try {
-      const access = await this.oauth.getToken({ scope: this.scope });
-      token = access.token;
-    } catch (e) {
-      throw tokenError(e);
-    }
-    if (typeof token.access_token !== 'string' || token.access_token === '') {
-      throw new TokenEndpointError(0, null, 'the token endpoint answered without an access_token');
-    }
-    const ttlSec = Number(token.expires_in);
-    const lifetime = Number.isFinite(ttlSec) && ttlSec > 0 ? ttlSec * 1000 : 3600_000;
-    this.cached = { token: token.access_token, expiresAt: this.options.clock.now() + lifetime };
-    return token.access_token;
-  }
-}
-
-/** A simple-oauth2 (Boom/Wreck) failure → TokenEndpointError, keeping only safe fields. */
-function tokenError(e: unknown): TokenEndpointError {
-  const boom = e as {
-    isBoom?: boolean;
-    output?: { statusCode?: number };
-    data?: { payload?: unknown };
-    code?: string;
-  };
-  if (boom.isBoom === true && typeof boom.output?.statusCode === 'number') {
-    const status = boom.output.statusCode;
-    let payload = boom.data?.payload;
-    if (Buffer.isBuffer(payload)) payload = payload.toString('utf8');
-    if (typeof payload === 'string') {
-      try {
-        payload = JSON.parse(payload) as unknown;
-      } catch {
-        payload = null;
-      }
-    }
-    const error =
-      typeof payload === 'object' &&
-      payload !== null &&
-      typeof (payload as { error?: unknown }).error === 'string'
-        ? (payload as { error: string }).error
-        : null;
-    // error_description is not kept: AAD puts trace ids and, for some errors, the client id in it.
+export function tokenEndpointError(e: unknown): TokenEndpointError {
+  const o = e as { name?: unknown; status?: unknown; code?: unknown };
+  if (e instanceof TokenEndpointError) return e;
+  const status = typeof o.status === 'number' ? o.status : null;
+  const error = typeof o.code === 'string' ? o.code : null;
+  if (o.name === 'OAuthCallError' && status !== null && status !== 200) {
     return new TokenEndpointError(
       status,
       error,
       `the Microsoft token endpoint refused the app's client credentials: ${status}${error === null ? '' : ` ${error}`}`,
     );
   }
-  const reason = typeof boom.code === 'string' ? boom.code : e instanceof Error ? e.name : 'error';
+  if (o.name === 'OAuthCallError' && status === 200) {
+    return new TokenEndpointError(0, null, 'the token endpoint answered without an access_token');
+  }
+  const reason = e instanceof Error && e.name !== 'OAuthCallError' ? e.name : 'no response';
   return new TokenEndpointError(0, null, `the Microsoft token endpoint did not answer (${reason})`);
 }

@@ -36,7 +36,8 @@ import type {
 } from '../../src/core/connector';
 import { silentLog, type Log } from '../../src/core/log';
 import type { AccountRef } from '../../src/core/ports';
-import { AppTokenSource, isSafeTokenUrl, TeamsGraphClient } from './client';
+import { microsoftAppToken, type AppToken } from '../../src/oauth/app-token';
+import { isSafeTokenUrl, TeamsGraphClient, tokenEndpointError } from './client';
 import { TeamsHealth } from './health';
 import { teams } from './descriptor';
 import { PresencePoller } from './poller';
@@ -61,6 +62,11 @@ export interface TeamsConnectorOptions {
   readonly loginUrl?: string;
   /** Client-credentials scope; default https://graph.microsoft.com/.default. */
   readonly scope?: string;
+  /**
+   * The app token. Default: the OAuth layer's client-credentials grant held in memory
+   * (src/oauth/app-token.ts) for the tenant, client id, secret, login URL and scope above.
+   */
+  readonly appToken?: AppToken;
   readonly clock: Clock;
   /** Defaults to the log the connector host passes in `start`. */
   readonly log?: Log;
@@ -124,22 +130,35 @@ export class TeamsConnector implements Connector {
       client: (token) => this.client(token),
       onMissed: (ids) => this.poller.fetchSoon(ids),
     });
-    const tokens = new AppTokenSource({
-      tenantId: options.tenantId,
-      clientId: options.clientId,
-      clientSecret: options.clientSecret,
-      loginUrl: options.loginUrl,
-      scope: options.scope,
-      clock: options.clock,
-      timeoutMs: options.requestTimeoutMs,
-    });
+    if (options.appToken === undefined && options.loginUrl !== undefined) {
+      const loginUrl = new URL(options.loginUrl);
+      if (!isSafeTokenUrl(loginUrl)) {
+        throw new Error(
+          `the Microsoft login URL must use https (plain http is accepted for loopback hosts only): ${loginUrl.origin}`,
+        );
+      }
+    }
+    const appToken =
+      options.appToken ??
+      microsoftAppToken({
+        tenantId: options.tenantId,
+        clientId: options.clientId,
+        clientSecret: options.clientSecret,
+        loginUrl: options.loginUrl,
+        scope: options.scope,
+        clock: options.clock,
+        timeoutMs: options.requestTimeoutMs,
+      });
+    // The poller reads token failures as TokenEndpointError (its health messages name them).
+    const tokens: AppToken = (request) =>
+      appToken(request).catch((e: unknown) => Promise.reject(tokenEndpointError(e)));
     this.poller = new PresencePoller(
       this.rt,
       this.status,
       { ...options, pollIntervalMs },
       {
         tokens,
-        graph: this.client(() => tokens.get()),
+        graph: this.client(() => tokens()),
         covered: (now) => this.subs.coveredIds(now),
       },
     );

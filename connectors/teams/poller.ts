@@ -8,13 +8,8 @@
  */
 
 import { parseRetryAfter } from '../../src/core/retry-after';
-import {
-  type AppTokenSource,
-  MAX_IDS_PER_CALL,
-  type TeamsGraphClient,
-  TeamsGraphError,
-  TokenEndpointError,
-} from './client';
+import type { AppToken } from '../../src/oauth/app-token';
+import { MAX_IDS_PER_CALL, type TeamsGraphClient, TeamsGraphError, TokenEndpointError } from './client';
 import type { TeamsHealth } from './health';
 import { chunks, lower, notificationUserId } from './ids';
 import { backoffDelay, DEFAULT_BACKOFF_MS, SlidingWindowLimiter } from './limiter';
@@ -38,7 +33,8 @@ export interface PollerOptions {
 }
 
 export interface PollerDeps {
-  readonly tokens: AppTokenSource;
+  /** The app token; `{ force: true }` after Graph refused the one it gave. */
+  readonly tokens: AppToken;
   /** Graph with the app token. */
   readonly graph: TeamsGraphClient;
   /** The users a live subscription covers at `now`: they are polled at the reconcile interval. */
@@ -178,7 +174,8 @@ export class PresencePoller {
       return await call();
     } catch (e) {
       if (!(e instanceof TeamsGraphError) || e.kind !== 'unauthorized') throw e;
-      this.deps.tokens.invalidate();
+      // Forced: the cached token is dropped and a new one fetched before the retry uses it.
+      await this.deps.tokens({ force: true });
       return call();
     }
   }
