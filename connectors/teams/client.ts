@@ -93,12 +93,15 @@ export class TokenEndpointError extends Error {
     /** The OAuth `error` code (`invalid_client`, `invalid_grant`, …), when the body had one. */
     readonly error: string | null,
     message: string,
+    /** Refused before any request (the configuration cannot work): waiting will not help. */
+    readonly refusedLocally = false,
   ) {
     super(message);
   }
 
   /** Whether waiting may help (the endpoint was down) rather than fixing the configuration. */
   get transient(): boolean {
+    if (this.refusedLocally) return false;
     return this.status === 0 || this.status === 429 || this.status >= 500;
   }
 }
@@ -294,7 +297,7 @@ export class TeamsGraphClient {
  * error_description holds trace ids and, for some errors, the client id.
  */
 export function tokenEndpointError(e: unknown): TokenEndpointError {
-  const o = e as { name?: unknown; status?: unknown; code?: unknown };
+  const o = e as { name?: unknown; status?: unknown; code?: unknown; kind?: unknown; message?: unknown };
   if (e instanceof TokenEndpointError) return e;
   const status = typeof o.status === 'number' ? o.status : null;
   const error = typeof o.code === 'string' ? o.code : null;
@@ -307,6 +310,15 @@ export function tokenEndpointError(e: unknown): TokenEndpointError {
   }
   if (o.name === 'OAuthCallError' && status === 200) {
     return new TokenEndpointError(0, null, 'the token endpoint answered without an access_token');
+  }
+  if (o.name === 'OAuthCallError' && o.kind !== 'transient' && typeof o.message === 'string') {
+    // No request was sent (a tenant such as `organizations` names no tenant for an app grant).
+    return new TokenEndpointError(
+      0,
+      null,
+      `the Microsoft client credentials cannot be used: ${o.message}`,
+      true,
+    );
   }
   const reason = e instanceof Error && e.name !== 'OAuthCallError' ? e.name : 'no response';
   return new TokenEndpointError(0, null, `the Microsoft token endpoint did not answer (${reason})`);
