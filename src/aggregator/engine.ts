@@ -70,6 +70,14 @@ export interface EngineOptions {
   readonly probeIntervalMs?: number;
 }
 
+/** How a device reported: the first word of its entries' labels, and what its raw state adds. */
+export interface DeviceVia {
+  readonly label: string;
+  readonly raw?: Readonly<Record<string, string>>;
+}
+
+const HTTP_HEARTBEAT: DeviceVia = { label: 'heartbeat' };
+
 export class PresenceEngine {
   readonly clock: Clock;
   readonly ladder: Ladder;
@@ -290,9 +298,21 @@ export class PresenceEngine {
     return userId === undefined ? false : this.ingest.reportMapped(userId, account.platform, mapped, ttlMs);
   }
 
-  /** A device heartbeat (`POST /v1/heartbeats`): creates the user on first sight. */
-  heartbeat(userId: string, deviceId: string, status: Status, activity: Activity | null, ttlMs: number): Ack {
+  /**
+   * A device's own report, creates the user on first sight: an HTTP heartbeat
+   * (`POST /v1/heartbeats`) by default, or what `via` names (a stream connection labels its
+   * entries and adds `connection` to the raw state).
+   */
+  heartbeat(
+    userId: string,
+    deviceId: string,
+    status: Status,
+    activity: Activity | null,
+    ttlMs: number,
+    via: DeviceVia = HTTP_HEARTBEAT,
+  ): Ack {
     this.directory.ensureUser(userId);
+    const raw = activity === null ? { status } : { status, activity };
     return this.report(userId, {
       platform: 'device',
       device: deviceId,
@@ -302,8 +322,8 @@ export class PresenceEngine {
         activity,
         customStatus: null,
         source: 'app',
-        raw: activity === null ? { status } : { status, activity },
-        label: activity === null ? `heartbeat ${status}` : `heartbeat ${status}/${activity}`,
+        raw: via.raw === undefined ? raw : { ...raw, ...via.raw },
+        label: activity === null ? `${via.label} ${status}` : `${via.label} ${status}/${activity}`,
       },
     });
   }

@@ -8,36 +8,18 @@
 import type { PresenceEngine } from '../aggregator/engine';
 import type { Clock } from '../core/clock';
 import type { Log } from '../core/log';
-import type { Activity, Status } from '../core/presence';
 import type { StreamPrivacy } from './hub';
 import { CONNECTION_LABEL, type DeviceReporter, type HeldDevice } from './devices';
 import { StreamService } from './service';
 
 export { StreamService } from './service';
 
-/** A device held by a connection, as the engine records it. */
+/** A device held by a connection, as the engine records it: the heartbeat path, labelled as a connection. */
 export function engineDeviceReporter(engine: PresenceEngine): DeviceReporter {
+  const via = { label: CONNECTION_LABEL, raw: { connection: 'websocket' } };
   return {
-    report(userId: string, deviceId: string, status: Status, activity: Activity | null, ttlMs: number) {
-      engine.ensureUser(userId);
-      return engine.report(userId, {
-        platform: 'device',
-        device: deviceId,
-        ttlMs,
-        state: {
-          status,
-          activity,
-          customStatus: null,
-          source: 'app',
-          raw:
-            activity === null
-              ? { status, connection: 'websocket' }
-              : { status, activity, connection: 'websocket' },
-          label:
-            activity === null ? `${CONNECTION_LABEL} ${status}` : `${CONNECTION_LABEL} ${status}/${activity}`,
-        },
-      });
-    },
+    report: (userId, deviceId, status, activity, ttlMs) =>
+      engine.heartbeat(userId, deviceId, status, activity, ttlMs, via),
   };
 }
 
