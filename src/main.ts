@@ -23,6 +23,7 @@ import { silentLog, type Log } from './core/log';
 import { runShutdown, type ShutdownReport } from './core/shutdown';
 import { REAL_PLATFORMS } from './core/presence';
 import { buildApp, LOG_REDACT } from './http/app';
+import { FigureTracker } from './http/figures';
 import { AppError } from './core/errors';
 import { connectionRoutes } from './http/routes/connections';
 import { inboundFamilyRoutes, inboundHandlerRoutes } from './http/routes/inbound';
@@ -69,6 +70,8 @@ export interface Service {
   readonly viewerTokens: ViewerTokens | null;
   /** The real-time stream (SSE, WebSocket, device connections). */
   readonly stream: StreamService;
+  /** The operations figures of the dashboard and /metrics. */
+  readonly figures: FigureTracker;
   /**
    * Stops everything, each step bounded (ServiceOptions.shutdown), and says what did not finish.
    * Calling it again returns the same report.
@@ -157,6 +160,7 @@ function platformParts(
 /** What shutdown closes, in this order: what takes work in first, the store last. */
 const CLOSE_ORDER = [
   'http',
+  'figures',
   'connectors',
   'connections',
   'engine',
@@ -254,6 +258,20 @@ async function assemble(
   stream.start();
   closing.webhooks = () => webhooks.stop();
   webhooks.start();
+  const figures = new FigureTracker({
+    clock,
+    userIds: () => engine.userIds(),
+    trackedUsers: () => engine.userCount,
+    isStale: (userId) => engine.get(userId)?.stale === true,
+    changesTotal: () => engine.stats.changesCommitted,
+    heartbeatsTotal: () => engine.heartbeats,
+    missedDevicePingsTotal: () => stream.hub.stats.missedDevicePings,
+    streamConnections: () => stream.hub.connections,
+    webhooks: () => webhooks.stats(),
+  });
+  engine.changes.add(figures.sink);
+  closing.figures = () => figures.stop();
+  if (options.timers !== false) figures.start();
   const keys = createKeys(stores, clock);
   const host = new ConnectorHost(engine, log, (type, data) => webhooks.emit(type, data));
   // Events of other layers (connections now; connectors later) go to the webhook outbox. They
@@ -393,6 +411,7 @@ async function assemble(
         read: () => webhooks.stats().in_flight,
       },
       ...stream.metrics(),
+      ...figures.gauges(),
     },
     connectionsOf: (userId) =>
       connections === null ? [] : connections.list({ user_id: userId }).map((c) => ({ ...c })),
@@ -417,6 +436,7 @@ async function assemble(
     privacy,
     viewerTokens,
     stream,
+    figures,
     close() {
       closed ??= (() => {
         // A database locked by another connection must not hold each statement for 5 s.

@@ -85,6 +85,7 @@ export class PresenceEngine {
   readonly changes: ChangePipeline;
   /** Counters for /metrics. */
   readonly stats: EngineStats = { sweeps: 0, changesCommitted: 0 };
+  private heartbeatCount = 0;
 
   private readonly store: PresenceStore;
   private readonly log: Log;
@@ -229,6 +230,16 @@ export class PresenceEngine {
     return this.table.byId.size;
   }
 
+  /** Every tracked user's id, in no particular order. */
+  userIds(): IterableIterator<string> {
+    return this.table.byId.keys();
+  }
+
+  /** Device heartbeats taken since start (HTTP and stream devices), for the operations figures. */
+  get heartbeats(): number {
+    return this.heartbeatCount;
+  }
+
   get observationCount(): number {
     let n = 0;
     for (const u of this.table.byId.values()) n += u.observations.length;
@@ -311,6 +322,7 @@ export class PresenceEngine {
     ttlMs: number,
     via: DeviceVia = HTTP_HEARTBEAT,
   ): Ack {
+    this.heartbeatCount += 1;
     this.directory.ensureUser(userId);
     const raw = activity === null ? { status } : { status, activity };
     return this.report(userId, {

@@ -319,6 +319,7 @@ export class StreamHub {
     for (const s of [...this.subscribers]) {
       s.check(now);
       if (s.closed || now - s.lastPingAt < this.pingMs) continue;
+      if (s.holdsDevice && s.unansweredPings > 0) this.stats.missedDevicePings += 1;
       if (s.transport.kind === 'ws' && s.unansweredPings >= 2) {
         s.transport.dead();
         this.close(s);

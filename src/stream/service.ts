@@ -138,6 +138,11 @@ export class StreamService {
         read: () => stats.resumeHits,
         counter: true,
       },
+      stream_missed_device_pings_total: {
+        help: 'Keepalive pings a device connection had not answered when the next one was due',
+        read: () => stats.missedDevicePings,
+        counter: true,
+      },
       stream_resume_misses_total: {
         help: 'Resumes answered with a fresh snapshot (recovered: false)',
         read: () => stats.resumeMisses,
@@ -252,6 +257,7 @@ export class StreamService {
             if (device !== null) void this.devices.release(device.userId, device.deviceId);
             else this.deviceConnections += 1;
             device = { userId: m.user_id, deviceId: m.device_id };
+            sub.holdsDevice = true;
             this.devices
               .hold(m.user_id, m.device_id, status, activity)
               .then(

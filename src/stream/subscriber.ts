@@ -40,6 +40,8 @@ export interface StreamStats {
   resyncs: number;
   resumeHits: number;
   resumeMisses: number;
+  /** Keepalive pings a device connection had not answered when the next one was due. */
+  missedDevicePings: number;
 }
 
 export function emptyStats(): StreamStats {
@@ -50,6 +52,7 @@ export function emptyStats(): StreamStats {
     resyncs: 0,
     resumeHits: 0,
     resumeMisses: 0,
+    missedDevicePings: 0,
   };
 }
 
@@ -95,6 +98,8 @@ export class Subscriber {
   readonly watching = new Map<string, number>();
   /** WebSocket keepalive: pings sent and not answered yet. */
   unansweredPings = 0;
+  /** A WebSocket connection that identified as a device (its missed pings are counted). */
+  holdsDevice = false;
   lastPingAt: number;
   closed = false;
   /** The user a viewer connection acts for; null for an API key (sees everything). */

@@ -122,6 +122,7 @@ describe('the OpenAPI document', () => {
       'POST /v1/heartbeats',
       'POST /v1/signals',
       'GET /v1/presence/{user_id}/history',
+      'GET /v1/users',
       'PUT /v1/users/{user_id}',
       'GET /v1/users/{user_id}',
       'DELETE /v1/users/{user_id}',

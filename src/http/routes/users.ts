@@ -66,6 +66,48 @@ export function userRoutes(app: FastifyInstance, deps: AppDeps): void {
     connections: deps.connectionsOf?.(user.userId) ?? [],
   });
 
+  r.get(
+    '/v1/users',
+    {
+      config: { scope: 'read' },
+      schema: {
+        summary: 'The ids of the users the service tracks, in id order, a page at a time',
+        description:
+          "Pages of at most `limit` ids (default and most 1000); pass the answer's `next` as `after` for the next page, until `next` is null.",
+        tags: ['users'],
+        querystring: z.strictObject({
+          after: UserId.optional(),
+          limit: z.coerce.number().int().min(1).max(1000).default(1000),
+        }),
+        response: {
+          200: z.object({
+            user_ids: z.array(z.string()),
+            next: z.string().nullable(),
+            total: z.number().int(),
+          }),
+          ...COMMON_ERRORS,
+        },
+      },
+    },
+    (req) => {
+      const { after, limit } = req.query;
+      const all = [...engine.userIds()].sort();
+      let start = 0;
+      if (after !== undefined) {
+        // The first id after `after`, by binary search over the sorted ids.
+        let hi = all.length;
+        while (start < hi) {
+          const mid = (start + hi) >>> 1;
+          if (all[mid]! <= after) start = mid + 1;
+          else hi = mid;
+        }
+      }
+      const page = all.slice(start, start + limit);
+      const more = start + limit < all.length;
+      return { user_ids: page, next: more ? page[page.length - 1]! : null, total: all.length };
+    },
+  );
+
   r.put(
     '/v1/users/:user_id',
     {
