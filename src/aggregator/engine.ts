@@ -37,7 +37,7 @@ import { Ingest, type OverrideInput, type ReportInput } from './ingest';
 import { ReadCache } from './read-cache';
 import { RefreshPersister } from './refresh';
 import { UserTable, type UserState } from './user-state';
-import { BUCKET_MS, TimingWheel, type EngineStats } from './wheel';
+import { SWEEP_MS, TimingWheel, type EngineStats } from './wheel';
 
 export type { UserDeleteSink } from './directory';
 export type { OverrideInput, ReportInput } from './ingest';
@@ -179,7 +179,7 @@ export class PresenceEngine {
     this.load();
     this.stopped = false;
     this.commit.stopped = false;
-    const sweep = setInterval(() => void this.sweep(), BUCKET_MS);
+    const sweep = setInterval(() => void this.sweep(), SWEEP_MS);
     const persist = setInterval(() => void this.persistRefreshes(), this.refreshPersistMs);
     sweep.unref();
     persist.unref();

@@ -235,7 +235,7 @@ export class GroupCommit {
     this.queued = [];
     this.endRetries();
     for (const u of touched) this.o.restore(u);
-    // Refused writes are worth a warning; the sweep's expiries, found again every second while
+    // Refused writes are worth a warning; the sweep's expiries, found again at every sweep while
     // the fault lasts, only at debug (the fault itself was logged once).
     const summary = { reason: fault.reason, users: touched.length, changes: dropped, writes: waiters.length };
     if (waiters.length > 0) this.o.log.warn(summary, 'rolled back changes the store could not commit');

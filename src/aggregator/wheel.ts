@@ -4,6 +4,10 @@
  * (an expiry, a decay step); a refresh that pushes the boundary later does not move it, the sweep
  * just finds nothing changed and files the user under the new boundary. The sweep works in chunks
  * with a time budget so it never holds the event loop for long.
+ *
+ * The sweep runs every SWEEP_MS and also looks into the bucket the clock is in, taking the users
+ * whose boundary has passed and leaving the others filed: a boundary is then found within about
+ * SWEEP_MS of passing, not only once its whole second is over (up to two seconds late before).
  */
 
 import { performance } from 'node:perf_hooks';
@@ -12,6 +16,8 @@ import type { Clock } from '../core/clock';
 import type { UserState } from './user-state';
 
 export const BUCKET_MS = 1000;
+/** How often the engine sweeps (engine.ts): how late at most a passed boundary is applied. */
+export const SWEEP_MS = 200;
 
 export interface SweepHooks {
   /** Applies every boundary of the user that has passed (and files it under its next one). */
@@ -76,14 +82,22 @@ export class TimingWheel {
     let looked = 0;
     for (;;) {
       const now = this.clock.now();
-      const due = Math.floor(now / BUCKET_MS);
+      // The bucket the clock is in is looked at too: some of its users are due already.
+      const due = Math.ceil(now / BUCKET_MS);
       const started = performance.now();
       let more = false;
       for (const [bucket, list] of this.buckets) {
         if (bucket > due) continue;
+        // Users of this bucket whose boundary is still ahead (only in the current bucket).
+        const ahead: UserState[] = [];
         while (list.length > 0) {
           const u = list.pop()!;
-          if (u.deleted || u.dueAt > now) continue; // re-filed later, or gone
+          if (u.deleted) continue; // gone
+          if (u.dueAt > now) {
+            // Still filed here, or re-filed under another bucket (then it is listed there too).
+            if (Math.ceil(u.dueAt / BUCKET_MS) === bucket) ahead.push(u);
+            continue;
+          }
           this.hooks.catchUp(u, now);
           looked += 1;
           if ((looked & 63) === 0 && performance.now() - started > this.budgetMs) {
@@ -91,6 +105,7 @@ export class TimingWheel {
             break;
           }
         }
+        for (const u of ahead) list.push(u);
         if (list.length === 0) this.buckets.delete(bucket);
         if (more) break;
       }

@@ -54,6 +54,23 @@ describe('TimingWheel', () => {
     expect(t.stats.sweeps).toBe(3);
   });
 
+  it('finds a boundary that passed within the current second, and leaves the rest of it filed', async () => {
+    const t = setup();
+    const early = new UserState('early');
+    const late = new UserState('late');
+    // Both in the bucket of the second that ends at now + 1000.
+    t.wheel.schedule(early, t.clock.now() + 300);
+    t.wheel.schedule(late, t.clock.now() + 700);
+    t.clock.advance(400);
+    expect(await t.wheel.sweep()).toBe(1);
+    expect(t.visited).toEqual(['early']);
+    t.clock.advance(200); // 100 ms short of late's boundary: still filed, not looked at
+    expect(await t.wheel.sweep()).toBe(0);
+    t.clock.advance(100);
+    expect(await t.wheel.sweep()).toBe(1);
+    expect(t.visited).toEqual(['early', 'late']);
+  });
+
   it('keeps the earlier boundary: a later one never moves the user, an earlier one does', async () => {
     const t = setup();
     const u = new UserState('u');
