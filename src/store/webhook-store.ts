@@ -15,6 +15,8 @@ import type {
   DisabledReason,
   EndpointSecrets,
   EventType,
+  NewDelivery,
+  NewEvent,
   PendingRow,
   StoredEndpoint,
   StoreTx,
@@ -112,7 +114,7 @@ export class SqliteWebhookStore implements WebhookStore {
          WHERE endpoint_id = ? AND status = 'pending'`,
       ),
       loadPending: db.prepare(
-        `SELECT d.id, d.event_seq, d.lane, d.attempts, d.next_attempt_at, d.not_before, d.replay, d.created_at,
+        `SELECT d.id, d.event_seq, d.lane AS ordering_key, d.attempts, d.next_attempt_at, d.not_before, d.replay, d.created_at,
            e.msg_id, e.type, e.payload
          FROM webhook_deliveries d JOIN webhook_events e ON e.seq = d.event_seq
          WHERE d.endpoint_id = ? AND d.status = 'pending' AND d.id > ? ORDER BY d.id LIMIT ?`,
@@ -226,52 +228,30 @@ export class SqliteWebhookStore implements WebhookStore {
   }
 
   /** Writes an event inside the transaction `tx` (someone else's: the outbox writes in commits). */
-  insertEvent(
-    tx: StoreTx,
-    msgId: string,
-    type: EventType,
-    userId: string | null,
-    version: number | null,
-    createdAt: number,
-    payload: string,
-  ): number {
+  insertEvent(tx: StoreTx, e: NewEvent): number {
     dbOf(tx, this.db);
-    return this.writeEvent(msgId, type, userId, version, createdAt, payload);
+    return this.writeEvent(e);
   }
 
-  private writeEvent(
-    msgId: string,
-    type: EventType,
-    userId: string | null,
-    version: number | null,
-    createdAt: number,
-    payload: string,
-  ): number {
-    return Number(this.s.insertEvent.run(msgId, type, userId, version, createdAt, payload).lastInsertRowid);
+  private writeEvent(e: NewEvent): number {
+    return Number(
+      this.s.insertEvent.run(e.msgId, e.type, e.userId, e.version, e.createdAt, e.payload).lastInsertRowid,
+    );
   }
 
   /** Writes a delivery of an event inside the transaction `tx` that wrote the event. */
-  insertDelivery(
-    tx: StoreTx,
-    endpointId: string,
-    eventSeq: number,
-    lane: string,
-    notBefore: number,
-    nextAttemptAt: number,
-    replay: boolean,
-    now: number,
-  ): number {
+  insertDelivery(tx: StoreTx, d: NewDelivery): number {
     dbOf(tx, this.db);
     return Number(
       this.s.insertDelivery.run(
-        endpointId,
-        eventSeq,
-        lane,
-        nextAttemptAt,
-        notBefore,
-        replay ? 1 : 0,
-        now,
-        now,
+        d.endpointId,
+        d.eventSeq,
+        d.orderingKey, // the `lane` column
+        d.nextAttemptAt,
+        d.notBefore,
+        d.replay ? 1 : 0,
+        d.now,
+        d.now,
       ).lastInsertRowid,
     );
   }
@@ -327,14 +307,14 @@ export class SqliteWebhookStore implements WebhookStore {
   repoint(deliveryId: number, fromSeq: number, msgId: string, payload: string, now: number): number {
     const src = this.s.eventOf.get(fromSeq) as
       { user_id: string | null; version: number | null; created_at: number } | undefined;
-    const seq = this.writeEvent(
+    const seq = this.writeEvent({
       msgId,
-      'presence.changed',
-      src?.user_id ?? null,
-      src?.version ?? null,
-      src?.created_at ?? now,
+      type: 'presence.changed',
+      userId: src?.user_id ?? null,
+      version: src?.version ?? null,
+      createdAt: src?.created_at ?? now,
       payload,
-    );
+    });
     this.s.repointDelivery.run(seq, now, deliveryId);
     return seq;
   }

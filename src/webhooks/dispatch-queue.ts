@@ -321,7 +321,7 @@ export class EndpointQueue {
           r.msg_id,
           r.type,
           Buffer.from(r.payload),
-          r.lane, // the ordering key's column
+          r.ordering_key,
           r.not_before,
           r.created_at,
           r.replay === 1,

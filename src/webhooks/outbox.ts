@@ -98,7 +98,14 @@ export class Outbox {
           msgId = newMessageId(now);
           // Serialized once for every endpoint.
           const json = JSON.stringify(presenceChangedEvent(c));
-          seq = this.store.insertEvent(tx, msgId, 'presence.changed', c.userId, c.version, c.at, json);
+          seq = this.store.insertEvent(tx, {
+            msgId,
+            type: 'presence.changed',
+            userId: c.userId,
+            version: c.version,
+            createdAt: c.at,
+            payload: json,
+          });
           // Bytes once per event, shared by every endpoint and attempt: signing and sending use them.
           body = Buffer.from(json);
         }
@@ -134,7 +141,7 @@ export class Outbox {
         msgId = newMessageId(now);
         const json = JSON.stringify({ type, timestamp: toIso(now), data });
         const version = typeof data.version === 'number' ? data.version : null;
-        seq = this.store.insertEvent(tx, msgId, type, userId, version, now, json);
+        seq = this.store.insertEvent(tx, { msgId, type, userId, version, createdAt: now, payload: json });
         body = Buffer.from(json);
       }
       staged.push(this.deliver(tx, m.ep, seq, msgId!, type, body!, orderKey, now));
@@ -154,7 +161,15 @@ export class Outbox {
   ): StagedDelivery {
     const notBefore = type === 'presence.changed' && ep.coalesceMs > 0 ? now + ep.coalesceMs : now;
     const nextAt = Math.max(notBefore, now + this.firstDelayMs);
-    const id = this.store.insertDelivery(tx, ep.id, eventSeq, orderKey, notBefore, nextAt, false, now);
+    const id = this.store.insertDelivery(tx, {
+      endpointId: ep.id,
+      eventSeq,
+      orderingKey: orderKey,
+      notBefore,
+      nextAttemptAt: nextAt,
+      replay: false,
+      now,
+    });
     return {
       endpointId: ep.id,
       id,

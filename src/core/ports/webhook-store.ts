@@ -50,11 +50,40 @@ export interface StoredEndpoint extends Omit<EndpointRecord, 'secret' | 'previou
   readonly sealedPreviousSecret: string | null;
 }
 
+/** An event as the outbox writes it. */
+export interface NewEvent {
+  readonly msgId: string;
+  readonly type: EventType;
+  readonly userId: string | null;
+  readonly version: number | null;
+  readonly createdAt: number;
+  /** The JSON body, as it is signed and sent. */
+  readonly payload: string;
+}
+
+/** A pending delivery of one event to one endpoint. */
+export interface NewDelivery {
+  readonly endpointId: string;
+  readonly eventSeq: number;
+  /**
+   * Deliveries of one endpoint with the same key go out one at a time, in order (a user's
+   * presence changes: `u:<user_id>`); different keys do not wait for each other.
+   */
+  readonly orderingKey: string;
+  /** Not sent before this (a coalescing window). */
+  readonly notBefore: number;
+  readonly nextAttemptAt: number;
+  /** Sent again by a replay (same webhook-id). */
+  readonly replay: boolean;
+  readonly now: number;
+}
+
 /** A pending delivery with what sending it needs, as loaded at start or after a spill. */
 export interface PendingRow {
   id: number;
   event_seq: number;
-  lane: string;
+  /** The delivery's ordering key (`NewDelivery.orderingKey`). */
+  ordering_key: string;
   attempts: number;
   next_attempt_at: number | null;
   not_before: number;
@@ -145,26 +174,9 @@ export interface WebhookStore {
   writeSealedSecrets(id: string, secret: string, previousSecret: string | null, tx?: StoreTx): void;
 
   /** Writes an event inside `tx` (the outbox writes in others' commits); returns its seq. */
-  insertEvent(
-    tx: StoreTx,
-    msgId: string,
-    type: EventType,
-    userId: string | null,
-    version: number | null,
-    createdAt: number,
-    payload: string,
-  ): number;
+  insertEvent(tx: StoreTx, event: NewEvent): number;
   /** A pending delivery of an event to an endpoint, inside the `tx` that wrote the event. */
-  insertDelivery(
-    tx: StoreTx,
-    endpointId: string,
-    eventSeq: number,
-    lane: string,
-    notBefore: number,
-    nextAttemptAt: number,
-    replay: boolean,
-    now: number,
-  ): number;
+  insertDelivery(tx: StoreTx, delivery: NewDelivery): number;
   /** Writes attempts and endpoint failure marks in one transaction of its own, in order. */
   writeOutcomes(
     attempts: readonly AttemptRecord[],
