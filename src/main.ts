@@ -35,11 +35,11 @@ import { type ConnectionService, type ConnectionEventType } from './oauth/servic
 import type { ApiKeys } from './keys/api-keys';
 import { startCheckpointer } from './store/checkpointer';
 import type { Db } from './store/db';
-import { heldDevices } from './store/held-devices';
 import { PrivacyService } from './privacy/service';
 import { ViewerTokens } from './privacy/viewer-tokens';
 import { streamPrivacy } from './http/viewer-reads';
 import { createStream, type StreamService } from './stream';
+import { CONNECTION_LABEL } from './stream/devices';
 
 export interface ServiceOptions {
   readonly clock?: Clock;
@@ -252,7 +252,7 @@ async function assemble(
       deviceGraceMs: env.PRESENCE_DEVICE_GRACE_MS,
       maxConnectionsPerKey: env.PRESENCE_STREAM_MAX_CONNECTIONS_PER_KEY,
     },
-    heldDevices: () => heldDevices(db),
+    heldDevices: () => stores.heldDevices.list(CONNECTION_LABEL),
     privacy: streamPrivacy({ engine, privacy, now: () => clock.now() }),
   });
   stream.start();

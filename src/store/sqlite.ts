@@ -8,6 +8,7 @@
 import { systemClock, type Clock } from '../core/clock';
 import type { Stores, StoreTx } from '../core/ports';
 import { SqliteConnectionStore } from './connection-store';
+import { SqliteHeldDeviceStore } from './held-devices';
 import { isMigrated, migrate, openDb, type Db, type MigrationReport, type OpenOptions } from './db';
 import { SqliteApiKeyStore } from './key-store';
 import { SqlitePresenceStore } from './presence-store';
@@ -46,6 +47,7 @@ export function openSqliteStores(
     connections: new SqliteConnectionStore(db),
     webhooks: new SqliteWebhookStore(db),
     privacy: new SqlitePrivacyStore(db),
+    heldDevices: new SqliteHeldDeviceStore(db),
     transaction: <T>(fn: (tx: StoreTx) => T): T => inSqliteTx(db, fn),
     scrubbing: <T>(fn: () => T) => scrubbing(db, fn),
     ready: () => db.open && isMigrated(db),

@@ -16,7 +16,10 @@
  */
 
 import type { Clock } from '../core/clock';
+import type { HeldDevice } from '../core/ports';
 import type { Activity, Status } from '../core/presence';
+
+export type { HeldDevice } from '../core/ports';
 
 /** How a device connection's state reaches the engine. */
 export interface DeviceReporter {
@@ -28,15 +31,6 @@ export interface DeviceReporter {
     activity: Activity | null,
     ttlMs: number,
   ): Promise<void>;
-}
-
-/** A device entry a connection held, as stored (found again after a restart). */
-export interface HeldDevice {
-  readonly userId: string;
-  readonly deviceId: string;
-  readonly status: Status;
-  readonly activity: Activity | null;
-  readonly expiresAt: number;
 }
 
 /** The label of a connection-held entry: what tells it apart from an HTTP heartbeat's. */

@@ -20,6 +20,7 @@
 
 import type { StoreTx } from '../changes';
 import type { ConnectionStore } from './connection-store';
+import type { HeldDeviceStore } from './held-device-store';
 import type { ApiKeyStore } from './key-store';
 import type { PresenceStore } from './presence-store';
 import type { PrivacyStore } from './privacy-store';
@@ -28,6 +29,7 @@ import type { WebhookStore } from './webhook-store';
 /** The open transaction handed to writes that must be part of it (defined with the change pipeline). */
 export type { StoreTx } from '../changes';
 export * from './connection-store';
+export * from './held-device-store';
 export * from './key-store';
 export * from './presence-store';
 export * from './privacy-store';
@@ -40,6 +42,8 @@ export interface Stores {
   readonly connections: ConnectionStore;
   readonly webhooks: WebhookStore;
   readonly privacy: PrivacyStore;
+  /** Read once at start, by the stream. */
+  readonly heldDevices: HeldDeviceStore;
   /** One transaction across the stores: pass `tx` to each write inside it. */
   transaction<T>(fn: (tx: StoreTx) => T): T;
   /** As `WebhookStore.scrubbing`, for whatever `fn` writes in any store. */
