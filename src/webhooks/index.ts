@@ -4,7 +4,12 @@
  * input schemas the routes can share, and `verifyWebhook` for consumers.
  */
 
-export { WebhookService, type WebhookServiceOptions, type WebhookStats } from './service';
+export {
+  WebhookService,
+  type ParsedWebhookOperations,
+  type WebhookServiceOptions,
+  type WebhookStats,
+} from './service';
 export {
   createEndpointSchema,
   deliveriesPageSchema,

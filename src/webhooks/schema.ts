@@ -1,8 +1,8 @@
 /**
  * @module webhooks/schema
- * The inputs of the webhook facade as zod schemas, and the JSON shapes it returns. The HTTP layer
- * can reuse the schemas for its routes (and the OpenAPI document); the facade parses with them
- * again, so it is safe to call from anywhere.
+ * The inputs of the webhook facade as zod schemas, and the JSON shapes it returns. Each input is
+ * parsed once with these: by the routes (which then call the facade's `parsed` operations), or by
+ * the facade itself when it is called with input of unknown shape (the CLI, tests).
  */
 
 import { z } from 'zod';

@@ -7,6 +7,15 @@ import type { PresenceEngine } from '../aggregator/engine';
 import type { TokenVault } from '../oauth/vault';
 import type { Clock } from '../core/clock';
 import type { Log } from '../core/log';
+import type {
+  CreateEndpointInput,
+  DeliveriesPage,
+  DeliveriesQuery,
+  EndpointView,
+  EndpointWithSecret,
+  ReplayInput,
+  UpdateEndpointInput,
+} from './schema';
 import type { Resolver } from './ssrf';
 import type { WebhookStore } from '../core/ports';
 
@@ -60,4 +69,15 @@ export interface WebhookStats {
   queued: number;
   in_flight: number;
   spilled_endpoints: number;
+}
+
+/**
+ * `WebhookService.parsed`: the facade's operations that take input, for input already parsed by
+ * the schemas of schema.ts (the routes' validation). Same behaviour and errors otherwise.
+ */
+export interface ParsedWebhookOperations {
+  createEndpoint(body: CreateEndpointInput): Promise<EndpointWithSecret>;
+  updateEndpoint(id: string, patch: UpdateEndpointInput): Promise<EndpointView | EndpointWithSecret>;
+  deliveries(endpointId: string, query: DeliveriesQuery): DeliveriesPage;
+  replay(endpointId: string, input: ReplayInput): { replayed: number };
 }

@@ -2,7 +2,9 @@
  * @module http/routes/webhooks
  * Webhook endpoints (admin scope): register, list, show, update (rotate the secret, re-enable),
  * delete, the delivery log, replay. The schemas, of input and reply, are the webhook layer's own,
- * so validation, the facade's types and the OpenAPI document say the same thing.
+ * so validation, the facade's types and the OpenAPI document say the same thing. The route
+ * validates a request's body and query (a 400 names the part), and hands them to the facade's
+ * `parsed` operations, which do not parse them again.
  */
 
 import type { FastifyInstance } from 'fastify';
@@ -41,7 +43,7 @@ export function webhookRoutes(app: FastifyInstance, webhooks: WebhookService): v
       },
     },
     async (req, reply) => {
-      void reply.code(201).send(await webhooks.createEndpoint(req.body));
+      void reply.code(201).send(await webhooks.parsed.createEndpoint(req.body));
     },
   );
 
@@ -85,7 +87,7 @@ export function webhookRoutes(app: FastifyInstance, webhooks: WebhookService): v
         response: { 200: Endpoint, ...errors },
       },
     },
-    (req) => webhooks.updateEndpoint(req.params.id, req.body),
+    (req) => webhooks.parsed.updateEndpoint(req.params.id, req.body),
   );
 
   r.delete(
@@ -121,7 +123,7 @@ export function webhookRoutes(app: FastifyInstance, webhooks: WebhookService): v
         },
       },
     },
-    (req) => webhooks.deliveries(req.params.id, req.query),
+    (req) => webhooks.parsed.deliveries(req.params.id, req.query),
   );
 
   r.post(
@@ -137,7 +139,7 @@ export function webhookRoutes(app: FastifyInstance, webhooks: WebhookService): v
       },
     },
     (req, reply) => {
-      void reply.code(202).send(webhooks.replay(req.params.id, req.body));
+      void reply.code(202).send(webhooks.parsed.replay(req.params.id, req.body));
     },
   );
 }
