@@ -16,6 +16,9 @@
  * calls `onAuthError`. Everything is measured on the injected clock: `pollDue()` does whatever is
  * due now (tests call it with a FakeClock), and `start()` arms a real timer that calls it when the
  * next thing is due.
+ *
+ * The per-user state and its pure steps are in state.ts; how a state becomes a report (mapping,
+ * push-only ends) is report.ts.
  */
 
 import { systemClock, type Clock } from '../../src/core/clock';
@@ -25,13 +28,13 @@ import type { PushPort } from '../inbound';
 import { SLACK_SCOPE_ERRORS, SLACK_USER_ERRORS, SlackCallError, SlackClient, type SlackApi } from './client';
 import { slack } from './descriptor';
 import type { SlackConnectorOptions } from './options';
-import { toSlackPresence, toSlackPushedPresence } from './map';
+import { SlackReporter } from './report';
 import {
   BUDGETS,
   budgetSpecs,
   eventUpdate,
+  fetchInto,
   newBudget,
-  NOTHING_SET,
   remapAt,
   type BudgetName,
   type BudgetSpec,
@@ -59,7 +62,7 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
   private readonly backoffMaxMs: number;
   private readonly authRetryMs: number;
   private readonly workspaces = new Map<string, Workspace>();
-  private readonly unknownValues = new Set<string>();
+  private readonly reporter: SlackReporter;
   private ctx: ConnectorContext | null = null;
   private clock: Clock;
   private log: Log;
@@ -94,6 +97,15 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
     this.spec = budgetSpecs(options, this.pollIntervalMs, this.pushOnly);
     this.clock = options.clock ?? systemClock;
     this.log = options.log ?? silentLog;
+    this.reporter = new SlackReporter({
+      log: () => this.log,
+      pushOnly: this.pushOnly,
+      pushTtlMs: this.pushTtlMs,
+      ttlMs: (workspaceId) => this.ttlMs(workspaceId),
+      reported: (at) => {
+        this.lastSuccessAt = at;
+      },
+    });
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -343,7 +355,7 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
       .slice(0, spec.batch);
     budget.nextSlotAt = now + this.spacing(ws, name);
     try {
-      await this.call(name, api, due, now);
+      await fetchInto(name, api, due, now);
     } catch (err) {
       this.fail(ws, name, due, err);
       return;
@@ -360,30 +372,6 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
       this.log.info({ platform: 'slack', workspaceId: ws.id }, 'slack token accepted again');
     }
     this.lastSuccessAt = this.clock.now();
-  }
-
-  private async call(name: BudgetName, api: SlackApi, due: readonly UserState[], now: number): Promise<void> {
-    switch (name) {
-      case 'presence': {
-        const u = due[0]!;
-        u.presence = await api.getPresence(u.account.externalId);
-        return;
-      }
-      case 'profile': {
-        const u = due[0]!;
-        u.profile = await api.usersProfileGet(u.account.externalId);
-        u.remapAt = remapAt(u, now);
-        return;
-      }
-      case 'dnd': {
-        const found = await api.dndTeamInfo(due.map((u) => u.account.externalId));
-        for (const u of due) {
-          u.dnd = found[u.account.externalId] ?? null;
-          u.remapAt = remapAt(u, now);
-        }
-        return;
-      }
-    }
   }
 
   private backoff(budget: BudgetState, now: number): number {
@@ -456,51 +444,9 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
     }
   }
 
-  private async report(ws: Workspace, u: UserState, now: number): Promise<void> {
+  private report(ws: Workspace, u: UserState, now: number): Promise<void> {
     const ctx = this.ctx;
-    if (ctx === null) return;
-    if (this.pushOnly) return this.reportPushed(ctx, u, now);
-    if (u.presence === null) return;
-    const mapped = toSlackPresence({ presence: u.presence, dnd: u.dnd, profile: u.profile }, now);
-    if (mapped === null) {
-      // Never guessed into a status; said once per value.
-      const value = JSON.stringify(u.presence.presence);
-      if (!this.unknownValues.has(value)) {
-        this.unknownValues.add(value);
-        this.log.warn(
-          { platform: 'slack', raw: u.presence.presence },
-          'unknown slack presence value ignored',
-        );
-      }
-      return;
-    }
-    try {
-      await ctx.report({ account: u.account, presence: mapped, ttlMs: this.ttlMs(ws.id) });
-    } catch (err) {
-      this.log.error({ platform: 'slack', workspaceId: ws.id, err }, 'slack report failed');
-    }
-  }
-
-  /** Push-only: what the events say, until the end Slack gives; a cleared state is ended. */
-  private async reportPushed(ctx: ConnectorContext, u: UserState, now: number): Promise<void> {
-    const pushed = toSlackPushedPresence({ dnd: u.dnd, profile: u.profile }, now, this.pushTtlMs);
-    try {
-      if (pushed !== null) {
-        await ctx.report({ account: u.account, presence: pushed.mapped, ttlMs: pushed.until - now });
-      } else {
-        // Nothing is set: a report that ends at once replaces whatever is still live (the engine
-        // keeps one report per platform and lets an expired one go). Sent even when nothing
-        // was reported by this process, so that a state pushed before a restart ends too.
-        await ctx.report({
-          account: u.account,
-          presence: NOTHING_SET,
-          ttlMs: 1,
-        });
-      }
-      this.lastSuccessAt = now;
-    } catch (err) {
-      this.log.error({ platform: 'slack', err }, 'slack report failed');
-    }
+    return ctx === null ? Promise.resolve() : this.reporter.report(ctx, ws, u, now);
   }
 
   // ---------------------------------------------------------------- events

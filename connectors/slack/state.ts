@@ -2,7 +2,7 @@
  * @module connectors/slack/state
  * What the Slack connector keeps per workspace and user, and the pure steps on it: each method's
  * rate budget (`BudgetState`), when a user's mapping changes by itself (`remapAt`), what an Events
- * API delivery changes (`eventUpdate`).
+ * API delivery changes (`eventUpdate`), and what a method's answer changes (`fetchInto`).
  */
 
 import type { MappedPresence } from '../../src/core/connector';
@@ -179,4 +179,34 @@ export function budgetSpecs(
       intervalMs: pushOnly ? 0 : pollIntervalMs,
     },
   };
+}
+
+/** One call of a budget's method for the users due, its answer stored in their state. */
+export async function fetchInto(
+  name: BudgetName,
+  api: SlackApi,
+  due: readonly UserState[],
+  now: number,
+): Promise<void> {
+  switch (name) {
+    case 'presence': {
+      const u = due[0]!;
+      u.presence = await api.getPresence(u.account.externalId);
+      return;
+    }
+    case 'profile': {
+      const u = due[0]!;
+      u.profile = await api.usersProfileGet(u.account.externalId);
+      u.remapAt = remapAt(u, now);
+      return;
+    }
+    case 'dnd': {
+      const found = await api.dndTeamInfo(due.map((u) => u.account.externalId));
+      for (const u of due) {
+        u.dnd = found[u.account.externalId] ?? null;
+        u.remapAt = remapAt(u, now);
+      }
+      return;
+    }
+  }
 }
