@@ -5,19 +5,21 @@
  * and custom status, Discord `dnd` with `client_status`, Zoom `In_Meeting`, WhatsApp message
  * webhooks, and device heartbeats. Nothing here is normalized: the real mappers do that.
  *
+ * What each platform says about a state is words.ts.
+ *
  * Deterministic: the output depends only on the seed, the start time and the time advanced to,
  * not on how often `advanceTo` is called.
  */
 
 import type { AccountRef } from '../../src/core/ports';
 import type { Activity, RealPlatform, Status } from '../../src/core/presence';
-import { toIsoSeconds } from '../../src/core/time';
 import type { DiscordPresence } from '../discord/types';
 import type { SlackUserState } from '../slack/types';
 import type { GraphPresence } from '../teams/types';
 import type { WhatsAppWebhook } from '../whatsapp/types';
 import type { ZoomPresenceEventObject } from '../zoom/types';
 import { Random, TimeQueue } from './random';
+import { discordWords, heartbeatWords, slackWords, teamsWords, whatsappWords, zoomWords } from './words';
 
 /** What a person is really doing. */
 export type Life =
@@ -148,7 +150,6 @@ export const SIM_WORKSPACE: Readonly<Partial<Record<RealPlatform, string>>> = {
   teams: '00000000-0000-4000-8000-00000000517e',
 };
 
-const DESK: ReadonlySet<Life> = new Set(['working', 'idle', 'meeting', 'call', 'presenting', 'focus']);
 const PUSH_REFRESH_MS = 5 * MINUTE;
 export const DEFAULT_POLL_MS = 10 * SECOND;
 /** Heartbeats: a laptop every 10 s, a phone every 15 s, each kept alive for three beats. */
@@ -298,15 +299,15 @@ export class SimulatedWorld {
       }
       case 'poll': {
         const account = this.account(p, task.platform)!;
-        if (task.platform === 'slack') out.push({ kind: 'slack', at, account, raw: this.slack(p, at) });
-        else out.push({ kind: 'teams', at, account, raw: this.teams(p) });
+        if (task.platform === 'slack') out.push({ kind: 'slack', at, account, raw: slackWords(p, at) });
+        else out.push({ kind: 'teams', at, account, raw: teamsWords(p) });
         this.queue.push(at + this.pollMs, task);
         return;
       }
       case 'push': {
         const account = this.account(p, task.platform)!;
-        if (task.platform === 'discord') out.push({ kind: 'discord', at, account, raw: this.discord(p) });
-        else out.push({ kind: 'zoom', at, account, raw: this.zoom(p, account, at) });
+        if (task.platform === 'discord') out.push({ kind: 'discord', at, account, raw: discordWords(p) });
+        else out.push({ kind: 'zoom', at, account, raw: zoomWords(p, account, at) });
         // Gateway and webhook connectors also reconcile every few minutes.
         if (task.refresh) this.queue.push(at + PUSH_REFRESH_MS, task);
         return;
@@ -323,7 +324,7 @@ export class SimulatedWorld {
         return;
       }
       case 'device': {
-        const hb = this.heartbeat(p, task.device);
+        const hb = heartbeatWords(p, task.device);
         const every = (task.device === 'laptop' ? LAPTOP_EVERY_MS : PHONE_EVERY_MS) * this.pace;
         if (hb !== null) {
           out.push({
@@ -341,200 +342,9 @@ export class SimulatedWorld {
     }
   }
 
-  // ------------------------------------------------------------ each platform's own words
-
-  private slack(p: SimPerson, at: number): SlackUserState {
-    const s = (text: string, emoji: string, until: number | null) => ({
-      status_text: text,
-      status_emoji: emoji,
-      status_expiration: until === null ? 0 : Math.floor(until / 1000),
-    });
-    const nowS = Math.floor(at / 1000);
-    switch (p.life) {
-      case 'working':
-      case 'mobile':
-      case 'presenting':
-        return { presence: { ok: true, presence: 'active' }, profile: null, dnd: null };
-      case 'idle':
-        return { presence: { ok: true, presence: 'away', auto_away: true }, profile: null, dnd: null };
-      case 'meeting':
-        return {
-          presence: { ok: true, presence: 'active' },
-          profile: s('In a meeting', ':spiral_calendar_pad:', p.lifeUntil),
-          dnd: null,
-        };
-      case 'call':
-        return {
-          presence: { ok: true, presence: 'active' },
-          profile: s('On a call', ':telephone_receiver:', null),
-          dnd: null,
-        };
-      case 'focus':
-        return {
-          presence: { ok: true, presence: 'active' },
-          profile: s('Heads down', ':headphones:', p.lifeUntil),
-          dnd: {
-            dnd_enabled: true,
-            next_dnd_start_ts: nowS - 60,
-            next_dnd_end_ts: Math.floor(p.lifeUntil / 1000),
-          },
-        };
-      case 'break':
-        return {
-          presence: { ok: true, presence: 'away', manual_away: true },
-          profile: s('Lunch', ':knife_fork_plate:', p.lifeUntil),
-          dnd: null,
-        };
-      case 'offline':
-        return { presence: { ok: true, presence: 'away' }, profile: null, dnd: null };
-    }
-  }
-
-  private teams(p: SimPerson): GraphPresence {
-    const g = (availability: string, activity: string): GraphPresence => ({ availability, activity });
-    switch (p.life) {
-      case 'working':
-      case 'mobile':
-        return g('Available', 'Available');
-      case 'idle':
-        return g('AvailableIdle', 'Inactive');
-      case 'meeting':
-        return g('Busy', 'InAMeeting');
-      case 'call':
-        return g('Busy', 'InACall');
-      case 'presenting':
-        return g('DoNotDisturb', 'Presenting');
-      case 'focus':
-        return g('DoNotDisturb', 'UrgentInterruptionsOnly');
-      case 'break':
-        return g('BeRightBack', 'BeRightBack');
-      case 'offline':
-        // Signed out at the end of the day. (Offline/OffWork is "appear offline", a person's choice.)
-        return g('Offline', 'Offline');
-    }
-  }
-
-  private discord(p: SimPerson): DiscordPresence {
-    const custom =
-      p.life === 'focus'
-        ? [{ type: 4, name: 'Custom Status', state: 'deep work', emoji: { name: '🎧' } }]
-        : [];
-    switch (p.life) {
-      case 'working':
-      case 'meeting':
-      case 'call':
-      case 'presenting':
-        return { status: 'online', client_status: { desktop: 'online' }, activities: [] };
-      case 'idle':
-        return { status: 'idle', client_status: { desktop: 'idle' }, activities: [] };
-      case 'focus':
-        return { status: 'dnd', client_status: { desktop: 'dnd', mobile: 'dnd' }, activities: custom };
-      case 'break':
-        return { status: 'idle', client_status: { mobile: 'idle' }, activities: [] };
-      case 'mobile':
-        return {
-          status: 'online',
-          client_status: { mobile: 'online' },
-          activities: [{ type: 2, name: 'Spotify' }],
-        };
-      case 'offline':
-        return { status: 'offline', client_status: {}, activities: [] };
-    }
-  }
-
-  private zoom(p: SimPerson, account: AccountRef, at: number): ZoomPresenceEventObject {
-    const status: Record<Life, string> = {
-      working: 'Available',
-      idle: 'Away',
-      meeting: 'In_Meeting',
-      call: 'On_Phone_Call',
-      presenting: 'Presenting',
-      focus: 'Do_Not_Disturb',
-      break: 'Away',
-      mobile: 'Mobile_signed_in',
-      offline: 'Offline',
-    };
-    const app =
-      p.life === 'mobile'
-        ? { type: 'mobile', presence_status: 'Available' }
-        : { type: 'desktop', presence_status: status[p.life] };
-    return {
-      id: account.externalId,
-      email: `${p.userId}@example.com`,
-      presence_status: status[p.life],
-      date_time: toIsoSeconds(at),
-      app,
-    };
-  }
-
+  /** A message or a read receipt from the person's phone (the receipt about a third of the time). */
   private whatsapp(account: AccountRef, at: number): WhatsAppWebhook {
     this.messageSeq += 1;
-    const ts = String(Math.floor(at / 1000));
-    const read = this.rng.chance(0.35);
-    return {
-      object: 'whatsapp_business_account',
-      entry: [
-        {
-          id: '102290129340398',
-          changes: [
-            {
-              field: 'messages',
-              value: {
-                messaging_product: 'whatsapp',
-                metadata: { display_phone_number: '15550783881', phone_number_id: '106540352242922' },
-                ...(read
-                  ? {
-                      statuses: [
-                        {
-                          id: `wamid.SIM${this.messageSeq}`,
-                          status: 'read',
-                          timestamp: ts,
-                          recipient_id: account.externalId,
-                        },
-                      ],
-                    }
-                  : {
-                      contacts: [{ wa_id: account.externalId }],
-                      messages: [
-                        {
-                          from: account.externalId,
-                          id: `wamid.SIM${this.messageSeq}`,
-                          timestamp: ts,
-                          type: 'text',
-                        },
-                      ],
-                    }),
-              },
-            },
-          ],
-        },
-      ],
-    };
-  }
-
-  private heartbeat(
-    p: SimPerson,
-    device: 'laptop' | 'phone',
-  ): { status: Status; activity: Activity | null } | null {
-    if (device === 'laptop') {
-      if (!DESK.has(p.life)) return null; // a closed laptop sends nothing, and its entry expires
-      switch (p.life) {
-        case 'idle':
-          return { status: 'idle', activity: null };
-        case 'meeting':
-          return { status: 'busy', activity: 'in_meeting' };
-        case 'call':
-          return { status: 'busy', activity: 'in_call' };
-        case 'presenting':
-          return { status: 'busy', activity: 'presenting' };
-        case 'focus':
-          return { status: 'busy', activity: 'focus' };
-        default:
-          return { status: 'online', activity: null };
-      }
-    }
-    if (p.life === 'mobile') return { status: 'online', activity: null };
-    if (p.life === 'break') return { status: 'idle', activity: null };
-    return null;
+    return whatsappWords(account, at, this.messageSeq, this.rng.chance(0.35));
   }
 }
