@@ -5,7 +5,7 @@
  * (revoking at the platform where it can), hand connectors a fresh access token, and run the
  * refresh sweep. Everything is injected through the constructor; nothing here reads the wall
  * clock or the process environment. Returned objects are JSON-ready, snake_case and never hold
- * a token. `rotateSecret` re-encrypts every stored token under a new key, for
+ * a token (view.ts builds them). `rotateSecret` re-encrypts every stored token under a new key, for
  * `presence keys rotate-secret`.
  */
 
@@ -13,7 +13,6 @@ import { randomBytes } from 'node:crypto';
 
 import { requireSecretKey, type Env } from '../config/env';
 import type { Clock } from '../core/clock';
-import { toIsoOrNull } from '../core/time';
 import { AppError } from '../core/errors';
 import type { Log } from '../core/log';
 import type {
@@ -23,7 +22,6 @@ import type {
   ConnectionRow,
   ConnectionStore,
   SealedTokens,
-  StoredHealth,
   StoreTx,
 } from '../core/ports';
 import {
@@ -43,55 +41,15 @@ import {
 } from './providers';
 import { TokenManager, type ConnectionEventType, type SweepReport } from './token-manager';
 import { TokenVault, VaultError, sealContext } from './vault';
+import { connectionEventData, connectionView, type ConnectionEventData, type ConnectionView } from './view';
 
 export type { AuthorizeStart, CallbackQuery, LinkAccount } from './flow';
+export type { ConnectionEventData, ConnectionView, Health } from './view';
 export { STATE_TTL_MS, callbackUrl, requireOAuthPlatform } from './flow';
 export { OAUTH_PLATFORMS, type OAuthPlatform } from './providers';
 export type { ConnectionEventType, SweepReport } from './token-manager';
 export { ConnectionUnavailableError } from './token-manager';
 export { rotateSecret, type RotateReport } from './rotate';
-
-/** A connection's health as shown: stored, or `refreshing` while a refresh is in flight. */
-export type Health = StoredHealth | 'refreshing';
-
-/** A connection as `GET /v1/connections` shows it. */
-export interface ConnectionView {
-  readonly id: string;
-  readonly platform: string;
-  /** 'user': a person's grant; 'app': the app's own (Zoom Server-to-Server, Microsoft client credentials). */
-  readonly kind: ConnectionKind;
-  readonly user_id: string | null;
-  readonly external_id: string;
-  readonly workspace_id: string | null;
-  readonly scopes: string[];
-  readonly health: Health;
-  readonly last_error: string | null;
-  readonly last_error_at: string | null;
-  /** After a failed refresh: when the next attempt may run. */
-  readonly next_retry_at: string | null;
-  /** When the access token expires; null when it does not. */
-  readonly expires_at: string | null;
-  /** When the grant itself ends (refresh token, or the access token where nothing refreshes it). */
-  readonly grant_expires_at: string | null;
-  /** The grant cannot be refreshed and ends within the platform's warning window (LinkedIn: 7 days). */
-  readonly expires_soon: boolean;
-  readonly refreshable: boolean;
-  readonly refreshed_at: string | null;
-  readonly created_at: string;
-  readonly updated_at: string;
-}
-
-/** What `onEvent` receives for `connection.reauth_required` and `connection.revoked`. */
-export interface ConnectionEventData {
-  readonly connection_id: string;
-  readonly platform: string;
-  readonly kind: ConnectionKind;
-  readonly user_id: string | null;
-  readonly external_id: string;
-  readonly workspace_id: string | null;
-  readonly reason: string;
-  readonly at: string;
-}
 
 export interface DeleteResult {
   readonly id: string;
@@ -444,59 +402,13 @@ export class ConnectionService {
 
   private view(row: ConnectionRow): ConnectionView {
     const now = this.deps.clock.now();
-    const refreshable = this.refreshable(row, now);
-    // The grant ends with its refresh token where that has an end (an access token refreshed
-    // late may outlive it), with the access token where nothing refreshes it, else never.
-    const grantEnd =
-      row.kind === 'user' && row.refresh_token !== null && row.refresh_expires_at !== null
-        ? Math.max(row.refresh_expires_at, row.expires_at ?? 0)
-        : refreshable
-          ? null
-          : row.expires_at;
-    const warning = isOAuthPlatform(row.platform) ? PROVIDERS[row.platform].expiryWarningMs : null;
-    let scopes: string[] = [];
-    try {
-      const parsed: unknown = JSON.parse(row.scopes);
-      if (Array.isArray(parsed)) scopes = parsed.filter((s): s is string => typeof s === 'string');
-    } catch {
-      scopes = [];
-    }
-    return {
-      id: row.connection_id,
-      platform: row.platform,
-      kind: row.kind,
-      user_id: row.user_id,
-      external_id: row.external_id,
-      workspace_id: row.workspace_id === '' ? null : row.workspace_id,
-      scopes,
-      health: this.tokens.isRefreshing(row.connection_id) ? 'refreshing' : row.health,
-      last_error: row.last_error,
-      last_error_at: toIsoOrNull(row.last_error_at),
-      next_retry_at: row.health === 'error' ? toIsoOrNull(row.retry_at) : null,
-      expires_at: toIsoOrNull(row.expires_at),
-      grant_expires_at: toIsoOrNull(grantEnd),
-      expires_soon:
-        warning !== null &&
-        grantEnd !== null &&
-        grantEnd - now <= warning &&
-        (row.health === 'ok' || row.health === 'error'),
-      refreshable,
-      refreshed_at: toIsoOrNull(row.refreshed_at),
-      created_at: toIsoOrNull(row.created_at) ?? '',
-      updated_at: toIsoOrNull(row.updated_at) ?? '',
-    };
+    return connectionView(row, now, {
+      refreshing: this.tokens.isRefreshing(row.connection_id),
+      refreshable: this.refreshable(row, now),
+    });
   }
 
   private eventData(row: ConnectionRow, reason: string): ConnectionEventData {
-    return {
-      connection_id: row.connection_id,
-      platform: row.platform,
-      kind: row.kind,
-      user_id: row.user_id,
-      external_id: row.external_id,
-      workspace_id: row.workspace_id === '' ? null : row.workspace_id,
-      reason,
-      at: toIsoOrNull(this.deps.clock.now()) ?? '',
-    };
+    return connectionEventData(row, reason, this.deps.clock.now());
   }
 }
