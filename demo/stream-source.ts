@@ -15,10 +15,11 @@ import { pages, type RowSource } from './source';
 import type { ChangeLine } from './table';
 
 /**
- * Ids per stream connection. The service takes up to 10,000, but a reconnect names every watched
- * id in its URL, and Node's server refuses request heads past 16 KB: 1,000 short ids stay under it.
+ * Ids per stream connection: the most the service takes. A long id list does not go in the URL
+ * (Node refuses request heads past 16 KB): the client sends it in the connection's first
+ * `subscribe` or `resume` message, so a reconnect of 10,000 ids is fine.
  */
-export const IDS_PER_CONNECTION = 1000;
+export const IDS_PER_CONNECTION = 10_000;
 
 /** Node 20 has no global WebSocket: the `ws` package's, as the client's docs say. */
 const Ws = WebSocket as unknown as WebSocketConstructor;
