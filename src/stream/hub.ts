@@ -21,6 +21,7 @@ import {
   emptyStats,
   Subscriber,
   type StreamStats,
+  type SubscriberContext,
   type SubscriberLimits,
   type Transport,
 } from './subscriber';
@@ -68,10 +69,32 @@ export interface HubOptions {
 
 export const MAX_IDS_PER_CONNECTION = 10_000;
 
-/** The subscribers of one user, with the user's id (shared by every connection watching it). */
-class Subscribers extends Set<Subscriber> {
-  constructor(readonly userId: string) {
-    super();
+/**
+ * The subscribers of one user, with the user's id (the one copy every connection watching it
+ * shares) and, next to each subscriber, the newest version of the user its client has (0: none
+ * yet). Two parallel arrays: a watched id costs two slots here, not a Set entry and a Map entry.
+ * A subscriber leaves by swapping the last one into its place (order means nothing here).
+ */
+class Watchers {
+  readonly subs: Subscriber[] = [];
+  readonly versions: number[] = [];
+  constructor(readonly userId: string) {}
+
+  add(s: Subscriber, version: number): void {
+    this.subs.push(s);
+    this.versions.push(version);
+  }
+
+  /** Removes the subscriber; false when it was not there. */
+  remove(s: Subscriber): boolean {
+    const k = this.subs.indexOf(s);
+    if (k < 0) return false;
+    const last = this.subs.length - 1;
+    this.subs[k] = this.subs[last]!;
+    this.versions[k] = this.versions[last]!;
+    this.subs.pop();
+    this.versions.pop();
+    return true;
   }
 }
 export const PING_MS = 25_000;
@@ -84,12 +107,14 @@ export class StreamHub {
   private readonly privacy: StreamPrivacy | undefined;
   private readonly stopPrivacy: () => void;
   private readonly timers: Timers;
-  private readonly index = new Map<string, Subscribers>();
+  private readonly index = new Map<string, Watchers>();
   private readonly subscribers = new Set<Subscriber>();
   private readonly limits: SubscriberLimits;
   private readonly maxIds: number;
   private readonly pingMs: number;
   private readonly defer: (run: () => void) => void;
+  /** What every subscriber shares (one object, not one per connection). */
+  private readonly context: SubscriberContext;
   private watchCount = 0;
   private ticker: { cancel(): void } | null = null;
   private draining = false;
@@ -105,6 +130,15 @@ export class StreamHub {
     this.maxIds = options.maxIdsPerConnection ?? MAX_IDS_PER_CONNECTION;
     this.pingMs = options.pingMs ?? PING_MS;
     this.defer = options.defer ?? ((run) => setImmediate(run));
+    this.context = {
+      clock: this.clock,
+      timers: this.timers,
+      stats: this.stats,
+      limits: this.limits,
+      defer: this.defer,
+      onResync: (sub) => this.close(sub),
+      versionOf: (sub, id) => this.versionOf(sub, id),
+    };
   }
 
   /** False once draining: new connections are refused (503) while the service stops. */
@@ -121,9 +155,29 @@ export class StreamHub {
     return this.subscribers.size;
   }
 
-  /** The subscribers of a user, for tests of the index. */
+  /** The subscribers of a user (a copy), for tests of the index. */
   subscribersOf(userId: string): ReadonlySet<Subscriber> | undefined {
-    return this.index.get(userId);
+    const w = this.index.get(userId);
+    return w === undefined ? undefined : new Set(w.subs);
+  }
+
+  /** How many connections watch the user. */
+  subscriberCount(userId: string): number {
+    return this.index.get(userId)?.subs.length ?? 0;
+  }
+
+  /** The version of `userId` the subscriber's client has, or undefined when it does not watch it. */
+  private versionOf(s: Subscriber, userId: string): number | undefined {
+    const w = this.index.get(userId);
+    const k = w === undefined ? -1 : w.subs.indexOf(s);
+    return k < 0 ? undefined : w!.versions[k];
+  }
+
+  /** Sets the version of a watched id the subscriber's client has (nothing when not watched). */
+  private setVersion(s: Subscriber, userId: string, version: number): void {
+    const w = this.index.get(userId);
+    const k = w === undefined ? -1 : w.subs.indexOf(s);
+    if (k >= 0) w!.versions[k] = version;
   }
 
   /** How many users have at least one subscriber. */
@@ -143,11 +197,17 @@ export class StreamHub {
         c.userId,
         (offset) => new ChangeMessage(c, `${this.log.epoch}:${offset}`),
       );
-      const subs = this.index.get(c.userId);
-      if (subs === undefined) continue;
-      for (const s of subs) {
+      const w = this.index.get(c.userId);
+      if (w === undefined) continue;
+      const { subs, versions } = w;
+      // Backwards: a subscriber closed on the way (resync) is swapped out with one already done.
+      for (let k = subs.length - 1; k >= 0; k--) {
+        const s = subs[k]!;
         const m = this.viewed(s, entry.value);
-        if (m !== null) s.change(m);
+        // Diff suppression: a change the client already has (its snapshot was newer) is not sent.
+        if (m === null || m.version <= versions[k]!) continue;
+        versions[k] = m.version;
+        s.change(m);
       }
     }
   }
@@ -156,18 +216,7 @@ export class StreamHub {
   /** `viewer`: the connection was opened with a viewer token; it sees what that user may see. */
   open(transport: Transport, coalesceMs = 0, viewer: ViewerIdentity | null = null): Subscriber {
     if (this.draining) throw new AppError('unavailable', 'the service is restarting: reconnect');
-    const s = new Subscriber(
-      transport,
-      {
-        clock: this.clock,
-        timers: this.timers,
-        stats: this.stats,
-        limits: this.limits,
-        defer: this.defer,
-        onResync: (sub) => this.close(sub),
-      },
-      coalesceMs,
-    );
+    const s = new Subscriber(transport, this.context, coalesceMs);
     if (viewer !== null) {
       s.viewer = viewer;
       s.viewKinds = new Map();
@@ -178,11 +227,12 @@ export class StreamHub {
 
   /** Ids not yet watched, or an error when the connection would watch more than allowed. */
   private added(s: Subscriber, ids: readonly string[]): string[] {
-    const fresh = [...new Set(ids)].filter((id) => !s.watching.has(id));
-    if (s.watching.size + fresh.length > this.maxIds)
+    const watched = new Set(s.ids);
+    const fresh = [...new Set(ids)].filter((id) => !watched.has(id));
+    if (s.ids.length + fresh.length > this.maxIds)
       throw new AppError(
         'invalid_request',
-        `a connection watches at most ${this.maxIds} ids (it watches ${s.watching.size}, ${fresh.length} more asked)`,
+        `a connection watches at most ${this.maxIds} ids (it watches ${s.ids.length}, ${fresh.length} more asked)`,
       );
     return fresh;
   }
@@ -207,7 +257,7 @@ export class StreamHub {
     for (const s of this.subscribers) {
       const viewer = s.viewer;
       if (viewer === null || s.closed) continue;
-      const ids = viewer.userId === userId ? [...s.watching.keys()] : s.watching.has(userId) ? [userId] : [];
+      const ids = viewer.userId === userId ? s.ids.slice() : s.ids.includes(userId) ? [userId] : [];
       for (const id of ids) {
         const kind = privacy.kindOf(viewer, id);
         if (s.viewKinds?.get(id) === kind) continue;
@@ -225,24 +275,28 @@ export class StreamHub {
           current: p,
           changed: [],
         };
-        s.watching.set(id, p.version as number);
+        this.setVersion(s, id, p.version as number);
         s.send(ChangeMessage.fromData(data, position).outgoing);
       }
     }
   }
 
+  /** Watches ids not watched yet (`added` deduplicated them). */
   private watch(s: Subscriber, ids: readonly string[]): void {
+    if (ids.length === 0) return;
+    const shared: string[] = [];
     for (const id of ids) {
-      if (s.watching.has(id)) continue;
       if (s.viewer !== null && this.privacy !== undefined)
         s.viewKinds?.set(id, this.privacy.kindOf(s.viewer, id));
-      let subs = this.index.get(id);
-      if (subs === undefined) this.index.set(id, (subs = new Subscribers(id)));
-      subs.add(s);
+      let w = this.index.get(id);
+      if (w === undefined) this.index.set(id, (w = new Watchers(id)));
+      w.add(s, this.reader.state(id)?.version ?? 0);
       // The index's copy of the id: thousands of connections watching a user share one string.
-      s.watching.set(subs.userId, this.reader.state(id)?.version ?? 0);
+      shared.push(w.userId);
       this.watchCount += 1;
     }
+    // concat allocates exactly what it holds (a pushed-to array keeps up to half again spare).
+    s.ids = s.ids.concat(shared);
   }
 
   /** The snapshot message of `ids`, with the position it stands at. */
@@ -269,16 +323,19 @@ export class StreamHub {
   }
 
   unsubscribe(s: Subscriber, ids: readonly string[]): void {
-    const gone = ids.filter((id) => s.watching.has(id));
+    const watched = new Set(s.ids);
+    const gone = new Set(ids.filter((id) => watched.has(id)));
+    if (gone.size === 0) return;
     s.unwatch(gone);
     for (const id of gone) this.unindex(s, id);
+    s.ids = s.ids.filter((id) => !gone.has(id));
   }
 
   private unindex(s: Subscriber, id: string): void {
-    const subs = this.index.get(id);
-    if (subs === undefined || !subs.delete(s)) return;
+    const w = this.index.get(id);
+    if (w === undefined || !w.remove(s)) return;
     this.watchCount -= 1;
-    if (subs.size === 0) this.index.delete(id);
+    if (w.subs.length === 0) this.index.delete(id);
   }
 
   /**
@@ -289,19 +346,28 @@ export class StreamHub {
   resume(s: Subscriber, since: string, ids: readonly string[] = []): void {
     const fresh = this.added(s, ids);
     this.watch(s, fresh);
-    const decision = this.log.since(since, (id) => s.watching.has(id));
+    // Where the subscriber sits among each watched user's subscribers (nothing moves meanwhile).
+    const slots = new Map<string, { w: Watchers; k: number }>();
+    for (const id of s.ids) {
+      const w = this.index.get(id)!;
+      slots.set(id, { w, k: w.subs.indexOf(s) });
+    }
+    const decision = this.log.since(since, (id) => slots.has(id));
     if (!decision.hit) {
       this.stats.resumeMisses += 1;
-      s.send(this.snapshot([...s.watching.keys()], false, s.viewer));
-      for (const id of s.watching.keys()) s.watching.set(id, this.reader.state(id)?.version ?? 0);
+      s.send(this.snapshot(s.ids, false, s.viewer));
+      for (const [id, { w, k }] of slots) w.versions[k] = this.reader.state(id)?.version ?? 0;
       return;
     }
     this.stats.resumeHits += 1;
     // What the client has is what it had at `since`: every change after it is sent again.
-    for (const id of s.watching.keys()) s.watching.set(id, 0);
+    for (const { w, k } of slots.values()) w.versions[k] = 0;
     for (const e of decision.changes) {
       const m = this.viewed(s, e.value);
-      if (m !== null) s.replay(m);
+      if (m === null) continue;
+      const { w, k } = slots.get(m.userId)!;
+      if (m.version > w.versions[k]!) w.versions[k] = m.version;
+      s.replay(m);
     }
     s.send(Outgoing.of('resumed', { recovered: true, position: this.log.position }));
   }
@@ -309,7 +375,8 @@ export class StreamHub {
   /** The connection ended (closed by either side, or found dead): forgotten everywhere. */
   close(s: Subscriber): void {
     if (!this.subscribers.delete(s)) return;
-    for (const id of s.watching.keys()) this.unindex(s, id);
+    for (const id of s.ids) this.unindex(s, id);
+    s.ids = [];
     s.close();
   }
 

@@ -8,7 +8,7 @@
 import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 
-import type { WebSocket } from 'ws';
+import type { RawData, WebSocket } from 'ws';
 
 import type { PresenceChange } from '../core/changes';
 import type { Clock } from '../core/clock';
@@ -211,88 +211,140 @@ export class StreamService {
       return;
     }
     const sub = this.hub.open(new WsTransport(ws, socket), query.coalesce_ms ?? 0, caller.viewer ?? null);
-    let device: { userId: string; deviceId: string } | null = null;
-    const reply = (error: unknown): void => {
-      const e =
-        error instanceof AppError ? error : new AppError('internal', 'the message could not be handled');
-      if (!(error instanceof AppError)) this.log.error({ err: error }, 'a stream message failed');
-      sub.send(Outgoing.of('error', { ...errorBody(e.code, e.message, requestId, e.details) }));
-    };
-    ws.on('pong', () => {
-      sub.unansweredPings = 0;
-      if (device !== null) this.devices.alive(device.userId, device.deviceId);
-    });
-    ws.on('message', (data, isBinary) => {
-      try {
-        if (isBinary) throw new AppError('invalid_request', 'messages are JSON text frames');
-        const text = Array.isArray(data)
-          ? Buffer.concat(data).toString('utf8')
-          : Buffer.from(data as ArrayBuffer).toString('utf8');
-        const m = parseClientMessage(text);
-        switch (m.type) {
-          case 'subscribe':
-            if (m.coalesce_ms !== undefined) sub.coalesceMs = m.coalesce_ms;
-            this.hub.subscribe(sub, m.user_ids);
-            break;
-          case 'unsubscribe':
-            this.hub.unsubscribe(sub, m.user_ids);
-            break;
-          case 'resume':
-            this.hub.resume(sub, m.since, m.user_ids);
-            break;
-          case 'ping':
-            sub.send(Outgoing.of('pong', {}));
-            break;
-          case 'pong':
-            sub.unansweredPings = 0;
-            break;
-          case 'identify': {
-            if (caller.viewer != null) {
-              if (m.user_id !== caller.viewer.userId)
-                throw new AppError('forbidden', "a viewer token acts only for its own user's devices");
-            } else if (!caller.canWrite)
-              throw new AppError('forbidden', 'identify needs the write scope; the key has read');
-            const status: Status = m.status ?? 'online';
-            const activity: Activity | null = m.activity ?? null;
-            if (device !== null) void this.devices.release(device.userId, device.deviceId);
-            else this.deviceConnections += 1;
-            device = { userId: m.user_id, deviceId: m.device_id };
-            sub.holdsDevice = true;
-            this.devices
-              .hold(m.user_id, m.device_id, status, activity)
-              .then(
-                () =>
-                  sub.send(Outgoing.of('identified', { user_id: m.user_id, device_id: m.device_id, status })),
-                reply,
-              );
-            break;
-          }
-          case 'status':
-            if (device === null) throw new AppError('invalid_request', 'send identify before status');
-            this.devices.update(device.userId, device.deviceId, m.status, m.activity ?? null).catch(reply);
-            break;
-        }
-      } catch (error) {
-        reply(error);
-      }
-    });
-    ws.on('close', () => {
-      this.hub.close(sub);
-      this.release(caller.keyId);
-      if (device !== null) {
-        this.deviceConnections -= 1;
-        this.devices
-          .release(device.userId, device.deviceId)
-          .catch((error: unknown) =>
-            this.log.warn({ err: error }, 'a device connection could not be released'),
-          );
-      }
-    });
-    ws.on('error', () => undefined); // a reset peer: 'close' follows
+    // The connection's state lives in one object; its listeners are functions shared by every
+    // connection (an idle connection costs no closures of its own).
+    const peer = new WsPeer(this, sub, caller, requestId);
+    (ws as PeerSocket)[PEER] = peer;
+    ws.on('pong', onPong);
+    ws.on('message', onMessage);
+    ws.on('close', onClose);
+    ws.on('error', ignoreError); // a reset peer: 'close' follows
     try {
       this.begin(sub, query, query.since);
     } catch (error) {
-      reply(error);
+      this.reply(peer, error);
+    }
+  }
+
+  /** Answers a bad client message with the REST error body; the connection stays. */
+  private reply(peer: WsPeer, error: unknown): void {
+    const e =
+      error instanceof AppError ? error : new AppError('internal', 'the message could not be handled');
+    if (!(error instanceof AppError)) this.log.error({ err: error }, 'a stream message failed');
+    peer.sub.send(Outgoing.of('error', { ...errorBody(e.code, e.message, peer.requestId, e.details) }));
+  }
+
+  /** @internal A WebSocket's pong (the keepalive's answer). */
+  wsPong(peer: WsPeer): void {
+    peer.sub.unansweredPings = 0;
+    const device = peer.device;
+    if (device !== null) this.devices.alive(device.userId, device.deviceId);
+  }
+
+  /** @internal A WebSocket's message. */
+  wsMessage(peer: WsPeer, data: RawData, isBinary: boolean): void {
+    const { sub, caller } = peer;
+    try {
+      if (isBinary) throw new AppError('invalid_request', 'messages are JSON text frames');
+      const text = Array.isArray(data)
+        ? Buffer.concat(data).toString('utf8')
+        : Buffer.from(data as ArrayBuffer).toString('utf8');
+      const m = parseClientMessage(text);
+      switch (m.type) {
+        case 'subscribe':
+          if (m.coalesce_ms !== undefined) sub.coalesceMs = m.coalesce_ms;
+          this.hub.subscribe(sub, m.user_ids);
+          break;
+        case 'unsubscribe':
+          this.hub.unsubscribe(sub, m.user_ids);
+          break;
+        case 'resume':
+          this.hub.resume(sub, m.since, m.user_ids);
+          break;
+        case 'ping':
+          sub.send(Outgoing.of('pong', {}));
+          break;
+        case 'pong':
+          sub.unansweredPings = 0;
+          break;
+        case 'identify': {
+          if (caller.viewer != null) {
+            if (m.user_id !== caller.viewer.userId)
+              throw new AppError('forbidden', "a viewer token acts only for its own user's devices");
+          } else if (!caller.canWrite)
+            throw new AppError('forbidden', 'identify needs the write scope; the key has read');
+          const status: Status = m.status ?? 'online';
+          const activity: Activity | null = m.activity ?? null;
+          const device = peer.device;
+          if (device !== null) void this.devices.release(device.userId, device.deviceId);
+          else this.deviceConnections += 1;
+          peer.device = { userId: m.user_id, deviceId: m.device_id };
+          sub.holdsDevice = true;
+          this.devices.hold(m.user_id, m.device_id, status, activity).then(
+            () => sub.send(Outgoing.of('identified', { user_id: m.user_id, device_id: m.device_id, status })),
+            (error: unknown) => this.reply(peer, error),
+          );
+          break;
+        }
+        case 'status': {
+          const device = peer.device;
+          if (device === null) throw new AppError('invalid_request', 'send identify before status');
+          this.devices
+            .update(device.userId, device.deviceId, m.status, m.activity ?? null)
+            .catch((error: unknown) => this.reply(peer, error));
+          break;
+        }
+      }
+    } catch (error) {
+      this.reply(peer, error);
+    }
+  }
+
+  /** @internal A WebSocket closed (by either side, or found dead). */
+  wsClosed(peer: WsPeer): void {
+    this.hub.close(peer.sub);
+    this.release(peer.caller.keyId);
+    const device = peer.device;
+    if (device !== null) {
+      this.deviceConnections -= 1;
+      this.devices
+        .release(device.userId, device.deviceId)
+        .catch((error: unknown) =>
+          this.log.warn({ err: error }, 'a device connection could not be released'),
+        );
     }
   }
 }
+
+/** Where a WebSocket keeps its connection's state (see openWs). */
+const PEER = Symbol('stream peer');
+type PeerSocket = WebSocket & { [PEER]?: WsPeer };
+
+/** @internal One WebSocket connection's state: its subscriber, who opened it, the device it is (if any). */
+export class WsPeer {
+  device: { userId: string; deviceId: string } | null = null;
+
+  constructor(
+    readonly service: StreamService,
+    readonly sub: Subscriber,
+    readonly caller: StreamCaller,
+    readonly requestId: string,
+  ) {}
+}
+
+function onPong(this: PeerSocket): void {
+  const peer = this[PEER]!;
+  peer.service.wsPong(peer);
+}
+
+function onMessage(this: PeerSocket, data: RawData, isBinary: boolean): void {
+  const peer = this[PEER]!;
+  peer.service.wsMessage(peer, data, isBinary);
+}
+
+function onClose(this: PeerSocket): void {
+  const peer = this[PEER]!;
+  peer.service.wsClosed(peer);
+}
+
+function ignoreError(): void {}

@@ -79,6 +79,8 @@ export interface SubscriberContext {
   readonly defer: (flush: () => void) => void;
   /** Called once when the subscriber closes itself (resync). */
   readonly onResync: (s: Subscriber) => void;
+  /** The version of a watched id the client has (the hub's index holds it), or undefined. */
+  readonly versionOf: (s: Subscriber, userId: string) => number | undefined;
 }
 
 /** A change held back by the coalescing window: the first of the run and the latest. */
@@ -94,8 +96,13 @@ const FIELDS_BODY = (d: ChangeData): string =>
   JSON.stringify({ type: 'presence.changed', timestamp: '', data: d });
 
 export class Subscriber {
-  /** Watched ids → the newest version the client has of each (0: none yet). */
-  readonly watching = new Map<string, number>();
+  /**
+   * The watched ids, in the order they were subscribed: the index's copy of each (one string per
+   * user, shared by every connection watching it). The newest version the client has of each is
+   * kept next to the subscriber in the index (StreamHub), so a watched id costs this one slot
+   * here and two there: no per-connection map.
+   */
+  ids: string[] = [];
   /** WebSocket keepalive: pings sent and not answered yet. */
   unansweredPings = 0;
   /** A WebSocket connection that identified as a device (its missed pings are counted). */
@@ -107,7 +114,8 @@ export class Subscriber {
   /** For a viewer: how it sees each watched id now (StreamPrivacy.kindOf), to send only real changes of view. */
   viewKinds: Map<string, number> | null = null;
 
-  private queue: (Outgoing | null)[] = [];
+  /** Unsent messages; allocated when the first one is queued, dropped once all are written. */
+  private queue: (Outgoing | null)[] | null = null;
   private queuedBytes = 0;
   private inFlightBytes = 0;
   /**
@@ -129,6 +137,11 @@ export class Subscriber {
     this.lastPingAt = ctx.clock.now();
   }
 
+  /** Watched ids → the newest version the client has of each (0: none yet); a copy, for tests and tools. */
+  get watching(): ReadonlyMap<string, number> {
+    return new Map(this.ids.map((id) => [id, this.ctx.versionOf(this, id) ?? 0]));
+  }
+
   /** Unsent bytes: queued here plus written and not yet flushed. */
   get unsentBytes(): number {
     return this.queuedBytes + this.inFlightBytes;
@@ -148,12 +161,12 @@ export class Subscriber {
     this.enqueue(message);
   }
 
-  /** A committed change of a watched user, through the coalescing window. */
+  /**
+   * A committed change of a watched user that the client does not have yet (the hub checked the
+   * version and moved it on), through the coalescing window.
+   */
   change(m: ChangeMessage): void {
     if (this.closed) return;
-    const known = this.watching.get(m.userId);
-    if (known === undefined || m.version <= known) return; // not watched, or the client has it
-    this.watching.set(m.userId, m.version);
     if (this.coalesceMs <= 0) {
       this.enqueue(m.outgoing);
       return;
@@ -171,8 +184,6 @@ export class Subscriber {
 
   /** A replayed change (resume): sent as it was, never coalesced. */
   replay(m: ChangeMessage): void {
-    const known = this.watching.get(m.userId) ?? 0;
-    if (m.version > known) this.watching.set(m.userId, m.version);
     this.enqueue(m.outgoing);
   }
 
@@ -198,10 +209,9 @@ export class Subscriber {
     this.enqueue(new Outgoing('presence', json, userId, position));
   }
 
-  /** Forgets ids (their held changes too). */
+  /** Forgets what it holds for ids no longer watched (their held changes, their view). */
   unwatch(ids: Iterable<string>): void {
     for (const id of ids) {
-      this.watching.delete(id);
       this.viewKinds?.delete(id);
       const held = this.held?.get(id);
       if (held !== undefined) {
@@ -213,12 +223,13 @@ export class Subscriber {
 
   private enqueue(message: Outgoing): void {
     if (this.closed) return;
+    const queue = (this.queue ??= []);
     if (this.latest !== null && message.userId !== null) {
       const at = this.latest.get(message.userId);
       if (at !== undefined) this.dropAt(at);
-      this.latest.set(message.userId, this.queue.length);
+      this.latest.set(message.userId, queue.length);
     }
-    this.queue.push(message);
+    queue.push(message);
     this.queuedBytes += message.bytes;
     if (message.userId === null) this.controlBytes += message.bytes;
     if (this.countedBytes > this.ctx.limits.compactBytes && this.latest === null) this.compact();
@@ -230,8 +241,9 @@ export class Subscriber {
   }
 
   private dropAt(index: number): void {
-    const old = this.queue[index]!;
-    this.queue[index] = null;
+    const queue = this.queue!;
+    const old = queue[index]!;
+    queue[index] = null;
     this.queuedBytes -= old.bytes;
     this.ctx.stats.droppedCompacted += 1;
   }
@@ -239,8 +251,9 @@ export class Subscriber {
   /** Keeps only the latest queued message of each user. */
   private compact(): void {
     const latest = new Map<string, number>();
-    for (let i = 0; i < this.queue.length; i++) {
-      const m = this.queue[i];
+    const queue = this.queue ?? [];
+    for (let i = 0; i < queue.length; i++) {
+      const m = queue[i];
       if (m == null || m.userId === null) continue;
       const at = latest.get(m.userId);
       if (at !== undefined) this.dropAt(at);
@@ -260,17 +273,18 @@ export class Subscriber {
 
   /** Writes what is queued, as one batch, unless the transport is blocked. */
   flush(): void {
-    if (this.closed || this.blockedSince !== null || this.queue.length === 0) return;
+    const queue = this.queue;
+    if (this.closed || this.blockedSince !== null || queue === null) return;
     const batch: Outgoing[] = [];
     let bytes = 0;
     let control = 0;
-    for (const m of this.queue) {
+    for (const m of queue) {
       if (m === null) continue;
       batch.push(m);
       bytes += m.bytes;
       if (m.userId === null) control += m.bytes;
     }
-    this.queue = [];
+    this.queue = null;
     this.queuedBytes = 0;
     this.latest = null;
     if (batch.length === 0) return;
@@ -311,7 +325,7 @@ export class Subscriber {
     this.closed = true;
     for (const h of this.held?.values() ?? []) h.timer.cancel();
     this.held = null;
-    this.queue = [];
+    this.queue = null;
     this.queuedBytes = 0;
     this.controlBytes = 0;
     this.latest = null;

@@ -120,19 +120,19 @@ export function streamRoutes(
 
   const upgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
     const requestId = randomUUID();
-    socket.on('error', () => socket.destroy());
-    let accepted: StreamCaller & { query: ReturnType<typeof parseStreamQuery> };
+    socket.on('error', destroySocket);
+    let caller: StreamCaller;
+    let query: ReturnType<typeof parseStreamQuery>;
     try {
       const url = new URL(req.url ?? '/', 'http://stream.invalid');
       if (url.pathname !== '/v1/ws' && url.pathname !== '/v1/ws/')
         throw new AppError('not_found', `no WebSocket at ${url.pathname.slice(0, 200)}`);
       const params = Object.fromEntries(url.searchParams);
-      const caller = await callerOf(tokenOf(req.headers.authorization, params.access_token, true));
-      const query = parseStreamQuery(params);
+      caller = await callerOf(tokenOf(req.headers.authorization, params.access_token, true));
+      query = parseStreamQuery(params);
       // The peer may have gone while a viewer token was checked: nothing to count then.
       if (socket.destroyed) return;
       stream.acquire(caller.keyId);
-      accepted = { ...caller, query };
     } catch (error) {
       refuse(
         socket,
@@ -141,16 +141,28 @@ export function streamRoutes(
       );
       return;
     }
+    accept(req, socket, head, caller, query, requestId);
+  };
+  /**
+   * Hands the socket to `ws`. What the closures here hold (the query and its id list) is let go
+   * once the connection is open: the listener that gives the connection back is removed then.
+   */
+  const accept = (
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    caller: StreamCaller,
+    query: ReturnType<typeof parseStreamQuery>,
+    requestId: string,
+  ): void => {
     // A handshake `ws` refuses (a bad Sec-WebSocket-Key, say) ends the socket without the
     // callback: the connection counted above is given back then.
-    let upgraded = false;
-    const keyId = accepted.keyId; // the closure keeps the key's id, not the query's id list
-    socket.once('close', () => {
-      if (!upgraded) stream.release(keyId);
-    });
+    const giveBack = (): void => stream.release(caller.keyId);
+    socket.once('close', giveBack);
     wss.handleUpgrade(req, socket, head, (ws) => {
-      upgraded = true;
-      stream.openWs(ws, socket, accepted, accepted.query, requestId);
+      socket.removeListener('close', giveBack);
+      socket.removeListener('error', destroySocket); // ws has its own now
+      stream.openWs(ws, socket, caller, query, requestId);
     });
   };
   app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -167,6 +179,10 @@ export function streamRoutes(
     }, 1000).unref();
     done();
   });
+}
+
+function destroySocket(this: Duplex): void {
+  this.destroy();
 }
 
 /** An HTTP answer on a socket that asked to upgrade: the contract's error body, then the end. */
