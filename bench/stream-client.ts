@@ -1,11 +1,17 @@
 /**
  * @module bench/stream-client
- * A child process of `npm run bench -- stream`: opens WebSocket stream connections (the `ws`
- * package, as a Node client would), each watching its own list of users, and reports over IPC
- * what it received and how late (now − the presence's `observed_at`, the moment of the report;
- * both processes read the same wall clock). It can also stop reading on one connection (a
- * stalled subscriber), to show that the others do not wait for it.
+ * A child process of `npm run bench -- stream`: opens stream connections (WebSocket with the `ws`
+ * package, as a Node client would, or Server-Sent Events over `http`), each watching its own list
+ * of users, and reports over IPC what it received and how late (now − the presence's
+ * `observed_at`, the moment of the report; both processes read the same wall clock). It can also
+ * stop reading on one connection (a stalled subscriber), to show that the others do not wait for it.
+ *
+ * Connections are spread over several loopback source addresses (127.0.0.2, …): each has its own
+ * range of ephemeral ports, so tens of thousands of connections opened and closed in one run do
+ * not run out of them (a closed one keeps its port in TIME_WAIT for a minute).
  */
+
+import { request, type IncomingMessage } from 'node:http';
 
 import WebSocket from 'ws';
 
@@ -17,6 +23,9 @@ interface Open {
   readonly lists: readonly (readonly string[])[];
   /** Index of a connection that stops reading after its snapshot, or -1. */
   readonly stall?: number;
+  readonly transport?: 'ws' | 'sse';
+  /** Loopback source addresses to spread the connections over. */
+  readonly from?: readonly string[];
 }
 /** One connection that goes away for `gapMs` and resumes; every version checked to follow the last. */
 interface Resume {
@@ -32,6 +41,8 @@ type Command =
   Open | Resume | { readonly cmd: 'stats' } | { readonly cmd: 'reset' } | { readonly cmd: 'close' };
 
 const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Connections being opened at once (the server's listen backlog is 511). */
+const OPENING = 200;
 
 async function resume(c: Resume): Promise<unknown> {
   const versions = new Map<string, number>();
@@ -85,67 +96,151 @@ async function resume(c: Resume): Promise<unknown> {
   return { outcome, replayed, gaps, twice };
 }
 
-const sockets: WebSocket[] = [];
+const closers: (() => void)[] = [];
 let received = 0;
-let latencies: number[] = [];
 let resyncs = 0;
+/** Latencies in 1 ms buckets up to 60 s (the last bucket holds anything later). */
+let histogram = new Uint32Array(60_001);
+
+const OBSERVED = /"observed_at":"([^"]+)"/;
+
+function presence(text: string): void {
+  received += 1;
+  const at = OBSERVED.exec(text);
+  if (at === null) return;
+  const ms = Math.max(0, Date.now() - Date.parse(at[1]!));
+  histogram[Math.min(ms, histogram.length - 1)]! += 1;
+}
+
+function percentiles(): { p50: number; p99: number; max: number } {
+  const total = histogram.reduce((n, x) => n + x, 0);
+  const at = (q: number): number => {
+    const want = Math.ceil(q * total);
+    let seen = 0;
+    for (let i = 0; i < histogram.length; i++) {
+      seen += histogram[i]!;
+      if (seen >= want && want > 0) return i;
+    }
+    return 0;
+  };
+  let max = 0;
+  for (let i = histogram.length - 1; i >= 0; i--)
+    if (histogram[i]! > 0) {
+      max = i;
+      break;
+    }
+  return { p50: at(0.5), p99: at(0.99), max };
+}
 
 function send(m: unknown): void {
   process.send!(m);
 }
 
-async function open(c: Open): Promise<void> {
-  let ready = 0;
-  await new Promise<void>((done, fail) => {
-    c.lists.forEach((list, i) => {
-      const ws = new WebSocket(`${c.url}/v1/ws?user_ids=${list.join(',')}&access_token=${c.key}`, {
-        perMessageDeflate: false,
-      });
-      sockets.push(ws);
-      ws.on('error', fail);
-      ws.on('close', (code) => {
-        if (code === 4008) resyncs += 1;
-      });
-      ws.on('message', (data: Buffer) => {
-        const text = data.toString('utf8');
-        if (text.startsWith('{"type":"snapshot"')) {
-          if (i === c.stall) (ws as unknown as { _socket: { pause(): void } })._socket.pause();
-          if (++ready === c.lists.length) done();
-          return;
-        }
-        received += 1;
-        const at = /"observed_at":"([^"]+)"/.exec(text);
-        if (at !== null) latencies.push(Date.now() - Date.parse(at[1]!));
-      });
+/** A WebSocket connection; resolves once its snapshot is in. */
+function openWs(c: Open, list: readonly string[], stall: boolean, from: string | undefined): Promise<void> {
+  return new Promise((done, fail) => {
+    const ws = new WebSocket(`${c.url}/v1/ws?user_ids=${list.join(',')}&access_token=${c.key}`, {
+      perMessageDeflate: false,
+      localAddress: from,
+      skipUTF8Validation: true,
+    });
+    closers.push(() => ws.terminate());
+    ws.on('error', fail);
+    ws.on('close', (code) => {
+      if (code === 4008) resyncs += 1;
+    });
+    ws.on('message', (data: Buffer) => {
+      const text = data.toString('latin1');
+      if (text.startsWith('{"type":"snapshot"')) {
+        if (stall) (ws as unknown as { _socket: { pause(): void } })._socket.pause();
+        done();
+        return;
+      }
+      presence(text);
     });
   });
+}
+
+/** A Server-Sent Events connection; resolves once its snapshot is in. */
+function openSse(c: Open, list: readonly string[], stall: boolean, from: string | undefined): Promise<void> {
+  const url = new URL(`${c.url.replace(/^ws/, 'http')}/v1/stream?user_ids=${list.join(',')}`);
+  return new Promise((done, fail) => {
+    const req = request(url, {
+      headers: { authorization: `Bearer ${decodeURIComponent(c.key)}`, accept: 'text/event-stream' },
+      localAddress: from,
+      agent: false,
+    });
+    req.on('error', fail);
+    req.on('response', (res: IncomingMessage) => {
+      if (res.statusCode !== 200) {
+        fail(new Error(`SSE answered ${res.statusCode}`));
+        return;
+      }
+      closers.push(() => res.destroy());
+      res.setEncoding('latin1');
+      let buffer = '';
+      let ready = false;
+      res.on('data', (chunk: string) => {
+        buffer += chunk;
+        let end: number;
+        while ((end = buffer.indexOf('\n\n')) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          if (block.startsWith('event: snapshot')) {
+            if (!ready) {
+              ready = true;
+              if (stall) res.pause();
+              done();
+            }
+          } else if (block.startsWith('event: presence')) presence(block);
+          else if (block.startsWith('event: resync')) resyncs += 1;
+        }
+      });
+    });
+    req.end();
+  });
+}
+
+async function open(c: Open): Promise<void> {
+  const from = c.from ?? [];
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < c.lists.length) {
+      const i = next++;
+      const via = from.length === 0 ? undefined : from[i % from.length];
+      const stall = i === c.stall;
+      await (c.transport === 'sse' ? openSse : openWs)(c, c.lists[i]!, stall, via);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(OPENING, c.lists.length) }, worker));
 }
 
 process.on('message', (m: Command) => {
   void (async () => {
     switch (m.cmd) {
       case 'open':
-        await open(m);
-        send({ ready: sockets.length });
+        try {
+          await open(m);
+          send({ ready: closers.length });
+        } catch (error) {
+          send({ error: String(error) });
+        }
         break;
       case 'resume':
         send(await resume(m));
         break;
-      case 'stats': {
-        const sorted = latencies.slice().sort((a, b) => a - b);
-        const p = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
-        send({ received, resyncs, p50: p(0.5), p99: p(0.99), max: sorted.at(-1) ?? 0 });
+      case 'stats':
+        send({ received, resyncs, ...percentiles() });
         break;
-      }
       case 'reset':
         received = 0;
-        latencies = [];
+        histogram = new Uint32Array(histogram.length);
         send({ ok: true });
         break;
       case 'close':
-        for (const ws of sockets) ws.terminate();
+        for (const close of closers.splice(0)) close();
         send({ closed: true });
-        process.exit(0);
+        setTimeout(() => process.exit(0), 100);
     }
   })();
 });
