@@ -1,17 +1,24 @@
 /**
  * @module bench/stream-client
- * A child process of `npm run bench -- stream`: opens stream connections (WebSocket with the `ws`
- * package, as a Node client would, or Server-Sent Events over `http`), each watching its own list
- * of users, and reports over IPC what it received and how late (now − the presence's
- * `observed_at`, the moment of the report; both processes read the same wall clock). It can also
- * stop reading on one connection (a stalled subscriber), to show that the others do not wait for it.
+ * A child process of `npm run bench -- stream`: opens stream connections (WebSocket or
+ * Server-Sent Events), each watching its own list of users, and reports over IPC what it
+ * received and how late (now − the presence's `observed_at`, the moment of the report; both
+ * processes read the same wall clock). It can also stop reading on one connection (a stalled
+ * subscriber), to show that the others do not wait for it.
+ *
+ * The many WebSocket connections are read by a lean client here (the handshake over `net`, then
+ * frames parsed in place, pings answered): the clients share the machine's two cores with the
+ * server, and `ws` per message (a Buffer, an event, a string) would take a good part of them.
+ * The resume check uses the `ws` package, as a Node client would.
  *
  * Connections are spread over several loopback source addresses (127.0.0.2, …): each has its own
  * range of ephemeral ports, so tens of thousands of connections opened and closed in one run do
  * not run out of them (a closed one keeps its port in TIME_WAIT for a minute).
  */
 
+import { randomBytes } from 'node:crypto';
 import { request, type IncomingMessage } from 'node:http';
+import { connect } from 'node:net';
 
 import WebSocket from 'ws';
 
@@ -104,13 +111,21 @@ let histogram = new Uint32Array(60_001);
 
 const OBSERVED = /"observed_at":"([^"]+)"/;
 
+function late(observedAt: string): void {
+  const ms = Math.max(0, Date.now() - Date.parse(observedAt));
+  histogram[Math.min(ms, histogram.length - 1)]! += 1;
+}
+
 function presence(text: string): void {
   received += 1;
   const at = OBSERVED.exec(text);
-  if (at === null) return;
-  const ms = Math.max(0, Date.now() - Date.parse(at[1]!));
-  histogram[Math.min(ms, histogram.length - 1)]! += 1;
+  if (at !== null) late(at[1]!);
 }
+
+const OBSERVED_KEY = Buffer.from('"observed_at":"');
+const SNAPSHOT_START = Buffer.from('{"type":"snapshot"');
+/** A pong with no payload, masked (client frames are) with a zero mask. */
+const PONG = Buffer.from([0x8a, 0x80, 0, 0, 0, 0]);
 
 function percentiles(): { p50: number; p99: number; max: number } {
   const total = histogram.reduce((n, x) => n + x, 0);
@@ -136,27 +151,67 @@ function send(m: unknown): void {
   process.send!(m);
 }
 
-/** A WebSocket connection; resolves once its snapshot is in. */
+/** A WebSocket connection read by hand; resolves once its snapshot is in. */
 function openWs(c: Open, list: readonly string[], stall: boolean, from: string | undefined): Promise<void> {
+  const url = new URL(c.url);
   return new Promise((done, fail) => {
-    const ws = new WebSocket(`${c.url}/v1/ws?user_ids=${list.join(',')}&access_token=${c.key}`, {
-      perMessageDeflate: false,
-      localAddress: from,
-      skipUTF8Validation: true,
-    });
-    closers.push(() => ws.terminate());
-    ws.on('error', fail);
-    ws.on('close', (code) => {
-      if (code === 4008) resyncs += 1;
-    });
-    ws.on('message', (data: Buffer) => {
-      const text = data.toString('latin1');
-      if (text.startsWith('{"type":"snapshot"')) {
-        if (stall) (ws as unknown as { _socket: { pause(): void } })._socket.pause();
-        done();
-        return;
+    const socket = connect({ host: url.hostname, port: Number(url.port), localAddress: from });
+    closers.push(() => socket.destroy());
+    socket.on('error', fail);
+    socket.write(
+      `GET /v1/ws?user_ids=${list.join(',')}&access_token=${c.key} HTTP/1.1\r\nHost: ${url.host}\r\n` +
+        `Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n` +
+        `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\n\r\n`,
+    );
+    let upgraded = false;
+    let ready = false;
+    let buf: Buffer | null = null;
+    socket.on('data', (chunk: Buffer) => {
+      buf = buf === null ? chunk : Buffer.concat([buf, chunk]);
+      if (!upgraded) {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        if (!buf.subarray(0, 13).toString('latin1').includes(' 101')) {
+          fail(new Error(`upgrade refused: ${buf.subarray(0, end).toString('latin1')}`));
+          return;
+        }
+        upgraded = true;
+        buf = buf.subarray(end + 4);
       }
-      presence(text);
+      let off = 0;
+      while (buf.length - off >= 2) {
+        const opcode = buf[off]! & 0x0f;
+        let length = buf[off + 1]! & 0x7f;
+        let header = 2;
+        if (length === 126) {
+          if (buf.length - off < 4) break;
+          length = buf.readUInt16BE(off + 2);
+          header = 4;
+        } else if (length === 127) {
+          if (buf.length - off < 10) break;
+          length = buf.readUInt32BE(off + 6);
+          header = 10;
+        }
+        if (buf.length - off < header + length) break;
+        const start = off + header;
+        const end = start + length;
+        off = end;
+        if (opcode === 1) {
+          if (!ready && buf.indexOf(SNAPSHOT_START, start) === start) {
+            ready = true;
+            if (stall) socket.pause();
+            done();
+            continue;
+          }
+          if (buf[start + 9] !== 0x70) continue; // {"type":"p… — presence; anything else is not counted
+          received += 1;
+          const at = buf.indexOf(OBSERVED_KEY, start);
+          if (at >= 0 && at < end)
+            late(buf.toString('latin1', at + OBSERVED_KEY.length, at + OBSERVED_KEY.length + 24));
+        } else if (opcode === 9) socket.write(PONG);
+        else if (opcode === 8 && length >= 2 && buf.readUInt16BE(start) === 4008) resyncs += 1;
+      }
+      buf = off === buf.length ? null : buf.subarray(off);
     });
   });
 }

@@ -115,6 +115,9 @@ export class StreamHub {
   private readonly defer: (run: () => void) => void;
   /** What every subscriber shares (one object, not one per connection). */
   private readonly context: SubscriberContext;
+  /** Subscribers with something to write at the end of this turn. */
+  private dirty: Subscriber[] = [];
+  private flushing = false;
   private watchCount = 0;
   private ticker: { cancel(): void } | null = null;
   private draining = false;
@@ -135,7 +138,7 @@ export class StreamHub {
       timers: this.timers,
       stats: this.stats,
       limits: this.limits,
-      defer: this.defer,
+      schedule: (sub) => this.schedule(sub),
       onResync: (sub) => this.close(sub),
       versionOf: (sub, id) => this.versionOf(sub, id),
     };
@@ -159,6 +162,20 @@ export class StreamHub {
   subscribersOf(userId: string): ReadonlySet<Subscriber> | undefined {
     const w = this.index.get(userId);
     return w === undefined ? undefined : new Set(w.subs);
+  }
+
+  /** Writes what every subscriber queued this turn once the turn is over: one deferral for all. */
+  private schedule(s: Subscriber): void {
+    this.dirty.push(s);
+    if (this.dirty.length > 1 || this.flushing) return;
+    this.flushing = true;
+    this.defer(() => {
+      this.flushing = false;
+      // Swapped first: a write that flushes at once may queue (and schedule) again.
+      const list = this.dirty;
+      this.dirty = [];
+      for (const sub of list) sub.flushScheduledWrite();
+    });
   }
 
   /** How many connections watch the user. */

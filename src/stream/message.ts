@@ -6,24 +6,45 @@
 
 import { presenceChangedEvent, type PresenceChange } from '../core/changes';
 
-/** One message of the protocol, ready for either transport. */
+/**
+ * One message of the protocol, ready for either transport. Its WebSocket frame is made once, the
+ * first time a WebSocket sends it, and shared by every connection that gets it: a change sent to
+ * a thousand subscribers is encoded once, not a thousand times. The frame then holds the text
+ * (the JSON string is let go: a message kept in the change log is held once, not twice).
+ */
 export class Outgoing {
   private sseFrame: string | null = null;
+  private text: string | null;
+  private wire: Buffer | null = null;
+  /** Bytes it takes in a queue: the JSON's length, which for the ASCII JSON sent is its size. */
+  readonly bytes: number;
 
   constructor(
     /** The message's `type` (SSE's `event:`). */
     readonly type: string,
     /** The JSON text of the whole message (a WebSocket frame; SSE's `data:`). */
-    readonly json: string,
+    json: string,
     /** For `presence` messages: whose change it is (compaction keeps the latest per user). */
     readonly userId: string | null = null,
     /** For `presence` messages: their position (SSE's `id:`). */
     readonly position: string | null = null,
-  ) {}
+  ) {
+    this.text = json;
+    this.bytes = json.length;
+  }
 
-  /** Bytes it takes in a queue: its length, which for the ASCII JSON sent is its size. */
-  get bytes(): number {
-    return this.json.length;
+  /** The JSON text of the whole message. */
+  get json(): string {
+    return this.text ?? this.wire!.toString('utf8', frameHeaderLength(this.wire!));
+  }
+
+  /** The message as one WebSocket text frame, server to client (unmasked, final). */
+  get frame(): Buffer {
+    if (this.wire === null) {
+      this.wire = textFrame(this.text!);
+      this.text = null;
+    }
+    return this.wire;
   }
 
   get sse(): string {
@@ -37,6 +58,30 @@ export class Outgoing {
   static of(type: string, body: Readonly<Record<string, unknown>>): Outgoing {
     return new Outgoing(type, JSON.stringify({ type, ...body }));
   }
+}
+
+/** A WebSocket text frame (RFC 6455 §5.2) of `text`: FIN and opcode 1, no mask, 7/16/64-bit length. */
+export function textFrame(text: string): Buffer {
+  const length = Buffer.byteLength(text);
+  const header = length < 126 ? 2 : length < 65_536 ? 4 : 10;
+  const frame = Buffer.allocUnsafe(header + length);
+  frame[0] = 0x81;
+  if (header === 2) frame[1] = length;
+  else if (header === 4) {
+    frame[1] = 126;
+    frame.writeUInt16BE(length, 2);
+  } else {
+    frame[1] = 127;
+    frame.writeUInt32BE(0, 2);
+    frame.writeUInt32BE(length, 6);
+  }
+  frame.write(text, header, 'utf8');
+  return frame;
+}
+
+function frameHeaderLength(frame: Buffer): number {
+  const n = frame[1]!;
+  return n < 126 ? 2 : n === 126 ? 4 : 10;
 }
 
 /** The `data` of a `presence.changed` event: what a `presence` message carries besides its position. */

@@ -75,8 +75,11 @@ export interface SubscriberContext {
   readonly timers: Timers;
   readonly stats: StreamStats;
   readonly limits: SubscriberLimits;
-  /** Runs `flush` after the current turn (setImmediate); tests may run it at once. */
-  readonly defer: (flush: () => void) => void;
+  /**
+   * Has `flushScheduled` run after the current turn: the hub flushes every subscriber that has
+   * something queued in one pass (one setImmediate for all, not one each).
+   */
+  readonly schedule: (s: Subscriber) => void;
   /** Called once when the subscriber closes itself (resync). */
   readonly onResync: (s: Subscriber) => void;
   /** The version of a watched id the client has (the hub's index holds it), or undefined. */
@@ -265,10 +268,13 @@ export class Subscriber {
   private scheduleFlush(): void {
     if (this.flushScheduled || this.blockedSince !== null) return;
     this.flushScheduled = true;
-    this.ctx.defer(() => {
-      this.flushScheduled = false;
-      this.flush();
-    });
+    this.ctx.schedule(this);
+  }
+
+  /** The flush `schedule` asked for. */
+  flushScheduledWrite(): void {
+    this.flushScheduled = false;
+    this.flush();
   }
 
   /** Writes what is queued, as one batch, unless the transport is blocked. */

@@ -2,8 +2,13 @@
  * @module stream/transports
  * The two transports under one `Transport`: a WebSocket (`ws`, a JSON text frame per message)
  * and Server-Sent Events over the raw HTTP response. Both batch: everything a subscriber flushes
- * at once is one write to the socket (the WebSocket's frames are corked together), not one
- * syscall per message.
+ * at once is one write to the socket, not one syscall per message.
+ *
+ * The WebSocket's data frames are written straight to the upgraded socket, each message's frame
+ * made once and shared by every connection (Outgoing.frame), rather than through `ws.send`, which
+ * would frame and copy the text again for every connection. `ws` writes its own frames (pings,
+ * the close) to the same socket, synchronously since permessage-deflate is off, so the frames
+ * never interleave.
  */
 
 import type { ServerResponse } from 'node:http';
@@ -30,11 +35,8 @@ export class WsTransport implements Transport {
 
   write(messages: readonly Outgoing[], flushed: () => void): void {
     if (this.ws.readyState !== this.ws.OPEN) return;
-    this.socket.cork();
-    const last = messages.length - 1;
-    for (let i = 0; i < last; i++) this.ws.send(messages[i]!.json);
-    this.ws.send(messages[last]!.json, () => flushed());
-    process.nextTick(() => this.socket.uncork());
+    const data = messages.length === 1 ? messages[0]!.frame : Buffer.concat(messages.map((m) => m.frame));
+    this.socket.write(data, () => flushed());
   }
 
   ping(): void {
