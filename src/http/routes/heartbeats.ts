@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 
+import { DONE } from '../../aggregator/group-commit';
 import type { AppDeps } from '../deps';
 import { Activity, COMMON_ERRORS, Status, UserId } from '../schemas';
 
@@ -36,10 +37,17 @@ export function heartbeatRoutes(app: FastifyInstance, { engine }: AppDeps): void
         response: { 204: z.null(), ...COMMON_ERRORS },
       },
     },
-    async (req, reply) => {
+    (req, reply) => {
       const b = req.body;
-      await engine.heartbeat(b.user_id, b.device_id, b.status, b.activity, b.ttl_seconds * 1000);
-      await reply.code(204).send(null);
+      const ack = engine.heartbeat(b.user_id, b.device_id, b.status, b.activity, b.ttl_seconds * 1000);
+      // A refresh is durable at once: answered in this turn, without a promise to wait through.
+      if (ack === DONE) {
+        void reply.code(204).send(null);
+        return;
+      }
+      return ack.then(() => {
+        void reply.code(204).send(null);
+      });
     },
   );
 }
