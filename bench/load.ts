@@ -40,6 +40,8 @@ export interface LoadResult {
   readonly p50: number;
   readonly p99: number;
   readonly failed: number;
+  /** Requests answered in the run. */
+  readonly requests: number;
   /** Distinct user ids the run's requests named, and how many they named in all. */
   readonly distinct?: number;
   readonly draws?: number;
@@ -133,6 +135,7 @@ async function main(): Promise<void> {
     p50: r.latency.p50,
     p99: r.latency.p99,
     failed: r.errors + r.non2xx,
+    requests: r.requests.total,
     ...(g === undefined ? {} : { distinct: coverage.distinct, draws: coverage.draws }),
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);
