@@ -11,6 +11,9 @@
  *   replays what was missed, or sends a fresh snapshot (`recovered: false`), and the map is right
  *   again either way; `onSync` says so each time.
  * - Can be a device (`identify`, WebSocket only), identified again after every reconnect.
+ * - Over SSE, whose ids can only go in the URL, a long id list is split over several streams,
+ *   each URL short enough for servers and proxies; they resume together and `onSync` fires once
+ *   all of them are in sync.
  *
  * It imports nothing from the server: only types.
  */
@@ -100,6 +103,64 @@ interface Connection {
 const WS_OPEN = 1;
 /** Ids longer than this in all (joined with commas) go in a WebSocket's first message, not its URL. */
 const URL_IDS_MAX_CHARS = 4096;
+/**
+ * Ids in one SSE URL at most (joined with commas). SSE has only the URL: a longer list is split
+ * over several streams. Node refuses request heads over 16 KB; common proxies take request lines
+ * of 8 KB (nginx's default buffers).
+ */
+export const SSE_URL_IDS_MAX_CHARS = 6000;
+
+/** One of the SSE streams a connection is made of: its ids and the last position it saw. */
+interface SsePart {
+  readonly ids: readonly string[];
+  position: string | null;
+  synced: boolean;
+  recovered: boolean;
+}
+
+/** The `user_ids` value of a URL: each id encoded, joined with plain commas. */
+function idsParam(ids: readonly string[]): string {
+  return ids.map(encodeURIComponent).join(',');
+}
+
+/** Ids in runs whose `user_ids` value (idsParam) stays within `max` characters (each run at least one id). */
+export function splitIds(ids: readonly string[], max: number): string[][] {
+  const runs: string[][] = [];
+  let run: string[] = [];
+  let length = 0;
+  for (const id of ids) {
+    const size = encodeURIComponent(id).length;
+    const added = run.length === 0 ? size : length + 1 + size;
+    if (run.length > 0 && added > max) {
+      runs.push(run);
+      run = [id];
+      length = size;
+    } else {
+      run.push(id);
+      length = added;
+    }
+  }
+  if (run.length > 0 || runs.length === 0) runs.push(run);
+  return runs;
+}
+
+/**
+ * The position a set of streams resumes from: the earliest of theirs (a change replayed to a
+ * stream that had it already is ignored, as any diff not newer than the map), or null when one
+ * has none or they stand in different epochs (then a fresh snapshot).
+ */
+function earliest(positions: readonly (string | null)[]): string | null {
+  let best: { epoch: string; offset: number; text: string } | null = null;
+  for (const p of positions) {
+    if (p === null) return null;
+    const at = p.lastIndexOf(':');
+    const epoch = p.slice(0, at);
+    const offset = Number(p.slice(at + 1));
+    if (best !== null && best.epoch !== epoch) return null;
+    if (best === null || offset < best.offset) best = { epoch, offset, text: p };
+  }
+  return best?.text ?? null;
+}
 
 /** The reader of a fetch body (typed here: the DOM library is not part of the build). */
 interface ChunkReader {
@@ -220,7 +281,8 @@ export class PresenceClient {
 
   // ------------------------------------------------------------------ connections
 
-  private query(transport: 'ws' | 'sse'): string {
+  /** The WebSocket's query (SSE streams build theirs in readSse). */
+  private wsQuery(): string {
     const q = new URLSearchParams();
     const ids = [...this.watching];
     if (this.options.coalesceMs !== undefined) q.set('coalesce_ms', String(this.options.coalesceMs));
@@ -228,9 +290,10 @@ export class PresenceClient {
     // resume from for them): such a connection starts from a fresh snapshot instead.
     const since = this.position !== null && this.pending.size === 0 ? this.position : null;
     // A long id list would not fit in the URL (servers cap a request's head: Node at 16 KB), so
-    // a WebSocket sends it in its first message instead; SSE has only the URL.
+    // a WebSocket sends it in its first message instead (SSE, which has only the URL, splits it
+    // over several streams).
     this.firstMessage = null;
-    if (transport === 'ws' && ids.join(',').length > URL_IDS_MAX_CHARS) {
+    if (ids.join(',').length > URL_IDS_MAX_CHARS) {
       this.firstMessage =
         since === null ? { type: 'subscribe', user_ids: ids } : { type: 'resume', since, user_ids: ids };
     } else {
@@ -239,7 +302,7 @@ export class PresenceClient {
     }
     this.askedFor = new Set(this.watching);
     // Browsers cannot set headers on a WebSocket: the key goes in the query (the service never logs it).
-    if (transport === 'ws') q.set('access_token', this.options.token);
+    q.set('access_token', this.options.token);
     const s = q.toString();
     return s === '' ? '' : `?${s}`;
   }
@@ -256,7 +319,7 @@ export class PresenceClient {
   }
 
   private openWs(Ws: WebSocketConstructor, fallBack: boolean): void {
-    const ws = new Ws(`${this.base.replace(/^http/, 'ws')}/v1/ws${this.query('ws')}`);
+    const ws = new Ws(`${this.base.replace(/^http/, 'ws')}/v1/ws${this.wsQuery()}`);
     let opened = false;
     const conn: Connection = {
       kind: 'ws',
@@ -300,7 +363,19 @@ export class PresenceClient {
   /** Set when a WebSocket could not be opened: later connections use SSE. */
   private sseFallback = false;
 
+  /** The SSE streams of the current connection (several when the id list is long), or null. */
+  private parts: SsePart[] | null = null;
+
   private openSse(): void {
+    // Ids still waiting for their first snapshot cannot be resumed: a fresh snapshot then.
+    const since = this.position !== null && this.pending.size === 0 ? this.position : null;
+    this.askedFor = new Set(this.watching);
+    const parts: SsePart[] = splitIds([...this.watching], SSE_URL_IDS_MAX_CHARS).map((ids) => ({
+      ids,
+      position: since,
+      synced: false,
+      recovered: true,
+    }));
     const controller = new AbortController();
     const conn: Connection = {
       kind: 'sse',
@@ -308,43 +383,69 @@ export class PresenceClient {
       close: () => controller.abort(),
     };
     this.conn = conn;
-    const headers: Record<string, string> = {
-      accept: 'text/event-stream',
-      authorization: `Bearer ${this.options.token}`,
-    };
-    void (async () => {
-      try {
-        const res = await fetch(`${this.base}/v1/stream${this.query('sse')}`, {
-          headers,
-          signal: controller.signal,
-        });
-        if (!res.ok || res.body === null) throw new Error(`stream answered ${res.status}`);
-        this.opened();
-        const reader = (res.body as unknown as { getReader(): ChunkReader }).getReader();
-        const decoder = new TextDecoder();
-        let buffer = '';
-        for (;;) {
-          const chunk = await reader.read();
-          if (chunk.done || chunk.value === undefined) break;
-          buffer += decoder.decode(chunk.value, { stream: true });
-          let end: number;
-          while ((end = buffer.indexOf('\n\n')) >= 0) {
-            const block = buffer.slice(0, end);
-            buffer = buffer.slice(end + 2);
-            const data = block
-              .split('\n')
-              .filter((l) => l.startsWith('data: '))
-              .map((l) => l.slice(6));
-            if (data.length > 0) this.handle(JSON.parse(data.join('\n')) as StreamMessage);
-          }
-        }
-      } catch {
-        // aborted, refused or cut: handled as a lost connection below
-      }
+    this.parts = parts;
+    let answered = 0;
+    let ended = false;
+    // One stream ending ends them all: the connection is lost, and reconnects (resuming) whole.
+    const end = (): void => {
+      if (ended) return;
+      ended = true;
+      controller.abort();
       if (this.conn !== conn) return;
       this.conn = null;
+      this.parts = null;
       this.lost();
-    })();
+    };
+    for (const part of parts)
+      void this.readSse(part, since, conn, controller.signal, () => {
+        if (++answered === parts.length) this.opened();
+      }).finally(end);
+  }
+
+  /** One SSE stream: its events go to the map until it ends (aborted, refused or cut). */
+  private async readSse(
+    part: SsePart,
+    since: string | null,
+    conn: Connection,
+    signal: AbortSignal,
+    answered: () => void,
+  ): Promise<void> {
+    const q = new URLSearchParams();
+    if (this.options.coalesceMs !== undefined) q.set('coalesce_ms', String(this.options.coalesceMs));
+    if (since !== null) q.set('since', since);
+    // The ids with plain commas (URLSearchParams would make each one three characters).
+    const query = [part.ids.length > 0 ? `user_ids=${idsParam(part.ids)}` : '', q.toString()]
+      .filter((x) => x !== '')
+      .join('&');
+    try {
+      const res = await fetch(`${this.base}/v1/stream${query === '' ? '' : `?${query}`}`, {
+        headers: { accept: 'text/event-stream', authorization: `Bearer ${this.options.token}` },
+        signal,
+      });
+      if (!res.ok || res.body === null) throw new Error(`stream answered ${res.status}`);
+      answered();
+      const reader = (res.body as unknown as { getReader(): ChunkReader }).getReader();
+      const decoder = new TextDecoder();
+      let buffer = '';
+      for (;;) {
+        const chunk = await reader.read();
+        if (chunk.done || chunk.value === undefined || this.conn !== conn) break;
+        buffer += decoder.decode(chunk.value, { stream: true });
+        let end: number;
+        while ((end = buffer.indexOf('\n\n')) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const data = block
+            .split('\n')
+            .filter((l) => l.startsWith('data: '))
+            .map((l) => l.slice(6));
+          if (data.length > 0 && this.conn === conn)
+            this.handle(JSON.parse(data.join('\n')) as StreamMessage, part);
+        }
+      }
+    } catch {
+      // aborted, refused or cut: the connection is lost (the caller reconnects)
+    }
   }
 
   private opened(): void {
@@ -381,11 +482,32 @@ export class PresenceClient {
 
   // ------------------------------------------------------------------ the local map
 
-  private handle(m: StreamMessage): void {
+  /** The last position seen: of the stream, or the earliest of the SSE streams it is made of. */
+  private moved(position: string, part: SsePart | undefined): void {
+    if (part === undefined || this.parts === null) {
+      this.position = position;
+      return;
+    }
+    part.position = position;
+    this.position = earliest(this.parts.map((p) => p.position));
+  }
+
+  /** A stream is in step (snapshot or resumed); over several SSE streams, once all of them are. */
+  private synced(recovered: boolean, part: SsePart | undefined): void {
+    if (part === undefined || this.parts === null) {
+      this.emitSync(recovered);
+      return;
+    }
+    part.synced = true;
+    part.recovered = recovered;
+    if (this.parts.every((p) => p.synced)) this.emitSync(this.parts.every((p) => p.recovered));
+  }
+
+  private handle(m: StreamMessage, part?: SsePart): void {
     for (const l of this.messageListeners) l(m);
     switch (m.type) {
       case 'snapshot': {
-        this.position = m.position;
+        this.moved(m.position, part);
         const full = m.recovered === false;
         for (const [id, p] of Object.entries(m.presence)) {
           if (!this.watching.has(id)) continue;
@@ -399,19 +521,19 @@ export class PresenceClient {
           if (this.presence.delete(id)) this.emitChange(id, undefined, previous);
           this.applyHeld(id);
         }
-        this.emitSync(!full);
+        this.synced(!full, part);
         break;
       }
       case 'presence':
-        this.position = m.position;
+        this.moved(m.position, part);
         if (!this.watching.has(m.user_id)) break;
         if (this.pending.has(m.user_id)) this.pending.get(m.user_id)!.push(m);
         else this.apply(m);
         break;
       case 'resumed':
-        this.position = m.position;
-        for (const id of [...this.pending.keys()]) this.applyHeld(id);
-        this.emitSync(true);
+        this.moved(m.position, part);
+        for (const id of part?.ids ?? [...this.pending.keys()]) this.applyHeld(id);
+        this.synced(true, part);
         break;
       default:
         break;

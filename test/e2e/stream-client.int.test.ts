@@ -83,6 +83,33 @@ describe('client library against presence serve', () => {
     },
   );
 
+  it('over SSE with 2,000 ids (a URL of ~24 KB, past the 16 KB Node takes): split over several streams, one sync, every change', async () => {
+    const ids = Array.from({ length: 2000 }, (_, i) => `user-${String(i).padStart(6, '0')}`);
+    const [head, tail] = [ids[0]!, ids.at(-1)!];
+    await beat(head, 'online');
+    await beat(tail, 'away');
+    const c = client({ userIds: ids });
+    const syncs: boolean[] = [];
+    let snapshots = 0;
+    c.onSync((recovered) => syncs.push(recovered));
+    c.onMessage((m) => {
+      if (m.type === 'snapshot') snapshots += 1;
+    });
+    c.connect();
+    await until(() => syncs.length >= 1, 'the first sync');
+    expect(c.transport).toBe('sse');
+    expect(snapshots).toBeGreaterThan(1); // several streams, each with its snapshot
+    expect(syncs).toEqual([true]); // one sync for all of them
+    expect([c.presence.get(head)?.status, c.presence.get(tail)?.status]).toEqual(['online', 'away']);
+    expect(c.presence.size).toBe(2);
+    await beat(head, 'busy');
+    await beat(tail, 'online');
+    await until(
+      () => c.presence.get(head)?.status === 'busy' && c.presence.get(tail)?.status === 'online',
+      'changes of the first and the last stream',
+    );
+  });
+
   it('identifies as a device: online while connected, offline one grace after close', async () => {
     const c = client({ WebSocket: Ws });
     c.identify('dana', 'browser-tab');
