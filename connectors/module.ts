@@ -11,6 +11,7 @@ import type { Env } from '../src/config/env';
 import type { Clock } from '../src/core/clock';
 import type { Connector, ConnectorDescriptor } from '../src/core/connector';
 import type { Log } from '../src/core/log';
+import type { AppGrants } from '../src/oauth/app-token';
 import type { ConnectionService } from '../src/oauth/service';
 import type { InboundHandler, PresencePort } from './inbound';
 
@@ -33,6 +34,12 @@ export interface ConnectorDeps {
   readonly log: Log;
   /** Null without PRESENCE_SECRET_KEY. */
   readonly connections: ConnectionsPort | null;
+  /**
+   * The app grants' token sources (one per grant, shared with the connection layer's
+   * `connectApp` and refresh sweep), for a connector that polls with the app's token without
+   * storing a connection (Teams). There with or without PRESENCE_SECRET_KEY.
+   */
+  readonly appGrants: AppGrants;
   /** Where an inbound handler that maps pushes itself sends the presence (WhatsApp, Zoom). */
   readonly presence: PresencePort;
   /**

@@ -14,6 +14,7 @@ import { silentLog, type Log } from './core/log';
 import type { Stores } from './core/ports';
 import { Ladder, REAL_PLATFORMS } from './core/presence';
 import { ApiKeys } from './keys/api-keys';
+import { AppGrants } from './oauth/app-token';
 import { ConnectionService, type ConnectionServiceDeps } from './oauth/service';
 import { TokenVault } from './oauth/vault';
 import { openSqliteStores, type SqliteStores } from './store/sqlite';
@@ -48,6 +49,15 @@ export function secretVault(env: Env): TokenVault | null {
 }
 
 /**
+ * The app's own grants (Zoom Server-to-Server, Microsoft client credentials): one token source per
+ * grant, for every part that needs the app's token (the Teams connector, `connectApp` and the
+ * refresh sweep), so a grant has one cache and one request in flight. Needs no secret key.
+ */
+export function createAppGrants(env: Env, clock: Clock): AppGrants {
+  return new AppGrants(env, { clock });
+}
+
+/**
  * The OAuth connection layer over the stores, linking accounts through `engine`; null without
  * PRESENCE_SECRET_KEY (it encrypts the tokens). `onEvent` receives its events inside the
  * transaction that records them.
@@ -56,7 +66,13 @@ export function createConnections(
   env: Env,
   stores: Stores,
   engine: PresenceEngine,
-  parts: { readonly clock: Clock; readonly log: Log; readonly onEvent: ConnectionServiceDeps['onEvent'] },
+  parts: {
+    readonly clock: Clock;
+    readonly log: Log;
+    readonly onEvent: ConnectionServiceDeps['onEvent'];
+    /** The process's app grants (`createAppGrants`); built here when the command needs no other user of them. */
+    readonly appGrants?: AppGrants;
+  },
 ): ConnectionService | null {
   if (env.PRESENCE_SECRET_KEY === undefined) return null;
   return new ConnectionService({
@@ -67,6 +83,7 @@ export function createConnections(
     linkAccount: (userId, account) => engine.linkAccount(userId, account),
     hasUser: (userId) => engine.hasUser(userId),
     onEvent: parts.onEvent,
+    appGrants: parts.appGrants ?? createAppGrants(env, parts.clock),
     previousSecretKeys: env.PRESENCE_SECRET_KEY_PREVIOUS,
   });
 }

@@ -14,7 +14,14 @@ import type { ConnectorParts } from '../connectors/module';
 import { ConnectorHost, InboundRecord, roleOf, type ConnectorStatus } from './aggregator/connector-host';
 import type { PresenceEngine } from './aggregator/engine';
 import { UserService } from './aggregator/users';
-import { createConnections, createEngine, createKeys, openStores, secretVault } from './compose';
+import {
+  createAppGrants,
+  createConnections,
+  createEngine,
+  createKeys,
+  openStores,
+  secretVault,
+} from './compose';
 import type { Env } from './config/env';
 import type { StoreTx } from './core/changes';
 import { systemClock, type Clock } from './core/clock';
@@ -26,6 +33,7 @@ import { buildApp, LOG_REDACT } from './http/app';
 import { FigureTracker } from './http/figures';
 import { AppError } from './core/errors';
 import { connectionRoutes } from './http/routes/connections';
+import type { AppGrants } from './oauth/app-token';
 import { inboundFamilyRoutes, inboundHandlerRoutes } from './http/routes/inbound';
 import { streamRoutes } from './http/routes/stream';
 import { webhookRoutes } from './http/routes/webhooks';
@@ -138,6 +146,7 @@ function platformParts(
   deps: {
     engine: PresenceEngine;
     connections: ConnectionService | null;
+    appGrants: AppGrants;
     clock: Clock;
     log: Log;
     run: boolean;
@@ -151,6 +160,7 @@ function platformParts(
       clock: deps.clock,
       log: deps.log,
       connections: deps.connections,
+      appGrants: deps.appGrants,
       presence,
       run: deps.run,
     }),
@@ -284,15 +294,25 @@ async function assemble(
     log.info({ type, data }, 'event');
     webhooks.emitIn(tx, type, data);
   };
+  // One token source per app grant, for the connection layer and the connectors alike.
+  const appGrants = createAppGrants(env, clock);
   const connections = createConnections(env, stores, engine, {
     clock,
     log,
+    appGrants,
     onEvent: (type, data, tx) => emitEvent(type, data as unknown as Record<string, unknown>, tx),
   });
   if (connections !== null) closing.connections = () => connections.stop();
   if (connections !== null && options.timers !== false) connections.start();
   closing.connectors = () => host.stopAll();
-  const parts = platformParts(env, { engine, connections, clock, log, run: options.timers !== false });
+  const parts = platformParts(env, {
+    engine,
+    connections,
+    appGrants,
+    clock,
+    log,
+    run: options.timers !== false,
+  });
   for (const { connector } of parts) if (connector !== null) await host.start(connector);
   if (options.timers !== false) host.watch();
   for (const { connector, simulated } of options.connectors ?? []) await host.start(connector, { simulated });

@@ -36,7 +36,7 @@ import type {
 } from '../../src/core/connector';
 import { silentLog, type Log } from '../../src/core/log';
 import type { AccountRef } from '../../src/core/ports';
-import { microsoftAppToken, type AppToken } from '../../src/oauth/app-token';
+import type { AppToken } from '../../src/oauth/app-token';
 import { isSafeTokenUrl, TeamsGraphClient, tokenEndpointError } from './client';
 import { TeamsHealth } from './health';
 import { teams } from './descriptor';
@@ -54,19 +54,14 @@ export const GRAPH_REPLY_WITHIN_MS = 3_000;
 export interface TeamsConnectorOptions {
   /** MS_TENANT_ID: the tenant whose users are polled (accounts' workspace_id). */
   readonly tenantId: string;
-  readonly clientId: string;
-  readonly clientSecret: string;
   /** GRAPH_API_URL; default https://graph.microsoft.com. */
   readonly graphUrl?: string;
-  /** MS_LOGIN_URL; default https://login.microsoftonline.com. */
-  readonly loginUrl?: string;
-  /** Client-credentials scope; default https://graph.microsoft.com/.default. */
-  readonly scope?: string;
   /**
-   * The app token. Default: the OAuth layer's client-credentials grant held in memory
-   * (src/oauth/app-token.ts) for the tenant, client id, secret, login URL and scope above.
+   * The app token: the tenant's client-credentials grant, from the OAuth layer's one token source
+   * for it (src/oauth/app-token.ts `AppGrants`), which the composition root builds and
+   * `connectApp` and the refresh sweep share. Called with `{ force: true }` after Graph's 401.
    */
-  readonly appToken?: AppToken;
+  readonly appToken: AppToken;
   readonly clock: Clock;
   /** Defaults to the log the connector host passes in `start`. */
   readonly log?: Log;
@@ -130,28 +125,9 @@ export class TeamsConnector implements Connector {
       client: (token) => this.client(token),
       onMissed: (ids) => this.poller.fetchSoon(ids),
     });
-    if (options.appToken === undefined && options.loginUrl !== undefined) {
-      const loginUrl = new URL(options.loginUrl);
-      if (!isSafeTokenUrl(loginUrl)) {
-        throw new Error(
-          `the Microsoft login URL must use https (plain http is accepted for loopback hosts only): ${loginUrl.origin}`,
-        );
-      }
-    }
-    const appToken =
-      options.appToken ??
-      microsoftAppToken({
-        tenantId: options.tenantId,
-        clientId: options.clientId,
-        clientSecret: options.clientSecret,
-        loginUrl: options.loginUrl,
-        scope: options.scope,
-        clock: options.clock,
-        timeoutMs: options.requestTimeoutMs,
-      });
     // The poller reads token failures as TokenEndpointError (its health messages name them).
     const tokens: AppToken = (request) =>
-      appToken(request).catch((e: unknown) => Promise.reject(tokenEndpointError(e)));
+      options.appToken(request).catch((e: unknown) => Promise.reject(tokenEndpointError(e)));
     this.poller = new PresencePoller(
       this.rt,
       this.status,
@@ -270,6 +246,8 @@ export function teamsClientState(secretKey: string): string {
 }
 
 export interface TeamsFromEnvDeps {
+  /** The tenant's app grant token (`AppGrants.for('teams').token`). */
+  readonly appToken: AppToken;
   readonly clock: Clock;
   readonly log?: Log;
   readonly delegatedTokenFor?: (account: AccountRef) => Promise<string | null>;
@@ -289,6 +267,15 @@ export function teamsConnectorFromEnv(env: Env, deps: TeamsFromEnvDeps): TeamsCo
   ) {
     return null;
   }
+  if (env.MS_LOGIN_URL !== undefined) {
+    // The client secret goes there (the app grant's token request).
+    const loginUrl = new URL(env.MS_LOGIN_URL);
+    if (!isSafeTokenUrl(loginUrl)) {
+      throw new Error(
+        `the Microsoft login URL must use https (plain http is accepted for loopback hosts only): ${loginUrl.origin}`,
+      );
+    }
+  }
   const publicUrl = env.PUBLIC_URL?.replace(/\/+$/, '');
   const notificationUrl =
     publicUrl !== undefined && isSafeTokenUrl(new URL(publicUrl))
@@ -302,10 +289,8 @@ export function teamsConnectorFromEnv(env: Env, deps: TeamsFromEnvDeps): TeamsCo
   }
   return new TeamsConnector({
     tenantId: env.MS_TENANT_ID,
-    clientId: env.MS_CLIENT_ID,
-    clientSecret: env.MS_CLIENT_SECRET,
     graphUrl: env.GRAPH_API_URL,
-    loginUrl: env.MS_LOGIN_URL,
+    appToken: deps.appToken,
     clock: deps.clock,
     log: deps.log,
     pollIntervalMs: deps.pollIntervalMs,

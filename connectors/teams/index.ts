@@ -29,9 +29,14 @@ export const teamsModule: ConnectorModule = {
   credentials: [['MS_TENANT_ID', 'MS_CLIENT_ID', 'MS_CLIENT_SECRET']],
   inboundSecret: 'MS_CLIENT_ID',
   needs: ['connections', 'public_url'],
-  create({ env, clock, log, connections, run }) {
+  create({ env, clock, log, connections, appGrants, run }) {
     if (!run) return { connector: null, inbound: null };
+    const grant = appGrants.for('teams');
+    if (grant === null) return { connector: null, inbound: null }; // MS_CLIENT_ID or MS_CLIENT_SECRET unset
     const connector = teamsConnectorFromEnv(env, {
+      // The tenant's client-credentials token: the grant's one source, which connectApp and the
+      // refresh sweep use too (no connection row is stored for it here).
+      appToken: grant.token,
       clock,
       log,
       pollIntervalMs: env.TEAMS_POLL_INTERVAL,

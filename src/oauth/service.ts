@@ -31,6 +31,7 @@ import {
   type CallbackQuery,
   type LinkAccount,
 } from './flow';
+import { AppGrants } from './app-token';
 import { OAuthCallError, ProviderClient, type RevokeOutcome, type TokenSet } from './provider-client';
 import {
   OAUTH_PLATFORMS,
@@ -94,6 +95,12 @@ export interface ConnectionServiceDeps {
   readonly fetch?: typeof fetch;
   /** Per request to a platform (default 10 s). */
   readonly httpTimeoutMs?: number;
+  /**
+   * The app grants' token sources, shared with the connectors that use the app's token (Teams):
+   * `connectApp` and the refresh of an `app` connection request through them. The composition
+   * root passes its one instance; by default, grants of this service's own.
+   */
+  readonly appGrants?: AppGrants;
   readonly refreshMarginMs?: number;
   readonly cooldownMs?: readonly number[];
 }
@@ -104,6 +111,7 @@ export class ConnectionService {
   private readonly clients = new Map<OAuthPlatform, ProviderClient>();
   private readonly tokens: TokenManager;
   private readonly flow: AuthorizeFlow;
+  private readonly appGrants: AppGrants;
 
   constructor(private readonly deps: ConnectionServiceDeps) {
     const { env, clock, log } = deps;
@@ -119,10 +127,12 @@ export class ConnectionService {
     }
     const client = (p: string): ProviderClient | null =>
       isOAuthPlatform(p) ? (this.clients.get(p) ?? null) : null;
+    this.appGrants = deps.appGrants ?? new AppGrants(env, options);
     this.tokens = new TokenManager({
       store: this.store,
       vault: this.vault,
       client,
+      appGrant: (p) => (isOAuthPlatform(p) ? this.appGrants.for(p) : null),
       clock,
       log,
       emit: (type, row, reason, tx) => deps.onEvent(type, this.eventData(row, reason), tx),
@@ -179,7 +189,8 @@ export class ConnectionService {
 
   /**
    * Connects the app's own grant (Zoom Server-to-Server with ZOOM_ACCOUNT_ID; Microsoft client
-   * credentials with MS_TENANT_ID) and keeps its token fresh from then on.
+   * credentials with MS_TENANT_ID) and keeps its token fresh from then on. The token comes from
+   * the grant's one source (app-token.ts), the one the Teams connector polls with.
    */
   async connectApp(platformName: string): Promise<ConnectionView> {
     const platform = requireOAuthPlatform(platformName);
@@ -200,9 +211,12 @@ export class ConnectionService {
           : `${platform} app grant needs ${spec.app.accountEnv}`,
       );
     }
+    const grant = this.appGrants.for(platform);
+    if (grant === null) throw new AppError('invalid_request', `${platform} has no app grant`);
     let tokens: TokenSet;
     try {
-      tokens = await client.appToken();
+      // A new token (connecting is asked for), which every other user of the grant then gets too.
+      tokens = await grant.tokens({ force: true });
     } catch (e) {
       const message = e instanceof OAuthCallError ? e.message : `${platform} app token request failed`;
       throw new AppError('platform_error', message);

@@ -22,6 +22,7 @@ import { AppError } from '../core/errors';
 import type { Log } from '../core/log';
 import { toIso } from '../core/time';
 import type { ConnectionRow, ConnectionStore, SealedTokens, StoredHealth, StoreTx } from '../core/ports';
+import type { AppGrant } from './app-token';
 import { OAuthCallError, type ProviderClient, type TokenSet } from './provider-client';
 import { PROVIDERS, isOAuthPlatform } from './providers';
 import { VaultError, sealContext, type TokenVault } from './vault';
@@ -75,6 +76,8 @@ export interface TokenManagerDeps {
   readonly store: ConnectionStore;
   readonly vault: TokenVault;
   readonly client: (platform: string) => ProviderClient | null;
+  /** The app grant's one token source (app-token.ts): an `app` connection is refreshed through it. */
+  readonly appGrant: (platform: string) => AppGrant | null;
   readonly clock: Clock;
   readonly log: Log;
   readonly emit: EmitTransition;
@@ -247,7 +250,11 @@ export class TokenManager {
     let tokens: TokenSet;
     try {
       if (row.kind === 'app') {
-        tokens = await client.appToken();
+        const grant = this.deps.appGrant(row.platform);
+        if (grant === null)
+          throw new OAuthCallError('rejected', `${row.platform} has no app grant configured`);
+        // A new token, which also becomes the one every other user of the grant gets.
+        tokens = await grant.tokens({ force: true });
       } else {
         const refreshToken =
           row.refresh_token === null ? null : this.open(row, 'refresh_token', row.refresh_token);

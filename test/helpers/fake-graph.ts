@@ -22,7 +22,9 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 
 import type { GraphPresence } from '../../connectors/teams/types';
+import { parseEnv } from '../../src/config/env';
 import type { Clock } from '../../src/core/clock';
+import { AppGrants, type AppToken } from '../../src/oauth/app-token';
 
 export type GraphOp = 'presences' | 'create' | 'renew' | 'delete' | 'reauthorize';
 
@@ -384,7 +386,9 @@ export class FakeGraph {
       });
       return;
     }
-    if (form.scope !== 'https://graph.microsoft.com/.default') {
+    // The resource's `.default`: public Graph, or this fake as the Graph the client was pointed at
+    // (GRAPH_API_URL: the scope follows the Graph base, as for a national cloud).
+    if (form.scope !== 'https://graph.microsoft.com/.default' && form.scope !== `${this.url}/.default`) {
       json(res, 400, { error: 'invalid_scope' });
       return;
     }
@@ -553,4 +557,23 @@ export function aadId(n: number): string {
 
 export async function startFakeGraph(options: FakeGraphOptions): Promise<FakeGraph> {
   return new FakeGraph(options).start();
+}
+
+/**
+ * The app token as `serve` gives it to the Teams connector: the tenant's client-credentials grant
+ * from the OAuth layer's token source (src/oauth/app-token.ts), against the fake's token endpoint.
+ */
+export function fakeGraphAppToken(
+  graph: { readonly url: string },
+  o: { tenantId: string; clientId: string; clientSecret: string; clock: Clock },
+): AppToken {
+  const env = parseEnv({
+    MS_TENANT_ID: o.tenantId,
+    MS_CLIENT_ID: o.clientId,
+    MS_CLIENT_SECRET: o.clientSecret,
+    MS_LOGIN_URL: graph.url,
+  });
+  const grant = new AppGrants(env, { clock: o.clock }).for('teams');
+  if (grant === null) throw new Error('the Microsoft client credentials are incomplete');
+  return grant.token;
 }

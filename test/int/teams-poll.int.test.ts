@@ -9,7 +9,7 @@ import { FakeClock } from '../../src/core/clock';
 import type { ConnectorContext, ConnectorReport } from '../../src/core/connector';
 import type { Log } from '../../src/core/log';
 import type { AccountRef } from '../../src/core/ports';
-import { aadId, startFakeGraph, type FakeGraph } from '../helpers/fake-graph';
+import { aadId, fakeGraphAppToken, startFakeGraph, type FakeGraph } from '../helpers/fake-graph';
 import { waitUntil } from '../helpers/wait';
 
 const TENANT = '11111111-2222-4333-8444-555555555555';
@@ -65,10 +65,13 @@ async function rig(users: number, options: Partial<TeamsConnectorOptions> = {}):
   };
   const connector = new TeamsConnector({
     tenantId: TENANT,
-    clientId: CLIENT_ID,
-    clientSecret: CLIENT_SECRET,
     graphUrl: graph.url,
-    loginUrl: graph.url,
+    appToken: fakeGraphAppToken(graph, {
+      tenantId: TENANT,
+      clientId: CLIENT_ID,
+      clientSecret: CLIENT_SECRET,
+      clock,
+    }),
     clock,
     timers: false,
     random: () => 0,

@@ -19,7 +19,7 @@ import type { AccountRef } from '../../src/core/ports';
 import { createService, type Service } from '../../src/main';
 import { webhookTap } from '../helpers/webhook-tap';
 import { tmpDir } from '../helpers/engine';
-import { aadId, startFakeGraph, type FakeGraph } from '../helpers/fake-graph';
+import { aadId, fakeGraphAppToken, startFakeGraph, type FakeGraph } from '../helpers/fake-graph';
 import { fetchApi } from '../helpers/fetch-api';
 
 const TENANT = '11111111-2222-4333-8444-555555555555';
@@ -78,10 +78,13 @@ async function setup(): Promise<E2E> {
   const base = `http://127.0.0.1:${port}`;
   const connector = new TeamsConnector({
     tenantId: TENANT,
-    clientId: CLIENT_ID,
-    clientSecret: CLIENT_SECRET,
     graphUrl: graph.url,
-    loginUrl: graph.url,
+    appToken: fakeGraphAppToken(graph, {
+      tenantId: TENANT,
+      clientId: CLIENT_ID,
+      clientSecret: CLIENT_SECRET,
+      clock,
+    }),
     clock,
     timers: false,
     random: () => 0,

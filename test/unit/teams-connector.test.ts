@@ -4,7 +4,13 @@
  */
 
 import { isSafeTokenUrl, TeamsGraphClient } from '../../connectors/teams/client';
-import { notificationUserId, presenceResource, TeamsConnector } from '../../connectors/teams/connector';
+import {
+  notificationUserId,
+  presenceResource,
+  TeamsConnector,
+  teamsConnectorFromEnv,
+} from '../../connectors/teams/connector';
+import { parseEnv } from '../../src/config/env';
 import {
   backoffDelay,
   GRAPH_PRESENCE_CALLS,
@@ -99,7 +105,12 @@ describe('where a token may go', () => {
 });
 
 describe('TeamsConnector options', () => {
-  const base = { tenantId: 't', clientId: 'c', clientSecret: 's', clock: new FakeClock(), timers: false };
+  const base = {
+    tenantId: 't',
+    appToken: () => Promise.resolve('app-token'),
+    clock: new FakeClock(),
+    timers: false,
+  };
 
   it('refuses subscriptions longer than Graph allows, and an http notification URL', () => {
     expect(() => new TeamsConnector({ ...base, subscriptionLifetimeMs: 61 * 60_000 })).toThrow(/60 minutes/);
@@ -107,7 +118,14 @@ describe('TeamsConnector options', () => {
       () => new TeamsConnector({ ...base, notificationUrl: 'http://example.com/v1/inbound/teams' }),
     ).toThrow(/https/);
     expect(() => new TeamsConnector({ ...base, clientState: 'x'.repeat(129) })).toThrow(/128/);
-    expect(() => new TeamsConnector({ ...base, loginUrl: 'http://login.example.com' })).toThrow(/https/);
+    // The login URL is the app grant's (the OAuth layer's token source); serve refuses plain http to it.
+    const env = parseEnv({
+      MS_TENANT_ID: 't',
+      MS_CLIENT_ID: 'c',
+      MS_CLIENT_SECRET: 's',
+      MS_LOGIN_URL: 'http://login.example.com',
+    });
+    expect(() => teamsConnectorFromEnv(env, { ...base })).toThrow(/https/);
   });
 
   it('checks clientState in constant time against its own', () => {
