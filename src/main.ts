@@ -262,7 +262,12 @@ async function assemble(
       deviceGraceMs: env.PRESENCE_DEVICE_GRACE_MS,
       maxConnectionsPerKey: env.PRESENCE_STREAM_MAX_CONNECTIONS_PER_KEY,
     },
-    heldDevices: () => stores.heldDevices.list(CONNECTION_LABEL),
+    // The rows' expiry is their last change's; the engine holds the refreshed one.
+    heldDevices: () =>
+      stores.heldDevices.list(CONNECTION_LABEL).map((h) => ({
+        ...h,
+        expiresAt: engine.deviceExpiresAt(h.userId, h.deviceId) ?? h.expiresAt,
+      })),
     privacy: streamPrivacy({ engine, privacy, now: () => clock.now() }),
   });
   stream.start();

@@ -22,7 +22,6 @@ import type {
   AccountRef,
   HistoryQuery,
   LinkResult,
-  LoadedUser,
   PresenceStore,
   TransitionRecord,
   UserRecord,
@@ -129,7 +128,7 @@ export class PresenceEngine {
       },
       this.stats,
     );
-    this.refresh = new RefreshPersister(this.store, this.commit);
+    this.refresh = new RefreshPersister(this.store, this.commit, this.table.byId);
     this.ingest = new Ingest({
       users: this.table.byId,
       clock: this.clock,
@@ -164,14 +163,20 @@ export class PresenceEngine {
 
   /** Loads the stored state. Users whose state lapsed while the service was down are swept first. */
   load(): void {
-    for (const loaded of this.store.loadAll()) this.adopt(loaded);
-  }
-
-  private adopt(loaded: LoadedUser): void {
-    const u = this.directory.adopt(loaded);
-    // The first boundary after the last time this state was known to be right.
-    const due = this.ingest.firstBoundary(u, loaded.aggregate?.updatedAt ?? 0);
-    this.wheel.schedule(u, Number.isFinite(due) ? due : this.clock.now());
+    // Rows first, then the packed refresh times later than theirs, then each user's first
+    // boundary: after the last time its state was known to be right.
+    const users: UserState[] = [];
+    const since: number[] = [];
+    for (const loaded of this.store.loadAll()) {
+      users.push(this.directory.adopt(loaded));
+      since.push(loaded.aggregate?.updatedAt ?? 0);
+    }
+    this.store.refreshSlots?.load((entry) => this.refresh.apply(entry));
+    for (let i = 0; i < users.length; i++) {
+      const u = users[i]!;
+      const due = this.ingest.firstBoundary(u, since[i]!);
+      this.wheel.schedule(u, Number.isFinite(due) ? due : this.clock.now());
+    }
   }
 
   /** Loads state and starts the sweeper and the refresh persister on real timers. */
@@ -375,6 +380,12 @@ export class PresenceEngine {
   /** The aggregate as the engine last decided it, without building the whole view. */
   state(userId: string): (PresenceState & { version: number; source: Source | null }) | undefined {
     return this.reads.state(userId);
+  }
+
+  /** When the user's device entry expires, as held in memory (refreshes included). */
+  deviceExpiresAt(userId: string, device: string): number | undefined {
+    const u = this.table.byId.get(userId);
+    return u?.observations.find((o) => o.platform === 'device' && o.device === device)?.expiresAt;
   }
 
   history(userId: string, query: HistoryQuery): TransitionRecord[] {

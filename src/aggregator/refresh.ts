@@ -4,19 +4,33 @@
  * write); the users refreshed so far are remembered here, and their times (observed_at,
  * expires_at, last_active_at) are written coarsely, every `refreshPersistMs`, in small
  * transactions.
+ *
+ * Where the store packs them (`PresenceStore.refreshSlots`, SQLite), a run rewrites the slots
+ * that hold a refreshed user, each with every user of the slot: a few thousand rows at 1,000,000
+ * users instead of two row updates per user. Otherwise each refreshed user is a `refresh` op.
+ * At load, `apply` takes the stored times that are later than the rows' (see engine.load).
  */
 
-import type { PresenceStore, WriteOp } from '../core/ports';
+import type { PresenceStore, RefreshedTimes, RefreshSlots, WriteOp } from '../core/ports';
 import type { GroupCommit } from './group-commit';
 import type { UserState } from './user-state';
 
+/** About this many users' times go into one transaction of slots. */
+const USERS_PER_SLOT_TX = 4000;
+
+const yieldTurn = (): Promise<void> => new Promise<void>((resolve) => setImmediate(resolve));
+
 export class RefreshPersister {
-  private readonly dirty = new Set<UserState>();
+  private dirty = new Set<UserState>();
+  private readonly slots: RefreshSlots | undefined;
 
   constructor(
     private readonly store: PresenceStore,
     private readonly commit: GroupCommit,
-  ) {}
+    private readonly users: ReadonlyMap<string, UserState>,
+  ) {
+    this.slots = store.refreshSlots;
+  }
 
   /** Remembers that the user's times moved in memory. */
   mark(u: UserState): void {
@@ -27,19 +41,112 @@ export class RefreshPersister {
 
   /** Forgets a user that is gone. */
   forget(u: UserState): void {
+    // The store takes a deleted user out of its packed slot itself, with the user's rows.
     this.dirty.delete(u);
   }
 
   /**
-   * Writes refreshed times of the users refreshed since the last run, a chunk per transaction,
-   * yielding between chunks. Resolves to the number of users written.
+   * Applies stored refresh times at load, where they are later than what the rows said: an
+   * observation's times (matched by platform and device) and the last activity.
    */
-  async persist(chunk = 250): Promise<number> {
+  apply(entry: RefreshedTimes): void {
+    const u = this.users.get(entry.userId);
+    if (u === undefined) return;
+    for (const t of entry.observations) {
+      for (const o of u.observations) {
+        if (o.platform !== t.platform || o.device !== t.device) continue;
+        if (t.observedAt > o.observedAt) {
+          o.observedAt = t.observedAt;
+          o.expiresAt = t.expiresAt;
+        }
+        break;
+      }
+    }
+    // A user never active has null: a refresh never makes one active (a change does, in its row).
+    if (entry.lastActiveAt !== null && u.lastActiveAt !== null && entry.lastActiveAt > u.lastActiveAt)
+      u.lastActiveAt = entry.lastActiveAt;
+  }
+
+  /**
+   * Writes refreshed times of the users refreshed since the last run, a chunk per transaction,
+   * yielding between chunks. Resolves to the number of refreshed users written.
+   */
+  persist(chunk = 250): Promise<number> {
+    return this.slots === undefined ? this.persistOps(chunk) : this.persistSlots(this.slots);
+  }
+
+  /** Changes first, then times: false while queued changes are not committed. */
+  private changesCommitted(): boolean {
+    // While the store fails, the times wait in memory for a later run: they were acknowledged as
+    // refreshes, which never waited for a commit.
+    return !this.commit.retrying && this.commit.attempt() === null;
+  }
+
+  private async persistSlots(slots: RefreshSlots): Promise<number> {
+    if (this.dirty.size === 0) return 0;
+    if (!this.changesCommitted()) return 0;
+    const taken = [...this.dirty];
+    this.dirty = new Set();
+    const refreshed = new Map<number, number>(); // slot → refreshed users in it
+    for (const u of taken) {
+      u.refreshDirty = false;
+      if (u.deleted) continue;
+      const slot = slots.slotOf(u.userId);
+      refreshed.set(slot, (refreshed.get(slot) ?? 0) + 1);
+    }
+    // Every user of those slots, since a row is replaced whole.
+    const members = new Map<number, UserState[]>();
+    for (const slot of refreshed.keys()) members.set(slot, []);
+    for (const u of this.users.values()) members.get(slots.slotOf(u.userId))?.push(u);
+
+    const order = [...members.keys()];
+    let written = 0;
+    let i = 0;
+    while (i < order.length) {
+      if (i > 0) {
+        await yieldTurn();
+        if (!this.changesCommitted()) return this.retryLater(taken, order, i, slots, written);
+      }
+      const batch = new Map<number, RefreshedTimes[]>();
+      let users = 0;
+      const from = i;
+      while (i < order.length && users < USERS_PER_SLOT_TX) {
+        const slot = order[i++]!;
+        // A user is its own entry (its id, observations and last activity): nothing is copied.
+        const entries: RefreshedTimes[] = [];
+        for (const u of members.get(slot)!) if (!u.deleted && u.observations.length > 0) entries.push(u);
+        batch.set(slot, entries);
+        users += entries.length;
+      }
+      try {
+        slots.write(batch);
+        this.commit.healthy();
+      } catch (error) {
+        this.commit.noteFault(error);
+        return this.retryLater(taken, order, from, slots, written);
+      }
+      for (let k = from; k < i; k++) written += refreshed.get(order[k]!)!;
+    }
+    return written;
+  }
+
+  /** The slots from `order[from]` on were not written: their refreshed users wait for a later run. */
+  private retryLater(
+    taken: readonly UserState[],
+    order: readonly number[],
+    from: number,
+    slots: RefreshSlots,
+    written: number,
+  ): number {
+    const left = new Set(order.slice(from));
+    for (const u of taken) if (!u.deleted && left.has(slots.slotOf(u.userId))) this.mark(u);
+    return written;
+  }
+
+  private async persistOps(chunk: number): Promise<number> {
     let written = 0;
     while (this.dirty.size > 0) {
-      // Changes first, then times. While the store fails, the times wait in memory for a later
-      // run: they were acknowledged as refreshes, which never waited for a commit.
-      if (this.commit.retrying || this.commit.attempt() !== null) return written;
+      if (!this.changesCommitted()) return written;
       const ops: WriteOp[] = [];
       const users: UserState[] = [];
       for (const u of this.dirty) {
@@ -64,7 +171,7 @@ export class RefreshPersister {
         return written;
       }
       written += ops.length;
-      if (this.dirty.size > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      if (this.dirty.size > 0) await yieldTurn();
     }
     return written;
   }

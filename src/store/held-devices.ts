@@ -1,7 +1,9 @@
 /**
  * @module store/held-devices
  * `HeldDeviceStore` on SQLite: the device observations stream connections held when the process
- * last stopped (their label says so), read once at start.
+ * last stopped (their label says so), read once at start. A row's expires_at is that of the
+ * device's last change: refreshes since are packed apart (store/refresh-slots.ts), and the
+ * service takes the loaded engine's time where it has one.
  */
 
 import type { Activity, Status } from '../core/presence';

@@ -8,7 +8,6 @@ import type { StoreTx } from '../core/changes';
 import type {
   AccountRecord,
   AccountRef,
-  AggregateRecord,
   HistoryQuery,
   LinkResult,
   LoadedUser,
@@ -17,45 +16,10 @@ import type {
   UserRecord,
   WriteOp,
 } from '../core/ports';
-import type { Activity, CustomStatus, DecayStep, Override, Platform, Source, Status } from '../core/presence';
+import type { Activity, CustomStatus, DecayStep, Platform, Source, Status } from '../core/presence';
 import type { Db } from './db';
+import { SqliteRefreshSlots } from './refresh-slots';
 import { sqliteTx } from './tx';
-
-interface ObservationRow {
-  user_id: string;
-  platform: Platform;
-  device: string;
-  status: Status;
-  activity: Activity | null;
-  custom_status: string | null;
-  source: Source;
-  raw: string;
-  label: string;
-  decay: string | null;
-  observed_at: number;
-  changed_at: number;
-  expires_at: number;
-}
-
-interface OverrideRow {
-  user_id: string;
-  status: Status;
-  activity: Activity | null;
-  custom_status: string | null;
-  set_at: number;
-  expires_at: number;
-}
-
-interface AggregateRow {
-  user_id: string;
-  status: Status;
-  activity: Activity | null;
-  custom_status: string | null;
-  source: Source | null;
-  version: number;
-  last_active_at: number | null;
-  updated_at: number;
-}
 
 interface UserRow {
   user_id: string;
@@ -87,8 +51,6 @@ interface TransitionRow {
 
 const json = (value: unknown): string | null =>
   value === null || value === undefined ? null : JSON.stringify(value);
-const parseCustomStatus = (text: string | null): CustomStatus | null =>
-  text === null ? null : (JSON.parse(text) as CustomStatus);
 
 const toUser = (r: UserRow): UserRecord => ({
   userId: r.user_id,
@@ -106,11 +68,84 @@ const toAccount = (r: AccountRow): AccountRecord => ({
   createdAt: r.created_at,
 });
 
+// One row per user and observation (a user without any has one row, its observation columns
+// null), for the page of users after the given id, in user order.
+const LOAD_PAGE = `SELECT u.user_id, u.display_name, u.timezone, u.created_at, u.updated_at,
+    a.status, a.activity, a.custom_status, a.source, a.version, a.last_active_at, a.updated_at, NULL,
+    ov.status, ov.activity, ov.custom_status, ov.set_at, ov.expires_at,
+    o.platform, o.device, o.status, o.activity, o.custom_status, o.source, o.raw, o.label, o.decay,
+    o.observed_at, o.changed_at, o.expires_at
+  FROM (SELECT * FROM users WHERE user_id > ? ORDER BY user_id LIMIT ?) u
+  LEFT JOIN aggregates a ON a.user_id = u.user_id
+  LEFT JOIN overrides ov ON ov.user_id = u.user_id
+  LEFT JOIN observations o ON o.user_id = u.user_id
+  ORDER BY u.user_id`;
+const LOAD_ACCOUNTS = `SELECT user_id, platform, workspace_id, external_id FROM accounts
+  WHERE user_id > ? AND user_id <= ?`;
+
+type LoadRow = [
+  userId: string,
+  displayName: string | null,
+  timezone: string | null,
+  createdAt: number,
+  updatedAt: number,
+  aggStatus: Status | null,
+  aggActivity: Activity | null,
+  aggCustomStatus: string | null,
+  aggSource: Source | null,
+  version: number | null,
+  lastActiveAt: number | null,
+  aggUpdatedAt: number | null,
+  unused: null,
+  ovStatus: Status | null,
+  ovActivity: Activity | null,
+  ovCustomStatus: string | null,
+  setAt: number | null,
+  ovExpiresAt: number | null,
+  platform: Platform | null,
+  device: string | null,
+  status: Status | null,
+  activity: Activity | null,
+  customStatus: string | null,
+  source: Source | null,
+  raw: string | null,
+  label: string | null,
+  decay: string | null,
+  observedAt: number | null,
+  changedAt: number | null,
+  expiresAt: number | null,
+];
+type AccountTuple = [userId: string, platform: Platform, workspaceId: string, externalId: string];
+
+/**
+ * Shares equal values among a load's rows: SQLite hands back a new string per row, and 1,000,000
+ * users whose device reported `heartbeat online` would otherwise hold it 1,000,000 times. Values
+ * are never mutated by the engine (observations are replaced whole when they change). Bounded, so
+ * rows of distinct values (custom status texts) do not grow it without end.
+ */
+class Interner<T> {
+  private readonly seen = new Map<string, T>();
+
+  get(key: string, make: () => T): T {
+    const hit = this.seen.get(key);
+    if (hit !== undefined) return hit;
+    const value = make();
+    if (this.seen.size < 10_000) this.seen.set(key, value);
+    return value;
+  }
+
+  same<S extends string>(this: Interner<string>, text: S): S {
+    return this.get(text, () => text) as S;
+  }
+}
+
 export class SqlitePresenceStore implements PresenceStore {
+  readonly refreshSlots: SqliteRefreshSlots;
   private readonly stmt;
   private readonly runOps: (ops: readonly WriteOp[], stage?: (tx: StoreTx) => void) => void;
 
   constructor(private readonly db: Db) {
+    this.refreshSlots = new SqliteRefreshSlots(db);
     this.stmt = {
       upsertUser: db.prepare(
         `INSERT INTO users (user_id, display_name, timezone, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
@@ -246,74 +281,83 @@ export class SqlitePresenceStore implements PresenceStore {
     this.runOps(ops, stage);
   }
 
-  loadAll(): LoadedUser[] {
-    const byUser = new Map<string, LoadedUser>();
-    for (const row of this.db.prepare('SELECT * FROM users').iterate() as IterableIterator<UserRow>) {
-      byUser.set(row.user_id, {
-        user: toUser(row),
-        observations: [],
-        override: null,
-        aggregate: null,
-        accounts: [],
-      });
-    }
-    // Equal decay schedules are shared, so 100k inferred observations do not hold 100k copies.
-    const decays = new Map<string, readonly DecayStep[]>();
-    for (const r of this.db
-      .prepare('SELECT * FROM observations')
-      .iterate() as IterableIterator<ObservationRow>) {
-      let decay: readonly DecayStep[] | null = null;
-      if (r.decay !== null) {
-        decay = decays.get(r.decay) ?? (JSON.parse(r.decay) as DecayStep[]);
-        decays.set(r.decay, decay);
+  /**
+   * Streams every user, a page of users at a time, each with its observations, override,
+   * aggregate and accounts: one joined query in user order (no map of all users is built, so
+   * what the load leaves behind is only what the engine keeps). Repeated small values (platform,
+   * device, status, label, raw) are shared, not held once per row.
+   */
+  *loadAll(pageSize = 5000): Generator<LoadedUser> {
+    const page = this.db.prepare(LOAD_PAGE).raw(true);
+    const accounts = this.db.prepare(LOAD_ACCOUNTS).raw(true);
+    const texts = new Interner<string>();
+    const raws = new Interner<unknown>();
+    const decays = new Interner<readonly DecayStep[]>();
+    const statuses = new Interner<CustomStatus>();
+    const parse = <T>(text: string | null, seen: Interner<T>): T | null =>
+      text === null ? null : seen.get(text, () => JSON.parse(text) as T);
+    let after = '';
+    for (;;) {
+      const rows = page.all(after, pageSize) as LoadRow[];
+      if (rows.length === 0) return;
+      const last = rows[rows.length - 1]![0];
+      const linked = new Map<string, AccountRef[]>();
+      for (const [userId, platform, workspaceId, externalId] of accounts.all(after, last) as AccountTuple[]) {
+        let list = linked.get(userId);
+        if (list === undefined) linked.set(userId, (list = []));
+        list.push({ platform, workspaceId, externalId });
       }
-      byUser.get(r.user_id)?.observations.push({
-        platform: r.platform,
-        device: r.device,
-        status: r.status,
-        activity: r.activity,
-        customStatus: parseCustomStatus(r.custom_status),
-        source: r.source,
-        raw: JSON.parse(r.raw) as unknown,
-        label: r.label,
-        decay,
-        observedAt: r.observed_at,
-        changedAt: r.changed_at,
-        expiresAt: r.expires_at,
-      });
+      let current: LoadedUser | null = null;
+      for (const r of rows) {
+        if (current === null || current.user.userId !== r[0]) {
+          if (current !== null) yield current;
+          current = {
+            user: { userId: r[0], displayName: r[1], timezone: r[2], createdAt: r[3], updatedAt: r[4] },
+            observations: [],
+            override:
+              r[13] === null
+                ? null
+                : {
+                    status: texts.same(r[13]),
+                    activity: r[14] === null ? null : texts.same(r[14]),
+                    customStatus: parse(r[15], statuses),
+                    setAt: r[16]!,
+                    expiresAt: r[17]!,
+                  },
+            aggregate:
+              r[5] === null
+                ? null
+                : {
+                    status: texts.same(r[5]),
+                    activity: r[6] === null ? null : texts.same(r[6]),
+                    customStatus: parse(r[7], statuses),
+                    source: r[8] === null ? null : texts.same(r[8]),
+                    version: r[9]!,
+                    lastActiveAt: r[10],
+                    updatedAt: r[11]!,
+                  },
+            accounts: linked.get(r[0]) ?? [],
+          };
+        }
+        if (r[18] === null) continue;
+        current.observations.push({
+          platform: texts.same(r[18]),
+          device: texts.same(r[19]!),
+          status: texts.same(r[20]!),
+          activity: r[21] === null ? null : texts.same(r[21]),
+          customStatus: parse(r[22], statuses),
+          source: texts.same(r[23]!),
+          raw: parse(r[24], raws),
+          label: texts.same(r[25]!),
+          decay: parse(r[26], decays),
+          observedAt: r[27]!,
+          changedAt: r[28]!,
+          expiresAt: r[29]!,
+        });
+      }
+      if (current !== null) yield current;
+      after = last;
     }
-    for (const r of this.db.prepare('SELECT * FROM overrides').iterate() as IterableIterator<OverrideRow>) {
-      const u = byUser.get(r.user_id);
-      if (u === undefined) continue;
-      const override: Override = {
-        status: r.status,
-        activity: r.activity,
-        customStatus: parseCustomStatus(r.custom_status),
-        setAt: r.set_at,
-        expiresAt: r.expires_at,
-      };
-      byUser.set(r.user_id, { ...u, override });
-    }
-    for (const r of this.db.prepare('SELECT * FROM aggregates').iterate() as IterableIterator<AggregateRow>) {
-      const u = byUser.get(r.user_id);
-      if (u === undefined) continue;
-      const aggregate: AggregateRecord = {
-        status: r.status,
-        activity: r.activity,
-        customStatus: parseCustomStatus(r.custom_status),
-        source: r.source,
-        version: r.version,
-        lastActiveAt: r.last_active_at,
-        updatedAt: r.updated_at,
-      };
-      byUser.set(r.user_id, { ...u, aggregate });
-    }
-    for (const r of this.db.prepare('SELECT * FROM accounts').iterate() as IterableIterator<AccountRow>) {
-      byUser
-        .get(r.user_id)
-        ?.accounts.push({ platform: r.platform, workspaceId: r.workspace_id, externalId: r.external_id });
-    }
-    return [...byUser.values()];
   }
 
   history(userId: string, q: HistoryQuery): TransitionRecord[] {
@@ -361,10 +405,12 @@ export class SqlitePresenceStore implements PresenceStore {
   }
 
   deleteUser(userId: string, stage?: (tx: StoreTx) => void): boolean {
-    // ON DELETE CASCADE removes accounts, observations, overrides, aggregates and transitions.
+    // ON DELETE CASCADE removes accounts, observations, overrides, aggregates and transitions;
+    // the user's packed refresh times leave their slot in the same transaction.
     let gone = false;
     this.runOps([], (tx) => {
       gone = this.stmt.deleteUser.run(userId).changes > 0;
+      this.refreshSlots.removeUser(userId);
       stage?.(tx);
     });
     return gone;

@@ -5,15 +5,25 @@ import { join } from 'node:path';
 import { PresenceEngine, type EngineOptions } from '../../src/aggregator/engine';
 import { FakeClock } from '../../src/core/clock';
 import type { StoreTx } from '../../src/core/changes';
-import type { WriteOp } from '../../src/core/ports';
+import type { RefreshedTimes, WriteOp } from '../../src/core/ports';
 import { Ladder } from '../../src/core/presence';
 import { migrate, openDb, type Db } from '../../src/store/db';
 import { SqlitePresenceStore } from '../../src/store/presence-store';
+import { SqliteRefreshSlots } from '../../src/store/refresh-slots';
 
 /** A fresh directory for one test's database files. */
 export function tmpDir(): { dir: string; cleanup(): void } {
   const dir = mkdtempSync(join(tmpdir(), 'presence-test-'));
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** The refreshed times the file holds in its packed slots, by user. */
+export function storedRefreshes(db: Db): Map<string, RefreshedTimes> {
+  const out = new Map<string, RefreshedTimes>();
+  new SqliteRefreshSlots(db).load((e) =>
+    out.set(e.userId, { ...e, observations: e.observations.map((o) => ({ ...o })) }),
+  );
+  return out;
 }
 
 /** A store that counts what reaches SQLite, to check what the hot path writes. */

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { parseEnv } from '../../src/config/env';
 import { FakeClock } from '../../src/core/clock';
 import { createService, type Service } from '../../src/main';
+import { HOLD_MS } from '../../src/stream/devices';
 import { tmpDir } from '../helpers/engine';
 import { Receiver } from '../helpers/receiver';
 import { openWs, type WsClient } from '../helpers/stream-clients';
@@ -155,6 +156,24 @@ it('after a restart, a device that does not come back goes offline one grace aft
   await pastGrace(GRACE - 1000);
   expect(svc.engine.get('alice')?.status).toBe('online');
   await pastGrace(1000);
+  expect(svc.engine.get('alice')?.status).toBe('offline');
+});
+
+it('after a restart, a device held for hours by answered pings is still cut to one grace', async () => {
+  const c = await identify();
+  await receiver.waitFor(1);
+  const expiresAt = () => Date.parse(device('alice').phone!.expires_at);
+  const first = expiresAt();
+  // The pings the connection answers keep its hold in memory; only refresh persistence writes it.
+  clock.advance(HOLD_MS - 10_000);
+  svc.stream.hub.tick();
+  await waitUntil(() => expiresAt() > first, 'the answered ping refreshed the hold');
+  await svc.close(); // stopping persists the refreshed hold
+  await c.closed.catch(() => undefined);
+  clock.advance(60_000); // down for a minute: past the hold identify gave, inside the refreshed one
+  await boot();
+  expect(svc.engine.get('alice')?.status).toBe('online');
+  await pastGrace();
   expect(svc.engine.get('alice')?.status).toBe('offline');
 });
 

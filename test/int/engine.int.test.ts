@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 
 import type { NormalizedState } from '../../src/core/presence';
 import { signalPresence } from '../../src/core/signals';
-import { CountingStore, testEngine, tmpDir, type TestEngine } from '../helpers/engine';
+import { CountingStore, storedRefreshes, testEngine, tmpDir, type TestEngine } from '../helpers/engine';
 
 const state = (fields: Partial<NormalizedState> = {}): NormalizedState => ({
   status: 'online',
@@ -55,8 +55,21 @@ describe('PresenceEngine on a real SQLite file', () => {
     expect(t.store.transactions).toBe(before);
     expect(t.engine.get('alice')?.expires_at).toBe(new Date(t.clock.now() + 30_000).toISOString());
     expect(await t.engine.persistRefreshes()).toBe(1);
-    expect(t.store.transactions).toBe(before + 1);
-    expect(rows('SELECT expires_at FROM observations')).toEqual([{ expires_at: t.clock.now() + 30_000 }]);
+    // Packed in its slot's row; the observation's row keeps the time of its last change.
+    expect(t.store.transactions).toBe(before);
+    expect(rows('SELECT count(*) AS n FROM refresh_slots')).toEqual([{ n: 1 }]);
+    expect(storedRefreshes(t.db).get('alice')).toEqual({
+      userId: 'alice',
+      lastActiveAt: t.clock.now(),
+      observations: [
+        {
+          platform: 'device',
+          device: 'laptop',
+          observedAt: t.clock.now(),
+          expiresAt: t.clock.now() + 30_000,
+        },
+      ],
+    });
   });
 
   it('groups the changes of one turn of the event loop into one transaction', async () => {

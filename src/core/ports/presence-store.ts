@@ -84,10 +84,36 @@ export interface HistoryQuery {
   readonly limit: number;
 }
 
+/** A user's refreshed times: each observation's, by platform and device, and the last activity. */
+export interface RefreshedTimes {
+  readonly userId: string;
+  readonly observations: readonly Pick<Observation, 'platform' | 'device' | 'observedAt' | 'expiresAt'>[];
+  readonly lastActiveAt: number | null;
+}
+
+/**
+ * Refreshed times kept packed, for a store where a row write per user is what refresh
+ * persistence would cost (SQLite). Users are spread over `count` slots by `slotOf`, a hash of
+ * their id that never changes. A write replaces whole slots, so it lists every user of each slot
+ * it writes. At load, `load` hands over every stored entry; a time in it counts where it is later
+ * than the row's. A store without it gets `refresh` ops instead.
+ */
+export interface RefreshSlots {
+  readonly count: number;
+  slotOf(userId: string): number;
+  /** Replaces the stored entries of each slot given, in one transaction. */
+  write(slots: ReadonlyMap<number, readonly RefreshedTimes[]>): void;
+  /** Hands over every stored entry; the object may be reused for the next, so copy what you keep. */
+  load(visit: (entry: RefreshedTimes) => void): void;
+}
+
 export type LinkResult = { readonly linked: true } | { readonly linked: false; readonly ownerId: string };
 
 export interface PresenceStore {
-  loadAll(): LoadedUser[];
+  /** Every stored user; an implementation may stream them (the engine only iterates once). */
+  loadAll(): Iterable<LoadedUser>;
+  /** Packed refresh times, where the store has them (see RefreshSlots). */
+  readonly refreshSlots?: RefreshSlots;
   /**
    * Applies the ops in order in one transaction; `stage` runs inside it, handed the transaction
    * (the change sinks write their rows there).

@@ -48,7 +48,7 @@ function setup() {
     },
     stats,
   );
-  const refresh = new RefreshPersister(store, commit);
+  const refresh = new RefreshPersister(store, commit, table.byId);
   ingest = new Ingest({
     users: table.byId,
     clock,

@@ -4,10 +4,63 @@ import { RefreshPersister } from '../../../src/aggregator/refresh';
 import { UserState } from '../../../src/aggregator/user-state';
 import { FakeClock } from '../../../src/core/clock';
 import { silentLog } from '../../../src/core/log';
+import type { RefreshedTimes, RefreshSlots } from '../../../src/core/ports';
+import type { Observation } from '../../../src/core/presence';
 import { MemoryStore, sqliteError } from '../../helpers/memory-store';
 
-function setup() {
-  const store = new MemoryStore();
+/** Slots in memory: slot = the id's last character, so tests choose who shares a slot. */
+class MemorySlots implements RefreshSlots {
+  readonly count = 10;
+  readonly rows = new Map<number, RefreshedTimes[]>();
+  readonly writes: number[][] = [];
+  failNext: Error | null = null;
+
+  slotOf(userId: string): number {
+    return Number(userId.at(-1));
+  }
+
+  write(slots: ReadonlyMap<number, readonly RefreshedTimes[]>): void {
+    if (this.failNext !== null) {
+      const error = this.failNext;
+      this.failNext = null;
+      throw error;
+    }
+    this.writes.push([...slots.keys()]);
+    for (const [slot, entries] of slots) {
+      if (entries.length === 0) this.rows.delete(slot);
+      else
+        this.rows.set(
+          slot,
+          entries.map((e) => ({ ...e, observations: e.observations.map((o) => ({ ...o })) })),
+        );
+    }
+  }
+
+  load(visit: (entry: RefreshedTimes) => void): void {
+    for (const entries of this.rows.values()) for (const e of entries) visit(e);
+  }
+}
+
+class SlotStore extends MemoryStore {
+  readonly refreshSlots = new MemorySlots();
+}
+
+const device = (observedAt: number): Observation => ({
+  platform: 'device',
+  device: 'laptop',
+  status: 'online',
+  activity: null,
+  customStatus: null,
+  source: 'app',
+  raw: null,
+  label: 'heartbeat online',
+  decay: null,
+  observedAt,
+  changedAt: 0,
+  expiresAt: observedAt + 60_000,
+});
+
+function setup(store: MemoryStore = new MemoryStore(), table = new Map<string, UserState>()) {
   const commit = new GroupCommit({
     store,
     clock: new FakeClock(),
@@ -19,7 +72,7 @@ function setup() {
     probeIntervalMs: 1000,
     restore: () => undefined,
   });
-  return { store, commit, refresh: new RefreshPersister(store, commit) };
+  return { store, commit, refresh: new RefreshPersister(store, commit, table) };
 }
 
 const users = (n: number) => Array.from({ length: n }, (_, i) => new UserState(`u${i}`));
@@ -68,5 +121,82 @@ describe('RefreshPersister', () => {
     expect(await t.refresh.persist()).toBe(0);
     expect(t.store.transactions).toEqual([]);
     expect(await t.refresh.persist()).toBe(1);
+  });
+});
+
+describe('RefreshPersister with packed slots', () => {
+  function slotted(ids: string[]) {
+    const table = new Map<string, UserState>();
+    for (const id of ids) {
+      const u = new UserState(id);
+      u.observations = [device(1000)];
+      u.lastActiveAt = 1000;
+      table.set(id, u);
+    }
+    const store = new SlotStore();
+    return { ...setup(store, table), slots: store.refreshSlots, table, user: (id: string) => table.get(id)! };
+  }
+
+  it('rewrites the slots of refreshed users, each with every user of the slot, and no op', async () => {
+    const t = slotted(['a1', 'b1', 'c2', 'd3']);
+    t.user('a1').observations[0]!.observedAt = 5000;
+    t.refresh.mark(t.user('a1'));
+    t.refresh.mark(t.user('d3'));
+    expect(await t.refresh.persist()).toBe(2);
+    expect(t.store.transactions).toEqual([]);
+    expect([...t.slots.rows.keys()].sort()).toEqual([1, 3]);
+    expect(t.slots.rows.get(1)!.map((e) => [e.userId, e.observations[0]!.observedAt])).toEqual([
+      ['a1', 5000],
+      ['b1', 1000],
+    ]);
+    expect(await t.refresh.persist()).toBe(0);
+    expect(t.slots.writes).toHaveLength(1);
+  });
+
+  it('leaves a user deleted before the run out of its slot', async () => {
+    const t = slotted(['a1', 'b1']);
+    for (const u of t.table.values()) t.refresh.mark(u);
+    const gone = t.user('a1');
+    t.table.delete('a1');
+    gone.deleted = true;
+    t.refresh.forget(gone);
+    expect(await t.refresh.persist()).toBe(1);
+    expect(t.slots.rows.get(1)!.map((e) => e.userId)).toEqual(['b1']);
+  });
+
+  it('keeps the refreshed users for a later run while the store fails', async () => {
+    const t = slotted(['a1', 'b2']);
+    for (const u of t.table.values()) t.refresh.mark(u);
+    t.slots.failNext = sqliteError('SQLITE_FULL');
+    expect(await t.refresh.persist()).toBe(0);
+    expect(t.user('a1').refreshDirty && t.user('b2').refreshDirty).toBe(true);
+    expect(await t.refresh.persist()).toBe(2);
+    expect(t.slots.rows.size).toBe(2);
+  });
+
+  it('at load, takes stored times only where they are later than the rows', () => {
+    const t = slotted(['a1', 'b1']);
+    const a = t.user('a1');
+    a.observations = [device(9000), { ...device(2000), device: 'phone' }];
+    a.lastActiveAt = 9000;
+    t.refresh.apply({
+      userId: 'a1',
+      lastActiveAt: 8000,
+      observations: [
+        { platform: 'device', device: 'laptop', observedAt: 7000, expiresAt: 67_000 }, // row is later
+        { platform: 'device', device: 'phone', observedAt: 4000, expiresAt: 64_000 }, // entry is later
+        { platform: 'slack', device: '', observedAt: 9999, expiresAt: 99_999 }, // no such row
+      ],
+    });
+    expect(a.observations.map((o) => [o.device, o.observedAt, o.expiresAt])).toEqual([
+      ['laptop', 9000, 69_000],
+      ['phone', 4000, 64_000],
+    ]);
+    expect(a.lastActiveAt).toBe(9000);
+    const b = t.user('b1');
+    b.lastActiveAt = null;
+    t.refresh.apply({ userId: 'b1', lastActiveAt: 5000, observations: [] });
+    expect(b.lastActiveAt).toBeNull(); // a refresh never makes a user active
+    t.refresh.apply({ userId: 'nobody', lastActiveAt: 5000, observations: [] }); // a deleted user: ignored
   });
 });
