@@ -9,6 +9,12 @@
  *   interval (the target is at most half of it);
  * - restart to ready: `presence serve` started on the file until `/readyz` answers 200, against
  *   the same start on an empty database, in alternating rounds.
+ *
+ * Every figure is printed at every size with its target and verdict. The targets: issue #14's
+ * (1,000-user read p99 ≤ 1 ms, refresh persistence ≤ half its interval, restart ≤ 3 s, ready RSS
+ * ≤ 1 GB, all meant for 1,000,000 users and so met at every size below), the README's heap budget
+ * (≤ 2,048 B a user), and for the refresh heartbeat that its cost stays flat: at most twice the
+ * cost at the smallest size.
  */
 
 import { spawn } from 'node:child_process';
@@ -77,6 +83,7 @@ interface Row {
   read: number[];
   heapPerUser: number;
   persistMs: number;
+  persistCpuMs: number;
   restartMs: number[];
   emptyMs: number[];
   rss: number;
@@ -128,8 +135,11 @@ async function measure(dir: string, users: number, emptyDb: string): Promise<Row
   await engine.persistRefreshes();
   for (let i = 0; i < users; i++) void engine.heartbeat(ids[i]!, 'laptop', 'online', null, 3600_000);
   const p0 = performance.now();
+  const c0 = process.cpuUsage();
   await engine.persistRefreshes();
   const persistMs = performance.now() - p0;
+  const cpu = process.cpuUsage(c0);
+  const persistCpuMs = (cpu.user + cpu.system) / 1000;
   await engine.stop();
   db.close();
 
@@ -157,6 +167,7 @@ async function measure(dir: string, users: number, emptyDb: string): Promise<Row
     read,
     heapPerUser,
     persistMs,
+    persistCpuMs,
     restartMs: starts.map((r) => r.readyMs),
     emptyMs: empties.map((r) => r.readyMs),
     rss: median(starts.map((r) => r.rssBytes)),
@@ -181,8 +192,8 @@ export async function benchScale(): Promise<Figure[]> {
       const row = await measure(dir, users, emptyDb);
       first ??= row;
       const k = fmt(users);
-      const big = users >= 1_000_000;
       const restartMs = median(row.restartMs);
+      const readP99 = percentile(row.read, 99);
       figures.push(
         {
           name: `${k} users: refresh heartbeat`,
@@ -191,31 +202,43 @@ export async function benchScale(): Promise<Figure[]> {
             name: `${fmt(first.users)} users`,
             ratio: ratioOf([first.heartbeatUs / row.heartbeatUs]),
           },
+          target: `≤ 2× the cost at ${fmt(first.users)} users`,
+          met: row.heartbeatUs <= 2 * first.heartbeatUs,
           note: `built at ${fmt(row.buildPerS)} new users/s`,
         },
         {
           name: `${k} users: 1,000-user batch read p50 / p99`,
-          value: `${percentile(row.read, 50).toFixed(3)} / ${percentile(row.read, 99).toFixed(3)} ms`,
+          value: `${percentile(row.read, 50).toFixed(3)} / ${readP99.toFixed(3)} ms`,
           reference: {
             name: `${fmt(first.users)} users`,
             ratio: ratioOf([percentile(first.read, 50) / percentile(row.read, 50)]),
           },
+          target: 'p99 ≤ 1 ms',
+          met: readP99 <= 1,
           note: 'view cache at its default (100,000 users): past it, views are rebuilt on read',
         },
         {
-          name: `${k} users: heap per user / ready RSS`,
-          value: `${fmt(row.heapPerUser)} B / ${mb(row.rss)} (${fmt((row.rss - row.emptyRss) / users)} B a user over an empty start)`,
+          name: `${k} users: heap per user`,
+          value: `${fmt(row.heapPerUser)} B`,
+          target: '≤ 2,048 B',
+          met: row.heapPerUser <= 2048,
+        },
+        {
+          name: `${k} users: ready RSS of a restarted serve`,
+          value: `${mb(row.rss)} (${fmt((row.rss - row.emptyRss) / users)} B a user over an empty start)`,
           reference: { name: 'empty start RSS', value: mb(row.emptyRss) },
-          ...(big ? { target: 'RSS ≤ 1 GB', met: row.rss <= 2 ** 30 } : {}),
+          target: '≤ 1 GB',
+          met: row.rss <= 2 ** 30,
         },
         {
           name: `${k} users: persisting every user's refresh`,
-          value: `${fmt(row.persistMs)} ms`,
+          value: `${fmt(row.persistMs)} ms (${fmt(row.persistCpuMs)} ms of CPU)`,
           reference: {
             name: `its ${INTERVAL_MS / 1000} s interval`,
             ratio: ratioOf([INTERVAL_MS / row.persistMs]),
           },
-          ...(big ? { target: '≥ 2× (≤ half the interval)', met: row.persistMs <= INTERVAL_MS / 2 } : {}),
+          target: `≤ ${fmt(INTERVAL_MS / 2)} ms (half the interval)`,
+          met: row.persistMs <= INTERVAL_MS / 2,
         },
         {
           name: `${k} users: restart to /readyz`,
@@ -225,7 +248,8 @@ export async function benchScale(): Promise<Figure[]> {
             value: `${fmt(median(row.emptyMs))} ms`,
             ratio: ratioOf(row.restartMs.map((ms, i) => row.emptyMs[i]! / ms)),
           },
-          ...(big ? { target: '≤ 3,000 ms', met: restartMs <= 3000 } : {}),
+          target: '≤ 3,000 ms',
+          met: restartMs <= 3000,
         },
       );
     }
