@@ -23,6 +23,8 @@ const yieldTurn = (): Promise<void> => new Promise<void>((resolve) => setImmedia
 export class RefreshPersister {
   private dirty = new Set<UserState>();
   private readonly slots: RefreshSlots | undefined;
+  private running: Promise<void> | null = null;
+  private next: Promise<number> | null = null;
 
   constructor(
     private readonly store: PresenceStore,
@@ -72,7 +74,29 @@ export class RefreshPersister {
    * yielding between chunks. Resolves to the number of refreshed users written.
    */
   persist(chunk = 250): Promise<number> {
-    return this.slots === undefined ? this.persistOps(chunk) : this.persistSlots(this.slots);
+    // One run at a time. A call during a run waits for it and then runs once, for every caller
+    // meanwhile: runs slower than the interval (a loaded machine) do not pile up.
+    if (this.next !== null) return this.next;
+    if (this.running === null) return this.start(chunk);
+    const next = this.running.then(() => {
+      this.next = null;
+      return this.start(chunk);
+    });
+    this.next = next;
+    return next;
+  }
+
+  private start(chunk: number): Promise<number> {
+    const run = this.slots === undefined ? this.persistOps(chunk) : this.persistSlots(this.slots);
+    const done: Promise<void> = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.running = done;
+    void done.then(() => {
+      if (this.running === done) this.running = null;
+    });
+    return run;
   }
 
   /** Changes first, then times: false while queued changes are not committed. */

@@ -153,6 +153,19 @@ describe('RefreshPersister with packed slots', () => {
     expect(t.slots.writes).toHaveLength(1);
   });
 
+  it('runs one at a time: a call during a run waits for it, then one more run serves every caller', async () => {
+    const t = slotted(['a1', 'b2', 'c3']);
+    t.refresh.mark(t.user('a1'));
+    const first = t.refresh.persist();
+    t.refresh.mark(t.user('b2'));
+    const second = t.refresh.persist();
+    const third = t.refresh.persist();
+    expect(third).toBe(second);
+    expect(await first).toBe(1);
+    expect(await second).toBe(1);
+    expect(t.slots.writes).toEqual([[1], [2]]);
+  });
+
   it('leaves a user deleted before the run out of its slot', async () => {
     const t = slotted(['a1', 'b1']);
     for (const u of t.table.values()) t.refresh.mark(u);
