@@ -83,6 +83,48 @@ export interface MigrationReport {
   readonly upToDate: readonly string[];
 }
 
+/** A migration as a database records it. */
+export type AppliedMigration = Pick<Migration, 'version' | 'name' | 'checksum'>;
+
+/**
+ * The checksum rule, for every migration runner (SQLite here, PostgreSQL in store/pg/): checks
+ * what the database recorded against the files and returns the migrations still to apply, in
+ * order. Throws `MigrationError` when an applied migration's file is missing or was edited
+ * (`earlier` lists the accepted checksums of comment-only edits).
+ */
+export function planMigrations(
+  recorded: readonly AppliedMigration[],
+  migrations: readonly Migration[],
+  earlier: Readonly<Record<string, readonly string[]>> = EARLIER_CHECKSUMS,
+): { pending: Migration[]; upToDate: string[] } {
+  const byVersion = new Map(recorded.map((m) => [m.version, m]));
+  const known = new Set(migrations.map((m) => m.version));
+  for (const m of recorded) {
+    if (!known.has(m.version)) {
+      throw new MigrationError(
+        `migration ${m.version}_${m.name} is applied to this database but its file is missing`,
+      );
+    }
+  }
+  const pending: Migration[] = [];
+  const upToDate: string[] = [];
+  for (const m of migrations) {
+    const label = `${m.version}_${m.name}`;
+    const previous = byVersion.get(m.version);
+    if (previous === undefined) {
+      pending.push(m);
+      continue;
+    }
+    if (previous.checksum !== m.checksum && !earlier[m.version]?.includes(previous.checksum)) {
+      throw new MigrationError(
+        `migration ${label} was edited after it was applied (checksum differs); add a new migration instead`,
+      );
+    }
+    upToDate.push(label);
+  }
+  return { pending, upToDate };
+}
+
 /** Applies every pending migration, each in its own transaction, after checking the applied ones. */
 export function migrate(
   db: Db,
@@ -92,42 +134,20 @@ export function migrate(
   db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
     version TEXT PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at INTEGER NOT NULL
   ) WITHOUT ROWID`);
-  const recorded = new Map(
-    (db.prepare('SELECT version, name, checksum FROM schema_migrations').all() as Migration[]).map((m) => [
-      m.version,
-      m,
-    ]),
-  );
-  const known = new Set(migrations.map((m) => m.version));
-  for (const m of recorded.values()) {
-    if (!known.has(m.version)) {
-      throw new MigrationError(
-        `migration ${m.version}_${m.name} is applied to this database but its file is missing`,
-      );
-    }
-  }
+  const recorded = db
+    .prepare('SELECT version, name, checksum FROM schema_migrations')
+    .all() as AppliedMigration[];
+  const { pending, upToDate } = planMigrations(recorded, migrations);
   const applied: string[] = [];
-  const upToDate: string[] = [];
   const record = db.prepare(
     'INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)',
   );
-  for (const m of migrations) {
-    const label = `${m.version}_${m.name}`;
-    const previous = recorded.get(m.version);
-    if (previous !== undefined) {
-      if (previous.checksum !== m.checksum && !EARLIER_CHECKSUMS[m.version]?.includes(previous.checksum)) {
-        throw new MigrationError(
-          `migration ${label} was edited after it was applied (checksum differs); add a new migration instead`,
-        );
-      }
-      upToDate.push(label);
-      continue;
-    }
+  for (const m of pending) {
     db.transaction(() => {
       db.exec(m.sql);
       record.run(m.version, m.name, m.checksum, clock.now());
     })();
-    applied.push(label);
+    applied.push(`${m.version}_${m.name}`);
   }
   return { applied, upToDate };
 }

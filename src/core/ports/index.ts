@@ -28,6 +28,7 @@ import type { WebhookStore } from './webhook-store';
 
 /** The open transaction handed to writes that must be part of it (defined with the change pipeline). */
 export type { StoreTx } from '../changes';
+export * from './async';
 export * from './connection-store';
 export * from './held-device-store';
 export * from './key-store';

@@ -1,0 +1,114 @@
+/**
+ * @module store/pg/pool
+ * The PostgreSQL connection pool (node-postgres) and its flavour of `StoreTx`: a transaction is
+ * one pooled client between BEGIN and COMMIT, and the `PgTx` handed to writes carries that
+ * client, so every statement of the transaction runs on it. Outside a transaction a statement
+ * runs on any pooled client.
+ */
+
+import pg from 'pg';
+
+import type { StoreTx } from '../../core/changes';
+
+/** Something a statement can run on: the pool, or a transaction's client. */
+export type Queryable = Pick<pg.Pool, 'query'> | Pick<pg.PoolClient, 'query'>;
+
+export interface PgTx extends StoreTx {
+  readonly store: 'pg';
+  readonly client: pg.PoolClient;
+  /** The pool the client came from, so another pool's transaction is refused. */
+  readonly pool: pg.Pool;
+}
+
+/** How long connecting may take before it fails, instead of hanging on a dead address. */
+export const CONNECT_TIMEOUT_MS = 5_000;
+
+/**
+ * BIGINT (int8) and NUMERIC results as numbers: every BIGINT here is a time in milliseconds, an
+ * id or a count, far below 2^53. The parsers are the pool's own, not node-postgres's globals.
+ */
+const types: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') => {
+    if (oid === pg.types.builtins.INT8 || oid === pg.types.builtins.NUMERIC) {
+      return (v: string) => Number(v);
+    }
+    return format === undefined ? pg.types.getTypeParser(oid) : pg.types.getTypeParser(oid, format);
+  }) as pg.CustomTypesConfig['getTypeParser'],
+};
+
+export interface PoolOptions {
+  readonly connectionString: string;
+  /** Clients kept open at most (default 10). */
+  readonly max?: number;
+  readonly connectTimeoutMs?: number;
+}
+
+/** The error for a PostgreSQL that cannot be reached: says where, never the password. */
+export class PgUnavailableError extends Error {
+  override name = 'PgUnavailableError';
+}
+
+/** Where a connection string points, without its credentials. */
+export function describeTarget(connectionString: string): string {
+  try {
+    const u = new URL(connectionString);
+    return `${u.hostname}:${u.port || '5432'}${u.pathname}`;
+  } catch {
+    return 'the configured address';
+  }
+}
+
+export function openPool(options: PoolOptions): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: options.connectionString,
+    max: options.max ?? 10,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
+    types,
+  });
+  // An idle client whose server went away emits 'error' on the pool; without a listener that
+  // would crash the process. The next query fails (or reconnects) and reports it there.
+  pool.on('error', () => {});
+  return pool;
+}
+
+/** The client of a transaction handed in; refuses another store's or another pool's. */
+export function clientOf(tx: StoreTx, pool: pg.Pool): pg.PoolClient {
+  const t = tx as Partial<PgTx>;
+  if (tx.store !== 'pg' || t.pool !== pool || t.client === undefined) {
+    throw new Error('a write was handed a transaction of another store or connection');
+  }
+  return t.client;
+}
+
+/** Where a statement with an optional `tx` runs. */
+export function on(pool: pg.Pool, tx: StoreTx | undefined): Queryable {
+  return tx === undefined ? pool : clientOf(tx, pool);
+}
+
+/**
+ * Runs `fn` in one transaction on a pooled client: BEGIN, fn (awaited), COMMIT; ROLLBACK when fn
+ * or the commit throws, and the error is rethrown. `lock` (a number) first takes that
+ * transaction-scoped advisory lock, serialising the transactions that take it across every
+ * node. Transactions do not nest: inside one, pass its `tx` on instead of opening another.
+ */
+export async function inPgTx<T>(pool: pg.Pool, fn: (tx: PgTx) => T | Promise<T>, lock?: number): Promise<T> {
+  const client = await pool.connect();
+  let broken = false;
+  try {
+    await client.query('BEGIN');
+    if (lock !== undefined) await client.query('SELECT pg_advisory_xact_lock($1)', [lock]);
+    const result = await fn({ store: 'pg', client, pool });
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    try {
+      await client.query('ROLLBACK');
+    } catch {
+      // The connection itself failed: drop the client rather than return it to the pool.
+      broken = true;
+    }
+    throw error;
+  } finally {
+    client.release(broken);
+  }
+}
