@@ -1,0 +1,177 @@
+/**
+ * The two implementations of the store ports, behind one `AsyncStores` face, for the port
+ * conformance suite: every test in this folder runs once per backend (`forEachStore`).
+ *
+ * - sqlite: the real SQLite stores on a temporary file, each result wrapped in a promise. A
+ *   transaction body or `stage` may await: the adapter opens the transaction itself (BEGIN ...
+ *   COMMIT on the one connection) and runs the SQLite store's own transactional method inside it,
+ *   where better-sqlite3 turns it into a savepoint, so the store's code is what is tested.
+ * - pg: the PostgreSQL stores on a database of this test file's own (`presence_t_<random>` on
+ *   127.0.0.1:5432, trust auth, user postgres), dropped at the end; emptied before each test.
+ */
+
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+
+import pg from 'pg';
+
+import type { AsyncStores, StoreTx, WriteOp } from '../../../src/core/ports';
+import { openPgStores, type PgStores } from '../../../src/store/pg';
+import { openSqliteStores, type SqliteStores } from '../../../src/store/sqlite';
+import { sqliteTx } from '../../../src/store/tx';
+import { tmpDir } from '../../helpers/engine';
+
+export type BackendName = 'sqlite' | 'pg';
+
+export const PG_HOST = '127.0.0.1:5432';
+export const pgUrl = (database: string): string => `postgres://postgres@${PG_HOST}/${database}`;
+
+export interface Backend {
+  readonly name: BackendName;
+  /** A fresh, empty, migrated store; closed after the test. */
+  open(): Promise<AsyncStores>;
+}
+
+/** Wraps every method of `port` in a promise, `overrides` first. */
+function promised<P extends object>(port: P, overrides: Record<string, unknown> = {}): never {
+  return new Proxy(port, {
+    get(target, key) {
+      if (typeof key === 'string' && key in overrides) return overrides[key];
+      const value: unknown = Reflect.get(target, key);
+      if (typeof value !== 'function') return value;
+      return async (...args: unknown[]) => (value as (...a: unknown[]) => unknown).apply(target, args);
+    },
+  }) as never;
+}
+
+/** The SQLite stores as `AsyncStores` (see the module comment). */
+export function asyncSqlite(s: SqliteStores): AsyncStores {
+  const { db } = s;
+  const handle = sqliteTx(db);
+  const inTx = async <T>(fn: (tx: StoreTx) => T | Promise<T>, begin = 'BEGIN'): Promise<T> => {
+    db.exec(begin);
+    try {
+      const result = await fn(handle);
+      db.exec('COMMIT');
+      return result;
+    } catch (error) {
+      if (db.inTransaction) db.exec('ROLLBACK');
+      throw error;
+    }
+  };
+  type Stage = ((tx: StoreTx) => void | Promise<void>) | undefined;
+  const scrubbing = async <T>(fn: () => T | Promise<T>) => {
+    let pending: T | Promise<T> | undefined;
+    const { walTruncated } = s.scrubbing(() => {
+      pending = fn();
+    });
+    return { result: await pending!, walTruncated };
+  };
+  return {
+    presence: promised(s.presence, {
+      write: (ops: readonly WriteOp[], stage: Stage) =>
+        inTx(async (tx) => {
+          s.presence.write(ops);
+          await stage?.(tx);
+        }),
+      deleteUser: (userId: string, stage: Stage) =>
+        inTx(async (tx) => {
+          const gone = s.presence.deleteUser(userId);
+          await stage?.(tx);
+          return gone;
+        }),
+    }),
+    keys: promised(s.keys),
+    connections: promised(s.connections, {
+      transaction: (fn: (tx: StoreTx) => unknown) => inTx(fn, 'BEGIN IMMEDIATE'),
+    }),
+    webhooks: promised(s.webhooks, { transaction: inTx, scrubbing }),
+    privacy: promised(s.privacy),
+    transaction: inTx,
+    scrubbing,
+    ready: async () => s.ready(),
+    close: async () => s.close(),
+  };
+}
+
+function sqliteBackend(): Backend {
+  const opened: { stores: AsyncStores; cleanup(): void }[] = [];
+  afterEach(async () => {
+    for (const o of opened.splice(0)) {
+      await o.stores.close();
+      o.cleanup();
+    }
+  });
+  return {
+    name: 'sqlite',
+    open: async () => {
+      const tmp = tmpDir();
+      const stores = asyncSqlite(openSqliteStores(join(tmp.dir, 'presence.db')));
+      opened.push({ stores, cleanup: tmp.cleanup });
+      return stores;
+    },
+  };
+}
+
+/** Creates a database of its own on the local PostgreSQL; `drop` removes it. */
+export async function createTestDatabase(): Promise<{ name: string; url: string; drop(): Promise<void> }> {
+  const name = `presence_t_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: pgUrl('postgres') });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  return {
+    name,
+    url: pgUrl(name),
+    drop: async () => {
+      const c = new pg.Client({ connectionString: pgUrl('postgres') });
+      await c.connect();
+      try {
+        await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } finally {
+        await c.end();
+      }
+    },
+  };
+}
+
+function pgBackend(): Backend {
+  let database: Awaited<ReturnType<typeof createTestDatabase>> | null = null;
+  const opened: PgStores[] = [];
+  beforeAll(async () => {
+    database = await createTestDatabase();
+  });
+  afterEach(async () => {
+    for (const s of opened.splice(0)) await s.close();
+  });
+  afterAll(async () => {
+    await database?.drop();
+  });
+  return {
+    name: 'pg',
+    open: async () => {
+      const stores = await openPgStores({ connectionString: database!.url, max: 4 });
+      opened.push(stores);
+      const { rows } = await stores.pool.query<{ tablename: string }>(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename != 'schema_migrations'",
+      );
+      await stores.pool.query(`TRUNCATE ${rows.map((r) => r.tablename).join(', ')} RESTART IDENTITY CASCADE`);
+      return stores;
+    },
+  };
+}
+
+/** Declares `body`'s tests once per backend, each in a describe block named after it. */
+export function forEachStore(title: string, body: (backend: Backend) => void): void {
+  describe.each<BackendName>(['sqlite', 'pg'])(`${title} (%s)`, (name) => {
+    body(name === 'sqlite' ? sqliteBackend() : pgBackend());
+  });
+}
+
+export const user = (userId: string, at = 1): WriteOp => ({
+  op: 'user',
+  user: { userId, displayName: null, timezone: null, createdAt: at, updatedAt: at },
+});

@@ -1,0 +1,245 @@
+/**
+ * Port conformance: `PresenceStore`, on SQLite and on PostgreSQL (backends.ts).
+ */
+
+import type { AggregateRecord, TransitionRecord, WriteOp } from '../../../src/core/ports';
+import type { Observation } from '../../../src/core/presence';
+import { forEachStore, user } from './backends';
+
+const obs = (over: Partial<Observation> = {}): Observation => ({
+  platform: 'slack',
+  device: '',
+  status: 'online',
+  activity: null,
+  customStatus: { text: 'Lunch', emoji: ':pizza:', expiresAt: null },
+  source: 'app',
+  raw: { presence: 'active', nested: ['ünïcode', 1] },
+  label: 'active',
+  decay: null,
+  observedAt: 1_700_000_000_000,
+  changedAt: 1_700_000_000_000,
+  expiresAt: 1_700_000_600_000,
+  ...over,
+});
+
+const aggregate = (version: number, over: Partial<AggregateRecord> = {}): AggregateRecord => ({
+  status: 'online',
+  activity: null,
+  customStatus: null,
+  source: 'app',
+  version,
+  lastActiveAt: 1_700_000_000_000,
+  updatedAt: 1_700_000_000_000 + version,
+  ...over,
+});
+
+const transition = (userId: string, version: number, at: number): TransitionRecord => ({
+  userId,
+  version,
+  at,
+  fromStatus: 'offline',
+  toStatus: 'online',
+  fromActivity: null,
+  toActivity: 'in_call',
+  source: 'app',
+  platform: 'slack',
+});
+
+forEachStore('PresenceStore', (backend) => {
+  it('stores what the engine writes and loads it back as written', async () => {
+    const s = await backend.open();
+    const inferred = obs({
+      platform: 'whatsapp',
+      source: 'inferred',
+      customStatus: null,
+      decay: [
+        { status: 'online', untilMs: 60_000 },
+        { status: 'idle', untilMs: 600_000 },
+      ],
+    });
+    const ops: WriteOp[] = [
+      user('ana', 5),
+      user('bo', 6),
+      { op: 'observation', userId: 'ana', obs: obs() },
+      { op: 'observation', userId: 'ana', obs: obs({ platform: 'device', device: 'laptop', raw: null }) },
+      { op: 'observation', userId: 'bo', obs: inferred },
+      {
+        op: 'override',
+        userId: 'ana',
+        override: { status: 'busy', activity: 'focus', customStatus: null, setAt: 10, expiresAt: 20 },
+      },
+      { op: 'aggregate', userId: 'ana', aggregate: aggregate(1, { activity: 'in_call' }) },
+      { op: 'transition', transition: transition('ana', 1, 100) },
+    ];
+    await s.presence.write(ops);
+    const loaded = (await s.presence.loadAll()).sort((a, b) => a.user.userId.localeCompare(b.user.userId));
+    expect(loaded).toHaveLength(2);
+    const [ana, bo] = loaded;
+    expect(ana!.user).toEqual({
+      userId: 'ana',
+      displayName: null,
+      timezone: null,
+      createdAt: 5,
+      updatedAt: 5,
+    });
+    expect(ana!.observations.sort((a, b) => a.device.localeCompare(b.device))).toEqual([
+      obs(),
+      obs({ platform: 'device', device: 'laptop', raw: null }),
+    ]);
+    expect(ana!.override).toEqual({
+      status: 'busy',
+      activity: 'focus',
+      customStatus: null,
+      setAt: 10,
+      expiresAt: 20,
+    });
+    expect(ana!.aggregate).toEqual(aggregate(1, { activity: 'in_call' }));
+    expect(ana!.accounts).toEqual([]);
+    expect(bo!.observations).toEqual([inferred]);
+    expect(bo!.override).toBeNull();
+    expect(bo!.aggregate).toBeNull();
+  });
+
+  it('upserts users and observations, deletes observations and overrides, applies refreshes', async () => {
+    const s = await backend.open();
+    await s.presence.write([
+      user('ana'),
+      { op: 'observation', userId: 'ana', obs: obs() },
+      { op: 'observation', userId: 'ana', obs: obs({ platform: 'teams' }) },
+      {
+        op: 'override',
+        userId: 'ana',
+        override: { status: 'away', activity: null, customStatus: null, setAt: 1, expiresAt: 2 },
+      },
+      { op: 'aggregate', userId: 'ana', aggregate: aggregate(1) },
+    ]);
+    await s.presence.write([
+      {
+        op: 'user',
+        user: { userId: 'ana', displayName: 'Ana', timezone: 'Europe/Paris', createdAt: 99, updatedAt: 7 },
+      },
+      { op: 'observation', userId: 'ana', obs: obs({ status: 'busy', activity: 'in_meeting' }) },
+      { op: 'observation-delete', userId: 'ana', platform: 'teams', device: '' },
+      { op: 'override', userId: 'ana', override: null },
+      {
+        op: 'refresh',
+        userId: 'ana',
+        observations: [obs({ status: 'busy', activity: 'in_meeting', observedAt: 5_000, expiresAt: 9_000 })],
+        lastActiveAt: 4_242,
+      },
+    ]);
+    const [ana] = await s.presence.loadAll();
+    // The insert's created_at stays; the rest is the update's.
+    expect(ana!.user).toEqual({
+      userId: 'ana',
+      displayName: 'Ana',
+      timezone: 'Europe/Paris',
+      createdAt: 1,
+      updatedAt: 7,
+    });
+    expect(ana!.observations).toEqual([
+      obs({ status: 'busy', activity: 'in_meeting', observedAt: 5_000, expiresAt: 9_000 }),
+    ]);
+    expect(ana!.override).toBeNull();
+    expect(ana!.aggregate?.lastActiveAt).toBe(4_242);
+    expect(await s.presence.getUser('ana')).toEqual(ana!.user);
+    expect(await s.presence.getUser('nobody')).toBeNull();
+  });
+
+  it('answers history newest first, within since/until, at most limit', async () => {
+    const s = await backend.open();
+    await s.presence.write([
+      user('ana'),
+      user('bo'),
+      { op: 'transition', transition: transition('ana', 1, 100) },
+      { op: 'transition', transition: transition('ana', 2, 200) },
+      { op: 'transition', transition: transition('ana', 3, 200) },
+      { op: 'transition', transition: transition('ana', 4, 300) },
+      { op: 'transition', transition: transition('bo', 1, 150) },
+    ]);
+    const versions = async (q: { since?: number; until?: number; limit: number }) =>
+      (await s.presence.history('ana', q)).map((t) => t.version);
+    expect(await versions({ limit: 10 })).toEqual([4, 3, 2, 1]);
+    expect(await versions({ since: 200, limit: 10 })).toEqual([4, 3, 2]);
+    expect(await versions({ until: 200, limit: 2 })).toEqual([3, 2]);
+    expect((await s.presence.history('bo', { limit: 5 }))[0]).toEqual(transition('bo', 1, 150));
+  });
+
+  it('links an account to one user only, and unlinks it', async () => {
+    const s = await backend.open();
+    await s.presence.write([user('ana'), user('bo')]);
+    const slack = { platform: 'slack' as const, workspaceId: 'T1', externalId: 'U1' };
+    const discord = { platform: 'discord' as const, workspaceId: '', externalId: '42' };
+    expect(await s.presence.linkAccount('ana', slack, 10)).toEqual({ linked: true });
+    expect(await s.presence.linkAccount('ana', slack, 11)).toEqual({ linked: true });
+    expect(await s.presence.linkAccount('bo', slack, 12)).toEqual({ linked: false, ownerId: 'ana' });
+    expect(await s.presence.linkAccount('ana', discord, 13)).toEqual({ linked: true });
+    expect(await s.presence.accountsOf('ana')).toEqual([
+      { ...discord, userId: 'ana', createdAt: 13 },
+      { ...slack, userId: 'ana', createdAt: 10 },
+    ]);
+    const [ana] = (await s.presence.loadAll()).filter((u) => u.user.userId === 'ana');
+    expect(ana!.accounts).toHaveLength(2);
+    expect(await s.presence.unlinkAccount('bo', slack)).toBe(false);
+    expect(await s.presence.unlinkAccount('ana', slack)).toBe(true);
+    expect(await s.presence.linkAccount('bo', slack, 14)).toEqual({ linked: true });
+  });
+
+  it('deletes a user with everything about them, running stage in the same transaction', async () => {
+    const s = await backend.open();
+    await s.presence.write([
+      user('ana'),
+      user('bo'),
+      { op: 'observation', userId: 'ana', obs: obs() },
+      { op: 'aggregate', userId: 'ana', aggregate: aggregate(1) },
+      { op: 'transition', transition: transition('ana', 1, 100) },
+    ]);
+    await s.presence.linkAccount('ana', { platform: 'slack', workspaceId: 'T', externalId: 'U' }, 1);
+    let stagedIn: unknown = null;
+    expect(
+      await s.presence.deleteUser('ana', async (tx) => {
+        stagedIn = tx;
+        await s.webhooks.insertEvent(tx, 'msg_1', 'user.deleted', 'ana', 1, 1, '{}');
+      }),
+    ).toBe(true);
+    expect(stagedIn).not.toBeNull();
+    expect((await s.presence.loadAll()).map((u) => u.user.userId)).toEqual(['bo']);
+    expect(await s.presence.history('ana', { limit: 10 })).toEqual([]);
+    expect(await s.presence.accountsOf('ana')).toEqual([]);
+    expect(await s.presence.deleteUser('ana')).toBe(false);
+    // The account is free again.
+    expect(
+      await s.presence.linkAccount('bo', { platform: 'slack', workspaceId: 'T', externalId: 'U' }, 2),
+    ).toEqual({
+      linked: true,
+    });
+  });
+
+  it('a write whose stage throws leaves nothing: not the ops, not what stage wrote', async () => {
+    const s = await backend.open();
+    await s.presence.write([user('ana')]);
+    await expect(
+      s.presence.write([user('bo'), { op: 'observation', userId: 'ana', obs: obs() }], async (tx) => {
+        await s.webhooks.insertEvent(tx, 'msg_x', 'presence.changed', 'ana', 1, 1, '{}');
+        throw new Error('sink refused');
+      }),
+    ).rejects.toThrow('sink refused');
+    const users = await s.presence.loadAll();
+    expect(users.map((u) => u.user.userId)).toEqual(['ana']);
+    expect(users[0]!.observations).toEqual([]);
+    // The event's msg_id was not taken: writing it again succeeds.
+    await s.presence.write([], async (tx) => {
+      await s.webhooks.insertEvent(tx, 'msg_x', 'presence.changed', 'ana', 1, 1, '{}');
+    });
+    await expect(s.presence.deleteUser('ana', () => Promise.reject(new Error('no')))).rejects.toThrow('no');
+    expect(await s.presence.getUser('ana')).not.toBeNull();
+  });
+
+  it('probes with a throwaway commit that leaves the data as it was', async () => {
+    const s = await backend.open();
+    await s.presence.write([user('ana')]);
+    await expect(s.presence.probe(123)).resolves.toBeUndefined();
+    await expect(s.presence.probe(124)).resolves.toBeUndefined();
+    expect((await s.presence.loadAll()).map((u) => u.user.userId)).toEqual(['ana']);
+  });
+});
