@@ -27,13 +27,12 @@ export const CONNECT_TIMEOUT_MS = 5_000;
  * BIGINT (int8) and NUMERIC results as numbers: every BIGINT here is a time in milliseconds, an
  * id or a count, far below 2^53. The parsers are the pool's own, not node-postgres's globals.
  */
+const INT8 = 20;
+const NUMERIC = 1700;
+const toNumber = (v: string): number => Number(v);
 const types: pg.CustomTypesConfig = {
-  getTypeParser: ((oid: number, format?: 'text' | 'binary') => {
-    if (oid === pg.types.builtins.INT8 || oid === pg.types.builtins.NUMERIC) {
-      return (v: string) => Number(v);
-    }
-    return format === undefined ? pg.types.getTypeParser(oid) : pg.types.getTypeParser(oid, format);
-  }) as pg.CustomTypesConfig['getTypeParser'],
+  getTypeParser: (oid: number, format?: 'text' | 'binary'): unknown =>
+    oid === INT8 || oid === NUMERIC ? toNumber : pg.types.getTypeParser(oid, format ?? 'text'),
 };
 
 export interface PoolOptions {

@@ -165,7 +165,7 @@ export class PgWebhookStore implements AsyncWebhookStore {
     );
   }
 
-  insertEvent(
+  async insertEvent(
     tx: StoreTx,
     msgId: string,
     type: EventType,
@@ -174,7 +174,7 @@ export class PgWebhookStore implements AsyncWebhookStore {
     createdAt: number,
     payload: string,
   ): Promise<number> {
-    return writeEvent(clientOf(tx, this.pool), msgId, type, userId, version, createdAt, payload);
+    return await writeEvent(clientOf(tx, this.pool), msgId, type, userId, version, createdAt, payload);
   }
 
   async insertDelivery(
@@ -266,7 +266,7 @@ export class PgWebhookStore implements AsyncWebhookStore {
   }
 
   /** Stores a merged event and points the surviving delivery at it; returns the event's seq. */
-  repoint(
+  async repoint(
     deliveryId: number,
     fromSeq: number,
     msgId: string,
@@ -296,7 +296,9 @@ export class PgWebhookStore implements AsyncWebhookStore {
       ]);
       return seq;
     };
-    return tx === undefined ? inPgTx(this.pool, ({ client }) => run(client)) : run(clientOf(tx, this.pool));
+    return tx === undefined
+      ? await inPgTx(this.pool, ({ client }) => run(client))
+      : await run(clientOf(tx, this.pool));
   }
 
   async page(

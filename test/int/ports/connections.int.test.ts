@@ -4,7 +4,7 @@
  */
 
 import type { AsyncStores, NewConnection, SealedTokens, StateRow } from '../../../src/core/ports';
-import { forEachStore, user } from './backends';
+import { failure, forEachStore, UNIQUE, user } from './backends';
 
 const conn = (id: string, over: Partial<NewConnection> = {}): NewConnection => ({
   id,
@@ -78,7 +78,7 @@ forEachStore('ConnectionStore', (backend) => {
     expect(await ids({ userId: 'ana' })).toEqual(['c2']);
     expect(await ids({ kind: 'app' })).toEqual(['c3']);
     expect(await ids({ platform: 'teams', userId: 'bo' })).toEqual(['c1']);
-    await expect(c.insert(conn('c9', { externalId: 'ext-c2' }), 30)).rejects.toThrow();
+    expect(await failure(c.insert(conn('c9', { externalId: 'ext-c2' }), 30))).toMatch(UNIQUE);
   });
 
   it('replaces a grant, saves refreshes, sets health, marks warnings, deletes', async () => {

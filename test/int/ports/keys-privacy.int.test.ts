@@ -4,7 +4,7 @@
 
 import type { ApiKeyRecord } from '../../../src/core/ports';
 import type { PrivacySettings } from '../../../src/privacy/project';
-import { forEachStore, user } from './backends';
+import { failure, FOREIGN_KEY, forEachStore, UNIQUE, user } from './backends';
 
 const key = (id: string, createdAt: number): ApiKeyRecord => ({
   id,
@@ -29,7 +29,7 @@ forEachStore('ApiKeyStore', (backend) => {
     expect(await s.keys.revoke('k_a', 60)).toBe(false);
     expect(await s.keys.revoke('k_none', 60)).toBe(false);
     expect((await s.keys.get('k_a'))?.revokedAt).toBe(50);
-    await expect(s.keys.insert(key('k_a', 3))).rejects.toThrow();
+    expect(await failure(s.keys.insert(key('k_a', 3)))).toMatch(UNIQUE);
   });
 });
 
@@ -92,7 +92,7 @@ forEachStore('PrivacyStore', (backend) => {
 
   it('refuses rows for a user that does not exist', async () => {
     const s = await backend.open();
-    await expect(s.privacy.putSettings('ghost', CONTACTS_ONLY, 1)).rejects.toThrow();
-    await expect(s.privacy.setViewerEpoch('ghost', 'e', 1)).rejects.toThrow();
+    expect(await failure(s.privacy.putSettings('ghost', CONTACTS_ONLY, 1))).toMatch(FOREIGN_KEY);
+    expect(await failure(s.privacy.setViewerEpoch('ghost', 'e', 1))).toMatch(FOREIGN_KEY);
   });
 });
