@@ -15,7 +15,9 @@
  * that must commit with others receives the open transaction as a `StoreTx` (never found by
  * asking the connection whether one is open), and a service that needs several writes to be one
  * runs them in the port's `transaction(fn)`, passing fn's `tx` on. Making the methods return
- * promises then changes their signatures and their callers' `await`s, not what they do.
+ * promises then changes their signatures and their callers' `await`s, not what they do. That
+ * asynchronous form is derived from these ports, not written out again: `Async<P>` in async.ts,
+ * which the PostgreSQL stores (`store/pg/`) implement.
  */
 
 import type { StoreTx } from '../changes';
