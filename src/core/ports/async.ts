@@ -13,6 +13,7 @@
 
 import type { StoreTx } from '../changes';
 import type { AuthorizeStateStore, ConnectionStore } from './connection-store';
+import type { HeldDeviceStore } from './held-device-store';
 import type { ApiKeyStore } from './key-store';
 import type { PresenceStore } from './presence-store';
 import type { PrivacyStore } from './privacy-store';
@@ -42,6 +43,7 @@ export interface AsyncScrubbing {
 export type AsyncPresenceStore = Async<PresenceStore>;
 export type AsyncApiKeyStore = Async<ApiKeyStore>;
 export type AsyncPrivacyStore = Async<PrivacyStore>;
+export type AsyncHeldDeviceStore = Async<HeldDeviceStore>;
 export type AsyncAuthorizeStateStore = Async<Omit<AuthorizeStateStore, 'transaction'>> & AsyncTransactional;
 export type AsyncConnectionStore = Async<Omit<ConnectionStore, 'transaction'>> & AsyncTransactional;
 export type AsyncWebhookStore = Async<Omit<WebhookStore, 'transaction' | 'scrubbing'>> &
@@ -55,6 +57,8 @@ export interface AsyncStores extends AsyncTransactional, AsyncScrubbing {
   readonly connections: AsyncConnectionStore;
   readonly webhooks: AsyncWebhookStore;
   readonly privacy: AsyncPrivacyStore;
+  /** Read once at start, by the stream. */
+  readonly heldDevices: AsyncHeldDeviceStore;
   /** True while the store answers and its schema is current (`/readyz`). */
   ready(): Promise<boolean>;
   close(): Promise<void>;

@@ -15,6 +15,7 @@ import { systemClock, type Clock } from '../../core/clock';
 import type { AsyncStores, StoreTx } from '../../core/ports';
 import type { MigrationReport } from '../db';
 import { PgConnectionStore } from './connection-store';
+import { PgHeldDeviceStore } from './held-devices';
 import { PgApiKeyStore } from './key-store';
 import { checkReachable, isMigrated, migrate } from './migrate';
 import { inPgTx, openPool, type PoolOptions } from './pool';
@@ -60,6 +61,7 @@ export async function openPgStores(options: PoolOptions & { readonly clock?: Clo
     connections: new PgConnectionStore(pool),
     webhooks,
     privacy: new PgPrivacyStore(pool),
+    heldDevices: new PgHeldDeviceStore(pool),
     transaction: <T>(fn: (tx: StoreTx) => T | Promise<T>): Promise<T> => inPgTx(pool, fn),
     scrubbing: (fn) => webhooks.scrubbing(fn),
     ready: async () => ended === null && (await isMigrated(pool)),

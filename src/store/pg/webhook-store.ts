@@ -22,6 +22,8 @@ import type {
   DisabledReason,
   EndpointSecrets,
   EventType,
+  NewDelivery,
+  NewEvent,
   PendingRow,
   StoredEndpoint,
 } from '../../core/ports';
@@ -70,7 +72,7 @@ function toEndpoint(r: EndpointRow): StoredEndpoint {
   };
 }
 
-const PENDING_COLUMNS = `d.id, d.event_seq, d.lane, d.attempts, d.next_attempt_at, d.not_before, d.replay, d.created_at,
+const PENDING_COLUMNS = `d.id, d.event_seq, d.lane AS ordering_key, d.attempts, d.next_attempt_at, d.not_before, d.replay, d.created_at,
   e.msg_id, e.type, e.payload`;
 
 /** The tables that hold sealed values, rewritten by `scrubbing`. */
@@ -165,32 +167,15 @@ export class PgWebhookStore implements AsyncWebhookStore {
     );
   }
 
-  async insertEvent(
-    tx: StoreTx,
-    msgId: string,
-    type: EventType,
-    userId: string | null,
-    version: number | null,
-    createdAt: number,
-    payload: string,
-  ): Promise<number> {
-    return await writeEvent(clientOf(tx, this.pool), msgId, type, userId, version, createdAt, payload);
+  async insertEvent(tx: StoreTx, event: NewEvent): Promise<number> {
+    return await writeEvent(clientOf(tx, this.pool), event);
   }
 
-  async insertDelivery(
-    tx: StoreTx,
-    endpointId: string,
-    eventSeq: number,
-    lane: string,
-    notBefore: number,
-    nextAttemptAt: number,
-    replay: boolean,
-    now: number,
-  ): Promise<number> {
+  async insertDelivery(tx: StoreTx, d: NewDelivery): Promise<number> {
     const { rows } = await clientOf(tx, this.pool).query<{ id: number }>(
       `INSERT INTO webhook_deliveries (endpoint_id, event_seq, lane, status, attempts, next_attempt_at, not_before,
          replay, created_at, updated_at) VALUES ($1, $2, $3, 'pending', 0, $4, $5, $6, $7, $7) RETURNING id`,
-      [endpointId, eventSeq, lane, nextAttemptAt, notBefore, replay ? 1 : 0, now],
+      [d.endpointId, d.eventSeq, d.orderingKey, d.nextAttemptAt, d.notBefore, d.replay ? 1 : 0, d.now],
     );
     return rows[0]!.id;
   }
@@ -280,15 +265,14 @@ export class PgWebhookStore implements AsyncWebhookStore {
         [fromSeq],
       );
       const src = rows[0];
-      const seq = await writeEvent(
-        q,
+      const seq = await writeEvent(q, {
         msgId,
-        'presence.changed',
-        src?.user_id ?? null,
-        src?.version ?? null,
-        src?.created_at ?? now,
+        type: 'presence.changed',
+        userId: src?.user_id ?? null,
+        version: src?.version ?? null,
+        createdAt: src?.created_at ?? now,
         payload,
-      );
+      });
       await q.query('UPDATE webhook_deliveries SET event_seq = $1, updated_at = $2 WHERE id = $3', [
         seq,
         now,
@@ -424,19 +408,11 @@ export class PgWebhookStore implements AsyncWebhookStore {
   }
 }
 
-async function writeEvent(
-  q: Queryable,
-  msgId: string,
-  type: EventType,
-  userId: string | null,
-  version: number | null,
-  createdAt: number,
-  payload: string,
-): Promise<number> {
+async function writeEvent(q: Queryable, e: NewEvent): Promise<number> {
   const { rows } = await q.query<{ seq: number }>(
     `INSERT INTO webhook_events (msg_id, type, user_id, version, created_at, payload)
      VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq`,
-    [msgId, type, userId, version, createdAt, payload],
+    [e.msgId, e.type, e.userId, e.version, e.createdAt, e.payload],
   );
   return rows[0]!.seq;
 }

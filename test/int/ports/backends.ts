@@ -15,7 +15,14 @@ import { join } from 'node:path';
 
 import pg from 'pg';
 
-import type { AsyncStores, StoreTx, WriteOp } from '../../../src/core/ports';
+import type {
+  AsyncStores,
+  EventType,
+  NewDelivery,
+  NewEvent,
+  StoreTx,
+  WriteOp,
+} from '../../../src/core/ports';
 import { openPgStores, type PgStores } from '../../../src/store/pg';
 import { openSqliteStores, type SqliteStores } from '../../../src/store/sqlite';
 import { sqliteTx } from '../../../src/store/tx';
@@ -94,6 +101,7 @@ export function asyncSqlite(s: SqliteStores): AsyncStores {
     }),
     webhooks: promised(s.webhooks, { transaction: inTx, scrubbing }),
     privacy: promised(s.privacy),
+    heldDevices: promised(s.heldDevices),
     transaction: inTx,
     scrubbing,
     ready: async () => await Promise.resolve(s.ready()),
@@ -196,3 +204,24 @@ export async function failure(p: Promise<unknown>): Promise<string> {
 
 export const UNIQUE = /UNIQUE constraint failed|duplicate key value/;
 export const FOREIGN_KEY = /FOREIGN KEY constraint failed|violates foreign key constraint/;
+
+/** A `NewEvent`, positionally. */
+export const event = (
+  msgId: string,
+  type: EventType,
+  userId: string | null,
+  version: number | null,
+  createdAt: number,
+  payload: string,
+): NewEvent => ({ msgId, type, userId, version, createdAt, payload });
+
+/** A `NewDelivery`, positionally. */
+export const delivery = (
+  endpointId: string,
+  eventSeq: number,
+  orderingKey: string,
+  notBefore: number,
+  nextAttemptAt: number,
+  replay: boolean,
+  now: number,
+): NewDelivery => ({ endpointId, eventSeq, orderingKey, notBefore, nextAttemptAt, replay, now });

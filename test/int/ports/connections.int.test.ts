@@ -4,7 +4,7 @@
  */
 
 import type { AsyncStores, NewConnection, SealedTokens, StateRow } from '../../../src/core/ports';
-import { failure, forEachStore, UNIQUE, user } from './backends';
+import { event, failure, forEachStore, UNIQUE, user } from './backends';
 
 const conn = (id: string, over: Partial<NewConnection> = {}): NewConnection => ({
   id,
@@ -218,7 +218,7 @@ forEachStore('ConnectionStore', (backend) => {
       c.transaction(async (tx) => {
         await c.insert(conn('c2'), 1, tx);
         await c.delete('c1', tx);
-        await s.webhooks.insertEvent(tx, 'msg_c', 'connection.revoked', 'ana', null, 1, '{}');
+        await s.webhooks.insertEvent(tx, event('msg_c', 'connection.revoked', 'ana', null, 1, '{}'));
         throw new Error('abort');
       }),
     ).rejects.toThrow('abort');

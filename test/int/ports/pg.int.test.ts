@@ -9,7 +9,7 @@ import { openPgStores, PgUnavailableError, StaleVersionError, type PgStores } fr
 import { migrate, readPgMigrations } from '../../../src/store/pg/migrate';
 import { openPool } from '../../../src/store/pg/pool';
 import { freePort } from '../../helpers/free-port';
-import { createTestDatabase, user } from './backends';
+import { createTestDatabase, delivery, event, user } from './backends';
 import type { AggregateRecord, StoredEndpoint, WriteOp } from '../../../src/core/ports';
 
 let database: Awaited<ReturnType<typeof createTestDatabase>>;
@@ -123,14 +123,9 @@ async function queue(s: PgStores, lanes: readonly string[], at = 100): Promise<n
     for (const [i, lane] of lanes.entries()) {
       const seq = await s.webhooks.insertEvent(
         tx,
-        `m_${lane}_${i}_${at}`,
-        'presence.changed',
-        null,
-        i,
-        at,
-        '{}',
+        event(`m_${lane}_${i}_${at}`, 'presence.changed', null, i, at, '{}'),
       );
-      ids.push(await s.webhooks.insertDelivery(tx, 'ep_1', seq, lane, at, at, false, at));
+      ids.push(await s.webhooks.insertDelivery(tx, delivery('ep_1', seq, lane, at, at, false, at)));
     }
     return ids;
   });

@@ -3,7 +3,7 @@
  * closing), on SQLite and on PostgreSQL (backends.ts).
  */
 
-import { forEachStore, user } from './backends';
+import { delivery, event, forEachStore, user } from './backends';
 
 forEachStore('Stores', (backend) => {
   it('one transaction spans the stores: all of it commits, or none of it when fn throws', async () => {
@@ -48,8 +48,11 @@ forEachStore('Stores', (backend) => {
           2,
           tx,
         );
-        const seq = await s.webhooks.insertEvent(tx, `msg_${id}`, 'connection.revoked', 'ana', null, 2, '{}');
-        await s.webhooks.insertDelivery(tx, 'ep_1', seq, 'k:teams', 2, 2, false, 2);
+        const seq = await s.webhooks.insertEvent(
+          tx,
+          event(`msg_${id}`, 'connection.revoked', 'ana', null, 2, '{}'),
+        );
+        await s.webhooks.insertDelivery(tx, delivery('ep_1', seq, 'k:teams', 2, 2, false, 2));
         if (fail) throw new Error('rolled back');
         return seq;
       });

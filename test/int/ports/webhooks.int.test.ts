@@ -4,7 +4,7 @@
  */
 
 import type { AsyncStores, StoredEndpoint, StoreTx } from '../../../src/core/ports';
-import { failure, forEachStore, UNIQUE, user } from './backends';
+import { delivery, event, failure, forEachStore, UNIQUE, user } from './backends';
 
 const endpoint = (id: string, over: Partial<StoredEndpoint> = {}): StoredEndpoint => ({
   id,
@@ -40,16 +40,20 @@ async function queue(
     const at = opts.at ?? 100;
     const seq = await s.webhooks.insertEvent(
       tx,
-      msgId,
-      'presence.changed',
-      opts.userId === undefined ? 'ana' : opts.userId,
-      opts.version === undefined ? 1 : opts.version,
-      at,
-      `{"id":"${msgId}"}`,
+      event(
+        msgId,
+        'presence.changed',
+        opts.userId === undefined ? 'ana' : opts.userId,
+        opts.version === undefined ? 1 : opts.version,
+        at,
+        `{"id":"${msgId}"}`,
+      ),
     );
     const ids: number[] = [];
     for (const ep of opts.endpoints ?? ['ep_1']) {
-      ids.push(await s.webhooks.insertDelivery(tx, ep, seq, opts.lane ?? 'u:ana', at, at, false, at));
+      ids.push(
+        await s.webhooks.insertDelivery(tx, delivery(ep, seq, opts.lane ?? 'u:ana', at, at, false, at)),
+      );
     }
     return { seq, ids };
   });
@@ -99,7 +103,7 @@ forEachStore('WebhookStore', (backend) => {
     await s.webhooks.saveEndpoint(endpoint('ep_1'));
     const foreign: StoreTx = { store: backend.name === 'pg' ? 'sqlite' : 'pg' };
     await expect(
-      s.webhooks.insertEvent(foreign, 'm1', 'presence.changed', 'ana', 1, 1, '{}'),
+      s.webhooks.insertEvent(foreign, event('m1', 'presence.changed', 'ana', 1, 1, '{}')),
     ).rejects.toThrow(/another store/);
     const { seq, ids } = await queue(s, 'm1', { endpoints: ['ep_1'] });
     expect(seq).toBeGreaterThan(0);
@@ -120,7 +124,7 @@ forEachStore('WebhookStore', (backend) => {
     expect(pending[1]).toEqual({
       id: b.ids[0],
       event_seq: b.seq,
-      lane: 'u:ana',
+      ordering_key: 'u:ana',
       attempts: 0,
       next_attempt_at: 200,
       not_before: 200,
@@ -267,7 +271,7 @@ forEachStore('WebhookStore', (backend) => {
     const replayed = (await s.webhooks.loadPending('ep_1', pendingBefore.ids[0]!, 10)).map((r) => [
       r.msg_id,
       r.replay,
-      r.lane,
+      r.ordering_key,
     ]);
     expect(replayed).toEqual([
       ['a2', 1, 'u:ana'],
@@ -303,8 +307,8 @@ forEachStore('WebhookStore', (backend) => {
     let forgot: { pending: Map<string, Set<number>>; events: number } | null = null;
     await s.presence.deleteUser('ana', async (tx) => {
       forgot = await s.webhooks.forgetUser(tx, 'ana');
-      const seq = await s.webhooks.insertEvent(tx, 'gone', 'user.deleted', 'ana', 2, 5, '{}');
-      await s.webhooks.insertDelivery(tx, 'ep_1', seq, 'u:ana', 5, 5, false, 5);
+      const seq = await s.webhooks.insertEvent(tx, event('gone', 'user.deleted', 'ana', 2, 5, '{}'));
+      await s.webhooks.insertDelivery(tx, delivery('ep_1', seq, 'u:ana', 5, 5, false, 5));
     });
     expect(forgot!.events).toBe(2);
     expect(forgot!.pending).toEqual(
