@@ -6,7 +6,7 @@
  *   transaction body or `stage` may await: the adapter opens the transaction itself (BEGIN ...
  *   COMMIT on the one connection) and runs the SQLite store's own transactional method inside it,
  *   where better-sqlite3 turns it into a savepoint, so the store's code is what is tested.
- * - pg: the PostgreSQL stores on a database of this test file's own (`presence_t_<random>` on
+ * - pg: the PostgreSQL stores on a database created for the describe block (`presence_t_<random>` on
  *   127.0.0.1:5432, trust auth, user postgres), dropped at the end; emptied before each test.
  */
 
