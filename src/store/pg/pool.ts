@@ -62,6 +62,8 @@ export function openPool(options: PoolOptions): pg.Pool {
     connectionString: options.connectionString,
     max: options.max ?? 10,
     connectionTimeoutMillis: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
+    // TCP keepalive, so a server that vanished without closing the connection is noticed.
+    keepAlive: true,
     types,
   });
   // An idle client whose server went away emits 'error' on the pool; without a listener that

@@ -4,6 +4,8 @@
  * not answer. Each test file has a database of its own (backends.ts).
  */
 
+import { createServer, type AddressInfo } from 'node:net';
+
 import { MigrationError, type Migration } from '../../../src/store/db';
 import { openPgStores, PgUnavailableError, StaleVersionError, type PgStores } from '../../../src/store/pg';
 import { migrate, readPgMigrations } from '../../../src/store/pg/migrate';
@@ -266,6 +268,27 @@ describe('a database that does not answer', () => {
       new RegExp(`^PostgreSQL at 127\\.0\\.0\\.1:${port}/presence did not answer: .*ECONNREFUSED`),
     );
     expect((error as Error).message).not.toContain('pw');
+  });
+
+  it('fails to open after the connect timeout when something accepts but never answers', async () => {
+    const silent = createServer(() => {});
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const { port } = silent.address() as AddressInfo;
+    try {
+      const error = await openPgStores({
+        connectionString: `postgres://postgres@127.0.0.1:${port}/presence`,
+        connectTimeoutMs: 300,
+      }).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(PgUnavailableError);
+      expect((error as Error).message).toMatch(
+        new RegExp(`^PostgreSQL at 127\\.0\\.0\\.1:${port}/presence did not answer: .*timeout`, 'i'),
+      );
+    } finally {
+      silent.close();
+    }
   });
 
   it('an open store whose server goes away rejects its calls and reads as not ready', async () => {
