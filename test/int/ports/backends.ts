@@ -18,6 +18,7 @@ import pg from 'pg';
 import type {
   AsyncStores,
   EventType,
+  LoadedUser,
   NewDelivery,
   NewEvent,
   StoreTx,
@@ -225,3 +226,8 @@ export const delivery = (
   replay: boolean,
   now: number,
 ): NewDelivery => ({ endpointId, eventSeq, orderingKey, notBefore, nextAttemptAt, replay, now });
+
+/** Every stored user, as an array (the port may hand them over as any iterable). */
+export async function loadAll(s: AsyncStores): Promise<LoadedUser[]> {
+  return [...(await s.presence.loadAll())];
+}

@@ -4,7 +4,7 @@
 
 import type { AggregateRecord, TransitionRecord, WriteOp } from '../../../src/core/ports';
 import type { Observation } from '../../../src/core/presence';
-import { event, forEachStore, user } from './backends';
+import { event, forEachStore, loadAll, user } from './backends';
 
 const obs = (over: Partial<Observation> = {}): Observation => ({
   platform: 'slack',
@@ -72,7 +72,7 @@ forEachStore('PresenceStore', (backend) => {
       { op: 'transition', transition: transition('ana', 1, 100) },
     ];
     await s.presence.write(ops);
-    const loaded = (await s.presence.loadAll()).sort((a, b) => a.user.userId.localeCompare(b.user.userId));
+    const loaded = (await loadAll(s)).sort((a, b) => a.user.userId.localeCompare(b.user.userId));
     expect(loaded).toHaveLength(2);
     const [ana, bo] = loaded;
     expect(ana!.user).toEqual({
@@ -128,7 +128,7 @@ forEachStore('PresenceStore', (backend) => {
         lastActiveAt: 4_242,
       },
     ]);
-    const [ana] = await s.presence.loadAll();
+    const [ana] = await loadAll(s);
     // The insert's created_at stays; the rest is the update's.
     expect(ana!.user).toEqual({
       userId: 'ana',
@@ -178,7 +178,7 @@ forEachStore('PresenceStore', (backend) => {
       { ...discord, userId: 'ana', createdAt: 13 },
       { ...slack, userId: 'ana', createdAt: 10 },
     ]);
-    const [ana] = (await s.presence.loadAll()).filter((u) => u.user.userId === 'ana');
+    const [ana] = (await loadAll(s)).filter((u) => u.user.userId === 'ana');
     expect(ana!.accounts).toHaveLength(2);
     expect(await s.presence.unlinkAccount('bo', slack)).toBe(false);
     expect(await s.presence.unlinkAccount('ana', slack)).toBe(true);
@@ -203,7 +203,7 @@ forEachStore('PresenceStore', (backend) => {
       }),
     ).toBe(true);
     expect(stagedIn).not.toBeNull();
-    expect((await s.presence.loadAll()).map((u) => u.user.userId)).toEqual(['bo']);
+    expect((await loadAll(s)).map((u) => u.user.userId)).toEqual(['bo']);
     expect(await s.presence.history('ana', { limit: 10 })).toEqual([]);
     expect(await s.presence.accountsOf('ana')).toEqual([]);
     expect(await s.presence.deleteUser('ana')).toBe(false);
@@ -224,7 +224,7 @@ forEachStore('PresenceStore', (backend) => {
         throw new Error('sink refused');
       }),
     ).rejects.toThrow('sink refused');
-    const users = await s.presence.loadAll();
+    const users = await loadAll(s);
     expect(users.map((u) => u.user.userId)).toEqual(['ana']);
     expect(users[0]!.observations).toEqual([]);
     // The event's msg_id was not taken: writing it again succeeds.
@@ -240,6 +240,6 @@ forEachStore('PresenceStore', (backend) => {
     await s.presence.write([user('ana')]);
     await expect(s.presence.probe(123)).resolves.toBeUndefined();
     await expect(s.presence.probe(124)).resolves.toBeUndefined();
-    expect((await s.presence.loadAll()).map((u) => u.user.userId)).toEqual(['ana']);
+    expect((await loadAll(s)).map((u) => u.user.userId)).toEqual(['ana']);
   });
 });
