@@ -3,11 +3,12 @@
  * The presence store on PostgreSQL (`Async<PresenceStore>`): the engine's grouped writes, the
  * load at start, history, users and accounts, as store/presence-store.ts does on SQLite.
  *
- * One difference is deliberate: an aggregate write is conditional. Versions rise by one per
- * change, so writing version n lands only on a row at n - 1 (or where the user has none yet);
- * anything else means another node already made a change from the same state, and the whole
- * write is refused with `StaleVersionError` (rolled back, nothing stored). On SQLite a single
- * process owns the versions and the write is unconditional.
+ * A write's ops go to the database in one statement, `presence_apply` (migrations/pg/0006),
+ * which applies them in order. One difference is deliberate: an aggregate write is conditional.
+ * Versions rise by one per change, so writing version n lands only on a row at n - 1 (or where
+ * the user has none yet); anything else means another node already made a change from the same
+ * state, and the whole write is refused with `StaleVersionError` (rolled back, nothing stored).
+ * On SQLite a single process owns the versions and the write is unconditional.
  */
 
 import type pg from 'pg';
@@ -63,31 +64,105 @@ const toAccount = (r: Row): AccountRecord => ({
   createdAt: r.created_at as number,
 });
 
-const UPSERT_USER = `INSERT INTO users (user_id, display_name, timezone, created_at, updated_at)
-  VALUES ($1, $2, $3, $4, $5)
-  ON CONFLICT (user_id) DO UPDATE SET display_name = EXCLUDED.display_name, timezone = EXCLUDED.timezone,
-    updated_at = EXCLUDED.updated_at`;
-const UPSERT_OBS = `INSERT INTO observations (user_id, platform, device, status, activity, custom_status, source,
-    raw, label, decay, observed_at, changed_at, expires_at)
-  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-  ON CONFLICT (user_id, platform, device) DO UPDATE SET status = EXCLUDED.status, activity = EXCLUDED.activity,
-    custom_status = EXCLUDED.custom_status, source = EXCLUDED.source, raw = EXCLUDED.raw, label = EXCLUDED.label,
-    decay = EXCLUDED.decay, observed_at = EXCLUDED.observed_at, changed_at = EXCLUDED.changed_at,
-    expires_at = EXCLUDED.expires_at`;
-const UPSERT_OVERRIDE = `INSERT INTO overrides (user_id, status, activity, custom_status, set_at, expires_at)
-  VALUES ($1, $2, $3, $4, $5, $6)
-  ON CONFLICT (user_id) DO UPDATE SET status = EXCLUDED.status, activity = EXCLUDED.activity,
-    custom_status = EXCLUDED.custom_status, set_at = EXCLUDED.set_at, expires_at = EXCLUDED.expires_at`;
-// The conditional version write: the update happens only from the version before this one.
-const WRITE_AGGREGATE = `INSERT INTO aggregates (user_id, status, activity, custom_status, source, version,
-    last_active_at, updated_at)
-  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-  ON CONFLICT (user_id) DO UPDATE SET status = EXCLUDED.status, activity = EXCLUDED.activity,
-    custom_status = EXCLUDED.custom_status, source = EXCLUDED.source, version = EXCLUDED.version,
-    last_active_at = EXCLUDED.last_active_at, updated_at = EXCLUDED.updated_at
-  WHERE aggregates.version = EXCLUDED.version - 1`;
-const INSERT_TRANSITION = `INSERT INTO transitions (user_id, version, at, from_status, to_status, from_activity,
-    to_activity, source, platform) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`;
+/** A write op as `presence_apply` (migrations/pg/0006) takes it: keyed by column name. */
+function encode(op: WriteOp): Record<string, unknown> {
+  switch (op.op) {
+    case 'user': {
+      const u = op.user;
+      return {
+        op: 'user',
+        user_id: u.userId,
+        display_name: u.displayName,
+        timezone: u.timezone,
+        created_at: u.createdAt,
+        updated_at: u.updatedAt,
+      };
+    }
+    case 'observation': {
+      const o = op.obs;
+      return {
+        op: 'observation',
+        user_id: op.userId,
+        platform: o.platform,
+        device: o.device,
+        status: o.status,
+        activity: o.activity,
+        custom_status: json(o.customStatus),
+        source: o.source,
+        raw: JSON.stringify(o.raw ?? null),
+        label: o.label,
+        decay: json(o.decay),
+        observed_at: o.observedAt,
+        changed_at: o.changedAt,
+        expires_at: o.expiresAt,
+      };
+    }
+    case 'observation-delete':
+      return { op: 'observation-delete', user_id: op.userId, platform: op.platform, device: op.device };
+    case 'override': {
+      const ov = op.override;
+      if (ov === null) return { op: 'override-delete', user_id: op.userId };
+      return {
+        op: 'override',
+        user_id: op.userId,
+        status: ov.status,
+        activity: ov.activity,
+        custom_status: json(ov.customStatus),
+        set_at: ov.setAt,
+        expires_at: ov.expiresAt,
+      };
+    }
+    case 'aggregate': {
+      const a = op.aggregate;
+      return {
+        op: 'aggregate',
+        user_id: op.userId,
+        status: a.status,
+        activity: a.activity,
+        custom_status: json(a.customStatus),
+        source: a.source,
+        version: a.version,
+        last_active_at: a.lastActiveAt,
+        updated_at: a.updatedAt,
+      };
+    }
+    case 'transition': {
+      const t = op.transition;
+      return {
+        op: 'transition',
+        user_id: t.userId,
+        version: t.version,
+        at: t.at,
+        from_status: t.fromStatus,
+        to_status: t.toStatus,
+        from_activity: t.fromActivity,
+        to_activity: t.toActivity,
+        source: t.source,
+        platform: t.platform,
+      };
+    }
+    case 'refresh':
+      return {
+        op: 'refresh',
+        user_id: op.userId,
+        last_active_at: op.lastActiveAt,
+        observations: op.observations.map((o) => ({
+          platform: o.platform,
+          device: o.device,
+          observed_at: o.observedAt,
+          expires_at: o.expiresAt,
+        })),
+      };
+  }
+}
+
+/** presence_apply's refusal of a stale version (its SQLSTATE and DETAIL). */
+function staleVersion(error: unknown): StaleVersionError | null {
+  const e = error as { code?: string; detail?: string };
+  if (e.code !== 'PS001' || e.detail === undefined) return null;
+  const { userId, version } = JSON.parse(e.detail) as { userId: string; version: number };
+  return new StaleVersionError(userId, version);
+}
 
 export class PgPresenceStore implements AsyncPresenceStore {
   constructor(
@@ -95,102 +170,16 @@ export class PgPresenceStore implements AsyncPresenceStore {
     private readonly end: () => Promise<void>,
   ) {}
 
-  private async apply(c: pg.PoolClient, op: WriteOp): Promise<void> {
-    switch (op.op) {
-      case 'user': {
-        const u = op.user;
-        await c.query(UPSERT_USER, [u.userId, u.displayName, u.timezone, u.createdAt, u.updatedAt]);
-        return;
-      }
-      case 'observation': {
-        const o = op.obs;
-        await c.query(UPSERT_OBS, [
-          op.userId,
-          o.platform,
-          o.device,
-          o.status,
-          o.activity,
-          json(o.customStatus),
-          o.source,
-          JSON.stringify(o.raw ?? null),
-          o.label,
-          json(o.decay),
-          o.observedAt,
-          o.changedAt,
-          o.expiresAt,
-        ]);
-        return;
-      }
-      case 'observation-delete':
-        await c.query('DELETE FROM observations WHERE user_id = $1 AND platform = $2 AND device = $3', [
-          op.userId,
-          op.platform,
-          op.device,
-        ]);
-        return;
-      case 'override': {
-        const ov = op.override;
-        if (ov === null) await c.query('DELETE FROM overrides WHERE user_id = $1', [op.userId]);
-        else
-          await c.query(UPSERT_OVERRIDE, [
-            op.userId,
-            ov.status,
-            ov.activity,
-            json(ov.customStatus),
-            ov.setAt,
-            ov.expiresAt,
-          ]);
-        return;
-      }
-      case 'aggregate': {
-        const a = op.aggregate;
-        const r = await c.query(WRITE_AGGREGATE, [
-          op.userId,
-          a.status,
-          a.activity,
-          json(a.customStatus),
-          a.source,
-          a.version,
-          a.lastActiveAt,
-          a.updatedAt,
-        ]);
-        if (r.rowCount !== 1) throw new StaleVersionError(op.userId, a.version);
-        return;
-      }
-      case 'transition': {
-        const t = op.transition;
-        await c.query(INSERT_TRANSITION, [
-          t.userId,
-          t.version,
-          t.at,
-          t.fromStatus,
-          t.toStatus,
-          t.fromActivity,
-          t.toActivity,
-          t.source,
-          t.platform,
-        ]);
-        return;
-      }
-      case 'refresh':
-        for (const o of op.observations) {
-          await c.query(
-            `UPDATE observations SET observed_at = $1, expires_at = $2
-             WHERE user_id = $3 AND platform = $4 AND device = $5`,
-            [o.observedAt, o.expiresAt, op.userId, o.platform, o.device],
-          );
-        }
-        await c.query('UPDATE aggregates SET last_active_at = $1 WHERE user_id = $2', [
-          op.lastActiveAt,
-          op.userId,
-        ]);
-        return;
-    }
-  }
-
+  /** One round trip for the ops (`presence_apply`), then `stage`, in one transaction. */
   async write(ops: readonly WriteOp[], stage?: (tx: StoreTx) => void | Promise<void>): Promise<void> {
     await inPgTx(this.pool, async (tx: PgTx) => {
-      for (const op of ops) await this.apply(tx.client, op);
+      if (ops.length > 0) {
+        try {
+          await tx.client.query('SELECT presence_apply($1::jsonb)', [JSON.stringify(ops.map(encode))]);
+        } catch (error) {
+          throw staleVersion(error) ?? error;
+        }
+      }
       await stage?.(tx);
     });
   }

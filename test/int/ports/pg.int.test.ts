@@ -224,7 +224,8 @@ describe('migrations', () => {
     const pool = openPool({ connectionString: database.url, max: 2 });
     try {
       const files = readPgMigrations();
-      expect(files.map((m) => m.version)).toEqual(['0001', '0002', '0003', '0004', '0005']);
+      // Numbered from 0001 without gaps.
+      expect(files.map((m) => m.version)).toEqual(files.map((_, i) => String(i + 1).padStart(4, '0')));
       const again = await migrate(pool);
       expect(again.applied).toEqual([]);
       expect(again.upToDate).toEqual(files.map((m) => `${m.version}_${m.name}`));
@@ -246,7 +247,7 @@ describe('migrations', () => {
       const { rows } = await pools[0]!.query<{ n: number }>(
         'SELECT count(*)::int AS n FROM schema_migrations',
       );
-      expect(rows[0]!.n).toBe(5);
+      expect(rows[0]!.n).toBe(readPgMigrations().length);
     } finally {
       for (const p of pools) await p.end();
       await fresh.drop();

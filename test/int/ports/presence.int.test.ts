@@ -146,6 +146,50 @@ forEachStore('PresenceStore', (backend) => {
     expect(await s.presence.getUser('nobody')).toBeNull();
   });
 
+  it('applies the ops of one write in order, the same row several times included', async () => {
+    const s = await backend.open();
+    const override = { status: 'busy' as const, activity: null, customStatus: null, setAt: 1, expiresAt: 2 };
+    await s.presence.write([
+      user('ana', 1),
+      { op: 'observation', userId: 'ana', obs: obs({ status: 'idle' }) },
+      { op: 'observation-delete', userId: 'ana', platform: 'slack', device: '' },
+      { op: 'observation', userId: 'ana', obs: obs({ status: 'away' }) },
+      { op: 'observation', userId: 'ana', obs: obs({ platform: 'zoom' }) },
+      { op: 'observation-delete', userId: 'ana', platform: 'zoom', device: '' },
+      { op: 'override', userId: 'ana', override },
+      { op: 'override', userId: 'ana', override: null },
+      { op: 'override', userId: 'ana', override: { ...override, status: 'away' } },
+      { op: 'aggregate', userId: 'ana', aggregate: aggregate(1) },
+      { op: 'aggregate', userId: 'ana', aggregate: aggregate(2, { status: 'away' }) },
+      {
+        op: 'refresh',
+        userId: 'ana',
+        observations: [obs({ status: 'away', observedAt: 7, expiresAt: 8 })],
+        lastActiveAt: 9,
+      },
+      { op: 'user', user: { userId: 'ana', displayName: 'Ana', timezone: null, createdAt: 5, updatedAt: 6 } },
+    ]);
+    const [ana] = await loadAll(s);
+    expect(ana!.user).toEqual({
+      userId: 'ana',
+      displayName: 'Ana',
+      timezone: null,
+      createdAt: 1,
+      updatedAt: 6,
+    });
+    expect(ana!.observations).toEqual([obs({ status: 'away', observedAt: 7, expiresAt: 8 })]);
+    expect(ana!.override).toEqual({ ...override, status: 'away' });
+    expect(ana!.aggregate).toEqual(aggregate(2, { status: 'away', lastActiveAt: 9 }));
+  });
+
+  it("keeps a report's raw value verbatim, key order included", async () => {
+    const s = await backend.open();
+    const raw = { zeta: 1, alpha: [1.5, 'x', null], ü: { b: true, a: false } };
+    await s.presence.write([user('ana'), { op: 'observation', userId: 'ana', obs: obs({ raw }) }]);
+    const [ana] = await loadAll(s);
+    expect(JSON.stringify(ana!.observations[0]!.raw)).toBe(JSON.stringify(raw));
+  });
+
   it('answers history newest first, within since/until, at most limit', async () => {
     const s = await backend.open();
     await s.presence.write([
