@@ -62,7 +62,12 @@ export function encodeSlot(entries: readonly RefreshedTimes[], w = new Writer())
   // By platform, then device: the strings are mostly the same few objects, whose hashes V8 keeps.
   const pairs = new Map<string, Map<string, number>>();
   const list: { platform: string; device: string }[] = [];
+  let lastPlatform = '';
+  let lastDevice = '';
+  let lastIndex = -1;
   const indexOf = (platform: string, device: string): number => {
+    // Nearly every user of a slot reports from the same pair as the one before.
+    if (platform === lastPlatform && device === lastDevice && lastIndex >= 0) return lastIndex;
     let devices = pairs.get(platform);
     if (devices === undefined) pairs.set(platform, (devices = new Map<string, number>()));
     let index = devices.get(device);
@@ -70,6 +75,9 @@ export function encodeSlot(entries: readonly RefreshedTimes[], w = new Writer())
       devices.set(device, (index = list.length));
       list.push({ platform, device });
     }
+    lastPlatform = platform;
+    lastDevice = device;
+    lastIndex = index;
     return index;
   };
   for (const e of entries) for (const o of e.observations) indexOf(o.platform, o.device);
