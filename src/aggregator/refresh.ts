@@ -109,61 +109,85 @@ export class RefreshPersister {
   private async persistSlots(slots: RefreshSlots): Promise<number> {
     if (this.dirty.size === 0) return 0;
     if (!this.changesCommitted()) return 0;
-    const taken = [...this.dirty];
+    const taken = this.dirty;
     this.dirty = new Set();
-    const refreshed = new Map<number, number>(); // slot → refreshed users in it
+    // Typed arrays and one array of users, sorted by slot (a counting sort): a run over 1,000,000
+    // users allocates little, so it does not bring on a full collection of a large heap.
+    const count = slots.count;
+    const refreshed = new Uint32Array(count); // refreshed users per slot
     for (const u of taken) {
       u.refreshDirty = false;
-      if (u.deleted) continue;
-      const slot = slots.slotOf(u.userId);
-      refreshed.set(slot, (refreshed.get(slot) ?? 0) + 1);
+      if (!u.deleted) refreshed[slots.slotOf(u.userId)]! += 1;
     }
     // Every user of those slots, since a row is replaced whole.
-    const members = new Map<number, UserState[]>();
-    for (const slot of refreshed.keys()) members.set(slot, []);
-    for (const u of this.users.values()) members.get(slots.slotOf(u.userId))?.push(u);
+    const slotOfUser = count <= 0x10000 ? new Uint16Array(this.users.size) : new Uint32Array(this.users.size);
+    const start = new Uint32Array(count + 1);
+    let k = 0;
+    for (const u of this.users.values()) {
+      const slot = slots.slotOf(u.userId);
+      slotOfUser[k++] = slot;
+      if (refreshed[slot]! > 0) start[slot + 1]! += 1;
+    }
+    for (let s = 0; s < count; s++) start[s + 1]! += start[s]!;
+    const bySlot = new Array<UserState>(start[count]!);
+    const fill = start.slice(0, count);
+    k = 0;
+    for (const u of this.users.values()) {
+      const slot = slotOfUser[k++]!;
+      if (refreshed[slot]! > 0) bySlot[fill[slot]!++] = u;
+    }
 
-    const order = [...members.keys()];
     let written = 0;
-    let i = 0;
-    while (i < order.length) {
-      if (i > 0) {
+    let slot = 0;
+    const next = (): void => {
+      while (slot < count && refreshed[slot] === 0) slot++;
+    };
+    next();
+    for (let first = true; slot < count; first = false) {
+      if (!first) {
         await yieldTurn();
-        if (!this.changesCommitted()) return this.retryLater(taken, order, i, slots, written);
+        if (!this.changesCommitted()) return this.retryLater(taken, refreshed, slot, slots, written);
       }
       const batch = new Map<number, RefreshedTimes[]>();
       let users = 0;
-      const from = i;
-      while (i < order.length && users < USERS_PER_SLOT_TX) {
-        const slot = order[i++]!;
+      const from = slot;
+      while (slot < count && users < USERS_PER_SLOT_TX) {
         // A user is its own entry (its id, observations and last activity): nothing is copied.
         const entries: RefreshedTimes[] = [];
-        for (const u of members.get(slot)!) if (!u.deleted && u.observations.length > 0) entries.push(u);
+        for (let i = start[slot]!; i < start[slot + 1]!; i++) {
+          const u = bySlot[i]!;
+          if (!u.deleted && u.observations.length > 0) entries.push(u);
+        }
         batch.set(slot, entries);
         users += entries.length;
+        slot++;
+        next();
       }
       try {
         slots.write(batch);
         this.commit.healthy();
       } catch (error) {
         this.commit.noteFault(error);
-        return this.retryLater(taken, order, from, slots, written);
+        return this.retryLater(taken, refreshed, from, slots, written);
       }
-      for (let k = from; k < i; k++) written += refreshed.get(order[k]!)!;
+      for (const s of batch.keys()) written += refreshed[s]!;
     }
     return written;
   }
 
-  /** The slots from `order[from]` on were not written: their refreshed users wait for a later run. */
+  /** The slots from `from` on were not written: their refreshed users wait for a later run. */
   private retryLater(
-    taken: readonly UserState[],
-    order: readonly number[],
+    taken: ReadonlySet<UserState>,
+    refreshed: Uint32Array,
     from: number,
     slots: RefreshSlots,
     written: number,
   ): number {
-    const left = new Set(order.slice(from));
-    for (const u of taken) if (!u.deleted && left.has(slots.slotOf(u.userId))) this.mark(u);
+    for (const u of taken) {
+      if (u.deleted) continue;
+      const slot = slots.slotOf(u.userId);
+      if (slot >= from && refreshed[slot]! > 0) this.mark(u);
+    }
     return written;
   }
 

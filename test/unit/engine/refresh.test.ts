@@ -14,12 +14,18 @@ class MemorySlots implements RefreshSlots {
   readonly rows = new Map<number, RefreshedTimes[]>();
   readonly writes: number[][] = [];
   failNext: Error | null = null;
+  /** Fails the write of this index (0 the first) instead, once. */
+  failWrite: number | null = null;
 
   slotOf(userId: string): number {
     return Number(userId.at(-1));
   }
 
   write(slots: ReadonlyMap<number, readonly RefreshedTimes[]>): void {
+    if (this.failWrite === this.writes.length) {
+      this.failWrite = null;
+      throw sqliteError('SQLITE_FULL');
+    }
     if (this.failNext !== null) {
       const error = this.failNext;
       this.failNext = null;
@@ -185,6 +191,21 @@ describe('RefreshPersister with packed slots', () => {
     expect(t.user('a1').refreshDirty && t.user('b2').refreshDirty).toBe(true);
     expect(await t.refresh.persist()).toBe(2);
     expect(t.slots.rows.size).toBe(2);
+  });
+
+  it("after a fault half-way, keeps only the unwritten slots' users for the next run", async () => {
+    // 9,000 users over 10 slots: about 4,000 users a transaction makes two of them.
+    const t = slotted(Array.from({ length: 9000 }, (_, i) => `u${i}`));
+    for (const u of t.table.values()) t.refresh.mark(u);
+    t.slots.failWrite = 1;
+    expect(await t.refresh.persist()).toBe(4500);
+    expect(t.slots.writes).toEqual([[0, 1, 2, 3, 4]]);
+    const dirty = [...t.table.values()].filter((u) => u.refreshDirty);
+    expect(dirty).toHaveLength(4500);
+    expect(dirty.every((u) => Number(u.userId.at(-1)) >= 5)).toBe(true);
+    expect(await t.refresh.persist()).toBe(4500);
+    expect(t.slots.writes[1]).toEqual([5, 6, 7, 8, 9]);
+    expect([...t.slots.rows.values()].every((entries) => entries.length === 900)).toBe(true);
   });
 
   it('at load, takes stored times only where they are later than the rows', () => {
