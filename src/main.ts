@@ -33,6 +33,7 @@ import { buildApp, LOG_REDACT } from './http/app';
 import { FigureTracker } from './http/figures';
 import { AppError } from './core/errors';
 import { connectionRoutes } from './http/routes/connections';
+import { dashboardRoutes } from './http/routes/dashboard';
 import type { AppGrants } from './oauth/app-token';
 import { inboundFamilyRoutes, inboundHandlerRoutes } from './http/routes/inbound';
 import { streamRoutes } from './http/routes/stream';
@@ -390,6 +391,7 @@ async function assemble(
     ),
     (app) => webhookRoutes(app, webhooks),
     (app) => streamRoutes(app, { stream, keys, viewers: viewerTokens }),
+    (app) => dashboardRoutes(app),
     (app) => {
       if (connections !== null) connectionRoutes(app, connections);
       else {

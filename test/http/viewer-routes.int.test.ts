@@ -25,7 +25,7 @@ const STREAMS = new Set(['GET /v1/stream', 'GET /v1/ws']);
 
 /** Routes without an API key: they read no credentials at all (health, docs, platform pushes, OAuth's return). */
 const PUBLIC =
-  /^\/(healthz|readyz|metrics|docs(\/.*)?|v1\/inbound\/:platform|v1\/connect\/:platform\/callback)$/;
+  /^\/(healthz|readyz|metrics|docs(\/.*)?|dashboard(\/app\.(js|css))?|v1\/inbound\/:platform|v1\/connect\/:platform\/callback)$/;
 
 describe('viewer tokens on every route', () => {
   let api: TestApi;

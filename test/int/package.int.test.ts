@@ -11,10 +11,11 @@
  * and only those: tsx and TypeScript are not reachable from the installed package.
  */
 
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 
 import { newSecret, signatureHeader, secretKey } from '../../src/webhooks/sign';
@@ -96,6 +97,9 @@ describe('the npm package', () => {
       'dist/src/client/index.d.ts',
       'dist/src/cli/main.js',
       'dist/migrations/0001_init.sql',
+      'dist/dashboard/index.html',
+      'dist/dashboard/app.js',
+      'dist/dashboard/app.css',
     ]) {
       expect(files).toContain(needed);
     }
@@ -210,6 +214,39 @@ describe('the npm package', () => {
         timeout: 2 * MINUTES,
       });
       expect(stdout).toMatch(/applied 0001_init/);
+
+      // `presence serve` from the package serves the dashboard as built into dist/dashboard.
+      const serve = spawn(process.execPath, [join(installed, 'bin', 'presence.js'), 'serve'], {
+        cwd: consumer,
+        env: {
+          ...process.env,
+          PRESENCE_DB: join(tmp, 'installed.db'),
+          PRESENCE_SECRET_KEY: Buffer.alloc(32, 7).toString('base64'),
+          PORT: '0',
+          HOST: '127.0.0.1',
+          LOG_LEVEL: 'info',
+          NODE_OPTIONS: '',
+        },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      try {
+        const base = await new Promise<string>((done, fail) => {
+          serve.once('exit', (code) => fail(new Error(`serve exited (${code})`)));
+          createInterface({ input: serve.stdout }).on('line', (line) => {
+            const m = /listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(line);
+            if (m) done(m[1]!);
+          });
+        });
+        const page = await fetch(`${base}/dashboard`);
+        expect(page.status).toBe(200);
+        expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
+        expect(await page.text()).toContain('/dashboard/app.js');
+        const js = await fetch(`${base}/dashboard/app.js`);
+        expect(await js.text()).toBe(readFileSync(join(installed, 'dist', 'dashboard', 'app.js'), 'utf8'));
+      } finally {
+        serve.kill('SIGTERM');
+        await new Promise((done) => (serve.exitCode === null ? serve.once('exit', done) : done(null)));
+      }
     },
     5 * MINUTES,
   );
