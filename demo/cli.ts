@@ -14,9 +14,11 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import { CONNECTOR_MODULES } from '../connectors';
 import { Simulation } from '../connectors/simulated';
 import { parseEnv } from '../src/config/env';
 import { ScaledClock, systemClock } from '../src/core/clock';
+import { REAL_PLATFORMS, type RealPlatform } from '../src/core/presence';
 import { clockTime } from '../src/core/time';
 import { createService } from '../src/main';
 import type { PresenceView } from '../src/normalizer/view';
@@ -60,6 +62,11 @@ export interface DemoOptions {
   readonly port?: number;
   /** The terminal's size; 100×30 when absent. */
   readonly screen?: Screen;
+  /**
+   * Platform variables (`ZOOM_ACCOUNT_ID`, `SLACK_BOT_TOKEN`, …): a platform whose credentials
+   * are all here runs its real connector instead of the simulated one (e.g. against a fake server).
+   */
+  readonly platformEnv?: Readonly<Record<string, string>>;
   /** Where the table's rows come from; the real-time stream by default. */
   readonly source?: (api: ReturnType<typeof client>, stream: { url: string; token: string }) => RowSource;
 }
@@ -132,6 +139,24 @@ const FALLBACK_SCREEN = {
   onResize: () => () => undefined,
 } satisfies Screen;
 
+/** The platform variables of `env` (each module's polling and inbound ones), and nothing else. */
+export function platformVariables(env: Readonly<Record<string, string | undefined>>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const m of Object.values(CONNECTOR_MODULES))
+    for (const name of [...m.env.polling, ...m.env.inbound]) {
+      const v = env[name];
+      if (v !== undefined && v !== '') out[name] = v;
+    }
+  return out;
+}
+
+/** Platforms whose credentials (one full set) are in `env`: they run for real. */
+export function realPlatforms(env: Readonly<Record<string, string>>): RealPlatform[] {
+  return REAL_PLATFORMS.filter((p) =>
+    CONNECTOR_MODULES[p].credentials.some((set) => set.every((name) => env[name] !== undefined)),
+  );
+}
+
 export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
   const dir = mkdtempSync(join(tmpdir(), 'presence-demo-'));
   const clock = new ScaledClock(o.speed, systemClock);
@@ -147,11 +172,15 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true',
     // A key of its own for this run's throw-away database: it seals the webhook signing secret.
     PRESENCE_SECRET_KEY: randomBytes(32).toString('base64'),
+    ...o.platformEnv,
   });
+  const real = realPlatforms(o.platformEnv ?? {});
   const svc = await createService(env, {
     clock,
     logger: false,
-    connectors: Object.values(sim.connectors).map((connector) => ({ connector, simulated: true })),
+    connectors: Object.values(sim.connectors)
+      .filter((connector) => !real.includes(connector.platform))
+      .map((connector) => ({ connector, simulated: true })),
   });
   const screen = o.screen ?? FALLBACK_SCREEN;
   const style: Style = { color: o.tty };
@@ -243,6 +272,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
       `API ${base}  key ${key}`,
       `try: curl -H 'Authorization: Bearer ${key}' '${base}/v1/availability?user_ids=${ids.slice(0, 2).join(',')}'`,
       `change webhooks → orchestrator ${hookUrl}, every signature verified`,
+      `dashboard ${base}/dashboard (sign in with the key above)`,
+      ...real.map((p) => `${p}: the real connector (its variables are set), not simulated`),
     ];
     /** Draws one screen: the intro whole (the terminal wraps it), then everything else cut to fit. */
     const draw = (
@@ -394,6 +425,7 @@ export async function runDemoCommand(opts: {
     tty,
     write: (t) => out.write(t),
     signal: abort.signal,
+    platformEnv: platformVariables(process.env),
     screen: {
       columns: () => out.columns ?? 100,
       rows: () => out.rows ?? 30,

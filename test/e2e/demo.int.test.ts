@@ -25,6 +25,9 @@ describe('presence demo, as a real process without a terminal', () => {
     expect(lines[3]).toMatch(
       /^change webhooks → orchestrator http:\/\/127\.0\.0\.1:\d+\/presence, every signature verified$/,
     );
+    expect(lines[4]).toMatch(
+      /^dashboard http:\/\/127\.0\.0\.1:\d+\/dashboard \(sign in with the key above\)$/,
+    );
     // A line per change, with version, what changed and the explanation.
     const changes = lines.filter((l) => CHANGE.test(l));
     expect(changes.length).toBeGreaterThan(8);
