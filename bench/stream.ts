@@ -241,7 +241,7 @@ async function idle(
     const m = await memory();
     points.push({ n: svc.stream.hub.connections, ...m });
   }
-  if (SNAPSHOT !== undefined && transport === 'ws') writeHeapSnapshot(SNAPSHOT);
+  if (SNAPSHOT !== undefined) writeHeapSnapshot(`${SNAPSHOT}.${transport}`);
   await Promise.all(children.map((c) => c.ask({ cmd: 'close' })));
   await sleep(1000);
   const last = points.at(-1)!;

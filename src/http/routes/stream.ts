@@ -82,6 +82,9 @@ export function streamRoutes(
       void reply.hijack();
       const lastEventId = req.headers['last-event-id'];
       stream.openSse(reply.raw, caller, req.query, typeof lastEventId === 'string' ? lastEventId : undefined);
+      // Fastify holds the request, and so its parsed query, until the response ends: the id list
+      // (the hub keeps its own copy of each id) is let go now, not with the stream.
+      req.query.user_ids = undefined;
     },
   );
 
