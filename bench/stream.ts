@@ -19,7 +19,7 @@
 
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -257,7 +257,31 @@ async function idle(
   return { heap: slope('heap'), rss: slope('rss'), n: last.n, whole };
 }
 
+/**
+ * The open-file limit this process runs under (Linux: /proc/self/limits), or null elsewhere. Node
+ * raises its soft limit to the hard one as it starts, so this is what the server may hold.
+ */
+function openFilesLimit(): number | null {
+  try {
+    const line = readFileSync('/proc/self/limits', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('Max open files'));
+    const soft = line?.split(/\s{2,}/)[1];
+    return soft === undefined || soft === 'unlimited' ? null : Number(soft);
+  } catch {
+    return null;
+  }
+}
+
 export async function benchStream(): Promise<Figure[]> {
+  // Each connection is a file in the server (and one in a client process): say so up front
+  // rather than fail with EMFILE halfway.
+  const limit = openFilesLimit();
+  const needed = Math.max(ONLY.has('idle') ? IDLE : 0, SUBSCRIBERS) + 500;
+  if (limit !== null && limit < needed)
+    throw new Error(
+      `the stream bench needs ~${needed} open files and this process may hold ${limit}: raise the hard limit (ulimit -Hn), or scale it down (PRESENCE_BENCH_STREAM_IDLE, PRESENCE_BENCH_STREAM_SUBSCRIBERS)`,
+    );
   const dir = mkdtempSync(join(tmpdir(), 'presence-bench-stream-'));
   const svc = await createService(
     parseEnv({
