@@ -41,6 +41,8 @@ let ids: string[] = [];
 let profile = '';
 let browser: BrowserContext;
 let page: Page;
+/** What the browser reported: console errors and Content-Security-Policy violations. */
+const problems: string[] = [];
 
 const api = (method: string, path: string, body?: unknown) => fetchApi(base, key, method, path, body);
 
@@ -125,6 +127,11 @@ beforeAll(async () => {
     ],
   });
   page = browser.pages()[0] ?? (await browser.newPage());
+  page.on('console', (m) => {
+    // A refused key is answered 401 on purpose (the first test); the browser logs that load.
+    if (m.type() === 'error' && !/status of 401/.test(m.text())) problems.push(m.text());
+  });
+  page.on('pageerror', (e) => problems.push(e.message));
 }, 240_000);
 
 afterAll(async () => {
@@ -207,10 +214,10 @@ describe('the dashboard, in chromium, against the demo', () => {
   it('replays webhook deliveries from the delivery log', async () => {
     await withScreenshot('replay', async () => {
       await page.getByRole('link', { name: 'Operations' }).click();
-      const first = page.locator('tr[data-delivery]').first();
-      await first.waitFor(WAIT);
-      const id = await first.getAttribute('data-delivery');
-      await page.getByRole('button', { name: `Replay from delivery ${id}` }).click();
+      // From the oldest delivery shown on: every event since then is sent again.
+      await page.locator('tr[data-delivery]').first().waitFor(WAIT);
+      const id = await page.locator('tr[data-delivery]').last().getAttribute('data-delivery');
+      await page.getByRole('button', { name: `Replay from delivery ${id}`, exact: true }).click();
       await page
         .getByRole('status')
         .filter({ hasText: /Replayed [1-9]\d* events?/ })
@@ -222,8 +229,40 @@ describe('the dashboard, in chromium, against the demo', () => {
     });
   });
 
+  it('works from the keyboard alone, and fits a phone-width screen', async () => {
+    await withScreenshot('keyboard-phone', async () => {
+      // A fresh load of the page (the key is still in this tab), then Tab from the top: the skip
+      // link first, then the views, on to a person's link.
+      await page.goto(`${base}/dashboard#/people`);
+      await page.reload(); // a hash change alone is the same document
+      await page.locator('tr[data-user]').first().waitFor(WAIT);
+      await page.keyboard.press('Tab');
+      expect(await page.evaluate('document.activeElement.textContent')).toBe('Skip to content');
+      const who = ids[2]!;
+      let reached = false;
+      for (let i = 0; i < 40 && !reached; i += 1) {
+        await page.keyboard.press('Tab');
+        reached = (await page.evaluate('document.activeElement.getAttribute("href")')) === `#/person/${who}`;
+        if (!reached && i === 39) throw new Error(`Tab never reached ${who}'s link`);
+      }
+      await page.keyboard.press('Enter');
+      await page.getByRole('heading', { name: new RegExp(`^${who}`) }).waitFor(WAIT);
+      await page.goBack();
+      await page.locator(`tr[data-user="${who}"]`).waitFor(WAIT);
+
+      // At 390 px each row is a card: nothing wider than the screen, every cell labelled.
+      await page.setViewportSize({ width: 390, height: 844 });
+      await page.locator('tr[data-user]').first().waitFor(WAIT);
+      expect(await page.evaluate('document.documentElement.scrollWidth')).toBeLessThanOrEqual(390);
+      const label = `getComputedStyle(document.querySelector('tr[data-user="${who}"] td[data-label="Status"]'), '::before').content`;
+      expect(await page.evaluate(label)).toBe('"Status"');
+      await page.setViewportSize({ width: 1280, height: 800 });
+    });
+  });
+
   it("shows a connector's health change when its platform goes down", async () => {
     await withScreenshot('connector-down', async () => {
+      await page.getByRole('link', { name: 'Operations' }).click();
       await page.locator('tr[data-platform="zoom"][data-health="ok"]').waitFor(WAIT);
       await zoom.close(); // the fake Zoom API stops answering: its polls now fail
       const down = page.locator('tr[data-platform="zoom"][data-health="down"]');
@@ -232,5 +271,9 @@ describe('the dashboard, in chromium, against the demo', () => {
       // The figures are on the same page, from /metrics.
       expect(await page.locator('[data-figure="tracked_users"] dd').textContent()).toBe(String(USERS));
     });
+  });
+
+  it('ran the whole time with no script error and no Content-Security-Policy violation', () => {
+    expect(problems).toEqual([]);
   });
 });
