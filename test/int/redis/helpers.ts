@@ -1,0 +1,117 @@
+/**
+ * Helpers of the Redis hot-state tests: the real Redis on 127.0.0.1:6379, shared with other
+ * tests and the bench, so every store gets a random key prefix of its own and its keys are
+ * deleted after; a loopback TCP proxy in front of it that a test can cut and restore.
+ */
+
+import { randomBytes } from 'node:crypto';
+import { createServer, Socket, type Server } from 'node:net';
+
+import Redis from 'ioredis';
+
+import { FakeClock } from '../../../src/core/clock';
+import { RedisHotState, type HotStateOptions } from '../../../src/store/redis';
+import { sleep } from '../../helpers/wait';
+
+export const REDIS_URL = 'redis://127.0.0.1:6379';
+
+export const newPrefix = (): string => `presence_t_${randomBytes(6).toString('hex')}:`;
+
+/** Opens stores on one prefix (a shared deployment), closes them and deletes its keys. */
+export class Deployment {
+  readonly prefix = newPrefix();
+  readonly clock = new FakeClock();
+  private readonly open: RedisHotState[] = [];
+
+  async node(extra: Partial<HotStateOptions> = {}): Promise<RedisHotState> {
+    const s = await RedisHotState.open({
+      url: REDIS_URL,
+      prefix: this.prefix,
+      clock: this.clock,
+      ...extra,
+    });
+    this.open.push(s);
+    return s;
+  }
+
+  /** Every key under the prefix. */
+  async keys(): Promise<string[]> {
+    const admin = new Redis(REDIS_URL);
+    try {
+      return await admin.keys(`${this.prefix}*`);
+    } finally {
+      admin.disconnect();
+    }
+  }
+
+  /** Deletes every key of the deployment: what a Redis restarted empty looks like to it. */
+  async wipe(): Promise<void> {
+    const admin = new Redis(REDIS_URL);
+    try {
+      const keys = await admin.keys(`${this.prefix}*`);
+      if (keys.length > 0) await admin.del(...keys);
+    } finally {
+      admin.disconnect();
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.open) await s.close();
+    await this.wipe();
+  }
+}
+
+/** Retries `f` until it resolves (a condition, not a stopwatch; the limit only ends a stuck wait). */
+export async function eventually<T>(f: () => Promise<T>, limitMs = 60_000): Promise<T> {
+  const end = performance.now() + limitMs;
+  for (;;) {
+    try {
+      return await f();
+    } catch (err) {
+      if (performance.now() > end) throw err;
+      await sleep(25);
+    }
+  }
+}
+
+/** A TCP proxy to Redis on a loopback port; `cut()` drops every connection and stops listening. */
+export class CuttableProxy {
+  private server: Server | undefined;
+  private readonly sockets = new Set<Socket>();
+  port = 0;
+
+  async start(): Promise<void> {
+    const server = createServer((down) => {
+      const up = new Socket();
+      up.connect(6379, '127.0.0.1');
+      for (const s of [down, up]) {
+        this.sockets.add(s);
+        s.on('error', () => {});
+        s.on('close', () => {
+          this.sockets.delete(s);
+          down.destroy();
+          up.destroy();
+        });
+      }
+      down.pipe(up);
+      up.pipe(down);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.port, '127.0.0.1', () => resolve());
+    });
+    this.port = (server.address() as { port: number }).port;
+    this.server = server;
+  }
+
+  async cut(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    for (const s of this.sockets) s.destroy();
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+}
