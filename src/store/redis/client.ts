@@ -2,8 +2,8 @@
  * @module store/redis/client
  * The Redis connection (ioredis) for the hot state, set up to fail fast rather than wait: a short
  * connect timeout, no offline queue (a command while disconnected fails at once instead of being
- * held), commands lost with a dropped connection are not resent (a resent compare-and-bump could
- * look like a conflict of its own making), and a bounded command timeout. It keeps reconnecting
+ * held), commands in flight when the connection drops fail then and are not resent (a resent
+ * compare-and-bump could look like a conflict of its own making), and a bounded command timeout. It keeps reconnecting
  * in the background, so the store works again by itself when Redis is back.
  */
 
@@ -60,7 +60,9 @@ export async function openRedis(options: RedisOptions): Promise<Redis> {
     connectTimeout,
     commandTimeout: options.commandTimeoutMs ?? REDIS_COMMAND_TIMEOUT_MS,
     enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
+    // 0: the commands in flight when the connection drops fail at once (MaxRetriesPerRequestError)
+    // instead of being held; with resending off they would otherwise wait for the command timeout.
+    maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
     retryStrategy: (attempt) => Math.min(attempt * 100, REDIS_MAX_RECONNECT_DELAY_MS),
   });

@@ -74,13 +74,20 @@ export async function eventually<T>(f: () => Promise<T>, limitMs = 60_000): Prom
   }
 }
 
-/** A TCP proxy to Redis on a loopback port; `cut()` drops every connection and stops listening. */
+/**
+ * A TCP proxy to Redis on a loopback port: `drop()` drops its connections, `cut()` also stops
+ * listening until `start()` again; `holding` keeps Redis's replies from the client.
+ */
 export class CuttableProxy {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
+  /** While set, Redis's replies are dropped: commands sent stay in flight. */
+  holding = false;
   port = 0;
 
+  /** Listens (on the same port as before, if it listened before); nothing if it listens. */
   async start(): Promise<void> {
+    if (this.server) return;
     const server = createServer((down) => {
       const up = new Socket();
       up.connect(6379, '127.0.0.1');
@@ -94,7 +101,9 @@ export class CuttableProxy {
         });
       }
       down.pipe(up);
-      up.pipe(down);
+      up.on('data', (chunk: Buffer) => {
+        if (!this.holding) down.write(chunk);
+      });
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -104,7 +113,14 @@ export class CuttableProxy {
     this.server = server;
   }
 
+  /** Drops every connection but keeps listening: a reconnection succeeds at once. */
+  drop(): void {
+    this.holding = false;
+    for (const s of this.sockets) s.destroy();
+  }
+
   async cut(): Promise<void> {
+    this.holding = false;
     const server = this.server;
     this.server = undefined;
     for (const s of this.sockets) s.destroy();
