@@ -49,16 +49,25 @@ export function toStoreError(err: unknown, target: string): Error {
 }
 
 /**
- * Connects and waits until the connection is ready; fails with `RedisUnavailableError` (and
+ * Connects and waits until the connection is ready (`forBlocking`: a connection for blocking
+ * reads, whose replies may take their BLOCK time longer); fails with `RedisUnavailableError` (and
  * closes the client) if the first attempt does not succeed within the connect timeout.
  */
-export async function openRedis(options: RedisOptions): Promise<Redis> {
+export async function openRedis(
+  options: RedisOptions,
+  extra: { readonly forBlocking?: boolean; readonly name?: string } = {},
+): Promise<Redis> {
   const target = describeRedisTarget(options.url);
   const connectTimeout = options.connectTimeoutMs ?? REDIS_CONNECT_TIMEOUT_MS;
+  const commandTimeout = options.commandTimeoutMs ?? REDIS_COMMAND_TIMEOUT_MS;
   const client = new Redis(options.url, {
     lazyConnect: true,
     connectTimeout,
-    commandTimeout: options.commandTimeoutMs ?? REDIS_COMMAND_TIMEOUT_MS,
+    // A blocking read waits for its BLOCK time plus the usual command timeout, not less.
+    ...(extra.forBlocking
+      ? { blockingTimeout: commandTimeout, blockingTimeoutGrace: commandTimeout }
+      : { commandTimeout }),
+    ...(extra.name === undefined ? {} : { connectionName: extra.name }),
     enableOfflineQueue: false,
     // 0: the commands in flight when the connection drops fail at once (MaxRetriesPerRequestError)
     // instead of being held; with resending off they would otherwise wait for the command timeout.

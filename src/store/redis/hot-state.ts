@@ -27,6 +27,8 @@ export interface HotStateOptions extends RedisOptions {
   readonly clock: Clock;
   readonly logMinAgeMs?: number;
   readonly logMinCount?: number;
+  /** The client name of the follower's connection (CLIENT LIST), if one is wanted. */
+  readonly followerName?: string;
 }
 
 /** A place in the change log: the epoch it belongs to and an entry id in it. */
@@ -72,6 +74,8 @@ export class RedisHotState {
   private readonly logMinCount: number;
   /** The generation this node last saw; a different one means Redis lost the state meanwhile. */
   private knownGeneration: string | undefined;
+  /** The connection of `follow`'s blocking reads, opened on first use. */
+  private blocking: Promise<Redis> | undefined;
 
   private constructor(
     readonly client: Redis,
@@ -89,12 +93,20 @@ export class RedisHotState {
     return new RedisHotState(await openRedis(options), options);
   }
 
+  /** Closes the connection; when it is down, stops reconnecting too. */
   async close(): Promise<void> {
-    try {
-      await this.client.quit();
-    } catch {
-      this.client.disconnect();
+    const blocking = this.blocking;
+    this.blocking = undefined;
+    if (blocking) await blocking.then((b) => b.disconnect()).catch(() => {});
+    if (this.client.status === 'ready') {
+      try {
+        await this.client.quit();
+        return;
+      } catch {
+        // fall through: the connection went away meanwhile
+      }
     }
+    this.client.disconnect();
   }
 
   // ---- keys
@@ -293,6 +305,36 @@ export class RedisHotState {
     )) as [number, string | null, RawEntry[]?];
     if (r[0] !== 1) return { recovered: false, epoch: r[1] };
     return { recovered: true, epoch: r[1] as string, entries: (r[2] ?? []).map(parseEntry) };
+  }
+
+  /**
+   * Like `readLog`, but when nothing follows `from` yet, waits up to `blockMs` for a change
+   * (`XREAD BLOCK` on a connection of its own, opened on first use) and reads again; a change
+   * appended meanwhile wakes it at once. One follow at a time per store: a node runs one
+   * follower and fans the changes out to its subscribers.
+   */
+  async follow(from: LogPosition, blockMs: number, count = 1_000): Promise<LogRead> {
+    const first = await this.readLog(from, count);
+    if (!first.recovered || first.entries.length > 0) return first;
+    const blocking = await this.blockingClient();
+    await this.guard(() =>
+      blocking.xread('COUNT', 1, 'BLOCK', Math.max(1, blockMs), 'STREAMS', this.logKey, from.id),
+    );
+    return this.readLog(from, count);
+  }
+
+  private blockingClient(): Promise<Redis> {
+    if (this.blocking === undefined) {
+      const opening = openRedis(this.options, {
+        forBlocking: true,
+        name: this.options.followerName,
+      });
+      this.blocking = opening;
+      opening.catch(() => {
+        if (this.blocking === opening) this.blocking = undefined;
+      });
+    }
+    return this.blocking;
   }
 
   /** How many changes the log holds now. */
