@@ -249,6 +249,20 @@ describe('aggregates and the change log', () => {
     expect(r.recovered && r.entries.map((e) => e.version)).toEqual([16, 17, 18, 19, 20]);
   });
 
+  it('an append trims at most 100 of the oldest; a backlog drains over the next appends', async () => {
+    const roomy = await d.node({ logMinCount: 1_000, logMinAgeMs: 0 });
+    for (let v = 1; v <= 300; v++) await roomy.bumpAggregate('u', v, `a${v}`, `c${v}`);
+    expect(await roomy.logLength()).toBe(300);
+    // a node with a smaller count on the same log (as after a change of setting)
+    const tight = await d.node({ logMinCount: 5, logMinAgeMs: 0 });
+    const lengths: number[] = [];
+    for (let v = 301; v <= 304; v++) {
+      await tight.bumpAggregate('u', v, `a${v}`, `c${v}`);
+      lengths.push(await tight.logLength());
+    }
+    expect(lengths).toEqual([201, 102, 5, 5]);
+  });
+
   it('retention by age keeps more than the count while the changes are recent', async () => {
     const s = await d.node({ logMinCount: 5, logMinAgeMs: 3_600_000 });
     const head = await s.logHead();
