@@ -5,42 +5,11 @@
  * round trip. Used when a Redis server is reachable at PRESENCE_BENCH_REDIS_URL (default
  * redis://127.0.0.1:6379); every key it writes has a per-run prefix and is deleted at the end.
  *
- * ioredis is a devDependency, loaded by name at run time so that an install without it still
- * type-checks and runs the rest of the bench.
+ * It uses the service's own Redis client library (ioredis), with the client's defaults for a
+ * pipeline.
  */
 
-interface Pipeline {
-  hset(key: string, ...fieldsAndValues: string[]): Pipeline;
-  setex(key: string, seconds: number, value: string): Pipeline;
-  publish(channel: string, message: string): Pipeline;
-  exec(): Promise<[Error | null, unknown][] | null>;
-}
-
-interface RedisClient {
-  pipeline(): Pipeline;
-  ping(): Promise<string>;
-  scan(
-    cursor: string,
-    match: 'MATCH',
-    pattern: string,
-    count: 'COUNT',
-    n: number,
-  ): Promise<[string, string[]]>;
-  del(...keys: string[]): Promise<number>;
-  quit(): Promise<string>;
-  disconnect(): void;
-  on(event: 'error', listener: (error: Error) => void): void;
-}
-
-type RedisCtor = new (
-  url: string,
-  options: {
-    lazyConnect: boolean;
-    maxRetriesPerRequest: number;
-    connectTimeout: number;
-    retryStrategy: () => null;
-  },
-) => RedisClient & { connect(): Promise<void> };
+import Redis, { type ChainableCommander } from 'ioredis';
 
 export interface HeartbeatFields {
   readonly userId: string;
@@ -52,7 +21,7 @@ export interface HeartbeatFields {
 
 export class RedisDesign {
   private constructor(
-    private readonly redis: RedisClient,
+    private readonly redis: Redis,
     readonly url: string,
     private readonly prefix: string,
   ) {}
@@ -60,13 +29,6 @@ export class RedisDesign {
   /** Connects, or says why not. */
   static async connect(): Promise<RedisDesign | string> {
     const url = process.env.PRESENCE_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
-    let Redis: RedisCtor;
-    try {
-      const name = 'ioredis';
-      Redis = ((await import(name)) as { default: RedisCtor }).default;
-    } catch {
-      return 'ioredis is not installed (npm ci installs it with the devDependencies)';
-    }
     const redis = new Redis(url, {
       lazyConnect: true,
       maxRetriesPerRequest: 1,
@@ -85,7 +47,7 @@ export class RedisDesign {
   }
 
   /** Adds one heartbeat's three commands to a pipeline. */
-  add(p: Pipeline, hb: HeartbeatFields): Pipeline {
+  add(p: ChainableCommander, hb: HeartbeatFields): ChainableCommander {
     const at = String(Date.now());
     return p
       .hset(
