@@ -19,7 +19,10 @@ export const FAILURES = join(tmpdir(), 'presence-dashboard-failures');
 export interface Browser {
   readonly context: BrowserContext;
   readonly page: Page;
-  /** What the browser reported: console errors (but a refused key's 401) and script errors. */
+  /**
+   * What the browser reported: console errors (Content-Security-Policy violations among them; a
+   * refused key's 401 left out) and script errors.
+   */
   readonly problems: string[];
   close(): Promise<void>;
 }

@@ -13,14 +13,13 @@
 
 import { FakeOAuthServer } from '../helpers/fake-oauth';
 import { freePort } from '../helpers/free-port';
-import { launchBrowser, signIn, withScreenshot, type Browser } from './dashboard-browser';
+import { launchBrowser, signIn, WAIT, withScreenshot, type Browser } from './dashboard-browser';
 import { startServe, until, type ServeProcess } from './serve-process';
 
 jest.setTimeout(300_000);
 
 /** The sweep may take up to a minute to run, then the page polls the connections every 10 s. */
 const SWEEP_WAIT = { timeout: 180_000 };
-const WAIT = { timeout: 90_000 };
 const SUB = 'li-sub-reauth-9Qx';
 
 let oauth: FakeOAuthServer;

@@ -11,25 +11,25 @@
  */
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 
 import { FakeOAuthServer } from '../helpers/fake-oauth';
 import { FakeZoomApi } from '../helpers/fake-zoom';
 import { fetchApi } from '../helpers/fetch-api';
+import {
+  launchBrowser,
+  signIn as signInAt,
+  WAIT,
+  withScreenshot as shoot,
+  type Browser,
+} from './dashboard-browser';
 import { BIN, cleanEnv, until } from './serve-process';
 
 jest.setTimeout(180_000);
 
-const CHROMIUM = '/usr/bin/chromium';
 const USERS = 12;
-/** How long a page condition may take on a loaded machine before the test fails. */
-const WAIT = { timeout: 90_000 };
-const FAILURES = join(tmpdir(), 'presence-dashboard-failures');
 
 let oauth: FakeOAuthServer;
 let zoom: FakeZoomApi;
@@ -38,32 +38,14 @@ let demoExited: Promise<unknown>;
 let base = '';
 let key = '';
 let ids: string[] = [];
-let profile = '';
-let browser: BrowserContext;
+let browser: Browser;
 let page: Page;
-/** What the browser reported: console errors and Content-Security-Policy violations. */
-const problems: string[] = [];
 
 const api = (method: string, path: string, body?: unknown) => fetchApi(base, key, method, path, body);
 
 /** Runs a test's steps; on failure saves what the page showed, then fails with the same error. */
-async function withScreenshot(name: string, steps: () => Promise<void>): Promise<void> {
-  try {
-    await steps();
-  } catch (error) {
-    mkdirSync(FAILURES, { recursive: true });
-    const path = join(FAILURES, `${name}.png`);
-    await page.screenshot({ path, fullPage: true }).catch(() => undefined);
-    (error as Error).message += `\n(screenshot of the page: ${path})`;
-    throw error;
-  }
-}
-
-async function signIn(withKey: string): Promise<void> {
-  await page.goto(`${base}/dashboard`);
-  await page.getByLabel('API key').fill(withKey);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-}
+const withScreenshot = (name: string, steps: () => Promise<void>) => shoot(page, name, steps);
+const signIn = (withKey: string) => signInAt(page, base, withKey);
 
 beforeAll(async () => {
   oauth = await FakeOAuthServer.start({ flavor: 'zoom' });
@@ -110,33 +92,12 @@ beforeAll(async () => {
       if (a.platform === 'zoom') zoom.statuses.set(a.external_id, 'Available');
   }
 
-  profile = mkdtempSync(join(tmpdir(), 'presence-chromium-'));
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    viewport: { width: 1280, height: 800 },
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
-  page = browser.pages()[0] ?? (await browser.newPage());
-  page.on('console', (m) => {
-    // A refused key is answered 401 on purpose (the first test); the browser logs that load.
-    if (m.type() === 'error' && !/status of 401/.test(m.text())) problems.push(m.text());
-  });
-  page.on('pageerror', (e) => problems.push(e.message));
+  browser = await launchBrowser();
+  page = browser.page;
 }, 240_000);
 
 afterAll(async () => {
   await browser?.close();
-  if (profile !== '') rmSync(profile, { recursive: true, force: true });
   if (demo !== undefined && demo.exitCode === null) demo.kill('SIGTERM');
   await demoExited;
   await zoom?.close();
@@ -274,6 +235,6 @@ describe('the dashboard, in chromium, against the demo', () => {
   });
 
   it('ran the whole time with no script error and no Content-Security-Policy violation', () => {
-    expect(problems).toEqual([]);
+    expect(browser.problems).toEqual([]);
   });
 });
