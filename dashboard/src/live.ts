@@ -2,7 +2,7 @@
  * @module dashboard/live
  * Everyone the service tracks, kept live over the real-time stream by the project's own client
  * library (`presence-aggregator/client`): the ids come from `GET /v1/users` (checked again every
- * 10 s for new people), watched 1,000 to a connection; each client keeps its map in step
+ * 10 s for new people), watched 10,000 to a connection; each client keeps its map in step
  * (snapshot, then every change, resumed after a reconnect) and the page re-renders at most once
  * per animation frame.
  */
@@ -12,7 +12,7 @@ import { call } from './api';
 import { chunks } from './logic';
 
 /** The most ids one stream connection watches (the service's per-connection limit). */
-const IDS_PER_CONNECTION = 1000;
+const IDS_PER_CONNECTION = 10_000;
 const NEW_PEOPLE_EVERY_MS = 10_000;
 
 export class LivePeople {
