@@ -18,79 +18,16 @@
  * It imports nothing from the server: only types.
  */
 
-import type { Activity, ChangedField, CustomStatus, Presence, Status } from '../types';
+import type { ChangeListener, ClientOptions, StreamMessage, WebSocketConstructor } from './protocol';
+import { earliest, idsParam, splitIds, SSE_URL_IDS_MAX_CHARS, type ChunkReader, type SsePart } from './sse';
+import type { Activity, Presence, Status } from '../types';
 
 export type * from '../types';
+export type * from './protocol';
+export { splitIds, SSE_URL_IDS_MAX_CHARS } from './sse';
 
 /** True: the stream client is here. */
 export const CLIENT_AVAILABLE = true;
-
-/** The messages the service sends. */
-export type StreamMessage =
-  | {
-      readonly type: 'snapshot';
-      readonly presence: Readonly<Record<string, Presence>>;
-      readonly unknown: readonly string[];
-      readonly position: string;
-      readonly recovered?: false;
-    }
-  | {
-      readonly type: 'presence';
-      readonly user_id: string;
-      readonly version: number;
-      readonly previous: { status: Status; activity: Activity | null; custom_status: CustomStatus | null };
-      readonly current: Presence;
-      readonly changed: readonly ChangedField[];
-      readonly position: string;
-    }
-  | { readonly type: 'resumed'; readonly recovered: true; readonly position: string }
-  | { readonly type: 'pong' }
-  | {
-      readonly type: 'identified';
-      readonly user_id: string;
-      readonly device_id: string;
-      readonly status: Status;
-    }
-  | {
-      readonly type: 'error';
-      readonly error: { code: string; message: string; request_id: string; details: unknown[] };
-    }
-  | { readonly type: 'resync' | 'reconnect' };
-
-/** The part of the WebSocket API the client uses (the browser's, Node 22's, or the `ws` package's). */
-export interface WebSocketLike {
-  readonly readyState: number;
-  send(data: string): void;
-  close(code?: number, reason?: string): void;
-  onopen: ((ev: unknown) => void) | null;
-  onmessage: ((ev: { data: unknown }) => void) | null;
-  onclose: ((ev: { code: number; reason: string }) => void) | null;
-  onerror: ((ev: unknown) => void) | null;
-}
-export type WebSocketConstructor = new (url: string) => WebSocketLike;
-
-export interface ClientOptions {
-  /** The service's base URL, e.g. `https://presence.example.com`. */
-  readonly url: string;
-  /** An API key with the read scope (write too, to identify as a device). */
-  readonly token: string;
-  /** Ids to watch from the start. */
-  readonly userIds?: readonly string[];
-  /** At most one message per user per window (0–5000 ms). */
-  readonly coalesceMs?: number;
-  /** `auto` (default): WebSocket, else SSE. */
-  readonly transport?: 'auto' | 'ws' | 'sse';
-  /** The WebSocket class; defaults to the global one. In Node 20, pass `require('ws')`. */
-  readonly WebSocket?: WebSocketConstructor;
-  /** Reconnect back-off: the first wait and the longest (default 500 ms, 15 s), with jitter. */
-  readonly reconnect?: { readonly minMs?: number; readonly maxMs?: number };
-}
-
-export type ChangeListener = (
-  userId: string,
-  presence: Presence | undefined,
-  previous: Presence | undefined,
-) => void;
 
 type State = 'idle' | 'connecting' | 'open' | 'closed';
 
@@ -103,70 +40,6 @@ interface Connection {
 const WS_OPEN = 1;
 /** Ids longer than this in all (joined with commas) go in a WebSocket's first message, not its URL. */
 const URL_IDS_MAX_CHARS = 4096;
-/**
- * Ids in one SSE URL at most (joined with commas). SSE has only the URL: a longer list is split
- * over several streams. Node refuses request heads over 16 KB; common proxies take request lines
- * of 8 KB (nginx's default buffers).
- */
-export const SSE_URL_IDS_MAX_CHARS = 6000;
-
-/** One of the SSE streams a connection is made of: its ids and the last position it saw. */
-interface SsePart {
-  readonly ids: readonly string[];
-  position: string | null;
-  synced: boolean;
-  recovered: boolean;
-}
-
-/** The `user_ids` value of a URL: each id encoded, joined with plain commas. */
-function idsParam(ids: readonly string[]): string {
-  return ids.map(encodeURIComponent).join(',');
-}
-
-/** Ids in runs whose `user_ids` value (idsParam) stays within `max` characters (each run at least one id). */
-export function splitIds(ids: readonly string[], max: number): string[][] {
-  const runs: string[][] = [];
-  let run: string[] = [];
-  let length = 0;
-  for (const id of ids) {
-    const size = encodeURIComponent(id).length;
-    const added = run.length === 0 ? size : length + 1 + size;
-    if (run.length > 0 && added > max) {
-      runs.push(run);
-      run = [id];
-      length = size;
-    } else {
-      run.push(id);
-      length = added;
-    }
-  }
-  if (run.length > 0 || runs.length === 0) runs.push(run);
-  return runs;
-}
-
-/**
- * The position a set of streams resumes from: the earliest of theirs (a change replayed to a
- * stream that had it already is ignored, as any diff not newer than the map), or null when one
- * has none or they stand in different epochs (then a fresh snapshot).
- */
-function earliest(positions: readonly (string | null)[]): string | null {
-  let best: { epoch: string; offset: number; text: string } | null = null;
-  for (const p of positions) {
-    if (p === null) return null;
-    const at = p.lastIndexOf(':');
-    const epoch = p.slice(0, at);
-    const offset = Number(p.slice(at + 1));
-    if (best !== null && best.epoch !== epoch) return null;
-    if (best === null || offset < best.offset) best = { epoch, offset, text: p };
-  }
-  return best?.text ?? null;
-}
-
-/** The reader of a fetch body (typed here: the DOM library is not part of the build). */
-interface ChunkReader {
-  read(): Promise<{ readonly done: boolean; readonly value?: Uint8Array }>;
-}
-
 export class PresenceClient {
   /** The local presence map: every watched id the service knows. */
   readonly presence = new Map<string, Presence>();
