@@ -6,9 +6,9 @@
  * service takes the loaded engine's time where it has one.
  */
 
-import type { Activity, Status } from '../core/presence';
 import type { HeldDevice, HeldDeviceStore } from '../core/ports';
 import type { Db } from './db';
+import { type HeldDeviceRow, toHeldDevice } from './rows/held-devices';
 
 export class SqliteHeldDeviceStore implements HeldDeviceStore {
   private readonly select;
@@ -21,19 +21,7 @@ export class SqliteHeldDeviceStore implements HeldDeviceStore {
   }
 
   list(label: string): HeldDevice[] {
-    const rows = this.select.all(label, `${label} %`) as {
-      user_id: string;
-      device: string;
-      status: Status;
-      activity: Activity | null;
-      expires_at: number;
-    }[];
-    return rows.map((r) => ({
-      userId: r.user_id,
-      deviceId: r.device,
-      status: r.status,
-      activity: r.activity,
-      expiresAt: r.expires_at,
-    }));
+    const rows = this.select.all(label, `${label} %`) as HeldDeviceRow[];
+    return rows.map(toHeldDevice);
   }
 }

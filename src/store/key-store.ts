@@ -4,26 +4,9 @@
  * stored comma-separated.
  */
 
-import type { ApiKeyRecord, ApiKeyStore, Scope } from '../core/ports';
+import type { ApiKeyRecord, ApiKeyStore } from '../core/ports';
 import type { Db } from './db';
-
-interface Row {
-  id: string;
-  name: string | null;
-  hash: string;
-  scopes: string;
-  created_at: number;
-  revoked_at: number | null;
-}
-
-const toRecord = (row: Row): ApiKeyRecord => ({
-  id: row.id,
-  name: row.name,
-  hash: row.hash,
-  scopes: row.scopes.split(',') as Scope[],
-  createdAt: row.created_at,
-  revokedAt: row.revoked_at,
-});
+import { type ApiKeyRow, toApiKeyRecord } from './rows/api-keys';
 
 export class SqliteApiKeyStore implements ApiKeyStore {
   // Prepared once: it runs for every request whose key is not cached.
@@ -40,12 +23,14 @@ export class SqliteApiKeyStore implements ApiKeyStore {
   }
 
   get(id: string): ApiKeyRecord | null {
-    const row = this.byId.get(id) as Row | undefined;
-    return row === undefined ? null : toRecord(row);
+    const row = this.byId.get(id) as ApiKeyRow | undefined;
+    return row === undefined ? null : toApiKeyRecord(row);
   }
 
   list(): ApiKeyRecord[] {
-    return (this.db.prepare('SELECT * FROM api_keys ORDER BY created_at, id').all() as Row[]).map(toRecord);
+    return (this.db.prepare('SELECT * FROM api_keys ORDER BY created_at, id').all() as ApiKeyRow[]).map(
+      toApiKeyRecord,
+    );
   }
 
   revoke(id: string, at: number): boolean {

@@ -5,16 +5,9 @@
  */
 
 import type { PrivacyRows, PrivacyStore } from '../core/ports';
-import type { PrivacySettings, Visibility } from '../privacy/project';
+import type { PrivacySettings } from '../privacy/project';
 import type { Db } from './db';
-
-interface SettingsRow {
-  user_id: string;
-  presence: Visibility;
-  last_seen: Visibility;
-  details: Visibility;
-  reciprocal: number;
-}
+import { type SettingsRow, toSettings } from './rows/privacy';
 
 export class SqlitePrivacyStore implements PrivacyStore {
   private readonly stmt;
@@ -58,12 +51,7 @@ export class SqlitePrivacyStore implements PrivacyStore {
   loadAll(): PrivacyRows {
     const settings = new Map<string, PrivacySettings>();
     for (const r of this.stmt.settings.all() as SettingsRow[]) {
-      settings.set(r.user_id, {
-        presence: r.presence,
-        lastSeen: r.last_seen,
-        details: r.details,
-        reciprocal: r.reciprocal === 1,
-      });
+      settings.set(r.user_id, toSettings(r));
     }
     return {
       settings,

@@ -12,9 +12,7 @@ import type {
   AttemptRow,
   DeliveryRow,
   DeliveryStatus,
-  DisabledReason,
   EndpointSecrets,
-  EventType,
   NewDelivery,
   NewEvent,
   PendingRow,
@@ -23,45 +21,8 @@ import type {
   WebhookStore,
 } from '../core/ports';
 import type { Db } from './db';
+import { type EndpointRow, json, toEndpoint } from './rows/webhooks';
 import { dbOf, sqliteTx } from './tx';
-
-interface EndpointRow {
-  id: string;
-  url: string;
-  events: string | null;
-  user_ids: string | null;
-  coalesce_ms: number;
-  secret: string;
-  previous_secret: string | null;
-  previous_expires_at: number | null;
-  enabled: number;
-  disabled_reason: DisabledReason | null;
-  disabled_at: number | null;
-  failing_since: number | null;
-  created_at: number;
-  updated_at: number;
-}
-
-const json = (v: readonly string[] | null): string | null => (v === null ? null : JSON.stringify(v));
-
-function toEndpoint(r: EndpointRow): StoredEndpoint {
-  return {
-    id: r.id,
-    url: r.url,
-    events: r.events === null ? null : (JSON.parse(r.events) as EventType[]),
-    userIds: r.user_ids === null ? null : (JSON.parse(r.user_ids) as string[]),
-    coalesceMs: r.coalesce_ms,
-    sealedSecret: r.secret,
-    sealedPreviousSecret: r.previous_secret,
-    previousExpiresAt: r.previous_expires_at,
-    enabled: r.enabled === 1,
-    disabledReason: r.disabled_reason,
-    disabledAt: r.disabled_at,
-    failingSince: r.failing_since,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-  };
-}
 
 export class SqliteWebhookStore implements WebhookStore {
   private readonly s;

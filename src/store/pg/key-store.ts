@@ -6,25 +6,8 @@
 
 import type pg from 'pg';
 
-import type { ApiKeyRecord, AsyncApiKeyStore, Scope } from '../../core/ports';
-
-interface Row {
-  id: string;
-  name: string | null;
-  hash: string;
-  scopes: string;
-  created_at: number;
-  revoked_at: number | null;
-}
-
-const toRecord = (row: Row): ApiKeyRecord => ({
-  id: row.id,
-  name: row.name,
-  hash: row.hash,
-  scopes: row.scopes.split(',') as Scope[],
-  createdAt: row.created_at,
-  revokedAt: row.revoked_at,
-});
+import type { ApiKeyRecord, AsyncApiKeyStore } from '../../core/ports';
+import { type ApiKeyRow, toApiKeyRecord } from '../rows/api-keys';
 
 export class PgApiKeyStore implements AsyncApiKeyStore {
   constructor(private readonly pool: pg.Pool) {}
@@ -37,13 +20,13 @@ export class PgApiKeyStore implements AsyncApiKeyStore {
   }
 
   async get(id: string): Promise<ApiKeyRecord | null> {
-    const { rows } = await this.pool.query<Row>('SELECT * FROM api_keys WHERE id = $1', [id]);
-    return rows[0] === undefined ? null : toRecord(rows[0]);
+    const { rows } = await this.pool.query<ApiKeyRow>('SELECT * FROM api_keys WHERE id = $1', [id]);
+    return rows[0] === undefined ? null : toApiKeyRecord(rows[0]);
   }
 
   async list(): Promise<ApiKeyRecord[]> {
-    const { rows } = await this.pool.query<Row>('SELECT * FROM api_keys ORDER BY created_at, id');
-    return rows.map(toRecord);
+    const { rows } = await this.pool.query<ApiKeyRow>('SELECT * FROM api_keys ORDER BY created_at, id');
+    return rows.map(toApiKeyRecord);
   }
 
   async revoke(id: string, at: number): Promise<boolean> {

@@ -7,16 +7,9 @@
 import type pg from 'pg';
 
 import type { AsyncPrivacyStore, PrivacyRows } from '../../core/ports';
-import type { PrivacySettings, Visibility } from '../../privacy/project';
+import type { PrivacySettings } from '../../privacy/project';
+import { type SettingsRow, toSettings } from '../rows/privacy';
 import { inPgTx } from './pool';
-
-interface SettingsRow {
-  user_id: string;
-  presence: Visibility;
-  last_seen: Visibility;
-  details: Visibility;
-  reciprocal: number;
-}
 
 /** The two lists, by table and column (closed set: never from input). */
 const LISTS = {
@@ -43,12 +36,7 @@ export class PgPrivacyStore implements AsyncPrivacyStore {
     ]);
     const settings = new Map<string, PrivacySettings>();
     for (const r of settingsRows.rows) {
-      settings.set(r.user_id, {
-        presence: r.presence,
-        lastSeen: r.last_seen,
-        details: r.details,
-        reciprocal: r.reciprocal === 1,
-      });
+      settings.set(r.user_id, toSettings(r));
     }
     return { settings, contacts: contacts.rows, blocks: blocks.rows };
   }
