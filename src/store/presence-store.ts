@@ -19,54 +19,18 @@ import type {
 import type { Activity, CustomStatus, DecayStep, Platform, Source, Status } from '../core/presence';
 import type { Db } from './db';
 import { SqliteRefreshSlots } from './refresh-slots';
+import {
+  type AccountRow,
+  toAccount,
+  toTransition,
+  toUser,
+  type TransitionRow,
+  type UserRow,
+} from './rows/presence';
 import { sqliteTx } from './tx';
-
-interface UserRow {
-  user_id: string;
-  display_name: string | null;
-  timezone: string | null;
-  created_at: number;
-  updated_at: number;
-}
-
-interface AccountRow {
-  platform: Platform;
-  workspace_id: string;
-  external_id: string;
-  user_id: string;
-  created_at: number;
-}
-
-interface TransitionRow {
-  user_id: string;
-  version: number;
-  at: number;
-  from_status: Status;
-  to_status: Status;
-  from_activity: Activity | null;
-  to_activity: Activity | null;
-  source: Source | null;
-  platform: string | null;
-}
 
 const json = (value: unknown): string | null =>
   value === null || value === undefined ? null : JSON.stringify(value);
-
-const toUser = (r: UserRow): UserRecord => ({
-  userId: r.user_id,
-  displayName: r.display_name,
-  timezone: r.timezone,
-  createdAt: r.created_at,
-  updatedAt: r.updated_at,
-});
-
-const toAccount = (r: AccountRow): AccountRecord => ({
-  platform: r.platform,
-  workspaceId: r.workspace_id,
-  externalId: r.external_id,
-  userId: r.user_id,
-  createdAt: r.created_at,
-});
 
 // One row per user and observation (a user without any has one row, its observation columns
 // null), for the page of users after the given id, in user order.
@@ -366,17 +330,7 @@ export class SqlitePresenceStore implements PresenceStore {
         `SELECT * FROM transitions WHERE user_id = ? AND at >= ? AND at <= ? ORDER BY at DESC, version DESC LIMIT ?`,
       )
       .all(userId, q.since ?? 0, q.until ?? Number.MAX_SAFE_INTEGER, q.limit) as TransitionRow[];
-    return rows.map((r) => ({
-      userId: r.user_id,
-      version: r.version,
-      at: r.at,
-      fromStatus: r.from_status,
-      toStatus: r.to_status,
-      fromActivity: r.from_activity,
-      toActivity: r.to_activity,
-      source: r.source,
-      platform: r.platform,
-    }));
+    return rows.map(toTransition);
   }
 
   getUser(userId: string): UserRecord | null {

@@ -27,6 +27,14 @@ import type {
   WriteOp,
 } from '../../core/ports';
 import type { DecayStep, Observation, Override } from '../../core/presence';
+import {
+  type AccountRow,
+  toAccount,
+  toTransition,
+  toUser,
+  type TransitionRow,
+  type UserRow,
+} from '../rows/presence';
 import { inPgTx, type PgTx } from './pool';
 
 /** A conditional version write found the stored version was not the one before it. */
@@ -47,22 +55,6 @@ type Row = Record<string, unknown>;
 const json = (value: unknown): string | null =>
   value === null || value === undefined ? null : JSON.stringify(value);
 const parse = <T>(text: unknown): T | null => (text === null ? null : (JSON.parse(text as string) as T));
-
-const toUser = (r: Row): UserRecord => ({
-  userId: r.user_id as string,
-  displayName: r.display_name as string | null,
-  timezone: r.timezone as string | null,
-  createdAt: r.created_at as number,
-  updatedAt: r.updated_at as number,
-});
-
-const toAccount = (r: Row): AccountRecord => ({
-  platform: r.platform as AccountRecord['platform'],
-  workspaceId: r.workspace_id as string,
-  externalId: r.external_id as string,
-  userId: r.user_id as string,
-  createdAt: r.created_at as number,
-});
 
 /** A write op as `presence_apply` (migrations/pg/0006) takes it: keyed by column name. */
 function encode(op: WriteOp): Record<string, unknown> {
@@ -185,14 +177,18 @@ export class PgPresenceStore implements AsyncPresenceStore {
   }
 
   async loadAll(): Promise<LoadedUser[]> {
-    const [users, observations, overrides, aggregates, accounts] = await Promise.all(
-      ['users', 'observations', 'overrides', 'aggregates', 'accounts'].map(
-        async (table) => (await this.pool.query<Row>(`SELECT * FROM ${table}`)).rows,
-      ),
-    );
+    const all = async <R extends object = Row>(table: string): Promise<R[]> =>
+      (await this.pool.query<R>(`SELECT * FROM ${table}`)).rows;
+    const [users, observations, overrides, aggregates, accounts] = await Promise.all([
+      all<UserRow>('users'),
+      all('observations'),
+      all('overrides'),
+      all('aggregates'),
+      all<AccountRow>('accounts'),
+    ]);
     const byUser = new Map<string, LoadedUser>();
     for (const r of users ?? []) {
-      byUser.set(r.user_id as string, {
+      byUser.set(r.user_id, {
         user: toUser(r),
         observations: [],
         override: null,
@@ -263,31 +259,21 @@ export class PgPresenceStore implements AsyncPresenceStore {
   }
 
   async history(userId: string, q: HistoryQuery): Promise<TransitionRecord[]> {
-    const { rows } = await this.pool.query<Row>(
+    const { rows } = await this.pool.query<TransitionRow>(
       `SELECT * FROM transitions WHERE user_id = $1 AND at >= $2 AND at <= $3
        ORDER BY at DESC, version DESC LIMIT $4`,
       [userId, q.since ?? 0, q.until ?? Number.MAX_SAFE_INTEGER, q.limit],
     );
-    return rows.map((r) => ({
-      userId: r.user_id as string,
-      version: r.version as number,
-      at: r.at as number,
-      fromStatus: r.from_status as TransitionRecord['fromStatus'],
-      toStatus: r.to_status as TransitionRecord['toStatus'],
-      fromActivity: r.from_activity as TransitionRecord['fromActivity'],
-      toActivity: r.to_activity as TransitionRecord['toActivity'],
-      source: r.source as TransitionRecord['source'],
-      platform: r.platform as string | null,
-    }));
+    return rows.map(toTransition);
   }
 
   async getUser(userId: string): Promise<UserRecord | null> {
-    const { rows } = await this.pool.query<Row>('SELECT * FROM users WHERE user_id = $1', [userId]);
+    const { rows } = await this.pool.query<UserRow>('SELECT * FROM users WHERE user_id = $1', [userId]);
     return rows[0] === undefined ? null : toUser(rows[0]);
   }
 
   async accountsOf(userId: string): Promise<AccountRecord[]> {
-    const { rows } = await this.pool.query<Row>(
+    const { rows } = await this.pool.query<AccountRow>(
       'SELECT * FROM accounts WHERE user_id = $1 ORDER BY platform, workspace_id, external_id',
       [userId],
     );
