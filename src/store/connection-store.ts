@@ -21,6 +21,7 @@ import type {
   StoreTx,
 } from '../core/ports';
 import type { Db } from './db';
+import { newConnectionValues } from './rows/connections';
 import { sqliteTx } from './tx';
 
 export class SqliteConnectionStore implements ConnectionStore {
@@ -110,23 +111,7 @@ export class SqliteConnectionStore implements ConnectionStore {
            created_at, updated_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ok', ?, ?, ?)`,
       )
-      .run(
-        c.id,
-        c.platform,
-        c.kind,
-        c.userId,
-        c.externalId,
-        c.workspaceId,
-        JSON.stringify(c.scopes ?? []),
-        c.accessToken,
-        c.refreshToken,
-        c.tokenType,
-        c.expiresAt,
-        c.refreshExpiresAt,
-        now,
-        now,
-        now,
-      );
+      .run(...newConnectionValues(c), now, now, now);
   }
 
   /**

@@ -21,7 +21,7 @@ import type {
   WebhookStore,
 } from '../core/ports';
 import type { Db } from './db';
-import { type EndpointRow, json, toEndpoint } from './rows/webhooks';
+import { endpointValues, type EndpointRow, toEndpoint } from './rows/webhooks';
 import { dbOf, sqliteTx } from './tx';
 
 export class SqliteWebhookStore implements WebhookStore {
@@ -146,22 +146,7 @@ export class SqliteWebhookStore implements WebhookStore {
   }
 
   saveEndpoint(e: StoredEndpoint): void {
-    this.s.upsertEndpoint.run(
-      e.id,
-      e.url,
-      json(e.events),
-      json(e.userIds),
-      e.coalesceMs,
-      e.sealedSecret,
-      e.sealedPreviousSecret,
-      e.previousExpiresAt,
-      e.enabled ? 1 : 0,
-      e.disabledReason,
-      e.disabledAt,
-      e.failingSince,
-      e.createdAt,
-      e.updatedAt,
-    );
+    this.s.upsertEndpoint.run(...endpointValues(e));
   }
 
   deleteEndpoint(id: string): boolean {

@@ -20,6 +20,7 @@ import type {
   StateRow,
   StoredHealth,
 } from '../../core/ports';
+import { newConnectionValues } from '../rows/connections';
 import { inPgTx, on } from './pool';
 
 /**
@@ -118,21 +119,7 @@ export class PgConnectionStore implements AsyncConnectionStore {
          access_token, refresh_token, token_type, expires_at, refresh_expires_at, health, refreshed_at,
          created_at, updated_at)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'ok', $13, $13, $13)`,
-      [
-        c.id,
-        c.platform,
-        c.kind,
-        c.userId,
-        c.externalId,
-        c.workspaceId,
-        JSON.stringify(c.scopes ?? []),
-        c.accessToken,
-        c.refreshToken,
-        c.tokenType,
-        c.expiresAt,
-        c.refreshExpiresAt,
-        now,
-      ],
+      [...newConnectionValues(c), now],
       tx,
     );
   }

@@ -25,7 +25,7 @@ import type {
   PendingRow,
   StoredEndpoint,
 } from '../../core/ports';
-import { type EndpointRow, json, toEndpoint } from '../rows/webhooks';
+import { endpointValues, type EndpointRow, toEndpoint } from '../rows/webhooks';
 import { clientOf, inPgTx, on, type Queryable } from './pool';
 
 /** A delivery a node claimed: what sending it needs, and whose endpoint it is. */
@@ -77,22 +77,7 @@ export class PgWebhookStore implements AsyncWebhookStore {
          enabled = EXCLUDED.enabled, disabled_reason = EXCLUDED.disabled_reason,
          disabled_at = EXCLUDED.disabled_at, failing_since = EXCLUDED.failing_since,
          updated_at = EXCLUDED.updated_at`,
-      [
-        e.id,
-        e.url,
-        json(e.events),
-        json(e.userIds),
-        e.coalesceMs,
-        e.sealedSecret,
-        e.sealedPreviousSecret,
-        e.previousExpiresAt,
-        e.enabled ? 1 : 0,
-        e.disabledReason,
-        e.disabledAt,
-        e.failingSince,
-        e.createdAt,
-        e.updatedAt,
-      ],
+      endpointValues(e),
     );
   }
 

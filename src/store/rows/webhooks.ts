@@ -2,7 +2,7 @@
  * @module store/rows/webhooks
  * The `webhook_endpoints` row as both databases return it, and its mapping to the port's
  * `StoredEndpoint` (the SQLite and PostgreSQL webhook stores share them). Lists are stored as JSON
- * text, `enabled` as 0/1.
+ * text, `enabled` as 0/1; `endpointValues` is the way back, for the upserts.
  */
 
 import type { DisabledReason, EventType, StoredEndpoint } from '../../core/ports';
@@ -24,7 +24,7 @@ export interface EndpointRow {
   updated_at: number;
 }
 
-export const json = (v: readonly string[] | null): string | null => (v === null ? null : JSON.stringify(v));
+const json = (v: readonly string[] | null): string | null => (v === null ? null : JSON.stringify(v));
 
 export function toEndpoint(r: EndpointRow): StoredEndpoint {
   return {
@@ -44,3 +44,25 @@ export function toEndpoint(r: EndpointRow): StoredEndpoint {
     updatedAt: r.updated_at,
   };
 }
+
+/**
+ * An endpoint's column values, in the order both upserts name the columns: id, url, events,
+ * user_ids, coalesce_ms, secret, previous_secret, previous_expires_at, enabled, disabled_reason,
+ * disabled_at, failing_since, created_at, updated_at.
+ */
+export const endpointValues = (e: StoredEndpoint): unknown[] => [
+  e.id,
+  e.url,
+  json(e.events),
+  json(e.userIds),
+  e.coalesceMs,
+  e.sealedSecret,
+  e.sealedPreviousSecret,
+  e.previousExpiresAt,
+  e.enabled ? 1 : 0,
+  e.disabledReason,
+  e.disabledAt,
+  e.failingSince,
+  e.createdAt,
+  e.updatedAt,
+];
