@@ -21,7 +21,7 @@ import type {
   StoreTx,
 } from '../core/ports';
 import type { Db } from './db';
-import { newConnectionValues } from './rows/connections';
+import { newConnectionValues, sealedCellsOf, type TokenRow, type VerifierRow } from './rows/connections';
 import { sqliteTx } from './tx';
 
 export class SqliteConnectionStore implements ConnectionStore {
@@ -237,38 +237,13 @@ export class SqliteConnectionStore implements ConnectionStore {
   // ------------------------------------------------------------------ key rotation
 
   sealedCells(): SealedCell[] {
-    const cells: SealedCell[] = [];
     const conns = this.db
       .prepare('SELECT connection_id, access_token, refresh_token FROM connections')
-      .all() as Pick<ConnectionRow, 'connection_id' | 'access_token' | 'refresh_token'>[];
-    for (const c of conns) {
-      cells.push({
-        table: 'connections',
-        column: 'access_token',
-        key: c.connection_id,
-        value: c.access_token,
-      });
-      if (c.refresh_token !== null) {
-        cells.push({
-          table: 'connections',
-          column: 'refresh_token',
-          key: c.connection_id,
-          value: c.refresh_token,
-        });
-      }
-    }
+      .all() as TokenRow[];
     const states = this.db
       .prepare('SELECT state_hash, code_verifier FROM oauth_states WHERE code_verifier IS NOT NULL')
-      .all() as { state_hash: string; code_verifier: string }[];
-    for (const s of states) {
-      cells.push({
-        table: 'oauth_states',
-        column: 'code_verifier',
-        key: s.state_hash,
-        value: s.code_verifier,
-      });
-    }
-    return cells;
+      .all() as VerifierRow[];
+    return sealedCellsOf(conns, states);
   }
 
   writeCell(cell: SealedCell, value: string): void {

@@ -20,7 +20,7 @@ import type {
   StateRow,
   StoredHealth,
 } from '../../core/ports';
-import { newConnectionValues } from '../rows/connections';
+import { newConnectionValues, sealedCellsOf, type TokenRow, type VerifierRow } from '../rows/connections';
 import { inPgTx, on } from './pool';
 
 /**
@@ -241,38 +241,13 @@ export class PgConnectionStore implements AsyncConnectionStore {
 
   async sealedCells(tx?: StoreTx): Promise<SealedCell[]> {
     const q = on(this.pool, tx);
-    const cells: SealedCell[] = [];
-    const conns = await q.query<Pick<ConnectionRow, 'connection_id' | 'access_token' | 'refresh_token'>>(
+    const conns = await q.query<TokenRow>(
       'SELECT connection_id, access_token, refresh_token FROM connections',
     );
-    for (const c of conns.rows) {
-      cells.push({
-        table: 'connections',
-        column: 'access_token',
-        key: c.connection_id,
-        value: c.access_token,
-      });
-      if (c.refresh_token !== null) {
-        cells.push({
-          table: 'connections',
-          column: 'refresh_token',
-          key: c.connection_id,
-          value: c.refresh_token,
-        });
-      }
-    }
-    const states = await q.query<{ state_hash: string; code_verifier: string }>(
+    const states = await q.query<VerifierRow>(
       'SELECT state_hash, code_verifier FROM oauth_states WHERE code_verifier IS NOT NULL',
     );
-    for (const s of states.rows) {
-      cells.push({
-        table: 'oauth_states',
-        column: 'code_verifier',
-        key: s.state_hash,
-        value: s.code_verifier,
-      });
-    }
-    return cells;
+    return sealedCellsOf(conns.rows, states.rows);
   }
 
   async writeCell(cell: SealedCell, value: string, tx?: StoreTx): Promise<void> {
