@@ -21,7 +21,13 @@ import type {
   StoreTx,
 } from '../core/ports';
 import type { Db } from './db';
-import { newConnectionValues, sealedCellsOf, type TokenRow, type VerifierRow } from './rows/connections';
+import {
+  grantValues,
+  newConnectionValues,
+  sealedCellsOf,
+  type TokenRow,
+  type VerifierRow,
+} from './rows/connections';
 import { sqliteTx } from './tx';
 
 export class SqliteConnectionStore implements ConnectionStore {
@@ -126,18 +132,7 @@ export class SqliteConnectionStore implements ConnectionStore {
            retry_at = NULL, failures = 0, refreshed_at = ?, expiry_warned_at = NULL, updated_at = ?
          WHERE connection_id = ?`,
       )
-      .run(
-        userId,
-        JSON.stringify(t.scopes ?? []),
-        t.accessToken,
-        t.refreshToken,
-        t.tokenType,
-        t.expiresAt,
-        t.refreshExpiresAt,
-        now,
-        now,
-        id,
-      );
+      .run(...grantValues(userId, t), now, now, id);
   }
 
   /**

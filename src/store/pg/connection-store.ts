@@ -20,7 +20,13 @@ import type {
   StateRow,
   StoredHealth,
 } from '../../core/ports';
-import { newConnectionValues, sealedCellsOf, type TokenRow, type VerifierRow } from '../rows/connections';
+import {
+  grantValues,
+  newConnectionValues,
+  sealedCellsOf,
+  type TokenRow,
+  type VerifierRow,
+} from '../rows/connections';
 import { inPgTx, on } from './pool';
 
 /**
@@ -136,17 +142,7 @@ export class PgConnectionStore implements AsyncConnectionStore {
          expires_at = $6, refresh_expires_at = $7, health = 'ok', last_error = NULL, last_error_at = NULL,
          retry_at = NULL, failures = 0, refreshed_at = $8, expiry_warned_at = NULL, updated_at = $8
        WHERE connection_id = $9`,
-      [
-        userId,
-        JSON.stringify(t.scopes ?? []),
-        t.accessToken,
-        t.refreshToken,
-        t.tokenType,
-        t.expiresAt,
-        t.refreshExpiresAt,
-        now,
-        id,
-      ],
+      [...grantValues(userId, t), now, id],
       tx,
     );
   }

@@ -7,7 +7,7 @@
  * rewrites, from the token and verifier rows both stores read.
  */
 
-import type { ConnectionRow, NewConnection, SealedCell } from '../../core/ports';
+import type { ConnectionRow, NewConnection, SealedCell, SealedTokens } from '../../core/ports';
 
 export const newConnectionValues = (c: NewConnection): unknown[] => [
   c.id,
@@ -22,6 +22,20 @@ export const newConnectionValues = (c: NewConnection): unknown[] => [
   c.tokenType,
   c.expiresAt,
   c.refreshExpiresAt,
+];
+
+/**
+ * A reconnect's new grant, for the `replaceGrant` update both databases run: user_id, scopes (JSON
+ * text), access_token, refresh_token, token_type, expires_at, refresh_expires_at.
+ */
+export const grantValues = (userId: string | null, t: SealedTokens): unknown[] => [
+  userId,
+  JSON.stringify(t.scopes ?? []),
+  t.accessToken,
+  t.refreshToken,
+  t.tokenType,
+  t.expiresAt,
+  t.refreshExpiresAt,
 ];
 
 /** The token columns of a `connections` row, as key rotation reads them. */
