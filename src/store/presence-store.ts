@@ -21,16 +21,18 @@ import type { Db } from './db';
 import { SqliteRefreshSlots } from './refresh-slots';
 import {
   type AccountRow,
+  aggregateValues,
+  observationValues,
+  overrideValues,
   toAccount,
   toTransition,
   toUser,
+  transitionValues,
   type TransitionRow,
   type UserRow,
+  userValues,
 } from './rows/presence';
 import { sqliteTx } from './tx';
-
-const json = (value: unknown): string | null =>
-  value === null || value === undefined ? null : JSON.stringify(value);
 
 // One row per user and observation (a user without any has one row, its observation columns
 // null), for the page of users after the given id, in user order.
@@ -112,13 +114,15 @@ export class SqlitePresenceStore implements PresenceStore {
     this.refreshSlots = new SqliteRefreshSlots(db);
     this.stmt = {
       upsertUser: db.prepare(
-        `INSERT INTO users (user_id, display_name, timezone, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
+        `INSERT INTO users (user_id, display_name, timezone, created_at, updated_at) VALUES (@user_id, @display_name, @timezone, @created_at, @updated_at)
          ON CONFLICT(user_id) DO UPDATE SET display_name = excluded.display_name, timezone = excluded.timezone,
            updated_at = excluded.updated_at`,
       ),
       upsertObs: db.prepare(
         `INSERT OR REPLACE INTO observations (user_id, platform, device, status, activity, custom_status, source, raw,
-           label, decay, observed_at, changed_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           label, decay, observed_at, changed_at, expires_at)
+         VALUES (@user_id, @platform, @device, @status, @activity, @custom_status, @source, @raw, @label, @decay,
+           @observed_at, @changed_at, @expires_at)`,
       ),
       refreshObs: db.prepare(
         'UPDATE observations SET observed_at = ?, expires_at = ? WHERE user_id = ? AND platform = ? AND device = ?',
@@ -126,17 +130,19 @@ export class SqlitePresenceStore implements PresenceStore {
       deleteObs: db.prepare('DELETE FROM observations WHERE user_id = ? AND platform = ? AND device = ?'),
       upsertOverride: db.prepare(
         `INSERT OR REPLACE INTO overrides (user_id, status, activity, custom_status, set_at, expires_at)
-         VALUES (?, ?, ?, ?, ?, ?)`,
+         VALUES (@user_id, @status, @activity, @custom_status, @set_at, @expires_at)`,
       ),
       deleteOverride: db.prepare('DELETE FROM overrides WHERE user_id = ?'),
       upsertAggregate: db.prepare(
         `INSERT OR REPLACE INTO aggregates (user_id, status, activity, custom_status, source, version, last_active_at,
-           updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+           updated_at)
+         VALUES (@user_id, @status, @activity, @custom_status, @source, @version, @last_active_at, @updated_at)`,
       ),
       touchAggregate: db.prepare('UPDATE aggregates SET last_active_at = ? WHERE user_id = ?'),
       insertTransition: db.prepare(
         `INSERT INTO transitions (user_id, version, at, from_status, to_status, from_activity, to_activity, source,
-           platform) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           platform)
+         VALUES (@user_id, @version, @at, @from_status, @to_status, @from_activity, @to_activity, @source, @platform)`,
       ),
       getUser: db.prepare('SELECT * FROM users WHERE user_id = ?'),
       accountsOf: db.prepare(
@@ -163,76 +169,25 @@ export class SqlitePresenceStore implements PresenceStore {
   private apply(op: WriteOp): void {
     const s = this.stmt;
     switch (op.op) {
-      case 'user': {
-        const u = op.user;
-        s.upsertUser.run(u.userId, u.displayName, u.timezone, u.createdAt, u.updatedAt);
+      case 'user':
+        s.upsertUser.run(userValues(op.user));
         return;
-      }
-      case 'observation': {
-        const o = op.obs;
-        s.upsertObs.run(
-          op.userId,
-          o.platform,
-          o.device,
-          o.status,
-          o.activity,
-          json(o.customStatus),
-          o.source,
-          JSON.stringify(o.raw ?? null),
-          o.label,
-          json(o.decay),
-          o.observedAt,
-          o.changedAt,
-          o.expiresAt,
-        );
+      case 'observation':
+        s.upsertObs.run(observationValues(op.userId, op.obs));
         return;
-      }
       case 'observation-delete':
         s.deleteObs.run(op.userId, op.platform, op.device);
         return;
-      case 'override': {
-        const ov = op.override;
-        if (ov === null) s.deleteOverride.run(op.userId);
-        else
-          s.upsertOverride.run(
-            op.userId,
-            ov.status,
-            ov.activity,
-            json(ov.customStatus),
-            ov.setAt,
-            ov.expiresAt,
-          );
+      case 'override':
+        if (op.override === null) s.deleteOverride.run(op.userId);
+        else s.upsertOverride.run(overrideValues(op.userId, op.override));
         return;
-      }
-      case 'aggregate': {
-        const a = op.aggregate;
-        s.upsertAggregate.run(
-          op.userId,
-          a.status,
-          a.activity,
-          json(a.customStatus),
-          a.source,
-          a.version,
-          a.lastActiveAt,
-          a.updatedAt,
-        );
+      case 'aggregate':
+        s.upsertAggregate.run(aggregateValues(op.userId, op.aggregate));
         return;
-      }
-      case 'transition': {
-        const t = op.transition;
-        s.insertTransition.run(
-          t.userId,
-          t.version,
-          t.at,
-          t.fromStatus,
-          t.toStatus,
-          t.fromActivity,
-          t.toActivity,
-          t.source,
-          t.platform,
-        );
+      case 'transition':
+        s.insertTransition.run(transitionValues(op.transition));
         return;
-      }
       case 'refresh':
         for (const o of op.observations)
           s.refreshObs.run(o.observedAt, o.expiresAt, op.userId, o.platform, o.device);

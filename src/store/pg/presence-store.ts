@@ -29,11 +29,16 @@ import type {
 import type { DecayStep, Observation, Override } from '../../core/presence';
 import {
   type AccountRow,
+  aggregateValues,
+  observationValues,
+  overrideValues,
   toAccount,
   toTransition,
   toUser,
+  transitionValues,
   type TransitionRow,
   type UserRow,
+  userValues,
 } from '../rows/presence';
 import { inPgTx, type PgTx } from './pool';
 
@@ -52,87 +57,24 @@ export class StaleVersionError extends Error {
 
 type Row = Record<string, unknown>;
 
-const json = (value: unknown): string | null =>
-  value === null || value === undefined ? null : JSON.stringify(value);
 const parse = <T>(text: unknown): T | null => (text === null ? null : (JSON.parse(text as string) as T));
 
 /** A write op as `presence_apply` (migrations/pg/0006) takes it: keyed by column name. */
 function encode(op: WriteOp): Record<string, unknown> {
   switch (op.op) {
-    case 'user': {
-      const u = op.user;
-      return {
-        op: 'user',
-        user_id: u.userId,
-        display_name: u.displayName,
-        timezone: u.timezone,
-        created_at: u.createdAt,
-        updated_at: u.updatedAt,
-      };
-    }
-    case 'observation': {
-      const o = op.obs;
-      return {
-        op: 'observation',
-        user_id: op.userId,
-        platform: o.platform,
-        device: o.device,
-        status: o.status,
-        activity: o.activity,
-        custom_status: json(o.customStatus),
-        source: o.source,
-        raw: JSON.stringify(o.raw ?? null),
-        label: o.label,
-        decay: json(o.decay),
-        observed_at: o.observedAt,
-        changed_at: o.changedAt,
-        expires_at: o.expiresAt,
-      };
-    }
+    case 'user':
+      return { op: 'user', ...userValues(op.user) };
+    case 'observation':
+      return { op: 'observation', ...observationValues(op.userId, op.obs) };
     case 'observation-delete':
       return { op: 'observation-delete', user_id: op.userId, platform: op.platform, device: op.device };
-    case 'override': {
-      const ov = op.override;
-      if (ov === null) return { op: 'override-delete', user_id: op.userId };
-      return {
-        op: 'override',
-        user_id: op.userId,
-        status: ov.status,
-        activity: ov.activity,
-        custom_status: json(ov.customStatus),
-        set_at: ov.setAt,
-        expires_at: ov.expiresAt,
-      };
-    }
-    case 'aggregate': {
-      const a = op.aggregate;
-      return {
-        op: 'aggregate',
-        user_id: op.userId,
-        status: a.status,
-        activity: a.activity,
-        custom_status: json(a.customStatus),
-        source: a.source,
-        version: a.version,
-        last_active_at: a.lastActiveAt,
-        updated_at: a.updatedAt,
-      };
-    }
-    case 'transition': {
-      const t = op.transition;
-      return {
-        op: 'transition',
-        user_id: t.userId,
-        version: t.version,
-        at: t.at,
-        from_status: t.fromStatus,
-        to_status: t.toStatus,
-        from_activity: t.fromActivity,
-        to_activity: t.toActivity,
-        source: t.source,
-        platform: t.platform,
-      };
-    }
+    case 'override':
+      if (op.override === null) return { op: 'override-delete', user_id: op.userId };
+      return { op: 'override', ...overrideValues(op.userId, op.override) };
+    case 'aggregate':
+      return { op: 'aggregate', ...aggregateValues(op.userId, op.aggregate) };
+    case 'transition':
+      return { op: 'transition', ...transitionValues(op.transition) };
     case 'refresh':
       return {
         op: 'refresh',
