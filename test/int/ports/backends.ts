@@ -21,6 +21,7 @@ import type {
   LoadedUser,
   NewDelivery,
   NewEvent,
+  StoredEndpoint,
   StoreTx,
   WriteOp,
 } from '../../../src/core/ports';
@@ -215,6 +216,25 @@ export const event = (
   createdAt: number,
   payload: string,
 ): NewEvent => ({ msgId, type, userId, version, createdAt, payload });
+
+/** A webhook endpoint as the store keeps it (secret sealed), with `over` changed. */
+export const endpoint = (id: string, over: Partial<StoredEndpoint> = {}): StoredEndpoint => ({
+  id,
+  url: `https://example.test/${id}`,
+  events: ['presence.changed'],
+  userIds: null,
+  coalesceMs: 0,
+  sealedSecret: `v1.k.iv.tag.secret-${id}`,
+  sealedPreviousSecret: null,
+  previousExpiresAt: null,
+  enabled: true,
+  disabledReason: null,
+  disabledAt: null,
+  failingSince: null,
+  createdAt: 1,
+  updatedAt: 1,
+  ...over,
+});
 
 /** A `NewDelivery`, positionally. */
 export const delivery = (

@@ -11,8 +11,8 @@ import { openPgStores, PgUnavailableError, StaleVersionError, type PgStores } fr
 import { migrate, readPgMigrations } from '../../../src/store/pg/migrate';
 import { openPool } from '../../../src/store/pg/pool';
 import { freePort } from '../../helpers/free-port';
-import { createTestDatabase, delivery, event, loadAll, user } from './backends';
-import type { AggregateRecord, StoredEndpoint, WriteOp } from '../../../src/core/ports';
+import { createTestDatabase, delivery, endpoint, event, loadAll, user } from './backends';
+import type { AggregateRecord, WriteOp } from '../../../src/core/ports';
 
 let database: Awaited<ReturnType<typeof createTestDatabase>>;
 const opened: PgStores[] = [];
@@ -101,22 +101,7 @@ describe('conditional version writes', () => {
   });
 });
 
-const ENDPOINT: StoredEndpoint = {
-  id: 'ep_1',
-  url: 'https://example.test/',
-  events: null,
-  userIds: null,
-  coalesceMs: 0,
-  sealedSecret: 'v1.s',
-  sealedPreviousSecret: null,
-  previousExpiresAt: null,
-  enabled: true,
-  disabledReason: null,
-  disabledAt: null,
-  failingSince: null,
-  createdAt: 1,
-  updatedAt: 1,
-};
+const ENDPOINT = endpoint('ep_1', { url: 'https://example.test/', events: null, sealedSecret: 'v1.s' });
 
 /** Queues one delivery per lane given (in that order), due at `at`; returns their ids. */
 async function queue(s: PgStores, lanes: readonly string[], at = 100): Promise<number[]> {

@@ -3,28 +3,15 @@
  * closing), on SQLite and on PostgreSQL (backends.ts).
  */
 
-import { delivery, event, forEachStore, user } from './backends';
+import { delivery, endpoint, event, forEachStore, user } from './backends';
 
 forEachStore('Stores', (backend) => {
   it('one transaction spans the stores: all of it commits, or none of it when fn throws', async () => {
     const s = await backend.open();
     await s.presence.write([user('ana')]);
-    await s.webhooks.saveEndpoint({
-      id: 'ep_1',
-      url: 'https://example.test/',
-      events: null,
-      userIds: null,
-      coalesceMs: 0,
-      sealedSecret: 'v1.s',
-      sealedPreviousSecret: null,
-      previousExpiresAt: null,
-      enabled: true,
-      disabledReason: null,
-      disabledAt: null,
-      failingSince: null,
-      createdAt: 1,
-      updatedAt: 1,
-    });
+    await s.webhooks.saveEndpoint(
+      endpoint('ep_1', { url: 'https://example.test/', events: null, sealedSecret: 'v1.s' }),
+    );
     const connection = (id: string) => ({
       id,
       platform: 'teams',

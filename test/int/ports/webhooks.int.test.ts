@@ -3,26 +3,8 @@
  * SQLite and on PostgreSQL (backends.ts).
  */
 
-import type { AsyncStores, StoredEndpoint, StoreTx } from '../../../src/core/ports';
-import { delivery, event, failure, forEachStore, UNIQUE, user } from './backends';
-
-const endpoint = (id: string, over: Partial<StoredEndpoint> = {}): StoredEndpoint => ({
-  id,
-  url: `https://example.test/${id}`,
-  events: ['presence.changed'],
-  userIds: null,
-  coalesceMs: 0,
-  sealedSecret: `v1.k.iv.tag.secret-${id}`,
-  sealedPreviousSecret: null,
-  previousExpiresAt: null,
-  enabled: true,
-  disabledReason: null,
-  disabledAt: null,
-  failingSince: null,
-  createdAt: 1,
-  updatedAt: 1,
-  ...over,
-});
+import type { AsyncStores, StoreTx } from '../../../src/core/ports';
+import { delivery, endpoint, event, failure, forEachStore, UNIQUE, user } from './backends';
 
 /** Writes an event and one pending delivery of it per endpoint, in one transaction. */
 async function queue(
