@@ -2,10 +2,8 @@
  * The two implementations of the store ports, behind one `AsyncStores` face, for the port
  * conformance suite: every test in this folder runs once per backend (`forEachStore`).
  *
- * - sqlite: the real SQLite stores on a temporary file, each result wrapped in a promise. A
- *   transaction body or `stage` may await: the adapter opens the transaction itself (BEGIN ...
- *   COMMIT on the one connection) and runs the SQLite store's own transactional method inside it,
- *   where better-sqlite3 turns it into a savepoint, so the store's code is what is tested.
+ * - sqlite: the real SQLite stores on a temporary file, behind the service's own adapter
+ *   (`store/async-sqlite.ts`), so the store's code and the adapter are what is tested.
  * - pg: the PostgreSQL stores on a database created for the describe block (`presence_t_<random>` on
  *   127.0.0.1:5432, trust auth, user postgres), dropped at the end; emptied before each test.
  */
@@ -22,12 +20,11 @@ import type {
   NewDelivery,
   NewEvent,
   StoredEndpoint,
-  StoreTx,
   WriteOp,
 } from '../../../src/core/ports';
 import { openPgStores, type PgStores } from '../../../src/store/pg';
-import { openSqliteStores, type SqliteStores } from '../../../src/store/sqlite';
-import { sqliteTx } from '../../../src/store/tx';
+import { asyncSqlite } from '../../../src/store/async-sqlite';
+import { openSqliteStores } from '../../../src/store/sqlite';
 import { tmpDir } from '../../helpers/engine';
 
 export type BackendName = 'sqlite' | 'pg';
@@ -39,76 +36,6 @@ export interface Backend {
   readonly name: BackendName;
   /** A fresh, empty, migrated store; closed after the test. */
   open(): Promise<AsyncStores>;
-}
-
-/** Wraps every method of `port` in a promise, `overrides` first. */
-function promised<P extends object>(port: P, overrides: Record<string, unknown> = {}): never {
-  return new Proxy(port, {
-    get(target, key) {
-      if (typeof key === 'string' && key in overrides) return overrides[key];
-      const value: unknown = Reflect.get(target, key);
-      if (typeof value !== 'function') return value;
-      return async (...args: unknown[]) => await (value as (...a: unknown[]) => unknown).apply(target, args);
-    },
-  }) as never;
-}
-
-/** The SQLite stores as `AsyncStores` (see the module comment). */
-export function asyncSqlite(s: SqliteStores): AsyncStores {
-  const { db } = s;
-  const handle = sqliteTx(db);
-  const inTx = async <T>(fn: (tx: StoreTx) => T | Promise<T>, begin = 'BEGIN'): Promise<T> => {
-    db.exec(begin);
-    try {
-      const result = await fn(handle);
-      db.exec('COMMIT');
-      return result;
-    } catch (error) {
-      if (db.inTransaction) db.exec('ROLLBACK');
-      throw error;
-    }
-  };
-  type Stage = ((tx: StoreTx) => void | Promise<void>) | undefined;
-  // SQLite's scrubbing runs a synchronous fn: around an awaited one, the adapter keeps
-  // secure_delete on itself, then lets the store's scrubbing truncate the WAL.
-  const scrubbing = async <T>(fn: () => T | Promise<T>) => {
-    const before = db.pragma('secure_delete', { simple: true }) as number;
-    db.pragma('secure_delete = ON');
-    let result: T;
-    try {
-      result = await fn();
-    } finally {
-      db.pragma(`secure_delete = ${before}`);
-    }
-    const { walTruncated } = s.scrubbing(() => undefined);
-    return { result, walTruncated };
-  };
-  return {
-    presence: promised(s.presence, {
-      write: (ops: readonly WriteOp[], stage: Stage) =>
-        inTx(async (tx) => {
-          s.presence.write(ops);
-          await stage?.(tx);
-        }),
-      deleteUser: (userId: string, stage: Stage) =>
-        inTx(async (tx) => {
-          const gone = s.presence.deleteUser(userId);
-          await stage?.(tx);
-          return gone;
-        }),
-    }),
-    keys: promised(s.keys),
-    connections: promised(s.connections, {
-      transaction: (fn: (tx: StoreTx) => unknown) => inTx(fn, 'BEGIN IMMEDIATE'),
-    }),
-    webhooks: promised(s.webhooks, { transaction: inTx, scrubbing }),
-    privacy: promised(s.privacy),
-    heldDevices: promised(s.heldDevices),
-    transaction: inTx,
-    scrubbing,
-    ready: async () => await Promise.resolve(s.ready()),
-    close: async () => await Promise.resolve(s.close()),
-  };
 }
 
 function sqliteBackend(): Backend {
