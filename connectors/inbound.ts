@@ -19,6 +19,9 @@ import { AppError } from '../src/core/errors';
 import type { Log } from '../src/core/log';
 import type { AccountRef } from '../src/core/ports';
 
+/** Moved to core (the in-process delivery memory behind `DeliveryDedup`); exported here as before. */
+export { SeenDeliveries } from '../src/core/coordination';
+
 /** One request as a handler sees it. */
 export interface InboundRequest {
   /** Header names in lower case, as Node gives them. */
@@ -131,39 +134,4 @@ export function parseSignedBody(
     'unsupported_media_type',
     `send application/json${options.forms === true ? ' (or a form)' : ''} to this route, not ${type === '' ? 'no content type' : type}`,
   );
-}
-
-/**
- * Delivery ids seen recently, in arrival order, so that expiry and the size cap drop the oldest
- * first. One instance per route.
- */
-export class SeenDeliveries {
-  private readonly seen = new Map<string, number>();
-
-  constructor(
-    private readonly ttlMs: number,
-    private readonly max: number,
-  ) {}
-
-  /** True the first time an id is offered (within the TTL), false for a repeat. */
-  firstTime(id: string, now: number): boolean {
-    for (const [old, at] of this.seen) {
-      if (at + this.ttlMs > now && this.seen.size < this.max) break;
-      this.seen.delete(old);
-    }
-    const at = this.seen.get(id);
-    if (at !== undefined && at + this.ttlMs > now) return false;
-    this.seen.delete(id); // re-inserted at the end: arrival order stays oldest first
-    this.seen.set(id, now);
-    return true;
-  }
-
-  /** Forgets an id whose work failed, so that the platform's retry is taken. */
-  forget(id: string): void {
-    this.seen.delete(id);
-  }
-
-  get size(): number {
-    return this.seen.size;
-  }
 }

@@ -6,6 +6,8 @@
  * network failures. `Retry-After` is read by src/core/retry-after.
  */
 
+import { SlidingWindow } from '../../src/core/coordination';
+
 /** Graph's documented presence limit (getPresencesByUserId and presence GET). */
 export const GRAPH_PRESENCE_CALLS = 1500;
 export const GRAPH_PRESENCE_WINDOW_MS = 30_000;
@@ -13,52 +15,11 @@ export const GRAPH_PRESENCE_WINDOW_MS = 30_000;
 /**
  * A sliding window rather than a token bucket: Graph counts requests in a window, so a bucket
  * refilled at the average rate could still put 1,500 + refill calls into one 30-second window.
- * Only the times of the last `limit` calls are kept.
+ * The window itself is core's (the in-process rate budget); this one has Graph's limit by default.
  */
-export class SlidingWindowLimiter {
-  private readonly stamps: number[];
-  private head = 0;
-  private size = 0;
-
-  constructor(
-    readonly limit: number = GRAPH_PRESENCE_CALLS,
-    readonly windowMs: number = GRAPH_PRESENCE_WINDOW_MS,
-  ) {
-    if (!Number.isInteger(limit) || limit < 1) throw new RangeError('limit must be a positive integer');
-    if (!(windowMs > 0)) throw new RangeError('windowMs must be positive');
-    this.stamps = new Array<number>(limit).fill(0);
-  }
-
-  /**
-   * Takes one call at `now` and returns 0, or takes nothing and returns how many milliseconds
-   * until a call is allowed.
-   */
-  take(now: number): number {
-    const wait = this.waitMs(now);
-    if (wait > 0) return wait;
-    if (this.size === this.limit) {
-      this.head = (this.head + 1) % this.limit;
-      this.size -= 1;
-    }
-    this.stamps[(this.head + this.size) % this.limit] = now;
-    this.size += 1;
-    return 0;
-  }
-
-  /** How long until a call would be allowed (0: now), without taking one. */
-  waitMs(now: number): number {
-    if (this.size < this.limit) return 0;
-    const oldest = this.stamps[this.head]!;
-    return Math.max(0, oldest + this.windowMs - now);
-  }
-
-  /** Calls counted in the window ending at `now`. */
-  used(now: number): number {
-    let n = 0;
-    for (let i = 0; i < this.size; i++) {
-      if (this.stamps[(this.head + i) % this.limit]! > now - this.windowMs) n += 1;
-    }
-    return n;
+export class SlidingWindowLimiter extends SlidingWindow {
+  constructor(limit: number = GRAPH_PRESENCE_CALLS, windowMs: number = GRAPH_PRESENCE_WINDOW_MS) {
+    super(limit, windowMs);
   }
 }
 

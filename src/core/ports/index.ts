@@ -32,6 +32,7 @@ import type { WebhookStore } from './webhook-store';
 export type { StoreTx } from '../changes';
 export * from './async';
 export * from './connection-store';
+export * from './coordination';
 export * from './held-device-store';
 export * from './key-store';
 export * from './presence-store';

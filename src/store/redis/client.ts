@@ -48,6 +48,28 @@ export function toStoreError(err: unknown, target: string): Error {
   return new RedisUnavailableError(`Redis at ${target} is unavailable: ${detail}`, { cause: err });
 }
 
+/** Runs one command (or script call), reporting its failure as `toStoreError` does. */
+export async function guardRedis<T>(target: string, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (err) {
+    throw toStoreError(err, target);
+  }
+}
+
+/** Closes a connection: QUIT when it is up, else stops it reconnecting. */
+export async function closeRedis(client: Redis): Promise<void> {
+  if (client.status === 'ready') {
+    try {
+      await client.quit();
+      return;
+    } catch {
+      // fall through: the connection went away meanwhile
+    }
+  }
+  client.disconnect();
+}
+
 /**
  * Connects and waits until the connection is ready (`forBlocking`: a connection for blocking
  * reads, whose replies may take their BLOCK time longer); fails with `RedisUnavailableError` (and

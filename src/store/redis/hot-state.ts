@@ -12,7 +12,7 @@ import type Redis from 'ioredis';
 
 import type { Clock } from '../../core/clock';
 
-import { describeRedisTarget, openRedis, toStoreError, type RedisOptions } from './client';
+import { closeRedis, describeRedisTarget, guardRedis, openRedis, type RedisOptions } from './client';
 import { SCRIPTS, type ScriptName } from './scripts';
 
 /** The change log keeps whichever is more: the last two minutes, or the last 100,000 changes. */
@@ -98,15 +98,7 @@ export class RedisHotState {
     const blocking = this.blocking;
     this.blocking = undefined;
     if (blocking) await blocking.then((b) => b.disconnect()).catch(() => {});
-    if (this.client.status === 'ready') {
-      try {
-        await this.client.quit();
-        return;
-      } catch {
-        // fall through: the connection went away meanwhile
-      }
-    }
-    this.client.disconnect();
+    await closeRedis(this.client);
   }
 
   // ---- keys
@@ -138,12 +130,8 @@ export class RedisHotState {
     return this.guard(() => fn.apply(this.client, args));
   }
 
-  private async guard<T>(f: () => Promise<T>): Promise<T> {
-    try {
-      return await f();
-    } catch (err) {
-      throw toStoreError(err, this.target);
-    }
+  private guard<T>(f: () => Promise<T>): Promise<T> {
+    return guardRedis(this.target, f);
   }
 
   // ---- empty-Redis detection

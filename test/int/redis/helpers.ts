@@ -10,7 +10,12 @@ import { createServer, Socket, type Server } from 'node:net';
 import Redis from 'ioredis';
 
 import { FakeClock } from '../../../src/core/clock';
-import { RedisHotState, type HotStateOptions } from '../../../src/store/redis';
+import {
+  RedisCoordination,
+  RedisHotState,
+  type HotStateOptions,
+  type RedisCoordinationOptions,
+} from '../../../src/store/redis';
 import { sleep } from '../../helpers/wait';
 
 export const REDIS_URL = 'redis://127.0.0.1:6379';
@@ -21,7 +26,7 @@ export const newPrefix = (): string => `presence_t_${randomBytes(6).toString('he
 export class Deployment {
   readonly prefix = newPrefix();
   readonly clock = new FakeClock();
-  private readonly open: RedisHotState[] = [];
+  private readonly open: { close(): Promise<void> }[] = [];
 
   async node(extra: Partial<HotStateOptions> = {}): Promise<RedisHotState> {
     const s = await RedisHotState.open({
@@ -32,6 +37,18 @@ export class Deployment {
     });
     this.open.push(s);
     return s;
+  }
+
+  /** A node's coordination (locks, budgets, delivery memory, shares) on the deployment's prefix. */
+  async coordination(extra: Partial<RedisCoordinationOptions> = {}): Promise<RedisCoordination> {
+    const c = await RedisCoordination.open({
+      url: REDIS_URL,
+      prefix: this.prefix,
+      clock: this.clock,
+      ...extra,
+    });
+    this.open.push(c);
+    return c;
   }
 
   /** Every key under the prefix. */
