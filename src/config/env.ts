@@ -91,6 +91,27 @@ const bool = z
 
 const url = z.url({ protocol: /^https?$/ });
 
+/**
+ * A PostgreSQL connection URL (postgres:// or postgresql://). The value is never echoed, nor
+ * the URL library's own words about it (they would quote it, password included).
+ */
+const databaseUrl = z.string().transform((v, ctx) => {
+  let u: URL | null = null;
+  try {
+    u = new URL(v);
+  } catch {
+    u = null;
+  }
+  if (u === null || (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') || u.hostname === '') {
+    ctx.addIssue({
+      code: 'custom',
+      message: 'must be a PostgreSQL URL such as postgres://user:password@host:5432/database',
+    });
+    return z.NEVER;
+  }
+  return v;
+});
+
 const secretKey = z
   .string()
   .refine((v) => Buffer.from(v, 'base64').length === 32 && /^[A-Za-z0-9+/]+={0,2}$/.test(v), {
@@ -118,6 +139,8 @@ const EnvSchema = z.object({
   HOST: host,
   PRESENCE_DB: z.string().min(1).default('./data/presence.db'),
   PRESENCE_DB_SYNC: z.enum(['normal', 'full']).default('normal'),
+  /** PostgreSQL instead of the SQLite file of PRESENCE_DB, when set. */
+  PRESENCE_DATABASE_URL: databaseUrl.optional(),
   PRESENCE_SECRET_KEY: secretKey.optional(),
   /** Keys being rotated away from, comma-separated: they still open tokens, never seal new ones. */
   PRESENCE_SECRET_KEY_PREVIOUS: z
@@ -223,6 +246,7 @@ const ENV_HELP: Partial<Record<keyof Env, string>> = {
   HOST: 'address or host name to listen on (127.0.0.1)',
   PRESENCE_DB: 'the SQLite file (./data/presence.db)',
   PRESENCE_DB_SYNC: 'normal | full (normal)',
+  PRESENCE_DATABASE_URL: 'postgres://… : PostgreSQL instead of the SQLite file',
   PRESENCE_SECRET_KEY: '32 bytes, base64: encrypts stored tokens (required)',
   PRESENCE_SECRET_KEY_PREVIOUS: 'keys being rotated away from, comma-separated',
   PUBLIC_URL: 'public base URL, for OAuth redirects and inbound URLs',

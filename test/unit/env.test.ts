@@ -97,3 +97,41 @@ describe('poll intervals', () => {
       expect(() => parseEnv({ TEAMS_POLL_INTERVAL: bad })).toThrow(/TEAMS_POLL_INTERVAL/);
   });
 });
+
+describe('PRESENCE_DATABASE_URL', () => {
+  const problems = (env: Record<string, string>): string[] => {
+    try {
+      parseEnv(env);
+    } catch (e) {
+      if (e instanceof ConfigError) return [...e.problems];
+      throw e;
+    }
+    return [];
+  };
+
+  it('is unset by default (SQLite) and takes postgres:// and postgresql:// URLs', () => {
+    expect(parseEnv({}).PRESENCE_DATABASE_URL).toBeUndefined();
+    for (const ok of [
+      'postgres://postgres@127.0.0.1:5432/presence',
+      'postgresql://app:s3cret@db.internal/presence?sslmode=require',
+      'postgres://localhost/presence',
+    ])
+      expect(parseEnv({ PRESENCE_DATABASE_URL: ok }).PRESENCE_DATABASE_URL).toBe(ok);
+  });
+
+  it('names a bad one without printing it, password included', () => {
+    for (const bad of [
+      'mysql://app:hunter2pass@db/presence',
+      'https://app:hunter2pass@db/presence',
+      'app:hunter2pass@db/presence',
+      'postgres://app:hunter2pass@/presence',
+      'postgres://app:hunter2pass@db:99999/presence',
+    ]) {
+      const found = problems({ PRESENCE_DATABASE_URL: bad });
+      expect(found).toEqual([
+        'PRESENCE_DATABASE_URL: must be a PostgreSQL URL such as postgres://user:password@host:5432/database',
+      ]);
+      expect(found.join('\n')).not.toContain('hunter2pass');
+    }
+  });
+});
