@@ -1,9 +1,14 @@
 /**
  * @module store/faults
- * Why the store cannot commit, said once: each failure SQLite can give a write maps to one stable
- * `reason` (in the 503 body's `details`, in `/readyz`, in the log), a message safe to show, and
- * the `Retry-After` a client gets with it. A lock held by someone else is worth waiting for a
- * little (the engine retries it on timers); the others are not.
+ * Why the store cannot commit, said once: each failure SQLite or PostgreSQL can give a write maps
+ * to one stable `reason` (in the 503 body's `details`, in `/readyz`, in the log), a message safe to
+ * show, and the `Retry-After` a client gets with it. A lock held by someone else is worth waiting
+ * for a little (the engine retries it on timers); the others are not.
+ *
+ * Errors are recognised by shape, never by `instanceof` (see `sqliteCode`): better-sqlite3's
+ * `SqliteError` (name and SQLITE_ code), node-postgres's server errors (a five-character SQLSTATE
+ * `code` with a `severity`), Node's socket errors (an errno `code` with a `syscall`), and the few
+ * messages node-postgres and its pool give a connection that failed on the client side.
  */
 
 import { AppError } from '../core/errors';
@@ -14,6 +19,8 @@ export const STORE_FAULT_REASONS = [
   'read_only',
   'io_error',
   'database_closed',
+  'database_unreachable',
+  'database_busy',
   'store_error',
 ] as const;
 export type StoreFaultReason = (typeof STORE_FAULT_REASONS)[number];
@@ -40,6 +47,18 @@ const FAULTS: Readonly<Record<StoreFaultReason, Omit<StoreFault, 'reason' | 'sin
   read_only: { message: 'the database is read-only', transient: false, retryAfterS: 30 },
   io_error: { message: 'the database could not be written (I/O error)', transient: false, retryAfterS: 10 },
   database_closed: { message: 'the database is closed', transient: false, retryAfterS: 5 },
+  // Not retried by the engine: a database that does not answer is refused at once (503), and
+  // the next write or readiness probe tries a fresh connection.
+  database_unreachable: {
+    message: 'the database does not answer (connection refused, lost or timed out)',
+    transient: false,
+    retryAfterS: 5,
+  },
+  database_busy: {
+    message: 'the database has no connection free (too many connections)',
+    transient: false,
+    retryAfterS: 2,
+  },
   store_error: { message: 'the database could not commit the change', transient: false, retryAfterS: 5 },
 };
 
@@ -61,17 +80,90 @@ function closedConnection(error: unknown): boolean {
   return typeof message === 'string' && /database connection is not open/.test(message);
 }
 
-/** SQLite's primary result code (extended codes share its prefix) → our reason. */
-function reasonOf(error: unknown): StoreFaultReason {
+/** A PostgreSQL server error's SQLSTATE (node-postgres's `DatabaseError`), or null. */
+function sqlState(error: unknown): string | null {
+  if (typeof error !== 'object' || error === null) return null;
+  const { code, severity } = error as { code?: unknown; severity?: unknown };
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && typeof severity === 'string' ? code : null;
+}
+
+/** SQLSTATEs that are the server's state, not the statement's (PostgreSQL, Appendix A). */
+function pgReason(state: string): StoreFaultReason {
+  // Class 08: connection exception; 57P01-57P05: admin/crash shutdown, cannot connect now,
+  // database dropped, idle session timeout; 57014: a statement cancelled (statement_timeout).
+  if (state.startsWith('08') || /^57P0[1-5]$/.test(state) || state === '57014') return 'database_unreachable';
+  if (state === '53300') return 'database_busy'; // too_many_connections
+  if (state === '53100') return 'disk_full';
+  if (state === '25006') return 'read_only'; // read_only_sql_transaction (a standby)
+  if (state === '58030') return 'io_error';
+  if (state === '55P03' || state === '40P01' || state === '40001') return 'database_locked';
+  return 'store_error';
+}
+
+/** Node's errors for a socket that could not connect or was lost. */
+const SOCKET_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'ENETDOWN',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+
+/**
+ * node-postgres's and pg-pool's own errors for a connection that failed, timed out or was
+ * closed under a query (lib/client.js, pg-pool/index.js), and the one for a full pool queue
+ * (store/pg/pool.ts).
+ */
+const PG_CONNECTION_MESSAGES =
+  /^(Connection terminated( unexpectedly| due to connection timeout)?|timeout expired|timeout exceeded when trying to connect|Query read timeout|Client has encountered a connection error and is not queryable|Client was closed and is not queryable)$/;
+const PG_ENDED = /^Cannot use a pool after calling end on the pool$/;
+const PG_QUEUE_FULL = /^too many statements waiting for a PostgreSQL connection/;
+
+function clientSideReason(error: unknown): StoreFaultReason | null {
+  if (typeof error !== 'object' || error === null) return null;
+  const { code, syscall, message, name } = error as {
+    code?: unknown;
+    syscall?: unknown;
+    message?: unknown;
+    name?: unknown;
+  };
+  if (typeof code === 'string' && typeof syscall === 'string' && SOCKET_CODES.has(code))
+    return 'database_unreachable';
+  if (name === 'PgUnavailableError') return 'database_unreachable';
+  if (typeof message !== 'string') return null;
+  if (PG_CONNECTION_MESSAGES.test(message)) return 'database_unreachable';
+  if (PG_QUEUE_FULL.test(message)) return 'database_busy';
+  if (PG_ENDED.test(message)) return 'database_closed';
+  return null;
+}
+
+/** The reason of an error either store gave, or null for one that is not the store's. */
+function knownReason(error: unknown): StoreFaultReason | null {
   const code = sqliteCode(error);
   if (code !== null) {
+    // SQLite's primary result code (extended codes share its prefix).
     if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) return 'database_locked';
     if (code === 'SQLITE_FULL') return 'disk_full';
     if (code.startsWith('SQLITE_READONLY')) return 'read_only';
     if (code.startsWith('SQLITE_IOERR') || code.startsWith('SQLITE_CANTOPEN')) return 'io_error';
     return 'store_error';
   }
-  return closedConnection(error) ? 'database_closed' : 'store_error';
+  if (closedConnection(error)) return 'database_closed';
+  const state = sqlState(error);
+  if (state !== null) return pgReason(state);
+  // An AggregateError (Node's happy-eyeballs connect to several addresses) fails for its first.
+  if (error instanceof AggregateError && error.errors.length > 0) return knownReason(error.errors[0]);
+  return clientSideReason(error);
+}
+
+function reasonOf(error: unknown): StoreFaultReason {
+  return knownReason(error) ?? 'store_error';
 }
 
 export function classifyStoreError(error: unknown, now: number): StoreFault {
@@ -80,11 +172,12 @@ export function classifyStoreError(error: unknown, now: number): StoreFault {
 }
 
 /**
- * True for a failure of the store itself (locked, full, read-only, I/O, closed), as opposed to a
- * statement that is wrong (a constraint, a trigger): that one is a bug and stays one.
+ * True for a failure of the store itself (locked, full, read-only, I/O, closed, unreachable), as
+ * opposed to a statement that is wrong (a constraint, a trigger): that one is a bug and stays one.
  */
 export function isStoreFault(error: unknown): boolean {
-  return (sqliteCode(error) !== null || closedConnection(error)) && reasonOf(error) !== 'store_error';
+  const reason = knownReason(error);
+  return reason !== null && reason !== 'store_error';
 }
 
 /** What a write gets while the store cannot commit it: 503 `unavailable`, with `Retry-After`. */

@@ -20,8 +20,19 @@ export interface PgTx extends StoreTx {
   readonly pool: pg.Pool;
 }
 
-/** How long connecting may take before it fails, instead of hanging on a dead address. */
-export const CONNECT_TIMEOUT_MS = 5_000;
+/**
+ * How long connecting, or waiting for a pooled client, may take before it fails: a database that
+ * does not answer makes writes answer 503 within this, not hang (a local or same-zone PostgreSQL
+ * connects in milliseconds).
+ */
+export const CONNECT_TIMEOUT_MS = 1_500;
+
+/**
+ * How many callers may wait for a pooled client at once (per client the pool may open). More is
+ * refused at once (`database_busy`, store/faults.ts) rather than queued: the wait itself is
+ * bounded by the connect timeout, this bounds the queue's length.
+ */
+export const WAITING_PER_CLIENT = 100;
 
 /**
  * BIGINT (int8) and NUMERIC results as numbers: every BIGINT here is a time in milliseconds, an
@@ -40,6 +51,8 @@ export interface PoolOptions {
   /** Clients kept open at most (default 10). */
   readonly max?: number;
   readonly connectTimeoutMs?: number;
+  /** Callers that may wait for a client (default `WAITING_PER_CLIENT` × max). */
+  readonly maxWaiting?: number;
 }
 
 /** The error for a PostgreSQL that cannot be reached: says where, never the password. */
@@ -57,10 +70,14 @@ export function describeTarget(connectionString: string): string {
   }
 }
 
+/** The message of a refusal for a full waiting queue (recognised by store/faults.ts). */
+export const QUEUE_FULL_MESSAGE = 'too many statements waiting for a PostgreSQL connection';
+
 export function openPool(options: PoolOptions): pg.Pool {
+  const max = options.max ?? 10;
   const pool = new pg.Pool({
     connectionString: options.connectionString,
-    max: options.max ?? 10,
+    max,
     connectionTimeoutMillis: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
     // TCP keepalive, so a server that vanished without closing the connection is noticed.
     keepAlive: true,
@@ -69,7 +86,29 @@ export function openPool(options: PoolOptions): pg.Pool {
   // An idle client whose server went away emits 'error' on the pool; without a listener that
   // would crash the process. The next query fails (or reconnects) and reports it there.
   pool.on('error', () => {});
+  // A checked-out client (a transaction's, the migration runner's) has no listener of the pool's:
+  // its connection failing (reset, terminated) would emit an unhandled 'error' and end the
+  // process. Its statement fails anyway, the transaction rolls back or drops the client, and the
+  // caller gets the error (a store fault, store/faults.ts).
+  pool.on('connect', (client) => client.on('error', () => {}));
+  boundQueue(pool, options.maxWaiting ?? WAITING_PER_CLIENT * max);
   return pool;
+}
+
+/**
+ * Refuses a checkout while `maxWaiting` callers already wait for a client. pg-pool's queue has no
+ * length limit of its own; `pool.query` checks out through `connect`, so both are covered.
+ */
+function boundQueue(pool: pg.Pool, maxWaiting: number): void {
+  const connect = pool.connect.bind(pool) as (cb?: (...args: unknown[]) => void) => unknown;
+  const bounded = (cb?: (...args: unknown[]) => void): unknown => {
+    if (pool.waitingCount < maxWaiting) return connect(cb);
+    const error = new Error(`${QUEUE_FULL_MESSAGE} (${maxWaiting} already wait)`);
+    if (cb === undefined) return Promise.reject(error);
+    cb(error, undefined, () => undefined);
+    return undefined;
+  };
+  pool.connect = bounded as typeof pool.connect;
 }
 
 /** The client of a transaction handed in; refuses another store's or another pool's. */

@@ -8,10 +8,7 @@
  *   127.0.0.1:5432, trust auth, user postgres), dropped at the end; emptied before each test.
  */
 
-import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-
-import pg from 'pg';
 
 import type {
   AsyncStores,
@@ -26,11 +23,11 @@ import { openPgStores, type PgStores } from '../../../src/store/pg';
 import { asyncSqlite } from '../../../src/store/async-sqlite';
 import { openSqliteStores } from '../../../src/store/sqlite';
 import { tmpDir } from '../../helpers/engine';
+import { createTestDatabase } from '../../helpers/pg-database';
 
 export type BackendName = 'sqlite' | 'pg';
 
-export const PG_HOST = '127.0.0.1:5432';
-export const pgUrl = (database: string): string => `postgres://postgres@${PG_HOST}/${database}`;
+export { createTestDatabase, PG_HOST, pgUrl } from '../../helpers/pg-database';
 
 export interface Backend {
   readonly name: BackendName;
@@ -53,31 +50,6 @@ function sqliteBackend(): Backend {
       const stores = asyncSqlite(openSqliteStores(join(tmp.dir, 'presence.db')));
       opened.push({ stores, cleanup: tmp.cleanup });
       return Promise.resolve(stores);
-    },
-  };
-}
-
-/** Creates a database of its own on the local PostgreSQL; `drop` removes it. */
-export async function createTestDatabase(): Promise<{ name: string; url: string; drop(): Promise<void> }> {
-  const name = `presence_t_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: pgUrl('postgres') });
-  await admin.connect();
-  try {
-    await admin.query(`CREATE DATABASE ${name}`);
-  } finally {
-    await admin.end();
-  }
-  return {
-    name,
-    url: pgUrl(name),
-    drop: async () => {
-      const c = new pg.Client({ connectionString: pgUrl('postgres') });
-      await c.connect();
-      try {
-        await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      } finally {
-        await c.end();
-      }
     },
   };
 }
