@@ -1,27 +1,71 @@
 /**
  * @module compose
  * The parts of the composition root that `presence serve` (main.ts `createService`) and every
- * CLI command build alike: the stores of PRESENCE_DB, the engine over them, API keys and the OAuth
- * connection layer. One function per part, so a command can never configure a part differently
+ * CLI command build alike: the stores (PostgreSQL at PRESENCE_DATABASE_URL, else the SQLite file
+ * of PRESENCE_DB), the engine over them, API keys and the OAuth connection layer. One function per part, so a command can never configure a part differently
  * from the server (a second root that drifts).
  */
+
+import { resolve } from 'node:path';
 
 import { CONNECTORS } from '../connectors';
 import { PresenceEngine } from './aggregator/engine';
 import type { Env } from './config/env';
 import { systemClock, type Clock } from './core/clock';
 import { silentLog, type Log } from './core/log';
-import type { Stores } from './core/ports';
+import type { AsyncStores, Stores } from './core/ports';
 import { Ladder, REAL_PLATFORMS } from './core/presence';
 import { ApiKeys } from './keys/api-keys';
 import { AppGrants } from './oauth/app-token';
 import { ConnectionService, type ConnectionServiceDeps } from './oauth/service';
 import { TokenVault } from './oauth/vault';
+import { asyncSqlite } from './store/async-sqlite';
+import type { MigrationReport } from './store/db';
+import { openPgStores } from './store/pg';
+import { describeTarget } from './store/pg/pool';
 import { openSqliteStores, type SqliteStores } from './store/sqlite';
 
 /** PRESENCE_DB's stores, opened and migrated (`clock` stamps the migrations it applies). */
 export function openStores(env: Env, clock: Clock = systemClock): SqliteStores {
   return openSqliteStores(env.PRESENCE_DB, { synchronous: env.PRESENCE_DB_SYNC, clock });
+}
+
+/** The stores of this configuration, opened and migrated, whichever the backend. */
+export interface OpenedStores {
+  /** Every store, behind the asynchronous face of the ports. */
+  readonly stores: AsyncStores;
+  /**
+   * The SQLite stores behind `stores`, for what only the embedded store has (checkpoints, the
+   * packed refresh slots, the `db` handle); null on PostgreSQL.
+   */
+  readonly sqlite: SqliteStores | null;
+  /** What opening applied. */
+  readonly migration: MigrationReport;
+  /** Where they are, for messages: the SQLite file, or PostgreSQL's host:port/database (no credentials). */
+  readonly where: string;
+}
+
+/** Where this configuration's stores are (see `OpenedStores.where`), without opening them. */
+export function storesLocation(env: Env): string {
+  return env.PRESENCE_DATABASE_URL === undefined
+    ? resolve(env.PRESENCE_DB)
+    : `PostgreSQL ${describeTarget(env.PRESENCE_DATABASE_URL)}`;
+}
+
+/**
+ * Opens and migrates PostgreSQL when PRESENCE_DATABASE_URL is set, else the SQLite file of
+ * PRESENCE_DB, under the same checksum rule (a database at a newer schema, or with an applied
+ * migration edited, is refused with `MigrationError`). A PostgreSQL that does not answer fails
+ * within the connect timeout with `PgUnavailableError`.
+ */
+export async function openBackend(env: Env, clock: Clock = systemClock): Promise<OpenedStores> {
+  const where = storesLocation(env);
+  if (env.PRESENCE_DATABASE_URL !== undefined) {
+    const stores = await openPgStores({ connectionString: env.PRESENCE_DATABASE_URL, clock });
+    return { stores, sqlite: null, migration: stores.migration, where };
+  }
+  const sqlite = openStores(env, clock);
+  return { stores: asyncSqlite(sqlite), sqlite, migration: sqlite.migration, where };
 }
 
 /** The engine over the presence store, configured from the environment; not loaded yet. */

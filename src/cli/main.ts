@@ -10,7 +10,15 @@ import { Command, InvalidArgumentError } from 'commander';
 
 import { runDemoCommand } from '../../demo/cli';
 import type { PresenceEngine } from '../aggregator/engine';
-import { createConnections, createEngine, createKeys, openStores, secretVault } from '../compose';
+import {
+  createConnections,
+  createEngine,
+  createKeys,
+  openBackend,
+  openStores,
+  secretVault,
+  storesLocation,
+} from '../compose';
 import { ConfigError, envHelp, parseEnv, requireSecretKey, resolveHost, type Env } from '../config/env';
 import { cleanShutdown } from '../core/shutdown';
 import { AppError } from '../core/errors';
@@ -20,6 +28,7 @@ import { systemClock } from '../core/clock';
 import { parseScopes, type ApiKeys } from '../keys/api-keys';
 import { createLogger, createService, type Service } from '../main';
 import { MigrationError } from '../store/db';
+import { PgUnavailableError } from '../store/pg';
 import type { SqliteStores } from '../store/sqlite';
 import { rotateWebhookSecrets } from '../webhooks/secrets';
 
@@ -60,7 +69,10 @@ export function startFailure(phase: 'start' | 'listen', error: unknown, env: Env
         return `cannot listen on ${where}: ${message}`;
     }
   }
-  if (e instanceof MigrationError) return `database ${resolve(env.PRESENCE_DB)}: ${message}`;
+  if (e instanceof MigrationError) return `database ${storesLocation(env)}: ${message}`;
+  if (e instanceof PgUnavailableError) return `cannot start: ${message} (PRESENCE_DATABASE_URL)`;
+  if (typeof (e as { severity?: unknown }).severity === 'string')
+    return `database ${storesLocation(env)} (PRESENCE_DATABASE_URL): ${message}`;
   // The database is the only file the service opens at start: a file-system error is about it.
   if (e.name === 'SqliteError' || (e.syscall !== undefined && e.path !== undefined))
     return `cannot open the database ${resolve(env.PRESENCE_DB)} (PRESENCE_DB): ${message}`;
@@ -148,13 +160,11 @@ export function buildCli(): Command {
 
   program
     .command('migrate')
-    .description('apply pending migrations to PRESENCE_DB')
-    .action(() => {
+    .description('apply pending migrations to PostgreSQL (PRESENCE_DATABASE_URL) or else PRESENCE_DB')
+    .action(async () => {
       const env = parseEnv();
-      const where = resolve(env.PRESENCE_DB);
-      const stores = openStores(env);
-      stores.close();
-      const report = stores.migration;
+      const { stores, migration: report, where } = await openBackend(env);
+      await stores.close();
       if (report.applied.length === 0)
         console.log(`${where}: up to date (${report.upToDate.length} migrations applied before)`);
       else {
@@ -440,6 +450,29 @@ export function buildCli(): Command {
   return program;
 }
 
+/**
+ * An error of opening or using the store: SQLite's, a file's, PostgreSQL's (a server error with
+ * its SQLSTATE, or none answering), or the migration runner's.
+ */
+function isDatabaseError(e: NodeJS.ErrnoException): boolean {
+  const severity = (e as { severity?: unknown }).severity;
+  return (
+    e instanceof MigrationError ||
+    e.name === 'SqliteError' ||
+    typeof severity === 'string' ||
+    (e.syscall !== undefined && e.path !== undefined)
+  );
+}
+
+/** The database the command was configured with, for an error about it (never credentials). */
+function databaseWhere(): string {
+  try {
+    return storesLocation(parseEnv());
+  } catch {
+    return resolve(process.env.PRESENCE_DB || './data/presence.db');
+  }
+}
+
 export async function main(argv: readonly string[] = process.argv): Promise<void> {
   try {
     await buildCli().parseAsync([...argv]);
@@ -460,15 +493,15 @@ export async function main(argv: readonly string[] = process.argv): Promise<void
       return;
     }
     const e = error as NodeJS.ErrnoException;
-    if (
-      e instanceof MigrationError ||
-      e.name === 'SqliteError' ||
-      (e.syscall !== undefined && e.path !== undefined)
-    ) {
-      // The store the command opened (PRESENCE_DB): a locked, unreadable or edited database.
-      console.error(
-        `error: database ${resolve(process.env.PRESENCE_DB || './data/presence.db')}: ${oneLine(e.message)}`,
-      );
+    if (e instanceof PgUnavailableError) {
+      // Its message names the server (never the password) and why.
+      console.error(`error: ${oneLine(e.message)} (PRESENCE_DATABASE_URL)`);
+      process.exitCode = 1;
+      return;
+    }
+    if (isDatabaseError(e)) {
+      // The store the command opened: a locked, unreadable, unreachable or edited database.
+      console.error(`error: database ${databaseWhere()}: ${oneLine(e.message)}`);
       process.exitCode = 1;
       return;
     }

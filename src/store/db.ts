@@ -99,10 +99,17 @@ export function planMigrations(
 ): { pending: Migration[]; upToDate: string[] } {
   const byVersion = new Map(recorded.map((m) => [m.version, m]));
   const known = new Set(migrations.map((m) => m.version));
+  const latest = migrations.at(-1)?.version ?? '';
   for (const m of recorded) {
     if (!known.has(m.version)) {
+      // Past the last file: a newer release migrated this database, and this one must not run
+      // on a schema it does not know.
+      const newer =
+        m.version > latest
+          ? `; the database is at a newer schema than this version knows (up to ${latest || 'none'}): run the newer version`
+          : '';
       throw new MigrationError(
-        `migration ${m.version}_${m.name} is applied to this database but its file is missing`,
+        `migration ${m.version}_${m.name} is applied to this database but its file is missing${newer}`,
       );
     }
   }
