@@ -213,7 +213,7 @@ export async function benchHttp(seconds = 3): Promise<Figure[]> {
     // Privacy for the viewer read: one user in ten hides their last seen from non-contacts, so a
     // viewer's list of 100 holds about ten users whose objects are projected and serialized.
     for (let i = 0; i < USERS; i += 10)
-      svc.privacy.setSettings(`user-${i}`, { ...svc.privacy.defaults, lastSeen: 'contacts' });
+      await svc.privacy.setSettings(`user-${i}`, { ...svc.privacy.defaults, lastSeen: 'contacts' });
     const viewerToken = (await svc.viewerTokens!.issue('user-1', 86_400)).token;
     const sameIds = Array.from({ length: 100 }, (_, i) => `user-${(i * 997) % USERS}`).join(',');
     const staticBody = svc.engine.getManyJson(sameIds.split(','));
@@ -243,8 +243,8 @@ export async function benchHttp(seconds = 3): Promise<Figure[]> {
     await svc.app.listen({ host: '127.0.0.1', port: 0 });
     const address = svc.app.server.address();
     const base = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`;
-    const read = { authorization: `Bearer ${svc.keys.create(['read'], 'bench').key}` };
-    const write = { authorization: `Bearer ${svc.keys.create(['write'], 'bench').key}` };
+    const read = { authorization: `Bearer ${(await svc.keys.create(['read'], 'bench')).key}` };
+    const write = { authorization: `Bearer ${(await svc.keys.create(['write'], 'bench')).key}` };
 
     const ceilingSpec: LoadSpec = { url: `${base}/bench/static`, seconds };
     const sameSpec: LoadSpec = { url: `${base}/v1/presence?user_ids=${sameIds}`, headers: read, seconds };

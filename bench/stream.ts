@@ -294,7 +294,7 @@ export async function benchStream(): Promise<Figure[]> {
   );
   const figures: Figure[] = [];
   try {
-    const key = encodeURIComponent(svc.keys.create(['read'], 'bench').key);
+    const key = encodeURIComponent((await svc.keys.create(['read'], 'bench')).key);
     await svc.app.listen({ port: 0, host: '127.0.0.1' });
     const url = `ws://127.0.0.1:${(svc.app.server.address() as AddressInfo).port}`;
     for (let i = 0; i < USERS; i++) void svc.engine.heartbeat(`u${i}`, 'd', 'online', null, 3_600_000);

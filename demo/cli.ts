@@ -208,7 +208,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     await svc.app.listen({ host: '127.0.0.1', port: o.port ?? 0 });
     const address = svc.app.server.address();
     const base = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`;
-    const key = svc.keys.create(['read', 'write', 'admin'], 'demo').key;
+    const key = (await svc.keys.create(['read', 'write', 'admin'], 'demo')).key;
     const api = client(base, key);
     const rowSource = (o.source ?? ((_api, s) => streamSource({ ...s, now: () => clock.now() })))(api, {
       url: base,

@@ -81,7 +81,7 @@ export function createEngine(env: Env, stores: Stores, clock: Clock, log: Log = 
   });
 }
 
-export function createKeys(stores: Stores, clock: Clock): ApiKeys {
+export function createKeys(stores: Pick<AsyncStores, 'keys'>, clock: Clock): ApiKeys {
   return new ApiKeys(stores.keys, clock);
 }
 

@@ -42,6 +42,7 @@ import { WebhookService } from './webhooks';
 import { signalRoutes } from './http/routes/signals';
 import { type ConnectionService, type ConnectionEventType } from './oauth/service';
 import type { ApiKeys } from './keys/api-keys';
+import { asyncSqlite } from './store/async-sqlite';
 import { startCheckpointer } from './store/checkpointer';
 import type { Db } from './store/db';
 import { PrivacyService } from './privacy/service';
@@ -223,8 +224,10 @@ async function assemble(
   const clock = options.clock ?? systemClock;
   const logger = options.logger;
   const stores = openStores(env, clock);
+  // The services await the stores' async face; the engine and the outbox still use the sync one.
+  const asyncStores = asyncSqlite(stores);
   const db = stores.db;
-  closing.store = () => stores.close();
+  closing.store = () => asyncStores.close();
   const checkpointer = env.PRESENCE_DB === ':memory:' ? null : startCheckpointer(db, { log });
   if (checkpointer !== null) closing.checkpointer = () => checkpointer.stop();
   const engine = createEngine(env, stores, clock, log);
@@ -239,10 +242,8 @@ async function assemble(
     vault: secretVault(env),
     allowPrivateTargets: env.WEBHOOK_ALLOW_PRIVATE_TARGETS,
   });
-  const privacyStore = stores.privacy;
-  const privacy = new PrivacyService(privacyStore, env.PRESENCE_DEFAULT_VISIBILITY, clock);
-  // The store drops the user's privacy rows in the delete's own transaction; memory follows.
-  engine.onUserDelete({ stage: () => undefined, committed: (userId) => privacy.forget(userId) });
+  const privacyStore = asyncStores.privacy;
+  const privacy = await new PrivacyService(privacyStore, env.PRESENCE_DEFAULT_VISIBILITY, clock).load();
   const viewerTokens =
     env.PRESENCE_SECRET_KEY === undefined
       ? null
@@ -253,6 +254,15 @@ async function assemble(
           env.PRESENCE_SECRET_KEY,
           env.PRESENCE_SECRET_KEY_PREVIOUS,
         );
+  // The store drops the user's privacy rows and token epoch in the delete's own transaction;
+  // memory follows.
+  engine.onUserDelete({
+    stage: () => undefined,
+    committed: (userId) => {
+      privacy.forget(userId);
+      viewerTokens?.forget(userId);
+    },
+  });
   closing.engine = () => engine.stop();
   if (options.timers === false) engine.load();
   else engine.start();
@@ -288,7 +298,7 @@ async function assemble(
   engine.changes.add(figures.sink);
   closing.figures = () => figures.stop();
   if (options.timers !== false) figures.start();
-  const keys = createKeys(stores, clock);
+  const keys = createKeys(asyncStores, clock);
   const host = new ConnectorHost(engine, log, (type, data) => webhooks.emit(type, data));
   // Events of other layers (connections now; connectors later) go to the webhook outbox. They
   // are emitted inside the transaction that records the change they report.

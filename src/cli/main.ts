@@ -27,6 +27,7 @@ import { rotateSecret } from '../oauth/service';
 import { systemClock } from '../core/clock';
 import { parseScopes, type ApiKeys } from '../keys/api-keys';
 import { createLogger, createService, type Service } from '../main';
+import { asyncSqlite } from '../store/async-sqlite';
 import { MigrationError } from '../store/db';
 import { PgUnavailableError } from '../store/pg';
 import type { SqliteStores } from '../store/sqlite';
@@ -112,12 +113,12 @@ function openStore(env: Env): { stores: SqliteStores; engine: PresenceEngine } {
 }
 
 /** Opens PRESENCE_DB (migrating it) for a key command, and closes it after. */
-function withKeyStore(run: (keys: ApiKeys) => void): void {
-  const stores = openStores(parseEnv());
+async function withKeyStore(run: (keys: ApiKeys) => Promise<void>): Promise<void> {
+  const stores = asyncSqlite(openStores(parseEnv()));
   try {
-    run(createKeys(stores, systemClock));
+    await run(createKeys(stores, systemClock));
   } finally {
-    stores.close();
+    await stores.close();
   }
 }
 
@@ -239,9 +240,9 @@ export function buildCli(): Command {
       }
     })
     .option('--name <name>', 'a label to recognise it by')
-    .action((opts: { scopes: ReturnType<typeof parseScopes>; name?: string }) => {
-      withKeyStore((store) => {
-        const { key, info } = store.create(opts.scopes, opts.name ?? null);
+    .action(async (opts: { scopes: ReturnType<typeof parseScopes>; name?: string }) => {
+      await withKeyStore(async (store) => {
+        const { key, info } = await store.create(opts.scopes, opts.name ?? null);
         console.log(`created key ${info.id} with scopes ${info.scopes.join(',')}; it is shown only now:`);
         console.log(key);
       });
@@ -249,16 +250,14 @@ export function buildCli(): Command {
   keys
     .command('list')
     .description('list API keys (never their secrets)')
-    .action(() => {
-      withKeyStore((store) => {
-        const rows = store
-          .list()
-          .map((k) => [
-            k.id,
-            k.scopes.join(','),
-            k.revokedAt === null ? 'active' : `revoked ${new Date(k.revokedAt).toISOString()}`,
-            k.name ?? '',
-          ]);
+    .action(async () => {
+      await withKeyStore(async (store) => {
+        const rows = (await store.list()).map((k) => [
+          k.id,
+          k.scopes.join(','),
+          k.revokedAt === null ? 'active' : `revoked ${new Date(k.revokedAt).toISOString()}`,
+          k.name ?? '',
+        ]);
         if (rows.length === 0) {
           console.log('no API keys yet: create one with `presence keys create --scopes read,write,admin`');
           return;
@@ -276,11 +275,11 @@ export function buildCli(): Command {
     });
   keys
     .command('revoke')
-    .description('revoke an API key (a running server stops accepting it within 10 s)')
+    .description('revoke an API key (a running server stops accepting it within 1 s)')
     .argument('<id>')
-    .action((id: string) => {
-      withKeyStore((store) => {
-        if (!store.revoke(id)) {
+    .action(async (id: string) => {
+      await withKeyStore(async (store) => {
+        if (!(await store.revoke(id))) {
           console.error(`no active key ${id}`);
           process.exitCode = 1;
         } else console.log(`revoked ${id}`);

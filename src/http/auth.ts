@@ -125,20 +125,27 @@ export function tokenOf(
 }
 
 /** The API key a token names, with the scope asked for, or the 401/403 to answer. */
-export function keyFor(keys: ApiKeys, token: string | null, scope: Scope): ApiKeyInfo {
+export async function keyFor(keys: ApiKeys, token: string | null, scope: Scope): Promise<ApiKeyInfo> {
   if (token === null)
     throw new AppError('unauthorized', 'missing API key: send Authorization: Bearer <key>', [], {
       'www-authenticate': 'Bearer',
     });
-  const key = keys.verify(token);
+  const key = keys.verifyCached(token) ?? (await keys.verify(token));
+  const refused = refusal(key, scope);
+  if (refused !== null) throw refused;
+  return key!;
+}
+
+/** The 401/403 for a key that is not valid, or lacks `scope`; null when it may pass. */
+function refusal(key: ApiKeyInfo | null, scope: Scope): AppError | null {
   if (key === null)
-    throw new AppError('unauthorized', 'invalid or revoked API key', [], { 'www-authenticate': 'Bearer' });
+    return new AppError('unauthorized', 'invalid or revoked API key', [], { 'www-authenticate': 'Bearer' });
   if (!key.scopes.includes(scope))
-    throw new AppError(
+    return new AppError(
       'forbidden',
       `this route needs the ${scope} scope; the key has ${key.scopes.join(', ')}`,
     );
-  return key;
+  return null;
 }
 
 /** `viewers` is null where the route takes no viewer token (or viewer tokens are off). */
@@ -191,26 +198,18 @@ function authenticate(
       );
       return;
     }
-    const key = keys.verify(token);
-    if (key === null) {
-      done(new AppError('unauthorized', 'invalid or revoked API key', [], { 'www-authenticate': 'Bearer' }));
+    const admit = (key: ApiKeyInfo | null): void => {
+      const refused = refusal(key, scope) ?? limited(key!.id);
+      if (refused === null) request.apiKey = key;
+      done(refused ?? undefined);
+    };
+    // A key seen lately is checked from memory; only a miss waits for the store.
+    const cached = keys.verifyCached(token);
+    if (cached !== undefined) {
+      admit(cached);
       return;
     }
-    if (!key.scopes.includes(scope)) {
-      done(
-        new AppError(
-          'forbidden',
-          `this route needs the ${scope} scope; the key has ${key.scopes.join(', ')}`,
-        ),
-      );
-      return;
-    }
-    const refused = limited(key.id);
-    if (refused !== null) {
-      done(refused);
-      return;
-    }
-    request.apiKey = key;
-    done();
+    // A store that fails rejects: the error handler answers it 503 (http/errors.ts).
+    keys.verify(token).then(admit, (error: unknown) => done(error as Error));
   };
 }

@@ -3,15 +3,15 @@
  * API keys. A key reads `pk_<id>_<secret>`: the id finds the row, the secret is checked against
  * a stored SHA-256 in constant time. Keys are random 192-bit secrets, so a fast hash is enough
  * (no password-style stretching is needed), and verification stays cheap on every request.
- * Keys are cached in memory and re-read from the store at most every 10 s, so that a key
- * created or revoked by `presence keys` in another process takes effect on a running server.
- * The rows themselves live behind the `ApiKeyStore` port.
+ * The rows live behind the (asynchronous) `ApiKeyStore` port; what a request checks is held in
+ * memory (see `ApiKeys`).
  */
 
 import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
 
 import type { Clock } from '../core/clock';
-import { SCOPES, type ApiKeyRecord, type ApiKeyStore, type Scope } from '../core/ports';
+import { SCOPES, type ApiKeyRecord, type AsyncApiKeyStore, type Scope } from '../core/ports';
+import { RecheckCache } from '../core/recheck-cache';
 
 export { SCOPES, type Scope } from '../core/ports';
 
@@ -45,37 +45,41 @@ export function parseScopes(text: string): Scope[] {
   return scopes as Scope[];
 }
 
-const RECHECK_MS = 10_000;
-
 interface Cached {
   readonly hash: Buffer | null;
   readonly info: ApiKeyInfo | null;
-  readonly checkedAt: number;
 }
 
-/** The keys of the service: create, verify on every request, list, revoke. */
+const ABSENT: Cached = { hash: null, info: null };
+
+/**
+ * The keys of the service: create, verify on every request, list, revoke. A key seen lately is
+ * checked from memory (`RecheckCache`: re-read in the background, never trusted more than 1 s
+ * after the store last showed it), so a request costs no store round trip and a key created or
+ * revoked on another node (or by `presence keys`) takes effect within 1 s; a revocation here
+ * takes effect at once.
+ */
 export class ApiKeys {
-  private readonly cache = new Map<string, Cached>();
+  private readonly cache: RecheckCache<Cached>;
 
   constructor(
-    private readonly store: ApiKeyStore,
+    private readonly store: AsyncApiKeyStore,
     private readonly clock: Clock,
-  ) {}
+  ) {
+    this.cache = new RecheckCache({ clock, load: (id) => this.read(id) });
+  }
 
-  /** The key's row as of at most RECHECK_MS ago; unknown and revoked ids are cached as absent. */
-  private lookup(id: string): Cached {
-    const now = this.clock.now();
-    const hit = this.cache.get(id);
-    if (hit !== undefined && now - hit.checkedAt < RECHECK_MS) return hit;
-    const row = this.store.get(id);
-    const entry: Cached =
-      row === null || row.revokedAt !== null
-        ? { hash: null, info: null, checkedAt: now }
-        : { hash: Buffer.from(row.hash, 'hex'), info: this.toInfo(row), checkedAt: now };
-    // Bounded: garbage ids must not grow the cache without limit.
-    if (this.cache.size > 10_000) this.cache.clear();
-    this.cache.set(id, entry);
-    return entry;
+  /** Store reads the cache made (for tests). */
+  get storeReads(): number {
+    return this.cache.reads;
+  }
+
+  /** Unknown and revoked ids are cached as absent. */
+  private async read(id: string): Promise<Cached> {
+    const row = await this.store.get(id);
+    return row === null || row.revokedAt !== null
+      ? ABSENT
+      : { hash: Buffer.from(row.hash, 'hex'), info: this.toInfo(row) };
   }
 
   private toInfo(row: ApiKeyRecord): ApiKeyInfo {
@@ -89,7 +93,10 @@ export class ApiKeys {
   }
 
   /** Creates a key and returns it whole: the only time it is ever shown. */
-  create(scopes: readonly Scope[], name: string | null = null): { key: string; info: ApiKeyInfo } {
+  async create(
+    scopes: readonly Scope[],
+    name: string | null = null,
+  ): Promise<{ key: string; info: ApiKeyInfo }> {
     const id = randomBytes(8).toString('hex');
     const secret = randomBytes(24).toString('base64url');
     const hash = sha256(secret);
@@ -101,28 +108,48 @@ export class ApiKeys {
       createdAt: this.clock.now(),
       revokedAt: null,
     };
-    this.store.insert(row);
+    await this.store.insert(row);
     const info = this.toInfo(row);
-    this.cache.set(id, { hash, info, checkedAt: this.clock.now() });
+    this.cache.set(id, { hash, info });
     return { key: `pk_${id}_${secret}`, info };
   }
 
-  /** The key's record when the presented key is valid and not revoked; null otherwise. */
-  verify(presented: string): ApiKeyInfo | null {
+  /**
+   * The request path's check, from memory: the key's record when the presented key is valid and
+   * not revoked, null when it is not, and undefined when only the store can tell (`verify`).
+   */
+  verifyCached(presented: string): ApiKeyInfo | null | undefined {
     const m = KEY_PATTERN.exec(presented);
     if (m === null) return null;
-    const entry = this.lookup(m[1]!);
-    if (entry.hash === null) return null;
-    return timingSafeEqual(sha256(m[2]!), entry.hash) ? entry.info : null;
+    const hit = this.cache.peek(m[1]!);
+    return hit === undefined ? undefined : match(hit.value, m[2]!);
   }
 
-  list(): ApiKeyInfo[] {
-    return this.store.list().map((r) => this.toInfo(r));
+  /** As `verifyCached`, reading the store when memory cannot tell; rejects when the store fails. */
+  async verify(presented: string): Promise<ApiKeyInfo | null> {
+    const m = KEY_PATTERN.exec(presented);
+    if (m === null) return null;
+    return match(await this.cache.get(m[1]!), m[2]!);
   }
 
-  revoke(id: string): boolean {
-    const revoked = this.store.revoke(id, this.clock.now());
-    this.cache.delete(id);
-    return revoked;
+  async list(): Promise<ApiKeyInfo[]> {
+    return (await this.store.list()).map((r) => this.toInfo(r));
   }
+
+  /** Refused here from the call on, before the store has answered; false when no active key has `id`. */
+  async revoke(id: string): Promise<boolean> {
+    this.cache.set(id, ABSENT);
+    try {
+      return await this.store.revoke(id, this.clock.now());
+    } catch (error) {
+      // Not revoked after all (or not known to be): the next use asks the store.
+      this.cache.delete(id);
+      throw error;
+    }
+  }
+}
+
+function match(entry: Cached, secret: string): ApiKeyInfo | null {
+  if (entry.hash === null) return null;
+  return timingSafeEqual(sha256(secret), entry.hash) ? entry.info : null;
 }

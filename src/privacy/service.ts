@@ -1,12 +1,19 @@
 /**
  * @module privacy/service
  * Every user's privacy settings, contacts and blocks: kept in memory for the read paths (a viewer's
- * batch read looks up both sides of every id), written through the store port first, and announced
- * to listeners (open streams) after each change.
+ * batch read looks up both sides of every id, a stream projects every message), so a read never
+ * waits for the store; written through the (asynchronous) store port first, memory once it answered,
+ * and announced to listeners (open streams) after each change.
+ *
+ * Several nodes: memory is loaded once (`load`) and follows this node's writes only. A change made
+ * on another node is not seen here yet: the next step of issue #16 wires it through the shared
+ * change feed (the writing node announces the user id; every other node re-reads that user's rows,
+ * replaces their record and calls `changed`, which re-projects open streams), which also bounds it
+ * to the contract's 1 s. Until then another node's change shows here after a restart.
  */
 
 import type { Clock } from '../core/clock';
-import type { PrivacyStore } from '../core/ports';
+import type { AsyncPrivacyStore } from '../core/ports';
 import { classifyStoreError, isStoreFault, StoreUnavailableError } from '../store/faults';
 import {
   accessOf,
@@ -41,15 +48,20 @@ export class PrivacyService implements PrivacyLookup {
   private readonly defaultRecord: PrivacyRecord;
 
   constructor(
-    private readonly store: PrivacyStore,
+    private readonly store: AsyncPrivacyStore,
     readonly defaults: PrivacySettings,
     private readonly clock: Clock,
   ) {
     this.defaultRecord = { settings: defaults, contacts: EMPTY, blocked: EMPTY };
-    const rows = store.loadAll();
+  }
+
+  /** Every row into memory: once, before the first read (the composition root awaits it). */
+  async load(): Promise<this> {
+    const rows = await this.store.loadAll();
     for (const [id, s] of rows.settings) this.record(id).settings = s;
     for (const [owner, other] of rows.contacts) this.record(owner).contacts.add(other);
     for (const [owner, other] of rows.blocks) this.record(owner).blocked.add(other);
+    return this;
   }
 
   private record(userId: string): MutableRecord {
@@ -83,38 +95,38 @@ export class PrivacyService implements PrivacyLookup {
     return () => this.listeners.delete(listener);
   }
 
-  setSettings(userId: string, settings: PrivacySettings): PrivacySettings {
-    this.guarded(() => this.store.putSettings(userId, settings, this.clock.now()));
+  async setSettings(userId: string, settings: PrivacySettings): Promise<PrivacySettings> {
+    await this.guarded(() => this.store.putSettings(userId, settings, this.clock.now()));
     this.record(userId).settings = settings;
     this.changed(userId);
     return settings;
   }
 
-  setContacts(userId: string, contactIds: readonly string[]): string[] {
+  async setContacts(userId: string, contactIds: readonly string[]): Promise<string[]> {
     const ids = [...new Set(contactIds)];
-    this.guarded(() => this.store.replaceContacts(userId, ids, this.clock.now()));
+    await this.guarded(() => this.store.replaceContacts(userId, ids, this.clock.now()));
     this.record(userId).contacts = new Set(ids);
     this.changed(userId);
     return ids;
   }
 
-  addContact(userId: string, contactId: string): boolean {
-    const added = this.guarded(() => this.store.addContact(userId, contactId, this.clock.now()));
+  async addContact(userId: string, contactId: string): Promise<boolean> {
+    const added = await this.guarded(() => this.store.addContact(userId, contactId, this.clock.now()));
     this.record(userId).contacts.add(contactId);
     if (added) this.changed(userId);
     return added;
   }
 
-  removeContact(userId: string, contactId: string): boolean {
-    const removed = this.guarded(() => this.store.removeContact(userId, contactId));
+  async removeContact(userId: string, contactId: string): Promise<boolean> {
+    const removed = await this.guarded(() => this.store.removeContact(userId, contactId));
     this.records.get(userId)?.contacts.delete(contactId);
     if (removed) this.changed(userId);
     return removed;
   }
 
-  setBlocked(userId: string, blockedIds: readonly string[]): string[] {
+  async setBlocked(userId: string, blockedIds: readonly string[]): Promise<string[]> {
     const ids = [...new Set(blockedIds)];
-    this.guarded(() => this.store.replaceBlocked(userId, ids, this.clock.now()));
+    await this.guarded(() => this.store.replaceBlocked(userId, ids, this.clock.now()));
     this.record(userId).blocked = new Set(ids);
     this.changed(userId);
     return ids;
@@ -143,9 +155,9 @@ export class PrivacyService implements PrivacyLookup {
     }
   }
 
-  private guarded<T>(call: () => T): T {
+  private async guarded<T>(call: () => Promise<T>): Promise<T> {
     try {
-      return call();
+      return await call();
     } catch (error) {
       if (!isStoreFault(error)) throw error;
       throw new StoreUnavailableError(classifyStoreError(error, this.clock.now()));

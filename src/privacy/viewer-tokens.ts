@@ -7,7 +7,10 @@
  * they signed, so nobody is signed out; once a key leaves the configuration, its tokens fail.
  *
  * A token also names its user's token epoch (`ep`), stored durably per user: revoking draws a new
- * epoch, deleting the user removes it, and every use compares, so revoked tokens fail at once.
+ * epoch, deleting the user removes it, and every use compares. The epochs a request compares with
+ * are held in memory (`RecheckCache`, as API keys are): a revocation on this node fails the user's
+ * tokens at once, one on another node within 1 s (the cache re-reads the store at least that often),
+ * and a request does not wait for the store unless the epoch was not read in the last second.
  */
 
 import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
@@ -15,7 +18,8 @@ import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { jwtVerify, SignJWT, type JWTPayload } from 'jose';
 
 import type { Clock } from '../core/clock';
-import type { PrivacyStore } from '../core/ports';
+import type { AsyncPrivacyStore } from '../core/ports';
+import { RecheckCache } from '../core/recheck-cache';
 
 export const VIEWER_TOKEN_DEFAULT_TTL_S = 3600;
 export const VIEWER_TOKEN_MAX_TTL_S = 86_400;
@@ -57,9 +61,11 @@ export class ViewerTokens {
   private readonly current: SigningKey;
   private readonly keys = new Map<string, Uint8Array>();
   private readonly verified = new Map<string, Verified>();
+  /** Each user's current epoch as the store last showed it (null: no token was ever issued). */
+  private readonly epochs: RecheckCache<string | null>;
 
   constructor(
-    private readonly store: PrivacyStore,
+    private readonly store: AsyncPrivacyStore,
     private readonly clock: Clock,
     /** Whether the user exists now: a token of a deleted user fails even before the epoch check. */
     private readonly hasUser: (userId: string) => boolean,
@@ -72,15 +78,18 @@ export class ViewerTokens {
       this.keys.set(k.kid, k.key);
     }
     this.keys.set(this.current.kid, this.current.key);
+    this.epochs = new RecheckCache({ clock, load: (userId) => store.viewerEpoch(userId) });
   }
 
   /** A token for `userId` (who must exist), valid `ttlSeconds` from now. */
   async issue(userId: string, ttlSeconds: number): Promise<{ token: string; expiresAt: number }> {
-    let epoch = this.store.viewerEpoch(userId);
+    // From the store, not memory: a token must name the epoch every node will compare with.
+    let epoch = await this.store.viewerEpoch(userId);
     if (epoch === null) {
       epoch = randomBytes(12).toString('base64url');
-      this.store.setViewerEpoch(userId, epoch, this.clock.now());
+      await this.store.setViewerEpoch(userId, epoch, this.clock.now());
     }
+    this.epochs.set(userId, epoch);
     const nowS = Math.floor(this.clock.now() / 1000);
     const exp = nowS + ttlSeconds;
     const token = await new SignJWT({ ep: epoch })
@@ -93,9 +102,28 @@ export class ViewerTokens {
     return { token, expiresAt: exp * 1000 };
   }
 
-  /** Every token of the user fails from now on (a new epoch; the next issued token names it). */
-  revoke(userId: string): void {
-    this.store.setViewerEpoch(userId, randomBytes(12).toString('base64url'), this.clock.now());
+  /**
+   * Every token of the user fails from now on (a new epoch; the next issued token names it): on
+   * this node from the call, before the store has answered.
+   */
+  async revoke(userId: string): Promise<void> {
+    const epoch = randomBytes(12).toString('base64url');
+    this.epochs.set(userId, epoch);
+    try {
+      await this.store.setViewerEpoch(userId, epoch, this.clock.now());
+    } catch (error) {
+      // Not known to be stored: the next use asks the store.
+      this.epochs.delete(userId);
+      throw error;
+    }
+  }
+
+  /**
+   * After a user's deletion committed (the store dropped their epoch in its transaction): memory
+   * follows, so a user created again under the id never meets the old epoch.
+   */
+  forget(userId: string): void {
+    this.epochs.delete(userId);
   }
 
   /** The user a token acts for, or null when it is invalid, expired, revoked or its user is gone. */
@@ -112,9 +140,11 @@ export class ViewerTokens {
       this.verified.delete(token);
       return null;
     }
-    // Checked on every use, never cached: revocation and deletion take effect at once.
-    if (!this.hasUser(v.userId) || this.store.viewerEpoch(v.userId) !== v.epoch) return null;
-    return { userId: v.userId };
+    // Checked on every use: deletion at once; the epoch from memory (see the module comment).
+    if (!this.hasUser(v.userId)) return null;
+    const hit = this.epochs.peek(v.userId);
+    const epoch = hit === undefined ? await this.epochs.get(v.userId) : hit.value;
+    return epoch === v.epoch ? { userId: v.userId } : null;
   }
 
   private async check(token: string): Promise<Verified | null> {

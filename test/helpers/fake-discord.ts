@@ -513,7 +513,7 @@ export async function discordRig(
     timers: false,
     ...(options.clock === undefined ? {} : { clock: options.clock }),
   });
-  const key = svc.keys.create(['read'], 'test').key;
+  const key = (await svc.keys.create(['read'], 'test')).key;
   const changes: PresenceChange[] = [];
   svc.engine.changes.add({ committed: (cs) => changes.push(...cs) });
   const get = async (url: string) => {

@@ -280,7 +280,7 @@ export async function slackHarness(
       ],
     },
   );
-  const key = svc.keys.create(['read', 'write', 'admin'], 'slack-test').key;
+  const key = (await svc.keys.create(['read', 'write', 'admin'], 'slack-test')).key;
   const changes: PresenceChange[] = [];
   svc.engine.changes.add({ committed: (c) => changes.push(...c) });
   const auth = { authorization: `Bearer ${key}` };

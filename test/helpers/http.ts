@@ -40,10 +40,10 @@ export async function testApi(env: Record<string, string> = {}, clock = new Fake
     },
   );
   const key = {
-    read: svc.keys.create(['read'], 'read').key,
-    write: svc.keys.create(['write'], 'write').key,
-    admin: svc.keys.create(['admin'], 'admin').key,
-    all: svc.keys.create(['read', 'write', 'admin'], 'all').key,
+    read: (await svc.keys.create(['read'], 'read')).key,
+    write: (await svc.keys.create(['write'], 'write')).key,
+    admin: (await svc.keys.create(['admin'], 'admin')).key,
+    all: (await svc.keys.create(['read', 'write', 'admin'], 'all')).key,
   };
   const call: TestApi['call'] = ({ key: k, headers, ...rest }) =>
     svc.app.inject({

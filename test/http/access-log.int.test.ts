@@ -56,7 +56,7 @@ async function start(env: Record<string, string>): Promise<{
     timers: false,
     plugins: [testRoutes(parsed.PRESENCE_SLOW_REQUEST_MS)],
   });
-  const key = svc.keys.create(['read', 'write'], 'test').key;
+  const key = (await svc.keys.create(['read', 'write'], 'test')).key;
   return {
     svc,
     lines,

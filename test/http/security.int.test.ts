@@ -89,7 +89,7 @@ describe('API keys and scopes on every authenticated route', () => {
   });
 
   it('a revoked key stops working at once', async () => {
-    const { key, info } = api.svc.keys.create(['read']);
+    const { key, info } = await api.svc.keys.create(['read']);
     expect((await api.call({ method: 'GET', url: '/v1/connectors', key })).statusCode).toBe(200);
     expect(
       (await api.call({ method: 'DELETE', url: `/v1/keys/${info.id}`, key: api.key.admin })).statusCode,

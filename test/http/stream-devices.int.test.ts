@@ -38,8 +38,8 @@ async function boot(): Promise<void> {
     }),
     { clock, logger: false, timers: false },
   );
-  key = svc.keys.create(['read', 'write'], 'device').key;
-  readKey = svc.keys.create(['read'], 'viewer').key;
+  key = (await svc.keys.create(['read', 'write'], 'device')).key;
+  readKey = (await svc.keys.create(['read'], 'viewer')).key;
   await svc.app.listen({ port: 0, host: '127.0.0.1' });
 }
 
@@ -71,7 +71,7 @@ beforeEach(async () => {
   const res = await svc.app.inject({
     method: 'POST',
     url: '/v1/webhooks',
-    headers: { authorization: `Bearer ${svc.keys.create(['admin'], 'admin').key}` },
+    headers: { authorization: `Bearer ${(await svc.keys.create(['admin'], 'admin')).key}` },
     payload: { url: receiver.url },
   });
   expect(res.statusCode).toBe(201);

@@ -39,8 +39,8 @@ it('the access token is absent from the logs', async () => {
     { clock: new FakeClock(), logger, timers: false },
   );
   try {
-    const read = svc.keys.create(['read'], 'browser').key;
-    const writeOnly = svc.keys.create(['write'], 'writer').key;
+    const read = (await svc.keys.create(['read'], 'browser')).key;
+    const writeOnly = (await svc.keys.create(['write'], 'writer')).key;
     await svc.app.listen({ port: 0, host: '127.0.0.1' });
     const { port } = svc.app.server.address() as AddressInfo;
     const q = (k: string) => `access_token=${encodeURIComponent(k)}`;

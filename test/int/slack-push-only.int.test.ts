@@ -37,7 +37,7 @@ describe('Slack without polling credentials (signing secret only)', () => {
       // Timers on: the connectors are the ones the environment configures, as in `presence serve`.
       { clock, logger: false },
     );
-    key = svc.keys.create(['read', 'write', 'admin'], 'push-test').key;
+    key = (await svc.keys.create(['read', 'write', 'admin'], 'push-test')).key;
     svc.engine.putUser('alice', {});
     svc.engine.linkAccount('alice', { platform: 'slack', workspaceId: TEAM, externalId: 'U0ALICE' });
   });

@@ -114,7 +114,7 @@ async function setup(): Promise<E2E> {
     },
   );
   await svc.app.listen({ host: '127.0.0.1', port });
-  const key = svc.keys.create(['read', 'write', 'admin'], 'e2e').key;
+  const key = (await svc.keys.create(['read', 'write', 'admin'], 'e2e')).key;
   const changes: PresenceChange[] = [];
   svc.engine.changes.add({ committed: (c) => changes.push(...c) });
 

@@ -46,9 +46,9 @@ export function keyRoutes(app: FastifyInstance, { keys }: AppDeps): void {
         response: { 201: KeySchema.extend({ key: z.string() }), ...COMMON_ERRORS },
       },
     },
-    (req, reply) => {
-      const { key, info } = keys.create([...new Set(req.body.scopes)], req.body.name ?? null);
-      void reply.code(201).send({ ...view(info), key });
+    async (req, reply) => {
+      const { key, info } = await keys.create([...new Set(req.body.scopes)], req.body.name ?? null);
+      return reply.code(201).send({ ...view(info), key });
     },
   );
 
@@ -62,7 +62,7 @@ export function keyRoutes(app: FastifyInstance, { keys }: AppDeps): void {
         response: { 200: z.object({ keys: z.array(KeySchema) }), ...COMMON_ERRORS },
       },
     },
-    () => ({ keys: keys.list().map(view) }),
+    async () => ({ keys: (await keys.list()).map(view) }),
   );
 
   r.delete(
@@ -76,9 +76,10 @@ export function keyRoutes(app: FastifyInstance, { keys }: AppDeps): void {
         response: { 204: z.null(), 404: ErrorBody, ...COMMON_ERRORS },
       },
     },
-    (req, reply) => {
-      if (!keys.revoke(req.params.id)) throw new AppError('not_found', `no active key ${req.params.id}`);
-      void reply.code(204).send(null);
+    async (req, reply) => {
+      if (!(await keys.revoke(req.params.id)))
+        throw new AppError('not_found', `no active key ${req.params.id}`);
+      return reply.code(204).send(null);
     },
   );
 }

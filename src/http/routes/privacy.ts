@@ -120,7 +120,7 @@ export function privacyRoutes(app: FastifyInstance, deps: PrivacyDeps): void {
     },
     async (req, reply) => {
       known(req.params.user_id);
-      tokens().revoke(req.params.user_id);
+      await tokens().revoke(req.params.user_id);
       await reply.code(204).send(null);
     },
   );
@@ -156,13 +156,13 @@ export function privacyRoutes(app: FastifyInstance, deps: PrivacyDeps): void {
         response: { 200: SettingsView, 404: ErrorBody, ...COMMON_ERRORS },
       },
     },
-    (req) => {
+    async (req) => {
       const id = req.params.user_id;
       known(id);
       const d = service.defaults;
       const b = req.body;
       return settingsView(
-        service.setSettings(id, {
+        await service.setSettings(id, {
           presence: b.presence ?? d.presence,
           lastSeen: b.last_seen ?? d.lastSeen,
           details: b.details ?? d.details,
@@ -176,7 +176,7 @@ export function privacyRoutes(app: FastifyInstance, deps: PrivacyDeps): void {
     path: 'contacts' | 'blocked',
     what: string,
     get: (id: string) => ReadonlySet<string>,
-    set: (id: string, ids: readonly string[]) => string[],
+    set: (id: string, ids: readonly string[]) => Promise<string[]>,
   ): void => {
     r.get(
       `/v1/users/:user_id/${path}`,
@@ -206,11 +206,11 @@ export function privacyRoutes(app: FastifyInstance, deps: PrivacyDeps): void {
           response: { 200: IdListView, 404: ErrorBody, ...COMMON_ERRORS },
         },
       },
-      (req) => {
+      async (req) => {
         const id = req.params.user_id;
         known(id);
         notSelf(id, req.body.user_ids, what);
-        return { user_ids: set(id, req.body.user_ids) };
+        return { user_ids: await set(id, req.body.user_ids) };
       },
     );
   };
@@ -242,7 +242,7 @@ export function privacyRoutes(app: FastifyInstance, deps: PrivacyDeps): void {
       const { user_id: id, other_id: other } = req.params;
       known(id);
       if (other === id) throw new AppError('invalid_request', 'a user cannot be their own contact');
-      service.addContact(id, other);
+      await service.addContact(id, other);
       await reply.code(204).send(null);
     },
   );
@@ -260,7 +260,7 @@ export function privacyRoutes(app: FastifyInstance, deps: PrivacyDeps): void {
     },
     async (req, reply) => {
       known(req.params.user_id);
-      service.removeContact(req.params.user_id, req.params.other_id);
+      await service.removeContact(req.params.user_id, req.params.other_id);
       await reply.code(204).send(null);
     },
   );

@@ -109,7 +109,7 @@ export function streamRoutes(
   /** Who opens a WebSocket: an API key with the read scope, or a viewer token (its user). */
   const callerOf = async (token: string | null): Promise<StreamCaller> => {
     if (token === null || !looksLikeViewerToken(token)) {
-      const key = keyFor(keys, token, 'read');
+      const key = await keyFor(keys, token, 'read');
       return { keyId: key.id, canWrite: key.scopes.includes('write') };
     }
     if (viewers === null) throw new AppError('forbidden', 'viewer tokens are off on this service');
