@@ -31,14 +31,30 @@ export interface HotStateOptions extends RedisOptions {
   readonly followerName?: string;
 }
 
-/** A place in the change log: the epoch it belongs to and an entry id in it. */
+/**
+ * A place in the change log: the epoch it belongs to and an entry id in it. An entry's id is
+ * `<offset>-0`, its offset being the number of changes appended before it plus one, so a stream
+ * position `<epoch>:<offset>` (CONTRACT §8) and a log position are one and the same.
+ */
 export interface LogPosition {
   readonly epoch: string;
   readonly id: string;
 }
 
+/** The log position of a stream offset (0: before the first change). */
+export function logPositionAt(epoch: string, offset: number): LogPosition {
+  return { epoch, id: `${offset}-0` };
+}
+
+/** The offset of a log entry id (`<offset>-0`). */
+export function offsetOfId(id: string): number {
+  return Number(id.slice(0, id.indexOf('-')));
+}
+
 export interface LogEntry {
   readonly id: string;
+  /** The entry's offset in its epoch (its id's first part). */
+  readonly offset: number;
   readonly userId: string;
   readonly version: number;
   readonly change: string;
@@ -52,6 +68,11 @@ export type LogRead =
 export type BumpResult =
   | { readonly ok: true; readonly position: LogPosition }
   | { readonly ok: false; readonly storedVersion: number };
+
+/** An append: where it landed, or `duplicate` when that version was already appended. */
+export type AppendResult =
+  | { readonly appended: true; readonly position: LogPosition }
+  | { readonly appended: false; readonly duplicate: true };
 
 export interface ExpiredObservation {
   readonly userId: string;
@@ -93,6 +114,14 @@ export class RedisHotState {
     return new RedisHotState(await openRedis(options), options);
   }
 
+  /**
+   * Whether the connection is up now (no round trip): a write that must reach the change log
+   * checks it before committing anything, so a Redis outage refuses it up front.
+   */
+  get connected(): boolean {
+    return this.client.status === 'ready';
+  }
+
   /** Closes the connection; when it is down, stops reconnecting too. */
   async close(): Promise<void> {
     const blocking = this.blocking;
@@ -114,6 +143,9 @@ export class RedisHotState {
   }
   private get trimmedKey(): string {
     return `${this.p}log:trimmed`;
+  }
+  private get offsetKey(): string {
+    return `${this.p}log:offset`;
   }
   private obsKey(userId: string): string {
     return `${this.p}obs:${userId}`;
@@ -248,12 +280,49 @@ export class RedisHotState {
     aggregate: string,
     change: string,
   ): Promise<BumpResult> {
-    const r = (await this.run(
-      'hsBumpAggregate',
+    const r = (await this.run('hsBumpAggregate', ...this.appendArgs(userId, version, aggregate, change))) as [
+      number,
+      number | string,
+      string?,
+    ];
+    if (r[0] === 1) return { ok: true, position: logPositionAt(r[2] as string, Number(r[1])) };
+    return { ok: false, storedVersion: Number(r[1]) };
+  }
+
+  /**
+   * Appends a change whose version was decided elsewhere (PostgreSQL's conditional write, in
+   * several-node mode): never refused for its version. The aggregate is kept when it is newer
+   * than the stored one. A version equal to the stored one is a repeat (an append retried after
+   * a failure that had landed): nothing is appended then. Like `bumpAggregate`, a call failing
+   * with `RedisUnavailableError` may have landed; calling it again is safe.
+   */
+  async appendChange(
+    userId: string,
+    version: number,
+    aggregate: string,
+    change: string,
+  ): Promise<AppendResult> {
+    const r = (await this.run('hsAppendChange', ...this.appendArgs(userId, version, aggregate, change))) as [
+      number,
+      number | string,
+      string?,
+    ];
+    if (r[0] === 1) return { appended: true, position: logPositionAt(r[2] as string, Number(r[1])) };
+    return { appended: false, duplicate: true };
+  }
+
+  private appendArgs(
+    userId: string,
+    version: number,
+    aggregate: string,
+    change: string,
+  ): (string | number)[] {
+    return [
       this.aggKey(userId),
       this.logKey,
       this.genKey,
       this.trimmedKey,
+      this.offsetKey,
       userId,
       version,
       aggregate,
@@ -261,9 +330,7 @@ export class RedisHotState {
       randomUUID(),
       this.logMinAgeMs,
       this.logMinCount,
-    )) as [number, number | string, string?];
-    if (r[0] === 1) return { ok: true, position: { epoch: r[2] as string, id: String(r[1]) } };
-    return { ok: false, storedVersion: Number(r[1]) };
+    ];
   }
 
   /** Sets an aggregate only over an older version or none, without a change (a rebuild). */
@@ -336,7 +403,13 @@ type RawEntry = [string, string[]];
 function parseEntry([id, fields]: RawEntry): LogEntry {
   const f = new Map<string, string>();
   for (let i = 0; i + 1 < fields.length; i += 2) f.set(fields[i]!, fields[i + 1]!);
-  return { id, userId: f.get('u') ?? '', version: Number(f.get('v')), change: f.get('c') ?? '' };
+  return {
+    id,
+    offset: offsetOfId(id),
+    userId: f.get('u') ?? '',
+    version: Number(f.get('v')),
+    change: f.get('c') ?? '',
+  };
 }
 
 function parseMember(m: string): ObservationRef {

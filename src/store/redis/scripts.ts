@@ -6,7 +6,8 @@
  * Keys (all under the store's prefix P): `P gen` the generation (marker and change-log epoch),
  * `P exp` the expiry sorted set (member = JSON [user, source], score = expiry ms), `P obs:<user>`
  * the observations hash (field = source), `P agg:<user>` the aggregate hash (`v` version,
- * `a` aggregate), `P log` the change-log stream, `P log:trimmed` the newest id trimmed off it.
+ * `a` aggregate), `P log` the change-log stream (entry ids `<offset>-0`), `P log:offset` the
+ * offset counter, `P log:trimmed` the newest id trimmed off it.
  * The sweep reaches `P obs:<user>` keys it derives itself, so these scripts run on one Redis
  * (or one cluster slot), not across a cluster.
  */
@@ -105,46 +106,92 @@ return out
 };
 
 /**
- * KEYS: agg hash, log stream, gen, log:trimmed. ARGV: user, version n, aggregate, change, new
- * generation, minAgeMs, minCount. Writes version n only over n - 1 and appends the change to the
- * log in the same step; else returns {0, stored version}. On success returns {1, id, generation}.
+ * Appends one change to the log, as the last step of a script that already holds its keys.
+ * KEYS[2] log stream, KEYS[3] gen, KEYS[4] log:trimmed, KEYS[5] log:offset. ARGV[1] user,
+ * ARGV[2] version, ARGV[4] change, ARGV[5] new generation, ARGV[6] minAgeMs, ARGV[7] minCount.
+ *
+ * An entry's id is `<offset>-0`: the offset counter rises by one per change appended (INCR in
+ * this same script, so two nodes never take one offset), which makes the stream id the stream
+ * position's offset itself. Its time is the field `t` (Redis's clock, ms), read by the trim.
  *
  * Retention, whichever keeps more: the last minCount entries and every entry younger than
- * minAgeMs (Redis's clock, the one stream ids are made of). Each append trims at most 100 of the
- * oldest, so the work per append is bounded and a backlog drains over the next appends.
+ * minAgeMs. Each append trims at most 100 of the oldest, so the work per append is bounded and a
+ * backlog drains over the next appends. Returns {offset, generation}.
+ */
+const APPEND = `
+local function append()
+  redis.call('SET', KEYS[3], ARGV[5], 'NX')
+  local gen = redis.call('GET', KEYS[3])
+  local offset = redis.call('INCR', KEYS[5])
+  local t = redis.call('TIME')
+  local nowms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('XADD', KEYS[2], offset .. '-0', 'u', ARGV[1], 'v', ARGV[2], 'c', ARGV[4], 't', nowms)
+  local minCount = tonumber(ARGV[7])
+  local len = redis.call('XLEN', KEYS[2])
+  local excess = len - minCount
+  if excess > 0 then
+    if excess > 100 then excess = 100 end
+    local cutoff = nowms - tonumber(ARGV[6])
+    local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', excess)
+    local n = 0
+    local last
+    for _, e in ipairs(oldest) do
+      local at = 0
+      local f = e[2]
+      for i = 1, #f, 2 do
+        if f[i] == 't' then at = tonumber(f[i + 1]) end
+      end
+      if at > cutoff then break end
+      n = n + 1
+      last = e[1]
+    end
+    if n > 0 then
+      redis.call('XTRIM', KEYS[2], 'MAXLEN', len - n)
+      redis.call('SET', KEYS[4], last)
+    end
+  end
+  return {offset, gen}
+end
+`;
+
+/**
+ * KEYS: agg hash, log stream, gen, log:trimmed, log:offset. ARGV: user, version n, aggregate,
+ * change, new generation, minAgeMs, minCount. Writes version n only over n - 1 and appends the
+ * change to the log in the same step; else returns {0, stored version}. On success returns
+ * {1, offset, generation}.
  */
 export const BUMP_AGGREGATE: ScriptDef = {
-  numberOfKeys: 4,
-  lua: `
+  numberOfKeys: 5,
+  lua:
+    APPEND +
+    `
 local stored = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 local v = tonumber(ARGV[2])
 if stored ~= v - 1 then return {0, stored} end
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 'a', ARGV[3])
-redis.call('SET', KEYS[3], ARGV[5], 'NX')
-local gen = redis.call('GET', KEYS[3])
-local id = redis.call('XADD', KEYS[2], '*', 'u', ARGV[1], 'v', ARGV[2], 'c', ARGV[4])
-local minCount = tonumber(ARGV[7])
-local len = redis.call('XLEN', KEYS[2])
-local excess = len - minCount
-if excess > 0 then
-  if excess > 100 then excess = 100 end
-  local t = redis.call('TIME')
-  local cutoff = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[6])
-  local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', excess)
-  local n = 0
-  local last
-  for _, e in ipairs(oldest) do
-    local ms = tonumber(string.match(e[1], '^(%d+)-'))
-    if ms > cutoff then break end
-    n = n + 1
-    last = e[1]
-  end
-  if n > 0 then
-    redis.call('XTRIM', KEYS[2], 'MAXLEN', len - n)
-    redis.call('SET', KEYS[4], last)
-  end
-end
-return {1, id, gen}
+local r = append()
+return {1, r[1], r[2]}
+`,
+};
+
+/**
+ * KEYS and ARGV as BUMP_AGGREGATE's. The append of a change whose version another authority
+ * (PostgreSQL's conditional write) already decided, so it is never refused: the aggregate is
+ * kept if it is newer than the stored one, and the change is appended. The one exception is a
+ * repeat of the version stored (an append retried after a failure that had landed): nothing is
+ * written and {0, stored} returned. Else {1, offset, generation}.
+ */
+export const APPEND_CHANGE: ScriptDef = {
+  numberOfKeys: 5,
+  lua:
+    APPEND +
+    `
+local stored = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+local v = tonumber(ARGV[2])
+if stored == v then return {0, stored} end
+if v > stored then redis.call('HSET', KEYS[1], 'v', ARGV[2], 'a', ARGV[3]) end
+local r = append()
+return {1, r[1], r[2]}
 `,
 };
 
@@ -199,6 +246,7 @@ export const SCRIPTS = {
   hsRefreshExpiries: REFRESH_EXPIRIES,
   hsSweep: SWEEP,
   hsBumpAggregate: BUMP_AGGREGATE,
+  hsAppendChange: APPEND_CHANGE,
   hsSeedAggregate: SEED_AGGREGATE,
   hsReadLog: READ_LOG,
   hsLogHead: LOG_HEAD,

@@ -6,7 +6,7 @@
  */
 
 import { FakeClock } from '../../../src/core/clock';
-import type { RedisHotState } from '../../../src/store/redis';
+import { logPositionAt, offsetOfId, type RedisHotState } from '../../../src/store/redis';
 
 import { Deployment } from './helpers';
 
@@ -184,8 +184,8 @@ describe('aggregates and the change log', () => {
       recovered: true,
       epoch: head.epoch,
       entries: [
-        { id: expect.any(String), userId: 'u1', version: 1, change: 'change1' },
-        { id: expect.any(String), userId: 'u1', version: 2, change: 'change2' },
+        { id: '1-0', offset: 1, userId: 'u1', version: 1, change: 'change1' },
+        { id: '2-0', offset: 2, userId: 'u1', version: 2, change: 'change2' },
       ],
     });
     if (!read.recovered || !one.ok || !two.ok) throw new Error('unreachable');
@@ -201,6 +201,42 @@ describe('aggregates and the change log', () => {
       entries: [],
     });
     expect(await other.logHead()).toEqual(two.position);
+  });
+
+  it('appends a change decided elsewhere: never refused, offsets one by one, a repeat skipped', async () => {
+    const a = await d.node();
+    const b = await d.node();
+    const head = await a.logHead();
+    expect(await a.appendChange('u', 1, 'a1', 'c1')).toEqual({
+      appended: true,
+      position: { epoch: head.epoch, id: '1-0' },
+    });
+    // another node's later version, then an earlier one that arrives late: both logged
+    expect(await b.appendChange('u', 3, 'a3', 'c3')).toMatchObject({
+      appended: true,
+      position: { id: '2-0' },
+    });
+    expect(await a.appendChange('u', 2, 'a2', 'c2')).toMatchObject({
+      appended: true,
+      position: { id: '3-0' },
+    });
+    // the aggregate kept is the newest; a repeat of it (a retried append) is not logged again
+    expect(await a.aggregate('u')).toEqual({ version: 3, aggregate: 'a3' });
+    expect(await b.appendChange('u', 3, 'a3', 'c3')).toEqual({ appended: false, duplicate: true });
+    // bumps and appends share one offset counter
+    expect(await a.bumpAggregate('v', 1, 'b1', 'd1')).toMatchObject({ ok: true, position: { id: '4-0' } });
+    const r = await b.readLog(head);
+    expect(r.recovered && r.entries.map((e) => [e.offset, e.userId, e.version, e.change])).toEqual([
+      [1, 'u', 1, 'c1'],
+      [2, 'u', 3, 'c3'],
+      [3, 'u', 2, 'c2'],
+      [4, 'v', 1, 'd1'],
+    ]);
+    expect(await b.readLog(logPositionAt(head.epoch, 2))).toMatchObject({
+      recovered: true,
+      entries: [{ offset: 3 }, { offset: 4 }],
+    });
+    expect(offsetOfId((await a.logHead()).id)).toBe(4);
   });
 
   it('reads in pages of `count`', async () => {
