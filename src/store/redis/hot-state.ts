@@ -311,6 +311,14 @@ export class RedisHotState {
     return { appended: false, duplicate: true };
   }
 
+  /**
+   * Appends a user's deletion: the user's aggregate goes, and an entry that takes no offset
+   * (not a presence change) tells the other nodes. Safe to call again after a failure.
+   */
+  async appendDeletion(userId: string, change: string): Promise<void> {
+    await this.run('hsAppendChange', ...this.appendArgs(userId, 0, '', change));
+  }
+
   private appendArgs(
     userId: string,
     version: number,

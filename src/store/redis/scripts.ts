@@ -112,20 +112,30 @@ return out
  *
  * An entry's id is `<offset>-0`: the offset counter rises by one per change appended (INCR in
  * this same script, so two nodes never take one offset), which makes the stream id the stream
- * position's offset itself. Its time is the field `t` (Redis's clock, ms), read by the trim.
+ * position's offset itself. An entry that is not a presence change (`numbered` false: a user's
+ * deletion) takes no offset: its id is `<the last offset>-<n>`, after that change's and before
+ * the next. Its time is the field `t` (Redis's clock, ms), read by the trim.
  *
  * Retention, whichever keeps more: the last minCount entries and every entry younger than
  * minAgeMs. Each append trims at most 100 of the oldest, so the work per append is bounded and a
  * backlog drains over the next appends. Returns {offset, generation}.
  */
 const APPEND = `
-local function append()
+local function append(numbered)
   redis.call('SET', KEYS[3], ARGV[5], 'NX')
   local gen = redis.call('GET', KEYS[3])
-  local offset = redis.call('INCR', KEYS[5])
+  local offset
+  local id
+  if numbered then
+    offset = redis.call('INCR', KEYS[5])
+    id = offset .. '-0'
+  else
+    offset = tonumber(redis.call('GET', KEYS[5]) or '0')
+    id = offset .. '-*'
+  end
   local t = redis.call('TIME')
   local nowms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  redis.call('XADD', KEYS[2], offset .. '-0', 'u', ARGV[1], 'v', ARGV[2], 'c', ARGV[4], 't', nowms)
+  id = redis.call('XADD', KEYS[2], id, 'u', ARGV[1], 'v', ARGV[2], 'c', ARGV[4], 't', nowms)
   local minCount = tonumber(ARGV[7])
   local len = redis.call('XLEN', KEYS[2])
   local excess = len - minCount
@@ -150,7 +160,7 @@ local function append()
       redis.call('SET', KEYS[4], last)
     end
   end
-  return {offset, gen}
+  return {offset, gen, id}
 end
 `;
 
@@ -169,7 +179,7 @@ local stored = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 local v = tonumber(ARGV[2])
 if stored ~= v - 1 then return {0, stored} end
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 'a', ARGV[3])
-local r = append()
+local r = append(true)
 return {1, r[1], r[2]}
 `,
 };
@@ -179,18 +189,25 @@ return {1, r[1], r[2]}
  * (PostgreSQL's conditional write) already decided, so it is never refused: the aggregate is
  * kept if it is newer than the stored one, and the change is appended. The one exception is a
  * repeat of the version stored (an append retried after a failure that had landed): nothing is
- * written and {0, stored} returned. Else {1, offset, generation}.
+ * written and {0, stored} returned. Else {1, offset, generation}. Version 0 is a deletion of the
+ * user: its aggregate goes (a user made again later starts at version 1), and the entry takes
+ * no offset (see APPEND).
  */
 export const APPEND_CHANGE: ScriptDef = {
   numberOfKeys: 5,
   lua:
     APPEND +
     `
-local stored = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 local v = tonumber(ARGV[2])
+if v == 0 then
+  redis.call('DEL', KEYS[1])
+  local r = append(false)
+  return {1, r[1], r[2]}
+end
+local stored = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 if stored == v then return {0, stored} end
 if v > stored then redis.call('HSET', KEYS[1], 'v', ARGV[2], 'a', ARGV[3]) end
-local r = append()
+local r = append(true)
 return {1, r[1], r[2]}
 `,
 };

@@ -239,6 +239,28 @@ describe('aggregates and the change log', () => {
     expect(offsetOfId((await a.logHead()).id)).toBe(4);
   });
 
+  it('a deletion takes no offset, and the user made again starts at version 1', async () => {
+    const s = await d.node();
+    const head = await s.logHead();
+    await s.appendChange('u', 1, 'a1', 'c1');
+    await s.appendChange('u', 2, 'a2', 'c2');
+    await s.appendDeletion('u', 'gone');
+    await s.appendDeletion('u', 'gone again');
+    expect(await s.aggregate('u')).toBeNull();
+    expect(await s.appendChange('u', 1, 'b1', 'again')).toMatchObject({
+      appended: true,
+      position: { id: '3-0' },
+    });
+    const r = await s.readLog(head);
+    expect(r.recovered && r.entries.map((e) => [e.id, e.offset, e.change])).toEqual([
+      ['1-0', 1, 'c1'],
+      ['2-0', 2, 'c2'],
+      ['2-1', 2, 'gone'],
+      ['2-2', 2, 'gone again'],
+      ['3-0', 3, 'again'],
+    ]);
+  });
+
   it('reads in pages of `count`', async () => {
     const s = await d.node();
     let pos = await s.logHead();
