@@ -11,6 +11,7 @@ import type { Log } from '../core/log';
 export class ChangeSinks implements ChangePipeline {
   private sinks: readonly ChangeSink[] = [];
   private stagers: readonly ChangeSink[] = [];
+  private stateWanted = false;
 
   constructor(private readonly log: Log) {}
 
@@ -22,6 +23,11 @@ export class ChangeSinks implements ChangePipeline {
   /** True while any sink is added: the engine then builds each change's presence object. */
   get listened(): boolean {
     return this.sinks.length > 0;
+  }
+
+  /** True while any sink wants each change's `reducedFrom`: the engine then takes it. */
+  get wantsState(): boolean {
+    return this.stateWanted;
   }
 
   /** True while any sink stages rows: the commit then runs `stage` inside its transaction. */
@@ -49,5 +55,6 @@ export class ChangeSinks implements ChangePipeline {
   private set(sinks: readonly ChangeSink[]): void {
     this.sinks = sinks;
     this.stagers = sinks.filter((s) => s.stage !== undefined);
+    this.stateWanted = sinks.some((s) => s.wantsState === true);
   }
 }

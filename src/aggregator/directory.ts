@@ -157,6 +157,19 @@ export class Directory {
     return true;
   }
 
+  /**
+   * Forgets a user another node deleted, from memory only (its rows are gone already): the user
+   * and its accounts. The delete sinks are not told: the node that deleted it did that.
+   */
+  forget(userId: string): boolean {
+    const u = this.users.get(userId);
+    if (u === undefined) return false;
+    for (const [key, owner] of this.accounts) if (owner === userId) this.accounts.delete(key);
+    this.table.remove(u);
+    this.o.refresh.forget(u);
+    return true;
+  }
+
   linkAccount(userId: string, account: AccountRef): LinkResult {
     const { commit, store } = this.o;
     commit.flushSync();

@@ -34,12 +34,14 @@ import { Directory, type UserDeleteSink } from './directory';
 import { DONE, GroupCommit, type Ack } from './group-commit';
 import { Ingest, type OverrideInput, type ReportInput } from './ingest';
 import { ReadCache } from './read-cache';
+import { applyRemote, type RemoteOutcome, type RemoteState } from './remote';
 import { RefreshPersister } from './refresh';
 import { UserTable, type UserState } from './user-state';
 import { SWEEP_MS, TimingWheel, type EngineStats } from './wheel';
 
 export type { UserDeleteSink } from './directory';
 export type { OverrideInput, ReportInput } from './ingest';
+export type { RemoteOutcome, RemoteState } from './remote';
 
 export interface EngineOptions {
   readonly clock: Clock;
@@ -391,6 +393,29 @@ export class PresenceEngine {
   history(userId: string, query: HistoryQuery): TransitionRecord[] {
     this.commit.flushForRead();
     return this.store.history(userId, query);
+  }
+
+  // ---------------------------------------------------------------- other nodes
+
+  /**
+   * Another node's committed change (the shared change log, src/cluster/): replaces the user's
+   * state unless this node holds that version or a newer one; commits and emits nothing. See
+   * aggregator/remote.ts for the outcomes.
+   */
+  applyRemote(state: RemoteState): RemoteOutcome {
+    return applyRemote(
+      {
+        table: this.table,
+        wheel: this.wheel,
+        firstBoundary: (u, since) => this.ingest.firstBoundary(u, since),
+      },
+      state,
+    );
+  }
+
+  /** Another node deleted the user: forgotten here too (memory only; the store row is gone). */
+  forgetRemote(userId: string): boolean {
+    return this.directory.forget(userId);
   }
 
   // ---------------------------------------------------------------- time and durability

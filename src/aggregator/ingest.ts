@@ -310,6 +310,15 @@ export class Ingest {
         cause,
         explain: explain(r, u.observations, at),
         presence: this.sinks.listened ? toPresence(u, at, this.ladder, r) : null,
+        ...(this.sinks.wantsState
+          ? {
+              reducedFrom: {
+                observations: u.observations.slice(),
+                override: u.override,
+                lastActiveAt: u.lastActiveAt,
+              },
+            }
+          : {}),
       });
     }
     return this.firstBoundary(u, at);

@@ -16,7 +16,7 @@
  */
 
 import { toIso } from './time';
-import type { Activity, CustomStatus, Status } from './presence';
+import type { Activity, CustomStatus, Observation, Override, Status } from './presence';
 import { customStatusView, type CustomStatusView, type PresenceView } from '../normalizer/view';
 import type { Reduction } from '../normalizer/reduce';
 
@@ -56,6 +56,19 @@ export interface PresenceChange {
    * for every change would halve the change throughput of an engine nobody listens to).
    */
   readonly presence: PresenceView | null;
+  /**
+   * What the change was reduced from, taken when it was made: enough for another node to
+   * replace its copy of the user with this state (the shared change log). Taken only while a
+   * sink asks for it (`ChangeSink.wantsState`); absent otherwise.
+   */
+  readonly reducedFrom?: ReducedFrom;
+}
+
+/** A user's inputs as of a change: its observations, its override and its last activity. */
+export interface ReducedFrom {
+  readonly observations: readonly Observation[];
+  readonly override: Override | null;
+  readonly lastActiveAt: number | null;
 }
 
 /** A consumer of committed presence changes. Two phases, the transaction passed explicitly. */
@@ -67,6 +80,8 @@ export interface ChangeSink {
   stage?(tx: StoreTx, changes: readonly PresenceChange[]): void;
   /** After the commit is durable, in commit order. Must not throw (errors are logged). */
   committed?(changes: readonly PresenceChange[]): void;
+  /** The sink needs each change's `reducedFrom` (the engine then takes it). */
+  readonly wantsState?: boolean;
 }
 
 export interface ChangePipeline {

@@ -37,7 +37,7 @@ export type ResumeDecision<T> =
   | { readonly hit: false; readonly reason: 'malformed' | 'epoch' | 'future' | 'expired' };
 
 export class ChangeLog<T> {
-  readonly epoch: string;
+  private currentEpoch: string;
   private readonly clock: Clock;
   private readonly minAgeMs: number;
   private readonly minCount: number;
@@ -49,10 +49,15 @@ export class ChangeLog<T> {
 
   constructor(options: ChangeLogOptions) {
     this.clock = options.clock;
-    this.epoch = options.epoch;
+    this.currentEpoch = options.epoch;
     this.minAgeMs = options.minAgeMs ?? 120_000;
     this.minCount = options.minCount ?? 100_000;
     this.maxCount = Math.max(options.maxCount ?? 1_000_000, this.minCount);
+  }
+
+  /** The epoch the offsets belong to. */
+  get epoch(): string {
+    return this.currentEpoch;
   }
 
   /** The offset of the newest change (0 before any). */
@@ -82,6 +87,37 @@ export class ChangeLog<T> {
     this.entries.push(entry);
     this.trim();
     return entry;
+  }
+
+  /**
+   * Appends a change whose offset was given elsewhere (the shared change log of several nodes,
+   * where one Redis counter numbers every node's changes). Offsets must rise; a gap (changes
+   * this log never saw) drops what is held, so no resume from before it is answered partially.
+   */
+  appendAt(offset: number, userId: string, value: T): LoggedChange<T> {
+    if (offset <= this.last) throw new Error(`offset ${offset} is not after ${this.last}`);
+    if (offset !== this.last + 1) this.clear();
+    const entry: LoggedChange<T> = { offset, userId, loggedAt: this.clock.now(), value };
+    this.last = offset;
+    this.entries.push(entry);
+    this.trim();
+    return entry;
+  }
+
+  /**
+   * Starts over in `epoch` at `offset` (the shared log's newest position): nothing held before
+   * is answered any more. A node does it when it starts following, and when the shared log was
+   * lost (a new epoch).
+   */
+  restart(epoch: string, offset: number): void {
+    this.currentEpoch = epoch;
+    this.last = offset;
+    this.clear();
+  }
+
+  private clear(): void {
+    this.entries = [];
+    this.start = 0;
   }
 
   private trim(): void {

@@ -14,7 +14,7 @@ import type { Clock } from '../core/clock';
 import { AppError } from '../core/errors';
 import type { ViewerIdentity } from '../privacy/viewer-tokens';
 import { ChangeLog } from './change-log';
-import { ChangeMessage, Outgoing } from './message';
+import { ChangeMessage, Outgoing, type ChangeData } from './message';
 import { newEpoch } from './position';
 import {
   DEFAULT_LIMITS,
@@ -214,18 +214,39 @@ export class StreamHub {
         c.userId,
         (offset) => new ChangeMessage(c, `${this.log.epoch}:${offset}`),
       );
-      const w = this.index.get(c.userId);
-      if (w === undefined) continue;
-      const { subs, versions } = w;
-      // Backwards: a subscriber closed on the way (resync) is swapped out with one already done.
-      for (let k = subs.length - 1; k >= 0; k--) {
-        const s = subs[k]!;
-        const m = this.viewed(s, entry.value);
-        // Diff suppression: a change the client already has (its snapshot was newer) is not sent.
-        if (m === null || m.version <= versions[k]!) continue;
-        versions[k] = m.version;
-        s.change(m);
-      }
+      this.fanOut(entry.value);
+    }
+  }
+
+  /**
+   * A change numbered by the shared change log of several nodes (src/cluster/): logged at its
+   * offset and sent like a local one. Every node's hub is fed this way, its own changes
+   * included, so positions mean the same on every node and a client can resume on any.
+   */
+  published(offset: number, data: ChangeData): void {
+    const m = ChangeMessage.fromData(data, `${this.log.epoch}:${offset}`);
+    this.log.appendAt(offset, m.userId, m);
+    this.fanOut(m);
+  }
+
+  /** The shared change log (re)starts at `offset` of `epoch`: positions from before are misses. */
+  restart(epoch: string, offset: number): void {
+    this.log.restart(epoch, offset);
+  }
+
+  /** Sends a logged change to the subscribers of its user. */
+  private fanOut(message: ChangeMessage): void {
+    const w = this.index.get(message.userId);
+    if (w === undefined) return;
+    const { subs, versions } = w;
+    // Backwards: a subscriber closed on the way (resync) is swapped out with one already done.
+    for (let k = subs.length - 1; k >= 0; k--) {
+      const s = subs[k]!;
+      const m = this.viewed(s, message);
+      // Diff suppression: a change the client already has (its snapshot was newer) is not sent.
+      if (m === null || m.version <= versions[k]!) continue;
+      versions[k] = m.version;
+      s.change(m);
     }
   }
 

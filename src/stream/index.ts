@@ -37,6 +37,11 @@ export function createStream(
     heldDevices?: () => readonly HeldDevice[];
     /** What viewer connections may see (absent: only API keys connect). */
     privacy?: StreamPrivacy;
+    /**
+     * Several nodes: the hub is fed by the shared change log's follower (src/cluster/), every
+     * node's changes at the log's positions, instead of this engine's commits.
+     */
+    sharedLog?: boolean;
   },
 ): StreamService {
   const stream = new StreamService({
@@ -50,6 +55,6 @@ export function createStream(
     ...(options.privacy === undefined ? {} : { hub: { privacy: options.privacy } }),
   });
   // A consumer of the change pipeline, fed after each commit is durable, in commit order.
-  engine.changes.add({ committed: (changes) => stream.committed(changes) });
+  if (options.sharedLog !== true) engine.changes.add({ committed: (changes) => stream.committed(changes) });
   return stream;
 }

@@ -16,6 +16,28 @@ describe('change log', () => {
     expect(log.position).toBe('e1:2');
   });
 
+  it('takes offsets given elsewhere (the shared log): a gap drops what it held, a restart changes the epoch', () => {
+    const log = logOf(new FakeClock());
+    log.restart('g1', 40);
+    expect(log.position).toBe('g1:40');
+    expect(log.since('e1:0', () => true)).toEqual({ hit: false, reason: 'epoch' });
+    log.appendAt(41, 'a', 'a41');
+    log.appendAt(42, 'b', 'b42');
+    expect(log.since('g1:40', () => true)).toMatchObject({
+      hit: true,
+      changes: [{ offset: 41 }, { offset: 42 }],
+    });
+    expect(() => log.appendAt(42, 'c', 'again')).toThrow(/not after 42/);
+    // a gap: 43 and 44 were never seen here, so nothing from before 45 can be answered whole
+    log.appendAt(45, 'c', 'c45');
+    expect(log.since('g1:41', () => true)).toEqual({ hit: false, reason: 'expired' });
+    expect(log.since('g1:44', () => true)).toMatchObject({ hit: true, changes: [{ value: 'c45' }] });
+    log.restart('g2', 0);
+    expect(log.position).toBe('g2:0');
+    expect(log.since('g1:45', () => true)).toEqual({ hit: false, reason: 'epoch' });
+    expect(log.since('g2:0', () => true)).toEqual({ hit: true, changes: [] });
+  });
+
   it('replays every change after a position for the wanted users, in order', () => {
     const log = logOf(new FakeClock());
     for (const u of ['a', 'b', 'a', 'c', 'a']) log.append(u, (o) => `${u}${o}`);
