@@ -21,6 +21,7 @@ export const STORE_FAULT_REASONS = [
   'database_closed',
   'database_unreachable',
   'database_busy',
+  'change_log_unavailable',
   'store_error',
 ] as const;
 export type StoreFaultReason = (typeof STORE_FAULT_REASONS)[number];
@@ -56,6 +57,12 @@ const FAULTS: Readonly<Record<StoreFaultReason, Omit<StoreFault, 'reason' | 'sin
   },
   database_busy: {
     message: 'the database has no connection free (too many connections)',
+    transient: false,
+    retryAfterS: 2,
+  },
+  // Several nodes: a change is committed only while the shared change log (Redis) can take it.
+  change_log_unavailable: {
+    message: 'the shared change log (Redis) is unavailable',
     transient: false,
     retryAfterS: 2,
   },
@@ -143,8 +150,18 @@ function clientSideReason(error: unknown): StoreFaultReason | null {
   return null;
 }
 
+/** The cluster's refusal to commit while Redis is down (cluster/appender.ts), by name. */
+function changeLogDown(error: unknown): boolean {
+  return (
+    typeof error === 'object' &&
+    error !== null &&
+    (error as { name?: unknown }).name === 'ChangeLogUnavailableError'
+  );
+}
+
 /** The reason of an error either store gave, or null for one that is not the store's. */
 function knownReason(error: unknown): StoreFaultReason | null {
+  if (changeLogDown(error)) return 'change_log_unavailable';
   const code = sqliteCode(error);
   if (code !== null) {
     // SQLite's primary result code (extended codes share its prefix).

@@ -1,0 +1,131 @@
+/**
+ * @module cluster
+ * Several nodes sharing their changes through Redis (CONTRACT §10, issue #16). Every node keeps
+ * the whole presence state in memory and answers reads from it; every committed change goes to
+ * the shared change log (cluster/appender.ts), and every node follows that log
+ * (cluster/follower.ts), taking other nodes' changes into its memory and feeding its stream hub
+ * with all of them at the log's positions. The version of a change is decided by the durable
+ * store's conditional write (PostgreSQL), not here.
+ *
+ * Not here yet (later steps; the seams are named): expiries still come from each node's own
+ * timing wheel (aggregator/wheel.ts), not the Redis sweep (`RedisHotState.sweep`); refreshes of
+ * unchanged reports, account links and user records without a presence change are not shared.
+ */
+
+import { randomBytes } from 'node:crypto';
+
+import type { PresenceEngine } from '../aggregator/engine';
+import type { Clock } from '../core/clock';
+import type { Log } from '../core/log';
+import { classifyStoreError, type StoreFault } from '../store/faults';
+import { RedisHotState } from '../store/redis';
+import { Appender, ChangeLogUnavailableError } from './appender';
+import { Follower, type PublishTarget } from './follower';
+
+export { Appender, ChangeLogUnavailableError } from './appender';
+export { Follower } from './follower';
+
+export interface ClusterOptions {
+  /** `PRESENCE_REDIS_URL`. */
+  readonly url: string;
+  /** `PRESENCE_REDIS_PREFIX` (default `presence:`). */
+  readonly prefix?: string;
+  readonly clock: Clock;
+  readonly log: Log;
+  /** This node's id in the log (default: random per start). */
+  readonly node?: string;
+  /** How long one wait of the follower on Redis lasts. */
+  readonly blockMs?: number;
+  /** Change log retention (tests shorten it). */
+  readonly logMinCount?: number;
+  readonly logMinAgeMs?: number;
+}
+
+export class Cluster {
+  readonly node: string;
+  private appender: Appender | null = null;
+  private follower: Follower | null = null;
+  private closed: Promise<void> | null = null;
+
+  private constructor(
+    readonly hot: RedisHotState,
+    private readonly o: ClusterOptions,
+  ) {
+    this.node = o.node ?? randomBytes(6).toString('hex');
+  }
+
+  /** Connects to Redis (failing fast with `RedisUnavailableError`, never naming the password). */
+  static async open(o: ClusterOptions): Promise<Cluster> {
+    const hot = await RedisHotState.open({
+      url: o.url,
+      prefix: o.prefix,
+      clock: o.clock,
+      ...(o.logMinCount === undefined ? {} : { logMinCount: o.logMinCount }),
+      ...(o.logMinAgeMs === undefined ? {} : { logMinAgeMs: o.logMinAgeMs }),
+    });
+    return new Cluster(hot, o);
+  }
+
+  /**
+   * Hooks this node in: its engine's commits append to the log (and are refused while Redis is
+   * down), its deletions too; the follower feeds the engine and `stream`. Then `prepare()` before
+   * the engine loads, and `start()` after.
+   */
+  attach(engine: PresenceEngine, stream: PublishTarget): void {
+    const appender = new Appender(this.hot, this.node, this.o.log);
+    this.appender = appender;
+    engine.changes.add(appender);
+    engine.onUserDelete({
+      stage: () => appender.check(),
+      committed: (userId) => appender.deleted(userId),
+    });
+    this.follower = new Follower({
+      hot: this.hot,
+      node: this.node,
+      engine,
+      stream,
+      log: this.o.log,
+      ...(this.o.blockMs === undefined ? {} : { blockMs: this.o.blockMs }),
+    });
+  }
+
+  /** Reads where the log stands (before the engine loads: nothing committed after is missed). */
+  prepare(): Promise<void> {
+    return this.follower!.prepare();
+  }
+
+  start(): void {
+    this.follower!.start();
+  }
+
+  /** Why this node cannot take writes now (Redis down), or null; /readyz shows it. */
+  fault(): StoreFault | null {
+    if (this.hot.connected && this.appender?.failing !== true) return null;
+    return classifyStoreError(new ChangeLogUnavailableError(), this.o.clock.now());
+  }
+
+  /** What tests and /metrics read. */
+  get stats(): { appended: number; backlog: number; applied: number } {
+    return {
+      appended: this.appender?.appended ?? 0,
+      backlog: this.appender?.backlog ?? 0,
+      applied: this.follower?.applied ?? 0,
+    };
+  }
+
+  /** The follower's position (tests wait for it to pass an offset). */
+  get followed(): Follower | null {
+    return this.follower;
+  }
+
+  /** Lands the appends still queued (bounded), stops following, closes the connections. */
+  close(): Promise<void> {
+    this.closed ??= (async () => {
+      await this.appender?.stop();
+      this.follower?.halt();
+      await this.hot.close();
+      await this.follower?.done;
+    })();
+    return this.closed;
+  }
+}
