@@ -21,6 +21,7 @@ import { ConnectionService, type ConnectionServiceDeps } from './oauth/service';
 import { TokenVault } from './oauth/vault';
 import { asyncSqlite } from './store/async-sqlite';
 import type { MigrationReport } from './store/db';
+import { classifyStoreError, isStoreFault, type StoreFault } from './store/faults';
 import { openPgStores } from './store/pg';
 import { describeTarget } from './store/pg/pool';
 import { openSqliteStores, type SqliteStores } from './store/sqlite';
@@ -43,6 +44,11 @@ export interface OpenedStores {
   readonly migration: MigrationReport;
   /** Where they are, for messages: the SQLite file, or PostgreSQL's host:port/database (no credentials). */
   readonly where: string;
+  /**
+   * For `/readyz`: true when the stores answer with their schema current, false when they are
+   * closed or not migrated, or the fault that keeps them from answering (PostgreSQL down).
+   */
+  readiness(): Promise<boolean | StoreFault>;
 }
 
 /** Where this configuration's stores are (see `OpenedStores.where`), without opening them. */
@@ -62,10 +68,30 @@ export async function openBackend(env: Env, clock: Clock = systemClock): Promise
   const where = storesLocation(env);
   if (env.PRESENCE_DATABASE_URL !== undefined) {
     const stores = await openPgStores({ connectionString: env.PRESENCE_DATABASE_URL, clock });
-    return { stores, sqlite: null, migration: stores.migration, where };
+    /** The fault of the last probe, so that `since` says when it began. */
+    let down: StoreFault | null = null;
+    const readiness = async (): Promise<boolean | StoreFault> => {
+      try {
+        const ok = await stores.probe();
+        down = null;
+        return ok;
+      } catch (error) {
+        if (!isStoreFault(error)) return false;
+        const fault = classifyStoreError(error, clock.now());
+        if (down?.reason !== fault.reason) down = fault;
+        return down;
+      }
+    };
+    return { stores, sqlite: null, migration: stores.migration, where, readiness };
   }
   const sqlite = openStores(env, clock);
-  return { stores: asyncSqlite(sqlite), sqlite, migration: sqlite.migration, where };
+  return {
+    stores: asyncSqlite(sqlite),
+    sqlite,
+    migration: sqlite.migration,
+    where,
+    readiness: () => Promise.resolve(sqlite.ready()),
+  };
 }
 
 /** The engine over the presence store, configured from the environment; not loaded yet. */

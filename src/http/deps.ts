@@ -10,6 +10,7 @@ import type { ConnectorStatus } from '../aggregator/connector-host';
 import type { UserService } from '../aggregator/users';
 import type { Clock } from '../core/clock';
 import type { ApiKeys } from '../keys/api-keys';
+import type { StoreFault } from '../store/faults';
 import type { ExtraGauges } from './metrics';
 import type { PrivacyDeps } from './routes/privacy';
 
@@ -19,8 +20,11 @@ export interface AppDeps {
   readonly clock: Clock;
   /** Every connector, running or off, for GET /v1/connectors. */
   readonly connectors: () => readonly ConnectorStatus[];
-  /** Database open and migrations applied. */
-  readonly ready: () => boolean;
+  /**
+   * Database open and migrations applied: true or false, or the fault that keeps the database
+   * from answering (PostgreSQL down), which `/readyz` names.
+   */
+  readonly ready: () => boolean | StoreFault | Promise<boolean | StoreFault>;
   /** Requests per minute per API key. */
   readonly rateLimitPerMinute: number;
   /** The pino logger requests log to, or false for none. */

@@ -71,13 +71,14 @@ export function opsRoutes(app: FastifyInstance, deps: AppDeps, registry: Registr
       schema: {
         summary: 'Readiness: database open, migrations applied, and the store taking commits',
         description:
-          'While the store cannot commit (locked by another process, disk full, read-only), 503 names the cause; it turns ready again by itself once a commit succeeds.',
+          'While the store cannot commit (locked by another process, disk full, read-only) or does not answer (PostgreSQL unreachable), 503 names the cause; it turns ready again by itself once the store answers and a commit succeeds.',
         tags: ['ops'],
         response: { 200: z.object({ ready: z.literal(true) }), 503: NotReady },
       },
     },
-    (_req, reply) => {
-      if (!deps.ready()) {
+    async (_req, reply) => {
+      const ready = await deps.ready();
+      if (ready === false) {
         void reply.code(503).send({
           ready: false,
           reason: 'database_not_ready',
@@ -86,7 +87,7 @@ export function opsRoutes(app: FastifyInstance, deps: AppDeps, registry: Registr
         });
         return;
       }
-      const fault = deps.engine.storeFault();
+      const fault = ready === true ? deps.engine.storeFault() : ready;
       if (fault !== null) {
         void reply
           .code(503)

@@ -17,7 +17,7 @@ import type { MigrationReport } from '../db';
 import { PgConnectionStore } from './connection-store';
 import { PgHeldDeviceStore } from './held-devices';
 import { PgApiKeyStore } from './key-store';
-import { checkReachable, isMigrated, migrate } from './migrate';
+import { checkReachable, migrate, schemaCurrent } from './migrate';
 import { inPgTx, openPool, type PoolOptions } from './pool';
 import { PgPresenceStore } from './presence-store';
 import { PgPrivacyStore } from './privacy-store';
@@ -34,6 +34,8 @@ export interface PgStores extends AsyncStores {
   readonly pool: pg.Pool;
   /** What opening applied. */
   readonly migration: MigrationReport;
+  /** `ready()`, except that a database that does not answer throws the driver's error (its cause). */
+  probe(): Promise<boolean>;
 }
 
 /**
@@ -64,7 +66,8 @@ export async function openPgStores(options: PoolOptions & { readonly clock?: Clo
     heldDevices: new PgHeldDeviceStore(pool),
     transaction: <T>(fn: (tx: StoreTx) => T | Promise<T>): Promise<T> => inPgTx(pool, fn),
     scrubbing: (fn) => webhooks.scrubbing(fn),
-    ready: async () => ended === null && (await isMigrated(pool)),
+    ready: async () => ended === null && (await schemaCurrent(pool).catch(() => false)),
+    probe: async () => ended === null && (await schemaCurrent(pool)),
     close,
   };
 }

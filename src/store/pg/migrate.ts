@@ -87,16 +87,15 @@ export async function migrate(
   }
 }
 
-/** True when the database answers and every migration on disk is applied: what `/readyz` asks. */
-export async function isMigrated(
+/**
+ * True when every migration on disk is applied; throws what the driver threw when the database
+ * does not answer, so `/readyz` can name why (store/faults.ts).
+ */
+export async function schemaCurrent(
   pool: pg.Pool,
   migrations: readonly Migration[] = readPgMigrations(),
 ): Promise<boolean> {
-  try {
-    const { rows } = await pool.query<{ version: string }>('SELECT version FROM schema_migrations');
-    const have = new Set(rows.map((r) => r.version));
-    return migrations.every((m) => have.has(m.version));
-  } catch {
-    return false;
-  }
+  const { rows } = await pool.query<{ version: string }>('SELECT version FROM schema_migrations');
+  const have = new Set(rows.map((r) => r.version));
+  return migrations.every((m) => have.has(m.version));
 }
