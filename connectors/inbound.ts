@@ -8,16 +8,20 @@
  *
  * - `parseSignedBody`: after verification, the body by its content type: JSON (and, where the
  *   platform posts them, forms); any other type is `415 unsupported_media_type`, bad JSON `400`.
- * - `SeenDeliveries`: the memory that drops a delivery already taken (a platform's retry, or a
- *   replay of a validly signed request), bounded in time and size.
+ * - `deliveryMemory`: the memory that drops a delivery already taken (a platform's retry, or a
+ *   replay of a validly signed request), bounded in time: the coordination's `DeliveryDedup`
+ *   (shared by the nodes, so a push redelivered to another node is still taken once), or by
+ *   default this process's `SeenDeliveries`, bounded in size too.
  */
 
 import type { ZodType } from 'zod';
 
+import type { Clock } from '../src/core/clock';
 import type { MappedPresence } from '../src/core/connector';
+import { inProcessDeliveries } from '../src/core/coordination';
 import { AppError } from '../src/core/errors';
 import type { Log } from '../src/core/log';
-import type { AccountRef } from '../src/core/ports';
+import type { AccountRef, DeliveryDedup, DeliveryDedupFactory } from '../src/core/ports';
 
 /** Moved to core (the in-process delivery memory behind `DeliveryDedup`); exported here as before. */
 export { SeenDeliveries } from '../src/core/coordination';
@@ -134,4 +138,25 @@ export function parseSignedBody(
     'unsupported_media_type',
     `send application/json${options.forms === true ? ' (or a form)' : ''} to this route, not ${type === '' ? 'no content type' : type}`,
   );
+}
+
+/**
+ * A route's delivery memory (`scope` names the route): from `deliveries`, the coordination's (one
+ * memory for every node), else this process's alone.
+ */
+export function deliveryMemory(
+  deliveries: DeliveryDedupFactory | undefined,
+  clock: Clock,
+  scope: string,
+  options: { readonly ttlMs: number; readonly max: number },
+): DeliveryDedup {
+  return (deliveries ?? inProcessDeliveries(clock))(scope, options);
+}
+
+/**
+ * Forgets a delivery whose work failed, keeping the work's error: if the memory cannot be reached
+ * either, the mark ends at its TTL (and the memory's own failure shows on the next delivery).
+ */
+export async function forgetQuietly(seen: DeliveryDedup, id: string): Promise<void> {
+  await seen.forget(id).catch(() => undefined);
 }

@@ -11,6 +11,7 @@ import type { Env } from '../src/config/env';
 import type { Clock } from '../src/core/clock';
 import type { Connector, ConnectorDescriptor } from '../src/core/connector';
 import type { Log } from '../src/core/log';
+import type { Coordination } from '../src/core/ports';
 import type { AppGrants } from '../src/oauth/app-token';
 import type { ConnectionService } from '../src/oauth/service';
 import type { InboundHandler, PresencePort } from './inbound';
@@ -42,6 +43,11 @@ export interface ConnectorDeps {
   readonly appGrants: AppGrants;
   /** Where an inbound handler that maps pushes itself sends the presence (WhatsApp, Zoom). */
   readonly presence: PresencePort;
+  /**
+   * What the nodes share: rate budgets (`buckets`, keyed by platform and account) and delivery
+   * memories (`deliveries`). Absent: this process's own (one node).
+   */
+  readonly coordination?: Pick<Coordination, 'buckets' | 'deliveries'>;
   /**
    * Whether to build the connector (polling, gateway, subscriptions). False when the service runs
    * without timers (tests drive the clock): then only inbound handlers that need no connector are

@@ -25,6 +25,8 @@ import {
 import type { Env } from './config/env';
 import type { StoreTx } from './core/changes';
 import { systemClock, type Clock } from './core/clock';
+import { inProcessCoordination } from './core/coordination';
+import type { Coordination } from './core/ports';
 import type { Connector, ConnectorHealth } from './core/connector';
 import { silentLog, type Log } from './core/log';
 import { runShutdown, type ShutdownReport } from './core/shutdown';
@@ -53,6 +55,11 @@ import { CONNECTION_LABEL } from './stream/devices';
 
 export interface ServiceOptions {
   readonly clock?: Clock;
+  /**
+   * What this node shares with the others (polling shares, rate budgets, delivery memories,
+   * locks): default this process's own, for a node alone (`inProcessCoordination`).
+   */
+  readonly coordination?: Coordination;
   /** The logger; false for none. Defaults to pino at LOG_LEVEL, with secrets redacted. */
   readonly logger?: FastifyBaseLogger | false;
   /** Connectors to run (the demo passes simulated ones); the real ones come with their issues. */
@@ -152,6 +159,7 @@ function platformParts(
     clock: Clock;
     log: Log;
     run: boolean;
+    coordination: Coordination;
   },
 ): (ConnectorParts & { platform: (typeof REAL_PLATFORMS)[number] })[] {
   const presence = presencePort(deps.engine);
@@ -165,6 +173,7 @@ function platformParts(
       appGrants: deps.appGrants,
       presence,
       run: deps.run,
+      coordination: deps.coordination,
     }),
   }));
 }
@@ -299,7 +308,8 @@ async function assemble(
   closing.figures = () => figures.stop();
   if (options.timers !== false) figures.start();
   const keys = createKeys(asyncStores, clock);
-  const host = new ConnectorHost(engine, log, (type, data) => webhooks.emit(type, data));
+  const coordination = options.coordination ?? inProcessCoordination(clock);
+  const host = new ConnectorHost(engine, log, (type, data) => webhooks.emit(type, data), coordination.shares);
   // Events of other layers (connections now; connectors later) go to the webhook outbox. They
   // are emitted inside the transaction that records the change they report.
   const emitEvent = (
@@ -328,6 +338,7 @@ async function assemble(
     clock,
     log,
     run: options.timers !== false,
+    coordination,
   });
   for (const { connector } of parts) if (connector !== null) await host.start(connector);
   if (options.timers !== false) host.watch();

@@ -22,8 +22,10 @@
  */
 
 import { systemClock, type Clock } from '../../src/core/clock';
+import { InProcessRateBuckets } from '../../src/core/coordination';
 import type { Connector, ConnectorContext, ConnectorHealth } from '../../src/core/connector';
 import { silentLog, type Log } from '../../src/core/log';
+import type { RateBuckets } from '../../src/core/ports';
 import type { PushPort } from '../inbound';
 import { SLACK_SCOPE_ERRORS, SLACK_USER_ERRORS, SlackCallError, SlackClient, type SlackApi } from './client';
 import { slack } from './descriptor';
@@ -66,6 +68,7 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
   private ctx: ConnectorContext | null = null;
   private clock: Clock;
   private log: Log;
+  private buckets: RateBuckets;
   private timer: NodeJS.Timeout | null = null;
   private inFlight: Promise<void> | null = null;
   private lastSuccessAt: number | null = null;
@@ -97,6 +100,7 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
     this.spec = budgetSpecs(options, this.pollIntervalMs, this.pushOnly);
     this.clock = options.clock ?? systemClock;
     this.log = options.log ?? silentLog;
+    this.buckets = options.buckets ?? new InProcessRateBuckets(this.clock);
     this.reporter = new SlackReporter({
       log: () => this.log,
       pushOnly: this.pushOnly,
@@ -114,6 +118,7 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
     this.ctx = ctx;
     this.clock = this.options.clock ?? ctx.clock;
     this.log = this.options.log ?? ctx.log;
+    this.buckets = this.options.buckets ?? new InProcessRateBuckets(this.clock);
     this.startedAt = this.clock.now();
     this.sync();
     this.arm();
@@ -178,7 +183,7 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
       for (const name of BUDGETS) {
         if (this.spec[name].intervalMs <= 0) continue;
         let earliest = Infinity;
-        for (const u of ws.users.values()) earliest = Math.min(earliest, u.due[name]);
+        for (const u of ws.users.values()) if (this.polled(u)) earliest = Math.min(earliest, u.due[name]);
         const budget = ws.budgets[name];
         next = Math.min(
           next,
@@ -230,7 +235,9 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
   private spacing(ws: Workspace, name: BudgetName): number {
     const s = this.spec[name];
     const floor = 60_000 / s.perMinute;
-    const calls = Math.ceil(ws.users.size / s.batch);
+    let polled = 0;
+    for (const u of ws.users.values()) if (this.polled(u)) polled += 1;
+    const calls = Math.ceil(polled / s.batch);
     return calls === 0 ? floor : Math.max(floor, s.intervalMs / calls);
   }
 
@@ -290,8 +297,16 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
       now < budget.retryAfterUntil
     )
       return false;
-    for (const u of ws.users.values()) if (u.due[name] <= now) return true;
+    for (const u of ws.users.values()) if (u.due[name] <= now && this.polled(u)) return true;
     return false;
+  }
+
+  /**
+   * Whether this node polls the user (it holds the account's polling share); events are taken
+   * for every linked user, whichever node they reach.
+   */
+  private polled(u: UserState): boolean {
+    return this.ctx?.polls?.(u.account) !== false;
   }
 
   private async runWorkspace(ws: Workspace, now: number): Promise<void> {
@@ -350,11 +365,21 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
     const spec = this.spec[name];
     const budget = ws.budgets[name];
     const due = [...ws.users.values()]
-      .filter((u) => u.due[name] <= now)
+      .filter((u) => u.due[name] <= now && this.polled(u))
       .sort((a, b) => a.due[name] - b.due[name])
       .slice(0, spec.batch);
     budget.nextSlotAt = now + this.spacing(ws, name);
     try {
+      // The tier's budget for this workspace and method, spent with every node polling it: the
+      // spacing keeps one node within it; the shared window keeps them all.
+      const wait = await this.buckets.take(`slack:${ws.id}:${name}`, {
+        limit: Math.max(1, Math.floor(spec.perMinute)),
+        windowMs: 60_000,
+      });
+      if (wait > 0) {
+        budget.nextSlotAt = now + wait;
+        return;
+      }
       await fetchInto(name, api, due, now);
     } catch (err) {
       this.fail(ws, name, due, err);

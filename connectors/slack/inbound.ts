@@ -15,10 +15,11 @@
 import { systemClock, type Clock } from '../../src/core/clock';
 import { AppError } from '../../src/core/errors';
 import type { Log } from '../../src/core/log';
+import type { DeliveryDedupFactory } from '../../src/core/ports';
 import {
   headerOf,
   parseSignedBody,
-  SeenDeliveries,
+  deliveryMemory,
   type InboundEndpoint,
   type InboundHandler,
   type PushPort,
@@ -41,6 +42,8 @@ export interface SlackInboundOptions {
   readonly dedupeTtlMs?: number;
   /** At most this many ids are remembered (oldest dropped first). Default 50,000. */
   readonly dedupeMax?: number;
+  /** The delivery memory shared by the nodes (the coordination's); default: this process's. */
+  readonly deliveries?: DeliveryDedupFactory;
 }
 
 const REASONS: Record<Exclude<SlackSignatureCheck, 'ok'>, string> = {
@@ -79,7 +82,10 @@ export function slackDelivery(body: unknown): SlackDelivery {
 
 export function slackInbound(options: SlackInboundOptions): InboundHandler {
   const clock = options.clock ?? systemClock;
-  const seen = new SeenDeliveries(options.dedupeTtlMs ?? 2 * 3_600_000, options.dedupeMax ?? 50_000);
+  const seen = deliveryMemory(options.deliveries, clock, 'slack:events', {
+    ttlMs: options.dedupeTtlMs ?? 2 * 3_600_000,
+    max: options.dedupeMax ?? 50_000,
+  });
   const events: InboundEndpoint<SlackDelivery> = {
     method: 'POST',
     path: SLACK_INBOUND_PATH,
@@ -98,7 +104,7 @@ export function slackInbound(options: SlackInboundOptions): InboundHandler {
     // Interactivity and slash commands post forms; the connector takes none of them, but a
     // signed one is acknowledged rather than refused. Any other type is a 415.
     parse: (request) => slackDelivery(parseSignedBody(request, { forms: true }).value),
-    handle(delivery, request) {
+    async handle(delivery, request) {
       switch (delivery.kind) {
         case 'url_verification':
           return { status: 200, body: { challenge: delivery.challenge } };
@@ -106,7 +112,7 @@ export function slackInbound(options: SlackInboundOptions): InboundHandler {
           const { envelope } = delivery;
           const retry = headerOf(request, 'x-slack-retry-num');
           const id = typeof envelope.event_id === 'string' ? envelope.event_id : null;
-          if (id !== null && !seen.firstTime(id, clock.now())) {
+          if (id !== null && !(await seen.firstTime(id))) {
             request.log.debug({ eventId: id, retry }, 'duplicate slack delivery acknowledged');
             return { status: 200, body: { ok: true, duplicate: true } };
           }

@@ -29,9 +29,15 @@ export const slackModule: ConnectorModule = {
   inboundSecret: 'SLACK_SIGNING_SECRET',
   // With the client id and secret, the workspaces people connected are polled with their tokens.
   needs: ['connections'],
-  create({ env, clock, log, connections, run }) {
+  create({ env, clock, log, connections, run, coordination }) {
     if (!run) return { connector: null, inbound: null };
-    const common = { apiUrl: env.SLACK_API_URL, pollIntervalMs: env.SLACK_POLL_INTERVAL, clock, log };
+    const common = {
+      apiUrl: env.SLACK_API_URL,
+      pollIntervalMs: env.SLACK_POLL_INTERVAL,
+      clock,
+      log,
+      buckets: coordination?.buckets,
+    };
     let connector: SlackConnector | null = null;
     if (env.SLACK_BOT_TOKEN !== undefined) {
       connector = new SlackConnector({
@@ -56,7 +62,13 @@ export const slackModule: ConnectorModule = {
     const inbound =
       env.SLACK_SIGNING_SECRET === undefined || connector === null
         ? null
-        : slackInbound({ signingSecret: env.SLACK_SIGNING_SECRET, clock, log, port: connector });
+        : slackInbound({
+            signingSecret: env.SLACK_SIGNING_SECRET,
+            clock,
+            log,
+            port: connector,
+            deliveries: coordination?.deliveries,
+          });
     return { connector, inbound };
   },
 };

@@ -4,6 +4,7 @@
  */
 
 import type { Clock } from '../../src/core/clock';
+import type { RateBuckets } from '../../src/core/ports';
 import type { Log } from '../../src/core/log';
 
 export interface SlackAuthErrorInfo {
@@ -29,6 +30,11 @@ export interface SlackConnectorOptions {
   readonly apiUrl?: string;
   /** Defaults to the clock of the context the connector is started with. */
   readonly clock?: Clock;
+  /**
+   * Where each workspace's per-method budgets are kept: shared by the nodes (the coordination's),
+   * so together they stay within the tier; default this process's.
+   */
+  readonly buckets?: RateBuckets;
   /** How often each user's presence is polled, budget permitting. Default 60 s. */
   readonly pollIntervalMs?: number;
   /** How often DND is fetched per user (in batches of 50). Default: the poll interval. */

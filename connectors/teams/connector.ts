@@ -35,7 +35,7 @@ import type {
   ConnectorHealth,
 } from '../../src/core/connector';
 import { silentLog, type Log } from '../../src/core/log';
-import type { AccountRef } from '../../src/core/ports';
+import type { AccountRef, RateBuckets } from '../../src/core/ports';
 import type { AppToken } from '../../src/oauth/app-token';
 import { isSafeTokenUrl, TeamsGraphClient, tokenEndpointError } from './client';
 import { TeamsHealth } from './health';
@@ -85,6 +85,8 @@ export interface TeamsConnectorOptions {
   readonly clientState?: string;
   /** Graph's presence budget per tenant (default 1,500 calls per 30 s). */
   readonly rateLimit?: { readonly calls: number; readonly windowMs: number };
+  /** Where that budget is kept: shared by the nodes (the coordination's); default this process's. */
+  readonly buckets?: RateBuckets;
   /** Requested lifetime of a subscription (default 55 min; Graph's maximum is 60). */
   readonly subscriptionLifetimeMs?: number;
   /** Renew a subscription when it has less than this left (default 10 min). */
@@ -253,6 +255,7 @@ export interface TeamsFromEnvDeps {
   readonly delegatedTokenFor?: (account: AccountRef) => Promise<string | null>;
   readonly onDelegatedTokenRejected?: (account: AccountRef, reason: string) => void;
   readonly pollIntervalMs?: number;
+  readonly buckets?: RateBuckets;
 }
 
 /**
@@ -294,6 +297,7 @@ export function teamsConnectorFromEnv(env: Env, deps: TeamsFromEnvDeps): TeamsCo
     clock: deps.clock,
     log: deps.log,
     pollIntervalMs: deps.pollIntervalMs,
+    buckets: deps.buckets,
     delegatedTokenFor: deps.delegatedTokenFor,
     onDelegatedTokenRejected: deps.onDelegatedTokenRejected,
     notificationUrl,

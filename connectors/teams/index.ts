@@ -29,7 +29,7 @@ export const teamsModule: ConnectorModule = {
   credentials: [['MS_TENANT_ID', 'MS_CLIENT_ID', 'MS_CLIENT_SECRET']],
   inboundSecret: 'MS_CLIENT_ID',
   needs: ['connections', 'public_url'],
-  create({ env, clock, log, connections, appGrants, run }) {
+  create({ env, clock, log, connections, appGrants, run, coordination }) {
     if (!run) return { connector: null, inbound: null };
     const grant = appGrants.for('teams');
     if (grant === null) return { connector: null, inbound: null }; // MS_CLIENT_ID or MS_CLIENT_SECRET unset
@@ -40,6 +40,8 @@ export const teamsModule: ConnectorModule = {
       clock,
       log,
       pollIntervalMs: env.TEAMS_POLL_INTERVAL,
+      // The tenant's Graph budget, spent with every other node polling it.
+      buckets: coordination?.buckets,
       // A person's delegated token, when they connected their account (subscriptions need one).
       delegatedTokenFor: async (account) => {
         const c = connections?.findByAccount(account, 'user');

@@ -7,12 +7,14 @@
  * know is never guessed: it is logged once and produces no live observation.
  */
 
+import { InProcessRateBuckets } from '../../src/core/coordination';
+import type { RateBuckets, RateLimit } from '../../src/core/ports';
 import { parseRetryAfter } from '../../src/core/retry-after';
 import type { AppToken } from '../../src/oauth/app-token';
 import { MAX_IDS_PER_CALL, type TeamsGraphClient, TeamsGraphError, TokenEndpointError } from './client';
 import type { TeamsHealth } from './health';
 import { chunks, lower, notificationUserId } from './ids';
-import { backoffDelay, DEFAULT_BACKOFF_MS, SlidingWindowLimiter } from './limiter';
+import { backoffDelay, DEFAULT_BACKOFF_MS, GRAPH_PRESENCE_CALLS, GRAPH_PRESENCE_WINDOW_MS } from './limiter';
 import { toTeamsPresence } from './map';
 import type { TeamsRuntime } from './runtime';
 import type { GraphChangeNotification, GraphPresence } from './types';
@@ -24,9 +26,11 @@ type Outcome = 'ok' | 'retry' | 'drop';
 
 /** The TeamsConnectorOptions the poller reads (documented there), with the poll interval checked. */
 export interface PollerOptions {
+  readonly tenantId: string;
   readonly pollIntervalMs: number;
   readonly reconcileIntervalMs?: number;
   readonly rateLimit?: { readonly calls: number; readonly windowMs: number };
+  readonly buckets?: RateBuckets;
   readonly backoffMs?: readonly number[];
   readonly random?: () => number;
   readonly timers?: boolean;
@@ -48,7 +52,10 @@ export class PresencePoller {
   private readonly random: (() => number) | undefined;
   /** False: no timers of its own (tests drive it by hand). */
   private readonly timers: boolean;
-  private readonly limiter: SlidingWindowLimiter;
+  /** The tenant's Graph budget: a sliding window, kept where every node polling the tenant spends it. */
+  private readonly buckets: RateBuckets;
+  private readonly budgetKey: string;
+  private readonly rate: RateLimit;
 
   private queue: string[][] = [];
   private readonly urgent = new Set<string>();
@@ -72,7 +79,15 @@ export class PresencePoller {
     this.backoffMs = options.backoffMs ?? DEFAULT_BACKOFF_MS;
     this.random = options.random;
     this.timers = options.timers !== false;
-    this.limiter = new SlidingWindowLimiter(options.rateLimit?.calls, options.rateLimit?.windowMs);
+    this.buckets = options.buckets ?? new InProcessRateBuckets(rt.clock);
+    this.budgetKey = `teams:${options.tenantId.toLowerCase()}:presence`;
+    this.rate = {
+      limit: options.rateLimit?.calls ?? GRAPH_PRESENCE_CALLS,
+      windowMs: options.rateLimit?.windowMs ?? GRAPH_PRESENCE_WINDOW_MS,
+    };
+    if (!Number.isInteger(this.rate.limit) || this.rate.limit < 1)
+      throw new RangeError('limit must be a positive integer');
+    if (!(this.rate.windowMs > 0)) throw new RangeError('windowMs must be positive');
   }
 
   /** The drain under way, if any. */
@@ -122,7 +137,11 @@ export class PresencePoller {
     const reconcile = now >= this.nextReconcileAt;
     if (reconcile) this.nextReconcileAt = now + this.reconcileIntervalMs;
     const ids: string[] = [];
-    for (const id of index.keys()) if (reconcile || !covered.has(id)) ids.push(id);
+    const ctx = this.rt.ctx;
+    for (const [id, accounts] of index)
+      // Another node polls the accounts whose shares it holds; notified users are fetched by
+      // whichever node received the notification (fetchNotified).
+      if ((reconcile || !covered.has(id)) && accounts.some((a) => ctx?.polls?.(a) !== false)) ids.push(id);
     this.queue = chunks(ids, MAX_IDS_PER_CALL);
     this.nextCycleAt = now + this.pollIntervalMs;
   }
@@ -142,7 +161,14 @@ export class PresencePoller {
       const fromUrgent = this.urgent.size > 0;
       const batch = fromUrgent ? [...this.urgent].slice(0, MAX_IDS_PER_CALL) : this.queue[0];
       if (batch === undefined || batch.length === 0) return;
-      const wait = this.limiter.take(now);
+      let wait: number;
+      try {
+        wait = await this.buckets.take(this.budgetKey, this.rate);
+      } catch (e) {
+        // The shared budget cannot be read (Redis down): backed off like a failed call.
+        this.pollFailed(e);
+        return;
+      }
       if (wait > 0) {
         this.deferredUntil = now + wait;
         this.rt.log.debug({ platform: 'teams', waitMs: wait }, 'Graph presence budget used up; waiting');

@@ -16,11 +16,13 @@ import { systemClock, type Clock } from '../../src/core/clock';
 import { AppError } from '../../src/core/errors';
 import { hmacHex, safeEqual } from '../../src/core/hmac';
 import type { Log } from '../../src/core/log';
+import type { DeliveryDedupFactory } from '../../src/core/ports';
 import type { DecayStep } from '../../src/core/presence';
 import {
   headerOf,
   parseSignedBody,
-  SeenDeliveries,
+  deliveryMemory,
+  forgetQuietly,
   type InboundEndpoint,
   type InboundHandler,
   type PresencePort,
@@ -50,6 +52,8 @@ export interface WhatsAppInboundOptions {
   readonly clock?: Clock;
   /** At most this many message and status ids are remembered (oldest dropped first). Default 100,000. */
   readonly dedupeMax?: number;
+  /** The delivery memory shared by the nodes (the coordination's); default: this process's. */
+  readonly deliveries?: DeliveryDedupFactory;
 }
 
 const SIGNATURE = /^sha256=([0-9a-f]{64})$/;
@@ -101,7 +105,10 @@ export function whatsappInbound(options: WhatsAppInboundOptions): InboundHandler
   // Past the decay a replayed sighting changes nothing anyway (it has expired); until then the
   // memory holds it. Meta's own retries come within that time too.
   const lastStep = options.decay[options.decay.length - 1]?.untilMs ?? 0;
-  const seen = new SeenDeliveries(Math.max(2 * 3_600_000, lastStep), options.dedupeMax ?? 100_000);
+  const seen = deliveryMemory(options.deliveries, clock, 'whatsapp:messages', {
+    ttlMs: Math.max(2 * 3_600_000, lastStep),
+    max: options.dedupeMax ?? 100_000,
+  });
 
   const handshake: InboundEndpoint<string> = {
     method: 'GET',
@@ -149,7 +156,7 @@ export function whatsappInbound(options: WhatsAppInboundOptions): InboundHandler
       let ignored = 0;
       let duplicates = 0;
       for (const s of toWhatsAppSightings(hook, options.decay)) {
-        if (!seen.firstTime(s.key, clock.now())) {
+        if (!(await seen.firstTime(s.key))) {
           duplicates += 1;
           continue;
         }
@@ -163,7 +170,7 @@ export function whatsappInbound(options: WhatsAppInboundOptions): InboundHandler
           else ignored += 1;
         } catch (err) {
           // Not taken after all: Meta's retry of it must be applied.
-          seen.forget(s.key);
+          await forgetQuietly(seen, s.key);
           throw err;
         }
       }

@@ -22,7 +22,7 @@ export const whatsappModule: ConnectorModule = {
   inboundSecret: 'WHATSAPP_APP_SECRET',
   pushOnly: true,
   needs: [],
-  create({ env, log, presence }) {
+  create({ env, log, presence, coordination }) {
     if (env.WHATSAPP_APP_SECRET === undefined) return { connector: null, inbound: null };
     return {
       connector: null,
@@ -32,6 +32,7 @@ export const whatsappModule: ConnectorModule = {
         port: presence,
         decay: env.PRESENCE_INFERRED_DECAY,
         log,
+        deliveries: coordination?.deliveries,
       }),
     };
   },

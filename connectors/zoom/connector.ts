@@ -95,6 +95,8 @@ export class ZoomConnector implements Connector {
     this.nextPollAt = ctx.clock.now() + this.intervalMs;
     for (const account of ctx.accounts()) {
       if (this.ctx === null) return;
+      // Another node polls the accounts whose polling shares it holds.
+      if (ctx.polls?.(account) === false) continue;
       const wait = await this.pollUser(ctx, account.externalId, account.workspaceId);
       await this.sleep(Math.max(this.gapMs, wait));
     }

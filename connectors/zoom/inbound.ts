@@ -15,9 +15,11 @@ import type { Clock } from '../../src/core/clock';
 import { AppError } from '../../src/core/errors';
 import { hmacHex, safeEqual } from '../../src/core/hmac';
 import type { Log } from '../../src/core/log';
+import type { DeliveryDedupFactory } from '../../src/core/ports';
 import {
   parseSignedBody,
-  SeenDeliveries,
+  deliveryMemory,
+  forgetQuietly,
   type InboundEndpoint,
   type InboundHandler,
   type PresencePort,
@@ -44,6 +46,8 @@ export interface ZoomInboundOptions {
   readonly dedupeTtlMs?: number;
   /** At most this many deliveries are remembered (oldest dropped first). Default 50,000. */
   readonly dedupeMax?: number;
+  /** The delivery memory shared by the nodes (the coordination's); default: this process's. */
+  readonly deliveries?: DeliveryDedupFactory;
 }
 
 const Envelope = z.object({
@@ -80,7 +84,10 @@ export type ZoomDelivery =
 
 export function zoomInbound(options: ZoomInboundOptions): InboundHandler {
   const tolerance = options.toleranceMs ?? 5 * 60_000;
-  const seen = new SeenDeliveries(options.dedupeTtlMs ?? 2 * 3_600_000, options.dedupeMax ?? 50_000);
+  const seen = deliveryMemory(options.deliveries, options.clock, 'zoom:webhooks', {
+    ttlMs: options.dedupeTtlMs ?? 2 * 3_600_000,
+    max: options.dedupeMax ?? 50_000,
+  });
   const unknownValues = new Set<string>();
   const webhooks: InboundEndpoint<ZoomDelivery> = {
     method: 'POST',
@@ -130,7 +137,7 @@ export function zoomInbound(options: ZoomInboundOptions): InboundHandler {
       }
       if (delivery.kind === 'other') return { status: 200, body: { received: true, applied: false } };
       const { object: o, deliveryId } = delivery;
-      if (!seen.firstTime(deliveryId, options.clock.now()))
+      if (!(await seen.firstTime(deliveryId)))
         return { status: 200, body: { received: true, applied: false, duplicate: true } };
       const mapped = toZoomEventPresence(o, options.clock.now());
       if (mapped === null) {
@@ -152,7 +159,7 @@ export function zoomInbound(options: ZoomInboundOptions): InboundHandler {
           return { status: 200, body: { received: true, applied: false } };
       } catch (err) {
         // Not taken after all: Zoom's retry of it must be applied.
-        seen.forget(deliveryId);
+        await forgetQuietly(seen, deliveryId);
         throw err;
       }
       return { status: 200, body: { received: true, applied: true } };

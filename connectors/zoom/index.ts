@@ -30,7 +30,7 @@ export const zoomModule: ConnectorModule = {
   pushOnly: true,
   // The poller's token is the app grant the connection layer keeps.
   needs: ['connections'],
-  create({ env, clock, log, connections, presence, run }) {
+  create({ env, clock, log, connections, presence, run, coordination }) {
     let connector: ZoomConnector | null = null;
     if (
       run &&
@@ -61,6 +61,7 @@ export const zoomModule: ConnectorModule = {
             clock,
             log,
             ttlMs: descriptor.defaultTtlMs,
+            deliveries: coordination?.deliveries,
           });
     return { connector, inbound };
   },

@@ -1,11 +1,15 @@
 /**
  * @module aggregator/connector-host
  * Runs connectors against the engine: gives each its context (clock, log, a `report` that
- * resolves accounts to users) and collects their health for `GET /v1/connectors`.
+ * resolves accounts to users, and `polls`, whether this node holds an account's polling share)
+ * and collects their health for `GET /v1/connectors`. It keeps the polling connectors' shares:
+ * taken before a connector starts, renewed every third of their TTL, released at the stop.
  */
 
 import type { Connector, ConnectorContext, ConnectorDescriptor, ConnectorHealth } from '../core/connector';
+import { accountTarget, soleNodeShares } from '../core/coordination';
 import type { Log } from '../core/log';
+import type { PollShares } from '../core/ports';
 import { StoreUnavailableError } from '../store/faults';
 import type { PresenceEngine } from './engine';
 
@@ -78,6 +82,7 @@ export function connectorContext(
   engine: PresenceEngine,
   descriptor: ConnectorDescriptor,
   log: Log,
+  shares: PollShares = soleNodeShares,
 ): ConnectorContext {
   return {
     clock: engine.clock,
@@ -97,6 +102,7 @@ export function connectorContext(
       return true;
     },
     accounts: () => engine.accountsFor(descriptor.platform),
+    polls: (account) => shares.owns(descriptor.platform, accountTarget(account)),
   };
 }
 
@@ -106,18 +112,54 @@ export type ConnectorEvent = 'connector.degraded' | 'connector.recovered';
 export class ConnectorHost {
   private readonly running: { connector: Connector; simulated: boolean; healthy: boolean }[] = [];
   private watcher: NodeJS.Timeout | null = null;
+  /** The polling connectors' contexts, by platform: whose shares to renew. */
+  private readonly polling = new Map<string, ConnectorContext>();
+  private renewer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly engine: PresenceEngine,
     private readonly log: Log,
     /** Told of each transition (the composition root sends it as a webhook). */
     private readonly onEvent: (type: ConnectorEvent, data: Record<string, unknown>) => void = () => undefined,
+    /** The polling shares of the nodes; default: this node alone polls everything. */
+    private readonly shares: PollShares = soleNodeShares,
   ) {}
 
   async start(connector: Connector, options: { simulated?: boolean } = {}): Promise<void> {
     const d = connector.descriptor;
-    await connector.start(connectorContext(this.engine, d, this.log));
+    const ctx = connectorContext(this.engine, d, this.log, this.shares);
+    if (d.mode === 'poll') {
+      // Its shares first, so that its first round polls this node's part, not nothing.
+      this.polling.set(d.platform, ctx);
+      await this.renewShares(d.platform, ctx);
+      this.armRenewals();
+    }
+    await connector.start(ctx);
     this.running.push({ connector, simulated: options.simulated ?? false, healthy: true });
+  }
+
+  /** Renews every polling connector's shares now (the timer does it every third of their TTL). */
+  async renewAllShares(): Promise<void> {
+    for (const [platform, ctx] of this.polling) await this.renewShares(platform, ctx);
+  }
+
+  private async renewShares(platform: string, ctx: ConnectorContext): Promise<void> {
+    try {
+      await this.shares.renew(platform, ctx.accounts().map(accountTarget));
+    } catch (error) {
+      // The shares held lapse at their lease's end (the connector then polls nothing here, as
+      // another node may take them); the next renewal takes them again once it can.
+      this.log.warn({ platform, err: error }, 'polling shares not renewed');
+    }
+  }
+
+  private armRenewals(): void {
+    if (this.renewer !== null) return;
+    this.renewer = setInterval(
+      () => void this.renewAllShares(),
+      Math.max(1_000, Math.floor(this.shares.ttlMs / 3)),
+    );
+    this.renewer.unref();
   }
 
   /** Checks health every `intervalMs` on a real timer (serve); tests call `checkHealth`. */
@@ -158,7 +200,17 @@ export class ConnectorHost {
   async stopAll(): Promise<void> {
     if (this.watcher !== null) clearInterval(this.watcher);
     this.watcher = null;
+    if (this.renewer !== null) clearInterval(this.renewer);
+    this.renewer = null;
     for (const { connector } of this.running.splice(0)) await connector.stop();
+    // A graceful stop: the other nodes take this node's shares at their next renewal, not at the
+    // leases' end.
+    for (const platform of [...this.polling.keys()]) {
+      this.polling.delete(platform);
+      await this.shares.release(platform).catch((error: unknown) => {
+        this.log.warn({ platform, err: error }, 'polling shares not released (they end with their lease)');
+      });
+    }
   }
 
   statuses(): ConnectorStatus[] {

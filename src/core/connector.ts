@@ -81,6 +81,12 @@ export interface ConnectorContext {
   report(report: ConnectorReport): Promise<boolean>;
   /** Accounts of this platform that users have linked. */
   accounts(): readonly AccountRef[];
+  /**
+   * Whether this node polls the account now: it holds the account's polling share (several
+   * nodes share the polling; a push is taken for any account, whichever node it reaches).
+   * Absent: every account.
+   */
+  polls?(account: AccountRef): boolean;
 }
 
 export interface Connector {
