@@ -10,7 +10,11 @@
  * is never used more than `maxAgeMs` after the store was last seen to hold it. This node's own
  * writes (`set`, `delete`) take effect at once, and a re-read started before them cannot undo
  * them when it lands. A re-read that fails leaves the entry to age: a request after `maxAgeMs`
- * then gets the store's error. Pure: the loader does the I/O.
+ * then gets the store's error, unless `keepWhile` says the error is the store being unreachable:
+ * then the entry keeps answering, and each use past `maxAgeMs` tries the store again. A store that
+ * answers nobody cannot have changed the value, so requests it does not need to serve (reads from
+ * memory) go on while it is down; once it answers, `maxAgeMs` holds again. Pure: the loader
+ * does the I/O.
  */
 
 import type { Clock } from './clock';
@@ -25,6 +29,11 @@ export interface RecheckOptions<V> {
   readonly refreshAfterMs?: number;
   /** Entries kept at most; past it the cache starts over (garbage keys must not grow it). */
   readonly limit?: number;
+  /**
+   * True for a failed re-read that means the store is unreachable (not that the value is gone):
+   * the entry then keeps answering past `maxAgeMs` (see the module comment). Default: none.
+   */
+  readonly keepWhile?: (error: unknown) => boolean;
 }
 
 interface Entry<V> {
@@ -44,6 +53,7 @@ export class RecheckCache<V> {
   private readonly maxAgeMs: number;
   private readonly refreshAfterMs: number;
   private readonly limit: number;
+  private readonly keepWhile: (error: unknown) => boolean;
   /** Re-reads started (for tests and the bench). */
   reads = 0;
 
@@ -53,6 +63,7 @@ export class RecheckCache<V> {
     this.maxAgeMs = options.maxAgeMs ?? 1000;
     this.refreshAfterMs = options.refreshAfterMs ?? this.maxAgeMs / 2;
     this.limit = options.limit ?? 10_000;
+    this.keepWhile = options.keepWhile ?? (() => false);
   }
 
   /** The value from memory while it may be trusted (see the module comment), else undefined. */
@@ -69,7 +80,14 @@ export class RecheckCache<V> {
   async get(key: string): Promise<V> {
     const hit = this.peek(key);
     if (hit !== undefined) return hit.value;
-    const read = await this.reread(key);
+    let read: V;
+    try {
+      read = await this.reread(key);
+    } catch (error) {
+      const kept = this.entries.get(key);
+      if (kept !== undefined && this.keepWhile(error)) return kept.value;
+      throw error;
+    }
     // A local write while the read was in flight wins over what the read found.
     const entry = this.entries.get(key);
     return entry === undefined ? read : entry.value;

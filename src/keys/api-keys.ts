@@ -12,6 +12,7 @@ import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Clock } from '../core/clock';
 import { SCOPES, type ApiKeyRecord, type AsyncApiKeyStore, type Scope } from '../core/ports';
 import { RecheckCache } from '../core/recheck-cache';
+import { isUnreachable as unreachable } from '../store/faults';
 
 export { SCOPES, type Scope } from '../core/ports';
 
@@ -66,7 +67,9 @@ export class ApiKeys {
     private readonly store: AsyncApiKeyStore,
     private readonly clock: Clock,
   ) {
-    this.cache = new RecheckCache({ clock, load: (id) => this.read(id) });
+    // A key seen before keeps opening reads while the store does not answer (store/faults.ts):
+    // nobody can revoke it there meanwhile, and reads from memory need no store.
+    this.cache = new RecheckCache({ clock, load: (id) => this.read(id), keepWhile: unreachable });
   }
 
   /** Store reads the cache made (for tests). */

@@ -20,6 +20,7 @@ import { jwtVerify, SignJWT, type JWTPayload } from 'jose';
 import type { Clock } from '../core/clock';
 import type { AsyncPrivacyStore } from '../core/ports';
 import { RecheckCache } from '../core/recheck-cache';
+import { isUnreachable as unreachable } from '../store/faults';
 
 export const VIEWER_TOKEN_DEFAULT_TTL_S = 3600;
 export const VIEWER_TOKEN_MAX_TTL_S = 86_400;
@@ -78,7 +79,12 @@ export class ViewerTokens {
       this.keys.set(k.kid, k.key);
     }
     this.keys.set(this.current.kid, this.current.key);
-    this.epochs = new RecheckCache({ clock, load: (userId) => store.viewerEpoch(userId) });
+    this.epochs = new RecheckCache({
+      clock,
+      load: (userId) => store.viewerEpoch(userId),
+      // As API keys: an epoch seen before holds while the store does not answer.
+      keepWhile: unreachable,
+    });
   }
 
   /** A token for `userId` (who must exist), valid `ttlSeconds` from now. */

@@ -197,6 +197,16 @@ export function isStoreFault(error: unknown): boolean {
   return reason !== null && reason !== 'store_error';
 }
 
+/**
+ * True for a failure that says the store cannot be reached right now (PostgreSQL refused, lost
+ * or timed out the connection, or has none free), not that a value is missing or wrong: what a
+ * cache of store values may ride out (core/recheck-cache.ts).
+ */
+export function isUnreachable(error: unknown): boolean {
+  const reason = knownReason(error);
+  return reason === 'database_unreachable' || reason === 'database_busy';
+}
+
 /** What a write gets while the store cannot commit it: 503 `unavailable`, with `Retry-After`. */
 export class StoreUnavailableError extends AppError {
   constructor(readonly fault: StoreFault) {

@@ -168,6 +168,27 @@ describe('ApiKeys over the ApiKeyStore port', () => {
     expect(await keys.verify(key)).toEqual(info); // recovered by itself
   });
 
+  it('a store that does not answer (unreachable): keys seen before keep passing, past 1 s too', async () => {
+    const store = new MemoryKeyStore();
+    const clock = new FakeClock();
+    const keys = new ApiKeys(store, clock);
+    const { key, info } = await keys.create(['read']);
+    const other = await new ApiKeys(store, clock).create(['read']);
+    store.down = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), {
+      code: 'ECONNREFUSED',
+      syscall: 'connect',
+    });
+    clock.advance(5000);
+    expect(keys.verifyCached(key)).toBeUndefined();
+    const readsBefore = store.reads;
+    expect(await keys.verify(key)).toEqual(info); // the store was tried, and could not have changed it
+    expect(store.reads).toBeGreaterThan(readsBefore);
+    await expect(keys.verify(other.key)).rejects.toThrow('ECONNREFUSED'); // never seen here
+    store.down = null;
+    await keys.revoke(info.id); // the store answers again: the usual rules hold
+    expect(await keys.verify(key)).toBeNull();
+  });
+
   it('a revocation the store refused is not kept: the next use asks the store', async () => {
     const store = new MemoryKeyStore();
     const clock = new FakeClock();
