@@ -112,6 +112,19 @@ const databaseUrl = z.string().transform((v, ctx) => {
   return v;
 });
 
+/** A Redis URL (redis:// or rediss://). Never echoed: it may carry a password. */
+const redisUrl = z.string().refine(
+  (v) => {
+    try {
+      const u = new URL(v);
+      return (u.protocol === 'redis:' || u.protocol === 'rediss:') && u.hostname !== '';
+    } catch {
+      return false;
+    }
+  },
+  { message: 'must be a Redis URL such as redis://[:password@]host:6379[/db]' },
+);
+
 const secretKey = z
   .string()
   .refine((v) => Buffer.from(v, 'base64').length === 32 && /^[A-Za-z0-9+/]+={0,2}$/.test(v), {
@@ -141,6 +154,13 @@ const EnvSchema = z.object({
   PRESENCE_DB_SYNC: z.enum(['normal', 'full']).default('normal'),
   /** PostgreSQL instead of the SQLite file of PRESENCE_DB, when set. */
   PRESENCE_DATABASE_URL: databaseUrl.optional(),
+  /** Several nodes: the shared change log (and, later, the hot state) in this Redis. */
+  PRESENCE_REDIS_URL: redisUrl.optional(),
+  /** The prefix of every key this deployment keeps in Redis, so deployments can share one. */
+  PRESENCE_REDIS_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9:_.-]{1,64}$/, 'letters, digits and : _ . - only, at most 64')
+    .default('presence:'),
   PRESENCE_SECRET_KEY: secretKey.optional(),
   /** Keys being rotated away from, comma-separated: they still open tokens, never seal new ones. */
   PRESENCE_SECRET_KEY_PREVIOUS: z
@@ -247,6 +267,8 @@ const ENV_HELP: Partial<Record<keyof Env, string>> = {
   PRESENCE_DB: 'the SQLite file (./data/presence.db)',
   PRESENCE_DB_SYNC: 'normal | full (normal)',
   PRESENCE_DATABASE_URL: 'postgres://… : PostgreSQL instead of the SQLite file',
+  PRESENCE_REDIS_URL: 'redis://… : several nodes share changes through it (needs PRESENCE_DATABASE_URL)',
+  PRESENCE_REDIS_PREFIX: 'prefix of every Redis key (presence:)',
   PRESENCE_SECRET_KEY: '32 bytes, base64: encrypts stored tokens (required)',
   PRESENCE_SECRET_KEY_PREVIOUS: 'keys being rotated away from, comma-separated',
   PUBLIC_URL: 'public base URL, for OAuth redirects and inbound URLs',
@@ -312,7 +334,14 @@ export function parseEnv(env: NodeJS.ProcessEnv = process.env): Env {
     if (value !== undefined && value !== '') present[key] = value;
   }
   const result = EnvSchema.safeParse(present);
-  if (result.success) return result.data;
+  if (result.success) {
+    // Several nodes need one durable store they all share; each its own SQLite file is not one.
+    if (result.data.PRESENCE_REDIS_URL !== undefined && result.data.PRESENCE_DATABASE_URL === undefined)
+      throw new ConfigError([
+        'PRESENCE_REDIS_URL: several nodes need a shared database too: set PRESENCE_DATABASE_URL (PostgreSQL)',
+      ]);
+    return result.data;
+  }
   const problems = result.error.issues.map((i) => {
     const name = i.path.join('.') || '(environment)';
     // Messages that already name their variable read as a sentence.

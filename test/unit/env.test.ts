@@ -135,3 +135,46 @@ describe('PRESENCE_DATABASE_URL', () => {
     }
   });
 });
+
+describe('PRESENCE_REDIS_URL', () => {
+  const problems = (env: Record<string, string>): string[] => {
+    try {
+      parseEnv(env);
+    } catch (e) {
+      if (e instanceof ConfigError) return [...e.problems];
+      throw e;
+    }
+    return [];
+  };
+  const db = { PRESENCE_DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/presence' };
+
+  it('is unset by default; with PostgreSQL it takes redis:// and rediss:// URLs, and a prefix', () => {
+    expect(parseEnv({}).PRESENCE_REDIS_URL).toBeUndefined();
+    expect(parseEnv({}).PRESENCE_REDIS_PREFIX).toBe('presence:');
+    for (const ok of ['redis://127.0.0.1:6379', 'rediss://:s3cret@cache.internal:6380/2'])
+      expect(parseEnv({ ...db, PRESENCE_REDIS_URL: ok }).PRESENCE_REDIS_URL).toBe(ok);
+    expect(
+      parseEnv({ ...db, PRESENCE_REDIS_URL: 'redis://r', PRESENCE_REDIS_PREFIX: 'eu-1:' })
+        .PRESENCE_REDIS_PREFIX,
+    ).toBe('eu-1:');
+  });
+
+  it('without PRESENCE_DATABASE_URL is a configuration error (several nodes need a shared database)', () => {
+    expect(problems({ PRESENCE_REDIS_URL: 'redis://127.0.0.1:6379' })).toEqual([
+      'PRESENCE_REDIS_URL: several nodes need a shared database too: set PRESENCE_DATABASE_URL (PostgreSQL)',
+    ]);
+  });
+
+  it('names a bad one without printing it, password included', () => {
+    for (const bad of ['http://:hunter2pass@r:6379', 'hunter2pass', 'redis://:hunter2pass@']) {
+      const found = problems({ ...db, PRESENCE_REDIS_URL: bad });
+      expect(found).toEqual([
+        'PRESENCE_REDIS_URL: must be a Redis URL such as redis://[:password@]host:6379[/db]',
+      ]);
+      expect(found.join('\n')).not.toContain('hunter2pass');
+    }
+    expect(problems({ PRESENCE_REDIS_PREFIX: 'a b' })).toEqual([
+      'PRESENCE_REDIS_PREFIX: letters, digits and : _ . - only, at most 64',
+    ]);
+  });
+});
