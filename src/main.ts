@@ -22,7 +22,7 @@ import {
   openStores,
   secretVault,
 } from './compose';
-import type { Env } from './config/env';
+import { ConfigError, type Env } from './config/env';
 import type { StoreTx } from './core/changes';
 import { systemClock, type Clock } from './core/clock';
 import { inProcessCoordination } from './core/coordination';
@@ -51,6 +51,7 @@ import { PrivacyService } from './privacy/service';
 import { ViewerTokens } from './privacy/viewer-tokens';
 import { streamPrivacy } from './http/viewer-reads';
 import { createStream, type StreamService } from './stream';
+import { Cluster } from './cluster';
 import { CONNECTION_LABEL } from './stream/devices';
 
 export interface ServiceOptions {
@@ -178,6 +179,45 @@ function platformParts(
   }));
 }
 
+/**
+ * The shared change log of several nodes, hooked into the engine and positioned at the log's
+ * head; null on one node (no PRESENCE_REDIS_URL). Redis not answering stops the start.
+ */
+async function openCluster(
+  env: Env,
+  engine: PresenceEngine,
+  parts: {
+    readonly clock: Clock;
+    readonly log: Log;
+    /** What the engine commits to: several nodes need it shared (PostgreSQL), with its versions. */
+    readonly engineStore: 'sqlite' | 'postgres';
+  },
+): Promise<Cluster | null> {
+  if (env.PRESENCE_REDIS_URL === undefined) return null;
+  // Each node on a SQLite file of its own would keep its own durable state and versions, and the
+  // change log would make them look shared until the next restart. Refused until the engine
+  // commits to PostgreSQL (its conditional write decides each version).
+  if (parts.engineStore === 'sqlite')
+    throw new ConfigError([
+      'PRESENCE_REDIS_URL: `serve` does not run the engine on PostgreSQL yet (PRESENCE_DATABASE_URL is read by `presence migrate` only), so several nodes would not share their durable state; unset PRESENCE_REDIS_URL for now',
+    ]);
+  const cluster = await Cluster.open({
+    url: env.PRESENCE_REDIS_URL,
+    prefix: env.PRESENCE_REDIS_PREFIX,
+    clock: parts.clock,
+    log: parts.log,
+  });
+  cluster.attach(engine);
+  try {
+    await cluster.prepare();
+  } catch (error) {
+    await cluster.close();
+    throw error;
+  }
+  parts.log.info({ node: cluster.node }, 'several nodes: following the shared change log');
+  return cluster;
+}
+
 /** What shutdown closes, in this order: what takes work in first, the store last. */
 const CLOSE_ORDER = [
   'http',
@@ -185,6 +225,8 @@ const CLOSE_ORDER = [
   'connectors',
   'connections',
   'engine',
+  // After the engine's last commit: the changes it committed land in the shared log first.
+  'cluster',
   'webhooks',
   'checkpointer',
   'store',
@@ -272,10 +314,15 @@ async function assemble(
       viewerTokens?.forget(userId);
     },
   });
+  // Several nodes (PRESENCE_REDIS_URL): commits go to the shared change log (hooked in before
+  // the first commit), whose head is read before the load so nothing committed after is missed.
+  const cluster = await openCluster(env, engine, { clock, log, engineStore: 'sqlite' });
+  if (cluster !== null) closing.cluster = () => cluster.close();
   closing.engine = () => engine.stop();
   if (options.timers === false) engine.load();
   else engine.start();
   const stream = createStream(engine, {
+    sharedLog: cluster !== null,
     clock,
     log,
     settings: {
@@ -291,6 +338,7 @@ async function assemble(
     privacy: streamPrivacy({ engine, privacy, now: () => clock.now() }),
   });
   stream.start();
+  cluster?.start(stream.hub);
   closing.webhooks = () => webhooks.stop();
   webhooks.start();
   const figures = new FigureTracker({
@@ -440,6 +488,7 @@ async function assemble(
     clock,
     connectors,
     ready: () => stores.ready(),
+    ...(cluster === null ? {} : { writeFault: () => cluster.fault() }),
     rateLimitPerMinute: env.PRESENCE_RATE_LIMIT,
     logger,
     accessLog: { all: env.PRESENCE_ACCESS_LOG === 'all', slowMs: env.PRESENCE_SLOW_REQUEST_MS },

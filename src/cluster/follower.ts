@@ -34,6 +34,8 @@ export interface PublishTarget {
 
 export interface FollowerOptions {
   readonly hot: RedisHotState;
+  /** Where to start: the log's head as read before the engine loaded (`Cluster.prepare`). */
+  readonly from: LogPosition;
   readonly node: string;
   readonly engine: RemoteTarget;
   readonly stream: PublishTarget;
@@ -47,7 +49,7 @@ const RETRY_FIRST_MS = 50;
 const RETRY_MAX_MS = 1_000;
 
 export class Follower {
-  private position: LogPosition | null = null;
+  private position: LogPosition;
   private stopped = false;
   private running: Promise<void> | null = null;
   /** Other nodes' changes held back while this node's own change of that user commits. */
@@ -59,23 +61,20 @@ export class Follower {
   /** Set while reading the log fails. */
   failing = false;
 
-  constructor(private readonly o: FollowerOptions) {}
-
-  /** Where the log is now: call before the engine loads, so no change after the load is missed. */
-  async prepare(): Promise<void> {
-    const head = await this.o.hot.logHead();
-    this.position = head;
-    this.o.stream.restart(head.epoch, offsetOfId(head.id));
+  constructor(private readonly o: FollowerOptions) {
+    this.position = o.from;
   }
 
   /** The log position read up to (tests wait on it). */
-  get at(): LogPosition | null {
+  get at(): LogPosition {
     return this.position;
   }
 
+  /** Starts the hub at the starting position, then follows. */
   start(): void {
-    if (this.position === null) throw new Error('prepare() first');
-    this.running ??= this.loop();
+    if (this.running !== null) return;
+    this.o.stream.restart(this.position.epoch, offsetOfId(this.position.id));
+    this.running = this.loop();
   }
 
   /**
@@ -97,7 +96,7 @@ export class Follower {
   private async loop(): Promise<void> {
     let retryMs = 0;
     while (!this.stopped) {
-      const from = this.position!;
+      const from = this.position;
       let read;
       try {
         read = await this.o.hot.follow(from, this.o.blockMs ?? 1_000);

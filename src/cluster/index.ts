@@ -18,7 +18,7 @@ import type { PresenceEngine } from '../aggregator/engine';
 import type { Clock } from '../core/clock';
 import type { Log } from '../core/log';
 import { classifyStoreError, type StoreFault } from '../store/faults';
-import { RedisHotState } from '../store/redis';
+import { RedisHotState, type LogPosition } from '../store/redis';
 import { Appender, ChangeLogUnavailableError } from './appender';
 import { Follower, type PublishTarget } from './follower';
 
@@ -45,6 +45,8 @@ export class Cluster {
   readonly node: string;
   private appender: Appender | null = null;
   private follower: Follower | null = null;
+  private engine: PresenceEngine | null = null;
+  private from: LogPosition | null = null;
   private closed: Promise<void> | null = null;
 
   private constructor(
@@ -67,35 +69,42 @@ export class Cluster {
   }
 
   /**
-   * Hooks this node in: its engine's commits append to the log (and are refused while Redis is
-   * down), its deletions too; the follower feeds the engine and `stream`. Then `prepare()` before
-   * the engine loads, and `start()` after.
+   * The order at start: `attach(engine)` before the engine commits anything (its first sweep),
+   * `prepare()` before it loads (so that no change committed after the load is missed), then
+   * `start(stream)` once the stream exists.
+   *
+   * `attach`: the engine's commits append to the log (and are refused while Redis is down), its
+   * deletions too.
    */
-  attach(engine: PresenceEngine, stream: PublishTarget): void {
+  attach(engine: PresenceEngine): void {
     const appender = new Appender(this.hot, this.node, this.o.log);
     this.appender = appender;
+    this.engine = engine;
     engine.changes.add(appender);
     engine.onUserDelete({
       stage: () => appender.check(),
       committed: (userId) => appender.deleted(userId),
     });
+  }
+
+  /** Reads where the log stands now: the follower starts there. */
+  async prepare(): Promise<void> {
+    this.from = await this.hot.logHead();
+  }
+
+  /** Follows the log: other nodes' changes into the engine, every change into `stream`. */
+  start(stream: PublishTarget): void {
+    if (this.engine === null || this.from === null) throw new Error('attach() and prepare() first');
     this.follower = new Follower({
       hot: this.hot,
+      from: this.from,
       node: this.node,
-      engine,
+      engine: this.engine,
       stream,
       log: this.o.log,
       ...(this.o.blockMs === undefined ? {} : { blockMs: this.o.blockMs }),
     });
-  }
-
-  /** Reads where the log stands (before the engine loads: nothing committed after is missed). */
-  prepare(): Promise<void> {
-    return this.follower!.prepare();
-  }
-
-  start(): void {
-    this.follower!.start();
+    this.follower.start();
   }
 
   /** Why this node cannot take writes now (Redis down), or null; /readyz shows it. */

@@ -25,6 +25,11 @@ export interface AppDeps {
    * from answering (PostgreSQL down), which `/readyz` names.
    */
   readonly ready: () => boolean | StoreFault | Promise<boolean | StoreFault>;
+  /**
+   * Another reason writes are refused now, beside the store's (several nodes: the shared change
+   * log is unreachable), or null; /readyz shows it.
+   */
+  readonly writeFault?: () => StoreFault | null;
   /** Requests per minute per API key. */
   readonly rateLimitPerMinute: number;
   /** The pino logger requests log to, or false for none. */

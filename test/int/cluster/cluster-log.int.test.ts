@@ -10,9 +10,11 @@ import { join } from 'node:path';
 
 import { PresenceEngine } from '../../../src/aggregator/engine';
 import { Cluster } from '../../../src/cluster';
+import { ConfigError, parseEnv } from '../../../src/config/env';
 import { FakeClock } from '../../../src/core/clock';
 import { silentLog } from '../../../src/core/log';
 import { Ladder } from '../../../src/core/presence';
+import { createService } from '../../../src/main';
 import { migrate, openDb, type Db } from '../../../src/store/db';
 import { StoreUnavailableError } from '../../../src/store/faults';
 import { SqlitePresenceStore } from '../../../src/store/presence-store';
@@ -63,10 +65,10 @@ async function node(url = REDIS_URL): Promise<Node> {
     timers: new ManualTimers(clock),
   });
   const cluster = await Cluster.open({ url, prefix: deployment.prefix, clock, log: silentLog, blockMs: 200 });
-  cluster.attach(engine, hub);
+  cluster.attach(engine);
   await cluster.prepare();
   engine.load();
-  cluster.start();
+  cluster.start(hub);
   const n = { engine, hub, cluster, db };
   nodes.push(n);
   return n;
@@ -74,7 +76,7 @@ async function node(url = REDIS_URL): Promise<Node> {
 
 /** The follower has read the log up to `offset`. */
 const reached = (n: Node, offset: number): boolean =>
-  Number(n.cluster.followed?.at?.id.split('-')[0] ?? -1) >= offset;
+  Number(n.cluster.followed?.at.id.split('-')[0] ?? -1) >= offset;
 
 it("a change on one node is in the others' memory once their followers read it", async () => {
   const a = await node();
@@ -184,4 +186,18 @@ it('while Redis is down a write is refused (503) before anything is committed; b
   await a.engine.heartbeat('di', 'phone', 'online', null, 60_000);
   await waitUntil(() => b.engine.state('di')?.status === 'online', 'B gets the change');
   expect(b.engine.state('di')?.version).toBe(1);
+});
+
+it('serve refuses several nodes while its engine commits to SQLite (each node would keep its own)', async () => {
+  const env = parseEnv({
+    PRESENCE_DB: ':memory:',
+    PRESENCE_DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/unused',
+    PRESENCE_REDIS_URL: REDIS_URL,
+    PRESENCE_REDIS_PREFIX: deployment.prefix,
+  });
+  const failed = await createService(env, { logger: false, timers: false }).catch((e: unknown) => e);
+  expect(failed).toBeInstanceOf(ConfigError);
+  expect((failed as ConfigError).problems).toEqual([
+    expect.stringMatching(/^PRESENCE_REDIS_URL: `serve` does not run the engine on PostgreSQL yet/),
+  ]);
 });
