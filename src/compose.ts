@@ -134,7 +134,7 @@ export function createAppGrants(env: Env, clock: Clock): AppGrants {
  */
 export function createConnections(
   env: Env,
-  stores: Stores,
+  stores: Pick<AsyncStores, 'connections'>,
   engine: PresenceEngine,
   parts: {
     readonly clock: Clock;

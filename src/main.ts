@@ -108,8 +108,8 @@ function missingCredentials(env: Env, platform: (typeof REAL_PLATFORMS)[number])
  * An identity-only platform's health: its connections. Pending until someone has connected an
  * account; ok while one connection is healthy; degraded when all need attention.
  */
-function identityHealth(connections: ConnectionService, platform: string): ConnectorHealth {
-  const list = connections.list({ platform });
+async function identityHealth(connections: ConnectionService, platform: string): Promise<ConnectorHealth> {
+  const list = await connections.list({ platform });
   const at = (iso: string | null): number => (iso === null ? 0 : Date.parse(iso));
   const lastSuccessAt = list.reduce<number | null>((best, c) => {
     const t = Math.max(at(c.created_at), at(c.refreshed_at));
@@ -370,7 +370,7 @@ async function assemble(
   };
   // One token source per app grant, for the connection layer and the connectors alike.
   const appGrants = createAppGrants(env, clock);
-  const connections = createConnections(env, stores, engine, {
+  const connections = createConnections(env, asyncStores, engine, {
     clock,
     log,
     appGrants,
@@ -394,55 +394,57 @@ async function assemble(
 
   // Inbound-only platforms have no connector object: what their route answered is their health.
   const inbound = new InboundRecord();
-  const connectors = (): ConnectorStatus[] => {
+  const connectors = (): Promise<ConnectorStatus[]> => {
     const running = host.statuses();
-    return REAL_PLATFORMS.map((platform): ConnectorStatus => {
-      const found = running.find((s) => s.descriptor.platform === platform);
-      if (found !== undefined) return found;
-      const module = CONNECTOR_MODULES[platform];
-      const descriptor = module.descriptor;
-      const role = roleOf(descriptor);
-      const secret = module.inboundSecret;
-      if (module.pushOnly === true && secret !== undefined && env[secret] !== undefined) {
-        return {
-          descriptor: {
-            ...descriptor,
-            mode: 'push',
-            notes: `${descriptor.notes} Running on pushes alone: ${secret} is set.`,
-          },
-          enabled: true,
-          simulated: false,
-          role,
-          health: inbound.health(platform),
-        };
-      }
-      if (role === 'identity' && missingCredentials(env, platform) === null && connections !== null)
+    return Promise.all(
+      REAL_PLATFORMS.map(async (platform): Promise<ConnectorStatus> => {
+        const found = running.find((s) => s.descriptor.platform === platform);
+        if (found !== undefined) return found;
+        const module = CONNECTOR_MODULES[platform];
+        const descriptor = module.descriptor;
+        const role = roleOf(descriptor);
+        const secret = module.inboundSecret;
+        if (module.pushOnly === true && secret !== undefined && env[secret] !== undefined) {
+          return {
+            descriptor: {
+              ...descriptor,
+              mode: 'push',
+              notes: `${descriptor.notes} Running on pushes alone: ${secret} is set.`,
+            },
+            enabled: true,
+            simulated: false,
+            role,
+            health: inbound.health(platform),
+          };
+        }
+        if (role === 'identity' && missingCredentials(env, platform) === null && connections !== null)
+          return {
+            descriptor,
+            enabled: true,
+            simulated: false,
+            role,
+            health: await identityHealth(connections, platform),
+          };
+        const missing = missingCredentials(env, platform);
         return {
           descriptor,
-          enabled: true,
+          enabled: false,
           simulated: false,
           role,
-          health: identityHealth(connections, platform),
+          health: {
+            state: 'off',
+            lastSuccessAt: null,
+            lastError:
+              missing !== null
+                ? `off: no credentials (${missing})`
+                : connections === null && role === 'identity'
+                  ? 'off: set PRESENCE_SECRET_KEY (it encrypts the tokens of connected accounts)'
+                  : 'off: not started',
+            nextPollAt: null,
+          },
         };
-      const missing = missingCredentials(env, platform);
-      return {
-        descriptor,
-        enabled: false,
-        simulated: false,
-        role,
-        health: {
-          state: 'off',
-          lastSuccessAt: null,
-          lastError:
-            missing !== null
-              ? `off: no credentials (${missing})`
-              : connections === null && role === 'identity'
-                ? 'off: set PRESENCE_SECRET_KEY (it encrypts the tokens of connected accounts)'
-                : 'off: not started',
-          nextPollAt: null,
-        },
-      };
-    });
+      }),
+    );
   };
 
   const plugins: ((app: FastifyInstance) => void)[] = [
@@ -510,8 +512,8 @@ async function assemble(
       ...stream.metrics(),
       ...figures.gauges(),
     },
-    connectionsOf: (userId) =>
-      connections === null ? [] : connections.list({ user_id: userId }).map((c) => ({ ...c })),
+    connectionsOf: async (userId) =>
+      connections === null ? [] : (await connections.list({ user_id: userId })).map((c) => ({ ...c })),
     users: new UserService({
       engine,
       revokeConnections: async (userId) => {

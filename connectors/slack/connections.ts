@@ -12,21 +12,19 @@ import type { SlackConnectorOptions } from './connector';
 export function slackTokensFrom(
   connections: Pick<ConnectionsPort, 'list' | 'getAccessToken' | 'markReauthRequired'>,
 ): Required<Pick<SlackConnectorOptions, 'tokenFor' | 'onAuthError'>> {
-  const usable = (workspaceId: string): ConnectionView[] =>
-    connections
-      .list({ platform: 'slack' })
-      .filter(
-        (c) => c.workspace_id === workspaceId && c.health !== 'revoked' && c.health !== 'reauth_required',
-      );
+  const usable = async (workspaceId: string): Promise<ConnectionView[]> =>
+    (await connections.list({ platform: 'slack' })).filter(
+      (c) => c.workspace_id === workspaceId && c.health !== 'revoked' && c.health !== 'reauth_required',
+    );
   return {
     tokenFor: async (workspaceId) => {
-      const c = usable(workspaceId)[0];
+      const c = (await usable(workspaceId))[0];
       if (c === undefined) throw new Error(`no working Slack connection for workspace ${workspaceId}`);
       return connections.getAccessToken(c.id);
     },
-    onAuthError: ({ workspaceId, error }) => {
-      for (const c of usable(workspaceId))
-        connections.markReauthRequired(c.id, `Slack refused the token (${error})`);
+    onAuthError: async ({ workspaceId, error }) => {
+      for (const c of await usable(workspaceId))
+        await connections.markReauthRequired(c.id, `Slack refused the token (${error})`);
     },
   };
 }

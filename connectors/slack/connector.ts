@@ -462,11 +462,10 @@ export class SlackConnector implements Connector, PushPort<SlackEventCallback> {
     ws.authPaused = true;
     this.lastError = `${error}: Slack refused the token for ${label(ws.id)}; polling paused until the app is reauthorized`;
     this.log.warn({ platform: 'slack', workspaceId: ws.id, error }, this.lastError);
-    try {
-      this.options.onAuthError?.({ workspaceId: ws.id, error });
-    } catch (err) {
-      this.log.error({ platform: 'slack', err }, 'onAuthError failed');
-    }
+    // Not awaited (it records the connections' health in the store): polling goes on meanwhile.
+    Promise.resolve()
+      .then(() => this.options.onAuthError?.({ workspaceId: ws.id, error }))
+      .catch((err: unknown) => this.log.error({ platform: 'slack', err }, 'onAuthError failed'));
   }
 
   private report(ws: Workspace, u: UserState, now: number): Promise<void> {

@@ -56,6 +56,6 @@ export interface SlackConnectorOptions {
   /** Arm real timers in `start()`. Tests driving a FakeClock say false and call `pollDue()`. */
   readonly timers?: boolean;
   /** Called once when a workspace's token is refused; the connection layer marks it reauth_required. */
-  readonly onAuthError?: (info: SlackAuthErrorInfo) => void;
+  readonly onAuthError?: (info: SlackAuthErrorInfo) => void | Promise<void>;
   readonly log?: Log;
 }

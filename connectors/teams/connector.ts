@@ -76,7 +76,7 @@ export interface TeamsConnectorOptions {
    */
   readonly delegatedTokenFor?: (account: AccountRef) => Promise<string | null>;
   /** Graph refused an account's delegated token (401): the connection needs to be re-authorized. */
-  readonly onDelegatedTokenRejected?: (account: AccountRef, reason: string) => void;
+  readonly onDelegatedTokenRejected?: (account: AccountRef, reason: string) => void | Promise<void>;
   /** `${PUBLIC_URL}/v1/inbound/teams`; Graph requires HTTPS (plain http only for loopback tests). */
   readonly notificationUrl?: string;
   /** Default: `${notificationUrl}/lifecycle`. */
@@ -253,7 +253,7 @@ export interface TeamsFromEnvDeps {
   readonly clock: Clock;
   readonly log?: Log;
   readonly delegatedTokenFor?: (account: AccountRef) => Promise<string | null>;
-  readonly onDelegatedTokenRejected?: (account: AccountRef, reason: string) => void;
+  readonly onDelegatedTokenRejected?: (account: AccountRef, reason: string) => void | Promise<void>;
   readonly pollIntervalMs?: number;
   readonly buckets?: RateBuckets;
 }

@@ -44,12 +44,12 @@ export const teamsModule: ConnectorModule = {
       buckets: coordination?.buckets,
       // A person's delegated token, when they connected their account (subscriptions need one).
       delegatedTokenFor: async (account) => {
-        const c = connections?.findByAccount(account, 'user');
+        const c = await connections?.findByAccount(account, 'user');
         return c == null ? null : connections!.getAccessToken(c.id).catch(() => null);
       },
-      onDelegatedTokenRejected: (account, reason) => {
-        const c = connections?.findByAccount(account, 'user');
-        if (c != null) connections!.markReauthRequired(c.id, reason);
+      onDelegatedTokenRejected: async (account, reason) => {
+        const c = await connections?.findByAccount(account, 'user');
+        if (c != null) await connections!.markReauthRequired(c.id, reason);
       },
     });
     return {

@@ -36,7 +36,7 @@ export interface TeamsSubscriptionInfo {
 /** The TeamsConnectorOptions the subscription manager reads (documented there). */
 export interface SubscriptionOptions {
   readonly delegatedTokenFor?: (account: AccountRef) => Promise<string | null>;
-  readonly onDelegatedTokenRejected?: (account: AccountRef, reason: string) => void;
+  readonly onDelegatedTokenRejected?: (account: AccountRef, reason: string) => void | Promise<void>;
   readonly notificationUrl?: string;
   readonly lifecycleNotificationUrl?: string;
   readonly clientState?: string;
@@ -452,11 +452,12 @@ export class SubscriptionManager {
   }
 
   private rejected(account: AccountRef, reason: string): void {
-    try {
-      this.onDelegatedTokenRejected?.(account, reason);
-    } catch (e) {
-      this.rt.log.error({ platform: 'teams', err: e }, 'onDelegatedTokenRejected failed');
-    }
+    // Not awaited (it records the connection's health in the store).
+    Promise.resolve()
+      .then(() => this.onDelegatedTokenRejected?.(account, reason))
+      .catch((e: unknown) =>
+        this.rt.log.error({ platform: 'teams', err: e }, 'onDelegatedTokenRejected failed'),
+      );
   }
 
   private cronLogger(): {

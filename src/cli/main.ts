@@ -290,24 +290,26 @@ export function buildCli(): Command {
     .command('rotate-secret')
     .description('re-encrypt every stored OAuth token and webhook signing secret under PRESENCE_SECRET_KEY')
     .option('--old <keys>', 'the previous key(s), comma-separated (or PRESENCE_SECRET_KEY_PREVIOUS)')
-    .action((opts: { old?: string }) => {
+    .action(async (opts: { old?: string }) => {
       const env = parseEnv(
         opts.old === undefined ? process.env : { ...process.env, PRESENCE_SECRET_KEY_PREVIOUS: opts.old },
       );
       const newKey = requireSecretKey(env);
-      const stores = openStores(env);
+      const stores = asyncSqlite(openStores(env));
       try {
         // Tokens and webhook secrets in one transaction: all under the new key, or nothing
         // changed. secure_delete and a WAL truncation keep the old ciphertexts (open to the old
         // key, perhaps the reason for the rotation) from lingering in freed pages.
         const vault = secretVault(env)!;
-        const { result: report } = stores.scrubbing(() =>
-          stores.transaction((tx) => {
-            const tokens = rotateSecret(stores.connections, {
-              oldKeys: env.PRESENCE_SECRET_KEY_PREVIOUS,
-              newKey,
-            });
-            const hooks = rotateWebhookSecrets(stores.webhooks, vault, tx);
+        const { result: report } = await stores.scrubbing(() =>
+          stores.transaction(async (tx) => {
+            const tokens = await rotateSecret(
+              stores.connections,
+              { oldKeys: env.PRESENCE_SECRET_KEY_PREVIOUS, newKey },
+              tx,
+            );
+            // The webhook store is still the synchronous one here; on SQLite it writes in `tx`.
+            const hooks = rotateWebhookSecrets(stores.sync.webhooks, vault, tx);
             return {
               key_id: tokens.key_id,
               reencrypted: tokens.reencrypted + hooks.reencrypted,
@@ -319,7 +321,7 @@ export function buildCli(): Command {
           `key ${report.key_id}: ${report.reencrypted} values re-encrypted, ${report.already_current} already under it`,
         );
       } finally {
-        stores.close();
+        await stores.close();
       }
     });
 
@@ -340,7 +342,7 @@ export function buildCli(): Command {
       requireSecretKey(env);
       const { stores, engine } = openStore(env);
       // No webhook outbox runs here: the connect flow itself emits no event.
-      const service = createConnections(env, stores, engine, {
+      const service = createConnections(env, asyncSqlite(stores), engine, {
         clock: systemClock,
         log: silentLog,
         onEvent: () => undefined,
@@ -375,15 +377,16 @@ export function buildCli(): Command {
           });
           server.on('error', reject);
           server.listen(opts.port, '127.0.0.1', () => {
-            try {
-              const start = service.startAuthorize(platform, opts.user, redirectUri);
-              console.log(
-                `Open this URL in a browser and grant access (waiting up to ${Math.round(opts.timeout / 1000)} s):\n${start.url}`,
-              );
-            } catch (error) {
-              server.close();
-              reject(error instanceof Error ? error : new Error(String(error)));
-            }
+            service.startAuthorize(platform, opts.user, redirectUri).then(
+              (start) =>
+                console.log(
+                  `Open this URL in a browser and grant access (waiting up to ${Math.round(opts.timeout / 1000)} s):\n${start.url}`,
+                ),
+              (error: unknown) => {
+                server.close();
+                reject(error instanceof Error ? error : new Error(String(error)));
+              },
+            );
           });
           setTimeout(() => {
             server.close();

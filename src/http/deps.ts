@@ -19,7 +19,7 @@ export interface AppDeps {
   readonly keys: ApiKeys;
   readonly clock: Clock;
   /** Every connector, running or off, for GET /v1/connectors. */
-  readonly connectors: () => readonly ConnectorStatus[];
+  readonly connectors: () => Promise<readonly ConnectorStatus[]>;
   /**
    * Database open and migrations applied: true or false, or the fault that keeps the database
    * from answering (PostgreSQL down), which `/readyz` names.
@@ -40,7 +40,7 @@ export interface AppDeps {
    */
   readonly accessLog?: { readonly all: boolean; readonly slowMs: number };
   /** A user's OAuth connections, when the connection layer is wired. */
-  readonly connectionsOf?: (userId: string) => Record<string, unknown>[];
+  readonly connectionsOf?: (userId: string) => Promise<Record<string, unknown>[]>;
   /**
    * User orchestration (deleting a user revokes their OAuth connections first); by default the
    * engine's deletion alone.

@@ -14,7 +14,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Clock } from '../core/clock';
 import { AppError } from '../core/errors';
 import type { Log } from '../core/log';
-import type { AccountRef, AuthorizeStateStore, ConnectionRow, LinkResult } from '../core/ports';
+import type { AccountRef, AsyncAuthorizeStateStore, ConnectionRow, LinkResult } from '../core/ports';
 import { USER_ID_PATTERN } from '../core/presence';
 import { toIso } from '../core/time';
 import { OAuthCallError, type ProviderClient, type TokenSet } from './provider-client';
@@ -28,7 +28,7 @@ export type LinkAccount = (userId: string, account: AccountRef) => LinkResult | 
 
 export interface FlowDeps {
   /** Where the flow keeps its pending states. */
-  readonly store: AuthorizeStateStore;
+  readonly store: AsyncAuthorizeStateStore;
   readonly vault: TokenVault;
   readonly client: (platform: OAuthPlatform) => ProviderClient | null;
   readonly clock: Clock;
@@ -92,7 +92,7 @@ function platformText(s: string | null): string {
 export class AuthorizeFlow {
   constructor(private readonly deps: FlowDeps) {}
 
-  start(platformName: string, userId: string, redirectUri?: string): AuthorizeStart {
+  async start(platformName: string, userId: string, redirectUri?: string): Promise<AuthorizeStart> {
     const { store, vault, clock, hasUser } = this.deps;
     const platform = requireOAuthPlatform(platformName);
     const client = this.requireClient(platform);
@@ -107,9 +107,9 @@ export class AuthorizeFlow {
     const verifier = PROVIDERS[platform].pkce ? randomBytes(32).toString('base64url') : null;
     const challenge = verifier === null ? null : createHash('sha256').update(verifier).digest('base64url');
     const expiresAt = now + STATE_TTL_MS;
-    store.transaction((tx) => {
-      store.purgeStates(now, tx);
-      store.insertState(
+    await store.transaction(async (tx) => {
+      await store.purgeStates(now, tx);
+      await store.insertState(
         {
           state_hash: stateHash,
           platform,
@@ -151,7 +151,7 @@ export class AuthorizeFlow {
       userId: string;
       tokens: TokenSet;
       account: AccountRef;
-    }) => ConnectionRow,
+    }) => Promise<ConnectionRow>,
   ): Promise<ConnectionRow> {
     const { vault, clock, log, hasUser, linkAccount } = this.deps;
     const platform = requireOAuthPlatform(platformName);
@@ -162,7 +162,7 @@ export class AuthorizeFlow {
 
     // Spent before anything else is looked at: whatever follows, this state is used up.
     const stateHash = stateParam === null || stateParam === '' ? null : sha256(stateParam);
-    const saved = stateHash === null ? null : this.deps.store.takeState(stateHash);
+    const saved = stateHash === null ? null : await this.deps.store.takeState(stateHash);
 
     if (error !== null) {
       const description = platformText(one(query, 'error_description'));
@@ -240,7 +240,7 @@ export class AuthorizeFlow {
         { code: 'account_linked', message: 'the account belongs to another user; unlink it there first' },
       ]);
     }
-    const row = store({ platform, userId: saved.user_id, tokens, account });
+    const row = await store({ platform, userId: saved.user_id, tokens, account });
     log.info(
       { connection_id: row.connection_id, platform, user_id: saved.user_id, external_id: account.externalId },
       'connection stored',

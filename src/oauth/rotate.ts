@@ -4,7 +4,7 @@
  * new `PRESENCE_SECRET_KEY`, for `presence keys rotate-secret`.
  */
 
-import type { ConnectionStore } from '../core/ports';
+import type { AsyncConnectionStore, StoreTx } from '../core/ports';
 import { TokenVault, VaultError, parseSecretKey, sealContext } from './vault';
 
 export interface RotateReport {
@@ -20,19 +20,21 @@ export interface RotateReport {
  * sealed under a key that is not given stops it with nothing changed. Running it again is
  * harmless (values already under `newKey` are left as they are), which also covers values a
  * server still on the old key wrote meanwhile. Restart the server with the new key afterwards
- * (or give it the old one in `previousSecretKeys` until then).
+ * (or give it the old one in `previousSecretKeys` until then). Inside a caller's transaction `tx`
+ * (the CLI rotates webhook secrets in the same one), it runs there: transactions do not nest.
  */
 export function rotateSecret(
-  store: ConnectionStore,
+  store: AsyncConnectionStore,
   keys: { readonly oldKeys: readonly string[]; readonly newKey: string },
-): RotateReport {
+  tx?: StoreTx,
+): Promise<RotateReport> {
   const next = parseSecretKey(keys.newKey);
   const vault = new TokenVault(next, keys.oldKeys.map(parseSecretKey));
-  return store.transaction((tx) => {
+  const rotate = async (tx: StoreTx): Promise<RotateReport> => {
     let reencrypted = 0;
     let current = 0;
     const unknown = new Map<string, number>();
-    for (const cell of store.sealedCells(tx)) {
+    for (const cell of await store.sealedCells(tx)) {
       const kid = TokenVault.keyIdOf(cell.value) ?? '(not a ciphertext)';
       if (!vault.hasKey(kid)) {
         unknown.set(kid, (unknown.get(kid) ?? 0) + 1);
@@ -44,7 +46,7 @@ export function rotateSecret(
         current += 1;
         continue;
       }
-      store.writeCell(cell, vault.seal(plaintext, ctx), tx);
+      await store.writeCell(cell, vault.seal(plaintext, ctx), tx);
       reencrypted += 1;
     }
     if (unknown.size > 0) {
@@ -52,5 +54,6 @@ export function rotateSecret(
       throw new VaultError(`values are sealed under keys that were not given: ${list}; nothing was changed`);
     }
     return { key_id: next.id, reencrypted, already_current: current };
-  });
+  };
+  return tx === undefined ? store.transaction(rotate) : rotate(tx);
 }

@@ -19,8 +19,8 @@ import type {
   AccountRef,
   ConnectionFilter,
   ConnectionKind,
+  AsyncConnectionStore,
   ConnectionRow,
-  ConnectionStore,
   SealedTokens,
   StoreTx,
 } from '../core/ports';
@@ -71,7 +71,7 @@ export interface PlatformAvailability {
 
 export interface ConnectionServiceDeps {
   /** Where connections, their sealed tokens and pending authorize states are kept. */
-  readonly store: ConnectionStore;
+  readonly store: AsyncConnectionStore;
   readonly env: Env;
   readonly clock: Clock;
   readonly log: Log;
@@ -80,11 +80,15 @@ export interface ConnectionServiceDeps {
   /** `PresenceEngine.hasUser`. */
   readonly hasUser: (userId: string) => boolean;
   /**
-   * Called for `connection.reauth_required` and `connection.revoked`, synchronously inside the
-   * store transaction (`tx`) that records the change: the webhook outbox writes its row there.
-   * A throw rolls the change back.
+   * Called for `connection.reauth_required` and `connection.revoked` inside the store transaction
+   * (`tx`) that records the change, which waits for it: the webhook outbox writes its row there,
+   * passing `tx` to every store call. A throw (or rejection) rolls the change back.
    */
-  readonly onEvent: (type: ConnectionEventType, data: ConnectionEventData, tx: StoreTx) => void;
+  readonly onEvent: (
+    type: ConnectionEventType,
+    data: ConnectionEventData,
+    tx: StoreTx,
+  ) => void | Promise<void>;
   /** Base of the default redirect URI (`${publicUrl}/v1/connect/{platform}/callback`); defaults to env.PUBLIC_URL. */
   readonly publicUrl?: string;
   /** Defaults to env.PRESENCE_SECRET_KEY, which is then required. */
@@ -106,7 +110,7 @@ export interface ConnectionServiceDeps {
 }
 
 export class ConnectionService {
-  private readonly store: ConnectionStore;
+  private readonly store: AsyncConnectionStore;
   private readonly vault: TokenVault;
   private readonly clients = new Map<OAuthPlatform, ProviderClient>();
   private readonly tokens: TokenManager;
@@ -169,7 +173,7 @@ export class ConnectionService {
    * Errors: not_found (unknown platform or user), invalid_request (WhatsApp and other platforms
    * without OAuth, a platform without credentials, a bad user id or redirect URI, no PUBLIC_URL).
    */
-  startAuthorize(platform: string, userId: string, redirectUri?: string): AuthorizeStart {
+  startAuthorize(platform: string, userId: string, redirectUri?: string): Promise<AuthorizeStart> {
     return this.flow.start(platform, userId, redirectUri);
   }
 
@@ -222,28 +226,35 @@ export class ConnectionService {
       throw new AppError('platform_error', message);
     }
     const account: AccountRef = { platform, externalId: app.accountId, workspaceId: app.accountId };
-    const row = this.upsert(platform, 'app', null, account, tokens);
+    const row = await this.upsert(platform, 'app', null, account, tokens);
     this.deps.log.info({ connection_id: row.connection_id, platform }, 'app connection stored');
     return this.view(row);
   }
 
-  list(filter: { user_id?: string; platform?: string; kind?: ConnectionKind } = {}): ConnectionView[] {
+  async list(
+    filter: { user_id?: string; platform?: string; kind?: ConnectionKind } = {},
+  ): Promise<ConnectionView[]> {
     const f: ConnectionFilter = {
       ...(filter.user_id === undefined ? {} : { userId: filter.user_id }),
       ...(filter.platform === undefined ? {} : { platform: filter.platform }),
       ...(filter.kind === undefined ? {} : { kind: filter.kind }),
     };
-    return this.store.list(f).map((r) => this.view(r));
+    return (await this.store.list(f)).map((r) => this.view(r));
   }
 
   /** Errors: not_found. */
-  get(id: string): ConnectionView {
-    return this.view(this.requireRow(id));
+  async get(id: string): Promise<ConnectionView> {
+    return this.view(await this.requireRow(id));
   }
 
   /** The connection holding an account's grant, if any (for connectors). */
-  findByAccount(account: AccountRef, kind: ConnectionKind = 'user'): ConnectionView | null {
-    const row = this.store.findByAccount(account.platform, kind, account.workspaceId, account.externalId);
+  async findByAccount(account: AccountRef, kind: ConnectionKind = 'user'): Promise<ConnectionView | null> {
+    const row = await this.store.findByAccount(
+      account.platform,
+      kind,
+      account.workspaceId,
+      account.externalId,
+    );
     return row === null ? null : this.view(row);
   }
 
@@ -253,10 +264,10 @@ export class ConnectionService {
    * Errors: not_found.
    */
   async deleteConnection(id: string): Promise<DeleteResult> {
-    this.requireRow(id);
+    await this.requireRow(id);
     // A refresh in flight would otherwise rotate the tokens under the revoke.
     await this.tokens.settle(id);
-    const row = this.requireRow(id);
+    const row = await this.requireRow(id);
     const client = isOAuthPlatform(row.platform) ? this.clients.get(row.platform) : undefined;
     let outcome: RevokeOutcome;
     if (client === undefined) {
@@ -272,12 +283,12 @@ export class ConnectionService {
           row.refresh_token === null ? null : this.tryOpen(row, 'refresh_token', row.refresh_token),
       });
     }
-    this.store.transaction((tx) => {
-      const current = this.store.get(id, tx);
+    await this.store.transaction(async (tx) => {
+      const current = await this.store.get(id, tx);
       if (current === null) return;
-      this.store.delete(id, tx);
+      await this.store.delete(id, tx);
       if (current.health !== 'revoked') {
-        this.deps.onEvent('connection.revoked', this.eventData(current, 'deleted through the API'), tx);
+        await this.deps.onEvent('connection.revoked', this.eventData(current, 'deleted through the API'), tx);
       }
     });
     this.deps.log.info(
@@ -301,7 +312,8 @@ export class ConnectionService {
   /** Deletes (and revokes) every connection of a user: call before deleting the user. */
   async deleteConnectionsOfUser(userId: string): Promise<DeleteResult[]> {
     const out: DeleteResult[] = [];
-    for (const row of this.store.list({ userId })) out.push(await this.deleteConnection(row.connection_id));
+    for (const row of await this.store.list({ userId }))
+      out.push(await this.deleteConnection(row.connection_id));
     return out;
   }
 
@@ -315,13 +327,13 @@ export class ConnectionService {
   }
 
   /** For connectors: the platform refused the token on an API call (401). */
-  markReauthRequired(id: string, reason: string): void {
-    this.tokens.markReauthRequired(id, reason);
+  markReauthRequired(id: string, reason: string): Promise<void> {
+    return this.tokens.markReauthRequired(id, reason);
   }
 
   /** For inbound handlers: the platform revoked the grant (Slack `tokens_revoked`, `app_uninstalled`). */
-  markRevoked(id: string, reason: string): void {
-    this.tokens.markRevoked(id, reason);
+  markRevoked(id: string, reason: string): Promise<void> {
+    return this.tokens.markRevoked(id, reason);
   }
 
   /** One sweep now (the schedule calls this every minute). */
@@ -347,14 +359,20 @@ export class ConnectionService {
     userId: string | null,
     account: AccountRef,
     tokens: TokenSet,
-  ): ConnectionRow {
+  ): Promise<ConnectionRow> {
     const now = this.deps.clock.now();
-    return this.store.transaction((tx) => {
-      const existing = this.store.findByAccount(platform, kind, account.workspaceId, account.externalId, tx);
+    return this.store.transaction(async (tx) => {
+      const existing = await this.store.findByAccount(
+        platform,
+        kind,
+        account.workspaceId,
+        account.externalId,
+        tx,
+      );
       const id = existing?.connection_id ?? `con_${randomBytes(12).toString('base64url')}`;
       const sealed = this.seal(id, tokens, now);
       if (existing === null) {
-        this.store.insert(
+        await this.store.insert(
           {
             id,
             platform,
@@ -368,9 +386,9 @@ export class ConnectionService {
           tx,
         );
       } else {
-        this.store.replaceGrant(id, userId, sealed, now, tx);
+        await this.store.replaceGrant(id, userId, sealed, now, tx);
       }
-      const row = this.store.get(id, tx);
+      const row = await this.store.get(id, tx);
       if (row === null) throw new AppError('internal', 'connection vanished while being stored');
       return row;
     });
@@ -402,8 +420,8 @@ export class ConnectionService {
     }
   }
 
-  private requireRow(id: string): ConnectionRow {
-    const row = this.store.get(id);
+  private async requireRow(id: string): Promise<ConnectionRow> {
+    const row = await this.store.get(id);
     if (row === null) throw new AppError('not_found', `no connection ${id.slice(0, 64)}`);
     return row;
   }

@@ -21,7 +21,7 @@ import type { Clock } from '../core/clock';
 import { AppError } from '../core/errors';
 import type { Log } from '../core/log';
 import { toIso } from '../core/time';
-import type { ConnectionRow, ConnectionStore, SealedTokens, StoredHealth, StoreTx } from '../core/ports';
+import type { AsyncConnectionStore, ConnectionRow, SealedTokens, StoredHealth, StoreTx } from '../core/ports';
 import type { AppGrant } from './app-token';
 import { OAuthCallError, type ProviderClient, type TokenSet } from './provider-client';
 import { PROVIDERS, isOAuthPlatform } from './providers';
@@ -37,13 +37,16 @@ export const SWEEP_LOOKAHEAD_MS = 2 * 60_000;
 
 export type ConnectionEventType = 'connection.reauth_required' | 'connection.revoked';
 
-/** Called inside the transaction that records the transition (`tx`); it must be synchronous. */
+/**
+ * Called inside the transaction that records the transition (`tx`), which waits for it: every
+ * store call it makes must be handed `tx` (a call without it would wait for the transaction's end).
+ */
 export type EmitTransition = (
   type: ConnectionEventType,
   row: ConnectionRow,
   reason: string,
   tx: StoreTx,
-) => void;
+) => void | Promise<void>;
 
 export type UnavailableReason = 'reauth_required' | 'revoked' | 'unavailable';
 
@@ -73,7 +76,7 @@ export interface SweepReport {
 }
 
 export interface TokenManagerDeps {
-  readonly store: ConnectionStore;
+  readonly store: AsyncConnectionStore;
   readonly vault: TokenVault;
   readonly client: (platform: string) => ProviderClient | null;
   /** The app grant's one token source (app-token.ts): an `app` connection is refreshed through it. */
@@ -102,7 +105,7 @@ export class TokenManager {
 
   /** A usable access token, refreshed first when it is within the margin of its expiry. */
   async getAccessToken(id: string): Promise<string> {
-    const row = this.requireRow(id);
+    const row = await this.requireRow(id);
     const now = this.deps.clock.now();
     this.assertUsable(row);
     const pending = this.inflight.get(id);
@@ -110,8 +113,8 @@ export class TokenManager {
     if (row.expires_at === null || row.expires_at - now > this.margin) return this.openAccess(row);
     if (!this.refreshable(row, now)) {
       if (row.expires_at > now) return this.openAccess(row);
-      this.expire(row);
-      throw this.unusable(this.requireRow(id));
+      await this.expire(row);
+      throw this.unusable(await this.requireRow(id));
     }
     if (row.retry_at !== null && row.retry_at > now) {
       // Cooling down after a failure: the current token still serves while it lasts.
@@ -142,28 +145,28 @@ export class TokenManager {
   }
 
   /** For connectors and inbound handlers: the platform refused the token (a 401 on an API call). */
-  markReauthRequired(id: string, reason: string): void {
-    this.transition(this.requireRow(id), 'reauth_required', reason, null, null);
+  async markReauthRequired(id: string, reason: string): Promise<void> {
+    await this.transition(await this.requireRow(id), 'reauth_required', reason, null, null);
   }
 
   /** For inbound handlers: the platform says the grant was revoked (Slack `tokens_revoked`, …). */
-  markRevoked(id: string, reason: string): void {
-    this.transition(this.requireRow(id), 'revoked', reason, null, null);
+  async markRevoked(id: string, reason: string): Promise<void> {
+    await this.transition(await this.requireRow(id), 'revoked', reason, null, null);
   }
 
   async sweep(): Promise<SweepReport> {
     const { store, clock, log } = this.deps;
     const now = clock.now();
     const report: SweepReport = { refreshed: 0, failed: 0, expired: 0, warned: 0, statesPurged: 0 };
-    report.statesPurged = store.purgeStates(now);
+    report.statesPurged = await store.purgeStates(now);
 
     // One at a time: a handful of connections come due per minute, and serial refreshes keep
     // the platforms' token endpoints free of bursts.
-    for (const row of store.expiringBefore(now + this.margin + SWEEP_LOOKAHEAD_MS)) {
+    for (const row of await store.expiringBefore(now + this.margin + SWEEP_LOOKAHEAD_MS)) {
       if (this.inflight.has(row.connection_id)) continue;
       if (!this.refreshable(row, now)) {
         if (row.expires_at !== null && row.expires_at <= now) {
-          this.expire(row);
+          await this.expire(row);
           report.expired += 1;
         }
         continue;
@@ -179,7 +182,7 @@ export class TokenManager {
 
     for (const spec of Object.values(PROVIDERS)) {
       if (spec.expiryWarningMs === null) continue;
-      for (const row of store.unwarnedEndingBefore([spec.platform], now + spec.expiryWarningMs)) {
+      for (const row of await store.unwarnedEndingBefore([spec.platform], now + spec.expiryWarningMs)) {
         const end =
           row.refresh_token !== null && row.refresh_expires_at !== null
             ? Math.max(row.refresh_expires_at, row.expires_at ?? 0)
@@ -193,7 +196,7 @@ export class TokenManager {
           },
           `${spec.displayName} connection expires soon and cannot be refreshed: the person must connect again`,
         );
-        store.markExpiryWarned(row.connection_id, now);
+        await store.markExpiryWarned(row.connection_id, now);
         report.warned += 1;
       }
     }
@@ -238,7 +241,7 @@ export class TokenManager {
 
   private async doRefresh(id: string): Promise<string> {
     const { store, clock, log } = this.deps;
-    const row = this.requireRow(id);
+    const row = await this.requireRow(id);
     this.assertUsable(row);
     const client = this.deps.client(row.platform);
     if (client === null) {
@@ -270,12 +273,12 @@ export class TokenManager {
         e instanceof OAuthCallError
           ? e
           : new OAuthCallError('transient', `${row.platform} refresh failed unexpectedly`);
-      this.recordFailure(row, err);
-      throw this.unusable(this.requireRow(id), err);
+      await this.recordFailure(row, err);
+      throw this.unusable(await this.requireRow(id), err);
     }
     const now = clock.now();
     const sealed = this.sealRefreshed(row, tokens, now);
-    if (!store.saveRefreshed(id, sealed, now)) {
+    if (!(await store.saveRefreshed(id, sealed, now))) {
       throw new AppError('not_found', `connection ${id} was deleted during its refresh`);
     }
     if (row.health !== 'ok') {
@@ -309,33 +312,33 @@ export class TokenManager {
     };
   }
 
-  private recordFailure(row: ConnectionRow, err: OAuthCallError): void {
+  private async recordFailure(row: ConnectionRow, err: OAuthCallError): Promise<void> {
     const now = this.deps.clock.now();
     const failures = row.failures + 1;
     if (err.kind === 'reauth_required' || err.kind === 'revoked') {
-      this.transition(row, err.kind, err.message, null, failures);
+      await this.transition(row, err.kind, err.message, null, failures);
       return;
     }
     const step = this.cooldown[Math.min(failures, this.cooldown.length) - 1] ?? 60_000;
     const retryAt = now + Math.max(step, err.retryAfterMs ?? 0);
-    this.transition(row, 'error', err.message, retryAt, failures);
+    await this.transition(row, 'error', err.message, retryAt, failures);
   }
 
   /** Records a health change; entering reauth_required/revoked emits its event in the same transaction. */
-  private transition(
+  private async transition(
     row: ConnectionRow,
     health: StoredHealth,
     lastError: string,
     retryAt: number | null,
     failures: number | null,
-  ): void {
+  ): Promise<void> {
     const { store, clock, log, emit } = this.deps;
     const now = clock.now();
     let entered = false;
-    store.transaction((tx) => {
-      const current = store.get(row.connection_id, tx);
+    await store.transaction(async (tx) => {
+      const current = await store.get(row.connection_id, tx);
       if (current === null) return;
-      store.setHealth(
+      await store.setHealth(
         row.connection_id,
         { health, lastError, retryAt, failures: failures ?? current.failures },
         now,
@@ -343,7 +346,7 @@ export class TokenManager {
       );
       if (current.health !== health && (health === 'reauth_required' || health === 'revoked')) {
         entered = true;
-        emit(
+        await emit(
           health === 'revoked' ? 'connection.revoked' : 'connection.reauth_required',
           current,
           lastError,
@@ -363,11 +366,11 @@ export class TokenManager {
     else if (health === 'error') log.warn(fields, 'connection refresh failed; retrying after the cool-down');
   }
 
-  private expire(row: ConnectionRow): void {
+  private expire(row: ConnectionRow): Promise<void> {
     const end =
       row.refresh_expires_at !== null && row.refresh_token !== null ? row.refresh_expires_at : row.expires_at;
     const platform = isOAuthPlatform(row.platform) ? PROVIDERS[row.platform].displayName : row.platform;
-    this.transition(
+    return this.transition(
       row,
       'reauth_required',
       `the grant expired at ${end === null ? 'an unknown time' : toIso(end)} and ${platform} gave no way to refresh it; the person must connect again`,
@@ -408,8 +411,8 @@ export class TokenManager {
     );
   }
 
-  private requireRow(id: string): ConnectionRow {
-    const row = this.deps.store.get(id);
+  private async requireRow(id: string): Promise<ConnectionRow> {
+    const row = await this.deps.store.get(id);
     if (row === null) throw new AppError('not_found', `no connection ${id}`);
     return row;
   }

@@ -35,8 +35,9 @@ import {
   type ConnectionServiceDeps,
   type ConnectionView,
 } from '../../src/oauth/service';
-import { SqliteConnectionStore } from '../../src/store/connection-store';
+import type { AsyncSqliteStores } from '../../src/store/async-sqlite';
 import { migrate, openDb, type Db } from '../../src/store/db';
+import { asyncStoresOn } from './promised';
 
 export type FakeFlavor = 'slack' | 'microsoft' | 'discord' | 'zoom' | 'linkedin';
 export type FakeEndpoint = 'authorize' | 'token' | 'revoke' | 'identity';
@@ -616,6 +617,8 @@ export interface OAuthHarness {
   readonly service: ConnectionService;
   readonly clock: FakeClock;
   readonly db: Db;
+  /** The stores of `db` behind the async adapter the service uses. */
+  readonly stores: AsyncSqliteStores;
   readonly dbPath: string;
   readonly env: Env;
   readonly events: { type: ConnectionEventType; data: ConnectionEventData }[];
@@ -659,6 +662,7 @@ export async function oauthHarness(options: HarnessOptions): Promise<OAuthHarnes
   const db = openDb(dbPath);
   const clock = options.clock ?? new FakeClock();
   migrate(db, undefined, clock);
+  const stores = asyncStoresOn(db);
   const env = parseEnv({
     PRESENCE_SECRET_KEY: TEST_SECRET_KEY,
     PUBLIC_URL,
@@ -677,7 +681,7 @@ export async function oauthHarness(options: HarnessOptions): Promise<OAuthHarnes
     };
   const log: Log = { debug: logAt('debug'), info: logAt('info'), warn: logAt('warn'), error: logAt('error') };
   const service = new ConnectionService({
-    store: new SqliteConnectionStore(db),
+    store: stores.connections,
     env,
     clock,
     log,
@@ -710,7 +714,7 @@ export async function oauthHarness(options: HarnessOptions): Promise<OAuthHarnes
   const authorizeOnly = async (
     userId = 'alice',
   ): Promise<{ start: AuthorizeStart; query: Record<string, string> }> => {
-    const start = service.startAuthorize(PLATFORM_OF[options.flavor], userId);
+    const start = await service.startAuthorize(PLATFORM_OF[options.flavor], userId);
     return { start, query: await fake.authorize(start.url) };
   };
   return {
@@ -718,6 +722,7 @@ export async function oauthHarness(options: HarnessOptions): Promise<OAuthHarnes
     service,
     clock,
     db,
+    stores,
     dbPath,
     env,
     events,

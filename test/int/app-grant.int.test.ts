@@ -15,7 +15,7 @@ import type { AccountRef } from '../../src/core/ports';
 import { AppGrants } from '../../src/oauth/app-token';
 import { ConnectionService } from '../../src/oauth/service';
 import { REFRESH_MARGIN_MS, SWEEP_LOOKAHEAD_MS } from '../../src/oauth/token-manager';
-import { SqliteConnectionStore } from '../../src/store/connection-store';
+import { asyncStoresOn } from '../helpers/promised';
 import { migrate, openDb, type Db } from '../../src/store/db';
 import { tmpDir } from '../helpers/engine';
 import { aadId, startFakeGraph, type FakeGraph } from '../helpers/fake-graph';
@@ -61,7 +61,7 @@ async function rig(users: number) {
   const db = openDb(join(tmp.dir, `grant-${open.length}-${Date.now()}.db`));
   migrate(db, undefined, clock);
   const connections = new ConnectionService({
-    store: new SqliteConnectionStore(db),
+    store: asyncStoresOn(db).connections,
     env,
     clock,
     log: silentLog,
@@ -103,7 +103,7 @@ describe('one token path per app grant (Teams)', () => {
     expect(r.reports).toHaveLength(2);
     expect(r.graph.allCallsAuthenticated()).toBe(true);
     // No second row: connectApp stores the app connection it always stored, and only that one.
-    expect(r.connections.list()).toEqual([
+    expect(await r.connections.list()).toEqual([
       expect.objectContaining({ id: view.id, kind: 'app', external_id: TENANT }),
     ]);
     // The stored token is the one the connector polls with.
@@ -141,6 +141,6 @@ describe('one token path per app grant (Teams)', () => {
     expect(after).not.toBe(before);
     expect(r.graph.tokenRequests).toHaveLength(2);
     // The stored app connection is the same one (no new row for the connector's refresh).
-    expect(r.connections.list().map((c) => c.id)).toEqual([view.id]);
+    expect((await r.connections.list()).map((c) => c.id)).toEqual([view.id]);
   });
 });

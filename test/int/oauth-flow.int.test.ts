@@ -115,17 +115,17 @@ describe('OAuth authorize flow refusals', () => {
     expect(connections(h)).toEqual([]);
   });
 
-  it('refuses unknown platforms (404) and platforms without OAuth (400), WhatsApp included', () => {
-    expect(() => h.service.startAuthorize('myspace', 'alice')).toThrow(
+  it('refuses unknown platforms (404) and platforms without OAuth (400), WhatsApp included', async () => {
+    await expect(h.service.startAuthorize('myspace', 'alice')).rejects.toThrow(
       expect.objectContaining({ code: 'not_found', status: 404 }) as Error,
     );
-    expect(() => h.service.startAuthorize('whatsapp', 'alice')).toThrow(
+    await expect(h.service.startAuthorize('whatsapp', 'alice')).rejects.toThrow(
       expect.objectContaining({
         code: 'invalid_request',
         message: expect.stringMatching(/system-user access token/),
       }) as Error,
     );
-    expect(() => h.service.startAuthorize('device', 'alice')).toThrow(
+    await expect(h.service.startAuthorize('device', 'alice')).rejects.toThrow(
       expect.objectContaining({ code: 'invalid_request' }) as Error,
     );
     return expect(h.service.completeCallback('whatsapp', { code: 'c', state: 's' })).rejects.toMatchObject({
@@ -133,14 +133,14 @@ describe('OAuth authorize flow refusals', () => {
     });
   });
 
-  it('refuses a platform without credentials, an unknown user and a malformed user id', () => {
-    expect(() => h.service.startAuthorize('slack', 'alice')).toThrow(
+  it('refuses a platform without credentials, an unknown user and a malformed user id', async () => {
+    await expect(h.service.startAuthorize('slack', 'alice')).rejects.toThrow(
       /SLACK_CLIENT_ID and SLACK_CLIENT_SECRET/,
     );
-    expect(() => h.service.startAuthorize('zoom', 'nobody')).toThrow(
+    await expect(h.service.startAuthorize('zoom', 'nobody')).rejects.toThrow(
       expect.objectContaining({ code: 'not_found' }) as Error,
     );
-    expect(() => h.service.startAuthorize('zoom', 'bad id!')).toThrow(
+    await expect(h.service.startAuthorize('zoom', 'bad id!')).rejects.toThrow(
       expect.objectContaining({ code: 'invalid_request' }) as Error,
     );
     expect(() => h.service.startAuthorize('zoom', 'alice', 'javascript:alert(1)')).toThrow(/http or https/);
@@ -148,7 +148,7 @@ describe('OAuth authorize flow refusals', () => {
   });
 
   it('uses a redirect URI given by the caller (the CLI’s local listener) for both legs', async () => {
-    const start = h.service.startAuthorize('zoom', 'alice', 'http://127.0.0.1:53682/callback');
+    const start = await h.service.startAuthorize('zoom', 'alice', 'http://127.0.0.1:53682/callback');
     expect(new URL(start.url).searchParams.get('redirect_uri')).toBe('http://127.0.0.1:53682/callback');
     const query = await h.fake.authorize(start.url);
     await h.service.completeCallback('zoom', query);
@@ -256,7 +256,7 @@ describe('Microsoft tenant and identity', () => {
       fake: { user: { id: 'aad-object-id-1', tenant } },
     });
     try {
-      const start = h.service.startAuthorize('teams', 'alice');
+      const start = await h.service.startAuthorize('teams', 'alice');
       expect(new URL(start.url).pathname).toBe(`/${tenant}/oauth2/v2.0/authorize`);
       const view = await h.service.completeCallback('teams', await h.fake.authorize(start.url));
       expect(view).toMatchObject({ external_id: 'aad-object-id-1', workspace_id: tenant });

@@ -70,7 +70,7 @@ describe('OAuth token lifecycle', () => {
       expect(next).toBe(h.fake.issued.access[2]);
       // Connecting again reuses the connection.
       expect((await h.service.connectApp('zoom')).id).toBe(view.id);
-      expect(h.service.list()).toHaveLength(1);
+      expect(await h.service.list()).toHaveLength(1);
       // The app token is revoked on delete, like a user token.
       const gone = await h.service.deleteConnection(view.id);
       expect(gone).toMatchObject({ revoked_at_platform: true });
@@ -95,10 +95,10 @@ describe('OAuth token lifecycle', () => {
       h.fake.fail('token', { kind: 'status', status: 500 }, 1, 'account_credentials');
       h.clock.advance(3599_000 - REFRESH_MARGIN_MS);
       expect(await h.service.sweep()).toMatchObject({ refreshed: 0, failed: 1 });
-      expect(h.service.get(view.id)).toMatchObject({ health: 'error' });
+      expect(await h.service.get(view.id)).toMatchObject({ health: 'error' });
       h.clock.advance(REFRESH_COOLDOWN_MS[0] ?? 0);
       expect(await h.service.sweep()).toMatchObject({ refreshed: 1 });
-      expect(h.service.get(view.id)).toMatchObject({ health: 'ok' });
+      expect(await h.service.get(view.id)).toMatchObject({ health: 'ok' });
     });
   });
 
@@ -126,8 +126,8 @@ describe('OAuth token lifecycle', () => {
     const b = await h.connect('bob');
     h.clock.set(Date.parse(a.expires_at ?? '') - REFRESH_MARGIN_MS - SWEEP_LOOKAHEAD_MS + 1);
     expect(await h.service.sweep()).toMatchObject({ refreshed: 1, failed: 0 });
-    expect(h.service.get(a.id).refreshed_at).toBe(new Date(h.clock.now()).toISOString());
-    expect(h.service.get(b.id).refreshed_at).toBe(b.created_at);
+    expect((await h.service.get(a.id)).refreshed_at).toBe(new Date(h.clock.now()).toISOString());
+    expect((await h.service.get(b.id)).refreshed_at).toBe(b.created_at);
     // a's new token is not due again for a week.
     expect(await h.service.sweep()).toMatchObject({ refreshed: 0 });
   });
@@ -142,7 +142,7 @@ describe('OAuth token lifecycle', () => {
     const retries: (string | null)[] = [];
     for (let i = 0; i < 3; i++) {
       expect(await h.service.sweep()).toMatchObject({ failed: 1 });
-      const v = h.service.get(view.id);
+      const v = await h.service.get(view.id);
       expect(v.health).toBe('error');
       retries.push(v.next_retry_at);
       // Before the cool-down ends the sweep does not call the platform.
@@ -172,7 +172,11 @@ describe('OAuth token lifecycle', () => {
     // The platform is back: the attempt after the cool-down succeeds.
     h.clock.advance(5000);
     expect(await h.service.sweep()).toMatchObject({ refreshed: 1 });
-    expect(h.service.get(view.id)).toMatchObject({ health: 'ok', last_error: null, next_retry_at: null });
+    expect(await h.service.get(view.id)).toMatchObject({
+      health: 'ok',
+      last_error: null,
+      next_retry_at: null,
+    });
     expect(h.events).toEqual([]);
     expect(h.logs.some((l) => l.level === 'info' && l.msg === 'connection recovered')).toBe(true);
   });
@@ -187,7 +191,7 @@ describe('OAuth token lifecycle', () => {
 
     h.clock.set(end - 7 * DAY_MS - 60_000);
     expect(await h.service.sweep()).toMatchObject({ warned: 0 });
-    expect(h.service.get(view.id).expires_soon).toBe(false);
+    expect((await h.service.get(view.id)).expires_soon).toBe(false);
 
     h.clock.set(end - 7 * DAY_MS);
     expect(await h.service.sweep()).toMatchObject({ warned: 1 });
@@ -203,7 +207,7 @@ describe('OAuth token lifecycle', () => {
         msg: expect.stringMatching(/LinkedIn connection expires soon/),
       },
     ]);
-    expect(h.service.get(view.id)).toMatchObject({ health: 'ok', expires_soon: true });
+    expect(await h.service.get(view.id)).toMatchObject({ health: 'ok', expires_soon: true });
     h.clock.advance(DAY_MS);
     expect(await h.service.sweep()).toMatchObject({ warned: 0 });
     // Still usable until the end.
@@ -211,7 +215,7 @@ describe('OAuth token lifecycle', () => {
     await expect(h.service.getAccessToken(view.id)).resolves.toBe(h.fake.issued.access[0]);
     h.clock.set(end);
     expect(await h.service.sweep()).toMatchObject({ expired: 1 });
-    expect(h.service.get(view.id)).toMatchObject({ health: 'reauth_required', expires_soon: false });
+    expect(await h.service.get(view.id)).toMatchObject({ health: 'reauth_required', expires_soon: false });
     expect(h.events).toEqual([
       {
         type: 'connection.reauth_required',
@@ -239,26 +243,26 @@ describe('OAuth token lifecycle', () => {
     expect(grantEnd - h.clock.now()).toBe(365 * DAY_MS);
     // Refreshed through the year (the same refresh token each time, its end never extended).
     for (;;) {
-      const due = Date.parse(h.service.get(view.id).expires_at ?? '') - REFRESH_MARGIN_MS + 1000;
+      const due = Date.parse((await h.service.get(view.id)).expires_at ?? '') - REFRESH_MARGIN_MS + 1000;
       if (due >= grantEnd - 8 * DAY_MS) break;
       h.clock.set(due);
       await h.service.getAccessToken(view.id);
     }
     const refreshes = h.fake.callsTo('token', 'refresh_token').map((c) => c.body.refresh_token);
     expect(refreshes).toEqual(Array(5).fill(h.fake.issued.refresh[0]));
-    expect(h.service.get(view.id).grant_expires_at).toBe(view.grant_expires_at);
+    expect((await h.service.get(view.id)).grant_expires_at).toBe(view.grant_expires_at);
     h.clock.set(grantEnd - 8 * DAY_MS);
     expect(await h.service.sweep()).toMatchObject({ warned: 0 });
     h.clock.set(grantEnd - 6 * DAY_MS);
     expect(await h.service.sweep()).toMatchObject({ warned: 1 });
-    expect(h.service.get(view.id)).toMatchObject({ expires_soon: true, refreshable: true });
+    expect(await h.service.get(view.id)).toMatchObject({ expires_soon: true, refreshable: true });
     // Past the refresh token's end nothing can refresh, and the last access token is spent too.
     h.clock.set(grantEnd + 1);
-    const last = h.service.get(view.id);
+    const last = await h.service.get(view.id);
     expect(last).toMatchObject({ refreshable: false });
     expect(Date.parse(last.expires_at ?? '')).toBeLessThan(h.clock.now());
     await expect(h.service.getAccessToken(view.id)).rejects.toMatchObject({ code: 'forbidden' });
-    expect(h.service.get(view.id).health).toBe('reauth_required');
+    expect((await h.service.get(view.id)).health).toBe('reauth_required');
     expect(h.events.map((e) => e.type)).toEqual(['connection.reauth_required']);
   });
 
@@ -268,8 +272,8 @@ describe('OAuth token lifecycle', () => {
     h.fake.fail('token', { kind: 'slow', delayMs: 150 }, 1, 'refresh_token');
     h.clock.advance(7 * DAY_MS - REFRESH_MARGIN_MS);
     const pending = h.service.getAccessToken(view.id);
-    expect(h.service.get(view.id).health).toBe('refreshing');
-    expect(h.service.list()[0]?.health).toBe('refreshing');
+    expect((await h.service.get(view.id)).health).toBe('refreshing');
+    expect((await h.service.list())[0]?.health).toBe('refreshing');
     const deleted = h.service.deleteConnection(view.id);
     const token = await pending;
     expect(token).toBe(h.fake.issued.access[1]);
@@ -290,7 +294,7 @@ describe('OAuth token lifecycle', () => {
       code: 'forbidden',
       details: [expect.objectContaining({ code: 'revoked' })],
     });
-    expect(h.service.get(view.id)).toMatchObject({
+    expect(await h.service.get(view.id)).toMatchObject({
       health: 'revoked',
       last_error: expect.stringMatching(/token_revoked/),
     });
@@ -322,9 +326,9 @@ describe('OAuth token lifecycle', () => {
   it('markRevoked / markReauthRequired (for connectors and inbound handlers) emit once per transition', async () => {
     const h = await harness({ flavor: 'zoom', dir: tmp.dir });
     const view = await h.connect();
-    h.service.markReauthRequired(view.id, 'zoom API answered 401');
-    h.service.markReauthRequired(view.id, 'zoom API answered 401 again');
-    h.service.markRevoked(view.id, 'app deauthorized');
+    await h.service.markReauthRequired(view.id, 'zoom API answered 401');
+    await h.service.markReauthRequired(view.id, 'zoom API answered 401 again');
+    await h.service.markRevoked(view.id, 'app deauthorized');
     expect(h.events.map((e) => [e.type, e.data.reason])).toEqual([
       ['connection.reauth_required', 'zoom API answered 401'],
       ['connection.revoked', 'app deauthorized'],
@@ -340,7 +344,7 @@ describe('OAuth token lifecycle', () => {
       at: new Date(h.clock.now()).toISOString(),
     });
     await expect(h.service.getAccessToken(view.id)).rejects.toMatchObject({ details: [{ code: 'revoked' }] });
-    expect(() => h.service.markRevoked('con_nope', 'x')).toThrow(
+    await expect(h.service.markRevoked('con_nope', 'x')).rejects.toThrow(
       expect.objectContaining({ code: 'not_found' }) as Error,
     );
   });
@@ -357,11 +361,11 @@ describe('OAuth token lifecycle', () => {
       },
     });
     const view = await h.connect();
-    expect(() => h.service.markRevoked(view.id, 'x')).toThrow('outbox unavailable');
-    expect(h.service.get(view.id).health).toBe('ok');
+    await expect(h.service.markRevoked(view.id, 'x')).rejects.toThrow('outbox unavailable');
+    expect((await h.service.get(view.id)).health).toBe('ok');
     fail = false;
-    h.service.markRevoked(view.id, 'x');
-    expect(h.service.get(view.id).health).toBe('revoked');
+    await h.service.markRevoked(view.id, 'x');
+    expect((await h.service.get(view.id)).health).toBe('revoked');
   });
 
   it('deleting a user removes their connections (foreign key cascade); deleteConnectionsOfUser revokes first', async () => {
@@ -370,12 +374,12 @@ describe('OAuth token lifecycle', () => {
     await h.connect('alice');
     h.fake.user = { id: 'U0FAKE2' };
     const bobs = await h.connect('bob');
-    expect(h.service.list()).toHaveLength(2);
+    expect(await h.service.list()).toHaveLength(2);
     h.db.prepare('DELETE FROM users WHERE user_id = ?').run('alice');
-    expect(h.service.list().map((v) => v.user_id)).toEqual(['bob']);
+    expect((await h.service.list()).map((v) => v.user_id)).toEqual(['bob']);
     const results = await h.service.deleteConnectionsOfUser('bob');
     expect(results).toEqual([expect.objectContaining({ id: bobs.id, revoked_at_platform: true })]);
-    expect(h.service.list()).toEqual([]);
+    expect(await h.service.list()).toEqual([]);
   });
 
   it('start() schedules the sweep on node-cron and stop() ends it', async () => {
@@ -398,7 +402,7 @@ describe('OAuth token lifecycle', () => {
     const grants = h.fake.callsTo('token', 'refresh_token').length;
     await task!.execute();
     expect(h.fake.callsTo('token', 'refresh_token')).toHaveLength(grants + 1);
-    expect(h.service.get(view.id).refreshed_at).toBe(new Date(h.clock.now()).toISOString());
+    expect((await h.service.get(view.id)).refreshed_at).toBe(new Date(h.clock.now()).toISOString());
 
     await h.service.stop();
     expect(sweeps()).toHaveLength(0);
@@ -420,7 +424,7 @@ describe('OAuth token lifecycle', () => {
     await h.service.getAccessToken(view.id).catch(() => undefined);
     h.fake.fail('revoke', { kind: 'status', status: 500 }, 2);
     const deleted = await h.service.deleteConnection(view.id);
-    const shown = JSON.stringify([h.logs, h.events, h.service.list(), deleted, view]);
+    const shown = JSON.stringify([h.logs, h.events, await h.service.list(), deleted, view]);
     const secrets = [...h.fake.issued.access, ...h.fake.issued.refresh, h.fake.clientSecret, TEST_SECRET_KEY];
     expect(secrets.length).toBeGreaterThan(4);
     for (const s of secrets) expect(shown).not.toContain(s);

@@ -150,8 +150,8 @@ describe.each(CASES)('OAuth provider $name', (c) => {
   afterEach(async () => h.close());
   afterAll(() => tmp.cleanup());
 
-  it('builds the authorize URL: client id, redirect_uri, state, scopes with the right separator, PKCE', () => {
-    const start = h.service.startAuthorize(c.platform, 'alice');
+  it('builds the authorize URL: client id, redirect_uri, state, scopes with the right separator, PKCE', async () => {
+    const start = await h.service.startAuthorize(c.platform, 'alice');
     const url = new URL(start.url);
     expect(url.origin + url.pathname).toBe(h.fake.url + c.authorizePath);
     const q = url.searchParams;
@@ -222,8 +222,8 @@ describe.each(CASES)('OAuth provider $name', (c) => {
     // The state is spent and the access token works as issued.
     expect(h.rows('SELECT * FROM oauth_states')).toEqual([]);
     await expect(h.service.getAccessToken(view.id)).resolves.toBe(h.fake.issued.access[0]);
-    expect(h.service.list()).toEqual([view]);
-    expect(h.service.list({ user_id: 'bob' })).toEqual([]);
+    expect(await h.service.list()).toEqual([view]);
+    expect(await h.service.list({ user_id: 'bob' })).toEqual([]);
   });
 
   it('refuses a replayed state and stores nothing the second time', async () => {
@@ -253,7 +253,7 @@ describe.each(CASES)('OAuth provider $name', (c) => {
         code: 'forbidden',
         details: [expect.objectContaining({ code: 'reauth_required' })],
       });
-      expect(h.service.get(view.id)).toMatchObject({ health: 'reauth_required', refreshable: false });
+      expect(await h.service.get(view.id)).toMatchObject({ health: 'reauth_required', refreshable: false });
       expect(h.events).toEqual([
         {
           type: 'connection.reauth_required',
@@ -281,7 +281,7 @@ describe.each(CASES)('OAuth provider $name', (c) => {
     expect(calls[0]?.body.refresh_token).toBe(firstRefresh);
     expect(calls[0]?.clientAuth).toBe(c.clientAuth);
     if (c.platform === 'teams') expect(calls[0]?.body.scope).toContain('offline_access');
-    const after = h.service.get(view.id);
+    const after = await h.service.get(view.id);
     expect(after).toMatchObject({ health: 'ok', refreshed_at: new Date(h.clock.now()).toISOString() });
     expect(after.expires_at).toBe(new Date(h.clock.now() + c.accessTtlSec * 1000).toISOString());
     const storedAfter = h.rows('SELECT refresh_token FROM connections')[0]?.refresh_token;
@@ -320,7 +320,7 @@ describe.each(CASES)('OAuth provider $name', (c) => {
       code: 'forbidden',
       details: [expect.objectContaining({ code: 'reauth_required' })],
     });
-    const shown = h.service.get(view.id);
+    const shown = await h.service.get(view.id);
     expect(shown.health).toBe('reauth_required');
     expect(shown.last_error).toMatch(/invalid_(grant|refresh_token)/);
     expect(h.events).toEqual([
@@ -345,7 +345,7 @@ describe.each(CASES)('OAuth provider $name', (c) => {
     advanceIntoMargin(h, c.accessTtlSec);
     // The failed refresh is reported to its caller…
     await expect(h.service.getAccessToken(view.id)).rejects.toMatchObject({ code: 'platform_error' });
-    const failed = h.service.get(view.id);
+    const failed = await h.service.get(view.id);
     expect(failed.health).toBe('error');
     expect(failed.last_error).toMatch(/503/);
     expect(failed.next_retry_at).toBe(new Date(h.clock.now() + 30_000).toISOString());
@@ -356,7 +356,11 @@ describe.each(CASES)('OAuth provider $name', (c) => {
     h.clock.advance(30_000);
     const retried = await h.service.getAccessToken(view.id);
     expect(retried).toBe(h.fake.issued.access[1]);
-    expect(h.service.get(view.id)).toMatchObject({ health: 'ok', last_error: null, next_retry_at: null });
+    expect(await h.service.get(view.id)).toMatchObject({
+      health: 'ok',
+      last_error: null,
+      next_retry_at: null,
+    });
   });
 
   it('revokes at the platform where it can, and deletes the tokens', async () => {
@@ -388,7 +392,7 @@ describe.each(CASES)('OAuth provider $name', (c) => {
         data: expect.objectContaining({ connection_id: view.id, reason: 'deleted through the API' }),
       },
     ]);
-    expect(() => h.service.get(view.id)).toThrow(expect.objectContaining({ code: 'not_found' }) as Error);
+    await expect(await h.service.get(view.id)).rejects.toMatchObject({ code: 'not_found' });
   });
 
   if (c.revoke.supported) {

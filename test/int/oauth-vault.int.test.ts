@@ -13,7 +13,6 @@ import { ConnectionService, rotateSecret } from '../../src/oauth/service';
 import { TokenVault, VaultError, keyIdOf } from '../../src/oauth/vault';
 import { oauthHarness, TEST_SECRET_KEY, type OAuthHarness } from '../helpers/fake-oauth';
 import { tmpDir } from '../helpers/engine';
-import { SqliteConnectionStore } from '../../src/store/connection-store';
 
 /** The database's bytes on disk: the main file, its write-ahead log and shared memory. */
 function fileBytes(path: string): Buffer {
@@ -26,7 +25,7 @@ function serviceWith(
   previousSecretKeys: string[] = [],
 ): ConnectionService {
   return new ConnectionService({
-    store: new SqliteConnectionStore(h.db),
+    store: h.stores.connections,
     env: h.env,
     clock: h.clock,
     log: silentLog,
@@ -60,7 +59,7 @@ describe('tokens at rest', () => {
     const view = await h.connect('alice');
     h.clock.advance(3599_000);
     await h.service.getAccessToken(view.id); // a refresh: rotated tokens are written too
-    const pending = h.service.startAuthorize('zoom', 'bob');
+    const pending = await h.service.startAuthorize('zoom', 'bob');
     const verifiers = h.fake.calls
       .map((c) => c.body.code_verifier)
       .filter((v): v is string => v !== undefined);
@@ -95,7 +94,7 @@ describe('tokens at rest', () => {
     expect(before.map((v) => TokenVault.keyIdOf(v))).toEqual([oldId, oldId, oldId]);
 
     const newKey = randomBytes(32).toString('base64');
-    const report = rotateSecret(new SqliteConnectionStore(h.db), { oldKeys: [TEST_SECRET_KEY], newKey });
+    const report = await rotateSecret(h.stores.connections, { oldKeys: [TEST_SECRET_KEY], newKey });
     const newId = keyIdOf(Buffer.from(newKey, 'base64'));
     expect(report).toEqual({ key_id: newId, reencrypted: 3, already_current: 0 });
     const after = sealedValues(h);
@@ -120,7 +119,7 @@ describe('tokens at rest', () => {
     );
 
     // Running it again changes nothing.
-    const again = rotateSecret(new SqliteConnectionStore(h.db), { oldKeys: [TEST_SECRET_KEY], newKey });
+    const again = await rotateSecret(h.stores.connections, { oldKeys: [TEST_SECRET_KEY], newKey });
     expect(again).toEqual({ key_id: newId, reencrypted: 0, already_current: 4 });
 
     // The old ciphertexts are gone from the file as values: none of the old ones opens any more.
@@ -135,16 +134,16 @@ describe('tokens at rest', () => {
     await h.connect('alice');
     const before = sealedValues(h);
     const unrelated = randomBytes(32).toString('base64');
-    expect(() =>
-      rotateSecret(new SqliteConnectionStore(h.db), {
+    await expect(
+      rotateSecret(h.stores.connections, {
         oldKeys: [unrelated],
         newKey: randomBytes(32).toString('base64'),
       }),
-    ).toThrow(/not given: k[0-9a-f]{12} \(2\); nothing was changed/);
+    ).rejects.toThrow(/not given: k[0-9a-f]{12} \(2\); nothing was changed/);
     expect(sealedValues(h)).toEqual(before);
-    expect(() =>
-      rotateSecret(new SqliteConnectionStore(h.db), { oldKeys: [TEST_SECRET_KEY], newKey: 'short' }),
-    ).toThrow(/32 bytes/);
+    expect(() => rotateSecret(h.stores.connections, { oldKeys: [TEST_SECRET_KEY], newKey: 'short' })).toThrow(
+      /32 bytes/,
+    );
   });
 
   it('a new key seals what the service writes from then on, while the old one still opens', async () => {

@@ -23,7 +23,7 @@ describe('Slack tokens from OAuth connections', () => {
     try {
       api.svc.engine.putUser('alice', {});
       const connections = api.svc.connections!;
-      const start = connections.startAuthorize('slack', 'alice');
+      const start = await connections.startAuthorize('slack', 'alice');
       const conn = await connections.completeCallback('slack', await oauth.authorize(start.url));
       expect(conn).toMatchObject({ workspace_id: 'T0WS', external_id: 'U0ALICE', health: 'ok' });
       const token = oauth.issued.access[0]!;

@@ -18,7 +18,12 @@ describe('Slack connector: failures', () => {
 
   beforeEach(async () => {
     authErrors.length = 0;
-    h = await slackHarness({ onAuthError: (e) => authErrors.push(e), profileIntervalMs: 0 });
+    h = await slackHarness({
+      onAuthError: (e) => {
+        authErrors.push(e);
+      },
+      profileIntervalMs: 0,
+    });
     h.fake.user('U0ALICE');
     await h.link('alice', 'U0ALICE');
   });

@@ -75,23 +75,22 @@ export function connectionRoutes(app: FastifyInstance, connections: ConnectionSe
         },
       },
     },
-    (req, reply) => {
-      const start = connections.startAuthorize(
+    async (req, reply) => {
+      const start = await connections.startAuthorize(
         req.params.platform,
         req.query.user_id,
         req.query.redirect_uri,
       );
       if ((req.headers.accept ?? '').includes('application/json')) {
-        void reply.send({
+        return reply.send({
           url: start.url,
           state: start.state,
           redirect_uri: start.redirect_uri,
           pkce: start.pkce,
           expires_at: start.expires_at,
         });
-        return;
       }
-      void reply.redirect(start.url, 302);
+      return reply.redirect(start.url, 302);
     },
   );
 
@@ -139,7 +138,7 @@ export function connectionRoutes(app: FastifyInstance, connections: ConnectionSe
         response: { 200: z.object({ connections: z.array(ConnectionSchema) }), ...COMMON_ERRORS },
       },
     },
-    (req) => ({ connections: connections.list(req.query) }),
+    async (req) => ({ connections: await connections.list(req.query) }),
   );
 
   r.get(

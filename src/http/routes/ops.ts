@@ -113,8 +113,8 @@ export function opsRoutes(app: FastifyInstance, deps: AppDeps, registry: Registr
         response: { 200: z.object({ connectors: z.array(ConnectorSchema) }), ...COMMON_ERRORS },
       },
     },
-    () => ({
-      connectors: deps.connectors().map((c) => {
+    async () => ({
+      connectors: (await deps.connectors()).map((c) => {
         const d = c.descriptor;
         return {
           platform: d.platform,

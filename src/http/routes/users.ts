@@ -56,14 +56,14 @@ export function userRoutes(app: FastifyInstance, deps: AppDeps): void {
   const { engine } = deps;
   const users = deps.users ?? new UserService({ engine });
 
-  const view = (user: UserRecord, accounts: AccountRecord[]): z.infer<typeof UserSchema> => ({
+  const view = async (user: UserRecord, accounts: AccountRecord[]): Promise<z.infer<typeof UserSchema>> => ({
     user_id: user.userId,
     display_name: user.displayName,
     timezone: user.timezone,
     created_at: toIso(user.createdAt),
     updated_at: toIso(user.updatedAt),
     accounts: accounts.map(toAccount),
-    connections: deps.connectionsOf?.(user.userId) ?? [],
+    connections: (await deps.connectionsOf?.(user.userId)) ?? [],
   });
 
   r.get(
@@ -123,13 +123,13 @@ export function userRoutes(app: FastifyInstance, deps: AppDeps): void {
         response: { 200: UserSchema, 201: UserSchema, ...COMMON_ERRORS },
       },
     },
-    (req, reply) => {
+    async (req, reply) => {
       const { created, user } = engine.putUser(req.params.user_id, {
         displayName: req.body.display_name,
         timezone: req.body.timezone,
       });
       const found = engine.getUser(user.userId);
-      void reply.code(created ? 201 : 200).send(view(user, found?.accounts ?? []));
+      return reply.code(created ? 201 : 200).send(await view(user, found?.accounts ?? []));
     },
   );
 
@@ -144,10 +144,10 @@ export function userRoutes(app: FastifyInstance, deps: AppDeps): void {
         response: { 200: UserSchema, 404: ErrorBody, ...COMMON_ERRORS },
       },
     },
-    (req) => {
+    async (req) => {
       const found = engine.getUser(req.params.user_id);
       if (found === null) throw new AppError('not_found', `unknown user ${req.params.user_id}`);
-      return view(found.user, found.accounts);
+      return await view(found.user, found.accounts);
     },
   );
 
