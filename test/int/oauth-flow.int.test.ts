@@ -143,7 +143,9 @@ describe('OAuth authorize flow refusals', () => {
     await expect(h.service.startAuthorize('zoom', 'bad id!')).rejects.toThrow(
       expect.objectContaining({ code: 'invalid_request' }) as Error,
     );
-    expect(() => h.service.startAuthorize('zoom', 'alice', 'javascript:alert(1)')).toThrow(/http or https/);
+    await expect(h.service.startAuthorize('zoom', 'alice', 'javascript:alert(1)')).rejects.toThrow(
+      /http or https/,
+    );
     expect(h.rows('SELECT * FROM oauth_states')).toEqual([]);
   });
 

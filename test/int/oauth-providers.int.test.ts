@@ -392,7 +392,7 @@ describe.each(CASES)('OAuth provider $name', (c) => {
         data: expect.objectContaining({ connection_id: view.id, reason: 'deleted through the API' }),
       },
     ]);
-    await expect(await h.service.get(view.id)).rejects.toMatchObject({ code: 'not_found' });
+    await expect(h.service.get(view.id)).rejects.toMatchObject({ code: 'not_found' });
   });
 
   if (c.revoke.supported) {

@@ -8,6 +8,7 @@ import { SlackConnector } from '../../connectors/slack/connector';
 import { FakeOAuthServer, PUBLIC_URL } from '../helpers/fake-oauth';
 import { FakeSlack } from '../helpers/fake-slack';
 import { testApi } from '../helpers/http';
+import { sleep } from '../helpers/wait';
 import { webhookTap } from '../helpers/webhook-tap';
 
 describe('Slack tokens from OAuth connections', () => {
@@ -47,7 +48,11 @@ describe('Slack tokens from OAuth connections', () => {
       slackApi.refused.set(token, 'token_revoked');
       api.clock.advance(60_000);
       await connector.pollDue();
-      expect(connections.get(conn.id)).toMatchObject({ health: 'reauth_required' });
+      // The connector records the refusal without holding up its poll: wait for the row.
+      for (let i = 0; (await connections.get(conn.id)).health !== 'reauth_required'; i++) {
+        if (i > 3000) throw new Error('the connection was never marked reauth_required');
+        await sleep(20);
+      }
       expect(connector.health().state).toBe('down');
       const events = await tap.until((e) => e.some((x) => x.type === 'connection.reauth_required'));
       expect(events.find((x) => x.type === 'connection.reauth_required')!.data).toMatchObject({
