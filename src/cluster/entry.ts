@@ -5,10 +5,11 @@
  * A `change` entry carries everything another node needs: the `presence.changed` data (what
  * stream subscribers are sent, built once by the node that made it) and the user's state as of
  * the change (the aggregate with its version, and the observations and override it was reduced
- * from), so a follower replaces its copy of the user without reading the database. Measured
- * against re-reading the user from PostgreSQL per change (a query per change per node), the
- * entry costs one JSON parse and has no round trip; its size is about that of the presence
- * object twice. A `delete` entry says another node deleted the user.
+ * from), so a follower replaces its copy of the user without reading the database. Chosen over
+ * re-reading the user from PostgreSQL per change, which costs every node a query per change
+ * (not measured); an entry costs one JSON parse. Its size, measured (2026-12-01, one device then
+ * two): 1.3–1.8 KB, against 0.9 KB for that user's presence object. A `delete` entry says
+ * another node deleted the user.
  */
 
 import { presenceChangedEvent, type PresenceChange } from '../core/changes';
