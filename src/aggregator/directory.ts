@@ -71,13 +71,31 @@ export class Directory {
       u.source = agg.source;
       u.version = agg.version;
       u.lastActiveAt = agg.lastActiveAt;
+      u.aggregateAt = agg.updatedAt;
     }
     this.table.add(u);
-    for (const a of loaded.accounts) {
-      this.accounts.set(accountKey(a), u.userId);
-      this.noteIdentity(u, a.platform, true);
-    }
+    for (const a of loaded.accounts) this.adoptAccount(u, a);
     return u;
+  }
+
+  /** Takes a stored account of a user in memory into memory (at load). */
+  adoptAccount(u: UserState, a: AccountRef): void {
+    this.accounts.set(accountKey(a), u.userId);
+    this.noteIdentity(u, a.platform, true);
+  }
+
+  /** Every linked account with its user, live: a snapshot reads it over several turns. */
+  *linkedAccounts(): Generator<[userId: string, account: AccountRef]> {
+    for (const [key, userId] of this.accounts) {
+      const [platform, workspaceId = '', externalId = ''] = key.split('\u0000');
+      yield [userId, { platform: platform as Platform, workspaceId, externalId }];
+    }
+  }
+
+  /** Forgets every user and account (a load that found its snapshot unusable starts over). */
+  clear(): void {
+    this.accounts.clear();
+    this.users.clear();
   }
 
   /** Told about every user deletion, inside its transaction and after it (see UserDeleteSink). */

@@ -10,7 +10,8 @@
  * - wheel.ts: the expiry timing wheel and its budgeted sweep;
  * - group-commit.ts: one transaction per turn of the event loop, retries and rollback on a
  *   store fault, and the change sinks (`engine.changes`, core/changes.ts) told of each commit;
- * - refresh.ts: unchanged reports move times in memory, written coarsely.
+ * - refresh.ts: unchanged reports move times in memory, written coarsely;
+ * - snapshot.ts: the hot state written as a few blobs, and read back at start instead of rows.
  */
 
 import type { ChangePipeline, PresenceState } from '../core/changes';
@@ -23,6 +24,7 @@ import type {
   HistoryQuery,
   LinkResult,
   PresenceStore,
+  RefreshedTimes,
   TransitionRecord,
   UserRecord,
 } from '../core/ports';
@@ -36,6 +38,7 @@ import { Ingest, type OverrideInput, type ReportInput } from './ingest';
 import { ReadCache } from './read-cache';
 import { applyRemote, type RemoteOutcome, type RemoteState } from './remote';
 import { RefreshPersister } from './refresh';
+import { loadSnapshot, SnapshotWriter, type SnapshotLoad } from './snapshot';
 import { UserTable, type UserState } from './user-state';
 import { SWEEP_MS, TimingWheel, type EngineStats } from './wheel';
 
@@ -69,6 +72,10 @@ export interface EngineOptions {
   readonly commitRetryMs?: number;
   /** How often, at most, `storeFault()` probes a failing store to learn it has recovered. */
   readonly probeIntervalMs?: number;
+  /** How often a snapshot of the hot state is written (where the store keeps them); 0 for never. */
+  readonly snapshotIntervalMs?: number;
+  /** Users per snapshot part: one part is encoded and stored per turn of the event loop. */
+  readonly snapshotPartUsers?: number;
 }
 
 /** How a device reported: the first word of its entries' labels, and what its raw state adds. */
@@ -98,6 +105,8 @@ export class PresenceEngine {
   private readonly ingest: Ingest;
   private readonly reads: ReadCache;
   private readonly directory: Directory;
+  private readonly snapshots: SnapshotWriter | null;
+  private readonly snapshotIntervalMs: number;
   private timers: NodeJS.Timeout[] = [];
   private stopped = false;
 
@@ -159,26 +168,73 @@ export class PresenceEngine {
       refresh: this.refresh,
       identityOnlyPlatforms: options.identityOnlyPlatforms ?? [],
     });
+    this.snapshotIntervalMs = options.snapshotIntervalMs ?? 300_000;
+    this.snapshots =
+      this.store.snapshots === undefined
+        ? null
+        : new SnapshotWriter({
+            snapshots: this.store.snapshots,
+            table: this.table,
+            directory: this.directory,
+            clock: this.clock,
+            log: this.log,
+            partRecords: options.snapshotPartUsers ?? 5000,
+          });
   }
 
   // ---------------------------------------------------------------- lifecycle
 
   /** Loads the stored state. Users whose state lapsed while the service was down are swept first. */
   load(): void {
-    // Rows first, then the packed refresh times later than theirs, then each user's first
-    // boundary: after the last time its state was known to be right.
-    const users: UserState[] = [];
-    const since: number[] = [];
-    for (const loaded of this.store.loadAll()) {
-      users.push(this.directory.adopt(loaded));
-      since.push(loaded.aggregate?.updatedAt ?? 0);
+    // The snapshot and the rows changed since it, or every row; then the packed refresh times
+    // later than theirs; then each user's first boundary: after the last time its state was
+    // known to be right (its aggregate's write).
+    const apply = (entry: RefreshedTimes): void => this.refresh.apply(entry);
+    const snapshot = this.loadSnapshot();
+    let users: UserState[];
+    if (snapshot !== null) {
+      users = snapshot.users;
+      if (snapshot.slots.size > 0) this.store.refreshSlots?.load(apply, snapshot.slots);
+    } else {
+      users = [];
+      for (const loaded of this.store.loadAll()) users.push(this.directory.adopt(loaded));
+      this.store.refreshSlots?.load(apply);
     }
-    this.store.refreshSlots?.load((entry) => this.refresh.apply(entry));
-    for (let i = 0; i < users.length; i++) {
-      const u = users[i]!;
-      const due = this.ingest.firstBoundary(u, since[i]!);
+    for (const u of users) {
+      const due = this.ingest.firstBoundary(u, u.aggregateAt);
       this.wheel.schedule(u, Number.isFinite(due) ? due : this.clock.now());
     }
+  }
+
+  private loadSnapshot(): SnapshotLoad | null {
+    const snapshots = this.store.snapshots;
+    const slots = this.store.refreshSlots;
+    if (snapshots === undefined || slots === undefined) return null;
+    const loaded = loadSnapshot(
+      {
+        snapshots,
+        table: this.table,
+        directory: this.directory,
+        clock: this.clock,
+        log: this.log,
+        partRecords: 0,
+      },
+      (userId) => slots.slotOf(userId),
+    );
+    if (loaded !== null)
+      this.log.info(
+        { users: loaded.users.length, reread: loaded.reread, slots: loaded.slots.size },
+        'loaded from the snapshot',
+      );
+    return loaded;
+  }
+
+  /**
+   * Writes a snapshot of the hot state, where the store keeps them (see snapshot.ts); resolves
+   * whether it became the current one (false too where the store has none).
+   */
+  writeSnapshot(): Promise<boolean> {
+    return this.snapshots === null ? Promise.resolve(false) : this.snapshots.write();
   }
 
   /** Loads state and starts the sweeper and the refresh persister on real timers. */
@@ -191,6 +247,11 @@ export class PresenceEngine {
     sweep.unref();
     persist.unref();
     this.timers = [sweep, persist];
+    if (this.snapshots !== null && this.snapshotIntervalMs > 0) {
+      const snapshot = setInterval(() => void this.writeSnapshot(), this.snapshotIntervalMs);
+      snapshot.unref();
+      this.timers.push(snapshot);
+    }
     void this.sweep();
   }
 
@@ -206,6 +267,8 @@ export class PresenceEngine {
     // cannot be committed is answered 503 rather than left hanging.
     const fault = this.commit.final();
     if (fault !== null) this.log.error({ reason: fault.reason }, 'stopped with changes the store refused');
+    // Last, so it covers every refresh time: the next start then reads no slot and no row.
+    else await this.writeSnapshot();
   }
 
   /** A user the queued changes touched gets its committed state back (a refused commit). */

@@ -273,6 +273,7 @@ export class Ingest {
       u.activity = r.activity;
       u.customStatus = r.customStatus;
       u.version += 1;
+      u.aggregateAt = at;
       this.commit.enqueue({
         op: 'aggregate',
         userId: u.userId,

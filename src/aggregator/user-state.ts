@@ -30,6 +30,7 @@ export class Undo implements UserSnapshot {
   readonly source: Source | null;
   readonly version: number;
   readonly lastActiveAt: number | null;
+  readonly aggregateAt: number;
   readonly dueAt: number;
   readonly identityOnly: Platform[] | null;
 
@@ -46,6 +47,7 @@ export class Undo implements UserSnapshot {
     this.source = u.source;
     this.version = u.version;
     this.lastActiveAt = u.lastActiveAt;
+    this.aggregateAt = u.aggregateAt;
     this.dueAt = u.dueAt;
     this.identityOnly = u.identityOnly;
   }
@@ -61,6 +63,8 @@ export class UserState {
   source: Source | null = null;
   version = 0;
   lastActiveAt: number | null = null;
+  /** When the aggregate was last written (0 for never): a load's first boundary starts there. */
+  aggregateAt = 0;
   /** The exact time of the wheel entry that will look at this user next. */
   dueAt = Number.POSITIVE_INFINITY;
   refreshDirty = false;
@@ -111,6 +115,7 @@ export class UserState {
     this.source = s.source;
     this.version = s.version;
     this.lastActiveAt = s.lastActiveAt;
+    this.aggregateAt = s.aggregateAt;
     return s;
   }
 }

@@ -19,6 +19,7 @@ import type {
 import type { Activity, CustomStatus, DecayStep, Platform, Source, Status } from '../core/presence';
 import type { Db } from './db';
 import { SqliteRefreshSlots } from './refresh-slots';
+import { SqliteSnapshots } from './snapshot';
 import {
   type AccountRow,
   aggregateValues,
@@ -48,6 +49,13 @@ const LOAD_PAGE = `SELECT u.user_id, u.display_name, u.timezone, u.created_at, u
   ORDER BY u.user_id`;
 const LOAD_ACCOUNTS = `SELECT user_id, platform, workspace_id, external_id FROM accounts
   WHERE user_id > ? AND user_id <= ?`;
+// The same for the users of a JSON list of ids (the users a snapshot is brought up to date with).
+const LOAD_LISTED = LOAD_PAGE.replace(
+  'WHERE user_id > ? ORDER BY user_id LIMIT ?',
+  'WHERE user_id IN (SELECT value FROM json_each(?))',
+);
+const LOAD_LISTED_ACCOUNTS = `SELECT user_id, platform, workspace_id, external_id FROM accounts
+  WHERE user_id IN (SELECT value FROM json_each(?)) ORDER BY user_id, platform, workspace_id, external_id`;
 
 type LoadRow = [
   userId: string,
@@ -105,13 +113,86 @@ class Interner<T> {
   }
 }
 
+/** Joined load rows of a page of users (in user order) and their accounts, to `LoadedUser`s. */
+class LoadMapper {
+  private readonly texts = new Interner<string>();
+  private readonly raws = new Interner<unknown>();
+  private readonly decays = new Interner<readonly DecayStep[]>();
+  private readonly statuses = new Interner<CustomStatus>();
+
+  private parse<T>(text: string | null, seen: Interner<T>): T | null {
+    return text === null ? null : seen.get(text, () => JSON.parse(text) as T);
+  }
+
+  *users(rows: readonly LoadRow[], accountRows: readonly AccountTuple[]): Generator<LoadedUser> {
+    const { texts, raws, decays, statuses } = this;
+    const linked = new Map<string, AccountRef[]>();
+    for (const [userId, platform, workspaceId, externalId] of accountRows) {
+      let list = linked.get(userId);
+      if (list === undefined) linked.set(userId, (list = []));
+      list.push({ platform, workspaceId, externalId });
+    }
+    let current: LoadedUser | null = null;
+    for (const r of rows) {
+      if (current === null || current.user.userId !== r[0]) {
+        if (current !== null) yield current;
+        current = {
+          user: { userId: r[0], displayName: r[1], timezone: r[2], createdAt: r[3], updatedAt: r[4] },
+          observations: [],
+          override:
+            r[13] === null
+              ? null
+              : {
+                  status: texts.same(r[13]),
+                  activity: r[14] === null ? null : texts.same(r[14]),
+                  customStatus: this.parse(r[15], statuses),
+                  setAt: r[16]!,
+                  expiresAt: r[17]!,
+                },
+          aggregate:
+            r[5] === null
+              ? null
+              : {
+                  status: texts.same(r[5]),
+                  activity: r[6] === null ? null : texts.same(r[6]),
+                  customStatus: this.parse(r[7], statuses),
+                  source: r[8] === null ? null : texts.same(r[8]),
+                  version: r[9]!,
+                  lastActiveAt: r[10],
+                  updatedAt: r[11]!,
+                },
+          accounts: linked.get(r[0]) ?? [],
+        };
+      }
+      if (r[18] === null) continue;
+      current.observations.push({
+        platform: texts.same(r[18]),
+        device: texts.same(r[19]!),
+        status: texts.same(r[20]!),
+        activity: r[21] === null ? null : texts.same(r[21]),
+        customStatus: this.parse(r[22], statuses),
+        source: texts.same(r[23]!),
+        raw: this.parse(r[24], raws),
+        label: texts.same(r[25]!),
+        decay: this.parse(r[26], decays),
+        observedAt: r[27]!,
+        changedAt: r[28]!,
+        expiresAt: r[29]!,
+      });
+    }
+    if (current !== null) yield current;
+  }
+}
+
 export class SqlitePresenceStore implements PresenceStore {
   readonly refreshSlots: SqliteRefreshSlots;
+  readonly snapshots: SqliteSnapshots;
   private readonly stmt;
   private readonly runOps: (ops: readonly WriteOp[], stage?: (tx: StoreTx) => void) => void;
 
   constructor(private readonly db: Db) {
     this.refreshSlots = new SqliteRefreshSlots(db);
+    this.snapshots = new SqliteSnapshots(db, (ids) => this.loadUsers(ids));
     this.stmt = {
       upsertUser: db.prepare(
         `INSERT INTO users (user_id, display_name, timezone, created_at, updated_at) VALUES (@user_id, @display_name, @timezone, @created_at, @updated_at)
@@ -209,73 +290,25 @@ export class SqlitePresenceStore implements PresenceStore {
   *loadAll(pageSize = 5000): Generator<LoadedUser> {
     const page = this.db.prepare(LOAD_PAGE).raw(true);
     const accounts = this.db.prepare(LOAD_ACCOUNTS).raw(true);
-    const texts = new Interner<string>();
-    const raws = new Interner<unknown>();
-    const decays = new Interner<readonly DecayStep[]>();
-    const statuses = new Interner<CustomStatus>();
-    const parse = <T>(text: string | null, seen: Interner<T>): T | null =>
-      text === null ? null : seen.get(text, () => JSON.parse(text) as T);
+    const mapper = new LoadMapper();
     let after = '';
     for (;;) {
       const rows = page.all(after, pageSize) as LoadRow[];
       if (rows.length === 0) return;
       const last = rows[rows.length - 1]![0];
-      const linked = new Map<string, AccountRef[]>();
-      for (const [userId, platform, workspaceId, externalId] of accounts.all(after, last) as AccountTuple[]) {
-        let list = linked.get(userId);
-        if (list === undefined) linked.set(userId, (list = []));
-        list.push({ platform, workspaceId, externalId });
-      }
-      let current: LoadedUser | null = null;
-      for (const r of rows) {
-        if (current === null || current.user.userId !== r[0]) {
-          if (current !== null) yield current;
-          current = {
-            user: { userId: r[0], displayName: r[1], timezone: r[2], createdAt: r[3], updatedAt: r[4] },
-            observations: [],
-            override:
-              r[13] === null
-                ? null
-                : {
-                    status: texts.same(r[13]),
-                    activity: r[14] === null ? null : texts.same(r[14]),
-                    customStatus: parse(r[15], statuses),
-                    setAt: r[16]!,
-                    expiresAt: r[17]!,
-                  },
-            aggregate:
-              r[5] === null
-                ? null
-                : {
-                    status: texts.same(r[5]),
-                    activity: r[6] === null ? null : texts.same(r[6]),
-                    customStatus: parse(r[7], statuses),
-                    source: r[8] === null ? null : texts.same(r[8]),
-                    version: r[9]!,
-                    lastActiveAt: r[10],
-                    updatedAt: r[11]!,
-                  },
-            accounts: linked.get(r[0]) ?? [],
-          };
-        }
-        if (r[18] === null) continue;
-        current.observations.push({
-          platform: texts.same(r[18]),
-          device: texts.same(r[19]!),
-          status: texts.same(r[20]!),
-          activity: r[21] === null ? null : texts.same(r[21]),
-          customStatus: parse(r[22], statuses),
-          source: texts.same(r[23]!),
-          raw: parse(r[24], raws),
-          label: texts.same(r[25]!),
-          decay: parse(r[26], decays),
-          observedAt: r[27]!,
-          changedAt: r[28]!,
-          expiresAt: r[29]!,
-        });
-      }
-      if (current !== null) yield current;
+      yield* mapper.users(rows, accounts.all(after, last) as AccountTuple[]);
       after = last;
+    }
+  }
+
+  /** The users of `ids` (those that exist) as `loadAll` gives them, in user order. */
+  *loadUsers(ids: readonly string[], pageSize = 500): Generator<LoadedUser> {
+    const page = this.db.prepare(LOAD_LISTED).raw(true);
+    const accounts = this.db.prepare(LOAD_LISTED_ACCOUNTS).raw(true);
+    const mapper = new LoadMapper();
+    for (let i = 0; i < ids.length; i += pageSize) {
+      const list = JSON.stringify(ids.slice(i, i + pageSize));
+      yield* mapper.users(page.all(list) as LoadRow[], accounts.all(list) as AccountTuple[]);
     }
   }
 

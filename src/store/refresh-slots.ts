@@ -220,7 +220,15 @@ export class SqliteRefreshSlots implements RefreshSlots {
     if (found) this.write(new Map([[slot, kept]]));
   }
 
-  load(visit: (entry: RefreshedTimes) => void): void {
+  load(visit: (entry: RefreshedTimes) => void, only?: ReadonlySet<number>): void {
+    if (only !== undefined) {
+      const row = this.db.prepare('SELECT data FROM refresh_slots WHERE slot = ?').pluck();
+      for (const slot of [...only].sort((a, b) => a - b)) {
+        const data = row.get(slot) as Buffer | undefined;
+        if (data !== undefined) decodeSlot(data, visit);
+      }
+      return;
+    }
     const rows = this.db.prepare('SELECT data FROM refresh_slots').pluck();
     for (const data of rows.iterate() as IterableIterator<Buffer>) decodeSlot(data, visit);
   }

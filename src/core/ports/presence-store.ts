@@ -103,8 +103,60 @@ export interface RefreshSlots {
   slotOf(userId: string): number;
   /** Replaces the stored entries of each slot given, in one transaction. */
   write(slots: ReadonlyMap<number, readonly RefreshedTimes[]>): void;
-  /** Hands over every stored entry; the object may be reused for the next, so copy what you keep. */
-  load(visit: (entry: RefreshedTimes) => void): void;
+  /**
+   * Hands over every stored entry (of the slots in `only`, when given); the object may be reused
+   * for the next, so copy what you keep.
+   */
+  load(visit: (entry: RefreshedTimes) => void, only?: ReadonlySet<number>): void;
+}
+
+/** A stored snapshot's header, its parts not read yet (see PresenceSnapshots). */
+export interface SnapshotHeader {
+  /** The change sequence it covers: every change up to it is in the snapshot, none after. */
+  readonly seq: number;
+  readonly parts: number;
+  readonly createdAt: number;
+}
+
+/** What changed after a snapshot's sequence. */
+export interface SnapshotChanges {
+  /** Users with any write to their rows since (created, changed, linked, deleted). */
+  readonly users: readonly string[];
+  /** Slots of packed refresh times written since. */
+  readonly slots: readonly number[];
+}
+
+/** A snapshot being written, a part at a time: not the current one until `finish`. */
+export interface SnapshotWriter {
+  readonly seq: number;
+  /** Stores the next part, in its own transaction. */
+  part(data: Uint8Array): void;
+  /** Makes it the current snapshot, and drops the previous one, in one transaction. */
+  finish(createdAt: number): void;
+}
+
+/**
+ * Snapshots of the engine's hot state, for a store where reading every row is what a restart
+ * would cost (SQLite). The engine encodes the parts (their format is its own, named by `format`);
+ * the store keeps them with a checksum each, and logs every write to a user's rows or to a slot of
+ * refresh times with a rising sequence, so a load takes the snapshot and then reads the rows of
+ * whatever changed after it. A store without it is read whole at every start.
+ */
+export interface PresenceSnapshots {
+  /**
+   * Starts a snapshot covering the changes up to now, and drops a partial one. Only call it while
+   * no presence write is in flight, so that memory holds every change it covers.
+   */
+  begin(format: string): SnapshotWriter;
+  /** The current snapshot of that format and of the current schema, or null (none, partial, other). */
+  latest(format: string): SnapshotHeader | null;
+  /** A part of it, or null when it is missing or its checksum does not match. */
+  readPart(header: SnapshotHeader, index: number): Buffer | null;
+  changedSince(seq: number): SnapshotChanges;
+  /** These users as `loadAll` gives them; an id without a user is left out. */
+  loadUsers(ids: readonly string[]): Iterable<LoadedUser>;
+  /** Drops up to `max` change entries the current snapshot covers; returns how many it dropped. */
+  trim(max: number): number;
 }
 
 export type LinkResult = { readonly linked: true } | { readonly linked: false; readonly ownerId: string };
@@ -114,6 +166,8 @@ export interface PresenceStore {
   loadAll(): Iterable<LoadedUser>;
   /** Packed refresh times, where the store has them (see RefreshSlots). */
   readonly refreshSlots?: RefreshSlots;
+  /** Snapshots of the hot state, where the store has them (see PresenceSnapshots). */
+  readonly snapshots?: PresenceSnapshots;
   /**
    * Applies the ops in order in one transaction; `stage` runs inside it, handed the transaction
    * (the change sinks write their rows there).
