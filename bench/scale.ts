@@ -21,7 +21,7 @@
 
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -186,11 +186,17 @@ async function measure(dir: string, users: number, emptyDb: string): Promise<Row
   const starts: Restart[] = [];
   const fromRows: Restart[] = [];
   const empties: Restart[] = [];
-  // Each serve's graceful stop writes a snapshot again; the start from rows drops it first.
+  // The start from rows runs on a copy without the snapshot, so the file keeps the one the last
+  // graceful stop finished (a stop cut short by the shutdown watchdog leaves the previous one).
+  const rowsFile = join(dir, `scale-${users}-rows.db`);
   const dropSnapshot = (): void => {
     const d = openDb(file);
-    d.prepare('DELETE FROM presence_snapshot').run();
+    d.pragma('wal_checkpoint(TRUNCATE)');
     d.close();
+    copyFileSync(file, rowsFile);
+    const c = openDb(rowsFile);
+    c.prepare('DELETE FROM presence_snapshot').run();
+    c.close();
   };
   await alternate(rounds, [
     async () => {
@@ -200,7 +206,7 @@ async function measure(dir: string, users: number, emptyDb: string): Promise<Row
     },
     async () => {
       dropSnapshot();
-      const r = await restart(file);
+      const r = await restart(rowsFile);
       fromRows.push(r);
       return r.readyMs;
     },
@@ -210,9 +216,7 @@ async function measure(dir: string, users: number, emptyDb: string): Promise<Row
       return r.readyMs;
     },
   ]);
-  rmSync(file, { force: true });
-  rmSync(`${file}-wal`, { force: true });
-  rmSync(`${file}-shm`, { force: true });
+  for (const f of [file, rowsFile]) for (const end of ['', '-wal', '-shm']) rmSync(`${f}${end}`, { force: true });
   return {
     users,
     heartbeatUs,

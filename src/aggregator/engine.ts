@@ -72,7 +72,10 @@ export interface EngineOptions {
   readonly commitRetryMs?: number;
   /** How often, at most, `storeFault()` probes a failing store to learn it has recovered. */
   readonly probeIntervalMs?: number;
-  /** How often a snapshot of the hot state is written (where the store keeps them); 0 for never. */
+  /**
+   * How often a snapshot of the hot state is written (where the store keeps them), and one at a
+   * graceful stop; 0 writes none unless asked (`writeSnapshot`).
+   */
   readonly snapshotIntervalMs?: number;
   /** Users per snapshot part: one part is encoded and stored per turn of the event loop. */
   readonly snapshotPartUsers?: number;
@@ -268,7 +271,7 @@ export class PresenceEngine {
     const fault = this.commit.final();
     if (fault !== null) this.log.error({ reason: fault.reason }, 'stopped with changes the store refused');
     // Last, so it covers every refresh time: the next start then reads no slot and no row.
-    else await this.writeSnapshot();
+    else if (this.snapshotIntervalMs > 0) await this.writeSnapshot();
   }
 
   /** A user the queued changes touched gets its committed state back (a refused commit). */

@@ -141,6 +141,10 @@ export interface SnapshotWriter {
  * the store keeps them with a checksum each, and logs every write to a user's rows or to a slot of
  * refresh times with a rising sequence, so a load takes the snapshot and then reads the rows of
  * whatever changed after it. A store without it is read whole at every start.
+ *
+ * Synchronous, as `RefreshSlots` is, and called outside any open transaction of the store. It
+ * relies on one engine writing the file: an engine that applies other nodes' changes to memory
+ * after they committed (the shared change log) must not write snapshots of the same database.
  */
 export interface PresenceSnapshots {
   /**
