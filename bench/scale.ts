@@ -216,7 +216,8 @@ async function measure(dir: string, users: number, emptyDb: string): Promise<Row
       return r.readyMs;
     },
   ]);
-  for (const f of [file, rowsFile]) for (const end of ['', '-wal', '-shm']) rmSync(`${f}${end}`, { force: true });
+  for (const f of [file, rowsFile])
+    for (const end of ['', '-wal', '-shm']) rmSync(`${f}${end}`, { force: true });
   return {
     users,
     heartbeatUs,

@@ -88,7 +88,8 @@ async function run(): Promise<never> {
         const id = `n${process.pid}-${next++}`;
         await change(id);
         out(`new ${id}`);
-        if (pick(2) === 0) engine.linkAccount(id, { platform: 'zoom', workspaceId: '', externalId: `Z-${id}` });
+        if (pick(2) === 0)
+          engine.linkAccount(id, { platform: 'zoom', workspaceId: '', externalId: `Z-${id}` });
       }
     }
   }

@@ -27,7 +27,9 @@ describe('snapshots and kill -9', () => {
         ['--require', 'tsx/cjs', join(ROOT, 'test/helpers/snapshot-crash-child.ts'), path, String(USERS)],
         { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
       );
-      const exited = new Promise<NodeJS.Signals | null>((done) => child.on('exit', (_code, signal) => done(signal)));
+      const exited = new Promise<NodeJS.Signals | null>((done) =>
+        child.on('exit', (_code, signal) => done(signal)),
+      );
       let snapshots = 0;
       let parts = 0;
       for await (const line of createInterface({ input: child.stdout })) {
@@ -47,8 +49,14 @@ describe('snapshots and kill -9', () => {
 
       const db = openDb(path);
       migrate(db);
-      const done = db.prepare('SELECT max(gen) FROM presence_snapshot WHERE part = 0').pluck().get() as number;
-      const partial = db.prepare('SELECT count(*) FROM presence_snapshot WHERE gen > ?').pluck().get(done) as number;
+      const done = db
+        .prepare('SELECT max(gen) FROM presence_snapshot WHERE part = 0')
+        .pluck()
+        .get() as number;
+      const partial = db
+        .prepare('SELECT count(*) FROM presence_snapshot WHERE gen > ?')
+        .pluck()
+        .get(done) as number;
       if (partial > 0) partialSeen += 1;
 
       const now = Date.now();
