@@ -10,7 +10,7 @@ import { resolve } from 'node:path';
 
 import { CONNECTORS } from '../connectors';
 import { PresenceEngine } from './aggregator/engine';
-import type { Env } from './config/env';
+import { ConfigError, type Env } from './config/env';
 import { systemClock, type Clock } from './core/clock';
 import { silentLog, type Log } from './core/log';
 import type { AsyncStores, Stores } from './core/ports';
@@ -26,8 +26,21 @@ import { openPgStores } from './store/pg';
 import { describeTarget } from './store/pg/pool';
 import { openSqliteStores, type SqliteStores } from './store/sqlite';
 
+/**
+ * Refuses PRESENCE_DATABASE_URL where PostgreSQL is not wired yet (`serve` and every command but
+ * `migrate`: the engine and the webhook outbox still need the synchronous SQLite stores), rather
+ * than quietly running on the SQLite file of PRESENCE_DB while the operator expects PostgreSQL.
+ */
+export function refusePostgresForNow(env: Env, what: string): void {
+  if (env.PRESENCE_DATABASE_URL === undefined) return;
+  throw new ConfigError([
+    `PRESENCE_DATABASE_URL: ${what} does not run on PostgreSQL yet (only \`presence migrate\` does); unset it to use the SQLite file of PRESENCE_DB`,
+  ]);
+}
+
 /** PRESENCE_DB's stores, opened and migrated (`clock` stamps the migrations it applies). */
 export function openStores(env: Env, clock: Clock = systemClock): SqliteStores {
+  refusePostgresForNow(env, 'this command');
   return openSqliteStores(env.PRESENCE_DB, { synchronous: env.PRESENCE_DB_SYNC, clock });
 }
 
@@ -84,7 +97,7 @@ export async function openBackend(env: Env, clock: Clock = systemClock): Promise
     };
     return { stores, sqlite: null, migration: stores.migration, where, readiness };
   }
-  const sqlite = openStores(env, clock);
+  const sqlite = openSqliteStores(env.PRESENCE_DB, { synchronous: env.PRESENCE_DB_SYNC, clock });
   return {
     stores: asyncSqlite(sqlite),
     sqlite,

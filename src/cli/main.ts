@@ -16,6 +16,7 @@ import {
   createKeys,
   openBackend,
   openStores,
+  refusePostgresForNow,
   secretVault,
   storesLocation,
 } from '../compose';
@@ -180,6 +181,7 @@ export function buildCli(): Command {
     .addHelpText('after', `\n${envHelp()}`)
     .action(async () => {
       const env = parseEnv();
+      refusePostgresForNow(env, '`presence serve`');
       requireSecretKey(env);
       await resolveHost(env);
       const logger = createLogger(env);

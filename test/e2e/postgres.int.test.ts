@@ -1,8 +1,11 @@
 /**
  * The shipped bin on PostgreSQL (PRESENCE_DATABASE_URL), as child processes, each test on a
  * database of its own: `presence migrate` and its report, a database that does not answer or is
- * at a newer schema, a bad URL (never printed).
+ * at a newer schema, a bad URL (never printed); and the commands that do not run on PostgreSQL
+ * yet refusing the URL.
  */
+
+import { randomBytes } from 'node:crypto';
 
 import pg from 'pg';
 
@@ -78,5 +81,27 @@ describe('presence migrate on PostgreSQL', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('PRESENCE_DATABASE_URL: must be a PostgreSQL URL');
     expect(r.stderr).not.toContain('sekret-pw');
+  });
+});
+
+describe('commands not on PostgreSQL yet', () => {
+  it('serve and the store commands refuse PRESENCE_DATABASE_URL instead of quietly using PRESENCE_DB', async () => {
+    const d = await database();
+    const env = cleanEnv({
+      PRESENCE_DATABASE_URL: d.url,
+      PRESENCE_SECRET_KEY: randomBytes(32).toString('base64'),
+      PORT: '0',
+    });
+    for (const [args, what] of [
+      [['serve'], '`presence serve`'],
+      [['keys', 'create', '--scopes', 'read'], 'this command'],
+      [['get', 'eve'], 'this command'],
+    ] as const) {
+      const r = await runBin(args, env);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(
+        `PRESENCE_DATABASE_URL: ${what} does not run on PostgreSQL yet (only \`presence migrate\` does)`,
+      );
+    }
   });
 });
