@@ -27,9 +27,10 @@ import { describeTarget } from './store/pg/pool';
 import { openSqliteStores, type SqliteStores } from './store/sqlite';
 
 /**
- * Refuses PRESENCE_DATABASE_URL where PostgreSQL is not wired yet (`serve` and every command but
- * `migrate`: the engine and the webhook outbox still need the synchronous SQLite stores), rather
- * than quietly running on the SQLite file of PRESENCE_DB while the operator expects PostgreSQL.
+ * Refuses PRESENCE_DATABASE_URL where PostgreSQL is not wired yet (`serve` and every CLI command
+ * but `migrate`: the engine and the webhook outbox still need the synchronous SQLite stores),
+ * rather than quietly running on the SQLite file of PRESENCE_DB while the operator expects
+ * PostgreSQL. The CLI calls it before opening anything.
  */
 export function refusePostgresForNow(env: Env, what: string): void {
   if (env.PRESENCE_DATABASE_URL === undefined) return;
@@ -40,7 +41,6 @@ export function refusePostgresForNow(env: Env, what: string): void {
 
 /** PRESENCE_DB's stores, opened and migrated (`clock` stamps the migrations it applies). */
 export function openStores(env: Env, clock: Clock = systemClock): SqliteStores {
-  refusePostgresForNow(env, 'this command');
   return openSqliteStores(env.PRESENCE_DB, { synchronous: env.PRESENCE_DB_SYNC, clock });
 }
 
@@ -97,7 +97,7 @@ export async function openBackend(env: Env, clock: Clock = systemClock): Promise
     };
     return { stores, sqlite: null, migration: stores.migration, where, readiness };
   }
-  const sqlite = openSqliteStores(env.PRESENCE_DB, { synchronous: env.PRESENCE_DB_SYNC, clock });
+  const sqlite = openStores(env, clock);
   return {
     stores: asyncSqlite(sqlite),
     sqlite,

@@ -107,6 +107,7 @@ function positiveNumber(text: string): number {
  * (src/compose.ts): for commands that work on the store.
  */
 function openStore(env: Env): { stores: SqliteStores; engine: PresenceEngine } {
+  refusePostgresForNow(env, 'this command');
   const stores = openStores(env);
   const engine = createEngine(env, stores, systemClock);
   engine.load();
@@ -115,7 +116,9 @@ function openStore(env: Env): { stores: SqliteStores; engine: PresenceEngine } {
 
 /** Opens PRESENCE_DB (migrating it) for a key command, and closes it after. */
 async function withKeyStore(run: (keys: ApiKeys) => Promise<void>): Promise<void> {
-  const stores = asyncSqlite(openStores(parseEnv()));
+  const env = parseEnv();
+  refusePostgresForNow(env, 'this command');
+  const stores = asyncSqlite(openStores(env));
   try {
     await run(createKeys(stores, systemClock));
   } finally {
@@ -297,6 +300,7 @@ export function buildCli(): Command {
         opts.old === undefined ? process.env : { ...process.env, PRESENCE_SECRET_KEY_PREVIOUS: opts.old },
       );
       const newKey = requireSecretKey(env);
+      refusePostgresForNow(env, 'this command');
       const stores = asyncSqlite(openStores(env));
       try {
         // Tokens and webhook secrets in one transaction: all under the new key, or nothing
