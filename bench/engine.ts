@@ -22,8 +22,9 @@ import { performance } from 'node:perf_hooks';
 import { PresenceEngine } from '../src/aggregator/engine';
 import { systemClock } from '../src/core/clock';
 import { Ladder, type NormalizedState, type Status } from '../src/core/presence';
-import { migrate, openDb, type Db } from '../src/store/db';
-import { SqlitePresenceStore } from '../src/store/presence-store';
+import { openDb, type Db } from '../src/store/db';
+import { asyncSqlite } from '../src/store/async-sqlite';
+import { openSqliteStores } from '../src/store/sqlite';
 import { SWEEP_MS } from '../src/aggregator/wheel';
 import { RedisDesign } from './redis';
 import { alternate, Coverage, fmt, gc, median, percentile, ratioOf, ratios, Rng, type Figure } from './stats';
@@ -31,20 +32,20 @@ import { alternate, Coverage, fmt, gc, median, percentile, ratioOf, ratios, Rng,
 const ROUNDS = Number(process.env.PRESENCE_BENCH_ROUNDS ?? 5);
 const USERS = 100_000;
 
-export function freshEngine(
+export async function freshEngine(
   dir: string,
   name: string,
   refreshPersistMs?: number,
-): { engine: PresenceEngine; db: Db } {
-  const db = openDb(join(dir, name));
-  migrate(db);
+): Promise<{ engine: PresenceEngine; db: Db }> {
+  const stores = openSqliteStores(join(dir, name));
+  const db = stores.db;
   const engine = new PresenceEngine({
     clock: systemClock,
-    store: new SqlitePresenceStore(db),
+    store: asyncSqlite(stores).presence,
     ladder: new Ladder(),
     ...(refreshPersistMs === undefined ? {} : { refreshPersistMs }),
   });
-  engine.load();
+  await engine.load();
   return { engine, db };
 }
 
@@ -86,13 +87,13 @@ function draws(rng: Rng, count: number, n: number, coverage: Coverage): Uint32Ar
 }
 
 async function refreshes(dir: string): Promise<Figure[]> {
-  const { engine, db } = freshEngine(dir, 'refresh.db');
+  const { engine, db } = await freshEngine(dir, 'refresh.db');
   const ids = Array.from({ length: USERS }, (_, i) => `user-${i}`);
   for (let i = 0; i < USERS; i++) {
     void engine.heartbeat(ids[i]!, 'laptop', 'online', null, 3600_000);
-    if (i % 2000 === 1999) engine.flushSync();
+    if (i % 2000 === 1999) await engine.flush();
   }
-  engine.flushSync();
+  await engine.flush();
   const rng = new Rng();
   const coverage = new Coverage(USERS);
   const perRound = 1_000_000;
@@ -149,10 +150,10 @@ async function refreshes(dir: string): Promise<Figure[]> {
 }
 
 async function changes(dir: string, redis: RedisDesign | string): Promise<Figure[]> {
-  const { engine, db } = freshEngine(dir, 'changes.db');
+  const { engine, db } = await freshEngine(dir, 'changes.db');
   const ids = Array.from({ length: USERS }, (_, i) => `user-${i}`);
   for (const id of ids) engine.ensureUser(id);
-  engine.flushSync();
+  await engine.flush();
   // Each user's Teams state flips every time it is drawn, so every report is a change.
   const busy = new Uint8Array(USERS);
   const floorDb = openDb(join(dir, 'floor.db'));
@@ -246,19 +247,19 @@ async function changes(dir: string, redis: RedisDesign | string): Promise<Figure
 async function readsAndMemory(dir: string): Promise<Figure[]> {
   gc();
   const before = process.memoryUsage().heapUsed;
-  const { engine, db } = freshEngine(dir, 'reads.db');
+  const { engine, db } = await freshEngine(dir, 'reads.db');
   const ids = Array.from({ length: USERS }, (_, i) => `user-${i}`);
   for (let i = 0; i < USERS; i++) {
     const id = ids[i]!;
     engine.ensureUser(id);
-    engine.linkAccount(id, { platform: 'slack', workspaceId: 'T1', externalId: `U${i}` });
-    engine.linkAccount(id, { platform: 'teams', workspaceId: 'tenant', externalId: `aad-${i}` });
-    engine.linkAccount(id, { platform: 'discord', workspaceId: '', externalId: `${1e15 + i}` });
+    await engine.linkAccount(id, { platform: 'slack', workspaceId: 'T1', externalId: `U${i}` });
+    await engine.linkAccount(id, { platform: 'teams', workspaceId: 'tenant', externalId: `aad-${i}` });
+    await engine.linkAccount(id, { platform: 'discord', workspaceId: '', externalId: `${1e15 + i}` });
     void engine.report(id, { platform: 'slack', state: SLACK_ACTIVE, ttlMs: 3600_000 });
     void engine.report(id, { platform: 'teams', state: i % 3 === 0 ? BUSY : AVAILABLE, ttlMs: 3600_000 });
     void engine.report(id, { platform: 'discord', state: DISCORD_IDLE, ttlMs: 3600_000 });
   }
-  engine.flushSync();
+  await engine.flush();
   gc();
   const perUser = (process.memoryUsage().heapUsed - before) / USERS;
 
@@ -344,14 +345,14 @@ async function readsAndMemory(dir: string): Promise<Figure[]> {
  * from the moment the TTL ran out to the commit of the change to offline, found by the sweeper.
  */
 async function detection(dir: string): Promise<Figure[]> {
-  const db = openDb(join(dir, 'detect.db'));
-  migrate(db);
+  const stores = openSqliteStores(join(dir, 'detect.db'));
+  const db = stores.db;
   const engine = new PresenceEngine({
     clock: systemClock,
-    store: new SqlitePresenceStore(db),
+    store: asyncSqlite(stores).presence,
     ladder: new Ladder(),
   });
-  engine.start();
+  await engine.start();
   const users = 2000;
   const ttlMs = 1000;
   const expiresAt = new Map<string, number>();

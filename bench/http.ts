@@ -203,9 +203,9 @@ export async function benchHttp(seconds = 3): Promise<Figure[]> {
       });
       // The device the heartbeat load refreshes (its body asks for the same hour-long TTL).
       void svc.engine.heartbeat(id, 'laptop', 'online', null, 3600_000);
-      if (i % 2000 === 1999) svc.engine.flushSync();
+      if (i % 2000 === 1999) await svc.engine.flush();
     }
-    svc.engine.flushSync();
+    await svc.engine.flush();
     // Every user's view cached, as in a server that has answered for a while (a refresh or a
     // change drops a view; the heartbeat rounds come after the reads).
     for (let i = 0; i < USERS; i += 1000)

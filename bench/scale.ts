@@ -114,7 +114,7 @@ async function measure(dir: string, users: number, emptyDb: string): Promise<Row
   gc();
   const heapBefore = process.memoryUsage().heapUsed;
   const file = join(dir, `scale-${users}.db`);
-  const { engine, db } = freshEngine(dir, `scale-${users}.db`);
+  const { engine, db } = await freshEngine(dir, `scale-${users}.db`);
   const ids = Array.from({ length: users }, (_, i) => `user-${i}`);
   const built = performance.now();
   for (let i = 0; i < users; i += 2000) {

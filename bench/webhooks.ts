@@ -20,8 +20,9 @@ import { systemClock } from '../src/core/clock';
 import { Ladder, type NormalizedState, type Status } from '../src/core/presence';
 import { TokenVault } from '../src/oauth/vault';
 import { startCheckpointer, type Checkpointer } from '../src/store/checkpointer';
-import { migrate, openDb, type Db } from '../src/store/db';
-import { SqlitePresenceStore } from '../src/store/presence-store';
+import type { Db } from '../src/store/db';
+import { asyncSqlite } from '../src/store/async-sqlite';
+import { openSqliteStores } from '../src/store/sqlite';
 import { WebhookService } from '../src/webhooks';
 import { SqliteWebhookStore } from '../src/store/webhook-store';
 import { post, postTarget } from '../src/webhooks/sender';
@@ -113,14 +114,14 @@ interface Rig {
   checkpointer: Checkpointer;
 }
 
-function rig(dir: string, name: string, inFlight: number): Rig {
-  const db = openDb(join(dir, name));
-  migrate(db);
+async function rig(dir: string, name: string, inFlight: number): Promise<Rig> {
+  const stores = openSqliteStores(join(dir, name));
+  const db = stores.db;
   // As the service runs it: the WAL is checkpointed by a worker thread, not inside commits.
   const checkpointer = startCheckpointer(db);
   const engine = new PresenceEngine({
     clock: systemClock,
-    store: new SqlitePresenceStore(db),
+    store: asyncSqlite(stores).presence,
     ladder: new Ladder(),
   });
   const webhooks = new WebhookService({
@@ -132,7 +133,7 @@ function rig(dir: string, name: string, inFlight: number): Rig {
     maxInFlightPerEndpoint: inFlight,
     pruneSchedule: null,
   });
-  engine.load();
+  await engine.load();
   return { db, engine, webhooks, checkpointer };
 }
 
@@ -191,7 +192,7 @@ interface Throughput {
 
 /** 1,000 users × 20 changes queued for one endpoint, webhooks not yet started. */
 async function queued(dir: string, name: string, receiver: ReceiverThread): Promise<Rig & { total: number }> {
-  const r = rig(dir, name, 100);
+  const r = await rig(dir, name, 100);
   await r.webhooks.createEndpoint({ url: receiver.url });
   const users = 1000;
   const rounds = 20;
@@ -252,7 +253,7 @@ async function throughput(dir: string, receiver: ReceiverThread): Promise<Throug
 }
 
 async function latency(dir: string, receiver: ReceiverThread): Promise<number[]> {
-  const { db, engine, webhooks, checkpointer } = rig(dir, 'latency.db', 100);
+  const { db, engine, webhooks, checkpointer } = await rig(dir, 'latency.db', 100);
   await webhooks.createEndpoint({ url: receiver.url });
   webhooks.start();
   const users = 1000;

@@ -13,7 +13,7 @@ import { PresenceEngine } from './aggregator/engine';
 import { ConfigError, type Env } from './config/env';
 import { systemClock, type Clock } from './core/clock';
 import { silentLog, type Log } from './core/log';
-import type { AsyncStores, Stores } from './core/ports';
+import type { AsyncPresenceStore, AsyncStores } from './core/ports';
 import { Ladder, REAL_PLATFORMS } from './core/presence';
 import { ApiKeys } from './keys/api-keys';
 import { AppGrants } from './oauth/app-token';
@@ -107,11 +107,19 @@ export async function openBackend(env: Env, clock: Clock = systemClock): Promise
   };
 }
 
-/** The engine over the presence store, configured from the environment; not loaded yet. */
-export function createEngine(env: Env, stores: Stores, clock: Clock, log: Log = silentLog): PresenceEngine {
+/**
+ * The engine over the presence store (its asynchronous face: `asyncSqlite(stores).presence` for
+ * SQLite), configured from the environment; not loaded yet.
+ */
+export function createEngine(
+  env: Env,
+  store: AsyncPresenceStore,
+  clock: Clock,
+  log: Log = silentLog,
+): PresenceEngine {
   return new PresenceEngine({
     clock,
-    store: stores.presence,
+    store,
     ladder: Ladder.parse(env.PRESENCE_LADDER),
     log,
     viewCacheSize: env.PRESENCE_VIEW_CACHE,

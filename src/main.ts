@@ -275,13 +275,15 @@ async function assemble(
   const clock = options.clock ?? systemClock;
   const logger = options.logger;
   const stores = openStores(env, clock);
-  // The services await the stores' async face; the engine and the outbox still use the sync one.
+  // The stores' one asynchronous face: it orders the transactions of everything that awaits the
+  // store (the engine, the services), so every such caller uses this instance, never another.
+  // The webhook outbox still uses the sync stores.
   const asyncStores = asyncSqlite(stores);
   const db = stores.db;
   closing.store = () => asyncStores.close();
   const checkpointer = env.PRESENCE_DB === ':memory:' ? null : startCheckpointer(db, { log });
   if (checkpointer !== null) closing.checkpointer = () => checkpointer.stop();
-  const engine = createEngine(env, stores, clock, log);
+  const engine = createEngine(env, asyncStores.presence, clock, log);
   // The outbox hooks into the engine's commits before anything loads: a change is written with
   // its event in one transaction, and the presence object is built only when a hook wants it.
   const webhooks = new WebhookService({
@@ -319,8 +321,8 @@ async function assemble(
   const cluster = await openCluster(env, engine, { clock, log, engineStore: 'sqlite' });
   if (cluster !== null) closing.cluster = () => cluster.close();
   closing.engine = () => engine.stop();
-  if (options.timers === false) engine.load();
-  else engine.start();
+  if (options.timers === false) await engine.load();
+  else await engine.start();
   const stream = createStream(engine, {
     sharedLog: cluster !== null,
     clock,

@@ -8,6 +8,22 @@
 import type { ChangePipeline, ChangeSink, PresenceChange, StoreTx } from '../core/changes';
 import type { Log } from '../core/log';
 
+/**
+ * Runs `stage` for each of `items` from `from` on, in order: synchronously while each returns
+ * nothing, awaiting a returned promise before the next one (they share one transaction).
+ */
+export function runStages<S>(
+  items: readonly S[],
+  from: number,
+  stage: (item: S) => void | Promise<void>,
+): void | Promise<void> {
+  for (let i = from; i < items.length; i++) {
+    const pending = stage(items[i]!);
+    // A sink typed as returning void may still hand back a value (an arrow's last expression).
+    if (pending instanceof Promise) return pending.then(() => runStages(items, i + 1, stage));
+  }
+}
+
 export class ChangeSinks implements ChangePipeline {
   private sinks: readonly ChangeSink[] = [];
   private stagers: readonly ChangeSink[] = [];
@@ -35,9 +51,13 @@ export class ChangeSinks implements ChangePipeline {
     return this.stagers.length > 0;
   }
 
-  /** Phase 1, inside the commit's transaction. A sink that throws aborts the commit. */
-  stage(tx: StoreTx, changes: readonly PresenceChange[]): void {
-    for (const sink of this.stagers) sink.stage!(tx, changes);
+  /**
+   * Phase 1, inside the commit's transaction, one sink after the other. A sink that throws (or
+   * rejects) aborts the commit. Returns a promise only once a sink returned one, so sinks that
+   * stage synchronously cost no promise.
+   */
+  stage(tx: StoreTx, changes: readonly PresenceChange[]): void | Promise<void> {
+    return runStages(this.stagers, 0, (sink) => sink.stage!(tx, changes));
   }
 
   /** Phase 2, once the commit is durable. A sink that throws is logged; the others still run. */

@@ -1,8 +1,9 @@
 /**
  * @module aggregator/directory
  * User state: users and their linked accounts, in memory and in the store. Users created by a
- * report (a first heartbeat) are queued with it; the API's user and account writes are their own
- * transactions, after what is queued has been committed.
+ * report (a first heartbeat) or by the API are queued with the group commit; the API's other user
+ * and account writes are their own transactions, run as an exclusive step of the group commit
+ * (after what is queued has been committed, with no commit in flight meanwhile).
  */
 
 import type { StoreTx } from '../core/changes';
@@ -12,11 +13,12 @@ import type {
   AccountRecord,
   AccountRef,
   LinkResult,
+  AsyncPresenceStore,
   LoadedUser,
-  PresenceStore,
   UserRecord,
 } from '../core/ports';
 import type { Platform } from '../core/presence';
+import { runStages } from './change-pipeline';
 import type { GroupCommit } from './group-commit';
 import type { RefreshPersister } from './refresh';
 import { UserState, type UserTable } from './user-state';
@@ -24,16 +26,17 @@ import { UserState, type UserTable } from './user-state';
 /**
  * Told about a user's deletion, in the two phases of a change sink (core/changes.ts): `stage`
  * inside the transaction that deletes the user (with the last version), handed that transaction;
- * `committed` after it committed. The webhook outbox is one.
+ * `committed` after it committed. The webhook outbox is one. `stage` may return a promise (an
+ * asynchronous store's writes): the deletion waits for it before it commits.
  */
 export interface UserDeleteSink {
-  stage(tx: StoreTx, userId: string, lastVersion: number): void;
+  stage(tx: StoreTx, userId: string, lastVersion: number): void | Promise<void>;
   committed(userId: string): void;
 }
 
 export interface DirectoryParts {
   readonly table: UserTable;
-  readonly store: PresenceStore;
+  readonly store: AsyncPresenceStore;
   readonly clock: Clock;
   readonly log: Log;
   readonly commit: GroupCommit;
@@ -116,56 +119,78 @@ export class Directory {
     });
   }
 
-  putUser(
+  async putUser(
     userId: string,
     fields: { displayName?: string | null; timezone?: string | null },
-  ): { created: boolean; user: UserRecord } {
+  ): Promise<{ created: boolean; user: UserRecord }> {
     const { commit, store } = this.o;
-    commit.flushSync();
-    const now = this.o.clock.now();
-    const existing = commit.guarded(() => store.getUser(userId));
-    const user: UserRecord = {
-      userId,
-      displayName: fields.displayName !== undefined ? fields.displayName : (existing?.displayName ?? null),
-      timezone: fields.timezone !== undefined ? fields.timezone : (existing?.timezone ?? null),
-      createdAt: existing?.createdAt ?? now,
-      updatedAt: now,
-    };
-    commit.guarded(() => store.write([{ op: 'user', user }]));
-    if (!this.users.has(userId)) this.table.add(new UserState(userId));
-    return { created: existing === null, user };
+    if (!this.users.has(userId)) {
+      // Memory holds every stored user, so this one is new: it is created with its fields by the
+      // group commit, in memory at once (a heartbeat meanwhile finds it and does not create it).
+      const now = this.o.clock.now();
+      const user: UserRecord = {
+        userId,
+        displayName: fields.displayName ?? null,
+        timezone: fields.timezone ?? null,
+        createdAt: now,
+        updatedAt: now,
+      };
+      const u = new UserState(userId);
+      this.table.add(u);
+      commit.created(u);
+      commit.enqueue({ op: 'user', user });
+      await commit.acked();
+      return { created: true, user };
+    }
+    return commit.exclusive(async () => {
+      const now = this.o.clock.now();
+      const existing = await store.getUser(userId);
+      const user: UserRecord = {
+        userId,
+        displayName: fields.displayName !== undefined ? fields.displayName : (existing?.displayName ?? null),
+        timezone: fields.timezone !== undefined ? fields.timezone : (existing?.timezone ?? null),
+        createdAt: existing?.createdAt ?? now,
+        updatedAt: now,
+      };
+      await store.write([{ op: 'user', user }]);
+      return { created: existing === null, user };
+    });
   }
 
-  getUser(userId: string): { user: UserRecord; accounts: AccountRecord[] } | null {
+  async getUser(userId: string): Promise<{ user: UserRecord; accounts: AccountRecord[] } | null> {
     if (!this.users.has(userId)) return null;
-    this.o.commit.flushForRead();
-    const user = this.o.store.getUser(userId);
-    return user === null ? null : { user, accounts: this.o.store.accountsOf(userId) };
+    await this.o.commit.flushForRead();
+    const user = await this.o.store.getUser(userId);
+    return user === null ? null : { user, accounts: await this.o.store.accountsOf(userId) };
   }
 
-  deleteUser(userId: string): boolean {
+  async deleteUser(userId: string): Promise<boolean> {
     const u = this.users.get(userId);
     if (u === undefined) return false;
     const { commit, store } = this.o;
-    commit.flushSync();
-    const accounts = commit.guarded(() => store.accountsOf(userId));
-    const lastVersion = u.version;
-    // The sinks write in the same transaction (a `user.deleted` event exists if and only if the
-    // delete does); memory changes only once it committed.
-    commit.guarded(() =>
-      store.deleteUser(
+    const sinks = this.deleteSinks.slice();
+    const deleted = await commit.exclusive(async () => {
+      // Deleted meanwhile by another request (it waited for the same turn).
+      if (u.deleted) return null;
+      const accounts = await store.accountsOf(userId);
+      const lastVersion = u.version;
+      // The sinks write in the same transaction (a `user.deleted` event exists if and only if the
+      // delete does); memory changes only once it committed.
+      await store.deleteUser(
         userId,
-        this.deleteSinks.length === 0
+        sinks.length === 0
           ? undefined
-          : (tx) => {
-              for (const sink of this.deleteSinks) sink.stage(tx, userId, lastVersion);
-            },
-      ),
-    );
-    for (const a of accounts) this.accounts.delete(accountKey(a));
-    this.table.remove(u);
-    this.o.refresh.forget(u);
-    for (const sink of this.deleteSinks) {
+          : (tx) => runStages(sinks, 0, (sink) => sink.stage(tx, userId, lastVersion)),
+      );
+      // Changes made to the user while it was being deleted would write rows of a user that is gone.
+      commit.forget(u);
+      for (const a of accounts) this.accounts.delete(accountKey(a));
+      this.table.remove(u);
+      this.o.refresh.forget(u);
+      return accounts;
+    });
+    if (deleted === null) return false;
+    for (const sink of sinks) {
       try {
         sink.committed(userId);
       } catch (error) {
@@ -188,29 +213,31 @@ export class Directory {
     return true;
   }
 
-  linkAccount(userId: string, account: AccountRef): LinkResult {
+  linkAccount(userId: string, account: AccountRef): Promise<LinkResult> {
     const { commit, store } = this.o;
-    commit.flushSync();
-    const result = commit.guarded(() => store.linkAccount(userId, account, this.o.clock.now()));
-    if (result.linked) {
-      this.accounts.set(accountKey(account), userId);
-      const u = this.users.get(userId);
-      if (u !== undefined) this.noteIdentity(u, account.platform, true);
-    }
-    return result;
+    return commit.exclusive(async () => {
+      const result = await store.linkAccount(userId, account, this.o.clock.now());
+      if (result.linked) {
+        this.accounts.set(accountKey(account), userId);
+        const u = this.users.get(userId);
+        if (u !== undefined) this.noteIdentity(u, account.platform, true);
+      }
+      return result;
+    });
   }
 
-  unlinkAccount(userId: string, account: AccountRef): boolean {
+  unlinkAccount(userId: string, account: AccountRef): Promise<boolean> {
     const { commit, store } = this.o;
-    commit.flushSync();
-    const removed = commit.guarded(() => store.unlinkAccount(userId, account));
-    if (removed) {
-      this.accounts.delete(accountKey(account));
-      const u = this.users.get(userId);
-      const stillLinked = store.accountsOf(userId).some((a) => a.platform === account.platform);
-      if (u !== undefined) this.noteIdentity(u, account.platform, stillLinked);
-    }
-    return removed;
+    return commit.exclusive(async () => {
+      const removed = await store.unlinkAccount(userId, account);
+      if (removed) {
+        this.accounts.delete(accountKey(account));
+        const u = this.users.get(userId);
+        const stillLinked = (await store.accountsOf(userId)).some((a) => a.platform === account.platform);
+        if (u !== undefined) this.noteIdentity(u, account.platform, stillLinked);
+      }
+      return removed;
+    });
   }
 
   /** Linked accounts of one platform, from memory. */

@@ -22,8 +22,8 @@ import type {
   AccountRecord,
   AccountRef,
   HistoryQuery,
+  AsyncPresenceStore,
   LinkResult,
-  PresenceStore,
   RefreshedTimes,
   TransitionRecord,
   UserRecord,
@@ -48,7 +48,8 @@ export type { RemoteOutcome, RemoteState } from './remote';
 
 export interface EngineOptions {
   readonly clock: Clock;
-  readonly store: PresenceStore;
+  /** The presence store, asynchronous (SQLite behind `asyncSqlite`, or PostgreSQL). */
+  readonly store: AsyncPresenceStore;
   readonly ladder: Ladder;
   readonly log?: Log;
   /** How often refreshed times are written to disk. */
@@ -98,7 +99,7 @@ export class PresenceEngine {
   readonly stats: EngineStats = { sweeps: 0, changesCommitted: 0 };
   private heartbeatCount = 0;
 
-  private readonly store: PresenceStore;
+  private readonly store: AsyncPresenceStore;
   private readonly log: Log;
   private readonly refreshPersistMs: number;
   private readonly table = new UserTable();
@@ -188,7 +189,7 @@ export class PresenceEngine {
   // ---------------------------------------------------------------- lifecycle
 
   /** Loads the stored state. Users whose state lapsed while the service was down are swept first. */
-  load(): void {
+  async load(): Promise<void> {
     // The snapshot and the rows changed since it, or every row; then the packed refresh times
     // later than theirs; then each user's first boundary: after the last time its state was
     // known to be right (its aggregate's write).
@@ -197,11 +198,11 @@ export class PresenceEngine {
     let users: UserState[];
     if (snapshot !== null) {
       users = snapshot.users;
-      if (snapshot.slots.size > 0) this.store.refreshSlots?.load(apply, snapshot.slots);
+      if (snapshot.slots.size > 0) await this.store.refreshSlots?.load(apply, snapshot.slots);
     } else {
       users = [];
-      for (const loaded of this.store.loadAll()) users.push(this.directory.adopt(loaded));
-      this.store.refreshSlots?.load(apply);
+      for (const loaded of await this.store.loadAll()) users.push(this.directory.adopt(loaded));
+      await this.store.refreshSlots?.load(apply);
     }
     for (const u of users) {
       const due = this.ingest.firstBoundary(u, u.aggregateAt);
@@ -241,8 +242,8 @@ export class PresenceEngine {
   }
 
   /** Loads state and starts the sweeper and the refresh persister on real timers. */
-  start(): void {
-    this.load();
+  async start(): Promise<void> {
+    await this.load();
     this.stopped = false;
     this.commit.stopped = false;
     const sweep = setInterval(() => void this.sweep(), SWEEP_MS);
@@ -268,7 +269,7 @@ export class PresenceEngine {
     await this.persistRefreshes();
     // One last attempt, not retried: a shutdown never waits on a failing store, and whatever
     // cannot be committed is answered 503 rather than left hanging.
-    const fault = this.commit.final();
+    const fault = await this.commit.final();
     if (fault !== null) this.log.error({ reason: fault.reason }, 'stopped with changes the store refused');
     // Last, so it covers every refresh time: the next start then reads no slot and no row.
     else if (this.snapshotIntervalMs > 0) await this.writeSnapshot();
@@ -324,27 +325,28 @@ export class PresenceEngine {
     this.directory.ensureUser(userId);
   }
 
+  /** Creates or updates the user's fields; resolves once committed (503 when the store refuses). */
   putUser(
     userId: string,
     fields: { displayName?: string | null; timezone?: string | null },
-  ): { created: boolean; user: UserRecord } {
+  ): Promise<{ created: boolean; user: UserRecord }> {
     return this.directory.putUser(userId, fields);
   }
 
-  getUser(userId: string): { user: UserRecord; accounts: AccountRecord[] } | null {
+  getUser(userId: string): Promise<{ user: UserRecord; accounts: AccountRecord[] } | null> {
     return this.directory.getUser(userId);
   }
 
   /** Forgets the user and everything stored about them; false for an unknown user. */
-  deleteUser(userId: string): boolean {
+  deleteUser(userId: string): Promise<boolean> {
     return this.directory.deleteUser(userId);
   }
 
-  linkAccount(userId: string, account: AccountRef): LinkResult {
+  linkAccount(userId: string, account: AccountRef): Promise<LinkResult> {
     return this.directory.linkAccount(userId, account);
   }
 
-  unlinkAccount(userId: string, account: AccountRef): boolean {
+  unlinkAccount(userId: string, account: AccountRef): Promise<boolean> {
     return this.directory.unlinkAccount(userId, account);
   }
 
@@ -456,8 +458,8 @@ export class PresenceEngine {
     return u?.observations.find((o) => o.platform === 'device' && o.device === device)?.expiresAt;
   }
 
-  history(userId: string, query: HistoryQuery): TransitionRecord[] {
-    this.commit.flushForRead();
+  async history(userId: string, query: HistoryQuery): Promise<TransitionRecord[]> {
+    await this.commit.flushForRead();
     return this.store.history(userId, query);
   }
 
@@ -495,15 +497,16 @@ export class PresenceEngine {
   }
 
   /**
-   * Commits what is queued now, in one transaction. Throws `StoreUnavailableError` when the
-   * store refuses it (the queue is then retried or rolled back, as for a group commit).
+   * Commits what is queued now, in one transaction (after the commit in flight). Rejects with
+   * `StoreUnavailableError` when the store refuses it (the queue is then retried or rolled back,
+   * as for a group commit).
    */
-  flushSync(): void {
-    this.commit.flushSync();
+  flush(): Promise<void> {
+    return this.commit.flush();
   }
 
   /** Why the store cannot commit, or null when it can (probing a failing store now and then). */
-  storeFault(): StoreFault | null {
+  storeFault(): Promise<StoreFault | null> {
     return this.commit.storeFault();
   }
 

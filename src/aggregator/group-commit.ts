@@ -3,22 +3,31 @@
  * Durability of the engine's changes. A change is queued; everything queued in one turn of the
  * event loop is committed in one transaction (group commit), and the caller's promise settles
  * after that commit. So "acknowledged" means "on disk", yet a burst costs one transaction, not
- * one per event. The change sinks stage their rows inside that transaction and are told after it.
+ * one per event. The change sinks stage their rows inside that transaction (awaited when a sink
+ * returns a promise) and are told after it.
+ *
+ * The store is asynchronous (`AsyncPresenceStore`), so a commit is in flight for a while: one
+ * commit runs at a time, in order, and what is queued meanwhile goes into the next one, started
+ * as soon as the one in flight is over. Writes outside the group commit (users, accounts) run as
+ * an `exclusive` step between two commits.
  *
  * When a commit fails, memory never shows what was not committed. Each user a queued change
  * touches keeps an undo record of its last committed state (taken once per commit, so the hot
- * path pays one small copy per changed user). A lock held by another connection is retried on
- * timers with back-off for up to `commitRetryMs`, the event loop free meanwhile (the SQLite busy
- * wait is kept to milliseconds, see store/db.ts), and reads show the undo record while the change
- * waits. Any other failure, or a lock that outlasts the retries, rolls the queued changes back in
- * memory and rejects their acknowledgements with 503 `unavailable` (store/faults.ts); the next
- * write tries the store again, so service resumes by itself.
+ * path pays one small copy per changed user). A user changed again while its commit is in flight
+ * gets a second record, of the state that commit makes durable, which becomes its undo record
+ * once that commit succeeds. A lock held by another connection is retried on timers with back-off
+ * for up to `commitRetryMs`, the event loop free meanwhile (the SQLite busy wait is kept to
+ * milliseconds, see store/db.ts), and reads show the undo record while the change waits. Any
+ * other failure, or a lock that outlasts the retries, rolls the queued changes back in memory
+ * (those queued behind the failed commit too: they were made on top of it) and rejects their
+ * acknowledgements with 503 `unavailable` (store/faults.ts); the next write tries the store
+ * again, so service resumes by itself.
  */
 
 import type { PresenceChange } from '../core/changes';
 import type { Clock } from '../core/clock';
 import type { Log } from '../core/log';
-import type { PresenceStore, WriteOp } from '../core/ports';
+import type { AsyncPresenceStore, WriteOp } from '../core/ports';
 import { classifyStoreError, isStoreFault, StoreUnavailableError, type StoreFault } from '../store/faults';
 import type { ChangeSinks } from './change-pipeline';
 import { Undo, type UserState } from './user-state';
@@ -36,8 +45,41 @@ interface Waiter {
   reject(error: Error): void;
 }
 
+/** What one commit writes, and who waits for it. */
+class Batch {
+  ops: WriteOp[] = [];
+  /** Changes of the ops, for the change sinks once they commit. */
+  changes: PresenceChange[] = [];
+  waiters: Waiter[] = [];
+  /** The promise the waiters were handed, while there is one. */
+  ack: Ack | null = null;
+  /** Users with an undo record taken for this batch. */
+  touched: UserState[] = [];
+
+  get empty(): boolean {
+    return this.ops.length === 0 && this.changes.length === 0;
+  }
+
+  /** The promise that settles when this batch is committed, or is refused. */
+  acknowledgement(): Ack {
+    if (this.ack === null) {
+      const ack = new Promise<void>((resolve, reject) => {
+        this.waiters.push({ resolve, reject });
+      });
+      // A caller that drops the promise (a connector's fire-and-forget report) must not turn a
+      // refused commit into an unhandled rejection; callers that await it still see the error.
+      ack.catch(ignore);
+      this.ack = ack;
+    }
+    return this.ack;
+  }
+}
+
+const opUser = (op: WriteOp): string =>
+  op.op === 'transition' ? op.transition.userId : op.op === 'user' ? op.user.userId : op.userId;
+
 export interface GroupCommitOptions {
-  readonly store: PresenceStore;
+  readonly store: AsyncPresenceStore;
   readonly clock: Clock;
   readonly log: Log;
   readonly sinks: ChangeSinks;
@@ -53,14 +95,17 @@ export interface GroupCommitOptions {
 }
 
 export class GroupCommit {
-  private ops: WriteOp[] = [];
-  /** Changes of the queued ops, for the change sinks once they commit. */
-  private queued: PresenceChange[] = [];
-  private waiters: Waiter[] = [];
-  private pendingAck: Ack | null = null;
+  /** What the next commit writes. */
+  private queue = new Batch();
+  /** The batch of the commit in flight, or null. */
+  private flying: Batch | null = null;
+  /** Users of the batch in flight whose undo record has a `next` (changed again meanwhile). */
+  private retouched: UserState[] = [];
+  /** Settles (never rejects) when the commit or exclusive step in flight is over; null while none is. */
+  private current: Promise<unknown> | null = null;
+  /** The attempt that follows the one in flight, shared by everyone asking meanwhile. */
+  private followUp: Promise<StoreFault | null> | null = null;
   private flushScheduled = false;
-  /** Users with an undo record: those the queued ops change. */
-  private touched: UserState[] = [];
   private retryTimer: NodeJS.Timeout | null = null;
   private retryDelayMs = 0;
   /** When the queued commit first failed (clock time), while it is being retried. */
@@ -85,7 +130,7 @@ export class GroupCommit {
 
   /** Queues a write for the next group commit (at the end of this turn of the event loop). */
   enqueue(op: WriteOp): void {
-    this.ops.push(op);
+    this.queue.ops.push(op);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => {
@@ -97,20 +142,26 @@ export class GroupCommit {
 
   /** Queues a change for the sinks, committed with the ops queued alongside it. */
   change(c: PresenceChange): void {
-    this.queued.push(c);
+    this.queue.changes.push(c);
   }
 
   /** Records the user's committed state before queued changes alter it (once per commit). */
   touch(u: UserState): void {
-    if (u.undo !== null) return;
-    u.undo = new Undo(u, false);
-    this.touched.push(u);
+    const undo = u.undo;
+    if (undo === null) {
+      u.undo = new Undo(u, false);
+      this.queue.touched.push(u);
+    } else if (undo.inFlight && undo.next === null) {
+      // What the commit in flight makes durable: the undo record once it succeeds.
+      undo.next = new Undo(u, false);
+      this.retouched.push(u);
+    }
   }
 
   /** Marks a user the queued changes create: a rollback forgets it again. */
   created(u: UserState): void {
     u.undo = new Undo(u, true);
-    this.touched.push(u);
+    this.queue.touched.push(u);
   }
 
   /**
@@ -120,90 +171,101 @@ export class GroupCommit {
    */
   acked(): Ack {
     const ack = this.ack();
-    if (this.ops.length >= this.o.maxBatch) this.commitQueued();
+    if (this.queue.ops.length >= this.o.maxBatch) this.commitQueued();
     return ack;
   }
 
   /** The promise that settles when everything queued so far is committed, or is refused. */
   private ack(): Ack {
-    if (this.ops.length === 0 && this.waiters.length === 0) return DONE;
-    if (this.pendingAck === null) {
-      const ack = new Promise<void>((resolve, reject) => {
-        this.waiters.push({ resolve, reject });
-      });
-      // A caller that drops the promise (a connector's fire-and-forget report) must not turn a
-      // refused commit into an unhandled rejection; callers that await it still see the error.
-      ack.catch(ignore);
-      this.pendingAck = ack;
-    }
-    return this.pendingAck;
+    const queue = this.queue;
+    if (queue.ops.length > 0 || queue.waiters.length > 0) return queue.acknowledgement();
+    // Nothing queued: only as good as the commit in flight (a refresh of a change it carries).
+    return this.flying === null ? DONE : this.flying.acknowledgement();
   }
 
   /** Commits what is queued, unless a retry is already scheduled (the queue then joins it). */
   commitQueued(): void {
-    if (this.retryTimer === null) this.attempt();
+    if (this.retryTimer === null) void this.attempt();
   }
 
   /**
-   * One commit of everything queued, in one transaction. Returns null when it is durable (or
-   * nothing was queued), otherwise the fault; the queue is then kept for a retry (another
-   * connection's lock, within `commitRetryMs`) or rolled back and its writes refused.
+   * One commit of everything queued, in one transaction, after the commit in flight. Resolves to
+   * null when it is durable (or nothing was queued), otherwise to the fault; the queue is then
+   * kept for a retry (another connection's lock, within `commitRetryMs`) or rolled back and its
+   * writes refused. Never rejects.
    */
-  attempt(): StoreFault | null {
-    if (this.ops.length === 0 && this.queued.length === 0) {
-      for (const w of this.takeWaiters()) w.resolve();
-      return null;
+  attempt(): Promise<StoreFault | null> {
+    if (this.current !== null) {
+      // One commit at a time: what is queued now goes into the next one.
+      this.followUp ??= this.current.then(() => {
+        this.followUp = null;
+        return this.retryTimer === null || this.current !== null ? this.attempt() : this.fault;
+      });
+      return this.followUp;
     }
-    const ops = this.ops;
-    const changes = this.queued;
+    const batch = this.queue;
+    if (batch.empty) {
+      for (const w of this.takeWaiters(batch)) w.resolve();
+      return Promise.resolve(null);
+    }
+    this.queue = new Batch();
+    this.flying = batch;
+    for (const u of batch.touched) u.undo!.inFlight = true;
+    const { ops, changes } = batch;
     const sinks = this.o.sinks;
-    this.ops = [];
-    this.queued = [];
-    try {
-      this.o.store.write(
-        ops,
-        changes.length === 0 || !sinks.staging ? undefined : (tx) => sinks.stage(tx, changes),
+    // A store that throws instead of rejecting is answered the same way.
+    const write = new Promise<void>((resolve) => {
+      resolve(
+        this.o.store.write(
+          ops,
+          changes.length === 0 || !sinks.staging ? undefined : (tx) => sinks.stage(tx, changes),
+        ),
       );
-    } catch (error) {
-      // Back in front of anything queued meanwhile (a sink could have), in order.
-      this.ops = ops.concat(this.ops);
-      this.queued = changes.concat(this.queued);
-      return this.failed(error);
+    });
+    const done = write.then(
+      () => {
+        this.landed(batch);
+        return null;
+      },
+      (error: unknown) => this.failed(batch, error),
+    );
+    this.current = done;
+    return done;
+  }
+
+  /** The batch in flight is durable. */
+  private landed(batch: Batch): void {
+    this.flying = null;
+    this.current = null;
+    for (const u of batch.touched) {
+      // A user changed again meanwhile starts the queue's undo record from what just committed.
+      const next = u.undo?.next ?? null;
+      u.undo = next;
+      if (next !== null) this.queue.touched.push(u);
     }
-    const waiters = this.takeWaiters();
-    for (const u of this.touched) u.undo = null;
-    this.touched = [];
+    this.retouched = [];
     this.endRetries();
     this.healthy();
-    for (const w of waiters) w.resolve();
-    this.o.stats.changesCommitted += changes.length;
-    if (changes.length > 0) sinks.committed(changes);
-    return null;
+    for (const w of this.takeWaiters(batch)) w.resolve();
+    this.o.stats.changesCommitted += batch.changes.length;
+    if (batch.changes.length > 0) this.o.sinks.committed(batch.changes);
   }
 
-  /**
-   * Commits what is queued now, in one transaction. Throws `StoreUnavailableError` when the
-   * store refuses it (the queue is then retried or rolled back, as for a group commit).
-   */
-  flushSync(): void {
-    const fault = this.attempt();
-    if (fault !== null) throw new StoreUnavailableError(fault);
-  }
+  /** The batch in flight failed: back in front of the queue, to be retried or rolled back. */
+  private failed(batch: Batch, error: unknown): StoreFault {
+    this.flying = null;
+    this.current = null;
+    for (const u of this.retouched) if (u.undo !== null) u.undo.next = null;
+    this.retouched = [];
+    for (const u of batch.touched) if (u.undo !== null) u.undo.inFlight = false;
+    // Back in front of anything queued meanwhile, in order.
+    const q = this.queue;
+    q.ops = batch.ops.concat(q.ops);
+    q.changes = batch.changes.concat(q.changes);
+    q.touched = batch.touched.concat(q.touched);
+    q.waiters = batch.waiters.concat(q.waiters);
+    q.ack ??= batch.ack;
 
-  /** Before a read from the store: commit what is queued if that can be done now, else read what is committed. */
-  flushForRead(): void {
-    if (this.retryTimer === null) this.attempt();
-  }
-
-  /** The last attempt of a shutdown, not retried: whatever cannot be committed is refused. */
-  final(): StoreFault | null {
-    this.stopped = true;
-    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
-    this.retryTimer = null;
-    return this.attempt();
-  }
-
-  private failed(error: unknown): StoreFault {
     const fault = this.noteFault(error);
     const now = this.o.clock.now();
     this.failingSince ??= now;
@@ -212,7 +274,7 @@ export class GroupCommit {
         this.retryDelayMs = Math.min(Math.max(this.retryDelayMs * 2, RETRY_FIRST_MS), RETRY_MAX_MS);
         this.retryTimer = setTimeout(() => {
           this.retryTimer = null;
-          this.attempt();
+          void this.attempt();
         }, this.retryDelayMs);
         this.retryTimer.unref();
       }
@@ -223,21 +285,78 @@ export class GroupCommit {
   }
 
   /**
+   * Commits what is queued now, in one transaction. Rejects with `StoreUnavailableError` when the
+   * store refuses it (the queue is then retried or rolled back, as for a group commit).
+   */
+  async flush(): Promise<void> {
+    const fault = await this.attempt();
+    if (fault !== null) throw new StoreUnavailableError(fault);
+  }
+
+  /** Before a read from the store: commit what is queued if that can be done now, else read what is committed. */
+  async flushForRead(): Promise<void> {
+    if (this.retryTimer === null) await this.attempt();
+  }
+
+  /** The last attempt of a shutdown, not retried: whatever cannot be committed is refused. */
+  final(): Promise<StoreFault | null> {
+    this.stopped = true;
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    return this.attempt();
+  }
+
+  /**
+   * Runs a write outside the group commit (a user's fields, an account, a deletion) once
+   * everything queued so far is committed, with no commit in flight meanwhile: changes made
+   * while it runs wait in the queue, and are committed after it. Refused with 503 when the
+   * queued changes cannot be committed; a store fault of `fn` itself is noted and refused with
+   * 503 too (see `guarded`).
+   */
+  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    await this.flush();
+    while (this.current !== null) await this.current;
+    let over!: () => void;
+    this.current = new Promise<void>((resolve) => (over = resolve));
+    try {
+      return await this.guarded(fn);
+    } finally {
+      this.current = null;
+      over();
+    }
+  }
+
+  /**
+   * Forgets the queued changes of a user that is gone (inside `exclusive`, after its deletion
+   * committed): writes made on it while it was being deleted would otherwise recreate its rows.
+   */
+  forget(u: UserState): void {
+    const q = this.queue;
+    const id = u.userId;
+    q.ops = q.ops.filter((op) => opUser(op) !== id);
+    q.changes = q.changes.filter((c) => c.userId !== id);
+    q.touched = q.touched.filter((t) => t !== u);
+    u.undo = null;
+  }
+
+  /**
    * Forgets everything queued: each touched user gets its committed state back, users the queue
    * created are gone again, and every waiting write is refused with the fault.
    */
   private rollBack(fault: StoreFault): void {
-    const touched = this.touched;
-    const waiters = this.takeWaiters();
-    const dropped = this.queued.length;
-    this.touched = [];
-    this.ops = [];
-    this.queued = [];
+    const q = this.queue;
+    this.queue = new Batch();
+    const waiters = this.takeWaiters(q);
     this.endRetries();
-    for (const u of touched) this.o.restore(u);
+    for (const u of q.touched) this.o.restore(u);
     // Refused writes are worth a warning; the sweep's expiries, found again at every sweep while
     // the fault lasts, only at debug (the fault itself was logged once).
-    const summary = { reason: fault.reason, users: touched.length, changes: dropped, writes: waiters.length };
+    const summary = {
+      reason: fault.reason,
+      users: q.touched.length,
+      changes: q.changes.length,
+      writes: waiters.length,
+    };
     if (waiters.length > 0) this.o.log.warn(summary, 'rolled back changes the store could not commit');
     else this.o.log.debug(summary, 'rolled back changes the store could not commit');
     const refusal = new StoreUnavailableError(fault);
@@ -271,32 +390,30 @@ export class GroupCommit {
   }
 
   /**
-   * Runs a synchronous store call of a write outside the group commit (users, accounts). A
-   * SQLite failure is noted like a failed commit and refused with 503; anything else is a bug.
+   * Runs a store call of a write outside the group commit (users, accounts). A store failure is
+   * noted like a failed commit and refused with 503; anything else is a bug and passes through.
    */
-  guarded<T>(call: () => T): T {
-    let result: T;
+  async guarded<T>(call: () => Promise<T>): Promise<T> {
     try {
-      result = call();
+      return await call();
     } catch (error) {
       if (!isStoreFault(error)) throw error;
       throw new StoreUnavailableError(this.noteFault(error));
     }
-    return result;
   }
 
   /**
    * Why the store cannot commit, or null when it can. While it cannot, and no commit is being
-   * retried anyway, a probe commit is tried at most every `probeIntervalMs`, so that readiness
-   * comes back once the fault is gone even when no write arrives to find out.
+   * retried anyway, a probe commit is tried at most every `probeIntervalMs` (and awaited), so that
+   * readiness comes back once the fault is gone even when no write arrives to find out.
    */
-  storeFault(): StoreFault | null {
+  async storeFault(): Promise<StoreFault | null> {
     if (this.fault === null || this.retryTimer !== null) return this.fault;
     const now = this.o.clock.now();
     if (now - this.lastProbeAt >= this.o.probeIntervalMs) {
       this.lastProbeAt = now;
       try {
-        this.o.store.probe(now);
+        await this.o.store.probe(now);
         this.healthy();
       } catch (error) {
         this.noteFault(error);
@@ -305,10 +422,10 @@ export class GroupCommit {
     return this.fault;
   }
 
-  private takeWaiters(): Waiter[] {
-    const waiters = this.waiters;
-    this.waiters = [];
-    this.pendingAck = null;
+  private takeWaiters(batch: Batch): Waiter[] {
+    const waiters = batch.waiters;
+    batch.waiters = [];
+    batch.ack = null;
     return waiters;
   }
 }

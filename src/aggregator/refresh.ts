@@ -11,7 +11,7 @@
  * At load, `apply` takes the stored times that are later than the rows' (see engine.load).
  */
 
-import type { PresenceStore, RefreshedTimes, RefreshSlots, WriteOp } from '../core/ports';
+import type { AsyncPresenceStore, AsyncRefreshSlots, RefreshedTimes, WriteOp } from '../core/ports';
 import type { GroupCommit } from './group-commit';
 import type { UserState } from './user-state';
 
@@ -22,12 +22,12 @@ const yieldTurn = (): Promise<void> => new Promise<void>((resolve) => setImmedia
 
 export class RefreshPersister {
   private dirty = new Set<UserState>();
-  private readonly slots: RefreshSlots | undefined;
+  private readonly slots: AsyncRefreshSlots | undefined;
   private running: Promise<void> | null = null;
   private next: Promise<number> | null = null;
 
   constructor(
-    private readonly store: PresenceStore,
+    private readonly store: AsyncPresenceStore,
     private readonly commit: GroupCommit,
     private readonly users: ReadonlyMap<string, UserState>,
   ) {
@@ -100,17 +100,21 @@ export class RefreshPersister {
   }
 
   /** Changes first, then times: false while queued changes are not committed. */
-  private changesCommitted(): boolean {
+  private async changesCommitted(): Promise<boolean> {
     // While the store fails, the times wait in memory for a later run: they were acknowledged as
     // refreshes, which never waited for a commit.
-    return !this.commit.retrying && this.commit.attempt() === null;
+    return !this.commit.retrying && (await this.commit.attempt()) === null;
   }
 
-  private async persistSlots(slots: RefreshSlots): Promise<number> {
+  private async persistSlots(slots: AsyncRefreshSlots): Promise<number> {
     if (this.dirty.size === 0) return 0;
-    if (!this.changesCommitted()) return 0;
+    // The users refreshed so far are this run's; those refreshed while it runs are the next one's.
     const taken = this.dirty;
     this.dirty = new Set();
+    if (!(await this.changesCommitted())) {
+      for (const u of taken) if (!u.deleted) this.dirty.add(u);
+      return 0;
+    }
     // Typed arrays and one array of users, sorted by slot (a counting sort): a run over 1,000,000
     // users allocates little, so it does not bring on a full collection of a large heap.
     const count = slots.count;
@@ -146,7 +150,7 @@ export class RefreshPersister {
     for (let first = true; slot < count; first = false) {
       if (!first) {
         await yieldTurn();
-        if (!this.changesCommitted()) return this.retryLater(taken, refreshed, slot, slots, written);
+        if (!(await this.changesCommitted())) return this.retryLater(taken, refreshed, slot, slots, written);
       }
       const batch = new Map<number, RefreshedTimes[]>();
       let users = 0;
@@ -164,7 +168,7 @@ export class RefreshPersister {
         next();
       }
       try {
-        slots.write(batch);
+        await slots.write(batch);
         this.commit.healthy();
       } catch (error) {
         this.commit.noteFault(error);
@@ -180,7 +184,7 @@ export class RefreshPersister {
     taken: ReadonlySet<UserState>,
     refreshed: Uint32Array,
     from: number,
-    slots: RefreshSlots,
+    slots: AsyncRefreshSlots,
     written: number,
   ): number {
     for (const u of taken) {
@@ -194,7 +198,7 @@ export class RefreshPersister {
   private async persistOps(chunk: number): Promise<number> {
     let written = 0;
     while (this.dirty.size > 0) {
-      if (!this.changesCommitted()) return written;
+      if (!(await this.changesCommitted())) return written;
       const ops: WriteOp[] = [];
       const users: UserState[] = [];
       for (const u of this.dirty) {
@@ -211,7 +215,7 @@ export class RefreshPersister {
         if (ops.length >= chunk) break;
       }
       try {
-        this.store.write(ops);
+        await this.store.write(ops);
         this.commit.healthy();
       } catch (error) {
         this.commit.noteFault(error);

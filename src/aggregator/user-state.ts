@@ -33,6 +33,13 @@ export class Undo implements UserSnapshot {
   readonly aggregateAt: number;
   readonly dueAt: number;
   readonly identityOnly: Platform[] | null;
+  /** Set while the commit that took this record is in flight. */
+  inFlight = false;
+  /**
+   * Taken when the user changes again while that commit is in flight: the state it makes
+   * durable, and the undo record once it has.
+   */
+  next: Undo | null = null;
 
   constructor(
     u: UserState,

@@ -106,11 +106,11 @@ function positiveNumber(text: string): number {
  * PRESENCE_DB's stores, migrated, with an engine loaded from them, built as `serve` builds them
  * (src/compose.ts): for commands that work on the store.
  */
-function openStore(env: Env): { stores: SqliteStores; engine: PresenceEngine } {
+async function openStore(env: Env): Promise<{ stores: SqliteStores; engine: PresenceEngine }> {
   refusePostgresForNow(env, 'this command');
   const stores = openStores(env);
-  const engine = createEngine(env, stores, systemClock);
-  engine.load();
+  const engine = createEngine(env, asyncSqlite(stores).presence, systemClock);
+  await engine.load();
   return { stores, engine };
 }
 
@@ -346,7 +346,7 @@ export function buildCli(): Command {
     .action(async (platform: string, opts: { user: string; port: number; timeout: number }) => {
       const env = parseEnv();
       requireSecretKey(env);
-      const { stores, engine } = openStore(env);
+      const { stores, engine } = await openStore(env);
       // No webhook outbox runs here: the connect flow itself emits no event.
       const service = createConnections(env, asyncSqlite(stores), engine, {
         clock: systemClock,
@@ -402,7 +402,7 @@ export function buildCli(): Command {
         console.log(result);
       } finally {
         await service.stop();
-        engine.flushSync();
+        await engine.flush();
         stores.close();
       }
     });
@@ -449,9 +449,9 @@ export function buildCli(): Command {
         return;
       }
       const env = parseEnv();
-      const { stores, engine } = openStore(env);
+      const { stores, engine } = await openStore(env);
       console.log(JSON.stringify(engine.getMany(ids), null, 2));
-      engine.flushSync();
+      await engine.flush();
       stores.close();
     });
 

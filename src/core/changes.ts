@@ -7,7 +7,8 @@
  * The contract has two phases, and the transaction is passed explicitly:
  * 1. `stage(tx, changes)` runs inside the transaction that commits the changes. A sink writes its
  *    own rows on `tx` (the outbox writes events and deliveries there, so an event exists if and
- *    only if the change it reports does). Throwing aborts the commit, as a store failure would.
+ *    only if the change it reports does), and may return a promise the commit waits for.
+ *    Throwing aborts the commit, as a store failure would.
  * 2. `committed(changes)` runs once that transaction is durable, batch after batch in commit
  *    order, with the same array `stage` was given. A batch whose transaction failed is never
  *    reported; its changes come back in a later batch (the engine retries or rolls them back).
@@ -75,9 +76,10 @@ export interface ReducedFrom {
 export interface ChangeSink {
   /**
    * Inside the commit's transaction: stage rows on `tx` (the outbox does). Must not do I/O other
-   * than on `tx`; throwing aborts the commit.
+   * than on `tx`; throwing (or a rejected promise) aborts the commit. An asynchronous store's
+   * writes return promises: the engine awaits the one returned here before it commits.
    */
-  stage?(tx: StoreTx, changes: readonly PresenceChange[]): void;
+  stage?(tx: StoreTx, changes: readonly PresenceChange[]): void | Promise<void>;
   /** After the commit is durable, in commit order. Must not throw (errors are logged). */
   committed?(changes: readonly PresenceChange[]): void;
   /** The sink needs each change's `reducedFrom` (the engine then takes it). */

@@ -19,7 +19,7 @@
  * With no transaction open, a call costs one synchronous statement and a resolved promise.
  */
 
-import type { AsyncStores, StoreTx, WriteOp } from '../core/ports';
+import type { AsyncRefreshSlots, AsyncStores, RefreshedTimes, StoreTx, WriteOp } from '../core/ports';
 import type { SqliteStores } from './sqlite';
 import { sqliteTx } from './tx';
 
@@ -98,9 +98,20 @@ export function asyncSqlite(s: SqliteStores): AsyncSqliteStores {
     return { result, walTruncated };
   };
 
+  // The packed refresh times: their writes are store calls like the others (never inside an
+  // open transaction they were not handed); the slot hash stays a plain function.
+  const slots = s.presence.refreshSlots;
+  const refreshSlots: AsyncRefreshSlots | undefined = slots && {
+    count: slots.count,
+    slotOf: (userId) => slots.slotOf(userId),
+    write: (m: ReadonlyMap<number, readonly RefreshedTimes[]>) => outside([], () => slots.write(m)),
+    load: (visit: (entry: RefreshedTimes) => void) => outside([], () => slots.load(visit)),
+  };
+
   return {
     sync: s,
     presence: promised(s.presence, {
+      refreshSlots,
       write: (ops: readonly WriteOp[], stage: Stage) =>
         stage === undefined
           ? outside([], () => s.presence.write(ops))

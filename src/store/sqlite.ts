@@ -39,6 +39,11 @@ export function openSqliteStores(
     db.close();
     throw error;
   }
+  return sqliteStoresOn(db, migration);
+}
+
+/** Every store on `db`, an open and migrated connection (`migration` says what was applied). */
+export function sqliteStoresOn(db: Db, migration: MigrationReport): SqliteStores {
   return {
     db,
     migration,

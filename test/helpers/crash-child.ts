@@ -5,18 +5,16 @@
 import { PresenceEngine } from '../../src/aggregator/engine';
 import { systemClock } from '../../src/core/clock';
 import { Ladder } from '../../src/core/presence';
-import { migrate, openDb } from '../../src/store/db';
-import { SqlitePresenceStore } from '../../src/store/presence-store';
+import { asyncSqlite } from '../../src/store/async-sqlite';
+import { openSqliteStores } from '../../src/store/sqlite';
 import { streamChanges } from './stream-changes';
 
 const path = process.argv[2];
 if (path === undefined) throw new Error('usage: crash-child <db>');
-const db = openDb(path);
-migrate(db);
+const stores = openSqliteStores(path);
 const engine = new PresenceEngine({
   clock: systemClock,
-  store: new SqlitePresenceStore(db),
+  store: asyncSqlite(stores).presence,
   ladder: new Ladder(),
 });
-engine.load();
-void streamChanges(engine, { users: 40 });
+void engine.load().then(() => streamChanges(engine, { users: 40 }));

@@ -496,8 +496,8 @@ export async function discordRig(
     ['alice', ALICE],
     ['bob', BOB],
   ] as const) {
-    seed.engine.putUser(userId, {});
-    seed.engine.linkAccount(userId, { platform: 'discord', externalId, workspaceId: '' });
+    await seed.engine.putUser(userId, {});
+    await seed.engine.linkAccount(userId, { platform: 'discord', externalId, workspaceId: '' });
   }
   await seed.close();
 

@@ -3,7 +3,7 @@ import type {
   AccountRecord,
   LinkResult,
   LoadedUser,
-  PresenceStore,
+  AsyncPresenceStore,
   TransitionRecord,
   UserRecord,
   WriteOp,
@@ -14,19 +14,21 @@ export const sqliteError = (code: string, message = code): Error =>
   Object.assign(new Error(message), { name: 'SqliteError', code });
 
 /**
- * A PresenceStore in memory for unit tests of the engine's parts: it records each transaction
- * (its ops, whether a stage ran) and throws `failNext` errors first, one per write.
+ * An asynchronous PresenceStore in memory for unit tests of the engine's parts: it records each
+ * transaction (its ops, whether a stage ran) and rejects with `failNext` errors first, one per
+ * write. A stage is awaited before the write counts, as a real store would before its commit.
  */
-export class MemoryStore implements PresenceStore {
+export class MemoryStore implements AsyncPresenceStore {
   readonly transactions: { ops: readonly WriteOp[]; staged: boolean }[] = [];
   readonly failNext: Error[] = [];
   readonly tx: StoreTx = { store: 'memory' };
   probes = 0;
 
-  write(ops: readonly WriteOp[], stage?: (tx: StoreTx) => void): void {
+  async write(ops: readonly WriteOp[], stage?: (tx: StoreTx) => void | Promise<void>): Promise<void> {
     const error = this.failNext.shift();
     if (error !== undefined) throw error;
-    stage?.(this.tx);
+    // Without a stage the write lands at once, as a SQLite write does behind the async face.
+    if (stage !== undefined) await stage(this.tx);
     this.transactions.push({ ops: [...ops], staged: stage !== undefined });
   }
 
@@ -34,31 +36,33 @@ export class MemoryStore implements PresenceStore {
     return this.transactions.flatMap((t) => t.ops);
   }
 
-  loadAll(): LoadedUser[] {
-    return [];
+  loadAll(): Promise<LoadedUser[]> {
+    return Promise.resolve([]);
   }
-  history(): TransitionRecord[] {
-    return [];
+  history(): Promise<TransitionRecord[]> {
+    return Promise.resolve([]);
   }
-  getUser(): UserRecord | null {
-    return null;
+  getUser(): Promise<UserRecord | null> {
+    return Promise.resolve(null);
   }
-  accountsOf(): AccountRecord[] {
-    return [];
+  accountsOf(): Promise<AccountRecord[]> {
+    return Promise.resolve([]);
   }
-  linkAccount(): LinkResult {
-    return { linked: true };
+  linkAccount(): Promise<LinkResult> {
+    return Promise.resolve({ linked: true });
   }
-  unlinkAccount(): boolean {
-    return false;
+  unlinkAccount(): Promise<boolean> {
+    return Promise.resolve(false);
   }
-  deleteUser(): boolean {
-    return false;
+  deleteUser(): Promise<boolean> {
+    return Promise.resolve(false);
   }
-  probe(): void {
+  probe(): Promise<void> {
     this.probes += 1;
     const error = this.failNext.shift();
-    if (error !== undefined) throw error;
+    return error === undefined ? Promise.resolve() : Promise.reject(error);
   }
-  close(): void {}
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
 }

@@ -7,23 +7,22 @@
 import { PresenceEngine } from '../../src/aggregator/engine';
 import { systemClock } from '../../src/core/clock';
 import { Ladder } from '../../src/core/presence';
-import { migrate, openDb } from '../../src/store/db';
-import { SqlitePresenceStore } from '../../src/store/presence-store';
+import { asyncSqlite } from '../../src/store/async-sqlite';
+import { openSqliteStores } from '../../src/store/sqlite';
 
 const [path, count = '3000', ttl = '600000'] = process.argv.slice(2);
 if (path === undefined) throw new Error('usage: refresh-crash-child <db> [users] [ttl ms]');
 const users = Number(count);
 const ttlMs = Number(ttl);
-const db = openDb(path);
-migrate(db);
+const stores = openSqliteStores(path);
 const engine = new PresenceEngine({
   clock: systemClock,
-  store: new SqlitePresenceStore(db),
+  store: asyncSqlite(stores).presence,
   ladder: new Ladder(),
 });
-engine.load();
 
 async function run(): Promise<never> {
+  await engine.load();
   const created: Promise<void>[] = [];
   for (let u = 0; u < users; u++) created.push(engine.heartbeat(`u${u}`, 'laptop', 'online', null, ttlMs));
   await Promise.all(created);

@@ -14,6 +14,7 @@ import type { SnapshotWriter } from '../../src/core/ports';
 import { Ladder, type Status } from '../../src/core/presence';
 import { migrate, openDb } from '../../src/store/db';
 import { SqlitePresenceStore } from '../../src/store/presence-store';
+import { asyncPresenceOn } from './engine';
 
 const [path, count = '2000'] = process.argv.slice(2);
 if (path === undefined) throw new Error('usage: snapshot-crash-child <db> [users]');
@@ -45,14 +46,12 @@ store.snapshots.begin = (format: string): SnapshotWriter => {
 
 const engine = new PresenceEngine({
   clock: systemClock,
-  store,
+  store: asyncPresenceOn(db, store),
   ladder: new Ladder(),
   identityOnlyPlatforms: ['linkedin'],
   snapshotPartUsers: 20,
   snapshotIntervalMs: 0,
 });
-engine.load();
-
 const STATUSES: Status[] = ['online', 'away', 'busy', 'idle'];
 const TTL_MS = 3600_000;
 let next = 0;
@@ -68,12 +67,13 @@ async function change(id: string): Promise<void> {
 }
 
 async function run(): Promise<never> {
+  await engine.load();
   if (engine.userCount === 0) {
     const created: Promise<void>[] = [];
     for (let u = 0; u < users; u++) created.push(change(`u${u}`));
     await Promise.all(created);
     for (let u = 0; u < users; u += 10)
-      engine.linkAccount(`u${u}`, { platform: 'slack', workspaceId: 'T1', externalId: `S${u}` });
+      await engine.linkAccount(`u${u}`, { platform: 'slack', workspaceId: 'T1', externalId: `S${u}` });
   }
   for (;;) {
     let writing = true;
@@ -83,13 +83,13 @@ async function run(): Promise<never> {
       for (let k = 0; k < 20; k++) acks.push(change(`u${pick(users)}`));
       await Promise.all(acks);
       const victim = `u${pick(users)}`;
-      if (engine.hasUser(victim) && pick(4) === 0 && engine.deleteUser(victim)) out(`del ${victim}`);
+      if (engine.hasUser(victim) && pick(4) === 0 && (await engine.deleteUser(victim))) out(`del ${victim}`);
       if (pick(3) === 0) {
         const id = `n${process.pid}-${next++}`;
         await change(id);
         out(`new ${id}`);
         if (pick(2) === 0)
-          engine.linkAccount(id, { platform: 'zoom', workspaceId: '', externalId: `Z-${id}` });
+          await engine.linkAccount(id, { platform: 'zoom', workspaceId: '', externalId: `Z-${id}` });
       }
     }
   }

@@ -10,6 +10,7 @@ import type { Log } from '../../src/core/log';
 import { Ladder } from '../../src/core/presence';
 import type { Db } from '../../src/store/db';
 import { SqlitePresenceStore } from '../../src/store/presence-store';
+import { asyncPresenceOn } from './engine';
 
 /** Every user's hot state (what a load sets, the first boundary included) and the linked accounts. */
 export function hotState(engine: PresenceEngine): Record<string, unknown> {
@@ -49,29 +50,29 @@ export function keptLog(): Log & { lines: Logged[] } {
 }
 
 /** Loads the file as a start would (its snapshot, if usable), at `now`. */
-export function loadWithSnapshot(db: Db, now: number, log?: Log): PresenceEngine {
+export async function loadWithSnapshot(db: Db, now: number, log?: Log): Promise<PresenceEngine> {
   const engine = new PresenceEngine({
     clock: new FakeClock(now),
-    store: new SqlitePresenceStore(db),
+    store: asyncPresenceOn(db),
     ladder: new Ladder(),
     identityOnlyPlatforms: ['linkedin'],
     ...(log === undefined ? {} : { log }),
   });
-  engine.load();
+  await engine.load();
   return engine;
 }
 
 /** Loads the file from its rows only, as a store without snapshots does, at `now`. */
-export function loadFromRows(db: Db, now: number): PresenceEngine {
+export async function loadFromRows(db: Db, now: number): Promise<PresenceEngine> {
   const store = new SqlitePresenceStore(db);
   // The store as one without snapshots: the engine then reads every row.
   Object.defineProperty(store, 'snapshots', { value: undefined });
   const engine = new PresenceEngine({
     clock: new FakeClock(now),
-    store,
+    store: asyncPresenceOn(db, store),
     ladder: new Ladder(),
     identityOnlyPlatforms: ['linkedin'],
   });
-  engine.load();
+  await engine.load();
   return engine;
 }

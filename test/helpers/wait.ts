@@ -6,9 +6,13 @@
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-export async function waitUntil(done: () => boolean, what = 'a condition', limitMs = 60_000): Promise<void> {
+export async function waitUntil(
+  done: () => boolean | Promise<boolean>,
+  what = 'a condition',
+  limitMs = 60_000,
+): Promise<void> {
   const end = performance.now() + limitMs;
-  while (!done()) {
+  while (!(await done())) {
     if (performance.now() > end) throw new Error(`still waiting for ${what} after ${limitMs} ms`);
     await sleep(20);
   }

@@ -11,8 +11,8 @@
 import { PresenceEngine } from '../../src/aggregator/engine';
 import { systemClock } from '../../src/core/clock';
 import { Ladder } from '../../src/core/presence';
-import { migrate, openDb } from '../../src/store/db';
-import { SqlitePresenceStore } from '../../src/store/presence-store';
+import { asyncSqlite } from '../../src/store/async-sqlite';
+import { openSqliteStores } from '../../src/store/sqlite';
 import { WebhookService } from '../../src/webhooks';
 import { SqliteWebhookStore } from '../../src/store/webhook-store';
 import { streamChanges } from './stream-changes';
@@ -22,11 +22,11 @@ const [path, url, mode] = process.argv.slice(2);
 if (path === undefined || url === undefined || (mode !== 'burst' && mode !== 'drain')) {
   throw new Error('usage: webhook-child <db> <receiver-url> burst|drain');
 }
-const db = openDb(path);
-migrate(db);
+const stores = openSqliteStores(path);
+const db = stores.db;
 const engine = new PresenceEngine({
   clock: systemClock,
-  store: new SqlitePresenceStore(db),
+  store: asyncSqlite(stores).presence,
   ladder: new Ladder(),
 });
 // Before the engine loads: every change from now on goes through the outbox.
@@ -41,9 +41,8 @@ const webhooks = new WebhookService({
   // Quick retries, so that a delivery cut by the kill does not wait 5 s after the restart.
   retrySchedule: [0, 50, 100, 200, 400, 800],
 });
-engine.load();
-
 async function main(): Promise<void> {
+  await engine.load();
   if (webhooks.listEndpoints().length === 0) {
     const ep = await webhooks.createEndpoint({ url: url! });
     process.stdout.write(`endpoint ${ep.id} ${ep.secret}\n`);

@@ -7,7 +7,7 @@ describe('OAuth connection routes, against a fake Slack OAuth server', () => {
   beforeEach(async () => {
     fake = await FakeOAuthServer.start({ flavor: 'slack', user: { id: 'U024BE7LH', team: 'T0123' } });
     api = await testApi({ ...fake.env, PUBLIC_URL });
-    api.svc.engine.putUser('alice', {});
+    await api.svc.engine.putUser('alice', {});
   });
   afterEach(async () => {
     await api.close();
@@ -106,7 +106,7 @@ describe('OAuth connection routes, against a fake Slack OAuth server', () => {
     const location = await start();
     fake.deny('access_denied');
     expectError(await callback(await fake.authorize(location)), 403, 'forbidden');
-    expect(api.svc.engine.getUser('alice')?.accounts).toEqual([]);
+    expect((await api.svc.engine.getUser('alice'))?.accounts).toEqual([]);
   });
 
   it('start refuses unknown users, unknown platforms and WhatsApp', async () => {

@@ -13,8 +13,8 @@ describe('fuzz: malformed requests', () => {
   let api: TestApi;
   beforeAll(async () => {
     api = await testApi();
-    api.svc.engine.putUser('alice', { displayName: 'Alice' });
-    api.svc.engine.linkAccount('alice', { platform: 'slack', workspaceId: 'T1', externalId: 'U1' });
+    await api.svc.engine.putUser('alice', { displayName: 'Alice' });
+    await api.svc.engine.linkAccount('alice', { platform: 'slack', workspaceId: 'T1', externalId: 'U1' });
     await api.svc.engine.heartbeat('alice', 'phone', 'online', null, 600_000);
   });
   afterAll(() => api.close());

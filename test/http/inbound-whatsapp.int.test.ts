@@ -45,8 +45,8 @@ describe('WhatsApp inbound webhook', () => {
   const changes: PresenceChange[] = [];
   beforeEach(async () => {
     api = await testApi({ WHATSAPP_APP_SECRET: SECRET, WHATSAPP_VERIFY_TOKEN: 'verify-me' });
-    api.svc.engine.putUser('sheena', {});
-    api.svc.engine.linkAccount('sheena', {
+    await api.svc.engine.putUser('sheena', {});
+    await api.svc.engine.linkAccount('sheena', {
       platform: 'whatsapp',
       workspaceId: '',
       externalId: '16505551234',
@@ -154,8 +154,8 @@ describe('WhatsApp inbound webhook', () => {
   const nowS = () => String(Math.floor(api.clock.now() / 1000));
 
   it('a read receipt in a group credits the participant who read, not the group', async () => {
-    api.svc.engine.putUser('group', {});
-    api.svc.engine.linkAccount('group', {
+    await api.svc.engine.putUser('group', {});
+    await api.svc.engine.linkAccount('group', {
       platform: 'whatsapp',
       workspaceId: '',
       externalId: '120363021234567890',
@@ -190,8 +190,8 @@ describe('WhatsApp inbound webhook', () => {
   });
 
   it('a sender known only by a business-scoped user id matches the account linked under it', async () => {
-    api.svc.engine.putUser('uma', {});
-    api.svc.engine.linkAccount('uma', {
+    await api.svc.engine.putUser('uma', {});
+    await api.svc.engine.linkAccount('uma', {
       platform: 'whatsapp',
       workspaceId: '',
       externalId: 'US.13491208655302741918',

@@ -12,8 +12,12 @@ describe('Zoom inbound webhook', () => {
   let api: TestApi;
   beforeEach(async () => {
     api = await testApi({ ZOOM_WEBHOOK_SECRET_TOKEN: SECRET });
-    api.svc.engine.putUser('jill', {});
-    api.svc.engine.linkAccount('jill', { platform: 'zoom', workspaceId: '', externalId: 'abcD3ojfdbjfg' });
+    await api.svc.engine.putUser('jill', {});
+    await api.svc.engine.linkAccount('jill', {
+      platform: 'zoom',
+      workspaceId: '',
+      externalId: 'abcD3ojfdbjfg',
+    });
   });
   afterEach(() => api.close());
 
@@ -59,8 +63,12 @@ describe('Zoom inbound webhook', () => {
   });
 
   it('links by email too', async () => {
-    api.svc.engine.putUser('kim', {});
-    api.svc.engine.linkAccount('kim', { platform: 'zoom', workspaceId: '', externalId: 'kim@example.com' });
+    await api.svc.engine.putUser('kim', {});
+    await api.svc.engine.linkAccount('kim', {
+      platform: 'zoom',
+      workspaceId: '',
+      externalId: 'kim@example.com',
+    });
     const body = JSON.stringify({
       event: 'user.presence_status_updated',
       event_ts: api.clock.now(),
@@ -116,8 +124,12 @@ describe('Zoom inbound webhook: malformed, replayed and mistyped deliveries', ()
   let api: TestApi;
   beforeEach(async () => {
     api = await testApi({ ZOOM_WEBHOOK_SECRET_TOKEN: SECRET });
-    api.svc.engine.putUser('jill', {});
-    api.svc.engine.linkAccount('jill', { platform: 'zoom', workspaceId: '', externalId: 'abcD3ojfdbjfg' });
+    await api.svc.engine.putUser('jill', {});
+    await api.svc.engine.linkAccount('jill', {
+      platform: 'zoom',
+      workspaceId: '',
+      externalId: 'abcD3ojfdbjfg',
+    });
   });
   afterEach(() => api.close());
 

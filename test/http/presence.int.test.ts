@@ -5,8 +5,8 @@ describe('presence routes', () => {
   beforeEach(async () => {
     api = await testApi();
     const { engine } = api.svc;
-    engine.putUser('alice', { displayName: 'Alice' });
-    engine.putUser('bob', {});
+    await engine.putUser('alice', { displayName: 'Alice' });
+    await engine.putUser('bob', {});
     await engine.reportMapped(
       'alice',
       'teams',

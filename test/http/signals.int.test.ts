@@ -6,8 +6,8 @@ describe('POST /v1/signals', () => {
   const changes: PresenceChange[] = [];
   beforeEach(async () => {
     api = await testApi();
-    api.svc.engine.putUser('ana', {});
-    api.svc.engine.linkAccount('ana', { platform: 'linkedin', workspaceId: '', externalId: 'li-ana' });
+    await api.svc.engine.putUser('ana', {});
+    await api.svc.engine.linkAccount('ana', { platform: 'linkedin', workspaceId: '', externalId: 'li-ana' });
     changes.length = 0;
     api.svc.engine.changes.add({ committed: (c) => changes.push(...c) });
   });

@@ -14,8 +14,8 @@ describe('strings that are not valid Unicode, and NUL, in every field', () => {
   let api: TestApi;
   beforeAll(async () => {
     api = await testApi();
-    api.svc.engine.putUser('alice', { displayName: 'Alice' });
-    api.svc.engine.linkAccount('alice', { platform: 'slack', workspaceId: 'T1', externalId: 'U1' });
+    await api.svc.engine.putUser('alice', { displayName: 'Alice' });
+    await api.svc.engine.linkAccount('alice', { platform: 'slack', workspaceId: 'T1', externalId: 'U1' });
   });
   afterAll(() => api.close());
 

@@ -57,7 +57,7 @@ describe('user and account routes', () => {
       const conflict = await api.call({ method: 'POST', url: '/v1/users/bob/accounts', payload: account });
       expectError(conflict, 409, 'conflict');
       expect(api.json(conflict).error.message).toMatch(/alice/);
-      expect(api.svc.engine.getUser('bob')?.accounts).toEqual([]);
+      expect((await api.svc.engine.getUser('bob'))?.accounts).toEqual([]);
     });
 
     it('a linked LinkedIn account shows as identity only, never as a status', async () => {
@@ -92,7 +92,7 @@ describe('user and account routes', () => {
         (await api.call({ method: 'DELETE', url: '/v1/users/alice/accounts/slack/U1?workspace_id=T1' }))
           .statusCode,
       ).toBe(204);
-      expect(api.svc.engine.getUser('alice')?.accounts).toEqual([]);
+      expect((await api.svc.engine.getUser('alice'))?.accounts).toEqual([]);
     });
 
     it('DELETE forgets the user and everything stored about them', async () => {

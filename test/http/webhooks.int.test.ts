@@ -21,7 +21,7 @@ describe('webhook routes and change events end to end', () => {
       },
       new FakeClock(Date.now()),
     );
-    api.svc.engine.putUser('alice', {});
+    await api.svc.engine.putUser('alice', {});
   });
   afterEach(async () => {
     await api.close();
@@ -140,7 +140,7 @@ describe('webhook routes and change events end to end', () => {
         payload: { user_id: 'alice', device_id: device, status: device === 'phone' ? 'online' : 'busy' },
       });
     }
-    api.svc.engine.putUser('bob', {});
+    await api.svc.engine.putUser('bob', {});
     await api.call({
       method: 'POST',
       url: '/v1/heartbeats',
@@ -179,8 +179,12 @@ describe('webhook routes and change events end to end', () => {
 
   it('a signed Zoom webhook, a signed WhatsApp webhook and a generic signal each emit a change webhook', async () => {
     const ep = await register();
-    api.svc.engine.linkAccount('alice', { platform: 'zoom', workspaceId: '', externalId: 'z-alice' });
-    api.svc.engine.linkAccount('alice', { platform: 'whatsapp', workspaceId: '', externalId: '15550001111' });
+    await api.svc.engine.linkAccount('alice', { platform: 'zoom', workspaceId: '', externalId: 'z-alice' });
+    await api.svc.engine.linkAccount('alice', {
+      platform: 'whatsapp',
+      workspaceId: '',
+      externalId: '15550001111',
+    });
     const nowS = Math.floor(api.clock.now() / 1000);
 
     const zoomBody = JSON.stringify({
@@ -352,7 +356,7 @@ describe('webhook routes and change events end to end', () => {
         expectError(res, 404, 'not_found');
         expect(off.json(res).error.message).toMatch(/webhooks are off: set PRESENCE_SECRET_KEY/);
       }
-      off.svc.engine.putUser('alice', {});
+      await off.svc.engine.putUser('alice', {});
       await off.call({
         method: 'POST',
         url: '/v1/heartbeats',

@@ -199,7 +199,7 @@ describe('unknown query parameters are refused on every route', () => {
   let api: TestApi;
   beforeAll(async () => {
     api = await testApi();
-    api.svc.engine.putUser('alice', { displayName: 'Alice' });
+    await api.svc.engine.putUser('alice', { displayName: 'Alice' });
   });
   afterAll(() => api.close());
 

@@ -25,13 +25,13 @@ describe('engine.changes', () => {
   const tmp = tmpDir();
   let n = 0;
   let t: TestEngine;
-  beforeEach(() => {
+  beforeEach(async () => {
     n += 1;
-    t = testEngine(join(tmp.dir, `pipeline-${n}.db`));
+    t = await testEngine(join(tmp.dir, `pipeline-${n}.db`));
     t.db.exec('CREATE TABLE staged (user_id TEXT, version INTEGER)');
     t.engine.ensureUser('alice');
     t.engine.ensureUser('bob');
-    t.engine.flushSync();
+    await t.engine.flush();
   });
   afterEach(() => t.close());
   afterAll(() => tmp.cleanup());

@@ -6,8 +6,7 @@ import { PresenceEngine } from '../../src/aggregator/engine';
 import { systemClock } from '../../src/core/clock';
 import { Ladder } from '../../src/core/presence';
 import { migrate, openDb } from '../../src/store/db';
-import { SqlitePresenceStore } from '../../src/store/presence-store';
-import { tmpDir } from '../helpers/engine';
+import { asyncPresenceOn, tmpDir } from '../helpers/engine';
 
 const ROOT = resolve(__dirname, '../..');
 
@@ -47,10 +46,10 @@ describe('crash recovery', () => {
     migrate(db);
     const engine = new PresenceEngine({
       clock: systemClock,
-      store: new SqlitePresenceStore(db),
+      store: asyncPresenceOn(db),
       ladder: new Ladder(),
     });
-    engine.load();
+    await engine.load();
     for (const [userId, ack] of acked) {
       const state = engine.state(userId);
       // Later changes may have committed without being printed; none acknowledged may be missing.

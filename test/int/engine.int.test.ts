@@ -20,9 +20,9 @@ describe('PresenceEngine on a real SQLite file', () => {
   const tmp = tmpDir();
   let n = 0;
   let t: TestEngine;
-  beforeEach(() => {
+  beforeEach(async () => {
     n += 1;
-    t = testEngine(join(tmp.dir, `engine-${n}.db`));
+    t = await testEngine(join(tmp.dir, `engine-${n}.db`));
     t.engine.ensureUser('alice');
   });
   afterEach(() => t.close());
@@ -100,7 +100,7 @@ describe('PresenceEngine on a real SQLite file', () => {
     }
     expect(seen).toEqual([1, 2, 2, 3, 4, 4, 5]);
     t.close();
-    t = t.reopen();
+    t = await t.reopen();
     expect(t.engine.get('alice')?.version).toBe(5);
     await t.engine.report('alice', {
       platform: 'teams',
@@ -108,7 +108,7 @@ describe('PresenceEngine on a real SQLite file', () => {
       ttlMs: 600_000,
     });
     expect(t.engine.get('alice')?.version).toBe(6);
-    const versions = t.engine.history('alice', { limit: 100 }).map((h) => h.version);
+    const versions = (await t.engine.history('alice', { limit: 100 })).map((h) => h.version);
     expect(versions).toEqual([6, 5, 4, 3, 2, 1]);
   });
 
@@ -163,7 +163,7 @@ describe('PresenceEngine on a real SQLite file', () => {
     t.clock.advance(2000);
     await t.engine.sweep();
     expect(t.engine.get('alice')).toMatchObject({ status: 'offline', stale: true, source: null, version: 2 });
-    const [last] = t.engine.history('alice', { limit: 1 });
+    const [last] = await t.engine.history('alice', { limit: 1 });
     expect(last).toMatchObject({
       fromStatus: 'online',
       toStatus: 'offline',
@@ -204,7 +204,7 @@ describe('PresenceEngine on a real SQLite file', () => {
       seen.push(t.engine.get('alice')!.status);
     }
     expect(seen).toEqual(['online', 'idle', 'away', 'offline']);
-    expect(t.engine.history('alice', { limit: 10 }).map((h) => h.toStatus)).toEqual([
+    expect((await t.engine.history('alice', { limit: 10 })).map((h) => h.toStatus)).toEqual([
       'offline',
       'away',
       'idle',
@@ -255,15 +255,15 @@ describe('PresenceEngine on a real SQLite file', () => {
     });
     t.close();
     t.clock.advance(30_000);
-    t = t.reopen();
+    t = await t.reopen();
     await t.engine.sweep();
     expect(t.engine.get('alice')).toMatchObject({ status: 'busy', source: 'manual', version: 2 });
     t.close();
     t.clock.advance(200_000); // down past both expiries
-    t = t.reopen();
+    t = await t.reopen();
     await t.engine.sweep();
     expect(t.engine.get('alice')).toMatchObject({ status: 'offline', stale: true, version: 3 });
-    expect(t.engine.history('alice', { limit: 1 })[0]).toMatchObject({
+    expect((await t.engine.history('alice', { limit: 1 }))[0]).toMatchObject({
       toStatus: 'offline',
       at: start + 120_000,
     });
@@ -276,7 +276,7 @@ describe('PresenceEngine on a real SQLite file', () => {
     await t.engine.persistRefreshes();
     t.close();
     t.clock.advance(10_000); // past the first expiry, inside the refreshed one
-    t = t.reopen();
+    t = await t.reopen();
     await t.engine.sweep();
     expect(t.engine.get('alice')).toMatchObject({ status: 'online', version: 1 });
   });
@@ -304,7 +304,7 @@ describe('PresenceEngine on a real SQLite file', () => {
   });
 
   it('a commit that fails otherwise is refused at once and rolled back; the next one commits', async () => {
-    t.engine.flushSync(); // alice exists
+    await t.engine.flush(); // alice exists
     const write = CountingStore.prototype.write;
     const spy = jest.spyOn(t.store, 'write').mockImplementationOnce(() => {
       throw new Database.SqliteError('disk I/O error', 'SQLITE_IOERR_WRITE');
@@ -323,7 +323,7 @@ describe('PresenceEngine on a real SQLite file', () => {
 
   it('sweeps many users in chunks without losing any', async () => {
     t.close();
-    t = t.reopen({ sweepBudgetMs: 0 });
+    t = await t.reopen({ sweepBudgetMs: 0 });
     for (let i = 0; i < 2000; i++) {
       t.engine.ensureUser(`u${i}`);
       void t.engine.report(`u${i}`, { platform: 'slack', state: state(), ttlMs: 10_000 });
@@ -335,16 +335,16 @@ describe('PresenceEngine on a real SQLite file', () => {
 
   it('users and accounts: link, conflict, resolve, unlink, delete everything', async () => {
     const slack = { platform: 'slack' as const, workspaceId: 'T1', externalId: 'U1' };
-    t.engine.putUser('bob', { displayName: 'Bob' });
-    expect(t.engine.linkAccount('alice', slack)).toEqual({ linked: true });
-    expect(t.engine.linkAccount('alice', slack)).toEqual({ linked: true });
-    expect(t.engine.linkAccount('bob', slack)).toEqual({ linked: false, ownerId: 'alice' });
+    await t.engine.putUser('bob', { displayName: 'Bob' });
+    expect(await t.engine.linkAccount('alice', slack)).toEqual({ linked: true });
+    expect(await t.engine.linkAccount('alice', slack)).toEqual({ linked: true });
+    expect(await t.engine.linkAccount('bob', slack)).toEqual({ linked: false, ownerId: 'alice' });
     expect(t.engine.resolveAccount(slack)).toBe('alice');
     expect(t.engine.accountsFor('slack')).toEqual([slack]);
     await t.engine.reportAccount(slack, { state: state(), devices: null }, 60_000);
     expect(t.engine.get('alice')?.status).toBe('online');
-    expect(t.engine.unlinkAccount('bob', slack)).toBe(false);
-    expect(t.engine.deleteUser('alice')).toBe(true);
+    expect(await t.engine.unlinkAccount('bob', slack)).toBe(false);
+    expect(await t.engine.deleteUser('alice')).toBe(true);
     expect(t.engine.resolveAccount(slack)).toBeUndefined();
     expect(t.engine.get('alice')).toBeUndefined();
     for (const table of ['users', 'accounts', 'observations', 'aggregates', 'transitions', 'overrides']) {
@@ -352,8 +352,8 @@ describe('PresenceEngine on a real SQLite file', () => {
         rows(`SELECT * FROM ${table} WHERE ${table === 'accounts' ? 'user_id' : 'user_id'} = ?`, 'alice'),
       ).toEqual([]);
     }
-    expect(t.engine.deleteUser('alice')).toBe(false);
-    expect(t.engine.linkAccount('bob', slack)).toEqual({ linked: true });
+    expect(await t.engine.deleteUser('alice')).toBe(false);
+    expect(await t.engine.linkAccount('bob', slack)).toEqual({ linked: true });
   });
 });
 
@@ -362,7 +362,7 @@ describe('PresenceEngine JSON reads', () => {
   afterAll(() => tmp.cleanup());
 
   it('serves the same object as get(), from a cache that follows every change and expiry', async () => {
-    const t = testEngine(join(tmp.dir, 'json.db'), { viewCacheSize: 2 });
+    const t = await testEngine(join(tmp.dir, 'json.db'), { viewCacheSize: 2 });
     t.engine.ensureUser('alice');
     await t.engine.report('alice', { platform: 'slack', state: state(), ttlMs: 30_000 });
     const first = t.engine.getJson('alice')!;
@@ -382,7 +382,7 @@ describe('PresenceEngine JSON reads', () => {
   });
 
   it('answers a repeated batch with the same bytes until one of its members changes', async () => {
-    const t = testEngine(join(tmp.dir, 'memo.db'), { viewCacheSize: 2 });
+    const t = await testEngine(join(tmp.dir, 'memo.db'), { viewCacheSize: 2 });
     for (const id of ['a', 'b', 'other']) await t.engine.heartbeat(id, 'phone', 'online', null, 30_000);
     const ids = 'a,b,ghost'; // as the API receives it
     const parse = (b: Buffer) =>
@@ -414,7 +414,7 @@ describe('PresenceEngine JSON reads', () => {
     expect(Object.keys(afterCreate.presence)).toEqual(['a', 'b', 'ghost']);
     expect(afterCreate.unknown).toEqual([]);
 
-    t.engine.deleteUser('a');
+    await t.engine.deleteUser('a');
     expect(parse(t.engine.getManyJson(ids)).unknown).toEqual(['a']);
 
     t.clock.advance(31_000); // b's phone expires with no sweep run: time alone changes the answer
@@ -423,7 +423,7 @@ describe('PresenceEngine JSON reads', () => {
   });
 
   it('answers a list as the API received it as it answers the same ids as an array', async () => {
-    const t = testEngine(join(tmp.dir, 'memo-list.db'));
+    const t = await testEngine(join(tmp.dir, 'memo-list.db'));
     for (const id of ['a', 'b']) await t.engine.heartbeat(id, 'phone', 'online', null, 30_000);
     for (let i = 0; i < 3; i++)
       expect(t.engine.getManyJson('a,b,x,a')).toEqual(t.engine.getManyJson(['a', 'b', 'x', 'a']));
@@ -431,7 +431,7 @@ describe('PresenceEngine JSON reads', () => {
   });
 
   it('keeps no batch bodies with a memo budget of 0', async () => {
-    const t = testEngine(join(tmp.dir, 'memo-off.db'), { batchMemoBytes: 0 });
+    const t = await testEngine(join(tmp.dir, 'memo-off.db'), { batchMemoBytes: 0 });
     await t.engine.heartbeat('a', 'phone', 'online', null, 30_000);
     const first = t.engine.getManyJson('a');
     expect(t.engine.getManyJson('a')).not.toBe(first);
@@ -440,8 +440,8 @@ describe('PresenceEngine JSON reads', () => {
     t.close();
   });
 
-  it('assembles a batch with unknown ids, and stays right when the cache evicts', () => {
-    const t = testEngine(join(tmp.dir, 'batch.db'), { viewCacheSize: 2 });
+  it('assembles a batch with unknown ids, and stays right when the cache evicts', async () => {
+    const t = await testEngine(join(tmp.dir, 'batch.db'), { viewCacheSize: 2 });
     for (const id of ['a', 'b', 'c']) void t.engine.heartbeat(id, 'phone', 'online', null, 30_000);
     for (let i = 0; i < 3; i++) {
       const text = t.engine.getManyJson(['a', 'nobody', 'b', 'c', 'a', 'nobody']).toString('utf8');

@@ -13,7 +13,7 @@ const tmp = tmpDir();
 afterAll(() => tmp.cleanup());
 
 it('lists the entries a connection held, by label, with their state and expiry', async () => {
-  const t = testEngine(join(tmp.dir, 'held.db'));
+  const t = await testEngine(join(tmp.dir, 'held.db'));
   try {
     const acks: Promise<unknown>[] = [];
     const via = { label: CONNECTION_LABEL, raw: { connection: 'websocket' } };
@@ -22,7 +22,7 @@ it('lists the entries a connection held, by label, with their state and expiry',
     // Neither of these was held by a connection.
     acks.push(t.engine.heartbeat('bob', 'desk', 'online', null, 60_000));
     acks.push(t.engine.heartbeat('carol', 'tab', 'online', null, 60_000, { label: `${CONNECTION_LABEL}x` }));
-    t.engine.flushSync();
+    await t.engine.flush();
     await Promise.all(acks);
 
     const held = new SqliteHeldDeviceStore(t.db).list(CONNECTION_LABEL);

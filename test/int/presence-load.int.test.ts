@@ -19,7 +19,7 @@ describe('loading the presence store', () => {
   afterAll(() => tmp.cleanup());
 
   it('streams every user whole, page after page, with shared repeated values', async () => {
-    const t = testEngine(join(tmp.dir, 'load.db'));
+    const t = await testEngine(join(tmp.dir, 'load.db'));
     const e = t.engine;
     const ids = ['zed', 'amy', 'Émile', 'bob', 'carl', 'dee', 'eve'];
     for (const id of ids) e.ensureUser(id);
@@ -42,10 +42,10 @@ describe('loading the presence store', () => {
       customStatus: null,
       expiresAt: t.clock.now() + 60_000,
     });
-    e.linkAccount('dee', { platform: 'slack', workspaceId: 'T1', externalId: 'U1' });
-    e.linkAccount('dee', { platform: 'discord', workspaceId: '', externalId: '42' });
-    e.linkAccount('zed', { platform: 'slack', workspaceId: 'T1', externalId: 'U9' });
-    e.flushSync();
+    await e.linkAccount('dee', { platform: 'slack', workspaceId: 'T1', externalId: 'U1' });
+    await e.linkAccount('dee', { platform: 'discord', workspaceId: '', externalId: '42' });
+    await e.linkAccount('zed', { platform: 'slack', workspaceId: 'T1', externalId: 'U9' });
+    await e.flush();
 
     const byId = (users: Iterable<LoadedUser>) => new Map([...users].map((u) => [u.user.userId, u]));
     const whole = byId(t.store.loadAll());
@@ -84,14 +84,14 @@ describe('loading the presence store', () => {
     expect(amy.observations[1]!.raw).toEqual({ presence: 'active' });
 
     // What an engine loads from it answers as the first one did.
-    const again = t.reopen();
+    const again = await t.reopen();
     for (const id of ids) expect(again.engine.get(id)).toEqual(e.get(id));
     again.close();
     t.close();
   });
 
   it('a deleted user leaves nothing in the packed refresh times', async () => {
-    const t = testEngine(join(tmp.dir, 'delete.db'));
+    const t = await testEngine(join(tmp.dir, 'delete.db'));
     for (const id of ['ann', 'ben']) {
       await t.engine.heartbeat(id, 'laptop', 'online', null, 60_000);
       t.clock.advance(1000);
@@ -99,7 +99,7 @@ describe('loading the presence store', () => {
     }
     expect(await t.engine.persistRefreshes()).toBe(2);
     expect([...storedRefreshes(t.db).keys()].sort()).toEqual(['ann', 'ben']);
-    expect(t.engine.deleteUser('ann')).toBe(true);
+    expect(await t.engine.deleteUser('ann')).toBe(true);
     expect([...storedRefreshes(t.db).keys()]).toEqual(['ben']);
     const raw = t.db.prepare('SELECT data FROM refresh_slots').pluck().all() as Buffer[];
     expect(raw.some((data) => data.includes('ann'))).toBe(false);

@@ -6,8 +6,7 @@ import { PresenceEngine } from '../../src/aggregator/engine';
 import { FakeClock } from '../../src/core/clock';
 import { Ladder } from '../../src/core/presence';
 import { migrate, openDb } from '../../src/store/db';
-import { SqlitePresenceStore } from '../../src/store/presence-store';
-import { storedRefreshes, tmpDir } from '../helpers/engine';
+import { asyncPresenceOn, storedRefreshes, tmpDir } from '../helpers/engine';
 
 const ROOT = resolve(__dirname, '../..');
 const USERS = 3000;
@@ -53,17 +52,17 @@ describe('refresh persistence and kill -9', () => {
     const stored = storedRefreshes(db);
     expect(stored.size).toBe(USERS);
 
-    const reload = (now: number): PresenceEngine => {
+    const reload = async (now: number): Promise<PresenceEngine> => {
       const engine = new PresenceEngine({
         clock: new FakeClock(now),
-        store: new SqlitePresenceStore(db),
+        store: asyncPresenceOn(db),
         ladder: new Ladder(),
       });
-      engine.load();
+      await engine.load();
       return engine;
     };
     // Just before the earliest expiry a persisted run guarantees, everyone is online.
-    const engine = reload(persisted + TTL_MS - 1);
+    const engine = await reload(persisted + TTL_MS - 1);
     let latest = 0;
     for (let u = 0; u < USERS; u++) {
       const device = engine.get(`u${u}`)?.platforms.device;
@@ -75,7 +74,7 @@ describe('refresh persistence and kill -9', () => {
       expect(engine.state(`u${u}`)).toMatchObject({ status: 'online', version: 1 });
 
     // Past the latest refreshed expiry, the sweep takes everyone offline, once.
-    const later = reload(latest + 1000);
+    const later = await reload(latest + 1000);
     await later.sweep();
     for (let u = 0; u < USERS; u++)
       expect(later.state(`u${u}`)).toMatchObject({ status: 'offline', version: 2 });

@@ -58,13 +58,13 @@ describe('simulated platforms', () => {
   });
 
   it('drives the engine through the real mappers: every value known, presence changing, LinkedIn silent', async () => {
-    const t = testEngine(join(tmp.dir, 'sim.db'));
+    const t = await testEngine(join(tmp.dir, 'sim.db'));
     const warnings: object[] = [];
     const log: Log = { ...silentLog, warn: (o) => warnings.push(o) };
     const sim = new Simulation({ seed: 3, users: 12, start: t.clock.now() }, t.clock);
     for (const p of sim.world.people) {
-      t.engine.putUser(p.userId, { displayName: p.displayName });
-      for (const a of p.accounts) t.engine.linkAccount(p.userId, a);
+      await t.engine.putUser(p.userId, { displayName: p.displayName });
+      for (const a of p.accounts) await t.engine.linkAccount(p.userId, a);
     }
     for (const c of Object.values(sim.connectors))
       await c.start(connectorContext(t.engine, c.descriptor, log));
@@ -90,7 +90,7 @@ describe('simulated platforms', () => {
       expect.arrayContaining(['slack', 'teams', 'discord', 'zoom']),
     );
     expect(alice.platforms.linkedin).toBeUndefined();
-    const statuses = new Set(t.engine.history('alice', { limit: 500 }).map((h) => h.toStatus));
+    const statuses = new Set((await t.engine.history('alice', { limit: 500 })).map((h) => h.toStatus));
     expect(statuses.size).toBeGreaterThan(2);
     expect(sim.connectors.linkedin.health().state).toBe('ok');
     t.close();

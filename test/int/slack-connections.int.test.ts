@@ -22,7 +22,7 @@ describe('Slack tokens from OAuth connections', () => {
     const slackApi = await FakeSlack.start(api.clock, {});
     const tap = await webhookTap(api.svc, api.clock);
     try {
-      api.svc.engine.putUser('alice', {});
+      await api.svc.engine.putUser('alice', {});
       const connections = api.svc.connections!;
       const start = await connections.startAuthorize('slack', 'alice');
       const conn = await connections.completeCallback('slack', await oauth.authorize(start.url));

@@ -38,8 +38,8 @@ describe('Slack without polling credentials (signing secret only)', () => {
       { clock, logger: false },
     );
     key = (await svc.keys.create(['read', 'write', 'admin'], 'push-test')).key;
-    svc.engine.putUser('alice', {});
-    svc.engine.linkAccount('alice', { platform: 'slack', workspaceId: TEAM, externalId: 'U0ALICE' });
+    await svc.engine.putUser('alice', {});
+    await svc.engine.linkAccount('alice', { platform: 'slack', workspaceId: TEAM, externalId: 'U0ALICE' });
   });
   afterEach(async () => {
     await svc.close();

@@ -61,13 +61,13 @@ describe('snapshots and kill -9', () => {
 
       const now = Date.now();
       const log = keptLog();
-      const restarted = loadWithSnapshot(db, now, log);
+      const restarted = await loadWithSnapshot(db, now, log);
       // The snapshot was used, and brought up to date from the rows changed after it.
       expect(log.lines.find((l) => l.msg === 'loaded from the snapshot')?.obj).toMatchObject({
         reread: expect.any(Number) as number,
       });
       // Exactly what the rows hold: nothing lost, nothing uncommitted, nothing deleted kept.
-      expect(hotState(restarted)).toEqual(hotState(loadFromRows(db, now)));
+      expect(hotState(restarted)).toEqual(hotState(await loadFromRows(db, now)));
       for (const [id, a] of acked) {
         if (a === 'deleted') expect(restarted.hasUser(id)).toBe(false);
         else expect(restarted.state(id)?.version).toBeGreaterThanOrEqual(a.version);

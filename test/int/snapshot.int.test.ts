@@ -54,10 +54,10 @@ async function populate(e: PresenceEngine, users = 12): Promise<void> {
         customStatus: null,
         expiresAt: e.clock.now() + 900_000,
       });
-    if (i % 3 === 2) e.linkAccount(id, { platform: 'slack', workspaceId: 'T1', externalId: `S${i}` });
-    if (i % 4 === 1) e.linkAccount(id, { platform: 'linkedin', workspaceId: '', externalId: `L${i}` });
+    if (i % 3 === 2) await e.linkAccount(id, { platform: 'slack', workspaceId: 'T1', externalId: `S${i}` });
+    if (i % 4 === 1) await e.linkAccount(id, { platform: 'linkedin', workspaceId: '', externalId: `L${i}` });
   }
-  e.putUser('named', { displayName: 'Named Only', timezone: 'Europe/Paris' });
+  await e.putUser('named', { displayName: 'Named Only', timezone: 'Europe/Paris' });
 }
 
 /** The running engine's state as a load at `now` gives it: one with no boundary is filed at once. */
@@ -71,9 +71,9 @@ describe('snapshots of the hot state', () => {
   const tmp = tmpDir();
   let n = 0;
   let t: TestEngine;
-  beforeEach(() => {
+  beforeEach(async () => {
     n += 1;
-    t = testEngine(join(tmp.dir, `snapshot-${n}.db`), {
+    t = await testEngine(join(tmp.dir, `snapshot-${n}.db`), {
       identityOnlyPlatforms: ['linkedin'],
       snapshotPartUsers: 3,
     });
@@ -86,10 +86,10 @@ describe('snapshots of the hot state', () => {
   const snapshotParts = (): number =>
     (t.db.prepare('SELECT count(*) FROM presence_snapshot').pluck().get() as number) - 1;
   /** Both loads at `now`: the snapshot's and the rows'. */
-  const both = (now = t.clock.now()) => {
+  const both = async (now = t.clock.now()) => {
     const log = keptLog();
-    const fromSnapshot = loadWithSnapshot(t.db, now, log);
-    const fromRows = loadFromRows(t.db, now);
+    const fromSnapshot = await loadWithSnapshot(t.db, now, log);
+    const fromRows = await loadFromRows(t.db, now);
     const loaded = log.lines.find((l) => l.msg === 'loaded from the snapshot')?.obj ?? null;
     const ignored = log.lines.find((l) => l.msg === 'snapshot not used; reading every row') ?? null;
     return { fromSnapshot, fromRows, loaded, ignored };
@@ -124,7 +124,7 @@ describe('snapshots of the hot state', () => {
     expect(snapshotParts()).toBeGreaterThan(4);
     // The snapshot covers every change and every slot: nothing is read from rows.
     expect(t.db.prepare('SELECT count(*) FROM presence_changes').pluck().get()).toBe(0);
-    const { fromSnapshot, fromRows, loaded } = both();
+    const { fromSnapshot, fromRows, loaded } = await both();
     expect(loaded).toEqual({ users: 13, reread: 0, slots: 0 });
     expect(hotState(fromSnapshot)).toEqual(hotState(fromRows));
     expect(hotState(fromSnapshot)).toEqual(asLoaded(t.engine, t.clock.now()));
@@ -138,18 +138,20 @@ describe('snapshots of the hot state', () => {
     t.clock.advance(5_000);
     const e = t.engine;
     await e.heartbeat('u1', 'laptop', 'busy', 'in_call', 600_000); // changed
-    expect(e.deleteUser('u2')).toBe(true); // deleted, with its accounts
-    expect(e.deleteUser('u3')).toBe(true);
+    expect(await e.deleteUser('u2')).toBe(true); // deleted, with its accounts
+    expect(await e.deleteUser('u3')).toBe(true);
     await e.heartbeat('u3', 'tablet', 'online', null, 600_000); // deleted, then created again
     await e.heartbeat('fresh', 'laptop', 'online', null, 600_000); // created
-    e.linkAccount('u4', { platform: 'zoom', workspaceId: '', externalId: 'Z4' });
-    expect(e.unlinkAccount('u5', { platform: 'slack', workspaceId: 'T1', externalId: 'S5' })).toBe(true);
+    await e.linkAccount('u4', { platform: 'zoom', workspaceId: '', externalId: 'Z4' });
+    expect(await e.unlinkAccount('u5', { platform: 'slack', workspaceId: 'T1', externalId: 'S5' })).toBe(
+      true,
+    );
     await e.clearOverride('u7');
     t.clock.advance(5_000);
     await e.heartbeat('u10', 'laptop', 'online', null, 600_000); // a refresh: memory, then its slot
     expect(await e.persistRefreshes()).toBe(1);
     // No stop: the process ends here as a crash would, after these commits.
-    const { fromSnapshot, fromRows, loaded } = both();
+    const { fromSnapshot, fromRows, loaded } = await both();
     expect(loaded).toMatchObject({ users: 13, reread: 7 });
     expect(hotState(fromSnapshot)).toEqual(hotState(fromRows));
     expect(hotState(fromSnapshot)).toEqual(asLoaded(e, t.clock.now()));
@@ -169,7 +171,7 @@ describe('snapshots of the hot state', () => {
     const w = store.snapshots.begin(SNAPSHOT_FORMAT);
     w.part(Buffer.from([1, 0, 0, 0, 0]));
     await t.engine.heartbeat('u0', 'laptop', 'offline', null, 600_000);
-    const { fromSnapshot, fromRows, loaded } = both();
+    const { fromSnapshot, fromRows, loaded } = await both();
     expect(loaded).toMatchObject({ reread: 1 });
     expect(hotState(fromSnapshot)).toEqual(hotState(fromRows));
     // The next snapshot drops the partial one.
@@ -180,7 +182,7 @@ describe('snapshots of the hot state', () => {
   it('a corrupt part, a corrupt header, another format or another schema: every row is read', async () => {
     await populate(t.engine);
     await t.engine.stop();
-    const truth = hotState(loadFromRows(t.db, t.clock.now()));
+    const truth = hotState(await loadFromRows(t.db, t.clock.now()));
     const gen = t.db.prepare('SELECT max(gen) FROM presence_snapshot').pluck().get() as number;
     const blob = (part: number): Buffer =>
       t.db
@@ -197,19 +199,19 @@ describe('snapshots of the hot state', () => {
     const bad = Buffer.from(good);
     bad[bad.length - 3]! ^= 0x10;
     put(3, bad);
-    let r = both();
+    let r = await both();
     expect(r.loaded).toBeNull();
     expect(r.ignored).not.toBeNull();
     expect(hotState(r.fromSnapshot)).toEqual(truth);
     put(3, good);
-    expect(both().loaded).not.toBeNull();
+    expect((await both()).loaded).not.toBeNull();
 
     // The header.
     const header = blob(0);
     const broken = Buffer.from(header);
     broken[10]! ^= 0x01;
     put(0, broken);
-    r = both();
+    r = await both();
     expect(r.loaded).toBeNull();
     expect(hotState(r.fromSnapshot)).toEqual(truth);
     put(0, header);
@@ -221,7 +223,7 @@ describe('snapshots of the hot state', () => {
       .get(gen) as number;
     const kept = blob(last);
     t.db.prepare('DELETE FROM presence_snapshot WHERE gen = ? AND part = ?').run(gen, last);
-    r = both();
+    r = await both();
     expect(r.loaded).toBeNull();
     expect(hotState(r.fromSnapshot)).toEqual(truth);
     t.db.prepare('INSERT INTO presence_snapshot (gen, part, data) VALUES (?, ?, ?)').run(gen, last, kept);
@@ -232,7 +234,7 @@ describe('snapshots of the hot state', () => {
         "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES ('9999', 'later', 'x', 0)",
       )
       .run();
-    r = both();
+    r = await both();
     expect(r.loaded).toBeNull();
     expect(hotState(r.fromSnapshot)).toEqual(truth);
     t.db.prepare("DELETE FROM schema_migrations WHERE version = '9999'").run();
@@ -241,18 +243,18 @@ describe('snapshots of the hot state', () => {
     const store = new SqlitePresenceStore(t.db);
     expect(store.snapshots.latest('presence-snapshot-0')).toBeNull();
     expect(store.snapshots.latest(SNAPSHOT_FORMAT)).not.toBeNull();
-    expect(both().loaded).toMatchObject({ users: 13, reread: 0 });
+    expect((await both()).loaded).toMatchObject({ users: 13, reread: 0 });
   });
 
   it('a snapshot encodes a user waiting for its commit as last committed, and skips one not created yet', async () => {
     await populate(t.engine, 4);
     await t.engine.persistRefreshes();
     // One part: every user is encoded in this turn, while these wait for their commit.
-    const e = t.reopen({ snapshotPartUsers: 1000 }).engine;
+    const e = (await t.reopen({ snapshotPartUsers: 1000 })).engine;
     void e.heartbeat('u1', 'laptop', 'offline', null, 600_000);
     void e.heartbeat('brand-new', 'laptop', 'online', null, 600_000);
     const written = e.writeSnapshot();
-    const before = hotState(loadFromRows(t.db, t.clock.now()));
+    const before = hotState(await loadFromRows(t.db, t.clock.now()));
     expect(await written).toBe(true);
     const parts = t.db
       .prepare('SELECT data FROM presence_snapshot WHERE part > 0 ORDER BY part')
@@ -274,7 +276,7 @@ describe('snapshots of the hot state', () => {
     expect(ids).not.toContain('brand-new');
     expect(u1Status).toBe((before.users as Record<string, { status: string }>).u1!.status);
     // Both committed after the snapshot began: read from rows.
-    const { fromSnapshot, fromRows, loaded } = both();
+    const { fromSnapshot, fromRows, loaded } = await both();
     expect(loaded).toMatchObject({ reread: 2 });
     expect(hotState(fromSnapshot)).toEqual(hotState(fromRows));
   });

@@ -45,11 +45,11 @@ describe('store faults: the engine on a real SQLite file', () => {
   let t: TestEngine;
   /** Calls into the store's write, one per commit attempt. */
   let writes: number;
-  beforeEach(() => {
+  beforeEach(async () => {
     n += 1;
-    t = testEngine(join(tmp.dir, `faults-${n}.db`));
+    t = await testEngine(join(tmp.dir, `faults-${n}.db`));
     t.engine.ensureUser('alice');
-    t.engine.flushSync();
+    await t.engine.flush();
     writes = 0;
     const write = CountingStore.prototype.write;
     jest.spyOn(t.store, 'write').mockImplementation(function (this: CountingStore, ops, also) {
@@ -74,13 +74,13 @@ describe('store faults: the engine on a real SQLite file', () => {
     // after attempt, the write still waiting (the lock is never released meanwhile).
     await waitUntil(() => writes >= 3, 'three commit attempts');
     expect(await peek(ack)).toBe('pending');
-    expect(t.engine.storeFault()).toMatchObject({ reason: 'database_locked' });
+    expect(await t.engine.storeFault()).toMatchObject({ reason: 'database_locked' });
     expect(rows('SELECT * FROM aggregates')).toEqual([]);
     lock.release();
     await ack;
     expect(rows('SELECT status, version FROM aggregates')).toEqual([{ status: 'online', version: 1 }]);
     expect(t.engine.get('alice')).toMatchObject({ status: 'online', version: 1 });
-    expect(t.engine.storeFault()).toBeNull();
+    expect(await t.engine.storeFault()).toBeNull();
   });
 
   it('while a write waits for the lock, reads show only what is committed', async () => {
@@ -93,7 +93,7 @@ describe('store faults: the engine on a real SQLite file', () => {
     });
     t.engine.ensureUser('bob');
     const created = t.engine.report('bob', { platform: 'slack', state: state(), ttlMs: 60_000 });
-    await waitUntil(() => t.engine.storeFault() !== null, 'the commit to meet the lock');
+    await waitUntil(async () => (await t.engine.storeFault()) !== null, 'the commit to meet the lock');
     expect(t.engine.get('alice')).toMatchObject({ status: 'online', version: 1 });
     expect(JSON.parse(t.engine.getJson('alice')!)).toMatchObject({ status: 'online', version: 1 });
     expect(t.engine.getMany(['alice', 'bob'])).toMatchObject({
@@ -127,7 +127,7 @@ describe('store faults: the engine on a real SQLite file', () => {
     lock.release();
     await t.engine.report('alice', { platform: 'slack', state: state(), ttlMs: 60_000 });
     expect(rows('SELECT version, to_status FROM transitions')).toEqual([{ version: 1, to_status: 'online' }]);
-    expect(t.engine.storeFault()).toBeNull();
+    expect(await t.engine.storeFault()).toBeNull();
   });
 
   it('disk full: refused at once, rolled back (a user it created too), no version spent; recovers', async () => {
@@ -149,9 +149,9 @@ describe('store faults: the engine on a real SQLite file', () => {
     expect(t.engine.get('alice')).toMatchObject({ status: 'online', version: 1 });
     expect(Object.keys(t.engine.get('alice')!.platforms)).toEqual(['slack']);
     expect(t.engine.hasUser('bob')).toBe(false);
-    expect(t.engine.storeFault()).toMatchObject({ reason: 'disk_full' });
+    expect(await t.engine.storeFault()).toMatchObject({ reason: 'disk_full' });
     // Synchronous writes get the same answer.
-    expect(() => t.engine.putUser('carol', { displayName: 'x'.repeat(20_000) })).toThrow(
+    await expect(t.engine.putUser('carol', { displayName: 'x'.repeat(20_000) })).rejects.toThrow(
       expect.objectContaining({
         code: 'unavailable',
         details: [{ code: 'disk_full', message: expect.any(String) }],
@@ -160,9 +160,9 @@ describe('store faults: the engine on a real SQLite file', () => {
 
     freeDisk();
     // Readiness finds out by itself, at the next probe.
-    expect(t.engine.storeFault()).toMatchObject({ reason: 'disk_full' });
+    expect(await t.engine.storeFault()).toMatchObject({ reason: 'disk_full' });
     t.clock.advance(1_000);
-    expect(t.engine.storeFault()).toBeNull();
+    expect(await t.engine.storeFault()).toBeNull();
     await t.engine.report('alice', bulky('busy'));
     expect(t.engine.get('alice')).toMatchObject({ status: 'online', activity: null, version: 1 });
     await t.engine.report('alice', { platform: 'slack', state: state({ status: 'away' }), ttlMs: 60_000 });
@@ -173,7 +173,7 @@ describe('store faults: the engine on a real SQLite file', () => {
       { version: 2, to_status: 'busy' },
     ]);
     t.close();
-    t = t.reopen();
+    t = await t.reopen();
     expect(t.engine.get('alice')).toMatchObject({ status: 'busy', version: 2 });
     expect(t.engine.hasUser('bob')).toBe(false);
   });
@@ -196,20 +196,20 @@ describe('store faults: the engine on a real SQLite file', () => {
         expiresAt: t.clock.now() + 60_000,
       }),
     ).rejects.toMatchObject(refusal);
-    expect(() => t.engine.putUser('bob', {})).toThrow(thrown);
+    await expect(t.engine.putUser('bob', {})).rejects.toThrow(thrown);
     const slack = { platform: 'slack' as const, workspaceId: 'T1', externalId: 'U1' };
-    expect(() => t.engine.linkAccount('alice', slack)).toThrow(thrown);
-    expect(() => t.engine.deleteUser('alice')).toThrow(thrown);
+    await expect(t.engine.linkAccount('alice', slack)).rejects.toThrow(thrown);
+    await expect(t.engine.deleteUser('alice')).rejects.toThrow(thrown);
     expect(t.engine.get('alice')).toMatchObject({ status: 'offline', version: 0, override: null });
     expect(t.engine.resolveAccount(slack)).toBeUndefined();
-    expect(t.engine.storeFault()).toMatchObject({ reason: 'read_only' });
+    expect(await t.engine.storeFault()).toMatchObject({ reason: 'read_only' });
 
     writable();
     t.clock.advance(1_000);
-    expect(t.engine.storeFault()).toBeNull();
+    expect(await t.engine.storeFault()).toBeNull();
     await t.engine.report('alice', { platform: 'slack', state: state(), ttlMs: 60_000 });
-    expect(t.engine.putUser('bob', {}).created).toBe(true);
-    expect(t.engine.linkAccount('alice', slack)).toEqual({ linked: true });
+    expect((await t.engine.putUser('bob', {})).created).toBe(true);
+    expect(await t.engine.linkAccount('alice', slack)).toEqual({ linked: true });
     expect(t.engine.get('alice')).toMatchObject({ status: 'online', version: 1 });
   });
 
@@ -220,7 +220,7 @@ describe('store faults: the engine on a real SQLite file', () => {
     t.clock.advance(11_000);
     await t.engine.sweep();
     expect(rows('SELECT * FROM transitions WHERE version = 2')).toEqual([]);
-    expect(t.engine.storeFault()).toMatchObject({ reason: 'read_only' });
+    expect(await t.engine.storeFault()).toMatchObject({ reason: 'read_only' });
     writable();
     t.clock.advance(1_000);
     await t.engine.sweep();
@@ -246,7 +246,7 @@ describe('store faults: the engine on a real SQLite file', () => {
 
   it("a connector's report the store refuses ends no connector loop; its next report commits", async () => {
     const account = { platform: 'zoom' as const, workspaceId: '', externalId: 'zoom-alice' };
-    t.engine.linkAccount('alice', account);
+    await t.engine.linkAccount('alice', account);
     const ctx = connectorContext(t.engine, CONNECTORS.zoom, silentLog);
     const writable = makeReadOnly(t.db);
     await expect(ctx.report({ account, presence: { state: state(), devices: null } })).resolves.toBe(true);
@@ -310,7 +310,7 @@ describe('store faults through the HTTP API', () => {
     const lock = holdWriteLock(api.svc.db.name);
     const pending = heartbeat('phone', 'busy');
     await waitUntil(
-      () => api.svc.engine.storeFault()?.reason === 'database_locked',
+      async () => (await api.svc.engine.storeFault())?.reason === 'database_locked',
       'the write to meet the lock',
     );
     // Proven by order, the lock held throughout: health and a read are answered while the write
@@ -327,7 +327,7 @@ describe('store faults through the HTTP API', () => {
   it('a lock past the retries: 503 + Retry-After, /readyz 503 database_locked, then recovery', async () => {
     const lock = holdWriteLock(api.svc.db.name);
     const pending = heartbeat('laptop');
-    await waitUntil(() => api.svc.engine.storeFault() !== null, 'the write to meet the lock');
+    await waitUntil(async () => (await api.svc.engine.storeFault()) !== null, 'the write to meet the lock');
     const ready = await readyz();
     expect(ready.statusCode).toBe(503);
     expect(api.json(ready)).toMatchObject({

@@ -18,10 +18,10 @@ describe('webhook delivery to real loopback receivers', () => {
   let svc: WebhookService;
   const receivers = new Receivers();
 
-  function setup(options: Partial<WebhookServiceOptions> = {}): void {
+  async function setup(options: Partial<WebhookServiceOptions> = {}): Promise<void> {
     n += 1;
     // A fake clock near real time, so that standardwebhooks' own timestamp check passes.
-    t = testEngine(join(tmp.dir, `delivery-${n}.db`), { clock: new FakeClock(Date.now()) });
+    t = await testEngine(join(tmp.dir, `delivery-${n}.db`), { clock: new FakeClock(Date.now()) });
     svc = webhookService(t, options);
   }
 
@@ -36,7 +36,7 @@ describe('webhook delivery to real loopback receivers', () => {
   afterAll(() => tmp.cleanup());
 
   it('sends a presence.changed event per change, signed so that standardwebhooks verifies it', async () => {
-    setup();
+    await setup();
     const r = await receiver();
     const ep = await svc.createEndpoint({ url: r.url });
     await set('alice', 'online');
@@ -75,7 +75,7 @@ describe('webhook delivery to real loopback receivers', () => {
   });
 
   it('retries after a 500 with the same webhook-id, on the schedule, and logs both attempts', async () => {
-    setup();
+    await setup();
     const r = await receiver((_req, i) => (i === 0 ? 500 : 200));
     const ep = await svc.createEndpoint({ url: r.url });
     await set('alice', 'online');
@@ -124,7 +124,7 @@ describe('webhook delivery to real loopback receivers', () => {
   });
 
   it('follows the whole retry schedule, then gives up; the next change of that user goes out', async () => {
-    setup({ retrySchedule: [0, 1000, 2000] });
+    await setup({ retrySchedule: [0, 1000, 2000] });
     const r = await receiver(() => 502);
     const ep = await svc.createEndpoint({ url: r.url });
     await set('alice', 'online');
@@ -144,7 +144,7 @@ describe('webhook delivery to real loopback receivers', () => {
   });
 
   it('takes the first delay of the schedule for the first attempt', async () => {
-    setup({ retrySchedule: [1000, 1000] });
+    await setup({ retrySchedule: [1000, 1000] });
     const r = await receiver();
     await svc.createEndpoint({ url: r.url });
     await set('alice', 'online');
@@ -154,7 +154,7 @@ describe('webhook delivery to real loopback receivers', () => {
   });
 
   it('keeps version order per user under retries, without holding other users back', async () => {
-    setup();
+    await setup();
     const r = await receiver((_req, i) => (i === 0 ? 500 : 204));
     await svc.createEndpoint({ url: r.url });
     await set('alice', 'online'); // v1: its first attempt fails
@@ -179,7 +179,7 @@ describe('webhook delivery to real loopback receivers', () => {
   });
 
   it('410 disables the endpoint and tells the other endpoints with webhook.endpoint_disabled', async () => {
-    setup();
+    await setup();
     const gone = await receiver(() => 410);
     const other = await receiver();
     const a = await svc.createEndpoint({ url: gone.url });
@@ -212,7 +212,7 @@ describe('webhook delivery to real loopback receivers', () => {
   });
 
   it('honours Retry-After on 429 (seconds) and 503 (HTTP date), pausing the endpoint until then', async () => {
-    setup();
+    await setup();
     let mode: 'limit' | 'date' | 'ok' = 'limit';
     const r = await receiver(() => {
       if (mode === 'limit') return { status: 429, headers: { 'retry-after': '120' } };
@@ -253,7 +253,7 @@ describe('webhook delivery to real loopback receivers', () => {
   });
 
   it('disables an endpoint that has failed for 5 days, and says so to the others', async () => {
-    setup({ retrySchedule: [0, ...Array.from({ length: 40 }, () => 6 * 3_600_000)] });
+    await setup({ retrySchedule: [0, ...Array.from({ length: 40 }, () => 6 * 3_600_000)] });
     const dead = await receiver(() => 500);
     const other = await receiver();
     const a = await svc.createEndpoint({ url: dead.url });
@@ -282,7 +282,7 @@ describe('webhook delivery to real loopback receivers', () => {
   });
 
   it('a success clears the failure record', async () => {
-    setup();
+    await setup();
     const r = await receiver((_req, i) => (i === 0 ? 500 : 204));
     const ep = await svc.createEndpoint({ url: r.url });
     await set('alice', 'online');
@@ -297,7 +297,7 @@ describe('webhook delivery to real loopback receivers', () => {
   it('a hanging endpoint and a dead one do not slow a healthy one', async () => {
     // The hang outlasts the test (no timeout fires), so "not slowed" is shown without a stopwatch:
     // all 50 reach the healthy endpoint while the hanging one still holds its requests.
-    setup({ timeoutMs: 600_000, maxInFlightPerEndpoint: 4, stopGraceMs: 10 });
+    await setup({ timeoutMs: 600_000, maxInFlightPerEndpoint: 4, stopGraceMs: 10 });
     const slow = await receiver(() => ({ hang: true }));
     const healthy = await receiver();
     await svc.createEndpoint({ url: slow.url });
@@ -313,7 +313,7 @@ describe('webhook delivery to real loopback receivers', () => {
   });
 
   it('during a rotation both signatures are sent and each verifies with its own secret', async () => {
-    setup({ rotationWindowMs: 60_000 });
+    await setup({ rotationWindowMs: 60_000 });
     const r = await receiver();
     const created = await svc.createEndpoint({ url: r.url });
     const rotated = await svc.updateEndpoint(created.id, { rotate_secret: true });
@@ -350,7 +350,7 @@ describe('webhook delivery to real loopback receivers', () => {
   });
 
   it('does not follow redirects: a 3xx is a failed attempt', async () => {
-    setup();
+    await setup();
     const target = await receiver();
     const r = await receiver(() => ({ status: 307, headers: { location: target.url } }));
     const ep = await svc.createEndpoint({ url: r.url });
@@ -367,7 +367,7 @@ describe('webhook delivery to real loopback receivers', () => {
   it('times out a slow answer and retries it', async () => {
     // The first answer never comes; the timeout is long enough that the second, prompt answer
     // beats it however busy the machine is.
-    setup({ timeoutMs: 3000 });
+    await setup({ timeoutMs: 3000 });
     const r = await receiver((_req, i) => (i === 0 ? { hang: true } : 204));
     const ep = await svc.createEndpoint({ url: r.url });
     await set('alice', 'online');

@@ -28,9 +28,9 @@ describe('webhook endpoint management', () => {
   let t: TestEngine;
   let svc: WebhookService;
 
-  function setup(options: Partial<WebhookServiceOptions> = {}): void {
+  async function setup(options: Partial<WebhookServiceOptions> = {}): Promise<void> {
     n += 1;
-    setupOn(testEngine(join(tmp.dir, `endpoints-${n}.db`), { clock: new FakeClock() }), options);
+    setupOn(await testEngine(join(tmp.dir, `endpoints-${n}.db`), { clock: new FakeClock() }), options);
   }
 
   function setupOn(engine: TestEngine, options: Partial<WebhookServiceOptions> = {}): void {
@@ -70,7 +70,7 @@ describe('webhook endpoint management', () => {
   }
 
   it('creates an endpoint and shows its secret only then', async () => {
-    setup();
+    await setup();
     const created = await svc.createEndpoint({
       url: 'https://hooks.example.com/presence?token=abc',
       events: ['presence.changed', 'webhook.endpoint_disabled'],
@@ -136,7 +136,7 @@ describe('webhook endpoint management', () => {
     ['a negative coalescing window', { url: 'https://hooks.example.com/', coalesce_ms: -1 }, /coalesce_ms/],
     ['a body that is not an object', 'https://hooks.example.com/', /expected object/],
   ])('refuses %s', async (_what, input, message) => {
-    setup();
+    await setup();
     const error = await rejection(svc.createEndpoint(input));
     expect(error.code).toBe('invalid_request');
     expect(error.message).toMatch(message);
@@ -173,7 +173,7 @@ describe('webhook endpoint management', () => {
     ['http://nowhere.example.com/hook', 'http://nowhere.example.com/hook', /does not resolve/],
     ['a url over 2048 characters', `https://hooks.example.com/${'x'.repeat(2100)}`, /longer than 2048/],
   ])('refuses the target %s', async (_label, url, message) => {
-    setup();
+    await setup();
     const error = await rejection(svc.createEndpoint({ url }));
     expect(error.code).toBe('invalid_request');
     expect(error.message).toMatch(message);
@@ -181,7 +181,7 @@ describe('webhook endpoint management', () => {
   });
 
   it('allows loopback and private targets when the operator says so', async () => {
-    setup({ allowPrivateTargets: true });
+    await setup({ allowPrivateTargets: true });
     await expect(svc.createEndpoint({ url: 'http://127.0.0.1:9/hook' })).resolves.toMatchObject({
       url: 'http://127.0.0.1:9/hook',
     });
@@ -191,7 +191,7 @@ describe('webhook endpoint management', () => {
   });
 
   it('updates url and filters, checks the new url, and clears filters with null', async () => {
-    setup();
+    await setup();
     const ep = await svc.createEndpoint({ url: 'https://hooks.example.com/a', events: ['presence.changed'] });
     t.clock.advance(1000);
     const updated = await svc.updateEndpoint(ep.id, {
@@ -221,7 +221,7 @@ describe('webhook endpoint management', () => {
   });
 
   it('rotates the secret, keeping the old one for the rotation window', async () => {
-    setup({ rotationWindowMs: 3_600_000 });
+    await setup({ rotationWindowMs: 3_600_000 });
     const ep = await svc.createEndpoint({ url: 'https://hooks.example.com/' });
     const rotated = (await svc.updateEndpoint(ep.id, { rotate_secret: true })) as { secret: string };
     expect(rotated.secret).toMatch(/^whsec_/);
@@ -240,7 +240,7 @@ describe('webhook endpoint management', () => {
   });
 
   it('disables by hand without telling other endpoints, and deletes', async () => {
-    setup();
+    await setup();
     const a = await svc.createEndpoint({ url: 'https://hooks.example.com/a' });
     const b = await svc.createEndpoint({ url: 'https://hooks.example.com/b' });
     expect(await svc.updateEndpoint(a.id, { enabled: false })).toMatchObject({
@@ -261,7 +261,7 @@ describe('webhook endpoint management', () => {
   });
 
   it('caps the number of endpoints', async () => {
-    setup({ maxEndpoints: 2 });
+    await setup({ maxEndpoints: 2 });
     await svc.createEndpoint({ url: 'https://hooks.example.com/1' });
     await svc.createEndpoint({ url: 'https://hooks.example.com/2' });
     expect((await rejection(svc.createEndpoint({ url: 'https://hooks.example.com/3' }))).code).toBe(
@@ -270,7 +270,7 @@ describe('webhook endpoint management', () => {
   });
 
   it('writes nothing to the outbox when no endpoint exists', async () => {
-    setup();
+    await setup();
     await aliceOnline();
     expect(t.db.prepare('SELECT count(*) FROM webhook_events').pluck().get()).toBe(0);
     expect(svc.emit('connector.degraded', { platform: 'slack' })).toBeNull();
@@ -280,7 +280,7 @@ describe('webhook endpoint management', () => {
     const r = await Receiver.start();
     try {
       // At creation the name looked public; the real resolver now says 127.0.0.1.
-      setup({ resolve: () => Promise.resolve(['93.184.216.34']) });
+      await setup({ resolve: () => Promise.resolve(['93.184.216.34']) });
       const port = new URL(r.url).port;
       const ep = await svc.createEndpoint({ url: `http://localhost:${port}/hook` });
       await aliceOnline();
@@ -301,14 +301,14 @@ describe('webhook endpoint management', () => {
   it('an endpoint saved while private targets were allowed is refused at send time and on re-enable once they are not', async () => {
     const r = await Receiver.start();
     try {
-      setup({ allowPrivateTargets: true });
+      await setup({ allowPrivateTargets: true });
       const literal = await svc.createEndpoint({ url: r.url }); // http://127.0.0.1:<port>/hook
       const v6 = await svc.createEndpoint({ url: `http://[::1]:${new URL(r.url).port}/hook` });
       await svc.updateEndpoint(v6.id, { enabled: false });
       // Restarted without WEBHOOK_ALLOW_PRIVATE_TARGETS.
       await svc.stop();
       const before = t;
-      t = before.reopen();
+      t = await before.reopen();
       before.close();
       const warnings: string[] = [];
       const log: Log = {
@@ -355,7 +355,7 @@ describe('webhook endpoint management', () => {
       warn: (o, m) => lines.push(JSON.stringify([o, m])),
       error: (o, m) => lines.push(JSON.stringify([o, m])),
     };
-    setup({ log });
+    await setup({ log });
     const ep = await svc.createEndpoint({ url: 'https://hooks.example.com/?token=s3cr3t' });
     const rotated = (await svc.updateEndpoint(ep.id, { rotate_secret: true })) as { secret: string };
     await svc.updateEndpoint(ep.id, { enabled: false });
@@ -369,7 +369,7 @@ describe('webhook endpoint management', () => {
   });
 
   it('prunes on its node-cron schedule once started, and stops cleanly', async () => {
-    setup({ pruneSchedule: '* * * * * *', retentionMs: 0 });
+    await setup({ pruneSchedule: '* * * * * *', retentionMs: 0 });
     const pruned = jest.spyOn(svc, 'prune');
     svc.start();
     await waitUntil(() => pruned.mock.calls.length > 0, 'a scheduled prune');
@@ -377,8 +377,8 @@ describe('webhook endpoint management', () => {
     await svc.stop();
   });
 
-  it('refuses a bad prune schedule or retry schedule at construction', () => {
-    setup();
+  it('refuses a bad prune schedule or retry schedule at construction', async () => {
+    await setup();
     expect(
       () =>
         new WebhookService({

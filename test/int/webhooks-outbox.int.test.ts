@@ -18,9 +18,9 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
   const receivers = new Receivers();
   const services: WebhookService[] = [];
 
-  function setup(options: Partial<WebhookServiceOptions> = {}, path?: string): void {
+  async function setup(options: Partial<WebhookServiceOptions> = {}, path?: string): Promise<void> {
     n += 1;
-    t = testEngine(path ?? join(tmp.dir, `outbox-${n}.db`), { clock: new FakeClock(Date.now()) });
+    t = await testEngine(path ?? join(tmp.dir, `outbox-${n}.db`), { clock: new FakeClock(Date.now()) });
     svc = service(options);
   }
 
@@ -44,7 +44,7 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
   afterAll(() => tmp.cleanup());
 
   it('replays every event since a time with the same webhook-ids, in version order', async () => {
-    setup();
+    await setup();
     const r = await receiver();
     const ep = await svc.createEndpoint({ url: r.url });
     await set('alice', 'online');
@@ -85,7 +85,7 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
   });
 
   it('after a re-enable, a replay brings back what was given up while disabled', async () => {
-    setup();
+    await setup();
     const r = await receiver(() => 410);
     const ep = await svc.createEndpoint({ url: r.url });
     const since = new Date(t.clock.now()).toISOString();
@@ -104,7 +104,7 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
   });
 
   it('coalesces a flap within the window into nothing, and a burst into one event', async () => {
-    setup();
+    await setup();
     const plain = await receiver();
     const calm = await receiver();
     await svc.createEndpoint({ url: plain.url });
@@ -168,7 +168,7 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
   });
 
   it('a change after the window starts the next run; order is kept', async () => {
-    setup();
+    await setup();
     const calm = await receiver();
     await svc.createEndpoint({ url: calm.url, coalesce_ms: 1000 });
     await set('alice', 'online'); // v1 at 0
@@ -189,7 +189,7 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
   });
 
   it('the delivery log shows attempts, errors and pages by status', async () => {
-    setup({ retrySchedule: [0, 1000] });
+    await setup({ retrySchedule: [0, 1000] });
     const ep = await svc.createEndpoint({ url: 'http://127.0.0.1:1/nothing-listens' });
     for (let i = 0; i < 5; i++) await set(`u${i}`, 'online');
     await svc.runDue();
@@ -219,7 +219,7 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
   });
 
   it('prunes delivered rows past the retention, keeps pending ones and what they need', async () => {
-    setup({ retentionMs: 86_400_000 });
+    await setup({ retentionMs: 86_400_000 });
     const ok = await receiver();
     const down = await receiver(() => 500);
     const a = await svc.createEndpoint({ url: ok.url });
@@ -240,7 +240,7 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
   });
 
   it('filters endpoints by event type and user; emit writes other event types', async () => {
-    setup();
+    await setup();
     const bobOnly = await receiver();
     const connectors = await receiver();
     const everything = await receiver();
@@ -293,7 +293,7 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
 
   it('a restart resumes delivery from the outbox', async () => {
     const path = join(tmp.dir, 'restart.db');
-    setup({}, path);
+    await setup({}, path);
     const r = await receiver();
     await svc.createEndpoint({ url: r.url });
     for (const u of ['a', 'b', 'c']) await set(u, 'online');
@@ -301,7 +301,7 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
     // Never started: the process "dies" with everything still pending.
     await svc.stop();
     t.close();
-    t = testEngine(path, { clock: t.clock });
+    t = await testEngine(path, { clock: t.clock });
     svc = service();
     expect(await svc.runDue()).toBe(4);
     // Users go in parallel; each user's events in version order.
@@ -318,7 +318,7 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
   });
 
   it('holds a bounded window in memory and reads the rest from SQLite in order', async () => {
-    setup({ maxQueuedPerEndpoint: 6, maxInFlightPerEndpoint: 2 });
+    await setup({ maxQueuedPerEndpoint: 6, maxInFlightPerEndpoint: 2 });
     const r = await receiver((req, i) => (i < 3 ? 503 : 204));
     const ep = await svc.createEndpoint({ url: r.url });
     for (let round = 0; round < 10; round++) {
@@ -344,7 +344,7 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
   });
 
   it('an engine commit that fails after the outbox rows were written sends nothing twice and loses nothing', async () => {
-    setup();
+    await setup();
     const r = await receiver();
     const ep = await svc.createEndpoint({ url: r.url });
     let fail = 1;
@@ -371,7 +371,7 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
   });
 
   it('drops quietly the outcome of a request in flight when its endpoint is deleted', async () => {
-    setup();
+    await setup();
     const slow = await receiver(() => ({ delayMs: 100 }));
     const ep = await svc.createEndpoint({ url: slow.url });
     await set('alice', 'online');

@@ -21,10 +21,10 @@ describe('deleting a user forgets their webhook events', () => {
   let svc: WebhookService;
   const receivers = new Receivers();
 
-  function setup(options: Partial<WebhookServiceOptions> = {}): void {
+  async function setup(options: Partial<WebhookServiceOptions> = {}): Promise<void> {
     n += 1;
     // Near real time, so that standardwebhooks' own timestamp check passes.
-    t = testEngine(join(tmp.dir, `user-delete-${n}.db`), { clock: new FakeClock(Date.now()) });
+    t = await testEngine(join(tmp.dir, `user-delete-${n}.db`), { clock: new FakeClock(Date.now()) });
     svc = webhookService(t, options);
   }
 
@@ -45,7 +45,7 @@ describe('deleting a user forgets their webhook events', () => {
   afterAll(() => tmp.cleanup());
 
   it('removes their events, deliveries and attempts, never retries or replays them, and sends user.deleted', async () => {
-    setup();
+    await setup();
     const r = await receiver();
     const ep = await svc.createEndpoint({ url: r.url });
     await set('alice', 'online', 'alice at the dentist');
@@ -58,7 +58,7 @@ describe('deleting a user forgets their webhook events', () => {
     expect(await svc.runDue()).toBe(1);
     expect(rows('SELECT count(*) AS n FROM webhook_attempts')).toEqual([{ n: 1 }]);
 
-    expect(t.engine.deleteUser('alice')).toBe(true);
+    expect(await t.engine.deleteUser('alice')).toBe(true);
 
     // In SQLite: only the user.deleted event names her; no delivery or attempt of hers is left.
     expect(rows("SELECT type, version FROM webhook_events WHERE user_id = 'alice'")).toEqual([
@@ -103,13 +103,13 @@ describe('deleting a user forgets their webhook events', () => {
   });
 
   it('a user created again under the same id starts again at version 1', async () => {
-    setup();
+    await setup();
     const r = await receiver();
     await svc.createEndpoint({ url: r.url });
     await set('alice', 'online');
     await set('alice', 'busy');
     await svc.runDue();
-    t.engine.deleteUser('alice');
+    await t.engine.deleteUser('alice');
     await set('alice', 'away');
     await svc.runDue();
     expect(kinds(r)).toEqual([
@@ -122,7 +122,7 @@ describe('deleting a user forgets their webhook events', () => {
   });
 
   it('a delivery in flight when its user is deleted is not retried', async () => {
-    setup();
+    await setup();
     let release = (): void => undefined;
     const gate = new Promise<void>((resolve) => (release = resolve));
     const r = await receiver((_req, i) => (i === 0 ? { status: 500, after: gate } : 204));
@@ -130,7 +130,7 @@ describe('deleting a user forgets their webhook events', () => {
     await set('alice', 'online');
     const round = svc.runDue();
     await r.waitFor(1);
-    t.engine.deleteUser('alice');
+    await t.engine.deleteUser('alice');
     release();
     await round;
     t.clock.advance(3_600_000);
@@ -143,7 +143,7 @@ describe('deleting a user forgets their webhook events', () => {
   });
 
   it('follows the endpoint filters: event types and user ids', async () => {
-    setup();
+    await setup();
     const all = await receiver();
     const presenceOnly = await receiver();
     const bobOnly = await receiver();
@@ -154,7 +154,7 @@ describe('deleting a user forgets their webhook events', () => {
     await svc.createEndpoint({ url: aliceOnly.url, events: ['user.deleted'], user_ids: ['alice'] });
     await set('alice', 'online');
     await svc.runDue();
-    t.engine.deleteUser('alice');
+    await t.engine.deleteUser('alice');
     await svc.runDue();
     expect(kinds(all)).toEqual([
       ['presence.changed', 'alice', 1],
@@ -166,7 +166,7 @@ describe('deleting a user forgets their webhook events', () => {
   });
 
   it('user.deleted is written in the transaction of the delete: when either fails, neither happens', async () => {
-    setup();
+    await setup();
     const r = await receiver();
     await svc.createEndpoint({ url: r.url });
     await set('alice', 'online');
@@ -177,7 +177,9 @@ describe('deleting a user forgets their webhook events', () => {
     // The event cannot be written (a fault injected into the outbox table).
     t.db.exec(`CREATE TRIGGER no_user_deleted BEFORE INSERT ON webhook_events WHEN NEW.type = 'user.deleted'
       BEGIN SELECT RAISE(ABORT, 'injected: the outbox is full'); END`);
-    expect(() => t.engine.deleteUser('alice')).toThrow(/injected/);
+    await expect(t.engine.deleteUser('alice')).rejects.toMatchObject({
+      message: expect.stringMatching(/injected/),
+    });
     expect(t.engine.hasUser('alice')).toBe(true);
     expect(rows("SELECT user_id FROM users WHERE user_id = 'alice'")).toHaveLength(1);
     expect(rows('SELECT seq, type, user_id FROM webhook_events')).toEqual(events);
@@ -187,13 +189,15 @@ describe('deleting a user forgets their webhook events', () => {
     // The user cannot be deleted: no user.deleted event, the outbox as it was.
     t.db.exec(`CREATE TRIGGER no_delete BEFORE DELETE ON users
       BEGIN SELECT RAISE(ABORT, 'injected: the users table is locked'); END`);
-    expect(() => t.engine.deleteUser('alice')).toThrow(/injected/);
+    await expect(t.engine.deleteUser('alice')).rejects.toMatchObject({
+      message: expect.stringMatching(/injected/),
+    });
     expect(t.engine.hasUser('alice')).toBe(true);
     expect(rows('SELECT seq, type, user_id FROM webhook_events')).toEqual(events);
     t.db.exec('DROP TRIGGER no_delete');
 
     // Nothing stale was queued by the failed attempts: the delete that succeeds sends one event.
-    expect(t.engine.deleteUser('alice')).toBe(true);
+    expect(await t.engine.deleteUser('alice')).toBe(true);
     await svc.runDue();
     expect(kinds(r)).toEqual([
       ['presence.changed', 'alice', 1],
@@ -204,8 +208,8 @@ describe('deleting a user forgets their webhook events', () => {
     ]);
   });
 
-  it('only the engine writes user.deleted (emit refuses it)', () => {
-    setup();
+  it('only the engine writes user.deleted (emit refuses it)', async () => {
+    await setup();
     expect(() => svc.emit('user.deleted' as never, { user_id: 'alice', version: 1 })).toThrow(
       /does not take user.deleted/,
     );

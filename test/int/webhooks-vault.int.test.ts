@@ -45,9 +45,9 @@ describe('webhook signing secrets at rest', () => {
   const services: WebhookService[] = [];
   const receivers = new Receivers();
 
-  function engineAt(path: string): TestEngine {
+  async function engineAt(path: string): Promise<TestEngine> {
     t?.close();
-    t = testEngine(path, { clock: new FakeClock(Date.now()) });
+    t = await testEngine(path, { clock: new FakeClock(Date.now()) });
     return t;
   }
 
@@ -75,7 +75,7 @@ describe('webhook signing secrets at rest', () => {
   it('never reach the database file or its WAL in the clear, and sign after a restart with the key', async () => {
     const key = newKey();
     const file = path();
-    let e = engineAt(file);
+    let e = await engineAt(file);
     let svc = service(e, { vault: TokenVault.fromSecrets(key) });
     const r = await receiver();
     const ep = await svc.createEndpoint({ url: r.url });
@@ -106,7 +106,7 @@ describe('webhook signing secrets at rest', () => {
 
     // A restart with the key: both secrets are back and sign (the rotation window is still open).
     await svc.stop();
-    e = engineAt(file);
+    e = await engineAt(file);
     svc = service(e, { vault: TokenVault.fromSecrets(key) });
     await change(e, 'alice', 'busy');
     await svc.runDue();
@@ -116,7 +116,7 @@ describe('webhook signing secrets at rest', () => {
     await svc.stop();
 
     // A restart with another key stops at once, saying which key is missing and never a secret.
-    e = engineAt(file);
+    e = await engineAt(file);
     const other = newKey();
     let error: unknown;
     try {
@@ -173,7 +173,7 @@ describe('webhook signing secrets at rest', () => {
       warn: () => undefined,
       error: () => undefined,
     };
-    let e = engineAt(file);
+    let e = await engineAt(file);
     let svc = service(e, { vault: TokenVault.fromSecrets(key), log });
     expect(infos).toEqual([
       expect.stringMatching(/^sealed webhook signing secrets .*"endpoints":1,"wal_truncated":true/),
@@ -199,7 +199,7 @@ describe('webhook signing secrets at rest', () => {
     // The next start finds nothing to convert and changes nothing.
     await svc.stop();
     infos.length = 0;
-    e = engineAt(file);
+    e = await engineAt(file);
     svc = service(e, { vault: TokenVault.fromSecrets(key), log });
     expect(infos).toEqual([]);
     expect(
@@ -209,14 +209,14 @@ describe('webhook signing secrets at rest', () => {
 
   it('without a key webhooks are off: nothing loaded, written or sent, and the methods say what to set', async () => {
     const file = path();
-    const e = engineAt(file);
+    const e = await engineAt(file);
     const keyed = service(e, { vault: TokenVault.fromSecrets(newKey()) });
     const r = await receiver();
     await keyed.createEndpoint({ url: r.url });
     await keyed.stop();
     services.splice(0);
 
-    const fresh = engineAt(file);
+    const fresh = await engineAt(file);
     const off = service(fresh, { vault: null });
     const refusal = async (p: () => unknown): Promise<AppError> => {
       try {
@@ -250,7 +250,7 @@ describe('webhook signing secrets at rest', () => {
   it('presence keys rotate-secret re-encrypts them (plain ones too) with the OAuth tokens, and old ciphertexts leave the file', async () => {
     const file = path();
     const oldKey = newKey();
-    const e = engineAt(file);
+    const e = await engineAt(file);
     const svc = service(e, { vault: TokenVault.fromSecrets(oldKey) });
     const r = await receiver();
     const ep = await svc.createEndpoint({ url: r.url });
@@ -306,7 +306,7 @@ describe('webhook signing secrets at rest', () => {
     for (const form of forms(plainSecret)) expect(bytes.includes(form)).toBe(false);
 
     // The new key alone opens them, and they are the same secrets.
-    const after = engineAt(file);
+    const after = await engineAt(file);
     const rotatedSvc = service(after, { vault: TokenVault.fromSecrets(key) });
     expect(
       rotatedSvc
@@ -337,7 +337,7 @@ describe('webhook signing secrets at rest', () => {
     await rotatedSvc.stop();
     after.close();
     t = null;
-    const stale = engineAt(file);
+    const stale = await engineAt(file);
     expect(() => service(stale, { vault: TokenVault.fromSecrets(oldKey) })).toThrow(ConfigError);
   }, 60_000);
 });

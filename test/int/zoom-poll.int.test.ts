@@ -42,8 +42,8 @@ describe('Zoom polling with a Server-to-Server token', () => {
       ['jo', 'z-jo'],
       ['max', 'z-max'],
     ] as const) {
-      api.svc.engine.putUser(user, {});
-      api.svc.engine.linkAccount(user, { platform: 'zoom', workspaceId: '', externalId: zoomId });
+      await api.svc.engine.putUser(user, {});
+      await api.svc.engine.linkAccount(user, { platform: 'zoom', workspaceId: '', externalId: zoomId });
     }
   });
   afterEach(async () => {

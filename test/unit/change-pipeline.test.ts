@@ -36,12 +36,12 @@ describe('ChangeSinks', () => {
     const seen: string[] = [];
     const batch = [change()];
     sinks.add({
-      stage: (t, c) => seen.push(`a.stage ${t.store} ${c === batch}`),
+      stage: (t, c) => void seen.push(`a.stage ${t.store} ${c === batch}`),
       committed: (c) => seen.push(`a.committed ${c === batch}`),
     });
     sinks.add({ committed: (c) => seen.push(`b.committed ${c === batch}`) });
-    sinks.add({ stage: () => seen.push('c.stage') });
-    sinks.stage(tx, batch);
+    sinks.add({ stage: () => void seen.push('c.stage') });
+    void sinks.stage(tx, batch);
     sinks.committed(batch);
     expect(seen).toEqual(['a.stage test true', 'c.stage', 'a.committed true', 'b.committed true']);
   });
@@ -52,10 +52,10 @@ describe('ChangeSinks', () => {
     const removeListener = sinks.add({ committed: () => undefined });
     expect([sinks.listened, sinks.staging]).toEqual([true, false]);
     const seen: number[] = [];
-    const removeStager = sinks.add({ stage: () => seen.push(1) });
+    const removeStager = sinks.add({ stage: () => void seen.push(1) });
     expect(sinks.staging).toBe(true);
     removeStager();
-    sinks.stage(tx, [change()]);
+    void sinks.stage(tx, [change()]);
     expect(seen).toEqual([]);
     expect(sinks.staging).toBe(false);
     removeListener();
@@ -70,7 +70,7 @@ describe('ChangeSinks', () => {
         throw new Error('refused');
       },
     });
-    sinks.add({ stage: () => seen.push('later') });
+    sinks.add({ stage: () => void seen.push('later') });
     expect(() => sinks.stage(tx, [change()])).toThrow('refused');
     expect(seen).toEqual([]);
   });

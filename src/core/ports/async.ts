@@ -15,7 +15,7 @@ import type { StoreTx } from '../changes';
 import type { AuthorizeStateStore, ConnectionStore } from './connection-store';
 import type { HeldDeviceStore } from './held-device-store';
 import type { ApiKeyStore } from './key-store';
-import type { PresenceStore } from './presence-store';
+import type { PresenceStore, RefreshSlots } from './presence-store';
 import type { PrivacyStore } from './privacy-store';
 import type { WebhookStore } from './webhook-store';
 
@@ -40,7 +40,22 @@ export interface AsyncScrubbing {
   scrubbing<T>(fn: () => T | Promise<T>): Promise<{ result: T; walTruncated: boolean }>;
 }
 
-export type AsyncPresenceStore = Async<PresenceStore>;
+/**
+ * `RefreshSlots` of an async store: `write` and `load` are store calls and return promises (so
+ * the SQLite adapter orders them after an open transaction like any other call); `count` and
+ * `slotOf` stay synchronous, being a pure hash the engine runs for every user of a run.
+ */
+export type AsyncRefreshSlots = Pick<RefreshSlots, 'count' | 'slotOf'> &
+  Async<Omit<RefreshSlots, 'count' | 'slotOf'>>;
+
+/**
+ * The presence store, asynchronous. `refreshSlots` stays an optional feature: an embedded store
+ * (SQLite) packs refresh times by slot, a server-based one (PostgreSQL) has none and gets
+ * `refresh` ops instead.
+ */
+export type AsyncPresenceStore = Async<Omit<PresenceStore, 'refreshSlots'>> & {
+  readonly refreshSlots?: AsyncRefreshSlots;
+};
 export type AsyncApiKeyStore = Async<ApiKeyStore>;
 export type AsyncPrivacyStore = Async<PrivacyStore>;
 export type AsyncHeldDeviceStore = Async<HeldDeviceStore>;

@@ -87,7 +87,8 @@ export function opsRoutes(app: FastifyInstance, deps: AppDeps, registry: Registr
         });
         return;
       }
-      const fault = ready === true ? (deps.engine.storeFault() ?? deps.writeFault?.() ?? null) : ready;
+      const fault =
+        ready === true ? ((await deps.engine.storeFault()) ?? deps.writeFault?.() ?? null) : ready;
       if (fault !== null) {
         void reply
           .code(503)

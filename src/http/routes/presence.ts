@@ -272,7 +272,7 @@ export function presenceRoutes(app: FastifyInstance, deps: AppDeps): void {
         response: { 200: z.object({ transitions: z.array(Transition) }), 404: ErrorBody, ...COMMON_ERRORS },
       },
     },
-    (req) => {
+    async (req) => {
       const id = req.params.user_id;
       if (!engine.hasUser(id)) throw unknownUser(id);
       const access = req.viewer === null || viewing === null ? null : viewerAccess(viewing, req.viewer, id);
@@ -282,7 +282,7 @@ export function presenceRoutes(app: FastifyInstance, deps: AppDeps): void {
       if (since !== undefined && until !== undefined && since > until) {
         throw new AppError('invalid_request', 'since must not be after until');
       }
-      const rows = engine.history(id, { since, until, limit: q.limit });
+      const rows = await engine.history(id, { since, until, limit: q.limit });
       const transitions = rows.map((t) => ({
         version: t.version,
         at: toIso(t.at),

@@ -124,11 +124,11 @@ export function userRoutes(app: FastifyInstance, deps: AppDeps): void {
       },
     },
     async (req, reply) => {
-      const { created, user } = engine.putUser(req.params.user_id, {
+      const { created, user } = await engine.putUser(req.params.user_id, {
         displayName: req.body.display_name,
         timezone: req.body.timezone,
       });
-      const found = engine.getUser(user.userId);
+      const found = await engine.getUser(user.userId);
       return reply.code(created ? 201 : 200).send(await view(user, found?.accounts ?? []));
     },
   );
@@ -145,7 +145,7 @@ export function userRoutes(app: FastifyInstance, deps: AppDeps): void {
       },
     },
     async (req) => {
-      const found = engine.getUser(req.params.user_id);
+      const found = await engine.getUser(req.params.user_id);
       if (found === null) throw new AppError('not_found', `unknown user ${req.params.user_id}`);
       return await view(found.user, found.accounts);
     },
@@ -185,26 +185,22 @@ export function userRoutes(app: FastifyInstance, deps: AppDeps): void {
         response: { 201: AccountSchema, 404: ErrorBody, 409: ErrorBody, ...COMMON_ERRORS },
       },
     },
-    (req, reply) => {
+    async (req, reply) => {
       const id = req.params.user_id;
       if (!engine.hasUser(id)) throw new AppError('not_found', `unknown user ${id}`);
       const b = req.body;
       const ref = { platform: b.platform, externalId: b.external_id, workspaceId: b.workspace_id ?? '' };
-      const result = engine.linkAccount(id, ref);
+      const result = await engine.linkAccount(id, ref);
       if (!result.linked) {
         throw new AppError(
           'conflict',
           `that ${b.platform} account is linked to another user (${result.ownerId})`,
         );
       }
-      const linked = engine
-        .getUser(id)
-        ?.accounts.find(
-          (a) =>
-            a.platform === ref.platform &&
-            a.externalId === ref.externalId &&
-            a.workspaceId === ref.workspaceId,
-        );
+      const linked = (await engine.getUser(id))?.accounts.find(
+        (a) =>
+          a.platform === ref.platform && a.externalId === ref.externalId && a.workspaceId === ref.workspaceId,
+      );
       if (linked === undefined) throw new Error('linked account not found after linking');
       void reply.code(201).send(toAccount(linked));
     },
@@ -222,7 +218,7 @@ export function userRoutes(app: FastifyInstance, deps: AppDeps): void {
         response: { 204: z.null(), 404: ErrorBody, ...COMMON_ERRORS },
       },
     },
-    (req, reply) => {
+    async (req, reply) => {
       const p = req.params;
       if (!engine.hasUser(p.user_id)) throw new AppError('not_found', `unknown user ${p.user_id}`);
       const ref = {
@@ -230,7 +226,7 @@ export function userRoutes(app: FastifyInstance, deps: AppDeps): void {
         externalId: p.external_id,
         workspaceId: req.query.workspace_id ?? '',
       };
-      if (!engine.unlinkAccount(p.user_id, ref)) {
+      if (!(await engine.unlinkAccount(p.user_id, ref))) {
         throw new AppError('not_found', `user ${p.user_id} has no ${p.platform} account ${p.external_id}`);
       }
       void reply.code(204).send(null);

@@ -17,9 +17,8 @@ import { Ladder } from '../../../src/core/presence';
 import { createService } from '../../../src/main';
 import { migrate, openDb, type Db } from '../../../src/store/db';
 import { StoreUnavailableError } from '../../../src/store/faults';
-import { SqlitePresenceStore } from '../../../src/store/presence-store';
 import { StreamHub } from '../../../src/stream/hub';
-import { tmpDir } from '../../helpers/engine';
+import { asyncPresenceOn, tmpDir } from '../../helpers/engine';
 import { FakeTransport, ManualTimers } from '../../helpers/stream-fakes';
 import { waitUntil } from '../../helpers/wait';
 import { CuttableProxy, Deployment, REDIS_URL } from '../redis/helpers';
@@ -58,7 +57,7 @@ afterEach(async () => {
 async function node(url = REDIS_URL): Promise<Node> {
   const db = openDb(join(tmp.dir, 'shared.db'));
   migrate(db);
-  const engine = new PresenceEngine({ clock, store: new SqlitePresenceStore(db), ladder: new Ladder() });
+  const engine = new PresenceEngine({ clock, store: asyncPresenceOn(db), ladder: new Ladder() });
   const hub = new StreamHub({
     clock,
     reader: { getManyJson: (ids) => engine.getManyJson(ids), state: (id) => engine.state(id) },
@@ -67,7 +66,7 @@ async function node(url = REDIS_URL): Promise<Node> {
   const cluster = await Cluster.open({ url, prefix: deployment.prefix, clock, log: silentLog, blockMs: 200 });
   cluster.attach(engine);
   await cluster.prepare();
-  engine.load();
+  await engine.load();
   cluster.start(hub);
   const n = { engine, hub, cluster, db };
   nodes.push(n);
@@ -153,7 +152,7 @@ it('a deletion on one node forgets the user on the others', async () => {
   const b = await node();
   await a.engine.heartbeat('cy', 'phone', 'online', null, 60_000);
   await waitUntil(() => b.engine.hasUser('cy'), 'B knows cy');
-  expect(a.engine.deleteUser('cy')).toBe(true);
+  expect(await a.engine.deleteUser('cy')).toBe(true);
   await waitUntil(() => !b.engine.hasUser('cy'), 'B forgets cy');
   // made again later: version 1 again, everywhere
   await a.engine.heartbeat('cy', 'phone', 'busy', null, 60_000);

@@ -109,11 +109,11 @@ describe('GroupCommit', () => {
     expect(t.commit.failing).toBe(true);
     expect(t.commit.retrying).toBe(true);
     expect(u.undo?.version).toBe(0);
-    expect(t.commit.storeFault()).toMatchObject({ reason: 'database_locked' });
+    expect(await t.commit.storeFault()).toMatchObject({ reason: 'database_locked' });
     await ack;
     expect(t.commit.failing).toBe(false);
     expect(u.undo).toBeNull();
-    expect(t.commit.storeFault()).toBeNull();
+    expect(await t.commit.storeFault()).toBeNull();
     expect(t.store.transactions).toHaveLength(1);
     expect(t.restored).toEqual([]);
   });
@@ -148,35 +148,87 @@ describe('GroupCommit', () => {
     await expect(ack).rejects.toMatchObject({ code: 'unavailable', details: [{ code: 'database_locked' }] });
   });
 
-  it('a flushSync the store refuses throws; a guarded call turns a store fault into 503 and lets bugs through', () => {
+  it('a flush the store refuses rejects; a guarded call turns a store fault into 503 and lets bugs through', async () => {
     const t = setup();
     t.store.failNext.push(sqliteError('SQLITE_IOERR_WRITE'));
     t.commit.enqueue(userOp('a'));
-    expect(() => t.commit.flushSync()).toThrow(expect.objectContaining({ code: 'unavailable' }));
-    expect(() =>
-      t.commit.guarded(() => {
-        throw sqliteError('SQLITE_READONLY');
-      }),
-    ).toThrow(expect.objectContaining({ code: 'unavailable' }));
-    expect(() =>
-      t.commit.guarded(() => {
-        throw new TypeError('a bug');
-      }),
-    ).toThrow(TypeError);
+    await expect(t.commit.flush()).rejects.toMatchObject({ code: 'unavailable' });
+    await expect(
+      t.commit.guarded(() => Promise.reject(sqliteError('SQLITE_READONLY'))),
+    ).rejects.toMatchObject({ code: 'unavailable' });
+    await expect(t.commit.guarded(() => Promise.reject(new TypeError('a bug')))).rejects.toThrow(TypeError);
   });
 
-  it('probes a failing store at most every probe interval to learn it recovered', () => {
+  it('probes a failing store at most every probe interval to learn it recovered', async () => {
     const t = setup();
     t.store.failNext.push(sqliteError('SQLITE_IOERR_WRITE'));
     t.commit.enqueue(userOp('a'));
-    expect(t.commit.attempt()).toMatchObject({ reason: 'io_error' });
+    expect(await t.commit.attempt()).toMatchObject({ reason: 'io_error' });
     t.store.failNext.push(sqliteError('SQLITE_IOERR_WRITE'));
-    expect(t.commit.storeFault()).toMatchObject({ reason: 'io_error' });
-    expect(t.commit.storeFault()).toMatchObject({ reason: 'io_error' });
+    expect(await t.commit.storeFault()).toMatchObject({ reason: 'io_error' });
+    expect(await t.commit.storeFault()).toMatchObject({ reason: 'io_error' });
     expect(t.store.probes).toBe(1);
     t.clock.advance(1000);
-    expect(t.commit.storeFault()).toBeNull();
+    expect(await t.commit.storeFault()).toBeNull();
     expect(t.store.probes).toBe(2);
+  });
+
+  it('awaits a stage that returns a promise before the commit counts, and rolls back when it rejects', async () => {
+    const t = setup();
+    const seen: string[] = [];
+    let fail = false;
+    t.sinks.add({
+      stage: async () => {
+        await tick();
+        if (fail) throw sqliteError('SQLITE_IOERR_WRITE');
+        seen.push('staged');
+      },
+      committed: () => void seen.push('committed'),
+    });
+    t.commit.enqueue(userOp('a'));
+    t.commit.change(change('a', 1));
+    await t.commit.acked();
+    expect(seen).toEqual(['staged', 'committed']);
+    fail = true;
+    const u = new UserState('b');
+    t.commit.touch(u);
+    u.version = 1;
+    t.commit.enqueue(userOp('b'));
+    t.commit.change(change('b', 1));
+    await expect(t.commit.acked()).rejects.toMatchObject({ code: 'unavailable' });
+    expect(t.restored).toEqual(['b']);
+    expect(u.version).toBe(0);
+    expect(seen).toEqual(['staged', 'committed']);
+  });
+
+  it('queues what changes while a commit is in flight for the next one, undo records kept right', async () => {
+    const t = setup();
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    t.sinks.add({ stage: () => held });
+    const u = new UserState('a');
+    t.commit.touch(u);
+    u.version = 1;
+    t.commit.enqueue(userOp('a'));
+    t.commit.change(change('a', 1));
+    const first = t.commit.acked();
+    await tick(); // the first commit is in flight, waiting on its stage
+    t.commit.touch(u); // changed again meanwhile: its state after the first commit is kept
+    u.version = 2;
+    t.commit.enqueue(userOp('a'));
+    t.commit.change(change('a', 2));
+    const second = t.commit.acked();
+    expect(second).not.toBe(first);
+    expect(u.undo?.version).toBe(0);
+    release();
+    await first;
+    expect(u.undo?.version).toBe(1); // the first is durable; the second may still be undone
+    t.store.failNext.push(sqliteError('SQLITE_FULL'));
+    await expect(second).rejects.toMatchObject({ code: 'unavailable' });
+    expect(t.restored).toEqual(['a']);
+    expect(u.version).toBe(1);
+    expect(u.undo).toBeNull();
+    expect(t.store.transactions).toHaveLength(1);
   });
 
   it('a final attempt is never retried', async () => {
@@ -184,7 +236,7 @@ describe('GroupCommit', () => {
     t.store.failNext.push(sqliteError('SQLITE_BUSY'));
     t.commit.enqueue(userOp('a'));
     const ack = t.commit.acked();
-    expect(t.commit.final()).toMatchObject({ reason: 'database_locked' });
+    expect(await t.commit.final()).toMatchObject({ reason: 'database_locked' });
     await expect(ack).rejects.toMatchObject({ code: 'unavailable' });
     expect(t.commit.retrying).toBe(false);
   });

@@ -67,10 +67,10 @@ function setup() {
 }
 
 describe('Ingest', () => {
-  it('a new state queues the observation, the aggregate, the transition and the change', () => {
+  it('a new state queues the observation, the aggregate, the transition and the change', async () => {
     const t = setup();
     expect(t.ingest.record('alice', { platform: 'slack', state: state(), ttlMs: 60_000 })).toBe(true);
-    t.commit.flushSync();
+    await t.commit.flush();
     expect(t.store.ops.map((op) => op.op)).toEqual(['observation', 'aggregate', 'transition']);
     expect(t.store.ops[2]).toMatchObject({
       transition: { fromStatus: 'offline', toStatus: 'online', platform: 'slack' },
@@ -81,13 +81,13 @@ describe('Ingest', () => {
     expect(t.alice).toMatchObject({ status: 'online', version: 1, dueAt: t.clock.now() + 60_000 });
   });
 
-  it('the same state again only moves times in memory', () => {
+  it('the same state again only moves times in memory', async () => {
     const t = setup();
     t.ingest.record('alice', { platform: 'slack', state: state(), ttlMs: 60_000 });
-    t.commit.flushSync();
+    await t.commit.flush();
     t.clock.advance(1000);
     expect(t.ingest.record('alice', { platform: 'slack', state: state(), ttlMs: 60_000 })).toBe(false);
-    t.commit.flushSync();
+    await t.commit.flush();
     expect(t.store.transactions).toHaveLength(1);
     expect(t.alice.refreshDirty).toBe(true);
     expect(t.alice.observations[0]).toMatchObject({
@@ -114,20 +114,20 @@ describe('Ingest', () => {
     );
   });
 
-  it('catches up with an expiry at its own time, caused by time (no platform)', () => {
+  it('catches up with an expiry at its own time, caused by time (no platform)', async () => {
     const t = setup();
     t.ingest.record('alice', { platform: 'slack', state: state(), ttlMs: 30_000 });
     const expiry = t.clock.now() + 30_000;
     t.clock.advance(45_000);
     t.ingest.catchUp(t.alice, t.clock.now());
-    t.commit.flushSync();
+    await t.commit.flush();
     expect(t.changes.map((c) => [c.version, c.current.status, c.cause, c.at])).toEqual([
       [1, 'online', 'slack', expiry - 30_000],
       [2, 'offline', null, expiry],
     ]);
   });
 
-  it('ends devices a platform no longer lists, and forgets expired devices after the retention', () => {
+  it('ends devices a platform no longer lists, and forgets expired devices after the retention', async () => {
     const t = setup();
     const devices = { desktop: state(), mobile: state() };
     void t.ingest.reportMapped('alice', 'discord', { state: state(), devices }, 30_000);
@@ -138,7 +138,7 @@ describe('Ingest', () => {
     t.clock.advance(61_000);
     t.ingest.catchUp(t.alice, t.clock.now());
     expect(t.alice.observations.map((o) => o.device).sort()).toEqual(['', 'desktop']);
-    t.commit.flushSync();
+    await t.commit.flush();
     expect(t.store.ops.filter((op) => op.op === 'observation-delete')).toMatchObject([{ device: 'mobile' }]);
   });
 
@@ -151,11 +151,11 @@ describe('Ingest', () => {
       customStatus: null,
       expiresAt: t.clock.now() + 10_000,
     });
-    t.commit.flushSync();
+    await t.commit.flush();
     await set;
     expect(t.alice.status).toBe('busy');
     const cleared = t.ingest.clearOverride('alice');
-    t.commit.flushSync();
+    await t.commit.flush();
     expect(await cleared).toBe(true);
     expect(await t.ingest.clearOverride('alice')).toBe(false);
     expect(t.changes.map((c) => [c.current.status, c.cause])).toEqual([

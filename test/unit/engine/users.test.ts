@@ -8,7 +8,7 @@ function setup(revoke?: (userId: string) => Promise<void>) {
       hasUser: (id) => users.has(id),
       deleteUser: (id) => {
         calls.push(`delete ${id}`);
-        return users.delete(id);
+        return Promise.resolve(users.delete(id));
       },
     },
     ...(revoke === undefined
