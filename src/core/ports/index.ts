@@ -7,17 +7,17 @@
  * handle, so another implementation (PostgreSQL) replaces `store/` and the composition root, not
  * the callers.
  *
- * Synchronous by design, for now. The one implementation is in-process SQLite (better-sqlite3),
- * where a statement is a plain function call, and the callers rely on it: the engine's group
- * commit stages the webhook outbox inside its transaction, API keys are checked on every request,
- * and the services' own methods (used by the routes, the CLI and the tests) return values, not
- * promises. What keeps the ports ready for a server-based store is the transaction rule: a write
- * that must commit with others receives the open transaction as a `StoreTx` (never found by
- * asking the connection whether one is open), and a service that needs several writes to be one
- * runs them in the port's `transaction(fn)`, passing fn's `tx` on. Making the methods return
- * promises then changes their signatures and their callers' `await`s, not what they do. That
- * asynchronous form is derived from these ports, not written out again: `Async<P>` in async.ts,
- * which the PostgreSQL stores (`store/pg/`) implement.
+ * Written once, synchronously; callers await their asynchronous form. `Async<P>` in async.ts
+ * derives it (every result a promise, a `stage` or transaction body that may await), the
+ * PostgreSQL stores (`store/pg/`) implement it, and `store/asyncSqlite` puts the SQLite stores
+ * behind it, so a caller awaits one kind of store whichever backend the composition root opened.
+ * The engine awaits `AsyncPresenceStore` (its group commit keeps one commit in flight and awaits
+ * the change sinks' stages inside it), API keys and privacy theirs; the webhook, OAuth and
+ * held-device callers still use these synchronous ports on SQLite. What keeps both faces
+ * equivalent is the transaction rule: a write that must commit with others receives the open
+ * transaction as a `StoreTx` (never found by asking the connection whether one is open), and a
+ * service that needs several writes to be one runs them in the port's `transaction(fn)`, passing
+ * fn's `tx` on; on the SQLite adapter a call not handed the open `tx` waits for its end.
  */
 
 import type { StoreTx } from '../changes';
