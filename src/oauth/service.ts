@@ -21,6 +21,7 @@ import type {
   ConnectionKind,
   AsyncConnectionStore,
   ConnectionRow,
+  Locks,
   SealedTokens,
   StoreTx,
 } from '../core/ports';
@@ -40,7 +41,12 @@ import {
   resolveProvider,
   type OAuthPlatform,
 } from './providers';
-import { TokenManager, type ConnectionEventType, type SweepReport } from './token-manager';
+import {
+  REFRESH_LOCK_TTL_MS,
+  TokenManager,
+  type ConnectionEventType,
+  type SweepReport,
+} from './token-manager';
 import { TokenVault, VaultError, sealContext } from './vault';
 import { connectionEventData, connectionView, type ConnectionEventData, type ConnectionView } from './view';
 
@@ -107,6 +113,13 @@ export interface ConnectionServiceDeps {
   readonly appGrants?: AppGrants;
   readonly refreshMarginMs?: number;
   readonly cooldownMs?: readonly number[];
+  /**
+   * The locks the nodes share (the coordination's): a connection's refresh is then single-flight
+   * across them (token-manager.ts). Default this process's own, for a node alone.
+   */
+  readonly locks?: Locks;
+  /** The refresh lock's lease; default the larger of 30 s and three request timeouts. */
+  readonly refreshLockTtlMs?: number;
 }
 
 export class ConnectionService {
@@ -142,6 +155,9 @@ export class ConnectionService {
       emit: (type, row, reason, tx) => deps.onEvent(type, this.eventData(row, reason), tx),
       ...(deps.refreshMarginMs === undefined ? {} : { refreshMarginMs: deps.refreshMarginMs }),
       ...(deps.cooldownMs === undefined ? {} : { cooldownMs: deps.cooldownMs }),
+      ...(deps.locks === undefined ? {} : { locks: deps.locks }),
+      // A refresh is one token request and one write: the lease outlasts a request that times out.
+      refreshLockTtlMs: deps.refreshLockTtlMs ?? Math.max(REFRESH_LOCK_TTL_MS, 3 * options.timeoutMs),
     });
     this.flow = new AuthorizeFlow({
       store: this.store,

@@ -13,6 +13,14 @@
  * `error` (5xx, network, a refused request: retried after the cool-down). Entering
  * `reauth_required` or `revoked` emits `connection.reauth_required` / `connection.revoked` inside
  * the transaction that records it, so the webhook outbox can write the event atomically.
+ *
+ * Across nodes (issue #16), a refresh is single-flight too: it runs under the coordination lock
+ * `oauth-refresh:<connection id>` (a lease, so a dead node's lock ends by itself). Refresh tokens
+ * are often single-use (rotated), so a second node refreshing with the old one would get
+ * invalid_grant and, at some platforms, revoke the grant. A node that finds the lock taken does
+ * not call the platform: it waits and re-reads the row until the holder's outcome is stored (the
+ * new token, or the failure it recorded), or until it gets the lock itself (the holder died), and
+ * then re-reads the row under the lock before calling, so it refreshes with the current token.
  */
 
 import cron, { type ScheduledTask } from 'node-cron';
@@ -21,7 +29,16 @@ import type { Clock } from '../core/clock';
 import { AppError } from '../core/errors';
 import type { Log } from '../core/log';
 import { toIso } from '../core/time';
-import type { AsyncConnectionStore, ConnectionRow, SealedTokens, StoredHealth, StoreTx } from '../core/ports';
+import { InProcessLocks } from '../core/coordination';
+import type {
+  AsyncConnectionStore,
+  ConnectionRow,
+  Lease,
+  Locks,
+  SealedTokens,
+  StoredHealth,
+  StoreTx,
+} from '../core/ports';
 import type { AppGrant } from './app-token';
 import { OAuthCallError, type ProviderClient, type TokenSet } from './provider-client';
 import { PROVIDERS, isOAuthPlatform } from './providers';
@@ -34,6 +51,17 @@ export const REFRESH_COOLDOWN_MS: readonly number[] = [30_000, 60_000, 2 * 60_00
 /** The sweep runs every minute and looks this far past the margin, so no token reaches its margin unrefreshed. */
 export const SWEEP_CRON = '* * * * *';
 export const SWEEP_LOOKAHEAD_MS = 2 * 60_000;
+/**
+ * The refresh lock's lease. It must outlast a refresh (the token request's timeout, 10 s by
+ * default, plus the store write): a holder that overran it could see a second node refresh with
+ * the same refresh token. It is also how long a dead holder delays the others.
+ */
+export const REFRESH_LOCK_TTL_MS = 30_000;
+/** How often a node waiting for another's refresh re-reads the row and tries the lock. */
+export const REFRESH_LOCK_POLL_MS = 200;
+
+/** The coordination lock of one connection's refresh. */
+export const refreshLockKey = (connectionId: string): string => `oauth-refresh:${connectionId}`;
 
 export type ConnectionEventType = 'connection.reauth_required' | 'connection.revoked';
 
@@ -86,17 +114,35 @@ export interface TokenManagerDeps {
   readonly emit: EmitTransition;
   readonly refreshMarginMs?: number;
   readonly cooldownMs?: readonly number[];
+  /**
+   * The locks shared by the nodes (the coordination's), making a refresh single-flight across
+   * them; default this process's own (one node: the in-flight map already is).
+   */
+  readonly locks?: Locks;
+  /** The refresh lock's lease (default `REFRESH_LOCK_TTL_MS`); must outlast a refresh. */
+  readonly refreshLockTtlMs?: number;
+  /** How often a waiting node re-reads the row (default `REFRESH_LOCK_POLL_MS`; real time). */
+  readonly lockPollMs?: number;
 }
 
 export class TokenManager {
-  private readonly inflight = new Map<string, Promise<string>>();
+  /** Null: a sweep's refresh that found another node refreshing, and left it to it. */
+  private readonly inflight = new Map<string, Promise<string | null>>();
   private readonly margin: number;
   private readonly cooldown: readonly number[];
+  private readonly locks: Locks;
+  private readonly lockTtl: number;
+  private readonly lockPoll: number;
   private task: ScheduledTask | null = null;
+  /** Set by `stop`: a wait for another node's refresh ends instead of outliving the service. */
+  private stopping = false;
 
   constructor(private readonly deps: TokenManagerDeps) {
     this.margin = deps.refreshMarginMs ?? REFRESH_MARGIN_MS;
     this.cooldown = deps.cooldownMs ?? REFRESH_COOLDOWN_MS;
+    this.locks = deps.locks ?? new InProcessLocks(deps.clock);
+    this.lockTtl = deps.refreshLockTtlMs ?? REFRESH_LOCK_TTL_MS;
+    this.lockPoll = deps.lockPollMs ?? REFRESH_LOCK_POLL_MS;
   }
 
   isRefreshing(id: string): boolean {
@@ -108,8 +154,7 @@ export class TokenManager {
     const row = await this.requireRow(id);
     const now = this.deps.clock.now();
     this.assertUsable(row);
-    const pending = this.inflight.get(id);
-    if (pending !== undefined) return pending;
+    if (this.inflight.has(id)) return this.refresh(id);
     if (row.expires_at === null || row.expires_at - now > this.margin) return this.openAccess(row);
     if (!this.refreshable(row, now)) {
       if (row.expires_at > now) return this.openAccess(row);
@@ -126,14 +171,27 @@ export class TokenManager {
         now,
       );
     }
-    return this.refresh(id);
+    return this.refresh(id, row);
   }
 
-  /** Refreshes now (callers of one connection share one refresh) and returns the new access token. */
-  refresh(id: string): Promise<string> {
+  /**
+   * Refreshes now (callers of one connection share one refresh, on this node and across the
+   * nodes sharing the locks) and returns the new access token.
+   */
+  refresh(id: string, seen?: ConnectionRow): Promise<string> {
     const pending = this.inflight.get(id);
-    if (pending !== undefined) return pending;
-    const p = this.doRefresh(id).finally(() => this.inflight.delete(id));
+    // A sweep's refresh that left it to another node answers null: then wait for that one.
+    if (pending !== undefined) return pending.then((t) => t ?? this.refresh(id));
+    return this.begin(id, true, seen) as Promise<string>;
+  }
+
+  /**
+   * Starts this node's one refresh of `id`. `wait`: when another node holds the lock, wait for
+   * its outcome (else answer null). `seen`: the row the caller decided on; a refresh stored since
+   * is the answer.
+   */
+  private begin(id: string, wait: boolean, seen?: ConnectionRow): Promise<string | null> {
+    const p = this.doRefresh(id, wait, seen).finally(() => this.inflight.delete(id));
     this.inflight.set(id, p);
     return p;
   }
@@ -173,8 +231,9 @@ export class TokenManager {
       }
       if (row.retry_at !== null && row.retry_at > now) continue;
       try {
-        await this.refresh(row.connection_id);
-        report.refreshed += 1;
+        // Every node sweeps the same rows at the same minute: one whose lock another node holds
+        // is that node's to refresh, and waiting for it would only delay this sweep.
+        if ((await this.begin(row.connection_id, false, row)) !== null) report.refreshed += 1;
       } catch {
         report.failed += 1;
       }
@@ -205,6 +264,7 @@ export class TokenManager {
 
   /** Schedules the sweep on node-cron (every minute). */
   start(): void {
+    this.stopping = false;
     if (this.task !== null) return;
     const { log } = this.deps;
     this.task = cron.schedule(
@@ -231,6 +291,7 @@ export class TokenManager {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     const task = this.task;
     this.task = null;
     if (task !== null) await task.destroy();
@@ -239,10 +300,73 @@ export class TokenManager {
 
   // ------------------------------------------------------------------ internals
 
-  private async doRefresh(id: string): Promise<string> {
-    const { store, clock, log } = this.deps;
-    const row = await this.requireRow(id);
+  /**
+   * One refresh across the nodes: under the connection's lock, or the outcome of the node that
+   * holds it (null when `wait` is false and another node holds it).
+   */
+  private async doRefresh(id: string, wait: boolean, caller?: ConnectionRow): Promise<string | null> {
+    const seen = caller ?? (await this.requireRow(id));
+    this.assertUsable(seen);
+    const key = refreshLockKey(id);
+    let waiting = false;
+    for (;;) {
+      const lease = await this.acquire(id, key);
+      if (lease !== null) {
+        try {
+          // Re-read under the lock: a node that refreshed since `seen` was read rotated the
+          // refresh token, and its outcome is the answer (never a second call with the old token).
+          const row = await this.requireRow(id);
+          return this.outcomeSince(seen, row) ?? (await this.refreshHeld(row));
+        } finally {
+          await this.locks.release(lease).catch(() => false);
+        }
+      }
+      if (!wait) return null;
+      if (!waiting) {
+        waiting = true;
+        this.deps.log.debug({ connection_id: id }, "waiting for another node's refresh of the connection");
+      }
+      await new Promise<void>((resolve) => setTimeout(resolve, this.lockPoll).unref());
+      if (this.stopping) {
+        throw new ConnectionUnavailableError('unavailable', `connection ${id}: the service is stopping`);
+      }
+      const outcome = this.outcomeSince(seen, await this.requireRow(id));
+      if (outcome !== null) return outcome;
+    }
+  }
+
+  /** The refresh lock, or null when another node holds it. A coordination failure is the connection's unavailability, not a refresh failure (nothing is recorded). */
+  private async acquire(id: string, key: string): Promise<Lease | null> {
+    try {
+      return await this.locks.acquire(key, this.lockTtl);
+    } catch (e) {
+      throw new ConnectionUnavailableError(
+        'unavailable',
+        `connection ${id}: the refresh lock cannot be taken (${e instanceof Error ? e.message : String(e)})`,
+      );
+    }
+  }
+
+  /**
+   * What another node's refresh since `seen` came to, from the row: its new access token, or the
+   * failure it recorded (thrown as this node's own would be); null when nothing happened yet.
+   */
+  private outcomeSince(seen: ConnectionRow, row: ConnectionRow): string | null {
     this.assertUsable(row);
+    if (row.access_token !== seen.access_token || row.refreshed_at !== seen.refreshed_at) {
+      return this.openAccess(row);
+    }
+    const now = this.deps.clock.now();
+    if (row.last_error_at !== seen.last_error_at && row.retry_at !== null && row.retry_at > now) {
+      throw this.unusable(row);
+    }
+    return null;
+  }
+
+  /** The refresh itself, by the holder of the connection's lock, with the row read under it. */
+  private async refreshHeld(row: ConnectionRow): Promise<string> {
+    const { store, clock, log } = this.deps;
+    const id = row.connection_id;
     const client = this.deps.client(row.platform);
     if (client === null) {
       throw new ConnectionUnavailableError(

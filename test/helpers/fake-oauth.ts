@@ -52,7 +52,16 @@ export type FakeFailure =
       readonly json?: boolean;
       readonly retryAfter?: number;
     }
-  | { readonly kind: 'slow'; readonly delayMs: number };
+  | { readonly kind: 'slow'; readonly delayMs: number }
+  /**
+   * Held until `until` settles, then answered as `after` says (default: normally), so a test
+   * knows a request is in flight for as long as it needs to (two nodes racing for one refresh).
+   */
+  | {
+      readonly kind: 'held';
+      readonly until: Promise<unknown>;
+      readonly after?: Exclude<FakeFailure, { kind: 'slow' } | { kind: 'held' }>;
+    };
 
 export interface FakeOAuthOptions {
   readonly flavor: FakeFlavor;
@@ -295,7 +304,10 @@ export class FakeOAuthServer {
     const failure = this.takeFailure(endpoint, body.grant_type ?? url.searchParams.get('grant_type'));
     if (failure !== null) {
       if (failure.kind === 'slow') await new Promise((r) => setTimeout(r, failure.delayMs));
-      else return this.failWith(res, failure);
+      else if (failure.kind === 'held') {
+        await failure.until.catch(() => undefined);
+        if (failure.after !== undefined) return this.failWith(res, failure.after);
+      } else return this.failWith(res, failure);
     }
     switch (endpoint) {
       case 'authorize':
@@ -318,7 +330,7 @@ export class FakeOAuthServer {
     return f?.failure ?? null;
   }
 
-  private failWith(res: ServerResponse, f: Exclude<FakeFailure, { kind: 'slow' }>): void {
+  private failWith(res: ServerResponse, f: Exclude<FakeFailure, { kind: 'slow' } | { kind: 'held' }>): void {
     if (f.kind === 'invalid_grant')
       return this.oauthError(res, 'invalid_grant', 'the grant is invalid or revoked');
     if (f.kind === 'revoked') return this.oauthError(res, 'token_revoked', 'the token was revoked');
