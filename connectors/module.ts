@@ -44,10 +44,11 @@ export interface ConnectorDeps {
   /** Where an inbound handler that maps pushes itself sends the presence (WhatsApp, Zoom). */
   readonly presence: PresencePort;
   /**
-   * What the nodes share: rate budgets (`buckets`, keyed by platform and account) and delivery
-   * memories (`deliveries`). Absent: this process's own (one node).
+   * What the nodes share: rate budgets (`buckets`, keyed by platform and account), delivery
+   * memories (`deliveries`) and lease locks (`locks`: Teams subscriptions, the Discord gateway).
+   * Absent: this process's own (one node).
    */
-  readonly coordination?: Pick<Coordination, 'buckets' | 'deliveries'>;
+  readonly coordination?: Pick<Coordination, 'buckets' | 'deliveries' | 'locks'>;
   /**
    * Whether to build the connector (polling, gateway, subscriptions). False when the service runs
    * without timers (tests drive the clock): then only inbound handlers that need no connector are

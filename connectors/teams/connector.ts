@@ -35,7 +35,7 @@ import type {
   ConnectorHealth,
 } from '../../src/core/connector';
 import { silentLog, type Log } from '../../src/core/log';
-import type { AccountRef, RateBuckets } from '../../src/core/ports';
+import type { AccountRef, Locks, RateBuckets } from '../../src/core/ports';
 import type { AppToken } from '../../src/oauth/app-token';
 import { isSafeTokenUrl, TeamsGraphClient, tokenEndpointError } from './client';
 import { TeamsHealth } from './health';
@@ -87,6 +87,14 @@ export interface TeamsConnectorOptions {
   readonly rateLimit?: { readonly calls: number; readonly windowMs: number };
   /** Where that budget is kept: shared by the nodes (the coordination's); default this process's. */
   readonly buckets?: RateBuckets;
+  /**
+   * The locks shared by the nodes (the coordination's). When shared, one node at a time manages
+   * the subscriptions (creates and renews them), handing them over through the lock's note when
+   * it stops or dies (subscriptions.ts); default: this process manages them alone.
+   */
+  readonly locks?: Locks;
+  /** That node's lease (default 3 min), renewed at every renewal tick. */
+  readonly subscriptionLeaseMs?: number;
   /** Requested lifetime of a subscription (default 55 min; Graph's maximum is 60). */
   readonly subscriptionLifetimeMs?: number;
   /** Renew a subscription when it has less than this left (default 10 min). */
@@ -256,6 +264,7 @@ export interface TeamsFromEnvDeps {
   readonly onDelegatedTokenRejected?: (account: AccountRef, reason: string) => void | Promise<void>;
   readonly pollIntervalMs?: number;
   readonly buckets?: RateBuckets;
+  readonly locks?: Locks;
 }
 
 /**
@@ -298,6 +307,7 @@ export function teamsConnectorFromEnv(env: Env, deps: TeamsFromEnvDeps): TeamsCo
     log: deps.log,
     pollIntervalMs: deps.pollIntervalMs,
     buckets: deps.buckets,
+    locks: deps.locks,
     delegatedTokenFor: deps.delegatedTokenFor,
     onDelegatedTokenRejected: deps.onDelegatedTokenRejected,
     notificationUrl,

@@ -42,6 +42,8 @@ export const teamsModule: ConnectorModule = {
       pollIntervalMs: env.TEAMS_POLL_INTERVAL,
       // The tenant's Graph budget, spent with every other node polling it.
       buckets: coordination?.buckets,
+      // One node at a time creates and renews the subscriptions (a lease lock and its note).
+      locks: coordination?.locks,
       // A person's delegated token, when they connected their account (subscriptions need one).
       delegatedTokenFor: async (account) => {
         const c = await connections?.findByAccount(account, 'user');

@@ -6,13 +6,24 @@
  * node-cron schedule, and reauthorized, recreated or caught up on as lifecycle notifications say.
  * Every change to the set goes through one chain, so a sync, a renewal and a lifecycle event
  * never work on it at the same time.
+ *
+ * Several nodes (issue #16, `locks` shared): one node manages the tenant's subscriptions, the
+ * holder of the lease lock `teams-subscriptions:<tenant>`, renewed at every cron tick; only it
+ * creates, renews, reauthorizes and deletes them, so each is renewed once. After every change it
+ * writes the set as the lock's note, and a node that takes the lock (the holder stopped or died)
+ * adopts the set from the note and carries on renewing it: Graph allows one presence
+ * subscription per user and app, so recreating them instead would be refused (409) until the old
+ * ones lapsed. A stopping holder hands over (note written, lock released at once) instead of
+ * deleting them. The other nodes read the note at their ticks to know who is covered (polled at
+ * the reconcile interval) and take notifications like the holder (the clientState is derived
+ * from the shared secret key).
  */
 
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 
 import cron, { type ScheduledTask } from 'node-cron';
 
-import type { AccountRef } from '../../src/core/ports';
+import type { AccountRef, Lease, Locks } from '../../src/core/ports';
 import { parseIsoAssumingUtc, toIso } from '../../src/core/time';
 import { isSafeTokenUrl, MAX_IDS_PER_CALL, type TeamsGraphClient, TeamsGraphError } from './client';
 import type { TeamsHealth } from './health';
@@ -22,6 +33,13 @@ import type { GraphLifecycleNotification } from './types';
 
 /** Graph's longest presence subscription (changenotifications-for-presence). */
 export const MAX_SUBSCRIPTION_MS = 60 * 60_000;
+
+/** The managing node's lease, renewed every cron tick (a minute by default): three ticks. */
+export const SUBSCRIPTION_LEASE_MS = 3 * 60_000;
+
+/** The coordination lock of a tenant's subscriptions. */
+export const subscriptionLockKey = (tenantId: string): string =>
+  `teams-subscriptions:${tenantId.toLowerCase()}`;
 
 /** A live subscription as the connector holds it. */
 export interface TeamsSubscriptionInfo {
@@ -35,6 +53,11 @@ export interface TeamsSubscriptionInfo {
 
 /** The TeamsConnectorOptions the subscription manager reads (documented there). */
 export interface SubscriptionOptions {
+  readonly tenantId: string;
+  /** Locks shared by the nodes: when `shared`, one node manages the subscriptions (see above). */
+  readonly locks?: Locks;
+  /** The managing node's lease (default `SUBSCRIPTION_LEASE_MS`): longer than the cron's interval. */
+  readonly subscriptionLeaseMs?: number;
   readonly delegatedTokenFor?: (account: AccountRef) => Promise<string | null>;
   readonly onDelegatedTokenRejected?: (account: AccountRef, reason: string) => void | Promise<void>;
   readonly notificationUrl?: string;
@@ -67,6 +90,42 @@ export function presenceResource(ids: readonly string[]): string {
   return `/communications/presences?$filter=id in (${ids.map((id) => `'${id}'`).join(', ')})`;
 }
 
+/** The note the managing node writes: its subscriptions, for whoever manages them next. */
+function noteOf(subs: Iterable<SubState>): string {
+  return JSON.stringify({ v: 1, subs: [...subs] });
+}
+
+function isAccount(v: unknown): v is AccountRef {
+  const a = v as Partial<AccountRef> | null;
+  return (
+    typeof a?.platform === 'string' && typeof a.externalId === 'string' && typeof a.workspaceId === 'string'
+  );
+}
+
+/** The subscriptions a note names (those it cannot read are left out: they lapse at Graph). */
+function subsOfNote(note: string | null): SubState[] {
+  if (note === null) return [];
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(note);
+  } catch {
+    return [];
+  }
+  const subs = (parsed as { subs?: unknown } | null)?.subs;
+  if (!Array.isArray(subs)) return [];
+  return subs.filter(
+    (s): s is SubState =>
+      typeof s === 'object' &&
+      s !== null &&
+      typeof (s as SubState).id === 'string' &&
+      typeof (s as SubState).ownerId === 'string' &&
+      typeof (s as SubState).expiresAt === 'number' &&
+      isAccount((s as SubState).owner) &&
+      Array.isArray((s as SubState).ids) &&
+      (s as SubState).ids.every((id) => typeof id === 'string'),
+  );
+}
+
 function parseExpiry(value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   const t = parseIsoAssumingUtc(value);
@@ -89,6 +148,14 @@ export class SubscriptionManager {
   private readonly renewCron: string;
 
   private readonly subs = new Map<string, SubState>();
+  /** Shared locks (several nodes), else null: this process manages the subscriptions alone. */
+  private readonly locks: Locks | null;
+  private readonly lockKey: string;
+  private readonly leaseMs: number;
+  /** This node's lease on managing the subscriptions (shared locks only). */
+  private lease: Lease | null = null;
+  /** Another node manages them: its subscriptions as its note last said (coverage only). */
+  private followed: SubState[] = [];
   private nextSyncAt = 0;
   private subChain: Promise<void> = Promise.resolve();
   private syncTimer: NodeJS.Timeout | null = null;
@@ -100,6 +167,9 @@ export class SubscriptionManager {
     options: SubscriptionOptions,
     private readonly deps: SubscriptionDeps,
   ) {
+    this.locks = options.locks?.shared === true ? options.locks : null;
+    this.lockKey = subscriptionLockKey(options.tenantId);
+    this.leaseMs = options.subscriptionLeaseMs ?? SUBSCRIPTION_LEASE_MS;
     this.delegatedTokenFor = options.delegatedTokenFor;
     this.onDelegatedTokenRejected = options.onDelegatedTokenRejected;
     this.firstSyncDelayMs = options.firstSyncDelayMs ?? 5_000;
@@ -175,18 +245,105 @@ export class SubscriptionManager {
 
   coveredIds(now: number): Set<string> {
     const out = new Set<string>();
-    for (const s of this.subs.values()) if (s.expiresAt > now) for (const id of s.ids) out.add(id);
+    for (const s of [...this.subs.values(), ...this.followed])
+      if (s.expiresAt > now) for (const id of s.ids) out.add(id);
     return out;
+  }
+
+  /** Whether this node manages the subscriptions: always alone; with shared locks, while it holds the lease. */
+  get managing(): boolean {
+    return this.locks === null || this.lease !== null;
   }
 
   /** See TeamsConnector.syncSubscriptions. */
   sync(): Promise<void> {
-    return this.rt.track(this.serial(() => this.doSync()));
+    return this.rt.track(this.serial(() => this.managed(() => this.doSync())));
   }
 
   /** See TeamsConnector.renewSubscriptions. */
   renew(): Promise<void> {
-    return this.rt.track(this.serial(() => this.doRenew()));
+    return this.rt.track(this.serial(() => this.managed(() => this.doRenew())));
+  }
+
+  /** Runs `work` if this node manages the subscriptions (taking or keeping the lease first), then notes the set. */
+  private async managed(work: () => Promise<void>): Promise<void> {
+    if (!this.enabled || this.rt.ctx === null || this.rt.stopped) return;
+    if (!(await this.manage())) return;
+    await work();
+    await this.note();
+  }
+
+  /**
+   * Keeps or takes the lease (shared locks); true when this node manages the subscriptions now.
+   * A node that takes it adopts the set from the last holder's note; one that does not follows
+   * the note for coverage.
+   */
+  private async manage(): Promise<boolean> {
+    const locks = this.locks;
+    if (locks === null) return true;
+    try {
+      if (this.lease !== null) {
+        const renewed = await locks.renew(this.lease, this.leaseMs);
+        if (renewed !== null) {
+          this.lease = renewed;
+          return true;
+        }
+        this.lost('another node took over the Teams subscriptions');
+      } else {
+        const lease = await locks.acquire(this.lockKey, this.leaseMs);
+        if (lease !== null) {
+          this.lease = lease;
+          const now = this.rt.clock.now();
+          const adopted = subsOfNote(await locks.readNote(this.lockKey)).filter((s) => s.expiresAt > now);
+          this.subs.clear();
+          for (const s of adopted) this.subs.set(s.id, s);
+          this.followed = [];
+          this.rt.log.info(
+            { platform: 'teams', subscriptions: adopted.length },
+            'this node manages the Teams subscriptions now',
+          );
+          return true;
+        }
+      }
+      this.followed = subsOfNote(await locks.readNote(this.lockKey));
+      return false;
+    } catch (e) {
+      // The coordination cannot be reached: the lease is ours until its end by our clock, and
+      // another node may take it after, so this node stops managing then.
+      const lease = this.lease;
+      if (lease !== null && this.rt.clock.now() < lease.expiresAt) return true;
+      if (lease !== null) this.lost('the Teams subscriptions lease ended unrenewed');
+      this.rt.log.warn(
+        { platform: 'teams', err: e instanceof Error ? e.message : String(e) },
+        'Teams subscriptions: the coordination is unreachable',
+      );
+      return false;
+    }
+  }
+
+  /** Writes the set as the lease's note (shared locks, while held); a refused write means the lease is gone. */
+  private async note(): Promise<void> {
+    const lease = this.lease;
+    if (this.locks === null || lease === null) return;
+    try {
+      if (
+        !(await this.locks.writeNote(lease, noteOf(this.subs.values()), MAX_SUBSCRIPTION_MS + this.leaseMs))
+      )
+        this.lost('another node took over the Teams subscriptions');
+    } catch (e) {
+      // Written again after the next change or tick; a successor meanwhile reads the last one.
+      this.rt.log.warn(
+        { platform: 'teams', err: e instanceof Error ? e.message : String(e) },
+        'Teams subscriptions: noting them for the other nodes failed',
+      );
+    }
+  }
+
+  /** The lease is gone: the subscriptions are the new holder's (it adopted them from the note). */
+  private lost(message: string): void {
+    this.lease = null;
+    this.subs.clear();
+    this.rt.log.warn({ platform: 'teams' }, message);
   }
 
   /** See TeamsConnector.handleLifecycleNotifications. */
@@ -194,44 +351,70 @@ export class SubscriptionManager {
     if (this.rt.ctx === null || this.rt.stopped) return Promise.resolve();
     return this.rt.track(
       this.serial(async () => {
-        let lost = false;
-        for (const item of items) {
-          const sub =
-            typeof item.subscriptionId === 'string' ? this.subs.get(item.subscriptionId) : undefined;
-          if (sub === undefined) {
-            this.rt.log.info(
-              { platform: 'teams', subscriptionId: item.subscriptionId, event: item.lifecycleEvent },
-              'lifecycle notification for a subscription this process does not hold; ignored',
-            );
-            continue;
-          }
-          switch (item.lifecycleEvent) {
-            case 'reauthorizationRequired':
-              if (!(await this.reauthorize(sub))) lost = true;
-              break;
-            case 'subscriptionRemoved':
-              this.subs.delete(sub.id);
-              lost = true;
-              break;
-            case 'missed':
-              this.deps.onMissed(sub.ids);
-              break;
-            default:
-              this.rt.log.info({ platform: 'teams', event: item.lifecycleEvent }, 'lifecycle event ignored');
-          }
+        // With shared locks, the managing node acts on them (another node holds none).
+        if (this.locks !== null && !(await this.manage())) {
+          this.rt.log.debug(
+            { platform: 'teams', items: items.length },
+            'lifecycle notifications left to the node managing the Teams subscriptions',
+          );
+          return;
         }
-        if (lost) await this.doSync();
+        await this.lifecycle(items);
+        await this.note();
       }),
     );
   }
 
+  private async lifecycle(items: readonly GraphLifecycleNotification[]): Promise<void> {
+    let lost = false;
+    for (const item of items) {
+      const sub = typeof item.subscriptionId === 'string' ? this.subs.get(item.subscriptionId) : undefined;
+      if (sub === undefined) {
+        this.rt.log.info(
+          { platform: 'teams', subscriptionId: item.subscriptionId, event: item.lifecycleEvent },
+          'lifecycle notification for a subscription this process does not hold; ignored',
+        );
+        continue;
+      }
+      switch (item.lifecycleEvent) {
+        case 'reauthorizationRequired':
+          if (!(await this.reauthorize(sub))) lost = true;
+          break;
+        case 'subscriptionRemoved':
+          this.subs.delete(sub.id);
+          lost = true;
+          break;
+        case 'missed':
+          this.deps.onMissed(sub.ids);
+          break;
+        default:
+          this.rt.log.info({ platform: 'teams', event: item.lifecycleEvent }, 'lifecycle event ignored');
+      }
+    }
+    if (lost) await this.doSync();
+  }
+
   /**
-   * Deletes every subscription still live. Graph allows one presence subscription per user and
-   * app: deleting ours lets the next start create them again at once instead of waiting up to an
-   * hour for them to lapse.
+   * A stop's end of the subscriptions. Alone: deletes every one still live (Graph allows one
+   * presence subscription per user and app: deleting ours lets the next start create them again
+   * at once instead of waiting up to an hour for them to lapse). With shared locks: hands them
+   * over, noted, with the lease released at once.
    */
   deleteAll(): Promise<void> {
     return this.serial(async () => {
+      if (this.locks !== null) {
+        // Several nodes: hand over instead. The note names them, and whoever takes the lease
+        // next adopts and renews them, without a gap in notifications.
+        const lease = this.lease;
+        if (lease !== null) {
+          await this.note();
+          await this.locks.release(lease).catch(() => false);
+          this.lease = null;
+        }
+        this.subs.clear();
+        this.followed = [];
+        return;
+      }
       for (const sub of [...this.subs.values()]) {
         this.subs.delete(sub.id);
         if (sub.expiresAt <= this.rt.clock.now()) continue;

@@ -112,7 +112,9 @@ export class SeenDeliveries {
 
 /** Locks of one process: single-flight among its own callers. */
 export class InProcessLocks implements Locks {
+  readonly shared = false;
   private readonly held = new Map<string, { token: string; expiresAt: number }>();
+  private readonly notes = new Map<string, string>();
 
   constructor(private readonly clock: Clock) {}
 
@@ -136,6 +138,17 @@ export class InProcessLocks implements Locks {
     if (this.held.get(lease.key)?.token !== lease.token) return Promise.resolve(false);
     this.held.delete(lease.key);
     return Promise.resolve(true);
+  }
+
+  /** The note is kept for the process's life: `keepMs` only bounds a shared store's memory. */
+  writeNote(lease: Lease, note: string, _keepMs: number): Promise<boolean> {
+    if (this.held.get(lease.key)?.token !== lease.token) return Promise.resolve(false);
+    this.notes.set(lease.key, note);
+    return Promise.resolve(true);
+  }
+
+  readNote(key: string): Promise<string | null> {
+    return Promise.resolve(this.notes.get(key) ?? null);
   }
 }
 

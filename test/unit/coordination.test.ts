@@ -48,6 +48,20 @@ describe('in-process locks', () => {
     expect(await locks.acquire('k', 1_000)).not.toBeNull(); // released: free at once
   });
 
+  it("a holder's note is written only by the lease's token and read by anyone; not shared", async () => {
+    const clock = new FakeClock();
+    const locks = new InProcessLocks(clock);
+    expect(locks.shared).toBe(false);
+    const a = (await locks.acquire('k', 1_000))!;
+    expect(await locks.writeNote(a, 'one', 60_000)).toBe(true);
+    expect(await locks.writeNote({ ...a, token: 'forged' }, 'two', 60_000)).toBe(false);
+    expect(await locks.readNote('k')).toBe('one');
+    expect(await locks.release(a)).toBe(true);
+    expect(await locks.writeNote(a, 'three', 60_000)).toBe(false);
+    expect(await locks.readNote('k')).toBe('one');
+    expect(await locks.readNote('other')).toBeNull();
+  });
+
   it('withLock runs once while held and releases after, even when fn throws', async () => {
     const clock = new FakeClock();
     const locks = new InProcessLocks(clock);

@@ -32,6 +32,20 @@ export interface Locks {
   renew(lease: Lease, ttlMs: number): Promise<Lease | null>;
   /** Ends a lease held by its token at once; false when it is not ours (any more). */
   release(lease: Lease): Promise<boolean>;
+  /**
+   * Writes the holder's note of `lease.key` (what its successor needs to carry on, e.g. the Graph
+   * subscriptions it manages) while the token owns the lock (fenced like `renew`); false when it
+   * does not. The note outlives the lease (its holder dying is when it matters), and is collected
+   * `keepMs` after it was written.
+   */
+  writeNote(lease: Lease, note: string, keepMs: number): Promise<boolean>;
+  /** The last note written by a holder of `key`, or null. */
+  readNote(key: string): Promise<string | null>;
+  /**
+   * Whether the locks are shared by other processes (Redis): then a note outlives this process
+   * and a stopping holder can hand over; in-process locks and notes end with the process.
+   */
+  readonly shared: boolean;
 }
 
 /** A platform budget: at most `limit` calls in any window of `windowMs`. */

@@ -6,7 +6,8 @@
  * set well past the end the caller's clock gives them (`gc` below), so it never ends anything
  * early.
  *
- * Keys (under the prefix P): `P lock:<key>` a hash (`o` owner token, `e` end);
+ * Keys (under the prefix P): `P lock:<key>` a hash (`o` owner token, `e` end); `P note:<key>`
+ * a string (the last holder's note);
  * `P bucket:<key>` a sorted set of the calls in the window (score = time); `P seen:<scope>:<id>`
  * a string (its end); `P share:<group>` a hash (field = target, value = `node|end`) and
  * `P share-nodes:<group>` a sorted set of the live nodes (score = end of their last renewal).
@@ -46,6 +47,16 @@ export const LOCK_RELEASE: ScriptDef = {
   lua: `
 if redis.call('HGET', KEYS[1], 'o') ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
+return 1
+`,
+};
+
+/** KEYS: lock, note. ARGV: token, note, keep. Writes the note only while the token owns the lock (as LOCK_RENEW). Returns 1 if written. */
+export const LOCK_NOTE: ScriptDef = {
+  numberOfKeys: 2,
+  lua: `
+if redis.call('HGET', KEYS[1], 'o') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 return 1
 `,
 };
@@ -158,6 +169,7 @@ export const COORDINATION_SCRIPTS = {
   coLockAcquire: LOCK_ACQUIRE,
   coLockRenew: LOCK_RENEW,
   coLockRelease: LOCK_RELEASE,
+  coLockNote: LOCK_NOTE,
   coBucketTake: BUCKET_TAKE,
   coSeenFirst: SEEN_FIRST,
   coSharesRenew: SHARES_RENEW,

@@ -133,6 +133,20 @@ export class RedisCoordination implements Coordination {
       },
       release: async (lease: Lease) =>
         (await this.run('coLockRelease', this.key('lock', lease.key), lease.token)) === 1,
+      // Kept by Redis's own expiry: a note is read and judged by its content (what it says
+      // ended is the caller's clock's to tell), so collecting it late or early by a clock
+      // apart from the nodes' changes nothing but memory.
+      writeNote: async (lease: Lease, note: string, keepMs: number) =>
+        (await this.run(
+          'coLockNote',
+          this.key('lock', lease.key),
+          this.key('note', lease.key),
+          lease.token,
+          note,
+          Math.max(1, ms(keepMs)),
+        )) === 1,
+      readNote: (key: string) => guardRedis(this.target, () => this.client.get(this.key('note', key))),
+      shared: true,
     };
   }
 

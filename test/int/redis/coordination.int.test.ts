@@ -61,6 +61,26 @@ describe('locks', () => {
     expect(await b.locks.acquire('k', 10_000)).not.toBeNull(); // released: free at once
   });
 
+  it("a holder's note: written only while its token owns the lock, read by any node after it died", async () => {
+    const [a, b] = [await d.coordination(), await d.coordination()];
+    expect(a.locks.shared).toBe(true);
+    expect(await b.locks.readNote('subs')).toBeNull();
+    const la = (await a.locks.acquire('subs', 10_000))!;
+    expect(await a.locks.writeNote(la, '{"n":1}', 60_000)).toBe(true);
+    expect(await b.locks.writeNote({ ...la, token: 'forged' }, 'x', 60_000)).toBe(false);
+    expect(await b.locks.readNote('subs')).toBe('{"n":1}');
+    // a dies: its lease ends, b takes the lock and reads a's note
+    d.clock.advance(10_000);
+    const lb = (await b.locks.acquire('subs', 10_000))!;
+    expect(await b.locks.readNote('subs')).toBe('{"n":1}');
+    // a, back from a stall, can no longer write
+    expect(await a.locks.writeNote(la, '{"n":"stale"}', 60_000)).toBe(false);
+    expect(await b.locks.writeNote(lb, '{"n":2}', 60_000)).toBe(true);
+    // the note outlives a released lease (a graceful handover)
+    expect(await b.locks.release(lb)).toBe(true);
+    expect(await a.locks.readNote('subs')).toBe('{"n":2}');
+  });
+
   it('withLock runs a job once across nodes', async () => {
     const nodes = await Promise.all([d.coordination(), d.coordination()]);
     let runs = 0;
