@@ -18,13 +18,21 @@
  *   keeps failing to get back (`maxReconnects` in a row), the client is destroyed and a new one
  *   is made after an exponential backoff, so an outage never becomes a tight reconnect loop.
  * - Every IDENTIFY, by discord.js or by a new client, passes the `IdentifyGate` first.
+ *
+ * Several nodes (issue #16, `locks` shared): one node at a time holds the gateway of a bot token,
+ * the holder of the lease lock `discord-gateway:<token digest>`, renewed every third of its TTL.
+ * The others stand by (no connection, no reports: one session sees every presence, and each
+ * session spends an IDENTIFY) and try the lock at the same pace, so they take over when the
+ * holder's lease ends (it died) or at once when it is released (a clean stop). A holder that
+ * finds its lease gone (it stalled past it and another took over) closes its gateway.
  */
 
+import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import type { Clock } from '../../src/core/clock';
 import type { Connector, ConnectorContext, ConnectorHealth, MappedPresence } from '../../src/core/connector';
-import type { AccountRef } from '../../src/core/ports';
+import type { AccountRef, Lease, Locks } from '../../src/core/ports';
 import { DEFAULT_DISCORD_API_URL, DiscordGateway, DiscordLoginError } from './client';
 import { discord } from './descriptor';
 import { IdentifyGate, type IdentifyGateOptions } from './identify-gate';
@@ -51,6 +59,23 @@ export interface DiscordConnectorOptions {
   readonly backoffMaxMs?: number;
   /** discord.js `waitGuildTimeout`: how long to wait for guilds READY announces; default 15 s. */
   readonly waitGuildTimeoutMs?: number;
+  /**
+   * The locks shared by the nodes (the coordination's): when `shared`, only the holder of the
+   * bot's gateway lock connects (see above). Default: this process connects alone.
+   */
+  readonly locks?: Locks;
+  /** The gateway lock's lease (by `clock`); default 30 s. A dead holder's gateway is taken over within it. */
+  readonly leaseMs?: number;
+  /** How often (real time) the lease is renewed or tried; default a third of `leaseMs`. */
+  readonly leaseCheckMs?: number;
+}
+
+/** The gateway lock's lease, unless configured. */
+export const GATEWAY_LEASE_MS = 30_000;
+
+/** The lock of one bot's gateway: named by a digest of the token, never the token. */
+export function gatewayLockKey(token: string): string {
+  return `discord-gateway:${createHash('sha256').update(token).digest('hex').slice(0, 32)}`;
 }
 
 /** Close codes after which Discord says not to reconnect, with what the operator should do. */
@@ -74,7 +99,16 @@ const TOKEN_REJECTED =
   'Discord rejected the bot token (401 on GET /gateway/bot): check DISCORD_BOT_TOKEN ' +
   '(Developer Portal → Bot → Reset Token) and restart the service';
 
-type Phase = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'backoff' | 'fatal' | 'stopped';
+type Phase =
+  | 'idle'
+  /** Another node holds the gateway (shared locks): this one waits to take over. */
+  | 'standby'
+  | 'connecting'
+  | 'connected'
+  | 'reconnecting'
+  | 'backoff'
+  | 'fatal'
+  | 'stopped';
 
 export class DiscordConnector implements Connector {
   readonly descriptor = discord;
@@ -88,6 +122,16 @@ export class DiscordConnector implements Connector {
   private readonly backoffMs: number;
   private readonly backoffMaxMs: number;
   private readonly waitGuildTimeoutMs: number | undefined;
+  /** Shared locks (several nodes), else null: this process connects alone. */
+  private readonly locks: Locks | null;
+  private readonly leaseMs: number;
+  private readonly leaseCheckMs: number;
+  private readonly lockKey: string;
+  /** This node's lease on the gateway (shared locks only). */
+  private lease: Lease | null = null;
+  private leaseTimer: NodeJS.Timeout | null = null;
+  /** The lease step running, so steps never overlap (the timer and a caller). */
+  private leaseStep: Promise<void> | null = null;
 
   private ctx: ConnectorContext | null = null;
   private gateway: DiscordGateway | null = null;
@@ -120,6 +164,10 @@ export class DiscordConnector implements Connector {
     this.backoffMs = options.backoffMs ?? 5000;
     this.backoffMaxMs = options.backoffMaxMs ?? 10 * 60_000;
     this.waitGuildTimeoutMs = options.waitGuildTimeoutMs;
+    this.locks = options.locks?.shared === true ? options.locks : null;
+    this.leaseMs = options.leaseMs ?? GATEWAY_LEASE_MS;
+    this.leaseCheckMs = options.leaseCheckMs ?? Math.max(1, Math.floor(this.leaseMs / 3));
+    this.lockKey = gatewayLockKey(options.token);
   }
 
   /** Starts connecting in the background: a slow or absent Discord never holds up the service. */
@@ -128,8 +176,86 @@ export class DiscordConnector implements Connector {
     this.ctx = ctx;
     this.refreshTimer = setInterval(() => this.background(this.refresh()), this.refreshMs);
     this.refreshTimer.unref();
-    this.background(this.connect());
+    if (this.locks === null) {
+      this.background(this.connect());
+    } else {
+      this.phase = 'standby';
+      this.leaseTimer = setInterval(() => this.background(this.checkLease()), this.leaseCheckMs);
+      this.leaseTimer.unref();
+      this.background(this.checkLease());
+    }
     return Promise.resolve();
+  }
+
+  /** Whether this node holds the gateway: always alone; with shared locks, while it holds the lease. */
+  get holdsGateway(): boolean {
+    return this.locks === null ? this.ctx !== null : this.lease !== null;
+  }
+
+  /**
+   * With shared locks: renews this node's lease on the gateway, or tries to take it (then
+   * connects). The timer runs it every `leaseCheckMs`; tests call it after moving the clock.
+   */
+  checkLease(): Promise<void> {
+    this.leaseStep ??= this.leaseOnce().finally(() => {
+      this.leaseStep = null;
+    });
+    return this.leaseStep;
+  }
+
+  private async leaseOnce(): Promise<void> {
+    const locks = this.locks;
+    if (locks === null || this.ctx === null || this.phase === 'stopped') return;
+    const held = this.lease;
+    try {
+      if (held !== null) {
+        const renewed = await locks.renew(held, this.leaseMs);
+        if (renewed !== null) {
+          this.lease = renewed;
+          return;
+        }
+        await this.standDown('another node took over the Discord gateway');
+        return;
+      }
+      const lease = await locks.acquire(this.lockKey, this.leaseMs);
+      if (lease === null) return;
+      if (this.stopped) {
+        await locks.release(lease).catch(() => false);
+        return;
+      }
+      this.lease = lease;
+      this.ctx?.log.info({ platform: 'discord' }, 'discord: this node holds the gateway now');
+      // Not awaited: a login takes its time, and a stop must not wait for it to end the step.
+      this.background(this.connect());
+    } catch (error) {
+      // The coordination cannot be reached: the gateway stays while the lease lasts by our
+      // clock; after its end another node may hold it, so this one lets go.
+      if (held !== null && this.clock.now() >= held.expiresAt)
+        await this.standDown('the Discord gateway lease ended unrenewed');
+      this.ctx?.log.warn(
+        { platform: 'discord', err: error instanceof Error ? error.message : String(error) },
+        'discord: the gateway lease could not be renewed or taken',
+      );
+    }
+  }
+
+  /** Read through a getter: the phase changes across awaits (a stop). */
+  private get stopped(): boolean {
+    return this.phase === 'stopped';
+  }
+
+  /** Closes this node's gateway: another holds (or may hold) the lease now. */
+  private async standDown(why: string): Promise<void> {
+    this.lease = null;
+    if (this.phase === 'stopped') return;
+    this.ctx?.log.warn({ platform: 'discord' }, `discord: ${why}; standing by`);
+    this.phase = 'standby';
+    this.generation += 1;
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    const gateway = this.gateway;
+    this.gateway = null;
+    await gateway?.destroy();
   }
 
   /**
@@ -145,14 +271,23 @@ export class DiscordConnector implements Connector {
     this.generation += 1;
     if (this.refreshTimer !== null) clearInterval(this.refreshTimer);
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    if (this.leaseTimer !== null) clearInterval(this.leaseTimer);
     this.refreshTimer = null;
     this.retryTimer = null;
+    this.leaseTimer = null;
     const gateway = this.gateway;
     this.gateway = null;
     // Destroying the client closes its socket, which already cancels an IDENTIFY wait; the
     // abort after it only catches a wait the library left behind.
     await gateway?.destroy();
     this.stopping.abort();
+    // A lease step in flight may be taking the lock: wait for it (it releases what it took once
+    // it sees the stop), then release ours at once, after the socket is closed (never two
+    // gateways), so another node takes over without waiting for the lease to end.
+    await this.leaseStep?.catch(() => undefined);
+    const lease = this.lease;
+    this.lease = null;
+    if (lease !== null && this.locks !== null) await this.locks.release(lease).catch(() => false);
     this.ctx = null;
   }
 
@@ -160,7 +295,7 @@ export class DiscordConnector implements Connector {
     const state =
       this.phase === 'idle' || this.phase === 'stopped'
         ? 'off'
-        : this.phase === 'connected'
+        : this.phase === 'connected' || this.phase === 'standby'
           ? 'ok'
           : this.phase === 'fatal'
             ? 'down'
@@ -172,6 +307,8 @@ export class DiscordConnector implements Connector {
 
   private async connect(): Promise<void> {
     if (this.phase === 'stopped' || this.phase === 'fatal') return;
+    // A retry that outlived this node's lease: the gateway is another node's now.
+    if (this.locks !== null && this.lease === null) return;
     this.retryTimer = null;
     this.phase = 'connecting';
     this.reconnects = 0;

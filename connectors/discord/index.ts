@@ -30,11 +30,17 @@ export const discordModule: ConnectorModule = {
   },
   credentials: [['DISCORD_BOT_TOKEN']],
   needs: [],
-  create({ env, clock, run }) {
+  create({ env, clock, run, coordination }) {
     if (!run || env.DISCORD_BOT_TOKEN === undefined) return { connector: null, inbound: null };
     const { DiscordConnector } = loadConnector();
     return {
-      connector: new DiscordConnector({ token: env.DISCORD_BOT_TOKEN, apiUrl: env.DISCORD_API_URL, clock }),
+      connector: new DiscordConnector({
+        token: env.DISCORD_BOT_TOKEN,
+        apiUrl: env.DISCORD_API_URL,
+        clock,
+        // Several nodes: one gateway per bot, held by the node with its lease lock.
+        locks: coordination?.locks,
+      }),
       inbound: null,
     };
   },
