@@ -24,7 +24,6 @@ import type { Db } from '../src/store/db';
 import { asyncSqlite } from '../src/store/async-sqlite';
 import { openSqliteStores } from '../src/store/sqlite';
 import { WebhookService } from '../src/webhooks';
-import { SqliteWebhookStore } from '../src/store/webhook-store';
 import { post, postTarget } from '../src/webhooks/sender';
 import { alternate, fmt, median, percentile, ratioOf, ratios, type Figure } from './stats';
 
@@ -119,13 +118,14 @@ async function rig(dir: string, name: string, inFlight: number): Promise<Rig> {
   const db = stores.db;
   // As the service runs it: the WAL is checkpointed by a worker thread, not inside commits.
   const checkpointer = startCheckpointer(db);
+  const async = asyncSqlite(stores);
   const engine = new PresenceEngine({
     clock: systemClock,
-    store: asyncSqlite(stores).presence,
+    store: async.presence,
     ladder: new Ladder(),
   });
-  const webhooks = new WebhookService({
-    store: new SqliteWebhookStore(db),
+  const webhooks = await WebhookService.open({
+    store: async.webhooks,
     vault: TokenVault.fromSecrets(randomBytes(32).toString('base64')), // secrets at rest, as the service runs
     engine,
     clock: systemClock,

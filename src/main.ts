@@ -277,7 +277,6 @@ async function assemble(
   const stores = openStores(env, clock);
   // The stores' one asynchronous face: it orders the transactions of everything that awaits the
   // store (the engine, the services), so every such caller uses this instance, never another.
-  // The webhook outbox still uses the sync stores.
   const asyncStores = asyncSqlite(stores);
   const db = stores.db;
   closing.store = () => asyncStores.close();
@@ -286,8 +285,8 @@ async function assemble(
   const engine = createEngine(env, asyncStores.presence, clock, log);
   // The outbox hooks into the engine's commits before anything loads: a change is written with
   // its event in one transaction, and the presence object is built only when a hook wants it.
-  const webhooks = new WebhookService({
-    store: stores.webhooks,
+  const webhooks = await WebhookService.open({
+    store: asyncStores.webhooks,
     engine,
     clock,
     log,
@@ -362,13 +361,13 @@ async function assemble(
   const host = new ConnectorHost(engine, log, (type, data) => webhooks.emit(type, data), coordination.shares);
   // Events of other layers (connections now; connectors later) go to the webhook outbox. They
   // are emitted inside the transaction that records the change they report.
-  const emitEvent = (
+  const emitEvent = async (
     type: ConnectionEventType,
     data: Readonly<Record<string, unknown>>,
     tx: StoreTx,
-  ): void => {
+  ): Promise<void> => {
     log.info({ type, data }, 'event');
-    webhooks.emitIn(tx, type, data);
+    await webhooks.emitIn(tx, type, data);
   };
   // One token source per app grant, for the connection layer and the connectors alike.
   const appGrants = createAppGrants(env, clock);

@@ -112,6 +112,8 @@ export type ConnectorEvent = 'connector.degraded' | 'connector.recovered';
 export class ConnectorHost {
   private readonly running: { connector: Connector; simulated: boolean; healthy: boolean }[] = [];
   private watcher: NodeJS.Timeout | null = null;
+  /** The health events being written, in order (`checkHealth`). */
+  private events: Promise<unknown> = Promise.resolve();
   /** The polling connectors' contexts, by platform: whose shares to renew. */
   private readonly polling = new Map<string, ConnectorContext>();
   private renewer: NodeJS.Timeout | null = null;
@@ -120,7 +122,8 @@ export class ConnectorHost {
     private readonly engine: PresenceEngine,
     private readonly log: Log,
     /** Told of each transition (the composition root sends it as a webhook). */
-    private readonly onEvent: (type: ConnectorEvent, data: Record<string, unknown>) => void = () => undefined,
+    private readonly onEvent: (type: ConnectorEvent, data: Record<string, unknown>) => unknown = () =>
+      undefined,
     /** The polling shares of the nodes; default: this node alone polls everything. */
     private readonly shares: PollShares = soleNodeShares,
   ) {}
@@ -189,11 +192,12 @@ export class ConnectorHost {
       };
       const type: ConnectorEvent = healthy ? 'connector.recovered' : 'connector.degraded';
       this.log.warn({ type, ...data }, 'connector health changed');
-      try {
-        this.onEvent(type, data);
-      } catch (error) {
-        this.log.error({ err: error }, 'recording a connector event failed');
-      }
+      // Each event is written in a transaction of its own (the webhook outbox), one after the
+      // other so they commit in the order they happened; a failure is logged, never thrown into
+      // the health watch.
+      this.events = this.events
+        .then(() => this.onEvent(type, data))
+        .catch((error: unknown) => this.log.error({ err: error }, 'recording a connector event failed'));
     }
   }
 

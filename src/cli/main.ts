@@ -314,8 +314,7 @@ export function buildCli(): Command {
               { oldKeys: env.PRESENCE_SECRET_KEY_PREVIOUS, newKey },
               tx,
             );
-            // The webhook store is still the synchronous one here; on SQLite it writes in `tx`.
-            const hooks = rotateWebhookSecrets(stores.sync.webhooks, vault, tx);
+            const hooks = await rotateWebhookSecrets(stores.webhooks, vault, tx);
             return {
               key_id: tokens.key_id,
               reencrypted: tokens.reencrypted + hooks.reencrypted,

@@ -29,6 +29,13 @@ import type { Reduction } from '../normalizer/reduce';
 export interface StoreTx {
   /** Which store implementation opened it ('sqlite'). */
   readonly store: string;
+  /**
+   * Runs `fn` once this transaction has committed, never if it rolls back: for what a module
+   * wrote in someone else's transaction and may act on only once it is durable (the webhook
+   * outbox's rows). The asynchronous stores offer it; a synchronous SQLite transaction is over
+   * before any callback could run and does not.
+   */
+  readonly afterCommit?: (fn: () => void) => void;
 }
 
 export interface PresenceState {

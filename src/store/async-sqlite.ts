@@ -21,7 +21,7 @@
 
 import type { AsyncRefreshSlots, AsyncStores, RefreshedTimes, StoreTx, WriteOp } from '../core/ports';
 import type { SqliteStores } from './sqlite';
-import { sqliteTx } from './tx';
+import type { SqliteTx } from './tx';
 
 type Stage = ((tx: StoreTx) => void | Promise<void>) | undefined;
 type Body<T> = (tx: StoreTx) => T | Promise<T>;
@@ -33,7 +33,16 @@ export interface AsyncSqliteStores extends AsyncStores {
 
 export function asyncSqlite(s: SqliteStores): AsyncSqliteStores {
   const { db } = s;
-  const handle = sqliteTx(db);
+  /** What the open transaction runs once it committed (`StoreTx.afterCommit`). */
+  let committed: (() => void)[] = [];
+  const handle: SqliteTx = {
+    store: 'sqlite',
+    db,
+    afterCommit: (fn) => {
+      if (current === null) throw new Error('afterCommit outside a transaction');
+      committed.push(fn);
+    },
+  };
   /** Settles when the last transaction asked for is over; each new one waits for it. */
   let tail: Promise<void> = Promise.resolve();
   /** Transactions open or waiting their turn. */
@@ -53,12 +62,14 @@ export function asyncSqlite(s: SqliteStores): AsyncSqliteStores {
       try {
         const result = await fn(handle);
         db.exec('COMMIT');
+        for (const hook of committed) hook();
         return result;
       } catch (error) {
         if (db.inTransaction) db.exec('ROLLBACK');
         throw error;
       }
     } finally {
+      committed = [];
       current = null;
       pending--;
       release();

@@ -173,32 +173,34 @@ export class SqliteWebhookStore implements WebhookStore {
     this.s.writeSecrets.run(secret, previousSecret, id);
   }
 
-  /** Writes an event inside the transaction `tx` (someone else's: the outbox writes in commits). */
-  insertEvent(tx: StoreTx, e: NewEvent): number {
+  /** Writes events and their deliveries inside the transaction `tx` (someone else's: the outbox writes in commits). */
+  insertOutbox(
+    tx: StoreTx,
+    events: readonly NewEvent[],
+    deliveries: readonly NewDelivery[],
+  ): { seqs: number[]; ids: number[] } {
     dbOf(tx, this.db);
-    return this.writeEvent(e);
+    const seqs = events.map((e) => this.writeEvent(e));
+    const ids = deliveries.map((d) =>
+      Number(
+        this.s.insertDelivery.run(
+          d.endpointId,
+          seqs[d.event]!,
+          d.orderingKey, // the `lane` column
+          d.nextAttemptAt,
+          d.notBefore,
+          d.replay ? 1 : 0,
+          d.now,
+          d.now,
+        ).lastInsertRowid,
+      ),
+    );
+    return { seqs, ids };
   }
 
   private writeEvent(e: NewEvent): number {
     return Number(
       this.s.insertEvent.run(e.msgId, e.type, e.userId, e.version, e.createdAt, e.payload).lastInsertRowid,
-    );
-  }
-
-  /** Writes a delivery of an event inside the transaction `tx` that wrote the event. */
-  insertDelivery(tx: StoreTx, d: NewDelivery): number {
-    dbOf(tx, this.db);
-    return Number(
-      this.s.insertDelivery.run(
-        d.endpointId,
-        d.eventSeq,
-        d.orderingKey, // the `lane` column
-        d.nextAttemptAt,
-        d.notBefore,
-        d.replay ? 1 : 0,
-        d.now,
-        d.now,
-      ).lastInsertRowid,
     );
   }
 

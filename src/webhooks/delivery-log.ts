@@ -7,16 +7,16 @@
 import type { Log } from '../core/log';
 import { toIso, toIsoOrNull } from '../core/time';
 import type { AttemptView, DeliveriesPage, DeliveriesQuery } from './schema';
-import type { WebhookStore } from '../core/ports';
+import type { AsyncWebhookStore } from '../core/ports';
 
 /** One page of an endpoint's delivery log, newest first (see `WebhookService.deliveries`). */
-export function deliveriesPage(
-  store: WebhookStore,
+export async function deliveriesPage(
+  store: AsyncWebhookStore,
   endpointId: string,
   query: DeliveriesQuery,
-): DeliveriesPage {
+): Promise<DeliveriesPage> {
   const limit = query.limit ?? 50;
-  const rows = store.page(
+  const rows = await store.page(
     endpointId,
     query.status ?? null,
     query.before ?? Number.MAX_SAFE_INTEGER,
@@ -25,7 +25,7 @@ export function deliveriesPage(
   const more = rows.length > limit;
   const page = more ? rows.slice(0, limit) : rows;
   const attempts = new Map<number, AttemptView[]>();
-  for (const a of store.attemptsOf(page.map((r) => r.id))) {
+  for (const a of await store.attemptsOf(page.map((r) => r.id))) {
     let list = attempts.get(a.delivery_id);
     if (list === undefined) attempts.set(a.delivery_id, (list = []));
     list.push({
@@ -78,7 +78,7 @@ export function deliveriesPage(
  * delivery refers to any more, in chunks, yielding between them.
  */
 export async function pruneDeliveryLog(
-  store: WebhookStore,
+  store: AsyncWebhookStore,
   cutoff: number,
   log: Log,
 ): Promise<{ deliveries: number; events: number }> {
@@ -86,12 +86,12 @@ export async function pruneDeliveryLog(
   let deliveries = 0;
   let events = 0;
   for (let n = chunk; n === chunk;) {
-    n = store.transaction((tx) => store.pruneDeliveries(cutoff, chunk, tx));
+    n = await store.transaction((tx) => store.pruneDeliveries(cutoff, chunk, tx));
     deliveries += n;
     if (n === chunk) await new Promise<void>((resolve) => setImmediate(resolve));
   }
   for (let n = chunk; n === chunk;) {
-    n = store.transaction((tx) => store.pruneEvents(cutoff, chunk, tx));
+    n = await store.transaction((tx) => store.pruneEvents(cutoff, chunk, tx));
     events += n;
     if (n === chunk) await new Promise<void>((resolve) => setImmediate(resolve));
   }

@@ -12,7 +12,7 @@ import { newMessageId } from './ids';
 import type { EventType } from './schema';
 import { secretKey } from './sign';
 import { literalTargetRefusal } from './ssrf';
-import type { EndpointRecord, PendingRow, WebhookStore } from '../core/ports';
+import type { AsyncWebhookStore, EndpointRecord, PendingRow } from '../core/ports';
 
 /** A delivery row just written, handed over after its transaction committed. */
 export interface StagedDelivery {
@@ -166,8 +166,13 @@ export class EndpointQueue {
   count = 0;
   /** The highest delivery id ever taken into memory: the DB is read after it. */
   maxLoadedId = 0;
-  /** True when SQLite may hold pending deliveries after `maxLoadedId` that are not in memory. */
+  /** True when the store may hold pending deliveries after `maxLoadedId` that are not in memory. */
   spilled = true;
+  /** A refill is reading the store; another asked meanwhile runs after it. */
+  private loading = false;
+  private loadAgain = false;
+  /** Deliveries `take` left in the store (spilled), counted so a refill in progress sees it may have missed some. */
+  private passed = 0;
   /** A 429/503 with Retry-After holds the whole endpoint until then. */
   pausedUntil = 0;
   /** Bumped when the queue is reset (disabled, re-enabled): older in-flight outcomes are stale. */
@@ -261,8 +266,9 @@ export class EndpointQueue {
   /** Takes a committed delivery into memory, unless the window is full or already spilled. */
   take(s: StagedDelivery, maxQueued: number): void {
     if (this.spilled || this.count >= maxQueued) {
-      // Stays in SQLite; `refill` reads it in order once the window has room.
+      // Stays in the store; `refill` reads it in order once the window has room.
       this.spilled = true;
+      this.passed += 1;
       return;
     }
     this.add(
@@ -298,46 +304,71 @@ export class EndpointQueue {
   }
 
   /**
-   * Loads pending deliveries after the window from SQLite while there is room. Never called
-   * inside a transaction: rows written in someone else's transaction reach it through
-   * `reloadLater`, a later turn of the event loop, by when that transaction is over.
+   * Loads pending deliveries after the window from the store while there is room. Rows written in
+   * someone else's transaction reach it only once that committed (`enqueue` from an
+   * `afterCommit` hook, or a reload after a replay). One read at a time per endpoint: a refill
+   * asked for while one reads runs after it. The window stays marked spilled when deliveries
+   * were passed over during the read, or when the endpoint was reset meanwhile (the rows read
+   * may be stale), and is read again.
    */
-  refill(store: WebhookStore, log: Log, maxQueued: number): void {
-    if (!this.spilled || !this.ep.enabled || this.removed) return;
-    const room = maxQueued - this.count;
-    if (room <= 0) return;
-    let rows: PendingRow[];
-    try {
-      rows = store.loadPending(this.ep.id, this.maxLoadedId, room);
-    } catch (error) {
-      log.error({ err: error, endpoint_id: this.ep.id }, 'loading pending webhook deliveries failed');
+  async refill(store: AsyncWebhookStore, log: Log, maxQueued: number): Promise<void> {
+    if (this.loading) {
+      this.loadAgain = true;
       return;
     }
-    for (const r of rows) {
-      this.add(
-        new Item(
-          r.id,
-          r.event_seq,
-          r.msg_id,
-          r.type,
-          Buffer.from(r.payload),
-          r.ordering_key,
-          r.not_before,
-          r.created_at,
-          r.replay === 1,
-          r.attempts,
-          r.next_attempt_at ?? r.not_before,
-        ),
-      );
+    this.loading = true;
+    try {
+      do {
+        this.loadAgain = false;
+        if (!this.spilled || !this.ep.enabled || this.removed) return;
+        const room = maxQueued - this.count;
+        if (room <= 0) return;
+        const { epoch, passed } = this;
+        let rows: PendingRow[];
+        try {
+          rows = await store.loadPending(this.ep.id, this.maxLoadedId, room);
+        } catch (error) {
+          log.error({ err: error, endpoint_id: this.ep.id }, 'loading pending webhook deliveries failed');
+          return;
+        }
+        if (epoch !== this.epoch) {
+          this.loadAgain = true;
+          continue;
+        }
+        for (const r of rows) {
+          if (r.id <= this.maxLoadedId) continue; // taken in memory while the rows were read
+          this.add(
+            new Item(
+              r.id,
+              r.event_seq,
+              r.msg_id,
+              r.type,
+              Buffer.from(r.payload),
+              r.ordering_key,
+              r.not_before,
+              r.created_at,
+              r.replay === 1,
+              r.attempts,
+              r.next_attempt_at ?? r.not_before,
+            ),
+          );
+        }
+        if (rows.length < room) {
+          if (passed === this.passed) this.spilled = false;
+          else this.loadAgain = true;
+        }
+      } while (this.loadAgain);
+    } finally {
+      this.loading = false;
     }
-    if (rows.length < room) this.spilled = false;
   }
 
   /**
-   * Applies the coalescing window at the head of a FIFO (see coalesce.ts for the definition).
-   * Returns the item to send, or null when the whole run cancelled out.
+   * Applies the coalescing window at the head of a FIFO (see coalesce.ts for the definition):
+   * writes the merge, then returns the item to send, or null when the whole run cancelled out.
+   * The FIFO is busy meanwhile, so its head stays put.
    */
-  coalesce(store: WebhookStore, fifo: Fifo, head: Item, now: number): Item | null {
+  async coalesce(store: AsyncWebhookStore, fifo: Fifo, head: Item, now: number): Promise<Item | null> {
     let end = fifo.head + 1;
     while (end < fifo.items.length) {
       const it = fifo.items[end]!;
@@ -355,9 +386,11 @@ export class EndpointQueue {
       merged === null
         ? `coalesced: ${n} changes within ${this.ep.coalesceMs} ms cancelled out`
         : `coalesced into ${msgId}`;
-    store.transaction(() => {
-      for (let i = 0; i < (merged === null ? n : n - 1); i++) store.markCoalesced(run[i]!.id, note, now);
-      if (merged !== null) last.eventSeq = store.repoint(last.id, last.eventSeq, msgId!, merged, now);
+    await store.transaction(async (tx) => {
+      for (let i = 0; i < (merged === null ? n : n - 1); i++)
+        await store.markCoalesced(run[i]!.id, note, now, tx);
+      if (merged !== null)
+        last.eventSeq = await store.repoint(last.id, last.eventSeq, msgId!, merged, now, tx);
     });
     for (let i = 0; i < n - 1; i++) this.drop(fifo);
     if (merged === null) {

@@ -1,6 +1,6 @@
 /**
  * @module webhooks/dispatcher
- * The delivery worker. The outbox in SQLite is the truth; this keeps a window of it in memory so
+ * The delivery worker. The outbox in the store is the truth; this keeps a window of it in memory so
  * that sending needs no SELECT per delivery, and writes outcomes back in batches.
  *
  * Shape of the state, per endpoint (independent of every other endpoint):
@@ -12,7 +12,7 @@
  * - at most `maxInFlightPerEndpoint` requests at once, so one slow endpoint holds only its own
  *   slots; a dead one's retries wait in its own heap;
  * - at most `maxQueuedPerEndpoint` deliveries in memory. Past that the endpoint "spills": new
- *   deliveries stay only in SQLite and are loaded, in id order, as the window drains. The window is
+ *   deliveries stay only in the store and are loaded, in id order, as the window drains. The window is
  *   always a prefix (by id) of the endpoint's pending deliveries, so the order within each FIFO stays exact.
  *
  * Time comes from the injected Clock. `runDue()` does one round by hand (tests with FakeClock);
@@ -32,12 +32,12 @@ import { EndpointQueue, type Fifo, type Item, type StagedDelivery } from './disp
 import { OutcomeLog } from './outcome-log';
 import { retryDelay } from './retry';
 import { guardedLookup } from './ssrf';
-import type { AttemptRecord, EndpointRecord, WebhookStore } from '../core/ports';
+import type { AsyncWebhookStore, AttemptRecord, EndpointRecord } from '../core/ports';
 
 export type { StagedDelivery } from './dispatch-queue';
 
 export interface DispatcherOptions {
-  readonly store: WebhookStore;
+  readonly store: AsyncWebhookStore;
   readonly clock: Clock;
   readonly log: Log;
   readonly retrySchedule: readonly number[];
@@ -50,11 +50,11 @@ export interface DispatcherOptions {
   readonly allowPrivateTargets: boolean;
   readonly userAgent: string;
   /** Called when an endpoint must be disabled (410, or failing too long). */
-  readonly onDisable: (endpoint: EndpointRecord, reason: 'gone' | 'failing', detail: string) => void;
+  readonly onDisable: (endpoint: EndpointRecord, reason: 'gone' | 'failing', detail: string) => Promise<void>;
 }
 
 export class Dispatcher {
-  private readonly store: WebhookStore;
+  private readonly store: AsyncWebhookStore;
   private readonly clock: Clock;
   private readonly log: Log;
   private readonly retrySchedule: readonly number[];
@@ -80,6 +80,8 @@ export class Dispatcher {
   private refillScheduled = false;
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Number.POSITIVE_INFINITY;
+  /** Store reads and writes the pump started and does not wait for (refills, disabling): `runDue` and `idle` do. */
+  private readonly background = new Set<Promise<void>>();
 
   constructor(options: DispatcherOptions) {
     this.store = options.store;
@@ -125,7 +127,7 @@ export class Dispatcher {
 
   /**
    * Forgets what is in memory for the endpoint (it was disabled: its pending rows are failed; or
-   * re-enabled: it starts over from SQLite). Outcomes of requests still in flight are recorded but
+   * re-enabled: it starts over from the store). Outcomes of requests still in flight are recorded but
    * no longer move its queue.
    */
   resetEndpoint(id: string): void {
@@ -137,21 +139,15 @@ export class Dispatcher {
   }
 
   /**
-   * Marks endpoints whose new rows were written in a transaction whose outcome this module cannot
-   * see (a caller's own transaction): they are read back from SQLite on the next tick.
+   * Reads the endpoints' pending deliveries from the store again: for rows written outside the
+   * intake (a replay), committed by now.
    */
-  reloadLater(endpointIds: Iterable<string>): void {
+  reload(endpointIds: Iterable<string>): void {
     for (const id of endpointIds) {
       const q = this.queues.get(id);
-      if (q !== undefined) q.spilled = true;
-    }
-    if (!this.refillScheduled) {
-      this.refillScheduled = true;
-      setImmediate(() => {
-        this.refillScheduled = false;
-        for (const q of this.queues.values()) this.refill(q);
-        this.schedulePump();
-      });
+      if (q === undefined) continue;
+      q.spilled = true;
+      this.refill(q);
     }
   }
 
@@ -181,9 +177,20 @@ export class Dispatcher {
     this.schedulePump();
   }
 
-  /** Loads pending deliveries after the window from SQLite while there is room. */
+  /** Loads pending deliveries after the window from the store while there is room, then pumps. */
   private refill(q: EndpointQueue): void {
-    q.refill(this.store, this.log, this.maxQueuedPerEndpoint);
+    this.track(q.refill(this.store, this.log, this.maxQueuedPerEndpoint).then(() => this.schedulePump()));
+  }
+
+  /** Keeps `work` (which never rejects) until it settles, for `runDue` and `idle`. */
+  private track(work: Promise<void>): void {
+    this.background.add(work);
+    void work.finally(() => this.background.delete(work));
+  }
+
+  /** Settles once the store work started so far is over. */
+  private async settled(): Promise<void> {
+    while (this.background.size > 0) await Promise.all([...this.background]);
   }
 
   // ---------------------------------------------------------------- the pump
@@ -225,19 +232,49 @@ export class Dispatcher {
       const top = q.heap.peek();
       if (top === undefined || top.readyAt > now) return;
       const fifo = q.heap.pop()!;
-      let item: Item | null = fifo.first!;
-      if (q.ep.coalesceMs > 0 && item.attempts === 0 && !item.replay && item.type === 'presence.changed') {
-        item = q.coalesce(this.store, fifo, item, now);
-        if (item === null) {
-          q.requeue(fifo);
-          continue;
-        }
-      }
+      const item = fifo.first!;
       fifo.busy = true;
       q.inFlight += 1;
       this.sending += 1;
-      started.push(this.send(q, fifo, item, q.epoch));
+      const coalescing =
+        q.ep.coalesceMs > 0 && item.attempts === 0 && !item.replay && item.type === 'presence.changed';
+      started.push(
+        coalescing ? this.coalesceThenSend(q, fifo, item, now) : this.send(q, fifo, item, q.epoch),
+      );
     }
+  }
+
+  /**
+   * Writes the coalescing of the FIFO's head run, then sends what is left of it. Held as one
+   * attempt in flight meanwhile, so the FIFO and the endpoint's slots stay taken.
+   */
+  private async coalesceThenSend(q: EndpointQueue, fifo: Fifo, head: Item, now: number): Promise<void> {
+    const epoch = q.epoch;
+    let item: Item | null;
+    try {
+      item = await q.coalesce(this.store, fifo, head, now);
+    } catch (error) {
+      this.log.error(
+        { err: error, endpoint_id: q.ep.id },
+        'coalescing webhook deliveries failed; will retry',
+      );
+      head.nextAt = now + 1000; // the store failed: try again in a second, uncoalesced if need be
+      this.release(q, fifo, epoch);
+      return;
+    }
+    if (item !== null && epoch === q.epoch && !q.removed) return this.send(q, fifo, item, epoch);
+    this.release(q, fifo, epoch);
+  }
+
+  /** Gives back a FIFO's slot that no request used (its run cancelled out, or the store failed). */
+  private release(q: EndpointQueue, fifo: Fifo, epoch: number): void {
+    q.inFlight -= 1;
+    if (epoch === q.epoch && !q.removed) {
+      fifo.busy = false;
+      q.requeue(fifo);
+    }
+    this.done();
+    this.schedulePump();
   }
 
   private armTimer(): void {
@@ -296,6 +333,11 @@ export class Dispatcher {
     } catch (e) {
       this.log.error({ err: e, endpoint_id: q.ep.id }, 'recording a webhook attempt failed');
     }
+    this.done();
+  }
+
+  /** One request (or coalescing) fewer in flight. */
+  private done(): void {
     this.sending -= 1;
     if (this.sending === 0 && this.drainWaiters.length > 0) {
       for (const resolve of this.drainWaiters.splice(0)) resolve();
@@ -364,8 +406,7 @@ export class Dispatcher {
     } else if (statusCode === 410) {
       this.outcomes.record(outcome, 'failed', null);
       q.drop(fifo);
-      this.flushOutcomes();
-      this.onDisable(ep, 'gone', 'the endpoint answered 410 Gone');
+      this.disable(ep, 'gone', 'the endpoint answered 410 Gone');
       return;
     } else {
       if (ep.failingSince === null) {
@@ -375,9 +416,8 @@ export class Dispatcher {
       if (now - ep.failingSince >= this.disableAfterMs) {
         this.outcomes.record(outcome, 'failed', null);
         q.drop(fifo);
-        this.flushOutcomes();
         const days = Math.round(this.disableAfterMs / 86_400_000);
-        this.onDisable(ep, 'failing', `every attempt failed for ${days} days (last: ${errorText})`);
+        this.disable(ep, 'failing', `every attempt failed for ${days} days (last: ${errorText})`);
         return;
       }
       const asked = statusCode === 429 || statusCode === 503 ? parseRetryAfter(retryAfter, now) : null;
@@ -401,12 +441,21 @@ export class Dispatcher {
     this.schedulePump();
   }
 
+  /** Disables an endpoint from the pump (`onDisable` writes it), tracked for `idle`. */
+  private disable(ep: EndpointRecord, reason: 'gone' | 'failing', detail: string): void {
+    this.track(
+      this.onDisable(ep, reason, detail).catch((error: unknown) => {
+        this.log.error({ err: error, endpoint_id: ep.id }, 'disabling a webhook endpoint failed');
+      }),
+    );
+  }
+
   /**
    * Writes buffered attempt outcomes in one transaction. A crash before this only means a
    * delivery is sent again after restart (at least once), never that one is lost.
    */
-  flushOutcomes(): void {
-    this.outcomes.flush();
+  flushOutcomes(): Promise<void> {
+    return this.outcomes.flush();
   }
 
   // ---------------------------------------------------------------- driving it by hand
@@ -418,12 +467,13 @@ export class Dispatcher {
   async runDue(): Promise<number> {
     let attempts = 0;
     for (;;) {
+      await this.settled();
       const started = this.pump();
-      if (started.length === 0) break;
+      if (started.length === 0 && this.background.size === 0) break;
       attempts += started.length;
       await Promise.all(started);
     }
-    this.flushOutcomes();
+    await this.flushOutcomes();
     return attempts;
   }
 
@@ -431,8 +481,8 @@ export class Dispatcher {
   async idle(): Promise<void> {
     for (;;) {
       await this.runDue();
-      if (this.sending === 0) {
-        this.flushOutcomes();
+      if (this.sending === 0 && this.background.size === 0) {
+        await this.flushOutcomes();
         return;
       }
       await this.drained();
@@ -462,7 +512,8 @@ export class Dispatcher {
     }
     await this.agent.destroy();
     await this.drained();
-    this.flushOutcomes();
+    await this.settled();
+    await this.flushOutcomes();
   }
 
   stats(): { queued: number; inFlight: number; spilledEndpoints: number } {

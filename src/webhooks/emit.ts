@@ -8,7 +8,7 @@ import type { Log } from '../core/log';
 import type { Dispatcher, StagedDelivery } from './dispatcher';
 import type { Outbox } from './outbox';
 import { EVENT_TYPES, type EventType } from './schema';
-import type { StoreTx, WebhookStore } from '../core/ports';
+import type { AsyncWebhookStore, StoreTx } from '../core/ports';
 
 /** The events anyone but the engine may emit. */
 export type OtherEventType = Exclude<EventType, 'presence.changed' | 'user.deleted'>;
@@ -31,7 +31,7 @@ export class UserDeletion {
     null;
 
   constructor(
-    private readonly store: WebhookStore,
+    private readonly store: AsyncWebhookStore,
     private readonly outbox: Outbox,
     private readonly dispatcher: Dispatcher,
     private readonly log: Log,
@@ -42,9 +42,9 @@ export class UserDeletion {
    * payloads) with its deliveries, so nothing of theirs is retried or replayed, and writes the
    * `user.deleted` event with their last version. Memory follows once it committed.
    */
-  stage(tx: StoreTx, userId: string, lastVersion: number): void {
-    const { pending, events } = this.store.forgetUser(tx, userId);
-    const { staged } = this.outbox.writeEvent(
+  async stage(tx: StoreTx, userId: string, lastVersion: number): Promise<void> {
+    const { pending, events } = await this.store.forgetUser(tx, userId);
+    const { staged } = await this.outbox.writeEvent(
       tx,
       'user.deleted',
       { user_id: userId, version: lastVersion },

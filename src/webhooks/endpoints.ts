@@ -10,7 +10,7 @@ import { toIso, toIsoOrNull } from '../core/time';
 import type { EndpointView } from './schema';
 import { openEndpoint, sealPlainSecrets } from './secrets';
 import { literalTargetRefusal } from './ssrf';
-import type { EndpointRecord, WebhookStore } from '../core/ports';
+import type { AsyncWebhookStore, EndpointRecord } from '../core/ports';
 
 /** Shows the scheme, host and path of a URL, never its query (it may hold a token). */
 export function redactUrl(url: string): string {
@@ -23,16 +23,20 @@ export function redactUrl(url: string): string {
 }
 
 /** The stored endpoints with their secrets opened, sealing first any stored in plain text. */
-export function loadEndpoints(store: WebhookStore, vault: TokenVault, log: Log): EndpointRecord[] {
+export async function loadEndpoints(
+  store: AsyncWebhookStore,
+  vault: TokenVault,
+  log: Log,
+): Promise<EndpointRecord[]> {
   // Rows from before secrets were sealed (migrations/0007) are converted once, here.
-  const converted = sealPlainSecrets(store, vault);
+  const converted = await sealPlainSecrets(store, vault);
   if (converted.sealed > 0) {
     log.info(
       { endpoints: converted.sealed, wal_truncated: converted.walTruncated },
       'sealed webhook signing secrets stored in plain text by an earlier version',
     );
   }
-  return store.endpoints().map((stored) => openEndpoint(vault, stored));
+  return (await store.endpoints()).map((stored) => openEndpoint(vault, stored));
 }
 
 /** Warns at start about an enabled endpoint whose deliveries will all be refused. */

@@ -16,7 +16,7 @@ import { toIso } from '../core/time';
 import type { StagedDelivery } from './dispatcher';
 import { newMessageId } from './ids';
 import type { EventType } from './schema';
-import type { EndpointRecord, WebhookStore } from '../core/ports';
+import type { AsyncWebhookStore, EndpointRecord, NewDelivery, NewEvent } from '../core/ports';
 
 const str = (data: Readonly<Record<string, unknown>>, key: string): string | undefined => {
   const v = data[key];
@@ -54,7 +54,7 @@ export class Outbox {
   private matchers: Matcher[] = [];
 
   constructor(
-    private readonly store: WebhookStore,
+    private readonly store: AsyncWebhookStore,
     private readonly clock: Clock,
     /** The retry schedule's first delay: usually 0, "immediately". */
     private readonly firstDelayMs = 0,
@@ -80,39 +80,25 @@ export class Outbox {
 
   /**
    * Writes the events of committed-to-be presence changes on `tx`, the transaction that commits
-   * them; hand the result to the dispatcher only after that transaction committed.
+   * them, in one batch; hand the result to the dispatcher only after that transaction committed.
    */
-  writeChanges(tx: StoreTx, changes: readonly PresenceChange[]): StagedDelivery[] {
-    const staged: StagedDelivery[] = [];
-    if (this.matchers.length === 0) return staged;
-    const now = this.clock.now();
+  async writeChanges(tx: StoreTx, changes: readonly PresenceChange[]): Promise<StagedDelivery[]> {
+    if (this.matchers.length === 0) return [];
+    const batch = new OutboxBatch(this.clock.now(), this.firstDelayMs);
     for (const c of changes) {
-      let seq = -1;
-      let msgId = '';
-      let body: Buffer | null = null;
-      const orderKey = `u:${c.userId}`;
+      let event = -1;
       for (const m of this.matchers) {
         if (m.events !== null && !m.events.has('presence.changed')) continue;
         if (m.users !== null && !m.users.has(c.userId)) continue;
-        if (seq < 0) {
-          msgId = newMessageId(now);
-          // Serialized once for every endpoint.
+        // Serialized once for every endpoint.
+        if (event < 0) {
           const json = JSON.stringify(presenceChangedEvent(c));
-          seq = this.store.insertEvent(tx, {
-            msgId,
-            type: 'presence.changed',
-            userId: c.userId,
-            version: c.version,
-            createdAt: c.at,
-            payload: json,
-          });
-          // Bytes once per event, shared by every endpoint and attempt: signing and sending use them.
-          body = Buffer.from(json);
+          event = batch.event('presence.changed', c.userId, c.version, c.at, json);
         }
-        staged.push(this.deliver(tx, m.ep, seq, msgId, 'presence.changed', body!, orderKey, now));
+        batch.deliver(m.ep, event, `u:${c.userId}`);
       }
     }
-    return staged;
+    return await batch.write(this.store, tx);
   }
 
   /**
@@ -120,69 +106,92 @@ export class Outbox {
    * The user filter applies to events that name a `user_id`; the others go to every endpoint that
    * takes their type. Returns the `webhook-id` (null when no endpoint wanted it) and the rows.
    */
-  writeEvent(
+  async writeEvent(
     tx: StoreTx,
     type: EventType,
     data: Readonly<Record<string, unknown>>,
     exceptEndpointId: string | null,
-  ): { msgId: string | null; staged: StagedDelivery[] } {
-    const staged: StagedDelivery[] = [];
+  ): Promise<{ msgId: string | null; staged: StagedDelivery[] }> {
     const now = this.clock.now();
+    const batch = new OutboxBatch(now, this.firstDelayMs);
     const userId = str(data, 'user_id') ?? null;
     const orderKey = orderKeyOf(type, data);
-    let seq = -1;
-    let msgId: string | null = null;
-    let body: Buffer | null = null;
+    let event = -1;
     for (const m of this.matchers) {
       if (m.ep.id === exceptEndpointId) continue;
       if (m.events !== null && !m.events.has(type)) continue;
       if (m.users !== null && userId !== null && !m.users.has(userId)) continue;
-      if (seq < 0) {
-        msgId = newMessageId(now);
+      if (event < 0) {
         const json = JSON.stringify({ type, timestamp: toIso(now), data });
         const version = typeof data.version === 'number' ? data.version : null;
-        seq = this.store.insertEvent(tx, { msgId, type, userId, version, createdAt: now, payload: json });
-        body = Buffer.from(json);
+        event = batch.event(type, userId, version, now, json);
       }
-      staged.push(this.deliver(tx, m.ep, seq, msgId!, type, body!, orderKey, now));
+      batch.deliver(m.ep, event, orderKey);
     }
-    return { msgId, staged };
+    const staged = await batch.write(this.store, tx);
+    return { msgId: staged[0]?.msgId ?? null, staged };
+  }
+}
+
+/** The events and deliveries of one write, gathered in memory and written in one store call. */
+class OutboxBatch {
+  private readonly events: NewEvent[] = [];
+  /** Per event: the bytes sent and signed, shared by every endpoint and attempt. */
+  private readonly bodies: Buffer[] = [];
+  private readonly deliveries: NewDelivery[] = [];
+
+  constructor(
+    private readonly now: number,
+    private readonly firstDelayMs: number,
+  ) {}
+
+  /** Adds an event; returns its index. */
+  event(
+    type: EventType,
+    userId: string | null,
+    version: number | null,
+    createdAt: number,
+    json: string,
+  ): number {
+    this.events.push({ msgId: newMessageId(this.now), type, userId, version, createdAt, payload: json });
+    this.bodies.push(Buffer.from(json));
+    return this.events.length - 1;
   }
 
-  private deliver(
-    tx: StoreTx,
-    ep: EndpointRecord,
-    eventSeq: number,
-    msgId: string,
-    type: EventType,
-    body: Buffer,
-    orderKey: string,
-    now: number,
-  ): StagedDelivery {
+  deliver(ep: EndpointRecord, event: number, orderingKey: string): void {
+    const now = this.now;
+    const type = this.events[event]!.type;
     const notBefore = type === 'presence.changed' && ep.coalesceMs > 0 ? now + ep.coalesceMs : now;
-    const nextAt = Math.max(notBefore, now + this.firstDelayMs);
-    const id = this.store.insertDelivery(tx, {
+    this.deliveries.push({
       endpointId: ep.id,
-      eventSeq,
-      orderingKey: orderKey,
+      event,
+      orderingKey,
       notBefore,
-      nextAttemptAt: nextAt,
+      nextAttemptAt: Math.max(notBefore, now + this.firstDelayMs),
       replay: false,
       now,
     });
-    return {
-      endpointId: ep.id,
-      id,
-      eventSeq,
-      msgId,
-      type,
-      body,
-      orderKey,
-      notBefore,
-      nextAt,
-      createdAt: now,
-      replay: false,
-    };
+  }
+
+  async write(store: AsyncWebhookStore, tx: StoreTx): Promise<StagedDelivery[]> {
+    if (this.deliveries.length === 0) return [];
+    const { seqs, ids } = await store.insertOutbox(tx, this.events, this.deliveries);
+    return this.deliveries.map((d, i) => {
+      const e = this.events[d.event]!;
+      return {
+        endpointId: d.endpointId,
+        id: ids[i]!,
+        eventSeq: seqs[d.event]!,
+        msgId: e.msgId,
+        type: e.type,
+        body: this.bodies[d.event]!,
+        orderKey: d.orderingKey,
+        notBefore: d.notBefore,
+        nextAt: d.nextAttemptAt,
+        createdAt: d.now,
+        replay: false,
+      };
+    });
   }
 }
 
@@ -195,8 +204,8 @@ export class Outbox {
 export function outboxSink(outbox: Outbox, deliver: (staged: readonly StagedDelivery[]) => void): ChangeSink {
   const staged = new WeakMap<readonly PresenceChange[], StagedDelivery[]>();
   return {
-    stage(tx, changes) {
-      const rows = outbox.writeChanges(tx, changes);
+    async stage(tx, changes) {
+      const rows = await outbox.writeChanges(tx, changes);
       if (rows.length > 0) staged.set(changes, rows);
     },
     committed(changes) {

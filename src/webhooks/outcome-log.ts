@@ -5,7 +5,8 @@
  */
 
 import type { Log } from '../core/log';
-import type { AttemptRecord, WebhookStore } from '../core/ports';
+import type { AsyncWebhookStore, AttemptRecord } from '../core/ports';
+import { isStoreFault } from '../store/faults';
 
 /** Outcomes are written at most this late... */
 const FLUSH_DELAY_MS = 10;
@@ -18,9 +19,11 @@ export class OutcomeLog {
   failing: { endpointId: string; since: number | null }[] = [];
   private flushScheduled = false;
   private flushRetryMs = 0;
+  /** The write in progress; the next waits for it. */
+  private writing: Promise<void> | null = null;
 
   constructor(
-    private readonly store: WebhookStore,
+    private readonly store: AsyncWebhookStore,
     private readonly log: Log,
   ) {}
 
@@ -32,8 +35,8 @@ export class OutcomeLog {
   }
 
   private scheduleFlush(): void {
-    if (this.outcomes.length >= FLUSH_AT) {
-      this.flush();
+    if (this.outcomes.length >= FLUSH_AT && this.writing === null) {
+      void this.flush();
       return;
     }
     if (this.flushScheduled) return;
@@ -43,7 +46,7 @@ export class OutcomeLog {
     const timer = setTimeout(
       () => {
         this.flushScheduled = false;
-        this.flush();
+        void this.flush();
       },
       Math.max(this.flushRetryMs, FLUSH_DELAY_MS),
     );
@@ -51,23 +54,36 @@ export class OutcomeLog {
   }
 
   /**
-   * Writes buffered attempt outcomes in one transaction. A crash before this only means a
-   * delivery is sent again after restart (at least once), never that one is lost.
+   * Writes buffered attempt outcomes in one transaction; resolves once everything buffered when
+   * it was called is written (or, on a store fault, put back for a retry). One write at a time,
+   * so outcomes and failure marks land in the order they were recorded. A crash before this only
+   * means a delivery is sent again after restart (at least once), never that one is lost.
    */
-  flush(): void {
+  async flush(): Promise<void> {
+    while (this.writing !== null) await this.writing;
     if (this.outcomes.length === 0 && this.failing.length === 0) return;
     const outcomes = this.outcomes;
     const failing = this.failing;
     this.outcomes = [];
     this.failing = [];
+    this.writing = this.write(outcomes, failing).finally(() => {
+      this.writing = null;
+    });
+    await this.writing;
+  }
+
+  private async write(
+    outcomes: AttemptRecord[],
+    failing: { endpointId: string; since: number | null }[],
+  ): Promise<void> {
     try {
-      this.store.writeOutcomes(outcomes, failing);
+      await this.store.writeOutcomes(outcomes, failing);
       this.flushRetryMs = 0;
     } catch (error) {
-      if (String((error as { code?: unknown }).code).startsWith('SQLITE_CONSTRAINT')) {
+      if (!isStoreFault(error)) {
         // One row no longer fits (its delivery is gone): write the others one by one rather than
         // retry a batch that can never succeed.
-        this.writeOneByOne(outcomes, failing);
+        await this.writeOneByOne(outcomes, failing);
         return;
       }
       this.outcomes = outcomes.concat(this.outcomes);
@@ -78,13 +94,13 @@ export class OutcomeLog {
     }
   }
 
-  private writeOneByOne(
+  private async writeOneByOne(
     outcomes: readonly AttemptRecord[],
     failing: readonly { endpointId: string; since: number | null }[],
-  ): void {
+  ): Promise<void> {
     for (const outcome of outcomes) {
       try {
-        this.store.writeOutcomes([outcome], []);
+        await this.store.writeOutcomes([outcome], []);
       } catch (error) {
         this.log.warn(
           { err: error, delivery_id: outcome.deliveryId },
@@ -93,7 +109,7 @@ export class OutcomeLog {
       }
     }
     try {
-      this.store.writeOutcomes([], failing);
+      await this.store.writeOutcomes([], failing);
     } catch (error) {
       this.log.error({ err: error }, 'writing webhook endpoint failure marks failed');
     }

@@ -12,7 +12,13 @@
  */
 
 import { ConfigError } from '../config/env';
-import type { EndpointRecord, EndpointSecrets, StoredEndpoint, StoreTx, WebhookStore } from '../core/ports';
+import type {
+  AsyncWebhookStore,
+  EndpointRecord,
+  EndpointSecrets,
+  StoredEndpoint,
+  StoreTx,
+} from '../core/ports';
 import { TokenVault, VaultError } from '../oauth/vault';
 
 export type SecretColumn = 'secret' | 'previous_secret';
@@ -25,18 +31,18 @@ export const secretContext = (endpointId: string, column: SecretColumn): string 
  * Seals every secret still in plain text, in one transaction. Returns how many endpoints it
  * converted (0 when there were none: then it writes nothing at all).
  */
-export function sealPlainSecrets(
-  store: WebhookStore,
+export async function sealPlainSecrets(
+  store: AsyncWebhookStore,
   vault: TokenVault,
-): { sealed: number; walTruncated: boolean } {
-  const plain = (tx?: StoreTx): EndpointSecrets[] =>
-    store.endpointSecrets(tx).filter((r) => r.format === 'plain');
-  if (plain().length === 0) return { sealed: 0, walTruncated: true };
-  const { result, walTruncated } = store.scrubbing(() =>
-    store.transaction((tx) => {
-      const rows = plain(tx); // again, inside the transaction: another process may have done it
+): Promise<{ sealed: number; walTruncated: boolean }> {
+  const plain = async (tx?: StoreTx): Promise<EndpointSecrets[]> =>
+    (await store.endpointSecrets(tx)).filter((r) => r.format === 'plain');
+  if ((await plain()).length === 0) return { sealed: 0, walTruncated: true };
+  const { result, walTruncated } = await store.scrubbing(() =>
+    store.transaction(async (tx) => {
+      const rows = await plain(tx); // again, inside the transaction: another process may have done it
       for (const r of rows) {
-        store.writeSealedSecrets(
+        await store.writeSealedSecrets(
           r.id,
           vault.seal(r.secret, secretContext(r.id, 'secret')),
           r.previousSecret === null
@@ -109,16 +115,16 @@ export interface WebhookRotateReport {
  * not hold stops it with a VaultError naming the key ids, nothing changed. Counts are values
  * (an endpoint during a rotation window has two).
  */
-export function rotateWebhookSecrets(
-  store: WebhookStore,
+export async function rotateWebhookSecrets(
+  store: AsyncWebhookStore,
   vault: TokenVault,
   tx?: StoreTx,
-): WebhookRotateReport {
+): Promise<WebhookRotateReport> {
   let reencrypted = 0;
   let current = 0;
   const unknown = new Map<string, number>();
   const updates: { id: string; secret: string; previous: string | null }[] = [];
-  for (const r of store.endpointSecrets(tx)) {
+  for (const r of await store.endpointSecrets(tx)) {
     const values = [r.secret, r.previousSecret].filter((v): v is string => v !== null);
     if (r.format === 'sealed') {
       const kids = values.map((v) => TokenVault.keyIdOf(v) ?? '(not a ciphertext)');
@@ -147,6 +153,6 @@ export function rotateWebhookSecrets(
       `webhook secrets are sealed under keys that were not given: ${list}; nothing was changed`,
     );
   }
-  for (const u of updates) store.writeSealedSecrets(u.id, u.secret, u.previous, tx);
+  for (const u of updates) await store.writeSealedSecrets(u.id, u.secret, u.previous, tx);
   return { reencrypted, already_current: current };
 }

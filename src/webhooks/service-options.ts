@@ -17,11 +17,11 @@ import type {
   UpdateEndpointInput,
 } from './schema';
 import type { Resolver } from './ssrf';
-import type { WebhookStore } from '../core/ports';
+import type { AsyncWebhookStore } from '../core/ports';
 
 export interface WebhookServiceOptions {
   /** Where endpoints, events and deliveries are kept. */
-  readonly store: WebhookStore;
+  readonly store: AsyncWebhookStore;
   /** The engine whose committed changes become `presence.changed` events. */
   readonly engine?: PresenceEngine;
   readonly clock: Clock;
@@ -78,6 +78,6 @@ export interface WebhookStats {
 export interface ParsedWebhookOperations {
   createEndpoint(body: CreateEndpointInput): Promise<EndpointWithSecret>;
   updateEndpoint(id: string, patch: UpdateEndpointInput): Promise<EndpointView | EndpointWithSecret>;
-  deliveries(endpointId: string, query: DeliveriesQuery): DeliveriesPage;
-  replay(endpointId: string, input: ReplayInput): { replayed: number };
+  deliveries(endpointId: string, query: DeliveriesQuery): Promise<DeliveriesPage>;
+  replay(endpointId: string, input: ReplayInput): Promise<{ replayed: number }>;
 }

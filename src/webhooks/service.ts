@@ -7,9 +7,10 @@
  * snake_case. A secret leaves this module only from `createEndpoint` and a rotating
  * `updateEndpoint`.
  *
- * Composition: construct it before `engine.start()` (or before the first change), so that the
- * engine builds the presence object for every change and every change lands in the outbox; then
- * `start()` it, and `stop()` it before closing the database.
+ * Composition: open it (`WebhookService.open`, which loads the endpoints) before `engine.start()`
+ * (or before the first change), so that the engine builds the presence object for every change
+ * and every change lands in the outbox; then `start()` it, and `stop()` it before closing the
+ * database.
  */
 
 import cron, { type ScheduledTask } from 'node-cron';
@@ -44,7 +45,7 @@ import { newSecret } from './sign';
 import { sealEndpoint } from './secrets';
 import type { ParsedWebhookOperations, WebhookServiceOptions, WebhookStats } from './service-options';
 import { checkEndpointUrl, type Resolver } from './ssrf';
-import type { DisabledReason, EndpointRecord, StoreTx, WebhookStore } from '../core/ports';
+import type { AsyncWebhookStore, DisabledReason, EndpointRecord, StoreTx } from '../core/ports';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -55,7 +56,7 @@ export class WebhookService {
   private readonly vault: TokenVault | null;
   private readonly allowPrivateTargets: boolean;
   private readonly resolve: Resolver | undefined;
-  private readonly store: WebhookStore;
+  private readonly store: AsyncWebhookStore;
   private readonly outbox: Outbox;
   private readonly dispatcher: Dispatcher;
   private readonly endpoints = new Map<string, EndpointRecord>();
@@ -69,7 +70,7 @@ export class WebhookService {
   private cronTask: ScheduledTask | null = null;
   private pruning: Promise<{ deliveries: number; events: number }> | null = null;
 
-  constructor(options: WebhookServiceOptions) {
+  private constructor(options: WebhookServiceOptions) {
     this.vault = options.vault;
     this.allowPrivateTargets = options.allowPrivateTargets;
     this.resolve = options.resolve;
@@ -104,20 +105,7 @@ export class WebhookService {
       userAgent: options.userAgent ?? 'presence-aggregator-webhooks/1',
       onDisable: (ep, reason, detail) => this.disable(ep, reason, detail),
     });
-    if (options.vault === null) {
-      this.log.warn(
-        {},
-        'change webhooks are off: set PRESENCE_SECRET_KEY (it encrypts their signing secrets)',
-      );
-      return;
-    }
-    for (const ep of loadEndpoints(this.store, options.vault, this.log)) {
-      warnIfRefused(ep, options.allowPrivateTargets, this.log);
-      this.endpoints.set(ep.id, ep);
-      this.dispatcher.addEndpoint(ep); // loads its pending deliveries: a restart resumes here
-    }
-    this.outbox.setEndpoints(this.endpoints.values());
-    if (options.engine !== undefined) {
+    if (options.vault !== null && options.engine !== undefined) {
       // The first change sink: rows in the engine's commit, delivery once it is durable.
       options.engine.changes.add(outboxSink(this.outbox, (staged) => this.dispatcher.enqueue(staged)));
       const deletion = new UserDeletion(this.store, this.outbox, this.dispatcher, this.log);
@@ -126,6 +114,33 @@ export class WebhookService {
         committed: (userId) => deletion.committed(userId),
       });
     }
+  }
+
+  /** The service with its endpoints loaded from the store (see the module comment). */
+  static async open(options: WebhookServiceOptions): Promise<WebhookService> {
+    const service = new WebhookService(options);
+    await service.load();
+    return service;
+  }
+
+  /**
+   * Loads the endpoints, and with them the pending deliveries a restart resumes; until then no
+   * endpoint receives anything.
+   */
+  private async load(): Promise<void> {
+    if (this.vault === null) {
+      this.log.warn(
+        {},
+        'change webhooks are off: set PRESENCE_SECRET_KEY (it encrypts their signing secrets)',
+      );
+      return;
+    }
+    for (const ep of await loadEndpoints(this.store, this.vault, this.log)) {
+      warnIfRefused(ep, this.allowPrivateTargets, this.log);
+      this.endpoints.set(ep.id, ep);
+      this.dispatcher.addEndpoint(ep);
+    }
+    this.outbox.setEndpoints(this.endpoints.values());
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -170,23 +185,29 @@ export class WebhookService {
    * takes it, written in a transaction of its own and sent once that committed. Returns the
    * `webhook-id`, or null when no endpoint wanted it.
    */
-  emit(type: OtherEventType, data: Readonly<Record<string, unknown>>): string | null {
+  async emit(type: OtherEventType, data: Readonly<Record<string, unknown>>): Promise<string | null> {
     checkOtherType(type);
-    const { msgId, staged } = this.store.transaction((tx) => this.outbox.writeEvent(tx, type, data, null));
+    const { msgId, staged } = await this.store.transaction((tx) =>
+      this.outbox.writeEvent(tx, type, data, null),
+    );
     this.dispatcher.enqueue(staged);
     return msgId;
   }
 
   /**
    * `emit` inside the caller's transaction `tx` (the one that records the change the event
-   * reports): the event exists if and only if that change does. Its deliveries are read back
-   * from the database on a later turn of the event loop, by when `tx` is over (committed, or
-   * rolled back with them).
+   * reports): the event exists if and only if that change does. Its deliveries go to the
+   * dispatcher once `tx` has committed (`StoreTx.afterCommit`), never if it rolls back.
    */
-  emitIn(tx: StoreTx, type: OtherEventType, data: Readonly<Record<string, unknown>>): string | null {
+  async emitIn(
+    tx: StoreTx,
+    type: OtherEventType,
+    data: Readonly<Record<string, unknown>>,
+  ): Promise<string | null> {
     checkOtherType(type);
-    const { msgId, staged } = this.outbox.writeEvent(tx, type, data, null);
-    this.dispatcher.reloadLater(staged.map((s) => s.endpointId));
+    if (tx.afterCommit === undefined) throw new Error('emitIn needs a transaction that reports its commit');
+    const { msgId, staged } = await this.outbox.writeEvent(tx, type, data, null);
+    if (staged.length > 0) tx.afterCommit(() => this.dispatcher.enqueue(staged));
     return msgId;
   }
 
@@ -237,7 +258,7 @@ export class WebhookService {
       createdAt: now,
       updatedAt: now,
     };
-    this.save(ep);
+    await this.save(ep);
     this.endpoints.set(ep.id, ep);
     this.dispatcher.addEndpoint(ep);
     this.outbox.setEndpoints(this.endpoints.values());
@@ -299,10 +320,10 @@ export class WebhookService {
       next.failingSince = null;
     }
     if (disabling) {
-      this.disable(ep, 'manual', 'disabled through the API', next);
+      await this.disable(ep, 'manual', 'disabled through the API', next);
     } else {
-      this.dispatcher.flushOutcomes(); // its failure marks must not land after this write
-      this.save(next);
+      await this.dispatcher.flushOutcomes(); // its failure marks must not land after this write
+      await this.save(next);
       Object.assign(ep, next);
       this.outbox.setEndpoints(this.endpoints.values());
       if (enabling) this.dispatcher.resetEndpoint(id);
@@ -317,10 +338,10 @@ export class WebhookService {
   }
 
   /** Deletes the endpoint and its delivery log. Throws `not_found`. */
-  deleteEndpoint(id: string): void {
+  async deleteEndpoint(id: string): Promise<void> {
     this.must(id);
-    this.dispatcher.flushOutcomes();
-    this.store.deleteEndpoint(id);
+    await this.dispatcher.flushOutcomes();
+    await this.store.deleteEndpoint(id);
     this.endpoints.delete(id);
     this.dispatcher.removeEndpoint(id);
     this.outbox.setEndpoints(this.endpoints.values());
@@ -332,14 +353,14 @@ export class WebhookService {
    * back after re-enabling), and unless an operator did it, a `webhook.endpoint_disabled` event
    * goes to the other endpoints, in the same transaction.
    */
-  private disable(
+  private async disable(
     ep: EndpointRecord,
     reason: DisabledReason,
     detail: string,
     base: EndpointRecord = ep,
-  ): void {
+  ): Promise<void> {
     const now = this.clock.now();
-    this.dispatcher.flushOutcomes();
+    await this.dispatcher.flushOutcomes();
     const next: EndpointRecord = {
       ...base,
       enabled: false,
@@ -347,11 +368,11 @@ export class WebhookService {
       disabledAt: now,
       updatedAt: now,
     };
-    const staged = this.store.transaction((tx) => {
-      this.save(next, tx);
-      this.store.failPending(ep.id, `endpoint disabled: ${detail}`, now, tx);
+    const staged = await this.store.transaction(async (tx) => {
+      await this.save(next, tx);
+      await this.store.failPending(ep.id, `endpoint disabled: ${detail}`, now, tx);
       if (reason === 'manual') return [];
-      return this.outbox.writeEvent(
+      const { staged } = await this.outbox.writeEvent(
         tx,
         'webhook.endpoint_disabled',
         {
@@ -363,7 +384,8 @@ export class WebhookService {
           failing_since: toIsoOrNull(ep.failingSince),
         },
         ep.id,
-      ).staged;
+      );
+      return staged;
     });
     Object.assign(ep, next);
     this.outbox.setEndpoints(this.endpoints.values());
@@ -379,14 +401,17 @@ export class WebhookService {
    * code, latency, error and next attempt. `status` filters; `limit` (1-1000, default 50) and
    * `before` page. Throws `not_found`, `invalid_request`.
    */
-  deliveries(endpointId: string, query: unknown = {}): DeliveriesPage {
-    return this.deliveryLog(endpointId, parseInput(deliveriesQuerySchema, query ?? {}, 'deliveries query'));
+  async deliveries(endpointId: string, query: unknown = {}): Promise<DeliveriesPage> {
+    return await this.deliveryLog(
+      endpointId,
+      parseInput(deliveriesQuerySchema, query ?? {}, 'deliveries query'),
+    );
   }
 
-  private deliveryLog(endpointId: string, q: DeliveriesQuery): DeliveriesPage {
+  private async deliveryLog(endpointId: string, q: DeliveriesQuery): Promise<DeliveriesPage> {
     this.must(endpointId);
-    this.dispatcher.flushOutcomes();
-    return deliveriesPage(this.store, endpointId, q);
+    await this.dispatcher.flushOutcomes();
+    return await deliveriesPage(this.store, endpointId, q);
   }
 
   /**
@@ -394,11 +419,11 @@ export class WebhookService {
    * after `since`, with the same `webhook-id`s, in version order per user. Returns how many were
    * queued. Throws `not_found`, `invalid_request`, and `conflict` for a disabled endpoint.
    */
-  replay(endpointId: string, input: unknown): { replayed: number } {
-    return this.replayFrom(endpointId, parseInput(replaySchema, input, 'replay request'));
+  async replay(endpointId: string, input: unknown): Promise<{ replayed: number }> {
+    return await this.replayFrom(endpointId, parseInput(replaySchema, input, 'replay request'));
   }
 
-  private replayFrom(endpointId: string, { since }: ReplayInput): { replayed: number } {
+  private async replayFrom(endpointId: string, { since }: ReplayInput): Promise<{ replayed: number }> {
     const ep = this.must(endpointId);
     if (!ep.enabled) {
       throw new AppError(
@@ -406,9 +431,9 @@ export class WebhookService {
         `webhook endpoint ${endpointId} is disabled; re-enable it before a replay`,
       );
     }
-    this.dispatcher.flushOutcomes();
-    const replayed = this.store.replay(endpointId, parseIso(since), this.clock.now());
-    if (replayed > 0) this.dispatcher.reloadLater([endpointId]);
+    await this.dispatcher.flushOutcomes();
+    const replayed = await this.store.replay(endpointId, parseIso(since), this.clock.now());
+    if (replayed > 0) this.dispatcher.reload([endpointId]);
     this.log.info({ endpoint_id: endpointId, since, replayed }, 'webhook replay queued');
     return { replayed };
   }
@@ -426,7 +451,7 @@ export class WebhookService {
 
   private async runPrune(): Promise<{ deliveries: number; events: number }> {
     const cutoff = this.clock.now() - this.retentionMs;
-    this.dispatcher.flushOutcomes();
+    await this.dispatcher.flushOutcomes();
     return pruneDeliveryLog(this.store, cutoff, this.log);
   }
 
@@ -467,9 +492,9 @@ export class WebhookService {
   }
 
   /** Stores the endpoint with its secrets sealed (see secrets.ts). */
-  private save(ep: EndpointRecord, tx?: StoreTx): void {
+  private async save(ep: EndpointRecord, tx?: StoreTx): Promise<void> {
     if (this.vault === null) throw new Error('webhook secrets need the token vault (PRESENCE_SECRET_KEY)');
-    this.store.saveEndpoint(sealEndpoint(this.vault, ep), tx);
+    await this.store.saveEndpoint(sealEndpoint(this.vault, ep), tx);
   }
 
   private must(id: string): EndpointRecord {

@@ -14,7 +14,6 @@ import { Ladder } from '../../src/core/presence';
 import { asyncSqlite } from '../../src/store/async-sqlite';
 import { openSqliteStores } from '../../src/store/sqlite';
 import { WebhookService } from '../../src/webhooks';
-import { SqliteWebhookStore } from '../../src/store/webhook-store';
 import { streamChanges } from './stream-changes';
 import { testVault } from './webhook-vault';
 
@@ -22,16 +21,15 @@ const [path, url, mode] = process.argv.slice(2);
 if (path === undefined || url === undefined || (mode !== 'burst' && mode !== 'drain')) {
   throw new Error('usage: webhook-child <db> <receiver-url> burst|drain');
 }
-const stores = openSqliteStores(path);
-const db = stores.db;
+const stores = asyncSqlite(openSqliteStores(path));
 const engine = new PresenceEngine({
   clock: systemClock,
-  store: asyncSqlite(stores).presence,
+  store: stores.presence,
   ladder: new Ladder(),
 });
 // Before the engine loads: every change from now on goes through the outbox.
-const webhooks = new WebhookService({
-  store: new SqliteWebhookStore(db),
+const opening = WebhookService.open({
+  store: stores.webhooks,
   vault: testVault,
   engine,
   clock: systemClock,
@@ -42,6 +40,7 @@ const webhooks = new WebhookService({
   retrySchedule: [0, 50, 100, 200, 400, 800],
 });
 async function main(): Promise<void> {
+  const webhooks = await opening;
   await engine.load();
   if (webhooks.listEndpoints().length === 0) {
     const ep = await webhooks.createEndpoint({ url: url! });

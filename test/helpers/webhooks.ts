@@ -3,7 +3,6 @@
  * they assume, a Teams report that causes a change, and loopback receivers closed together.
  */
 import type { CustomStatus, Status } from '../../src/core/presence';
-import { SqliteWebhookStore } from '../../src/store/webhook-store';
 import { WebhookService, type WebhookServiceOptions } from '../../src/webhooks';
 import type { TestEngine } from './engine';
 import { Receiver, type Responder } from './receiver';
@@ -13,9 +12,12 @@ import { testVault } from './webhook-vault';
  * The service on `t`'s engine and database: the test vault, loopback targets allowed (the
  * receivers), no jitter (exact retry times), no prune timer. `options` override any of these.
  */
-export function webhookService(t: TestEngine, options: Partial<WebhookServiceOptions> = {}): WebhookService {
-  return new WebhookService({
-    store: new SqliteWebhookStore(t.db),
+export function webhookService(
+  t: TestEngine,
+  options: Partial<WebhookServiceOptions> = {},
+): Promise<WebhookService> {
+  return WebhookService.open({
+    store: t.stores.webhooks,
     vault: testVault,
     engine: t.engine,
     clock: t.clock,

@@ -22,7 +22,7 @@ describe('webhook delivery to real loopback receivers', () => {
     n += 1;
     // A fake clock near real time, so that standardwebhooks' own timestamp check passes.
     t = await testEngine(join(tmp.dir, `delivery-${n}.db`), { clock: new FakeClock(Date.now()) });
-    svc = webhookService(t, options);
+    svc = await webhookService(t, options);
   }
 
   const receiver = (respond?: Responder): Promise<Receiver> => receivers.start(respond);
@@ -80,7 +80,7 @@ describe('webhook delivery to real loopback receivers', () => {
     const ep = await svc.createEndpoint({ url: r.url });
     await set('alice', 'online');
     expect(await svc.runDue()).toBe(1);
-    let log = svc.deliveries(ep.id);
+    let log = await svc.deliveries(ep.id);
     expect(log.deliveries[0]).toMatchObject({
       status: 'pending',
       attempt_count: 1,
@@ -101,7 +101,7 @@ describe('webhook delivery to real loopback receivers', () => {
     expect(second!.body).toBe(first!.body);
     expect(() => new Webhook(ep.secret).verify(second!.body, second!.headers)).not.toThrow();
 
-    log = svc.deliveries(ep.id);
+    log = await svc.deliveries(ep.id);
     expect(log.deliveries).toHaveLength(1);
     expect(log.deliveries[0]).toMatchObject({
       status: 'delivered',
@@ -135,12 +135,12 @@ describe('webhook delivery to real loopback receivers', () => {
     t.clock.advance(2000);
     // The third and last attempt of v1 fails, so v1 is given up and v2 goes next.
     expect(await svc.runDue()).toBe(2);
-    const log = svc.deliveries(ep.id);
+    const log = await svc.deliveries(ep.id);
     expect(log.deliveries.map((d) => [d.version, d.status, d.attempt_count])).toEqual([
       [2, 'pending', 1],
       [1, 'failed', 3],
     ]);
-    expect(svc.deliveries(ep.id, { status: 'failed' }).deliveries).toHaveLength(1);
+    expect((await svc.deliveries(ep.id, { status: 'failed' })).deliveries).toHaveLength(1);
   });
 
   it('takes the first delay of the schedule for the first attempt', async () => {
@@ -199,7 +199,7 @@ describe('webhook delivery to real loopback receivers', () => {
     await set('alice', 'busy');
     await svc.runDue();
     expect(gone.received.length).toBe(before);
-    expect(svc.deliveries(a.id, { status: 'pending' }).deliveries).toEqual([]);
+    expect((await svc.deliveries(a.id, { status: 'pending' })).deliveries).toEqual([]);
     // Re-enabled, it gets new changes again.
     gone.respond = () => 204;
     expect(await svc.updateEndpoint(a.id, { enabled: true })).toMatchObject({
@@ -223,7 +223,7 @@ describe('webhook delivery to real loopback receivers', () => {
     const ep = await svc.createEndpoint({ url: r.url });
     await set('alice', 'online');
     expect(await svc.runDue()).toBe(1);
-    expect(svc.deliveries(ep.id).deliveries[0]!.next_attempt_at).toBe(
+    expect((await svc.deliveries(ep.id)).deliveries[0]!.next_attempt_at).toBe(
       new Date(t.clock.now() + 120_000).toISOString(),
     );
     // Another user's event waits too: the endpoint asked for a pause, not just this message.
@@ -234,7 +234,7 @@ describe('webhook delivery to real loopback receivers', () => {
     t.clock.advance(115_000);
     expect(await svc.runDue()).toBe(2);
     expect(r.received).toHaveLength(3);
-    for (const d of svc.deliveries(ep.id, { status: 'pending' }).deliveries) {
+    for (const d of (await svc.deliveries(ep.id, { status: 'pending' })).deliveries) {
       // HTTP dates have whole seconds.
       expect(Math.abs(Date.parse(d.next_attempt_at!) - (t.clock.now() + 600_000))).toBeLessThan(1000);
     }
@@ -357,7 +357,7 @@ describe('webhook delivery to real loopback receivers', () => {
     await set('alice', 'online');
     await svc.runDue();
     expect(target.received).toHaveLength(0);
-    expect(svc.deliveries(ep.id).deliveries[0]).toMatchObject({
+    expect((await svc.deliveries(ep.id)).deliveries[0]).toMatchObject({
       status: 'pending',
       last_status_code: 307,
       last_error: 'HTTP 307 Temporary Redirect (redirects are not followed)',
@@ -372,13 +372,16 @@ describe('webhook delivery to real loopback receivers', () => {
     const ep = await svc.createEndpoint({ url: r.url });
     await set('alice', 'online');
     await svc.runDue();
-    expect(svc.deliveries(ep.id).deliveries[0]).toMatchObject({
+    expect((await svc.deliveries(ep.id)).deliveries[0]).toMatchObject({
       status: 'pending',
       last_status_code: null,
       last_error: 'no response within 3000 ms',
     });
     t.clock.advance(5000);
     await svc.runDue();
-    expect(svc.deliveries(ep.id).deliveries[0]).toMatchObject({ status: 'delivered', attempt_count: 2 });
+    expect((await svc.deliveries(ep.id)).deliveries[0]).toMatchObject({
+      status: 'delivered',
+      attempt_count: 2,
+    });
   });
 });

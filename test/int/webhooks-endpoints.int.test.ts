@@ -4,7 +4,6 @@ import { FakeClock } from '../../src/core/clock';
 import { AppError } from '../../src/core/errors';
 import type { Log } from '../../src/core/log';
 import { WebhookService, type WebhookServiceOptions } from '../../src/webhooks';
-import { SqliteWebhookStore } from '../../src/store/webhook-store';
 import { testEngine, tmpDir, type TestEngine } from '../helpers/engine';
 import { slackActive } from '../helpers/observations';
 import { Receiver } from '../helpers/receiver';
@@ -30,13 +29,13 @@ describe('webhook endpoint management', () => {
 
   async function setup(options: Partial<WebhookServiceOptions> = {}): Promise<void> {
     n += 1;
-    setupOn(await testEngine(join(tmp.dir, `endpoints-${n}.db`), { clock: new FakeClock() }), options);
+    await setupOn(await testEngine(join(tmp.dir, `endpoints-${n}.db`), { clock: new FakeClock() }), options);
   }
 
-  function setupOn(engine: TestEngine, options: Partial<WebhookServiceOptions> = {}): void {
+  async function setupOn(engine: TestEngine, options: Partial<WebhookServiceOptions> = {}): Promise<void> {
     t = engine;
-    svc = new WebhookService({
-      store: new SqliteWebhookStore(t.db),
+    svc = await WebhookService.open({
+      store: t.stores.webhooks,
       vault: testVault,
       engine: t.engine,
       clock: t.clock,
@@ -106,8 +105,8 @@ describe('webhook endpoint management', () => {
 
     // It survives a restart, secrets included (they must sign).
     await svc.stop();
-    svc = new WebhookService({
-      store: new SqliteWebhookStore(t.db),
+    svc = await WebhookService.open({
+      store: t.stores.webhooks,
       vault: testVault,
       clock: t.clock,
       allowPrivateTargets: false,
@@ -253,9 +252,9 @@ describe('webhook endpoint management', () => {
     // Only the enabled endpoint gets a delivery row.
     expect(t.db.prepare('SELECT endpoint_id FROM webhook_deliveries').pluck().all()).toEqual([b.id]);
 
-    svc.deleteEndpoint(b.id);
+    await svc.deleteEndpoint(b.id);
     expect((await rejection(() => svc.getEndpoint(b.id))).code).toBe('not_found');
-    expect((await rejection(() => svc.deleteEndpoint(b.id))).code).toBe('not_found');
+    expect((await rejection(svc.deleteEndpoint(b.id))).code).toBe('not_found');
     expect(t.db.prepare('SELECT count(*) FROM webhook_deliveries').pluck().get()).toBe(0);
     expect(svc.listEndpoints().map((e) => e.id)).toEqual([a.id]);
   });
@@ -273,7 +272,7 @@ describe('webhook endpoint management', () => {
     await setup();
     await aliceOnline();
     expect(t.db.prepare('SELECT count(*) FROM webhook_events').pluck().get()).toBe(0);
-    expect(svc.emit('connector.degraded', { platform: 'slack' })).toBeNull();
+    expect(await svc.emit('connector.degraded', { platform: 'slack' })).toBeNull();
   });
 
   it('refuses at connect time a name that now resolves to a private address (DNS rebinding)', async () => {
@@ -286,11 +285,11 @@ describe('webhook endpoint management', () => {
       await aliceOnline();
       await svc.runDue();
       expect(r.received).toHaveLength(0);
-      expect(svc.deliveries(ep.id).deliveries[0]).toMatchObject({
+      expect((await svc.deliveries(ep.id)).deliveries[0]).toMatchObject({
         status: 'pending',
         last_status_code: null,
       });
-      expect(svc.deliveries(ep.id).deliveries[0]!.last_error).toMatch(
+      expect((await svc.deliveries(ep.id)).deliveries[0]!.last_error).toMatch(
         /EPRIVATETARGET.*127\.0\.0\.1.*refused/,
       );
     } finally {
@@ -317,7 +316,7 @@ describe('webhook endpoint management', () => {
         warn: (o, m) => warnings.push(`${m} ${JSON.stringify(o)}`),
         error: () => undefined,
       };
-      setupOn(t, { allowPrivateTargets: false, log });
+      await setupOn(t, { allowPrivateTargets: false, log });
       expect(warnings).toEqual([
         expect.stringMatching(new RegExp(`private address.*${literal.id}.*loopback`)),
       ]);
@@ -326,7 +325,7 @@ describe('webhook endpoint management', () => {
       t.clock.advance(10_000); // the first retry is due: refused again
       expect(await svc.runDue()).toBe(1);
       expect(r.received).toHaveLength(0);
-      const [delivery] = svc.deliveries(literal.id).deliveries;
+      const [delivery] = (await svc.deliveries(literal.id)).deliveries;
       expect(delivery).toMatchObject({ status: 'pending', attempt_count: 2, last_status_code: null });
       expect(delivery!.last_error).toMatch(
         /^EPRIVATETARGET: refused before sending: the url points at a loopback address; set WEBHOOK_ALLOW_PRIVATE_TARGETS=true/,
@@ -359,7 +358,7 @@ describe('webhook endpoint management', () => {
     const ep = await svc.createEndpoint({ url: 'https://hooks.example.com/?token=s3cr3t' });
     const rotated = (await svc.updateEndpoint(ep.id, { rotate_secret: true })) as { secret: string };
     await svc.updateEndpoint(ep.id, { enabled: false });
-    svc.deleteEndpoint(ep.id);
+    await svc.deleteEndpoint(ep.id);
     expect(lines.length).toBeGreaterThanOrEqual(4);
     for (const line of lines) {
       expect(line).not.toContain(ep.secret.slice(6));
@@ -379,25 +378,23 @@ describe('webhook endpoint management', () => {
 
   it('refuses a bad prune schedule or retry schedule at construction', async () => {
     await setup();
-    expect(
-      () =>
-        new WebhookService({
-          store: new SqliteWebhookStore(t.db),
-          vault: testVault,
-          clock: t.clock,
-          allowPrivateTargets: false,
-          pruneSchedule: 'often',
-        }),
-    ).toThrow(/cron/);
-    expect(
-      () =>
-        new WebhookService({
-          store: new SqliteWebhookStore(t.db),
-          vault: testVault,
-          clock: t.clock,
-          allowPrivateTargets: false,
-          retrySchedule: [],
-        }),
-    ).toThrow(/retry schedule/);
+    await expect(
+      WebhookService.open({
+        store: t.stores.webhooks,
+        vault: testVault,
+        clock: t.clock,
+        allowPrivateTargets: false,
+        pruneSchedule: 'often',
+      }),
+    ).rejects.toThrow(/cron/);
+    await expect(
+      WebhookService.open({
+        store: t.stores.webhooks,
+        vault: testVault,
+        clock: t.clock,
+        allowPrivateTargets: false,
+        retrySchedule: [],
+      }),
+    ).rejects.toThrow(/retry schedule/);
   });
 });

@@ -4,7 +4,6 @@ import { Webhook } from 'standardwebhooks';
 
 import { FakeClock } from '../../src/core/clock';
 import type { CustomStatus, Status } from '../../src/core/presence';
-import { sqliteTx } from '../../src/store/tx';
 import type { WebhookService, WebhookServiceOptions } from '../../src/webhooks';
 import { testEngine, tmpDir, type TestEngine } from '../helpers/engine';
 import type { Receiver, Responder } from '../helpers/receiver';
@@ -21,11 +20,11 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
   async function setup(options: Partial<WebhookServiceOptions> = {}, path?: string): Promise<void> {
     n += 1;
     t = await testEngine(path ?? join(tmp.dir, `outbox-${n}.db`), { clock: new FakeClock(Date.now()) });
-    svc = service(options);
+    svc = await service(options);
   }
 
-  function service(options: Partial<WebhookServiceOptions> = {}): WebhookService {
-    const s = webhookService(t, options);
+  async function service(options: Partial<WebhookServiceOptions> = {}): Promise<WebhookService> {
+    const s = await webhookService(t, options);
     services.push(s);
     return s;
   }
@@ -58,7 +57,7 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
     const original = new Map(r.received.map((q) => [q.body, q.headers['webhook-id']]));
     expect(original.size).toBe(4);
 
-    expect(svc.replay(ep.id, { since: new Date(middle).toISOString() })).toEqual({ replayed: 3 });
+    expect(await svc.replay(ep.id, { since: new Date(middle).toISOString() })).toEqual({ replayed: 3 });
     await svc.runDue();
     const replayed = r.received.slice(4);
     expect(replayed).toHaveLength(3);
@@ -68,18 +67,18 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
     }
     const alice = replayed.map((q) => JSON.parse(q.body) as { data: { user_id: string; version: number } });
     expect(alice.filter((b) => b.data.user_id === 'alice').map((b) => b.data.version)).toEqual([2, 3]);
-    expect(svc.deliveries(ep.id).deliveries.filter((d) => d.replay)).toHaveLength(3);
+    expect((await svc.deliveries(ep.id)).deliveries.filter((d) => d.replay)).toHaveLength(3);
 
-    expect(svc.replay(ep.id, { since: '2020-01-01T00:00:00Z' })).toEqual({ replayed: 4 });
-    expect(() => svc.replay(ep.id, { since: 'yesterday' })).toThrow(
+    expect(await svc.replay(ep.id, { since: '2020-01-01T00:00:00Z' })).toEqual({ replayed: 4 });
+    await expect(svc.replay(ep.id, { since: 'yesterday' })).rejects.toThrow(
       expect.objectContaining({ code: 'invalid_request' }),
     );
-    expect(() => svc.replay(ep.id, {})).toThrow(expect.objectContaining({ code: 'invalid_request' }));
-    expect(() => svc.replay('ep_nope', { since: '2020-01-01T00:00:00Z' })).toThrow(
+    await expect(svc.replay(ep.id, {})).rejects.toThrow(expect.objectContaining({ code: 'invalid_request' }));
+    await expect(svc.replay('ep_nope', { since: '2020-01-01T00:00:00Z' })).rejects.toThrow(
       expect.objectContaining({ code: 'not_found' }),
     );
     await svc.updateEndpoint(ep.id, { enabled: false });
-    expect(() => svc.replay(ep.id, { since: '2020-01-01T00:00:00Z' })).toThrow(
+    await expect(svc.replay(ep.id, { since: '2020-01-01T00:00:00Z' })).rejects.toThrow(
       expect.objectContaining({ code: 'conflict' }),
     );
   });
@@ -95,7 +94,7 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
     expect(svc.getEndpoint(ep.id).enabled).toBe(false);
     r.respond = () => 204;
     await svc.updateEndpoint(ep.id, { enabled: true });
-    expect(svc.replay(ep.id, { since })).toEqual({ replayed: 2 });
+    expect(await svc.replay(ep.id, { since })).toEqual({ replayed: 2 });
     await svc.runDue();
     expect(seen(r).slice(-2).sort()).toEqual([
       ['alice', 1],
@@ -131,7 +130,7 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
       ['alice', 3],
     ]);
     expect(calm.received).toHaveLength(1);
-    const log = svc.deliveries(ep.id, { status: 'coalesced' }).deliveries;
+    const log = (await svc.deliveries(ep.id, { status: 'coalesced' })).deliveries;
     expect(log.map((d) => d.version)).toEqual([3, 2]);
     expect(log[0]!.last_error).toMatch(/cancelled out/);
 
@@ -162,7 +161,7 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
     await svc.runDue();
     expect(seen(calm).at(-1)).toEqual(['bob', 1]);
     // The merged event is what this endpoint was sent: a replay sends it again, same id.
-    svc.replay(ep.id, { since: '2020-01-01T00:00:00Z' });
+    await svc.replay(ep.id, { since: '2020-01-01T00:00:00Z' });
     await svc.runDue();
     expect(calm.received.slice(3).map((q) => q.headers['webhook-id'])).toContain(mergedId);
   });
@@ -193,7 +192,7 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
     const ep = await svc.createEndpoint({ url: 'http://127.0.0.1:1/nothing-listens' });
     for (let i = 0; i < 5; i++) await set(`u${i}`, 'online');
     await svc.runDue();
-    const page1 = svc.deliveries(ep.id, { limit: 2 });
+    const page1 = await svc.deliveries(ep.id, { limit: 2 });
     expect(page1.deliveries.map((d) => d.user_id)).toEqual(['u4', 'u3']);
     expect(page1.deliveries[0]).toMatchObject({
       status: 'pending',
@@ -203,19 +202,21 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
     });
     expect(page1.deliveries[0]!.last_error).toMatch(/ECONNREFUSED/);
     expect(page1.deliveries[0]!.attempts[0]).toMatchObject({ attempt: 1, status_code: null });
-    const page2 = svc.deliveries(ep.id, { limit: '2', before: String(page1.next_before) });
+    const page2 = await svc.deliveries(ep.id, { limit: '2', before: String(page1.next_before) });
     expect(page2.deliveries.map((d) => d.user_id)).toEqual(['u2', 'u1']);
-    const page3 = svc.deliveries(ep.id, { limit: 2, before: page2.next_before! });
+    const page3 = await svc.deliveries(ep.id, { limit: 2, before: page2.next_before! });
     expect(page3).toMatchObject({ next_before: null });
     expect(page3.deliveries.map((d) => d.user_id)).toEqual(['u0']);
     t.clock.advance(1000);
     await svc.runDue();
-    expect(svc.deliveries(ep.id, { status: 'failed' }).deliveries).toHaveLength(5);
-    expect(svc.deliveries(ep.id, { status: 'pending' }).deliveries).toHaveLength(0);
+    expect((await svc.deliveries(ep.id, { status: 'failed' })).deliveries).toHaveLength(5);
+    expect((await svc.deliveries(ep.id, { status: 'pending' })).deliveries).toHaveLength(0);
     for (const bad of [{ status: 'lost' }, { limit: 0 }, { limit: 5000 }, { extra: 1 }]) {
-      expect(() => svc.deliveries(ep.id, bad)).toThrow(expect.objectContaining({ code: 'invalid_request' }));
+      await expect(svc.deliveries(ep.id, bad)).rejects.toThrow(
+        expect.objectContaining({ code: 'invalid_request' }),
+      );
     }
-    expect(() => svc.deliveries('ep_none')).toThrow(expect.objectContaining({ code: 'not_found' }));
+    await expect(svc.deliveries('ep_none')).rejects.toThrow(expect.objectContaining({ code: 'not_found' }));
   });
 
   it('prunes delivered rows past the retention, keeps pending ones and what they need', async () => {
@@ -225,15 +226,15 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
     const a = await svc.createEndpoint({ url: ok.url });
     const b = await svc.createEndpoint({ url: down.url, events: ['connector.degraded'] });
     await set('alice', 'online');
-    svc.emit('connector.degraded', { platform: 'slack', reason: 'rate limited' });
+    await svc.emit('connector.degraded', { platform: 'slack', reason: 'rate limited' });
     await svc.runDue();
     t.clock.advance(2 * 86_400_000);
     await set('alice', 'busy'); // recent: kept
     await svc.runDue();
     expect(await svc.prune()).toEqual({ deliveries: 2, events: 1 });
-    expect(svc.deliveries(a.id).deliveries.map((d) => d.version)).toEqual([2]);
+    expect((await svc.deliveries(a.id)).deliveries.map((d) => d.version)).toEqual([2]);
     // b's delivery is still being retried: it and its event stay.
-    expect(svc.deliveries(b.id).deliveries).toHaveLength(1);
+    expect((await svc.deliveries(b.id)).deliveries).toHaveLength(1);
     expect(t.db.prepare('SELECT count(*) FROM webhook_events').pluck().get()).toBe(2);
     // b's two failed attempts (a success is kept on its delivery row, not as an attempt row).
     expect(t.db.prepare('SELECT count(*) FROM webhook_attempts').pluck().get()).toBe(2);
@@ -249,9 +250,9 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
     await svc.createEndpoint({ url: everything.url });
     await set('alice', 'online');
     await set('bob', 'online');
-    const id = svc.emit('connector.degraded', { platform: 'slack', error: 'HTTP 429' });
+    const id = await svc.emit('connector.degraded', { platform: 'slack', error: 'HTTP 429' });
     expect(id).toMatch(/^msg_/);
-    svc.emit('connection.revoked', { connection_id: 'c1', user_id: 'alice', platform: 'slack' });
+    await svc.emit('connection.revoked', { connection_id: 'c1', user_id: 'alice', platform: 'slack' });
     await svc.runDue();
     expect(bobOnly.bodies().map((b) => b.type)).toEqual(['presence.changed', 'connector.degraded']);
     expect(bobOnly.bodies()[0]!.data.user_id).toBe('bob');
@@ -272,21 +273,21 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
     await svc.updateEndpoint(svc.listEndpoints().find((e) => e.url === everything.url)!.id, {
       events: ['presence.changed'],
     });
-    expect(svc.emit('connection.reauth_required', { connection_id: 'c2', user_id: 'carol' })).toBeNull();
-    expect(() => svc.emit('presence.changed' as never, {})).toThrow(/does not take/);
+    expect(
+      await svc.emit('connection.reauth_required', { connection_id: 'c2', user_id: 'carol' }),
+    ).toBeNull();
+    await expect(svc.emit('presence.changed' as never, {})).rejects.toThrow(/does not take/);
     // Emitted inside the caller's transaction: sent once it commits.
-    t.db.transaction(() => svc.emitIn(sqliteTx(t.db), 'connector.recovered', { platform: 'slack' }))();
-    await new Promise((resolve) => setImmediate(resolve));
+    await t.stores.transaction((tx) => svc.emitIn(tx, 'connector.recovered', { platform: 'slack' }));
     await svc.runDue();
     expect(connectors.bodies().map((b) => b.type)).toEqual(['connector.degraded', 'connector.recovered']);
     // Rolled back with it: never sent.
-    expect(() =>
-      t.db.transaction(() => {
-        svc.emitIn(sqliteTx(t.db), 'connector.degraded', { platform: 'zoom' });
+    await expect(
+      t.stores.transaction(async (tx) => {
+        await svc.emitIn(tx, 'connector.degraded', { platform: 'zoom' });
         throw new Error('rollback');
-      })(),
-    ).toThrow('rollback');
-    await new Promise((resolve) => setImmediate(resolve));
+      }),
+    ).rejects.toThrow('rollback');
     await svc.runDue();
     expect(connectors.bodies().map((b) => b.type)).toEqual(['connector.degraded', 'connector.recovered']);
   });
@@ -302,7 +303,7 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
     await svc.stop();
     t.close();
     t = await testEngine(path, { clock: t.clock });
-    svc = service();
+    svc = await service();
     expect(await svc.runDue()).toBe(4);
     // Users go in parallel; each user's events in version order.
     expect(seen(r).filter(([u]) => u === 'a')).toEqual([
@@ -330,7 +331,7 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
       await svc.runDue();
       t.clock.advance(5000);
     }
-    const delivered = svc.deliveries(ep.id, { status: 'delivered', limit: 100 }).deliveries;
+    const delivered = (await svc.deliveries(ep.id, { status: 'delivered', limit: 100 })).deliveries;
     expect(delivered).toHaveLength(30);
     for (const u of ['x', 'y', 'z']) {
       const versions = r
@@ -367,7 +368,7 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
       ['alice', 2],
     ]);
     expect(t.db.prepare('SELECT count(*) FROM webhook_events').pluck().get()).toBe(2);
-    expect(svc.deliveries(ep.id).deliveries.map((d) => d.status)).toEqual(['delivered', 'delivered']);
+    expect((await svc.deliveries(ep.id)).deliveries.map((d) => d.status)).toEqual(['delivered', 'delivered']);
   });
 
   it('drops quietly the outcome of a request in flight when its endpoint is deleted', async () => {
@@ -377,7 +378,7 @@ describe('webhook outbox: replay, coalescing, log, pruning, restart', () => {
     await set('alice', 'online');
     const running = svc.runDue();
     await slow.waitFor(1);
-    svc.deleteEndpoint(ep.id);
+    await svc.deleteEndpoint(ep.id);
     await running;
     expect(t.db.prepare('SELECT count(*) FROM webhook_deliveries').pluck().get()).toBe(0);
     // The service carries on.

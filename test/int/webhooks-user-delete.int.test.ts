@@ -25,7 +25,7 @@ describe('deleting a user forgets their webhook events', () => {
     n += 1;
     // Near real time, so that standardwebhooks' own timestamp check passes.
     t = await testEngine(join(tmp.dir, `user-delete-${n}.db`), { clock: new FakeClock(Date.now()) });
-    svc = webhookService(t, options);
+    svc = await webhookService(t, options);
   }
 
   const receiver = (respond?: Responder): Promise<Receiver> => receivers.start(respond);
@@ -88,14 +88,14 @@ describe('deleting a user forgets their webhook events', () => {
     });
 
     // A replay of everything sends bob's change and the deletion, nothing of hers.
-    expect(svc.replay(ep.id, { since: '2020-01-01T00:00:00Z' })).toEqual({ replayed: 2 });
+    expect(await svc.replay(ep.id, { since: '2020-01-01T00:00:00Z' })).toEqual({ replayed: 2 });
     await svc.runDue();
     expect(kinds(r).slice(5).sort()).toEqual([
       ['presence.changed', 'bob', 1],
       ['user.deleted', 'alice', 3],
     ]);
     expect(r.received.slice(5).some((q) => q.body.includes('dentist'))).toBe(false);
-    const log = svc.deliveries(ep.id).deliveries;
+    const log = (await svc.deliveries(ep.id)).deliveries;
     expect(log.filter((d) => d.user_id === 'alice').map((d) => d.type)).toEqual([
       'user.deleted',
       'user.deleted',
@@ -210,7 +210,7 @@ describe('deleting a user forgets their webhook events', () => {
 
   it('only the engine writes user.deleted (emit refuses it)', async () => {
     await setup();
-    expect(() => svc.emit('user.deleted' as never, { user_id: 'alice', version: 1 })).toThrow(
+    await expect(svc.emit('user.deleted' as never, { user_id: 'alice', version: 1 })).rejects.toThrow(
       /does not take user.deleted/,
     );
   });

@@ -52,8 +52,11 @@ describe('webhook signing secrets at rest', () => {
   }
 
   /** The vault is always named: these tests are about which one (or none) seals the secrets. */
-  function service(e: TestEngine, options: Partial<WebhookServiceOptions> & { vault: TokenVault | null }) {
-    const s = webhookService(e, options);
+  async function service(
+    e: TestEngine,
+    options: Partial<WebhookServiceOptions> & { vault: TokenVault | null },
+  ): Promise<WebhookService> {
+    const s = await webhookService(e, options);
     services.push(s);
     return s;
   }
@@ -76,7 +79,7 @@ describe('webhook signing secrets at rest', () => {
     const key = newKey();
     const file = path();
     let e = await engineAt(file);
-    let svc = service(e, { vault: TokenVault.fromSecrets(key) });
+    let svc = await service(e, { vault: TokenVault.fromSecrets(key) });
     const r = await receiver();
     const ep = await svc.createEndpoint({ url: r.url });
     const rotated = (await svc.updateEndpoint(ep.id, { rotate_secret: true })) as { secret: string };
@@ -107,7 +110,7 @@ describe('webhook signing secrets at rest', () => {
     // A restart with the key: both secrets are back and sign (the rotation window is still open).
     await svc.stop();
     e = await engineAt(file);
-    svc = service(e, { vault: TokenVault.fromSecrets(key) });
+    svc = await service(e, { vault: TokenVault.fromSecrets(key) });
     await change(e, 'alice', 'busy');
     await svc.runDue();
     const last = r.received[1]!;
@@ -120,7 +123,7 @@ describe('webhook signing secrets at rest', () => {
     const other = newKey();
     let error: unknown;
     try {
-      service(e, { vault: TokenVault.fromSecrets(other) });
+      await service(e, { vault: TokenVault.fromSecrets(other) });
     } catch (x) {
       error = x;
     }
@@ -133,7 +136,7 @@ describe('webhook signing secrets at rest', () => {
     );
     for (const s of [ep.secret, rotated.secret, key]) expect(message).not.toContain(s.slice(6, 30));
     // The new key with the old one as previous opens them.
-    const both = service(e, { vault: TokenVault.fromSecrets(other, [key]) });
+    const both = await service(e, { vault: TokenVault.fromSecrets(other, [key]) });
     expect(both.listEndpoints().map((x) => x.id)).toEqual([ep.id]);
   });
 
@@ -174,7 +177,7 @@ describe('webhook signing secrets at rest', () => {
       error: () => undefined,
     };
     let e = await engineAt(file);
-    let svc = service(e, { vault: TokenVault.fromSecrets(key), log });
+    let svc = await service(e, { vault: TokenVault.fromSecrets(key), log });
     expect(infos).toEqual([
       expect.stringMatching(/^sealed webhook signing secrets .*"endpoints":1,"wal_truncated":true/),
     ]);
@@ -200,7 +203,7 @@ describe('webhook signing secrets at rest', () => {
     await svc.stop();
     infos.length = 0;
     e = await engineAt(file);
-    svc = service(e, { vault: TokenVault.fromSecrets(key), log });
+    svc = await service(e, { vault: TokenVault.fromSecrets(key), log });
     expect(infos).toEqual([]);
     expect(
       e.db.prepare('SELECT secret, previous_secret, secret_format FROM webhook_endpoints').get(),
@@ -210,14 +213,14 @@ describe('webhook signing secrets at rest', () => {
   it('without a key webhooks are off: nothing loaded, written or sent, and the methods say what to set', async () => {
     const file = path();
     const e = await engineAt(file);
-    const keyed = service(e, { vault: TokenVault.fromSecrets(newKey()) });
+    const keyed = await service(e, { vault: TokenVault.fromSecrets(newKey()) });
     const r = await receiver();
     await keyed.createEndpoint({ url: r.url });
     await keyed.stop();
     services.splice(0);
 
     const fresh = await engineAt(file);
-    const off = service(fresh, { vault: null });
+    const off = await service(fresh, { vault: null });
     const refusal = async (p: () => unknown): Promise<AppError> => {
       try {
         await p();
@@ -240,7 +243,7 @@ describe('webhook signing secrets at rest', () => {
       });
     }
     await change(fresh, 'alice', 'online');
-    expect(off.emit('connector.degraded', { platform: 'slack' })).toBeNull();
+    expect(await off.emit('connector.degraded', { platform: 'slack' })).toBeNull();
     expect(await off.runDue()).toBe(0);
     expect(r.received).toEqual([]);
     expect(fresh.db.prepare('SELECT count(*) FROM webhook_events').pluck().get()).toBe(0);
@@ -251,7 +254,7 @@ describe('webhook signing secrets at rest', () => {
     const file = path();
     const oldKey = newKey();
     const e = await engineAt(file);
-    const svc = service(e, { vault: TokenVault.fromSecrets(oldKey) });
+    const svc = await service(e, { vault: TokenVault.fromSecrets(oldKey) });
     const r = await receiver();
     const ep = await svc.createEndpoint({ url: r.url });
     const rotated = (await svc.updateEndpoint(ep.id, { rotate_secret: true })) as { secret: string };
@@ -307,7 +310,7 @@ describe('webhook signing secrets at rest', () => {
 
     // The new key alone opens them, and they are the same secrets.
     const after = await engineAt(file);
-    const rotatedSvc = service(after, { vault: TokenVault.fromSecrets(key) });
+    const rotatedSvc = await service(after, { vault: TokenVault.fromSecrets(key) });
     expect(
       rotatedSvc
         .listEndpoints()
@@ -338,6 +341,6 @@ describe('webhook signing secrets at rest', () => {
     after.close();
     t = null;
     const stale = await engineAt(file);
-    expect(() => service(stale, { vault: TokenVault.fromSecrets(oldKey) })).toThrow(ConfigError);
+    await expect(service(stale, { vault: TokenVault.fromSecrets(oldKey) })).rejects.toThrow(ConfigError);
   }, 60_000);
 });

@@ -64,7 +64,8 @@ export interface NewEvent {
 /** A pending delivery of one event to one endpoint. */
 export interface NewDelivery {
   readonly endpointId: string;
-  readonly eventSeq: number;
+  /** The event it delivers: its index in the `events` written with it (`insertOutbox`). */
+  readonly event: number;
   /**
    * Deliveries of one endpoint with the same key go out one at a time, in order (a user's
    * presence changes: `u:<user_id>`); different keys do not wait for each other.
@@ -173,10 +174,17 @@ export interface WebhookStore {
   /** Stores an endpoint's secrets sealed. */
   writeSealedSecrets(id: string, secret: string, previousSecret: string | null, tx?: StoreTx): void;
 
-  /** Writes an event inside `tx` (the outbox writes in others' commits); returns its seq. */
-  insertEvent(tx: StoreTx, event: NewEvent): number;
-  /** A pending delivery of an event to an endpoint, inside the `tx` that wrote the event. */
-  insertDelivery(tx: StoreTx, delivery: NewDelivery): number;
+  /**
+   * Writes events and their pending deliveries inside `tx` (the outbox writes in others'
+   * commits), in one batch: a commit's worth of events costs a statement or two, not a round
+   * trip each. Returns the events' seqs and the deliveries' ids, in the order given; ids grow in
+   * that order (the dispatcher sends a FIFO in id order).
+   */
+  insertOutbox(
+    tx: StoreTx,
+    events: readonly NewEvent[],
+    deliveries: readonly NewDelivery[],
+  ): { seqs: number[]; ids: number[] };
   /** Writes attempts and endpoint failure marks in one transaction of its own, in order. */
   writeOutcomes(
     attempts: readonly AttemptRecord[],

@@ -101,8 +101,8 @@ export function webhookRoutes(app: FastifyInstance, webhooks: WebhookService): v
         response: { 204: z.null(), ...errors },
       },
     },
-    (req, reply) => {
-      webhooks.deleteEndpoint(req.params.id);
+    async (req, reply) => {
+      await webhooks.deleteEndpoint(req.params.id);
       void reply.code(204).send(null);
     },
   );
@@ -138,8 +138,8 @@ export function webhookRoutes(app: FastifyInstance, webhooks: WebhookService): v
         response: { 202: z.object({ replayed: z.number().int() }), ...errors },
       },
     },
-    (req, reply) => {
-      void reply.code(202).send(webhooks.parsed.replay(req.params.id, req.body));
+    async (req, reply) => {
+      void reply.code(202).send(await webhooks.parsed.replay(req.params.id, req.body));
     },
   );
 }

@@ -137,8 +137,10 @@ export async function inPgTx<T>(pool: pg.Pool, fn: (tx: PgTx) => T | Promise<T>,
   try {
     await client.query('BEGIN');
     if (lock !== undefined) await client.query('SELECT pg_advisory_xact_lock($1)', [lock]);
-    const result = await fn({ store: 'pg', client, pool });
+    const committed: (() => void)[] = [];
+    const result = await fn({ store: 'pg', client, pool, afterCommit: (hook) => committed.push(hook) });
     await client.query('COMMIT');
+    for (const hook of committed) hook();
     return result;
   } catch (error) {
     try {

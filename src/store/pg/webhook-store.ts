@@ -113,17 +113,57 @@ export class PgWebhookStore implements AsyncWebhookStore {
     );
   }
 
-  async insertEvent(tx: StoreTx, event: NewEvent): Promise<number> {
-    return await writeEvent(clientOf(tx, this.pool), event);
-  }
-
-  async insertDelivery(tx: StoreTx, d: NewDelivery): Promise<number> {
-    const { rows } = await clientOf(tx, this.pool).query<{ id: number }>(
-      `INSERT INTO webhook_deliveries (endpoint_id, event_seq, lane, status, attempts, next_attempt_at, not_before,
-         replay, created_at, updated_at) VALUES ($1, $2, $3, 'pending', 0, $4, $5, $6, $7, $7) RETURNING id`,
-      [d.endpointId, d.eventSeq, d.orderingKey, d.nextAttemptAt, d.notBefore, d.replay ? 1 : 0, d.now],
+  /**
+   * Two statements whatever the batch's size: the events from arrays (unnest ... WITH
+   * ORDINALITY, inserted in the order given, so seqs and ids grow in that order), then the
+   * deliveries the same way.
+   */
+  async insertOutbox(
+    tx: StoreTx,
+    events: readonly NewEvent[],
+    deliveries: readonly NewDelivery[],
+  ): Promise<{ seqs: number[]; ids: number[] }> {
+    const client = clientOf(tx, this.pool);
+    if (events.length === 0) return { seqs: [], ids: [] };
+    const written = await client.query<{ seq: number }>(
+      `INSERT INTO webhook_events (msg_id, type, user_id, version, created_at, payload)
+       SELECT m, t, u, v, c, p
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[])
+         WITH ORDINALITY AS e(m, t, u, v, c, p, n)
+       ORDER BY n
+       RETURNING seq`,
+      [
+        events.map((e) => e.msgId),
+        events.map((e) => e.type),
+        events.map((e) => e.userId),
+        events.map((e) => e.version),
+        events.map((e) => e.createdAt),
+        events.map((e) => e.payload),
+      ],
     );
-    return rows[0]!.id;
+    // RETURNING follows the order of insertion; seqs are assigned in it, so sorting restores it
+    // even if a future planner returned rows otherwise.
+    const seqs = written.rows.map((r) => r.seq).sort((a, b) => a - b);
+    if (deliveries.length === 0) return { seqs, ids: [] };
+    const inserted = await client.query<{ id: number }>(
+      `INSERT INTO webhook_deliveries (endpoint_id, event_seq, lane, status, attempts, next_attempt_at, not_before,
+         replay, created_at, updated_at)
+       SELECT ep, s, l, 'pending', 0, na, nb, r, c, c
+       FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::int[], $7::bigint[])
+         WITH ORDINALITY AS d(ep, s, l, na, nb, r, c, n)
+       ORDER BY n
+       RETURNING id`,
+      [
+        deliveries.map((d) => d.endpointId),
+        deliveries.map((d) => seqs[d.event]),
+        deliveries.map((d) => d.orderingKey),
+        deliveries.map((d) => d.nextAttemptAt),
+        deliveries.map((d) => d.notBefore),
+        deliveries.map((d) => (d.replay ? 1 : 0)),
+        deliveries.map((d) => d.now),
+      ],
+    );
+    return { seqs, ids: inserted.rows.map((r) => r.id).sort((a, b) => a - b) };
   }
 
   /** Writes attempts and endpoint failure marks in one transaction, in order; releases claims. */

@@ -46,14 +46,20 @@ it('runs awaiting transactions one at a time, in the order asked', async () => {
 it('runs a call handed the open transaction inside it, and rolls it back with it', async () => {
   await expect(
     stores.presence.write([user('alice')], async (tx) => {
-      await stores.webhooks.insertEvent(tx, {
-        msgId: 'msg_1',
-        type: 'presence.changed',
-        userId: 'alice',
-        version: 1,
-        createdAt: 1,
-        payload: '{}',
-      });
+      await stores.webhooks.insertOutbox(
+        tx,
+        [
+          {
+            msgId: 'msg_1',
+            type: 'presence.changed',
+            userId: 'alice',
+            version: 1,
+            createdAt: 1,
+            payload: '{}',
+          },
+        ],
+        [],
+      );
       throw new Error('refused');
     }),
   ).rejects.toThrow('refused');

@@ -135,16 +135,16 @@ export const endpoint = (id: string, over: Partial<StoredEndpoint> = {}): Stored
   ...over,
 });
 
-/** A `NewDelivery`, positionally. */
+/** A `NewDelivery`, positionally (`event`: its event's index in the batch written with it). */
 export const delivery = (
   endpointId: string,
-  eventSeq: number,
+  event: number,
   orderingKey: string,
   notBefore: number,
   nextAttemptAt: number,
   replay: boolean,
   now: number,
-): NewDelivery => ({ endpointId, eventSeq, orderingKey, notBefore, nextAttemptAt, replay, now });
+): NewDelivery => ({ endpointId, event, orderingKey, notBefore, nextAttemptAt, replay, now });
 
 /** Every stored user, as an array (the port may hand them over as any iterable). */
 export async function loadAll(s: AsyncStores): Promise<LoadedUser[]> {

@@ -218,7 +218,7 @@ forEachStore('ConnectionStore', (backend) => {
       c.transaction(async (tx) => {
         await c.insert(conn('c2'), 1, tx);
         await c.delete('c1', tx);
-        await s.webhooks.insertEvent(tx, event('msg_c', 'connection.revoked', 'ana', null, 1, '{}'));
+        await s.webhooks.insertOutbox(tx, [event('msg_c', 'connection.revoked', 'ana', null, 1, '{}')], []);
         throw new Error('abort');
       }),
     ).rejects.toThrow('abort');

@@ -108,11 +108,12 @@ async function queue(s: PgStores, lanes: readonly string[], at = 100): Promise<n
   return s.transaction(async (tx) => {
     const ids: number[] = [];
     for (const [i, lane] of lanes.entries()) {
-      const seq = await s.webhooks.insertEvent(
+      const written = await s.webhooks.insertOutbox(
         tx,
-        event(`m_${lane}_${i}_${at}`, 'presence.changed', null, i, at, '{}'),
+        [event(`m_${lane}_${i}_${at}`, 'presence.changed', null, i, at, '{}')],
+        [delivery('ep_1', 0, lane, at, at, false, at)],
       );
-      ids.push(await s.webhooks.insertDelivery(tx, delivery('ep_1', seq, lane, at, at, false, at)));
+      ids.push(...written.ids);
     }
     return ids;
   });

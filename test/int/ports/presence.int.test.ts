@@ -243,7 +243,7 @@ forEachStore('PresenceStore', (backend) => {
     expect(
       await s.presence.deleteUser('ana', async (tx) => {
         stagedIn = tx;
-        await s.webhooks.insertEvent(tx, event('msg_1', 'user.deleted', 'ana', 1, 1, '{}'));
+        await s.webhooks.insertOutbox(tx, [event('msg_1', 'user.deleted', 'ana', 1, 1, '{}')], []);
       }),
     ).toBe(true);
     expect(stagedIn).not.toBeNull();
@@ -264,7 +264,7 @@ forEachStore('PresenceStore', (backend) => {
     await s.presence.write([user('ana')]);
     await expect(
       s.presence.write([user('bo'), { op: 'observation', userId: 'ana', obs: obs() }], async (tx) => {
-        await s.webhooks.insertEvent(tx, event('msg_x', 'presence.changed', 'ana', 1, 1, '{}'));
+        await s.webhooks.insertOutbox(tx, [event('msg_x', 'presence.changed', 'ana', 1, 1, '{}')], []);
         throw new Error('sink refused');
       }),
     ).rejects.toThrow('sink refused');
@@ -273,7 +273,7 @@ forEachStore('PresenceStore', (backend) => {
     expect(users[0]!.observations).toEqual([]);
     // The event's msg_id was not taken: writing it again succeeds.
     await s.presence.write([], async (tx) => {
-      await s.webhooks.insertEvent(tx, event('msg_x', 'presence.changed', 'ana', 1, 1, '{}'));
+      await s.webhooks.insertOutbox(tx, [event('msg_x', 'presence.changed', 'ana', 1, 1, '{}')], []);
     });
     await expect(s.presence.deleteUser('ana', () => Promise.reject(new Error('no')))).rejects.toThrow('no');
     expect(await s.presence.getUser('ana')).not.toBeNull();

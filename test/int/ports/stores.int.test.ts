@@ -35,13 +35,13 @@ forEachStore('Stores', (backend) => {
           2,
           tx,
         );
-        const seq = await s.webhooks.insertEvent(
+        const { seqs } = await s.webhooks.insertOutbox(
           tx,
-          event(`msg_${id}`, 'connection.revoked', 'ana', null, 2, '{}'),
+          [event(`msg_${id}`, 'connection.revoked', 'ana', null, 2, '{}')],
+          [delivery('ep_1', 0, 'k:teams', 2, 2, false, 2)],
         );
-        await s.webhooks.insertDelivery(tx, delivery('ep_1', seq, 'k:teams', 2, 2, false, 2));
         if (fail) throw new Error('rolled back');
-        return seq;
+        return seqs[0]!;
       });
     await expect(write('c_bad', true)).rejects.toThrow('rolled back');
     expect(await s.connections.list()).toEqual([]);

@@ -20,24 +20,21 @@ async function queue(
 ): Promise<{ seq: number; ids: number[] }> {
   return s.transaction(async (tx: StoreTx) => {
     const at = opts.at ?? 100;
-    const seq = await s.webhooks.insertEvent(
+    const { seqs, ids } = await s.webhooks.insertOutbox(
       tx,
-      event(
-        msgId,
-        'presence.changed',
-        opts.userId === undefined ? 'ana' : opts.userId,
-        opts.version === undefined ? 1 : opts.version,
-        at,
-        `{"id":"${msgId}"}`,
-      ),
+      [
+        event(
+          msgId,
+          'presence.changed',
+          opts.userId === undefined ? 'ana' : opts.userId,
+          opts.version === undefined ? 1 : opts.version,
+          at,
+          `{"id":"${msgId}"}`,
+        ),
+      ],
+      (opts.endpoints ?? ['ep_1']).map((ep) => delivery(ep, 0, opts.lane ?? 'u:ana', at, at, false, at)),
     );
-    const ids: number[] = [];
-    for (const ep of opts.endpoints ?? ['ep_1']) {
-      ids.push(
-        await s.webhooks.insertDelivery(tx, delivery(ep, seq, opts.lane ?? 'u:ana', at, at, false, at)),
-      );
-    }
-    return { seq, ids };
+    return { seq: seqs[0]!, ids };
   });
 }
 
@@ -85,7 +82,7 @@ forEachStore('WebhookStore', (backend) => {
     await s.webhooks.saveEndpoint(endpoint('ep_1'));
     const foreign: StoreTx = { store: backend.name === 'pg' ? 'sqlite' : 'pg' };
     await expect(
-      s.webhooks.insertEvent(foreign, event('m1', 'presence.changed', 'ana', 1, 1, '{}')),
+      s.webhooks.insertOutbox(foreign, [event('m1', 'presence.changed', 'ana', 1, 1, '{}')], []),
     ).rejects.toThrow(/another store/);
     const { seq, ids } = await queue(s, 'm1', { endpoints: ['ep_1'] });
     expect(seq).toBeGreaterThan(0);
@@ -289,8 +286,11 @@ forEachStore('WebhookStore', (backend) => {
     let forgot: { pending: Map<string, Set<number>>; events: number } | null = null;
     await s.presence.deleteUser('ana', async (tx) => {
       forgot = await s.webhooks.forgetUser(tx, 'ana');
-      const seq = await s.webhooks.insertEvent(tx, event('gone', 'user.deleted', 'ana', 2, 5, '{}'));
-      await s.webhooks.insertDelivery(tx, delivery('ep_1', seq, 'u:ana', 5, 5, false, 5));
+      await s.webhooks.insertOutbox(
+        tx,
+        [event('gone', 'user.deleted', 'ana', 2, 5, '{}')],
+        [delivery('ep_1', 0, 'u:ana', 5, 5, false, 5)],
+      );
     });
     expect(forgot!.events).toBe(2);
     expect(forgot!.pending).toEqual(
