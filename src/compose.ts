@@ -10,7 +10,7 @@ import { resolve } from 'node:path';
 
 import { CONNECTORS } from '../connectors';
 import { PresenceEngine } from './aggregator/engine';
-import { ConfigError, type Env } from './config/env';
+import type { Env } from './config/env';
 import { systemClock, type Clock } from './core/clock';
 import { silentLog, type Log } from './core/log';
 import type { AsyncPresenceStore, AsyncStores } from './core/ports';
@@ -25,19 +25,6 @@ import { classifyStoreError, isStoreFault, type StoreFault } from './store/fault
 import { openPgStores } from './store/pg';
 import { describeTarget } from './store/pg/pool';
 import { openSqliteStores, type SqliteStores } from './store/sqlite';
-
-/**
- * Refuses PRESENCE_DATABASE_URL where PostgreSQL is not wired yet (`serve` and every CLI command
- * but `migrate`: the engine and the webhook outbox still need the synchronous SQLite stores),
- * rather than quietly running on the SQLite file of PRESENCE_DB while the operator expects
- * PostgreSQL. The CLI calls it before opening anything.
- */
-export function refusePostgresForNow(env: Env, what: string): void {
-  if (env.PRESENCE_DATABASE_URL === undefined) return;
-  throw new ConfigError([
-    `PRESENCE_DATABASE_URL: ${what} does not run on PostgreSQL yet (only \`presence migrate\` does); unset it to use the SQLite file of PRESENCE_DB`,
-  ]);
-}
 
 /** PRESENCE_DB's stores, opened and migrated (`clock` stamps the migrations it applies). */
 export function openStores(env: Env, clock: Clock = systemClock): SqliteStores {

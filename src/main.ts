@@ -1,7 +1,7 @@
 /**
  * @module main
- * The composition root: the only place that builds real adapters (SQLite, the engine, connectors,
- * the HTTP app) and wires them together. `presence serve`, the demo and the end-to-end tests all
+ * The composition root: the only place that builds real adapters (the stores, SQLite or
+ * PostgreSQL, the engine, connectors, the HTTP app) and wires them together. `presence serve`, the demo and the end-to-end tests all
  * start the service through `createService`.
  */
 
@@ -19,7 +19,7 @@ import {
   createConnections,
   createEngine,
   createKeys,
-  openStores,
+  openBackend,
   secretVault,
 } from './compose';
 import { ConfigError, type Env } from './config/env';
@@ -44,7 +44,6 @@ import { WebhookService } from './webhooks';
 import { signalRoutes } from './http/routes/signals';
 import { type ConnectionService, type ConnectionEventType } from './oauth/service';
 import type { ApiKeys } from './keys/api-keys';
-import { asyncSqlite } from './store/async-sqlite';
 import { startCheckpointer } from './store/checkpointer';
 import type { Db } from './store/db';
 import { PrivacyService } from './privacy/service';
@@ -79,7 +78,8 @@ export interface Service {
   readonly webhooks: WebhookService;
   /** The OAuth connection layer; null without PRESENCE_SECRET_KEY (it encrypts the tokens). */
   readonly connections: ConnectionService | null;
-  readonly db: Db;
+  /** The SQLite database, for tests and tools; null on PostgreSQL (PRESENCE_DATABASE_URL). */
+  readonly db: Db | null;
   readonly keys: ApiKeys;
   readonly host: ConnectorHost;
   /** Who sees whose presence; the stream projects through it. */
@@ -195,11 +195,11 @@ async function openCluster(
 ): Promise<Cluster | null> {
   if (env.PRESENCE_REDIS_URL === undefined) return null;
   // Each node on a SQLite file of its own would keep its own durable state and versions, and the
-  // change log would make them look shared until the next restart. Refused until the engine
-  // commits to PostgreSQL (its conditional write decides each version).
+  // change log would make them look shared until the next restart: several nodes share one
+  // PostgreSQL (its conditional write decides each version).
   if (parts.engineStore === 'sqlite')
     throw new ConfigError([
-      'PRESENCE_REDIS_URL: `serve` does not run the engine on PostgreSQL yet (PRESENCE_DATABASE_URL is read by `presence migrate` only), so several nodes would not share their durable state; unset PRESENCE_REDIS_URL for now',
+      'PRESENCE_REDIS_URL: several nodes share their durable state in PostgreSQL; set PRESENCE_DATABASE_URL too (each node on a SQLite file of its own would keep its own)',
     ]);
   const cluster = await Cluster.open({
     url: env.PRESENCE_REDIS_URL,
@@ -274,19 +274,22 @@ async function assemble(
 ): Promise<Service> {
   const clock = options.clock ?? systemClock;
   const logger = options.logger;
-  const stores = openStores(env, clock);
-  // The stores' one asynchronous face: it orders the transactions of everything that awaits the
-  // store (the engine, the services), so every such caller uses this instance, never another.
-  const asyncStores = asyncSqlite(stores);
-  const db = stores.db;
-  closing.store = () => asyncStores.close();
-  const checkpointer = env.PRESENCE_DB === ':memory:' ? null : startCheckpointer(db, { log });
+  // PostgreSQL at PRESENCE_DATABASE_URL, else the SQLite file. On SQLite, `stores` is the one
+  // asynchronous face of the file: it orders the transactions of everything that awaits the
+  // store (the engine, the services), so every caller uses this instance, never another.
+  const backend = await openBackend(env, clock);
+  const stores = backend.stores;
+  const db = backend.sqlite?.db ?? null;
+  closing.store = () => stores.close();
+  log.info({ store: backend.where, applied: backend.migration.applied.length }, 'store open');
+  // SQLite's WAL is checkpointed by a worker thread; PostgreSQL checkpoints itself.
+  const checkpointer = db === null || env.PRESENCE_DB === ':memory:' ? null : startCheckpointer(db, { log });
   if (checkpointer !== null) closing.checkpointer = () => checkpointer.stop();
-  const engine = createEngine(env, asyncStores.presence, clock, log);
+  const engine = createEngine(env, stores.presence, clock, log);
   // The outbox hooks into the engine's commits before anything loads: a change is written with
   // its event in one transaction, and the presence object is built only when a hook wants it.
   const webhooks = await WebhookService.open({
-    store: asyncStores.webhooks,
+    store: stores.webhooks,
     engine,
     clock,
     log,
@@ -294,7 +297,7 @@ async function assemble(
     vault: secretVault(env),
     allowPrivateTargets: env.WEBHOOK_ALLOW_PRIVATE_TARGETS,
   });
-  const privacyStore = asyncStores.privacy;
+  const privacyStore = stores.privacy;
   const privacy = await new PrivacyService(privacyStore, env.PRESENCE_DEFAULT_VISIBILITY, clock).load();
   const viewerTokens =
     env.PRESENCE_SECRET_KEY === undefined
@@ -317,11 +320,16 @@ async function assemble(
   });
   // Several nodes (PRESENCE_REDIS_URL): commits go to the shared change log (hooked in before
   // the first commit), whose head is read before the load so nothing committed after is missed.
-  const cluster = await openCluster(env, engine, { clock, log, engineStore: 'sqlite' });
+  const cluster = await openCluster(env, engine, {
+    clock,
+    log,
+    engineStore: db === null ? 'postgres' : 'sqlite',
+  });
   if (cluster !== null) closing.cluster = () => cluster.close();
   closing.engine = () => engine.stop();
   if (options.timers === false) await engine.load();
   else await engine.start();
+  const heldRows = await stores.heldDevices.list(CONNECTION_LABEL);
   const stream = createStream(engine, {
     sharedLog: cluster !== null,
     clock,
@@ -332,7 +340,7 @@ async function assemble(
     },
     // The rows' expiry is their last change's; the engine holds the refreshed one.
     heldDevices: () =>
-      stores.heldDevices.list(CONNECTION_LABEL).map((h) => ({
+      heldRows.map((h) => ({
         ...h,
         expiresAt: engine.deviceExpiresAt(h.userId, h.deviceId) ?? h.expiresAt,
       })),
@@ -356,7 +364,7 @@ async function assemble(
   engine.changes.add(figures.sink);
   closing.figures = () => figures.stop();
   if (options.timers !== false) figures.start();
-  const keys = createKeys(asyncStores, clock);
+  const keys = createKeys(stores, clock);
   const coordination = options.coordination ?? inProcessCoordination(clock);
   const host = new ConnectorHost(engine, log, (type, data) => webhooks.emit(type, data), coordination.shares);
   // Events of other layers (connections now; connectors later) go to the webhook outbox. They
@@ -371,7 +379,7 @@ async function assemble(
   };
   // One token source per app grant, for the connection layer and the connectors alike.
   const appGrants = createAppGrants(env, clock);
-  const connections = createConnections(env, asyncStores, engine, {
+  const connections = createConnections(env, stores, engine, {
     clock,
     log,
     appGrants,
@@ -490,7 +498,7 @@ async function assemble(
     keys,
     clock,
     connectors,
-    ready: () => stores.ready(),
+    ready: () => backend.readiness(),
     ...(cluster === null ? {} : { writeFault: () => cluster.fault() }),
     rateLimitPerMinute: env.PRESENCE_RATE_LIMIT,
     logger,
@@ -540,7 +548,7 @@ async function assemble(
     close() {
       closed ??= (() => {
         // A database locked by another connection must not hold each statement for 5 s.
-        if (db.open) db.pragma(`busy_timeout = ${SHUTDOWN_BUSY_TIMEOUT_MS}`);
+        if (db?.open === true) db.pragma(`busy_timeout = ${SHUTDOWN_BUSY_TIMEOUT_MS}`);
         return shutdown();
       })();
       return closed;

@@ -15,12 +15,11 @@ import {
   createEngine,
   createKeys,
   openBackend,
-  openStores,
-  refusePostgresForNow,
   secretVault,
   storesLocation,
 } from '../compose';
 import { ConfigError, envHelp, parseEnv, requireSecretKey, resolveHost, type Env } from '../config/env';
+import type { AsyncStores } from '../core/ports';
 import { cleanShutdown } from '../core/shutdown';
 import { AppError } from '../core/errors';
 import { silentLog } from '../core/log';
@@ -28,10 +27,8 @@ import { rotateSecret } from '../oauth/service';
 import { systemClock } from '../core/clock';
 import { parseScopes, type ApiKeys } from '../keys/api-keys';
 import { createLogger, createService, type Service } from '../main';
-import { asyncSqlite } from '../store/async-sqlite';
 import { MigrationError } from '../store/db';
 import { PgUnavailableError } from '../store/pg';
-import type { SqliteStores } from '../store/sqlite';
 import { rotateWebhookSecrets } from '../webhooks/secrets';
 
 /** SIGTERM ends the process within 10 s: close() gives up at 8 s, this at 9.5 s whatever happens. */
@@ -103,22 +100,20 @@ function positiveNumber(text: string): number {
 }
 
 /**
- * PRESENCE_DB's stores, migrated, with an engine loaded from them, built as `serve` builds them
- * (src/compose.ts): for commands that work on the store.
+ * The stores (PostgreSQL at PRESENCE_DATABASE_URL, else PRESENCE_DB), migrated, with an engine
+ * loaded from them, built as `serve` builds them (src/compose.ts): for commands that work on the
+ * store.
  */
-async function openStore(env: Env): Promise<{ stores: SqliteStores; engine: PresenceEngine }> {
-  refusePostgresForNow(env, 'this command');
-  const stores = openStores(env);
-  const engine = createEngine(env, asyncSqlite(stores).presence, systemClock);
+async function openStore(env: Env): Promise<{ stores: AsyncStores; engine: PresenceEngine }> {
+  const { stores } = await openBackend(env);
+  const engine = createEngine(env, stores.presence, systemClock);
   await engine.load();
   return { stores, engine };
 }
 
-/** Opens PRESENCE_DB (migrating it) for a key command, and closes it after. */
+/** Opens the stores (migrating them) for a key command, and closes them after. */
 async function withKeyStore(run: (keys: ApiKeys) => Promise<void>): Promise<void> {
-  const env = parseEnv();
-  refusePostgresForNow(env, 'this command');
-  const stores = asyncSqlite(openStores(env));
+  const { stores } = await openBackend(parseEnv());
   try {
     await run(createKeys(stores, systemClock));
   } finally {
@@ -184,7 +179,6 @@ export function buildCli(): Command {
     .addHelpText('after', `\n${envHelp()}`)
     .action(async () => {
       const env = parseEnv();
-      refusePostgresForNow(env, '`presence serve`');
       requireSecretKey(env);
       await resolveHost(env);
       const logger = createLogger(env);
@@ -300,8 +294,7 @@ export function buildCli(): Command {
         opts.old === undefined ? process.env : { ...process.env, PRESENCE_SECRET_KEY_PREVIOUS: opts.old },
       );
       const newKey = requireSecretKey(env);
-      refusePostgresForNow(env, 'this command');
-      const stores = asyncSqlite(openStores(env));
+      const { stores } = await openBackend(env);
       try {
         // Tokens and webhook secrets in one transaction: all under the new key, or nothing
         // changed. secure_delete and a WAL truncation keep the old ciphertexts (open to the old
@@ -347,7 +340,7 @@ export function buildCli(): Command {
       requireSecretKey(env);
       const { stores, engine } = await openStore(env);
       // No webhook outbox runs here: the connect flow itself emits no event.
-      const service = createConnections(env, asyncSqlite(stores), engine, {
+      const service = createConnections(env, stores, engine, {
         clock: systemClock,
         log: silentLog,
         onEvent: () => undefined,
@@ -402,7 +395,7 @@ export function buildCli(): Command {
       } finally {
         await service.stop();
         await engine.flush();
-        stores.close();
+        await stores.close();
       }
     });
 
@@ -451,7 +444,7 @@ export function buildCli(): Command {
       const { stores, engine } = await openStore(env);
       console.log(JSON.stringify(engine.getMany(ids), null, 2));
       await engine.flush();
-      stores.close();
+      await stores.close();
     });
 
   return program;

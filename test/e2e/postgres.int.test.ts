@@ -1,8 +1,9 @@
 /**
  * The shipped bin on PostgreSQL (PRESENCE_DATABASE_URL), as child processes, each test on a
  * database of its own: `presence migrate` and its report, a database that does not answer or is
- * at a newer schema, a bad URL (never printed); and the commands that do not run on PostgreSQL
- * yet refusing the URL.
+ * at a newer schema, a bad URL (never printed); the store commands; and `presence serve`: keys,
+ * presence and webhook endpoints kept across a restart, PostgreSQL cut off (a TCP proxy in
+ * between) and back.
  */
 
 import { randomBytes } from 'node:crypto';
@@ -10,8 +11,9 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 
 import { freePort } from '../helpers/free-port';
-import { createTestDatabase, type TestDatabase } from '../helpers/pg-database';
-import { cleanEnv, runBin } from './serve-process';
+import { createTestDatabase, pgUrl, type TestDatabase } from '../helpers/pg-database';
+import { TcpProxy } from '../helpers/tcp-proxy';
+import { cleanEnv, runBin, startServe, until, webhookReceiver, type ServeProcess } from './serve-process';
 
 const databases: TestDatabase[] = [];
 afterAll(async () => {
@@ -84,24 +86,137 @@ describe('presence migrate on PostgreSQL', () => {
   });
 });
 
-describe('commands not on PostgreSQL yet', () => {
-  it('serve and the store commands refuse PRESENCE_DATABASE_URL instead of quietly using PRESENCE_DB', async () => {
+describe('the store commands on PostgreSQL', () => {
+  it('keys and get work on the database of PRESENCE_DATABASE_URL, not on PRESENCE_DB', async () => {
     const d = await database();
-    const env = cleanEnv({
-      PRESENCE_DATABASE_URL: d.url,
-      PRESENCE_SECRET_KEY: randomBytes(32).toString('base64'),
-      PORT: '0',
+    const env = cleanEnv({ PRESENCE_DATABASE_URL: d.url, PRESENCE_DB: '/nonexistent/dir/never.db' });
+    const created = await runBin(['keys', 'create', '--scopes', 'read', '--name', 'ci'], env);
+    expect(created.code).toBe(0);
+    const listed = await runBin(['keys', 'list'], env);
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).toMatch(/\bread\s+active\s+ci\b/);
+    const got = await runBin(['get', 'eve'], env);
+    expect(got.code).toBe(0);
+    expect(JSON.parse(got.stdout)).toEqual({ presence: {}, unknown: ['eve'] });
+    const c = new pg.Client({ connectionString: d.url });
+    await c.connect();
+    const { rows } = await c.query<{ n: number }>('SELECT count(*)::int AS n FROM api_keys');
+    await c.end();
+    expect(rows[0]!.n).toBe(1);
+  });
+});
+
+describe('presence serve on PostgreSQL', () => {
+  const running: ServeProcess[] = [];
+  afterEach(async () => {
+    for (const svc of running.splice(0)) await svc.stop();
+  });
+
+  /** `serve` (after `keys create`) on `url`, with `secret` sealing tokens and webhook secrets. */
+  async function serve(url: string, secret: string): Promise<ServeProcess> {
+    const svc = await startServe({
+      env: { PRESENCE_DATABASE_URL: url, PRESENCE_SECRET_KEY: secret, WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true' },
     });
-    for (const [args, what] of [
-      [['serve'], '`presence serve`'],
-      [['keys', 'create', '--scopes', 'read'], 'this command'],
-      [['get', 'eve'], 'this command'],
-    ] as const) {
-      const r = await runBin(args, env);
-      expect(r.code).toBe(2);
-      expect(r.stderr).toContain(
-        `PRESENCE_DATABASE_URL: ${what} does not run on PostgreSQL yet (only \`presence migrate\` does)`,
+    running.push(svc);
+    return svc;
+  }
+
+  const heartbeat = (svc: ServeProcess, device: string, status?: string) =>
+    svc.api('POST', '/v1/heartbeats', { user_id: 'eve', device_id: device, ...(status && { status }) });
+
+  it('keeps keys, presence and webhook endpoints in PostgreSQL across a restart', async () => {
+    const d = await database();
+    const secret = randomBytes(32).toString('base64');
+    expect((await runBin(['migrate'], cleanEnv({ PRESENCE_DATABASE_URL: d.url }))).code).toBe(0);
+    const first = await serve(d.url, secret);
+    expect((await fetch(`${first.base}/readyz`)).status).toBe(200);
+    const hooks = await webhookReceiver(first);
+    try {
+      expect((await heartbeat(first, 'laptop')).status).toBe(204);
+      expect((await first.api('GET', '/v1/presence/eve')).body).toMatchObject({ status: 'online' });
+      await hooks.presenceChanged('eve', (c) => c.status === 'online', 'eve online');
+
+      expect(await first.stop()).toBe(0);
+      const second = await serve(d.url, secret);
+      // The first process's key still opens the second (it is in PostgreSQL, not in a file).
+      const read = await fetch(`${second.base}/v1/presence/eve`, {
+        headers: { authorization: `Bearer ${first.key}` },
+      });
+      expect(read.status).toBe(200);
+      const eve = (await read.json()) as { status: string; version: number; platforms: any };
+      expect(eve).toMatchObject({ status: 'online' });
+      expect(Object.keys(eve.platforms.device.devices)).toEqual(['laptop']);
+      // The endpoint (its sealed secret) came back too: a change after the restart is delivered.
+      expect((await heartbeat(second, 'laptop', 'busy')).status).toBe(204);
+      const busy = await hooks.presenceChanged(
+        'eve',
+        (c) => c.status === 'busy',
+        'eve busy after the restart',
       );
+      expect(busy.data.current.version).toBeGreaterThan(eve.version);
+      const history = (await second.api('GET', '/v1/presence/eve/history')).body.transitions as unknown[];
+      expect(history.length).toBeGreaterThanOrEqual(2);
+      const c = new pg.Client({ connectionString: d.url });
+      await c.connect();
+      const { rows } = await c.query<{ n: number }>('SELECT count(*)::int AS n FROM api_keys');
+      await c.end();
+      expect(rows[0]!.n).toBe(2);
+    } finally {
+      await hooks.close();
+    }
+  });
+
+  it('PostgreSQL cut off: writes 503 unavailable, /readyz names it, reads answer, then it all recovers', async () => {
+    const d = await database();
+    const proxy = await TcpProxy.start({ host: '127.0.0.1', port: 5432 });
+    try {
+      const svc = await serve(pgUrl(d.name, `127.0.0.1:${proxy.port}`), randomBytes(32).toString('base64'));
+      const hooks = await webhookReceiver(svc);
+      try {
+        expect((await heartbeat(svc, 'laptop')).status).toBe(204);
+        await hooks.presenceChanged('eve', (c) => c.status === 'online', 'eve online');
+
+        await proxy.cut();
+        const started = performance.now();
+        const refused = await heartbeat(svc, 'phone', 'busy');
+        const tookMs = performance.now() - started;
+        expect(refused.status).toBe(503);
+        expect(refused.body.error).toMatchObject({
+          code: 'unavailable',
+          details: [{ code: 'database_unreachable' }],
+        });
+        // Refused within the pool's connect timeout (1.5 s), far from a client's timeout.
+        expect(tookMs).toBeLessThan(15_000);
+        const ready = await until(async () => {
+          const r = await fetch(`${svc.base}/readyz`);
+          return r.status === 503 ? ((await r.json()) as { reason: string }) : null;
+        }, '/readyz to say the database is down');
+        expect(ready).toMatchObject({ ready: false, reason: 'database_unreachable' });
+        expect((await fetch(`${svc.base}/healthz`)).status).toBe(200);
+        // What is in memory keeps answering: the last committed state, without the refused write.
+        const read = await svc.api('GET', '/v1/presence/eve');
+        expect(read.status).toBe(200);
+        expect(read.body).toMatchObject({ status: 'online' });
+        expect(Object.keys(read.body.platforms.device.devices)).toEqual(['laptop']);
+
+        await proxy.restore();
+        await until(async () => (await fetch(`${svc.base}/readyz`)).status === 200, '/readyz to recover');
+        expect((await heartbeat(svc, 'phone', 'busy')).status).toBe(204);
+        await hooks.presenceChanged('eve', (c) => c.status === 'busy', 'eve busy after the recovery');
+        const after = await svc.api('GET', '/v1/presence/eve');
+        expect(Object.keys(after.body.platforms.device.devices).sort()).toEqual(['laptop', 'phone']);
+        // Nothing acknowledged was lost, and the refused write was never applied: one online,
+        // one busy event, in order.
+        const statuses = hooks
+          .events()
+          .filter((e) => e.type === 'presence.changed')
+          .map((e) => e.data.current.status as string);
+        expect(statuses).toEqual(['online', 'busy']);
+      } finally {
+        await hooks.close();
+      }
+    } finally {
+      await proxy.close();
     }
   });
 });

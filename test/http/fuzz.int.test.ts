@@ -22,7 +22,7 @@ describe('fuzz: malformed requests', () => {
   const stateDigest = (): string => {
     const db = api.svc.db;
     const dump = ['users', 'accounts', 'observations', 'overrides', 'aggregates', 'transitions', 'api_keys']
-      .map((t) => JSON.stringify(db.prepare(`SELECT * FROM ${t} ORDER BY 1, 2`).all()))
+      .map((t) => JSON.stringify(db!.prepare(`SELECT * FROM ${t} ORDER BY 1, 2`).all()))
       .join('\n');
     return createHash('sha256')
       .update(dump + JSON.stringify(api.svc.engine.get('alice')))

@@ -75,7 +75,7 @@ describe('ops routes, connectors, keys, docs', () => {
     const list = await api.call({ method: 'GET', url: '/v1/keys', key: api.key.admin });
     expect(list.body).not.toContain(secret);
     expect(api.json(list).keys.map((x: { id: string }) => x.id)).toContain(k.id);
-    expect(api.svc.db.prepare('SELECT hash FROM api_keys WHERE id = ?').pluck().get(k.id)).not.toContain(
+    expect(api.svc.db!.prepare('SELECT hash FROM api_keys WHERE id = ?').pluck().get(k.id)).not.toContain(
       secret,
     );
     expect(

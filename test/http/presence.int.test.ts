@@ -194,8 +194,8 @@ describe('presence routes', () => {
 
   describe('rejects bad input, changing nothing', () => {
     const snapshot = () =>
-      api.svc.db
-        .prepare(
+      api.svc
+        .db!.prepare(
           'SELECT (SELECT count(*) FROM transitions) t, (SELECT count(*) FROM overrides) o, (SELECT max(version) FROM aggregates) v',
         )
         .get();

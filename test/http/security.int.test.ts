@@ -47,7 +47,7 @@ describe('API keys and scopes on every authenticated route', () => {
   afterAll(() => api.close());
 
   const state = () =>
-    api.svc.db.prepare('SELECT (SELECT count(*) FROM users) u, (SELECT count(*) FROM api_keys) k').get();
+    api.svc.db!.prepare('SELECT (SELECT count(*) FROM users) u, (SELECT count(*) FROM api_keys) k').get();
 
   it.each(ROUTES)('$method $url: no key → 401, nothing changes', async (r) => {
     const before = state();

@@ -22,12 +22,12 @@ describe('strings that are not valid Unicode, and NUL, in every field', () => {
   /** Every table, whole: nothing a refused request did can hide from it. */
   const digest = (): string => {
     const db = api.svc.db;
-    const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as {
+    const tables = db!.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as {
       name: string;
     }[];
     const hash = createHash('sha256');
     for (const { name } of tables)
-      hash.update(name + JSON.stringify(db.prepare(`SELECT * FROM "${name}"`).all()));
+      hash.update(name + JSON.stringify(db!.prepare(`SELECT * FROM "${name}"`).all()));
     return hash.update(JSON.stringify(api.svc.engine.get('alice'))).digest('hex');
   };
 
@@ -204,7 +204,7 @@ describe('strings that are not valid Unicode, and NUL, in every field', () => {
     expect(api.json(res).error.message).toBe(
       'invalid external_id: not valid Unicode (a lone UTF-16 surrogate)',
     );
-    expect(api.svc.db.prepare("SELECT count(*) AS n FROM accounts WHERE platform = 'zoom'").get()).toEqual({
+    expect(api.svc.db!.prepare("SELECT count(*) AS n FROM accounts WHERE platform = 'zoom'").get()).toEqual({
       n: 0,
     });
     expect(digest()).toBe(before);

@@ -111,7 +111,7 @@ describe('user and account routes', () => {
       expect((await api.call({ method: 'DELETE', url: '/v1/users/alice' })).statusCode).toBe(204);
       for (const table of ['users', 'accounts', 'observations', 'overrides', 'aggregates', 'transitions']) {
         expect(
-          api.svc.db.prepare(`SELECT count(*) FROM ${table} WHERE user_id = 'alice'`).pluck().get(),
+          api.svc.db!.prepare(`SELECT count(*) FROM ${table} WHERE user_id = 'alice'`).pluck().get(),
         ).toBe(0);
       }
       expectError(await api.call({ method: 'GET', url: '/v1/presence/alice' }), 404, 'not_found');
@@ -132,7 +132,7 @@ describe('user and account routes', () => {
 
   describe('rejects bad input, changing nothing', () => {
     const count = () =>
-      api.svc.db.prepare('SELECT (SELECT count(*) FROM users) u, (SELECT count(*) FROM accounts) a').get();
+      api.svc.db!.prepare('SELECT (SELECT count(*) FROM users) u, (SELECT count(*) FROM accounts) a').get();
     beforeEach(async () => {
       await api.call({ method: 'PUT', url: '/v1/users/alice', payload: { display_name: 'Alice' } });
     });

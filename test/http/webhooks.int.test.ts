@@ -363,7 +363,7 @@ describe('webhook routes and change events end to end', () => {
         key: off.key.write,
         payload: { user_id: 'alice', device_id: 'phone' },
       });
-      expect(off.svc.db.prepare('SELECT count(*) FROM webhook_events').pluck().get()).toBe(0);
+      expect(off.svc.db!.prepare('SELECT count(*) FROM webhook_events').pluck().get()).toBe(0);
     } finally {
       await off.close();
     }

@@ -64,7 +64,7 @@ describe('errors before a route runs, over a real socket, in the contract body',
   });
   afterAll(() => api.close());
 
-  const users = () => (api.svc.db.prepare('SELECT count(*) AS n FROM users').get() as { n: number }).n;
+  const users = () => (api.svc.db!.prepare('SELECT count(*) AS n FROM users').get() as { n: number }).n;
 
   it('bad percent-encoding in the path → 400 FST_ERR_BAD_URL', async () => {
     const res = await rawRequest(port, `GET /v1/presence/%ZZ HTTP/1.1\r\nHost: x\r\n${auth}\r\n`);
@@ -243,8 +243,8 @@ describe('unknown query parameters are refused on every route', () => {
   ];
 
   const state = () =>
-    api.svc.db
-      .prepare(
+    api.svc
+      .db!.prepare(
         'SELECT (SELECT count(*) FROM users) u, (SELECT count(*) FROM api_keys) k, (SELECT count(*) FROM observations) o',
       )
       .get();

@@ -306,8 +306,8 @@ describe('store faults through the HTTP API', () => {
 
   it("/healthz and reads answer while a write waits for another connection's lock", async () => {
     expect((await heartbeat('laptop')).statusCode).toBe(204);
-    expect(api.svc.db.pragma('busy_timeout', { simple: true })).toBe(BUSY_TIMEOUT_MS);
-    const lock = holdWriteLock(api.svc.db.name);
+    expect(api.svc.db!.pragma('busy_timeout', { simple: true })).toBe(BUSY_TIMEOUT_MS);
+    const lock = holdWriteLock(api.svc.db!.name);
     const pending = heartbeat('phone', 'busy');
     await waitUntil(
       async () => (await api.svc.engine.storeFault())?.reason === 'database_locked',
@@ -325,7 +325,7 @@ describe('store faults through the HTTP API', () => {
   });
 
   it('a lock past the retries: 503 + Retry-After, /readyz 503 database_locked, then recovery', async () => {
-    const lock = holdWriteLock(api.svc.db.name);
+    const lock = holdWriteLock(api.svc.db!.name);
     const pending = heartbeat('laptop');
     await waitUntil(async () => (await api.svc.engine.storeFault()) !== null, 'the write to meet the lock');
     const ready = await readyz();
@@ -374,7 +374,7 @@ describe('store faults through the HTTP API', () => {
 
   it('read-only (SQLITE_READONLY): overrides, users and keys all answer 503 read_only, then work again', async () => {
     expect((await heartbeat('laptop')).statusCode).toBe(204);
-    const writable = makeReadOnly(api.svc.db);
+    const writable = makeReadOnly(api.svc.db!);
     const override = () =>
       api.call({
         method: 'PUT',

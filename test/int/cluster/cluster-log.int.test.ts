@@ -187,16 +187,17 @@ it('while Redis is down a write is refused (503) before anything is committed; b
   expect(b.engine.state('di')?.version).toBe(1);
 });
 
-it('serve refuses several nodes while its engine commits to SQLite (each node would keep its own)', async () => {
+it('serve refuses several nodes on SQLite (each node would keep its own durable state)', async () => {
   const env = parseEnv({
     PRESENCE_DB: ':memory:',
-    PRESENCE_DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/unused',
     PRESENCE_REDIS_URL: REDIS_URL,
     PRESENCE_REDIS_PREFIX: deployment.prefix,
   });
   const failed = await createService(env, { logger: false, timers: false }).catch((e: unknown) => e);
   expect(failed).toBeInstanceOf(ConfigError);
   expect((failed as ConfigError).problems).toEqual([
-    expect.stringMatching(/^PRESENCE_REDIS_URL: `serve` does not run the engine on PostgreSQL yet/),
+    expect.stringMatching(
+      /^PRESENCE_REDIS_URL: several nodes share their durable state in PostgreSQL; set PRESENCE_DATABASE_URL/,
+    ),
   ]);
 });
