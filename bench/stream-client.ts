@@ -19,6 +19,7 @@
 import { randomBytes } from 'node:crypto';
 import { request, type IncomingMessage } from 'node:http';
 import { connect } from 'node:net';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 
 import WebSocket from 'ws';
 
@@ -33,6 +34,8 @@ interface Open {
   readonly transport?: 'ws' | 'sse';
   /** Loopback source addresses to spread the connections over. */
   readonly from?: readonly string[];
+  /** Probe connections: every presence message's user, version and arrival time is recorded. */
+  readonly probe?: boolean;
 }
 /** One connection that goes away for `gapMs` and resumes; every version checked to follow the last. */
 interface Resume {
@@ -45,7 +48,13 @@ interface Resume {
   readonly afterMs: number;
 }
 type Command =
-  Open | Resume | { readonly cmd: 'stats' } | { readonly cmd: 'reset' } | { readonly cmd: 'close' };
+  | Open
+  | Resume
+  | { readonly cmd: 'stats' }
+  | { readonly cmd: 'reset' }
+  | { readonly cmd: 'cpu' }
+  | { readonly cmd: 'probes' }
+  | { readonly cmd: 'close' };
 
 const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Connections being opened at once (the server's listen backlog is 511). */
@@ -104,6 +113,10 @@ async function resume(c: Resume): Promise<unknown> {
 }
 
 const closers: (() => void)[] = [];
+/** This process's CPU use and event-loop delay since the last reset: is the client the bottleneck? */
+let cpuFrom = process.cpuUsage();
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
 let received = 0;
 let resyncs = 0;
 /** Latencies in 1 ms buckets up to 60 s (the last bucket holds anything later). */
@@ -147,12 +160,25 @@ function percentiles(): { p50: number; p99: number; max: number } {
   return { p50: at(0.5), p99: at(0.99), max };
 }
 
+/** Probe records since the last reset: "user:version" and the arrival (ms since the epoch, fractional). */
+let probeKeys: string[] = [];
+let probeAt: number[] = [];
+/** A wall clock finer than Date.now(): the process's start on the system clock plus the monotonic time since. */
+const wallNow = (): number => performance.timeOrigin + performance.now();
+
+function probed(text: string): void {
+  const m = JSON.parse(text) as { user_id: string; version: number };
+  probeKeys.push(`${m.user_id}:${m.version}`);
+  probeAt.push(wallNow());
+}
+
 function send(m: unknown): void {
   process.send!(m);
 }
 
 /** A WebSocket connection read by hand; resolves once its snapshot is in. */
 function openWs(c: Open, list: readonly string[], stall: boolean, from: string | undefined): Promise<void> {
+  const probe = c.probe === true;
   const url = new URL(c.url);
   return new Promise((done, fail) => {
     const socket = connect({ host: url.hostname, port: Number(url.port), localAddress: from });
@@ -205,6 +231,7 @@ function openWs(c: Open, list: readonly string[], stall: boolean, from: string |
           }
           if (buf[start + 9] !== 0x70) continue; // {"type":"p… — presence; anything else is not counted
           received += 1;
+          if (probe) probed(buf.toString('utf8', start, end));
           const at = buf.indexOf(OBSERVED_KEY, start);
           if (at >= 0 && at < end)
             late(buf.toString('latin1', at + OBSERVED_KEY.length, at + OBSERVED_KEY.length + 24));
@@ -287,9 +314,21 @@ process.on('message', (m: Command) => {
       case 'stats':
         send({ received, resyncs, ...percentiles() });
         break;
+      case 'cpu': {
+        const used = process.cpuUsage(cpuFrom);
+        send({ cpu: (used.user + used.system) / 1e6, lag: loopDelay.percentile(99) / 1e6 });
+        break;
+      }
+      case 'probes':
+        send({ keys: probeKeys, at: probeAt });
+        break;
       case 'reset':
         received = 0;
+        probeKeys = [];
+        probeAt = [];
         histogram = new Uint32Array(histogram.length);
+        cpuFrom = process.cpuUsage();
+        loopDelay.reset();
         send({ ok: true });
         break;
       case 'close':
