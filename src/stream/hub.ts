@@ -242,7 +242,7 @@ export class StreamHub {
     // Backwards: a subscriber closed on the way (resync) is swapped out with one already done.
     for (let k = subs.length - 1; k >= 0; k--) {
       const s = subs[k]!;
-      const m = this.viewed(s, message);
+      const m = s.viewer === null ? message : this.viewed(s, message);
       // Diff suppression: a change the client already has (its snapshot was newer) is not sent.
       if (m === null || m.version <= versions[k]!) continue;
       versions[k] = m.version;

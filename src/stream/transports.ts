@@ -35,8 +35,7 @@ export class WsTransport implements Transport {
 
   write(messages: readonly Outgoing[], flushed: () => void): void {
     if (this.ws.readyState !== this.ws.OPEN) return;
-    const data = messages.length === 1 ? messages[0]!.frame : Buffer.concat(messages.map((m) => m.frame));
-    this.socket.write(data, () => flushed());
+    this.socket.write(messages.length === 1 ? messages[0]!.frame : frames(messages), flushed);
   }
 
   ping(): void {
@@ -56,6 +55,16 @@ export class WsTransport implements Transport {
   }
 }
 
+/** The messages' shared frames copied into one buffer (one write), without an array of them first. */
+function frames(messages: readonly Outgoing[]): Buffer {
+  let length = 0;
+  for (const m of messages) length += m.frame.length;
+  const out = Buffer.allocUnsafe(length);
+  let at = 0;
+  for (const m of messages) at += m.frame.copy(out, at);
+  return out;
+}
+
 const SSE_END_TIMEOUT_MS = 5000;
 
 export class SseTransport implements Transport {
@@ -67,7 +76,7 @@ export class SseTransport implements Transport {
     if (this.res.destroyed) return;
     let text = '';
     for (const m of messages) text += m.sse;
-    this.res.write(text, () => flushed());
+    this.res.write(text, flushed);
   }
 
   ping(): void {
