@@ -12,7 +12,14 @@ import type Redis from 'ioredis';
 
 import type { Clock } from '../../core/clock';
 
-import { closeRedis, describeRedisTarget, guardRedis, openRedis, type RedisOptions } from './client';
+import {
+  closeRedis,
+  describeRedisTarget,
+  guardRedis,
+  openRedis,
+  RedisUnavailableError,
+  type RedisOptions,
+} from './client';
 import { SCRIPTS, type ScriptName } from './scripts';
 
 /** The change log keeps whichever is more: the last two minutes, or the last 100,000 changes. */
@@ -86,6 +93,11 @@ export interface ObservationRef {
   readonly source: string;
 }
 
+export interface ObservationWrite extends ObservationRef {
+  readonly observation: string;
+  readonly expiresAt: number;
+}
+
 type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
 
 export class RedisHotState {
@@ -97,6 +109,8 @@ export class RedisHotState {
   private knownGeneration: string | undefined;
   /** The connection of `follow`'s blocking reads, opened on first use. */
   private blocking: Promise<Redis> | undefined;
+  /** Set by `close`: a follow still running then must not open the blocking connection again. */
+  private closed = false;
 
   private constructor(
     readonly client: Redis,
@@ -124,6 +138,7 @@ export class RedisHotState {
 
   /** Closes the connection; when it is down, stops reconnecting too. */
   async close(): Promise<void> {
+    this.closed = true;
     const blocking = this.blocking;
     this.blocking = undefined;
     if (blocking) await blocking.then((b) => b.disconnect()).catch(() => {});
@@ -202,6 +217,28 @@ export class RedisHotState {
     );
   }
 
+  /** `upsertObservation` for many observations, in one round trip. */
+  async upsertObservations(list: readonly ObservationWrite[]): Promise<void> {
+    if (list.length === 0) return;
+    await this.run('hsUpsertObservations', ...this.observationArgs(list));
+  }
+
+  /**
+   * Adds the observations Redis does not hold, with their expiries, and leaves those it holds
+   * as they are (their expiries may have moved on another node). Returns how many were added.
+   */
+  async seedObservations(list: readonly ObservationWrite[]): Promise<number> {
+    if (list.length === 0) return 0;
+    return (await this.run('hsSeedObservations', ...this.observationArgs(list))) as number;
+  }
+
+  private observationArgs(list: readonly ObservationWrite[]): (string | number)[] {
+    const args: (string | number)[] = [this.expKey, `${this.p}obs:`];
+    for (const w of list)
+      args.push(w.userId, w.source, w.observation, w.expiresAt, RedisHotState.member(w.userId, w.source));
+    return args;
+  }
+
   /** Removes one observation and its expiry; true if there was one. */
   async removeObservation(userId: string, source: string): Promise<boolean> {
     const n = (await this.run(
@@ -242,17 +279,11 @@ export class RedisHotState {
   }
 
   /**
-   * Takes the observations due by now (at most `limit`), removing each with its expiry. Any
-   * node may sweep; two sweeps at once never both take the same observation.
+   * Takes the observations due by `dueBy` (default now; at most `limit`), removing each with
+   * its expiry. Any node may sweep; two sweeps at once never both take the same observation.
    */
-  async sweep(limit = SWEEP_LIMIT): Promise<ExpiredObservation[]> {
-    const flat = (await this.run(
-      'hsSweep',
-      this.expKey,
-      this.options.clock.now(),
-      limit,
-      `${this.p}obs:`,
-    )) as (string | null)[];
+  async sweep(limit = SWEEP_LIMIT, dueBy = this.options.clock.now()): Promise<ExpiredObservation[]> {
+    const flat = (await this.run('hsSweep', this.expKey, dueBy, limit, `${this.p}obs:`)) as (string | null)[];
     const out: ExpiredObservation[] = [];
     for (let i = 0; i < flat.length; i += 2) {
       out.push({ ...parseMember(flat[i] as string), observation: flat[i + 1] ?? null });
@@ -387,6 +418,7 @@ export class RedisHotState {
   }
 
   private blockingClient(): Promise<Redis> {
+    if (this.closed) return Promise.reject(new RedisUnavailableError('the hot state is closed'));
     if (this.blocking === undefined) {
       const opening = openRedis(this.options, {
         forBlocking: true,

@@ -59,6 +59,42 @@ return redis.call('HDEL', KEYS[1], ARGV[1])
 };
 
 /**
+ * KEYS: exp zset. ARGV: obs key prefix, then (user, source, observation, expiresAt, member) per
+ * observation. Writes many observations and their expiries in one step (a node's batch of
+ * committed observations), each as `UPSERT_OBSERVATION` does.
+ */
+export const UPSERT_OBSERVATIONS: ScriptDef = {
+  numberOfKeys: 1,
+  lua: `
+for i = 2, #ARGV, 5 do
+  redis.call('HSET', ARGV[1] .. ARGV[i], ARGV[i + 1], ARGV[i + 2])
+  redis.call('ZADD', KEYS[1], ARGV[i + 3], ARGV[i + 4])
+end
+return 1
+`,
+};
+
+/**
+ * KEYS: exp zset. ARGV: obs key prefix, then (user, source, observation, expiresAt, member) per
+ * observation. Adds only those Redis does not hold (a rebuild after Redis lost its state, or a
+ * node's start): an expiry Redis already has, moved by some node's refreshes, is never replaced
+ * by one from a node's memory. Returns how many were added.
+ */
+export const SEED_OBSERVATIONS: ScriptDef = {
+  numberOfKeys: 1,
+  lua: `
+local added = 0
+for i = 2, #ARGV, 5 do
+  if redis.call('ZADD', KEYS[1], 'NX', ARGV[i + 3], ARGV[i + 4]) == 1 then
+    redis.call('HSET', ARGV[1] .. ARGV[i], ARGV[i + 1], ARGV[i + 2])
+    added = added + 1
+  end
+end
+return added
+`,
+};
+
+/**
  * KEYS: exp zset. ARGV: member, expiresAt, member, expiresAt, ... Moves each existing member's
  * expiry later (never earlier: a late batch does not undo a newer upsert); returns the members
  * that are gone (swept or removed), which a refresh does not bring back.
@@ -262,6 +298,8 @@ export const SCRIPTS = {
   hsRemoveObservation: REMOVE_OBSERVATION,
   hsRefreshExpiries: REFRESH_EXPIRIES,
   hsSweep: SWEEP,
+  hsUpsertObservations: UPSERT_OBSERVATIONS,
+  hsSeedObservations: SEED_OBSERVATIONS,
   hsBumpAggregate: BUMP_AGGREGATE,
   hsAppendChange: APPEND_CHANGE,
   hsSeedAggregate: SEED_AGGREGATE,
