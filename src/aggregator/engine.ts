@@ -28,11 +28,12 @@ import type {
   TransitionRecord,
   UserRecord,
 } from '../core/ports';
-import type { Activity, Ladder, Platform, Source, Status } from '../core/presence';
+import type { Activity, Ladder, Observation, Platform, Source, Status } from '../core/presence';
 import type { PresenceView } from '../normalizer/view';
 import type { StoreFault } from '../store/faults';
 import { ChangeSinks } from './change-pipeline';
 import { Directory, type UserDeleteSink } from './directory';
+import { isEnded, sourceOf, type ExpiryHold } from './expiry-hold';
 import { DONE, GroupCommit, type Ack } from './group-commit';
 import { Ingest, type OverrideInput, type ReportInput } from './ingest';
 import { ReadCache } from './read-cache';
@@ -43,6 +44,7 @@ import { UserTable, type UserState } from './user-state';
 import { SWEEP_MS, TimingWheel, type EngineStats } from './wheel';
 
 export type { UserDeleteSink } from './directory';
+export type { ExpiryHold } from './expiry-hold';
 export type { OverrideInput, ReportInput } from './ingest';
 export type { RemoteOutcome, RemoteState } from './remote';
 
@@ -484,6 +486,34 @@ export class PresenceEngine {
   /** Another node deleted the user: forgotten here too (memory only; the store row is gone). */
   forgetRemote(userId: string): boolean {
     return this.directory.forget(userId);
+  }
+
+  /**
+   * Several-node mode (before `load`): expiries are decided in Redis by `hold`'s owner, which
+   * hears of every observation kept or refreshed, and ends them with `expire`; time alone ends
+   * none here (aggregator/expiry-hold.ts says why).
+   */
+  holdExpiries(hold: ExpiryHold): void {
+    this.ingest.hold = hold;
+  }
+
+  /** The user's observation of `source` (`<platform>/<device>`), as held in memory. */
+  observation(userId: string, source: string): Observation | undefined {
+    return this.table.byId.get(userId)?.observations.find((o) => sourceOf(o) === source);
+  }
+
+  /** Every observation not ended, with its user (a rebuild of Redis's hot state). */
+  *liveObservations(): IterableIterator<{ userId: string; observation: Observation }> {
+    for (const u of this.table.byId.values())
+      for (const o of u.observations) if (!isEnded(o)) yield { userId: u.userId, observation: o };
+  }
+
+  /**
+   * The Redis sweep took this observation: it ends now, and the change (if the user's presence
+   * changes) is committed like any other. Null when there was nothing to end.
+   */
+  expire(userId: string, source: string): Ack | null {
+    return this.ingest.expire(userId, source) ? this.commit.acked() : null;
   }
 
   // ---------------------------------------------------------------- time and durability

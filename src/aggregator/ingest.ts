@@ -28,6 +28,7 @@ import {
 import { changedFields, nextCheckAt, reduce } from '../normalizer/reduce';
 import { explain, toPresence } from '../normalizer/view';
 import type { ChangeSinks } from './change-pipeline';
+import { endObservation, holdOpen, isEnded, sourceOf, type ExpiryHold } from './expiry-hold';
 import { DONE, type Ack, type GroupCommit } from './group-commit';
 import type { RefreshPersister } from './refresh';
 import type { UserState } from './user-state';
@@ -83,6 +84,8 @@ export class Ingest {
   private readonly refresh: RefreshPersister;
   private readonly sinks: ChangeSinks;
   private readonly deviceRetentionMs: number;
+  /** Set in several-node mode: expiries are decided in Redis, not here (see expiry-hold.ts). */
+  hold: ExpiryHold | null = null;
 
   constructor(parts: IngestParts) {
     this.users = parts.users;
@@ -123,7 +126,7 @@ export class Ingest {
       existing !== undefined &&
       decay === null &&
       existing.decay === null &&
-      isLive(existing, now) &&
+      (isLive(existing, now) || (this.hold !== null && !isEnded(existing))) &&
       sameContent(existing, input.state)
     ) {
       // The hot path: same state again. Times move in memory; the disk hears of it later.
@@ -134,6 +137,7 @@ export class Ingest {
       if (input.state.status === 'online' && (u.lastActiveAt === null || at > u.lastActiveAt))
         u.lastActiveAt = at;
       this.refresh.mark(u);
+      this.hold?.observed(userId, existing, 'refresh');
       if (shortened) this.wheel.schedule(u, expiresAt);
       // A refresh of a report still waiting for its commit is only as good as that commit.
       return u.undo !== null && !u.undo.observations.includes(existing);
@@ -160,6 +164,7 @@ export class Ingest {
     if (effectiveStatus(next, now) === 'online' && (u.lastActiveAt === null || at > u.lastActiveAt))
       u.lastActiveAt = at;
     this.commit.enqueue({ op: 'observation', userId, obs: next });
+    this.hold?.observed(userId, next, 'write');
     this.wheel.schedule(u, this.recompute(u, now, input.platform));
     return true;
   }
@@ -200,6 +205,7 @@ export class Ingest {
         this.commit.touch(u);
         u.observations[i] = ended;
         this.commit.enqueue({ op: 'observation', userId, obs: ended });
+        this.hold?.observed(userId, ended, 'write');
         changed = true;
       }
       if (changed) this.wheel.schedule(u, this.recompute(u, now, platform));
@@ -248,7 +254,31 @@ export class Ingest {
 
   /** The first boundary of a loaded user after `since`, the last time its state was known right. */
   firstBoundary(u: UserState, since: number): number {
-    return Math.min(nextCheckAt(u.observations, u.override, since), this.pruneAt(u));
+    return Math.min(nextCheckAt(this.reduced(u), u.override, since), this.pruneAt(u));
+  }
+
+  /**
+   * The Redis sweep took the observation (several-node mode): it is ended now and the user
+   * reduced again. False when there is nothing to end (unknown, already ended).
+   */
+  expire(userId: string, source: string): boolean {
+    const u = this.users.get(userId);
+    if (u === undefined) return false;
+    const i = u.observations.findIndex((o) => sourceOf(o) === source);
+    const o = i < 0 ? undefined : u.observations[i]!;
+    if (o === undefined || isEnded(o)) return false;
+    const now = this.clock.now();
+    this.commit.touch(u);
+    const gone = endObservation(o);
+    u.observations[i] = gone;
+    this.commit.enqueue({ op: 'observation', userId, obs: gone });
+    this.wheel.schedule(u, this.recompute(u, now, null));
+    return true;
+  }
+
+  /** The observations the reducer sees: expiries held open in several-node mode. */
+  private reduced(u: UserState): readonly Observation[] {
+    return this.hold === null ? u.observations : holdOpen(u.observations);
   }
 
   /**
@@ -259,7 +289,13 @@ export class Ingest {
   private recompute(u: UserState, at: number, cause: string | null): number {
     u.invalidate();
     this.prune(u, at);
-    const r = reduce(u.observations, u.override, at, this.ladder);
+    const seen = this.reduced(u);
+    const held = reduce(seen, u.override, at, this.ladder);
+    // A held copy won (holdOpen keeps the order): the view shows the observation's own times.
+    const r =
+      seen === u.observations || held.winner === null
+        ? held
+        : { ...held, winner: u.observations[seen.indexOf(held.winner)] ?? held.winner };
     const changed = changedFields(u, r);
     if (changed.length > 0) this.commit.touch(u);
     u.source = r.source;
@@ -309,7 +345,7 @@ export class Ingest {
         current: r,
         changed,
         cause,
-        explain: explain(r, u.observations, at),
+        explain: explain(held, seen, at),
         presence: this.sinks.listened ? toPresence(u, at, this.ladder, r) : null,
         ...(this.sinks.wantsState
           ? {
@@ -331,7 +367,8 @@ export class Ingest {
     let kept: Observation[] | null = null;
     for (let i = 0; i < u.observations.length; i++) {
       const o = u.observations[i]!;
-      const drop = o.device !== '' && o.expiresAt <= limit;
+      // A held expiry (several-node mode) is not past: only an ended entry is forgotten.
+      const drop = o.device !== '' && o.expiresAt <= limit && (this.hold === null || isEnded(o));
       if (drop && kept === null) kept = u.observations.slice(0, i);
       if (drop)
         this.commit.enqueue({
@@ -351,7 +388,8 @@ export class Ingest {
   private pruneAt(u: UserState): number {
     let at = Number.POSITIVE_INFINITY;
     for (const o of u.observations)
-      if (o.device !== '') at = Math.min(at, o.expiresAt + this.deviceRetentionMs);
+      if (o.device !== '' && (this.hold === null || isEnded(o)))
+        at = Math.min(at, o.expiresAt + this.deviceRetentionMs);
     return at;
   }
 }

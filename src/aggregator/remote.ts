@@ -57,8 +57,8 @@ export function applyRemote(parts: RemoteParts, s: RemoteState): RemoteOutcome {
   u.version = s.version;
   u.lastActiveAt = s.lastActiveAt;
   u.invalidate();
-  // The local wheel still times expiries (the Redis sweep is a later step): the user is filed
-  // under its next boundary after the change, as at a load.
+  // Filed under its next boundary after the change, as at a load (with expiries held in Redis,
+  // only decay steps and the override's end: see expiry-hold.ts).
   const due = parts.firstBoundary(u, s.at);
   parts.wheel.reschedule(u, Number.isFinite(due) ? due : Number.POSITIVE_INFINITY);
   return 'applied';
