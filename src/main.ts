@@ -206,6 +206,7 @@ async function openCluster(
     prefix: env.PRESENCE_REDIS_PREFIX,
     clock: parts.clock,
     log: parts.log,
+    deviceGraceMs: env.PRESENCE_DEVICE_GRACE_MS,
   });
   cluster.attach(engine);
   try {
@@ -332,6 +333,7 @@ async function assemble(
   const heldRows = await stores.heldDevices.list(CONNECTION_LABEL);
   const stream = createStream(engine, {
     sharedLog: cluster !== null,
+    deviceLease: cluster?.deviceLease ?? null,
     clock,
     log,
     settings: {

@@ -7,9 +7,10 @@
  * with all of them at the log's positions. The version of a change is decided by the durable
  * store's conditional write (PostgreSQL), not here.
  *
- * Not here yet (later steps; the seams are named): expiries still come from each node's own
- * timing wheel (aggregator/wheel.ts), not the Redis sweep (`RedisHotState.sweep`); refreshes of
- * unchanged reports, account links and user records without a presence change are not shared.
+ * Expiries are decided once, in Redis (cluster/expiry.ts): every observation and its expiry is
+ * kept there, every node runs the shared sweep, and no node's own timing wheel ends one.
+ *
+ * Not here yet: account links and user records without a presence change are not shared.
  */
 
 import { randomBytes } from 'node:crypto';
@@ -19,11 +20,14 @@ import type { Clock } from '../core/clock';
 import type { Log } from '../core/log';
 import { classifyStoreError, type StoreFault } from '../store/faults';
 import { RedisHotState, type LogPosition } from '../store/redis';
+import type { Timers } from '../stream/timers';
 import { Appender, ChangeLogUnavailableError } from './appender';
+import { ExpiryKeeper, type ExpiryStats } from './expiry';
 import { Follower, type PublishTarget } from './follower';
 
 export { Appender, ChangeLogUnavailableError } from './appender';
 export { Follower } from './follower';
+export { ExpiryKeeper, type ExpiryStats } from './expiry';
 
 export interface ClusterOptions {
   /** `PRESENCE_REDIS_URL`. */
@@ -36,6 +40,13 @@ export interface ClusterOptions {
   readonly node?: string;
   /** How long one wait of the follower on Redis lasts. */
   readonly blockMs?: number;
+  /** `PRESENCE_DEVICE_GRACE_MS`: how long Redis keeps a held connection's entry past a renewal. */
+  readonly deviceGraceMs?: number;
+  /** The expiry keeper's periods (tests may shorten them; see cluster/expiry.ts). */
+  readonly expiryFlushMs?: number;
+  readonly sweepMs?: number;
+  /** The expiry keeper's timers (tests drive them with their fake clock). */
+  readonly timers?: Timers;
   /** Change log retention (tests shorten it). */
   readonly logMinCount?: number;
   readonly logMinAgeMs?: number;
@@ -47,6 +58,9 @@ export class Cluster {
   private follower: Follower | null = null;
   private engine: PresenceEngine | null = null;
   private from: LogPosition | null = null;
+  private expiry: ExpiryKeeper | null = null;
+  /** Settles once the expiry keeper has seeded Redis and runs (after `start`). */
+  ready: Promise<void> = Promise.resolve();
   private closed: Promise<void> | null = null;
 
   private constructor(
@@ -74,9 +88,19 @@ export class Cluster {
    * `start(stream)` once the stream exists.
    *
    * `attach`: the engine's commits append to the log (and are refused while Redis is down), its
-   * deletions too.
+   * deletions too; from here on the engine's expiries are decided in Redis (cluster/expiry.ts).
    */
   attach(engine: PresenceEngine): void {
+    this.expiry = new ExpiryKeeper({
+      hot: this.hot,
+      engine,
+      clock: this.o.clock,
+      log: this.o.log,
+      ...(this.o.deviceGraceMs === undefined ? {} : { graceMs: this.o.deviceGraceMs }),
+      ...(this.o.expiryFlushMs === undefined ? {} : { flushMs: this.o.expiryFlushMs }),
+      ...(this.o.sweepMs === undefined ? {} : { sweepMs: this.o.sweepMs }),
+      ...(this.o.timers === undefined ? {} : { timers: this.o.timers }),
+    });
     const appender = new Appender(this.hot, this.node, this.o.log);
     this.appender = appender;
     this.engine = engine;
@@ -92,7 +116,10 @@ export class Cluster {
     this.from = await this.hot.logHead();
   }
 
-  /** Follows the log: other nodes' changes into the engine, every change into `stream`. */
+  /**
+   * Follows the log: other nodes' changes into the engine, every change into `stream`; and
+   * starts the expiry keeper (`ready` settles once it has seeded Redis from the loaded memory).
+   */
   start(stream: PublishTarget): void {
     if (this.engine === null || this.from === null) throw new Error('attach() and prepare() first');
     this.follower = new Follower({
@@ -105,6 +132,15 @@ export class Cluster {
       ...(this.o.blockMs === undefined ? {} : { blockMs: this.o.blockMs }),
     });
     this.follower.start();
+    this.ready = this.expiry!.start();
+  }
+
+  /**
+   * The device connections held on this node (stream/devices.ts `DeviceLease`): their expiry in
+   * Redis is renewed while held. Null before `attach`.
+   */
+  get deviceLease(): ExpiryKeeper | null {
+    return this.expiry;
   }
 
   /** Why this node cannot take writes now (Redis down), or null; /readyz shows it. */
@@ -114,11 +150,19 @@ export class Cluster {
   }
 
   /** What tests and /metrics read. */
-  get stats(): { appended: number; backlog: number; applied: number } {
+  get stats(): {
+    appended: number;
+    backlog: number;
+    applied: number;
+    expiry: ExpiryStats | null;
+    roundTripsPerRefresh: number;
+  } {
     return {
       appended: this.appender?.appended ?? 0,
       backlog: this.appender?.backlog ?? 0,
       applied: this.follower?.applied ?? 0,
+      expiry: this.expiry?.stats ?? null,
+      roundTripsPerRefresh: this.expiry?.roundTripsPerRefresh ?? 0,
     };
   }
 
@@ -130,6 +174,8 @@ export class Cluster {
   /** Lands the appends still queued (bounded), stops following, closes the connections. */
   close(): Promise<void> {
     this.closed ??= (async () => {
+      await this.ready.catch(() => undefined);
+      await this.expiry?.stop();
       await this.appender?.stop();
       this.follower?.halt();
       await this.hot.close();

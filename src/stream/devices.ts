@@ -13,6 +13,12 @@
  * After a restart no connection holds anything yet: every entry a connection held when the
  * process stopped is cut to expire one grace after start, so a device that reconnects in time
  * changes nothing and one that does not is offline then, not at once and not never.
+ *
+ * With several nodes (a `DeviceLease`, src/cluster/expiry.ts) the long hold stays in memory only:
+ * the node holding the connection keeps the entry's expiry in Redis at now + grace, renewed
+ * while it holds it, and a close ends the renewals (the grace starts then). Nothing is cut at a
+ * restart then: what connections held before it expires in Redis one grace after the last
+ * renewal, swept by any node, so a restart cannot bring back a device that went offline meanwhile.
  */
 
 import type { Clock } from '../core/clock';
@@ -50,19 +56,27 @@ interface Session {
   holders: number;
 }
 
+/** Several-node mode: the devices held by this node's connections, renewed in Redis. */
+export interface DeviceLease {
+  hold(userId: string, deviceId: string): void;
+  release(userId: string, deviceId: string): void;
+}
+
 const keyOf = (userId: string, deviceId: string): string => `${userId}\u0000${deviceId}`;
 
 export class DeviceConnections {
   private readonly sessions = new Map<string, Session>();
   private readonly graceMs: number;
+  private readonly lease: DeviceLease | null;
   private stopping = false;
 
   constructor(
     private readonly reporter: DeviceReporter,
     private readonly clock: Clock,
-    options: { graceMs?: number } = {},
+    options: { graceMs?: number; lease?: DeviceLease | null } = {},
   ) {
     this.graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
+    this.lease = options.lease ?? null;
   }
 
   /** Devices held by an open connection now. */
@@ -72,6 +86,7 @@ export class DeviceConnections {
 
   /** Cuts what connections held before this process started to one grace from now. */
   restarted(held: readonly HeldDevice[]): Promise<void>[] {
+    if (this.lease !== null) return []; // several nodes: Redis ends them (module comment)
     const until = this.clock.now() + this.graceMs;
     const acks: Promise<void>[] = [];
     for (const h of held) {
@@ -89,6 +104,7 @@ export class DeviceConnections {
     s.holders += 1;
     s.status = status;
     s.activity = activity;
+    this.lease?.hold(userId, deviceId);
     return this.reporter.report(userId, deviceId, status, activity, HOLD_MS);
   }
 
@@ -124,6 +140,7 @@ export class DeviceConnections {
     s.holders -= 1;
     if (s.holders > 0) return Promise.resolve();
     this.sessions.delete(key);
+    this.lease?.release(userId, deviceId);
     return this.reporter.report(userId, deviceId, s.status, s.activity, this.graceMs);
   }
 }

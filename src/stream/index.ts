@@ -9,7 +9,7 @@ import type { PresenceEngine } from '../aggregator/engine';
 import type { Clock } from '../core/clock';
 import type { Log } from '../core/log';
 import type { StreamPrivacy } from './hub';
-import { CONNECTION_LABEL, type DeviceReporter, type HeldDevice } from './devices';
+import { CONNECTION_LABEL, type DeviceLease, type DeviceReporter, type HeldDevice } from './devices';
 import { StreamService } from './service';
 
 export { StreamService } from './service';
@@ -42,6 +42,8 @@ export function createStream(
      * node's changes at the log's positions, instead of this engine's commits.
      */
     sharedLog?: boolean;
+    /** Several nodes: device connections held here are renewed in Redis (cluster/expiry.ts). */
+    deviceLease?: DeviceLease | null;
   },
 ): StreamService {
   const stream = new StreamService({
@@ -52,6 +54,7 @@ export function createStream(
     deviceGraceMs: options.settings.deviceGraceMs,
     maxConnectionsPerKey: options.settings.maxConnectionsPerKey,
     heldDevices: options.heldDevices,
+    deviceLease: options.deviceLease ?? null,
     ...(options.privacy === undefined ? {} : { hub: { privacy: options.privacy } }),
   });
   // A consumer of the change pipeline, fed after each commit is durable, in commit order.

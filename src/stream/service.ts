@@ -17,7 +17,7 @@ import { silentLog, type Log } from '../core/log';
 import type { Activity, Status } from '../core/presence';
 import { errorBody } from '../http/errors';
 import type { ExtraGauges } from '../http/metrics';
-import { DeviceConnections, type DeviceReporter, type HeldDevice } from './devices';
+import { DeviceConnections, type DeviceLease, type DeviceReporter, type HeldDevice } from './devices';
 import { StreamHub, type HubOptions, type PresenceReader } from './hub';
 import { Outgoing } from './message';
 import { parseClientMessage, type StreamQuery } from './protocol';
@@ -36,6 +36,8 @@ export interface StreamServiceOptions {
   readonly timers?: Timers;
   readonly maxConnectionsPerKey?: number;
   readonly deviceGraceMs?: number;
+  /** Several-node mode: device connections held here are renewed in Redis (cluster/expiry.ts). */
+  readonly deviceLease?: DeviceLease | null;
   /** Device entries connections held before this start (cut to one grace by `start`). */
   readonly heldDevices?: () => readonly HeldDevice[];
   readonly hub?: Partial<Omit<HubOptions, 'clock' | 'reader' | 'timers'>>;
@@ -67,7 +69,10 @@ export class StreamService {
       timers: options.timers,
       ...options.hub,
     });
-    this.devices = new DeviceConnections(options.devices, options.clock, { graceMs: options.deviceGraceMs });
+    this.devices = new DeviceConnections(options.devices, options.clock, {
+      graceMs: options.deviceGraceMs,
+      lease: options.deviceLease ?? null,
+    });
     this.maxPerKey = options.maxConnectionsPerKey ?? DEFAULT_MAX_CONNECTIONS_PER_KEY;
     this.heldDevices = options.heldDevices ?? (() => []);
   }
