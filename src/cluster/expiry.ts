@@ -33,7 +33,7 @@ import { isEnded, sourceOf } from '../aggregator/expiry-hold';
 import type { Clock } from '../core/clock';
 import type { Log } from '../core/log';
 import type { Observation } from '../core/presence';
-import type { ObservationWrite, RedisHotState } from '../store/redis';
+import { SWEEP_LIMIT, type ObservationWrite, type RedisHotState } from '../store/redis';
 import { CONNECTION_LABEL, DEFAULT_GRACE_MS } from '../stream/devices';
 import { systemTimers, type Timer, type Timers } from '../stream/timers';
 
@@ -310,26 +310,37 @@ export class ExpiryKeeper implements ExpiryHold {
 
   // ---- the sweep
 
-  /** One sweep: takes what is due by now minus the margin, ends it here. */
+  /**
+   * One sweep: takes what is due by now minus the margin, ends it here. Calls again while a call
+   * comes back full (SWEEP_LIMIT), so a mass expiry (a burst of users gone at once) is ended in
+   * this tick, not SWEEP_LIMIT per node per tick over many seconds.
+   */
   async sweep(): Promise<number> {
     const dueBy = this.o.clock.now() - this.flushMs - this.slackMs;
-    const taken = await this.o.hot.sweep(undefined, dueBy);
-    this.stats.swept += taken.length;
-    for (const t of taken) {
-      const o = this.o.engine.observation(t.userId, t.source);
-      if (o === undefined || isEnded(o)) continue;
-      if (this.fresher(t.userId, o, dueBy)) {
-        this.observed(t.userId, o, 'write');
-        continue;
-      }
-      const ack = this.o.engine.expire(t.userId, t.source);
-      if (ack === null) continue;
-      this.stats.ended += 1;
-      // A refused commit rolled the observation back in memory: back in Redis, already due, so
-      // the next sweep (here or elsewhere) takes it again.
-      ack.catch(() => this.rewriteDue(t.userId, t.source, dueBy));
+    let total = 0;
+    for (;;) {
+      const taken = await this.o.hot.sweep(SWEEP_LIMIT, dueBy);
+      total += taken.length;
+      this.stats.swept += taken.length;
+      for (const t of taken) this.end(t.userId, t.source, dueBy);
+      if (taken.length < SWEEP_LIMIT || this.stopped) return total;
     }
-    return taken.length;
+  }
+
+  /** An observation the sweep took: ended here, or written back if this node knows it fresher. */
+  private end(userId: string, source: string, dueBy: number): void {
+    const o = this.o.engine.observation(userId, source);
+    if (o === undefined || isEnded(o)) return;
+    if (this.fresher(userId, o, dueBy)) {
+      this.observed(userId, o, 'write');
+      return;
+    }
+    const ack = this.o.engine.expire(userId, source);
+    if (ack === null) return;
+    this.stats.ended += 1;
+    // A refused commit rolled the observation back in memory: back in Redis, already due, so
+    // the next sweep (here or elsewhere) takes it again.
+    ack.catch(() => this.rewriteDue(userId, source, dueBy));
   }
 
   /**

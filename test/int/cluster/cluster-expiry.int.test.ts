@@ -256,3 +256,69 @@ describe('device connections', () => {
     expect(made[0]!.at - closedAt).toBeLessThanOrEqual(GRACE_MS + 2_000);
   });
 });
+
+/** Every expiry Redis holds for the deployment, by `<user>/<source>`. */
+async function expiriesInRedis(n: Node): Promise<Map<string, number>> {
+  const flat = await n.cluster.hot.client.zrange(`${deployment.prefix}exp`, '0', '-1', 'WITHSCORES');
+  const out = new Map<string, number>();
+  for (let i = 0; i < flat.length; i += 2) {
+    const [userId, source] = JSON.parse(flat[i]!) as [string, string];
+    out.set(`${userId}/${source}`, Number(flat[i + 1]));
+  }
+  return out;
+}
+
+it('a burst of refreshes for 5,000 users across two nodes: every expiry renewed in a few round trips', async () => {
+  const a = await node();
+  const b = await node();
+  const USERS = 5_000;
+  const TTL = 10_000;
+  const ids = Array.from({ length: USERS }, (_, i) => `burst${i}`);
+  await Promise.all(
+    ids.map((id, i) => (i % 2 === 0 ? a : b).engine.heartbeat(id, 'phone', 'online', null, TTL)),
+  );
+  await waitUntil(
+    () => ids.every((id) => a.engine.state(id)?.version === 1 && b.engine.state(id)?.version === 1),
+    'followers',
+  );
+  await waitUntil(async () => (await expiriesInRedis(a)).size === USERS, 'every observation in Redis');
+  const writesBefore = a.committed.length + b.committed.length;
+
+  // Four bursts 5 s apart, each user heartbeating through the node it did not report to before:
+  // nothing changes, so every heartbeat is a refresh, sent in the next batch of its node.
+  let last = 0;
+  for (let round = 0; round < 4; round++) {
+    await pass(5_000);
+    const before = [a, b].map((n) => n.cluster.stats.expiry!.refreshRoundTrips);
+    const acks = ids.map((id, i) =>
+      ((i + round) % 2 === 0 ? b : a).engine.heartbeat(id, 'phone', 'online', null, TTL),
+    );
+    last = clock.now();
+    await Promise.all(acks);
+    await pass(250); // one batch period
+    // One round trip per node for the whole burst.
+    expect([a, b].map((n, i) => n.cluster.stats.expiry!.refreshRoundTrips - before[i]!)).toEqual([1, 1]);
+    const inRedis = await expiriesInRedis(a);
+    expect(inRedis.size).toBe(USERS);
+    const stale = ids.filter((id) => inRedis.get(`${id}/device/phone`) !== last + TTL);
+    expect(stale).toEqual([]);
+  }
+  expect(ids.filter((id) => offline(a, id) || offline(b, id))).toEqual([]);
+  expect(a.committed.length + b.committed.length).toBe(writesBefore); // no change at all
+  for (const n of [a, b]) {
+    expect(n.cluster.stats.expiry!.refreshes).toBe(USERS * 2);
+    expect(n.cluster.stats.roundTripsPerRefresh).toBeLessThan(0.01);
+  }
+
+  // The refreshes stop: everyone goes offline one TTL after the last one, once, in the first
+  // sweeps past the margin (a sweep takes all that is due, not one batch per tick).
+  await pass(TTL + 1_000 - 250);
+  expect(await expiriesInRedis(a)).toEqual(new Map());
+  await waitUntil(() => ids.every((id) => offline(a, id) && offline(b, id)), 'offline everywhere');
+  for (const id of ids) {
+    const made = [...toOffline(a, id), ...toOffline(b, id)];
+    expect(made).toHaveLength(1);
+    expect(made[0]!.at - last).toBeGreaterThanOrEqual(TTL);
+    expect(made[0]!.at - last).toBeLessThanOrEqual(TTL + 2_000);
+  }
+});
