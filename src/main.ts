@@ -297,6 +297,8 @@ async function assemble(
     // Endpoint signing secrets are sealed like OAuth tokens; without the key webhooks are off.
     vault: secretVault(env),
     allowPrivateTargets: env.WEBHOOK_ALLOW_PRIVATE_TARGETS,
+    // Several nodes: endpoints another node created, changed or deleted are taken in within 1 s.
+    followEndpointsMs: env.PRESENCE_REDIS_URL === undefined ? null : 1000,
   });
   const privacyStore = stores.privacy;
   const privacy = await new PrivacyService(privacyStore, env.PRESENCE_DEFAULT_VISIBILITY, clock).load();

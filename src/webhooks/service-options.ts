@@ -60,6 +60,12 @@ export interface WebhookServiceOptions {
   readonly userAgent?: string;
   /** How long `stop()` waits for requests in flight before cutting them off (default 2 s). */
   readonly stopGraceMs?: number;
+  /**
+   * Several nodes on one store: re-read the endpoints this often, ms, taking in what other nodes
+   * created, changed, disabled or deleted (`syncEndpoints`). Default null: one node, whose memory
+   * is the only writer.
+   */
+  readonly followEndpointsMs?: number | null;
 }
 
 /** What `stats()` reports, for /metrics. */

@@ -42,7 +42,7 @@ import {
   type UpdateEndpointInput,
 } from './schema';
 import { newSecret } from './sign';
-import { sealEndpoint } from './secrets';
+import { openEndpoint, sealEndpoint } from './secrets';
 import type { ParsedWebhookOperations, WebhookServiceOptions, WebhookStats } from './service-options';
 import { checkEndpointUrl, type Resolver } from './ssrf';
 import type { AsyncWebhookStore, DisabledReason, EndpointRecord, StoreTx } from '../core/ports';
@@ -68,6 +68,11 @@ export class WebhookService {
   private readonly pruneSchedule: string | null;
   private readonly stopGraceMs: number;
   private cronTask: ScheduledTask | null = null;
+  private readonly followEndpointsMs: number | null;
+  private follower: NodeJS.Timeout | null = null;
+  private syncing: Promise<void> | null = null;
+  /** Bumped by every endpoint write of this node: a sync that read before one is stale. */
+  private localWrites = 0;
   private pruning: Promise<{ deliveries: number; events: number }> | null = null;
 
   private constructor(options: WebhookServiceOptions) {
@@ -81,6 +86,7 @@ export class WebhookService {
     this.retentionMs = options.retentionMs ?? 7 * DAY;
     this.pruneSchedule = options.pruneSchedule === undefined ? '17 * * * *' : options.pruneSchedule;
     this.stopGraceMs = options.stopGraceMs ?? 2000;
+    this.followEndpointsMs = options.followEndpointsMs ?? null;
     if (this.pruneSchedule !== null && !cron.validate(this.pruneSchedule)) {
       throw new Error(`webhook prune schedule is not a cron expression: ${this.pruneSchedule}`);
     }
@@ -148,6 +154,10 @@ export class WebhookService {
   /** Starts delivering (woken by every commit, and by a timer for retries) and the prune schedule. */
   start(): void {
     this.dispatcher.start();
+    if (this.followEndpointsMs !== null && this.vault !== null && this.follower === null) {
+      this.follower = setInterval(() => void this.syncEndpoints(), this.followEndpointsMs);
+      this.follower.unref();
+    }
     if (this.pruneSchedule !== null && this.cronTask === null) {
       this.cronTask = cron.schedule(
         this.pruneSchedule,
@@ -169,12 +179,64 @@ export class WebhookService {
    * commits meanwhile still land in the outbox.
    */
   async stop(): Promise<void> {
+    if (this.follower !== null) clearInterval(this.follower);
+    this.follower = null;
+    await this.syncing;
     if (this.cronTask !== null) {
       await this.cronTask.destroy();
       this.cronTask = null;
     }
     await this.pruning;
     await this.dispatcher.stop(this.stopGraceMs);
+  }
+
+  /**
+   * Takes in the endpoint changes other nodes made on the shared store: endpoints created (their
+   * pending deliveries load), changed or disabled (a newer `updated_at` than the one in memory)
+   * and deleted. Until a node has taken an endpoint in, its commits write no events for it: a new
+   * endpoint receives every node's changes from at most `followEndpointsMs` after its creation.
+   * A read that overlapped a write of this node's own is dropped (the next one is current).
+   */
+  async syncEndpoints(): Promise<void> {
+    if (this.vault === null) return;
+    this.syncing ??= (async () => {
+      const writes = this.localWrites;
+      let stored;
+      try {
+        stored = await this.store.endpoints();
+      } catch (error) {
+        this.log.warn({ err: error }, 'reading the webhook endpoints of other nodes failed; will retry');
+        return;
+      }
+      if (writes !== this.localWrites) return;
+      const ids = new Set<string>();
+      let changed = false;
+      for (const row of stored) {
+        ids.add(row.id);
+        const mine = this.endpoints.get(row.id);
+        if (mine !== undefined && row.updatedAt <= mine.updatedAt) continue;
+        const ep = openEndpoint(this.vault!, row);
+        changed = true;
+        if (mine === undefined) {
+          this.endpoints.set(ep.id, ep);
+          this.dispatcher.addEndpoint(ep);
+          continue;
+        }
+        const toggled = mine.enabled !== ep.enabled;
+        Object.assign(mine, ep);
+        if (toggled) this.dispatcher.resetEndpoint(ep.id);
+      }
+      for (const id of [...this.endpoints.keys()]) {
+        if (ids.has(id)) continue;
+        this.endpoints.delete(id);
+        this.dispatcher.removeEndpoint(id);
+        changed = true;
+      }
+      if (changed) this.outbox.setEndpoints(this.endpoints.values());
+    })().finally(() => {
+      this.syncing = null;
+    });
+    return this.syncing;
   }
 
   // ---------------------------------------------------------------- the outbox, hooked into the engine
@@ -341,6 +403,7 @@ export class WebhookService {
   async deleteEndpoint(id: string): Promise<void> {
     this.must(id);
     await this.dispatcher.flushOutcomes();
+    this.localWrites += 1;
     await this.store.deleteEndpoint(id);
     this.endpoints.delete(id);
     this.dispatcher.removeEndpoint(id);
@@ -494,6 +557,7 @@ export class WebhookService {
   /** Stores the endpoint with its secrets sealed (see secrets.ts). */
   private async save(ep: EndpointRecord, tx?: StoreTx): Promise<void> {
     if (this.vault === null) throw new Error('webhook secrets need the token vault (PRESENCE_SECRET_KEY)');
+    this.localWrites += 1;
     await this.store.saveEndpoint(sealEndpoint(this.vault, ep), tx);
   }
 

@@ -215,6 +215,8 @@ export async function webhookReceiver(svc: ServeProcess) {
     receiver.received.map((r) => verifier.verify(r.body, r.headers) as VerifiedEvent);
   return {
     receiver,
+    /** The endpoint's id. */
+    endpointId: res.body.id as string,
     events,
     /** Waits for a verified presence.changed event of `userId` matching `pred`. */
     presenceChanged(userId: string, pred: (current: any) => boolean, what: string) {
