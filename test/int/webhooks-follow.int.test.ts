@@ -44,27 +44,27 @@ const events = (): number => t.db.prepare('SELECT count(*) FROM webhook_events')
 it('takes in an endpoint another node created, changed, disabled and deleted', async () => {
   const ep = await admin.createEndpoint({ url: 'http://127.0.0.1:9/hook' });
   // Not known yet: the follower's commits write no event for it.
-  await reportTeams(t, 'ana', 'Available');
+  await reportTeams(t, 'ana', 'online');
   expect(events()).toBe(0);
   expect(follower.listEndpoints()).toEqual([]);
 
   await follower.syncEndpoints();
   expect(follower.listEndpoints().map((e) => e.id)).toEqual([ep.id]);
-  await reportTeams(t, 'ana', 'Busy');
+  await reportTeams(t, 'ana', 'busy');
   expect(events()).toBe(1);
 
   t.clock.advance(1000);
   await admin.updateEndpoint(ep.id, { events: ['connector.degraded'] });
   await follower.syncEndpoints();
   expect(follower.getEndpoint(ep.id).events).toEqual(['connector.degraded']);
-  await reportTeams(t, 'ana', 'Away');
+  await reportTeams(t, 'ana', 'away');
   expect(events()).toBe(1); // it no longer takes presence changes
 
   t.clock.advance(1000);
   await admin.updateEndpoint(ep.id, { enabled: false, events: null });
   await follower.syncEndpoints();
   expect(follower.getEndpoint(ep.id)).toMatchObject({ enabled: false, disabled_reason: 'manual' });
-  await reportTeams(t, 'ana', 'Available');
+  await reportTeams(t, 'ana', 'online');
   expect(events()).toBe(1);
 
   await admin.deleteEndpoint(ep.id);
