@@ -134,6 +134,11 @@ export class PresenceEngine {
       commitRetryMs: options.commitRetryMs ?? 5000,
       probeIntervalMs: options.probeIntervalMs ?? 1000,
       restore: (u) => this.restore(u),
+      // A user another node changed meanwhile (several nodes): see group-commit.ts.
+      rebase: (u, stored, base, cause, keep) =>
+        stored === null
+          ? void this.directory.forget(u.userId)
+          : this.ingest.rebase(u, stored, base, cause, keep),
     });
     this.wheel = new TimingWheel(
       this.clock,

@@ -22,15 +22,49 @@
  * (those queued behind the failed commit too: they were made on top of it) and rejects their
  * acknowledgements with 503 `unavailable` (store/faults.ts); the next write tries the store
  * again, so service resumes by itself.
+ *
+ * Several nodes on one PostgreSQL (CONTRACT §10): a node's memory of a user may lag another
+ * node's commit (two devices of one user behind a load balancer, the follower not there yet).
+ * Versions stay "one change, one version": each commit tells the store, for every user it
+ * touches, the version this node holds as committed (the undo record's); the store checks them
+ * under row locks and skips every op of a user whose stored version differs (stale), applies the
+ * others' and returns the stale users (store/pg/presence-store.ts, `presence_apply`). So a race
+ * on one user never fails the other users of the batch: their changes are durable and told to
+ * the sinks on the first try, and the stale user's changes are left out of the sinks' staged rows
+ * (no webhook event, no log entry for what was not committed). Then, with no other commit
+ * starting meanwhile:
+ * - the stale users' committed state is read back (`loadUsers`, one snapshot);
+ * - each is rebased (`rebase`, aggregator/ingest.ts): its state becomes the stored one (and its
+ *   new undo record), and what this node's memory holds on top is taken again: each observation
+ *   later than the stored one, the override when this node changed it, then one reduce, which
+ *   queues at most one change (the stored version + 1) with its transition. Its ops and changes
+ *   still queued behind the stale commit are dropped first (built on the versions refused);
+ * - the stale commit's waiters join the queue and are answered with that next commit, so an
+ *   acknowledgement still means "durable": nothing acknowledged is lost, and no version is
+ *   duplicated or skipped (memory ends equal to the store's row).
+ * No fault is noted (the store is fine). A user stale `MAX_STALE_ROUNDS` times in a row is given
+ * the stored state without its changes, and the waiting writes are refused with 503
+ * (`version_conflict`): other users' changes in those commits are durable all the same (a 503
+ * never says that nothing was stored, only that this write is not confirmed). A user the read no
+ * longer finds (deleted by another node) is forgotten here too. SQLite has one writer, reports
+ * no stale user, and runs none of this.
  */
 
-import type { PresenceChange } from '../core/changes';
+import type { PresenceChange, StoreTx } from '../core/changes';
 import type { Clock } from '../core/clock';
 import type { Log } from '../core/log';
-import type { AsyncPresenceStore, WriteOp } from '../core/ports';
+import type { AsyncPresenceStore, LoadedUser, WriteOp } from '../core/ports';
 import { classifyStoreError, isStoreFault, StoreUnavailableError, type StoreFault } from '../store/faults';
 import type { ChangeSinks } from './change-pipeline';
 import { Undo, type UserState } from './user-state';
+
+/** A change that stayed stale (see the module comment); classified `version_conflict`. */
+export class VersionConflictError extends Error {
+  override name = 'VersionConflictError';
+  constructor(readonly userIds: readonly string[]) {
+    super(`the change met other nodes' changes ${MAX_STALE_ROUNDS} times in a row`);
+  }
+}
 import type { EngineStats } from './wheel';
 
 export type Ack = Promise<void>;
@@ -39,6 +73,8 @@ const ignore = (): void => undefined;
 /** Back-off between commit retries while another connection holds the lock. */
 const RETRY_FIRST_MS = 10;
 const RETRY_MAX_MS = 250;
+/** Commits in a row that may find the same user stale before its writes are refused. */
+export const MAX_STALE_ROUNDS = 5;
 
 interface Waiter {
   resolve(): void;
@@ -75,6 +111,10 @@ class Batch {
   }
 }
 
+/** The changes of users other than those in `users`. */
+const without = (changes: readonly PresenceChange[], users: ReadonlySet<string>): PresenceChange[] =>
+  changes.filter((c) => !users.has(c.userId));
+
 const opUser = (op: WriteOp): string =>
   op.op === 'transition' ? op.transition.userId : op.op === 'user' ? op.user.userId : op.userId;
 
@@ -92,6 +132,19 @@ export interface GroupCommitOptions {
   readonly probeIntervalMs: number;
   /** Gives a touched user its committed state back (a refused commit). */
   readonly restore: (u: UserState) => void;
+  /**
+   * A user the store found stale: `stored` is its committed state (null: it is gone), `mine`
+   * what this node's memory held (the user itself, its undo record dropped), `base` the state
+   * that memory was built on. Makes `stored` the user's committed state and, when `keep`, queues
+   * this node's changes again on top (see the module comment). `cause`: the last dropped change's.
+   */
+  readonly rebase?: (
+    u: UserState,
+    stored: LoadedUser | null,
+    base: Undo,
+    cause: string | null,
+    keep: boolean,
+  ) => void;
 }
 
 export class GroupCommit {
@@ -113,6 +166,8 @@ export class GroupCommit {
   /** Why the store last failed to commit; null once a commit succeeds again. */
   private fault: StoreFault | null = null;
   private lastProbeAt = Number.NEGATIVE_INFINITY;
+  /** Users found stale in the last commits, with how many commits in a row did. */
+  private staleRounds = new Map<string, number>();
   /** Set by `stop()`: a failing commit is no longer retried. */
   stopped = false;
 
@@ -210,22 +265,35 @@ export class GroupCommit {
     }
     this.queue = new Batch();
     this.flying = batch;
-    for (const u of batch.touched) u.undo!.inFlight = true;
+    // The version each touched user's changes were made on (checked where several nodes write).
+    const expected = new Map<string, number>();
+    for (const u of batch.touched) {
+      u.undo!.inFlight = true;
+      expected.set(u.userId, u.undo!.version);
+    }
     const { ops, changes } = batch;
     const sinks = this.o.sinks;
+    // What the sinks staged: the batch's changes less the stale users'. The same array is what
+    // they are told of after the commit (a sink may key what it staged by it).
+    let staged: readonly PresenceChange[] | null = null;
+    const stage =
+      changes.length === 0 || !sinks.staging
+        ? undefined
+        : (tx: StoreTx, stale?: ReadonlySet<string>) => {
+            staged = stale === undefined || stale.size === 0 ? changes : without(changes, stale);
+            return sinks.stage(tx, staged);
+          };
     // A store that throws instead of rejecting is answered the same way.
-    const write = new Promise<void>((resolve) => {
-      resolve(
-        this.o.store.write(
-          ops,
-          changes.length === 0 || !sinks.staging ? undefined : (tx) => sinks.stage(tx, changes),
-        ),
-      );
+    const write = new Promise<ReadonlySet<string> | void>((resolve) => {
+      resolve(this.o.store.write(ops, stage, expected));
     });
     const done = write.then(
-      () => {
-        this.landed(batch);
-        return null;
+      (stale) => {
+        if (stale === undefined || stale.size === 0) {
+          this.landed(batch);
+          return null;
+        }
+        return this.landedStale(batch, stale, staged ?? without(changes, stale));
       },
       (error: unknown) => this.failed(batch, error),
     );
@@ -237,6 +305,7 @@ export class GroupCommit {
   private landed(batch: Batch): void {
     this.flying = null;
     this.current = null;
+    if (this.staleRounds.size > 0) this.staleRounds.clear();
     for (const u of batch.touched) {
       // A user changed again meanwhile starts the queue's undo record from what just committed.
       const next = u.undo?.next ?? null;
@@ -249,6 +318,109 @@ export class GroupCommit {
     for (const w of this.takeWaiters(batch)) w.resolve();
     this.o.stats.changesCommitted += batch.changes.length;
     if (batch.changes.length > 0) this.o.sinks.committed(batch.changes);
+  }
+
+  /**
+   * The batch in flight is durable except for the `stale` users' changes, which the store
+   * skipped: the others land, the stale users are read back and rebased, and the batch's waiters
+   * are answered with the next commit, which carries their changes made again (module comment).
+   * Resolves as that commit does.
+   */
+  private async landedStale(
+    batch: Batch,
+    stale: ReadonlySet<string>,
+    committed: readonly PresenceChange[],
+  ): Promise<StoreFault | null> {
+    const staleUsers: UserState[] = [];
+    const bases = new Map<UserState, Undo>();
+    for (const u of batch.touched) {
+      if (stale.has(u.userId)) {
+        staleUsers.push(u);
+        bases.set(u, u.undo!);
+        continue;
+      }
+      const next = u.undo?.next ?? null;
+      u.undo = next;
+      if (next !== null) this.queue.touched.push(u);
+    }
+    this.retouched = [];
+    this.endRetries();
+    this.healthy();
+    this.o.stats.changesCommitted += committed.length;
+    if (committed.length > 0) this.o.sinks.committed(committed);
+
+    const rounds = new Map<string, number>();
+    for (const u of staleUsers) rounds.set(u.userId, (this.staleRounds.get(u.userId) ?? 0) + 1);
+    this.staleRounds = rounds;
+    const givenUp = staleUsers.filter((u) => rounds.get(u.userId)! >= MAX_STALE_ROUNDS);
+    this.o.log.info(
+      { users: staleUsers.length, retried: staleUsers.length - givenUp.length },
+      "changes met other nodes' changes to the same users; made again on their committed state",
+    );
+
+    let read: readonly LoadedUser[];
+    try {
+      // A commit in flight all the while (`current` is this one): nothing else starts meanwhile.
+      read = [...(await this.o.store.loadUsers(staleUsers.map((u) => u.userId)))];
+    } catch (error) {
+      // Their committed state cannot be known now: the stale users' changes are refused (their
+      // undo records give back what memory held before them), with the batch's waiters.
+      this.flying = null;
+      this.current = null;
+      this.queue.touched.push(...staleUsers.filter((u) => !this.queue.touched.includes(u)));
+      const q = this.queue;
+      q.waiters = batch.waiters.concat(q.waiters);
+      q.ack ??= batch.ack;
+      for (const u of staleUsers) if (u.undo !== null) u.undo.next = null;
+      const fault = this.noteFault(error);
+      this.rollBack(fault);
+      return fault;
+    }
+    const byId = new Map(read.map((l) => [l.user.userId, l]));
+
+    // Their ops and changes queued since were made on the versions refused: made again below.
+    const q = this.queue;
+    const causes = new Map<string, string | null>();
+    for (const c of batch.changes.concat(q.changes)) if (stale.has(c.userId)) causes.set(c.userId, c.cause);
+    q.ops = q.ops.filter((op) => !stale.has(opUser(op)));
+    q.changes = without(q.changes, stale);
+    q.touched = q.touched.filter((u) => !stale.has(u.userId));
+    for (const u of staleUsers) {
+      const base = bases.get(u)!;
+      if (this.o.rebase === undefined) {
+        // No way to make them again: memory goes back to what it held before them.
+        u.undo = base;
+        base.next = null;
+        this.o.restore(u);
+        continue;
+      }
+      u.undo = null;
+      const keep = !givenUp.includes(u);
+      this.o.rebase(u, byId.get(u.userId) ?? null, base, causes.get(u.userId) ?? null, keep);
+    }
+
+    this.flying = null;
+    this.current = null;
+    const ack = batch.ack;
+    const waiters = this.takeWaiters(batch);
+    if (givenUp.length > 0) {
+      // The batch's writes only: those queued behind it are answered with their own commit.
+      const fault = classifyStoreError(
+        new VersionConflictError(givenUp.map((u) => u.userId)),
+        this.o.clock.now(),
+      );
+      this.o.log.warn(
+        { users: givenUp.length, writes: waiters.length },
+        "refused changes that kept meeting other nodes' changes",
+      );
+      for (const u of givenUp) this.staleRounds.delete(u.userId);
+      const refusal = new StoreUnavailableError(fault);
+      for (const w of waiters) w.reject(refusal);
+    } else {
+      q.waiters = waiters.concat(q.waiters);
+      q.ack ??= ack;
+    }
+    return this.attempt();
   }
 
   /** The batch in flight failed: back in front of the queue, to be retried or rolled back. */

@@ -12,6 +12,7 @@
 import type { PresenceState } from '../core/changes';
 import type { Clock } from '../core/clock';
 import type { MappedPresence } from '../core/connector';
+import type { LoadedUser } from '../core/ports';
 import {
   effectiveStatus,
   isLive,
@@ -31,7 +32,7 @@ import type { ChangeSinks } from './change-pipeline';
 import { endObservation, holdOpen, isEnded, sourceOf, type ExpiryHold } from './expiry-hold';
 import { DONE, type Ack, type GroupCommit } from './group-commit';
 import type { RefreshPersister } from './refresh';
-import type { UserState } from './user-state';
+import type { Undo, UserState } from './user-state';
 import type { TimingWheel } from './wheel';
 
 export interface ReportInput {
@@ -250,6 +251,60 @@ export class Ingest {
     do next = this.recompute(u, next, null);
     while (next <= now);
     this.wheel.reschedule(u, next);
+  }
+
+  /**
+   * A user whose changes the store refused as stale (another node changed it first; see
+   * group-commit.ts): its committed state becomes `stored`, and, when `keep`, what this node's
+   * memory holds on top of `base` (the state its changes were made on) is taken again and queued:
+   * each observation later than the stored one of its platform and device (last writer wins, as
+   * between two reports on one node), the override when this node changed it, the later last
+   * activity; then one reduce, which queues at most one change, at the stored version + 1.
+   * Called with the user's undo record dropped and none of its ops queued.
+   */
+  rebase(u: UserState, stored: LoadedUser, base: Undo, cause: string | null, keep: boolean): void {
+    const now = this.clock.now();
+    const mine = { observations: u.observations, override: u.override, lastActiveAt: u.lastActiveAt };
+    const a = stored.aggregate;
+    u.observations = stored.observations.map((o) => ({ ...o }));
+    u.override = stored.override;
+    u.status = a?.status ?? 'offline';
+    u.activity = a?.activity ?? null;
+    u.customStatus = a?.customStatus ?? null;
+    u.source = a?.source ?? null;
+    u.version = a?.version ?? 0;
+    u.lastActiveAt = a?.lastActiveAt ?? null;
+    u.aggregateAt = a?.updatedAt ?? 0;
+    u.invalidate();
+    if (!keep) {
+      this.wheel.reschedule(u, this.firstBoundary(u, u.aggregateAt));
+      return;
+    }
+    const userId = u.userId;
+    const taken: Observation[] = [];
+    for (const o of mine.observations) {
+      const s = u.observations.find((s) => s.platform === o.platform && s.device === o.device);
+      if (s === undefined || o.observedAt > s.observedAt) taken.push(o);
+    }
+    const override = mine.override !== base.override;
+    // The stored state is what a refused commit gives back from now on (an undo record is taken
+    // only with a write, as everywhere: the commit clears it).
+    if (taken.length > 0 || override) this.commit.touch(u);
+    for (const o of taken) {
+      const i = u.observations.findIndex((s) => s.platform === o.platform && s.device === o.device);
+      if (i < 0) u.observations.push(o);
+      else u.observations[i] = o;
+      this.commit.enqueue({ op: 'observation', userId, obs: o });
+    }
+    if (override) {
+      u.override = mine.override;
+      this.commit.enqueue({ op: 'override', userId, override: mine.override });
+    }
+    if (mine.lastActiveAt !== null && (u.lastActiveAt === null || mine.lastActiveAt > u.lastActiveAt)) {
+      u.lastActiveAt = mine.lastActiveAt;
+      this.refresh.mark(u); // written with the next change, or by the refresh persister
+    }
+    this.wheel.reschedule(u, this.recompute(u, now, cause));
   }
 
   /** The first boundary of a loaded user after `since`, the last time its state was known right. */

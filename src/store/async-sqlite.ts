@@ -130,6 +130,8 @@ export function asyncSqlite(s: SqliteStores): AsyncSqliteStores {
               s.presence.write(ops);
               await stage(tx);
             }),
+      // Read whole while no transaction runs (a generator would read later, maybe inside one).
+      loadUsers: (ids: readonly string[]) => outside([], () => [...s.presence.loadUsers(ids)]),
       deleteUser: (userId: string, stage: Stage) =>
         inTx(async (tx) => {
           const gone = s.presence.deleteUser(userId);

@@ -22,6 +22,7 @@ export const STORE_FAULT_REASONS = [
   'database_unreachable',
   'database_busy',
   'change_log_unavailable',
+  'version_conflict',
   'store_error',
 ] as const;
 export type StoreFaultReason = (typeof STORE_FAULT_REASONS)[number];
@@ -65,6 +66,13 @@ const FAULTS: Readonly<Record<StoreFaultReason, Omit<StoreFault, 'reason' | 'sin
     message: 'the shared change log (Redis) is unavailable',
     transient: false,
     retryAfterS: 2,
+  },
+  // Several nodes: the user's change met other nodes' changes to that user at every try
+  // (aggregator/group-commit.ts). The store itself is fine.
+  version_conflict: {
+    message: "the change kept meeting other nodes' changes to the same user",
+    transient: false,
+    retryAfterS: 1,
   },
   store_error: { message: 'the database could not commit the change', transient: false, retryAfterS: 5 },
 };
@@ -159,9 +167,19 @@ function changeLogDown(error: unknown): boolean {
   );
 }
 
+/** The group commit's refusal of a change that stayed stale (aggregator/group-commit.ts), by name. */
+function versionConflict(error: unknown): boolean {
+  return (
+    typeof error === 'object' &&
+    error !== null &&
+    (error as { name?: unknown }).name === 'VersionConflictError'
+  );
+}
+
 /** The reason of an error either store gave, or null for one that is not the store's. */
 function knownReason(error: unknown): StoreFaultReason | null {
   if (changeLogDown(error)) return 'change_log_unavailable';
+  if (versionConflict(error)) return 'version_conflict';
   const code = sqliteCode(error);
   if (code !== null) {
     // SQLite's primary result code (extended codes share its prefix).

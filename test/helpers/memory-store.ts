@@ -39,6 +39,9 @@ export class MemoryStore implements AsyncPresenceStore {
   loadAll(): Promise<LoadedUser[]> {
     return Promise.resolve([]);
   }
+  loadUsers(): Promise<LoadedUser[]> {
+    return Promise.resolve([]);
+  }
   history(): Promise<TransitionRecord[]> {
     return Promise.resolve([]);
   }

@@ -175,8 +175,24 @@ export interface PresenceStore {
   /**
    * Applies the ops in order in one transaction; `stage` runs inside it, handed the transaction
    * (the change sinks write their rows there).
+   *
+   * `expected`: for each user whose presence the write changes, the aggregate version the writer
+   * holds as committed (0: none). A store whose versions several writers share (PostgreSQL)
+   * checks it: a user whose stored version differs is stale, every op of that user is skipped
+   * and the others apply; the stale users are returned, and handed to `stage` (whose rows for
+   * them must not be written either). A store with one writer (SQLite) ignores it: nothing is
+   * ever stale there, and it returns nothing.
    */
-  write(ops: readonly WriteOp[], stage?: (tx: StoreTx) => void): void;
+  write(
+    ops: readonly WriteOp[],
+    stage?: (tx: StoreTx, stale?: ReadonlySet<string>) => void,
+    expected?: ReadonlyMap<string, number>,
+  ): ReadonlySet<string> | void;
+  /**
+   * These users as `loadAll` gives them (an id without a user is left out): what a writer whose
+   * change was refused as stale reads back to make it again on top.
+   */
+  loadUsers(ids: readonly string[]): Iterable<LoadedUser>;
   history(userId: string, query: HistoryQuery): TransitionRecord[];
   getUser(userId: string): UserRecord | null;
   accountsOf(userId: string): AccountRecord[];

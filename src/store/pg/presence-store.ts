@@ -3,12 +3,16 @@
  * The presence store on PostgreSQL (`Async<PresenceStore>`): the engine's grouped writes, the
  * load at start, history, users and accounts, as store/presence-store.ts does on SQLite.
  *
- * A write's ops go to the database in one statement, `presence_apply` (migrations/pg/0006),
- * which applies them in order. One difference is deliberate: an aggregate write is conditional.
- * Versions rise by one per change, so writing version n lands only on a row at n - 1 (or where
- * the user has none yet); anything else means another node already made a change from the same
- * state, and the whole write is refused with `StaleVersionError` (rolled back, nothing stored).
- * On SQLite a single process owns the versions and the write is unconditional.
+ * A write's ops go to the database in one statement, `presence_apply` (migrations/pg/0007),
+ * which applies them in order. One difference is deliberate: versions are checked. Each user
+ * whose presence the write changes comes with the version the engine holds as committed
+ * (`expected`); a user whose stored version differs (another node changed it meanwhile) is stale,
+ * its ops are skipped, the others' apply, and the write returns the stale users (the engine reads
+ * them back and makes their change again on top: aggregator/group-commit.ts). An aggregate write
+ * itself stays conditional (version n only over n - 1, or where the user has none yet): a user
+ * another node inserts concurrently, which no lock can cover beforehand, fails the statement with
+ * `StaleVersionError`, and the write is tried again with that user counted stale. On SQLite a
+ * single process owns the versions and the write is unconditional.
  */
 
 import type pg from 'pg';
@@ -40,7 +44,7 @@ import {
   type UserRow,
   userValues,
 } from '../rows/presence';
-import { inPgTx, type PgTx } from './pool';
+import { inPgTx, type PgTx, type Queryable } from './pool';
 
 /** A conditional version write found the stored version was not the one before it. */
 export class StaleVersionError extends Error {
@@ -56,6 +60,8 @@ export class StaleVersionError extends Error {
 }
 
 type Row = Record<string, unknown>;
+
+const NO_USERS: ReadonlySet<string> = new Set();
 
 const parse = <T>(text: unknown): T | null => (text === null ? null : (JSON.parse(text as string) as T));
 
@@ -104,30 +110,75 @@ export class PgPresenceStore implements AsyncPresenceStore {
     private readonly end: () => Promise<void>,
   ) {}
 
-  /** One round trip for the ops (`presence_apply`), then `stage`, in one transaction. */
-  async write(ops: readonly WriteOp[], stage?: (tx: StoreTx) => void | Promise<void>): Promise<void> {
-    await inPgTx(this.pool, async (tx: PgTx) => {
-      if (ops.length > 0) {
-        try {
-          await tx.client.query('SELECT presence_apply($1::jsonb)', [JSON.stringify(ops.map(encode))]);
-        } catch (error) {
-          throw staleVersion(error) ?? error;
-        }
+  /**
+   * One round trip for the ops (`presence_apply`), then `stage` (told the stale users), in one
+   * transaction; resolves to the users refused as stale (see the module comment).
+   */
+  async write(
+    ops: readonly WriteOp[],
+    stage?: (tx: StoreTx, stale?: ReadonlySet<string>) => void | Promise<void>,
+    expected?: ReadonlyMap<string, number>,
+  ): Promise<ReadonlySet<string>> {
+    const encoded = ops.length > 0 ? JSON.stringify(ops.map(encode)) : null;
+    const versions: Record<string, number> = {};
+    for (const [userId, version] of expected ?? []) versions[userId] = version;
+    // Each round counts one more user stale (-1 matches no stored version), so this ends.
+    for (;;) {
+      try {
+        return await inPgTx(this.pool, async (tx: PgTx) => {
+          let stale: ReadonlySet<string> = NO_USERS;
+          if (encoded !== null) {
+            const { rows } = await tx.client.query<{ stale: string[] }>(
+              'SELECT presence_apply($1::jsonb, $2::jsonb) AS stale',
+              [encoded, JSON.stringify(versions)],
+            );
+            const found = rows[0]?.stale ?? [];
+            if (found.length > 0) stale = new Set(found);
+          }
+          await stage?.(tx, stale);
+          return stale;
+        });
+      } catch (error) {
+        const refused = staleVersion(error);
+        if (refused === null) throw error;
+        // Without `expected` (or already counted stale: cannot happen) the refusal stands.
+        if (!(refused.userId in versions) || versions[refused.userId] === -1) throw refused;
+        versions[refused.userId] = -1;
       }
-      await stage?.(tx);
+    }
+  }
+
+  loadAll(): Promise<LoadedUser[]> {
+    return this.load(this.pool, null);
+  }
+
+  /**
+   * One snapshot of the listed users (REPEATABLE READ: the five reads see the same commits), so
+   * an aggregate's version always comes with the observations it was reduced from.
+   */
+  async loadUsers(ids: readonly string[]): Promise<LoadedUser[]> {
+    if (ids.length === 0) return [];
+    return inPgTx(this.pool, async ({ client }) => {
+      await client.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+      return this.load(client, ids);
     });
   }
 
-  async loadAll(): Promise<LoadedUser[]> {
+  /** Every user (`ids` null) or those listed, with their rows. */
+  private async load(on: Queryable, ids: readonly string[] | null): Promise<LoadedUser[]> {
     const all = async <R extends object = Row>(table: string): Promise<R[]> =>
-      (await this.pool.query<R>(`SELECT * FROM ${table}`)).rows;
-    const [users, observations, overrides, aggregates, accounts] = await Promise.all([
-      all<UserRow>('users'),
-      all('observations'),
-      all('overrides'),
-      all('aggregates'),
-      all<AccountRow>('accounts'),
-    ]);
+      ids === null
+        ? (await on.query<R>(`SELECT * FROM ${table}`)).rows
+        : (await on.query<R>(`SELECT * FROM ${table} WHERE user_id = ANY($1::text[])`, [ids])).rows;
+    // On the pool (loadAll) the five reads run at once; on one client (a snapshot) one after the
+    // other, as a client runs one query at a time.
+    const tables = ['users', 'observations', 'overrides', 'aggregates', 'accounts'];
+    const read: Row[][] = [];
+    if (ids === null) read.push(...(await Promise.all(tables.map((t) => all(t)))));
+    else for (const t of tables) read.push(await all(t));
+    const [observations, overrides, aggregates] = [read[1]!, read[2]!, read[3]!];
+    const users = read[0] as unknown as UserRow[];
+    const accounts = read[4] as unknown as AccountRow[];
     const byUser = new Map<string, LoadedUser>();
     for (const r of users ?? []) {
       byUser.set(r.user_id, {

@@ -101,6 +101,69 @@ describe('conditional version writes', () => {
   });
 });
 
+describe('expected versions (the group commit of several nodes)', () => {
+  it("skips a stale user's ops, applies the others', and names the stale users", async () => {
+    const s = await node();
+    await s.presence.write([user('ana'), user('bo'), aggregate('ana', 1), aggregate('ana', 2)]);
+    const stale = await s.presence.write(
+      [aggregate('ana', 2), transition('ana', 2), aggregate('bo', 1), transition('bo', 1), user('cy')],
+      undefined,
+      new Map([
+        ['ana', 1],
+        ['bo', 0],
+        ['cy', 0],
+      ]),
+    );
+    expect([...stale]).toEqual(['ana']);
+    const users = new Map((await loadAll(s)).map((u) => [u.user.userId, u]));
+    expect(users.get('ana')?.aggregate?.version).toBe(2);
+    expect(users.get('bo')?.aggregate?.version).toBe(1);
+    expect(users.has('cy')).toBe(true);
+    expect(await s.presence.history('ana', { limit: 10 })).toEqual([]);
+    expect((await s.presence.history('bo', { limit: 10 })).map((t) => t.version)).toEqual([1]);
+  });
+
+  it('a new user another node inserts meanwhile (no row to lock beforehand) is stale, not an error', async () => {
+    const a = await node();
+    const b = await node();
+    // A's transaction inserts the user's first version and holds it uncommitted.
+    const held = await a.pool.connect();
+    try {
+      await held.query('BEGIN');
+      await held.query(
+        "INSERT INTO users (user_id, display_name, timezone, created_at, updated_at) VALUES ('dee', NULL, NULL, 1, 1)",
+      );
+      await held.query(
+        "INSERT INTO aggregates (user_id, status, activity, custom_status, source, version, last_active_at, updated_at) VALUES ('dee', 'away', NULL, NULL, 'app', 1, NULL, 1)",
+      );
+      // B's write of the same first version: its insert waits on A's row, then meets it.
+      const writing = b.presence.write(
+        [user('dee'), aggregate('dee', 1), transition('dee', 1), user('eve'), aggregate('eve', 1)],
+        undefined,
+        new Map([
+          ['dee', 0],
+          ['eve', 0],
+        ]),
+      );
+      for (;;) {
+        const { rows } = await a.pool.query<{ n: number }>(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        );
+        if (rows[0]!.n > 0) break;
+        await new Promise((r) => setImmediate(r));
+      }
+      await held.query('COMMIT');
+      expect([...(await writing)]).toEqual(['dee']);
+    } finally {
+      held.release();
+    }
+    const users = new Map((await loadAll(a)).map((u) => [u.user.userId, u]));
+    expect(users.get('dee')?.aggregate).toMatchObject({ version: 1, status: 'away' });
+    expect(users.get('eve')?.aggregate?.version).toBe(1);
+    expect(await a.presence.history('dee', { limit: 10 })).toEqual([]);
+  });
+});
+
 const ENDPOINT = endpoint('ep_1', { url: 'https://example.test/', events: null, sealedSecret: 'v1.s' });
 
 /** Queues one delivery per lane given (in that order), due at `at`; returns their ids. */

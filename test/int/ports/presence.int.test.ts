@@ -279,6 +279,68 @@ forEachStore('PresenceStore', (backend) => {
     expect(await s.presence.getUser('ana')).not.toBeNull();
   });
 
+  it('loads listed users as loadAll does, leaving out ids without a user', async () => {
+    const s = await backend.open();
+    await s.presence.write([
+      user('ana'),
+      user('bo'),
+      user('cy'),
+      { op: 'observation', userId: 'ana', obs: obs() },
+      { op: 'observation', userId: 'bo', obs: obs({ platform: 'device', device: 'phone' }) },
+      { op: 'aggregate', userId: 'bo', aggregate: aggregate(4) },
+      {
+        op: 'override',
+        userId: 'bo',
+        override: { status: 'busy', activity: null, customStatus: null, setAt: 1, expiresAt: 2 },
+      },
+    ]);
+    await s.presence.linkAccount('bo', { platform: 'slack', workspaceId: 'T1', externalId: 'U1' }, 5);
+    const all = new Map((await loadAll(s)).map((u) => [u.user.userId, u]));
+    const listed = [...(await s.presence.loadUsers(['bo', 'nobody', 'ana']))].sort((x, y) =>
+      x.user.userId.localeCompare(y.user.userId),
+    );
+    expect(listed).toEqual([all.get('ana'), all.get('bo')]);
+    expect(listed[1]).toMatchObject({ aggregate: { version: 4 }, override: { status: 'busy' } });
+    expect([...(await s.presence.loadUsers([]))]).toEqual([]);
+  });
+
+  it('checks expected versions where several writers share them (PostgreSQL), ignores them on SQLite', async () => {
+    const s = await backend.open();
+    await s.presence.write([
+      user('ana'),
+      user('bo'),
+      { op: 'aggregate', userId: 'ana', aggregate: aggregate(2) },
+    ]);
+    const told: (ReadonlySet<string> | undefined)[] = [];
+    const ops: WriteOp[] = [
+      { op: 'observation', userId: 'ana', obs: obs() },
+      { op: 'aggregate', userId: 'ana', aggregate: aggregate(2) }, // made on version 1: stale
+      { op: 'transition', transition: transition('ana', 2, 100) },
+      { op: 'observation', userId: 'bo', obs: obs() },
+      { op: 'aggregate', userId: 'bo', aggregate: aggregate(1) },
+    ];
+    const expected = new Map([
+      ['ana', 1],
+      ['bo', 0],
+    ]);
+    const stale = await s.presence.write(ops, (_tx, st) => void told.push(st), expected);
+    const loaded = new Map((await loadAll(s)).map((u) => [u.user.userId, u]));
+    expect(loaded.get('bo')).toMatchObject({ aggregate: { version: 1 } });
+    expect(loaded.get('bo')!.observations).toHaveLength(1);
+    if (backend.name === 'pg') {
+      expect([...(stale ?? [])]).toEqual(['ana']);
+      expect(told.map((t) => [...(t ?? [])])).toEqual([['ana']]);
+      // Nothing of ana's ops was written.
+      expect(loaded.get('ana')).toMatchObject({ observations: [], aggregate: { version: 2 } });
+      expect(await s.presence.history('ana', { limit: 10 })).toEqual([]);
+    } else {
+      // One writer owns the versions: nothing is stale, everything applies.
+      expect(stale === undefined || stale.size === 0).toBe(true);
+      expect(loaded.get('ana')!.observations).toHaveLength(1);
+      expect((await s.presence.history('ana', { limit: 10 })).map((t) => t.version)).toEqual([2]);
+    }
+  });
+
   it('probes with a throwaway commit that leaves the data as it was', async () => {
     const s = await backend.open();
     await s.presence.write([user('ana')]);
