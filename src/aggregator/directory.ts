@@ -139,7 +139,7 @@ export class Directory {
       this.table.add(u);
       commit.created(u);
       commit.enqueue({ op: 'user', user });
-      await commit.acked();
+      await commit.acked(userId);
       return { created: true, user };
     }
     return commit.exclusive(async () => {

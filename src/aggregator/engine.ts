@@ -374,7 +374,7 @@ export class PresenceEngine {
    * commit for a change. Throws for an unknown user.
    */
   report(userId: string, input: ReportInput): Ack {
-    return this.ingest.record(userId, input) ? this.commit.acked() : DONE;
+    return this.ingest.record(userId, input) ? this.commit.acked(userId) : DONE;
   }
 
   /**
@@ -518,7 +518,7 @@ export class PresenceEngine {
    * changes) is committed like any other. Null when there was nothing to end.
    */
   expire(userId: string, source: string): Ack | null {
-    return this.ingest.expire(userId, source) ? this.commit.acked() : null;
+    return this.ingest.expire(userId, source) ? this.commit.acked(userId) : null;
   }
 
   // ---------------------------------------------------------------- time and durability

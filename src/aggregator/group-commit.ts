@@ -29,25 +29,26 @@
  * touches, the version this node holds as committed (the undo record's); the store checks them
  * under row locks and skips every op of a user whose stored version differs (stale), applies the
  * others' and returns the stale users (store/pg/presence-store.ts, `presence_apply`). So a race
- * on one user never fails the other users of the batch: their changes are durable and told to
- * the sinks on the first try, and the stale user's changes are left out of the sinks' staged rows
- * (no webhook event, no log entry for what was not committed). Then, with no other commit
- * starting meanwhile:
+ * on one user never fails the other users of the batch: their changes are durable, told to the
+ * sinks and acknowledged on the first try (a public write changes one user and waits under that
+ * user, see Batch), and the stale users' changes are left out of the sinks' staged rows (no
+ * webhook event, no log entry for what was not committed). Then, with no other commit starting
+ * meanwhile:
  * - the stale users' committed state is read back (`loadUsers`, one snapshot);
  * - each is rebased (`rebase`, aggregator/ingest.ts): its state becomes the stored one (and its
  *   new undo record), and what this node's memory holds on top is taken again: each observation
  *   later than the stored one, the override when this node changed it, then one reduce, which
  *   queues at most one change (the stored version + 1) with its transition. Its ops and changes
  *   still queued behind the stale commit are dropped first (built on the versions refused);
- * - the stale commit's waiters join the queue and are answered with that next commit, so an
- *   acknowledgement still means "durable": nothing acknowledged is lost, and no version is
- *   duplicated or skipped (memory ends equal to the store's row).
- * No fault is noted (the store is fine). A user stale `MAX_STALE_ROUNDS` times in a row is given
- * the stored state without its changes, and the waiting writes are refused with 503
- * (`version_conflict`): other users' changes in those commits are durable all the same (a 503
- * never says that nothing was stored, only that this write is not confirmed). A user the read no
- * longer finds (deleted by another node) is forgotten here too. SQLite has one writer, reports
- * no stale user, and runs none of this.
+ * - the stale users' writes are answered with that next commit, so an acknowledgement still
+ *   means "durable": nothing acknowledged is lost, no version is duplicated or skipped, and
+ *   memory ends equal to the store's rows.
+ * No fault is noted (the store is fine). A user found stale `MAX_STALE_ROUNDS` commits in a row
+ * gets the stored state without its changes, and its writes (queued ones too) are refused with
+ * 503 `version_conflict`: not applied, as every 503 says. A user the read no longer finds (deleted
+ * by another node) is forgotten here too. If the read fails, the stale users' changes and what is
+ * queued are rolled back and refused as for a failed commit. SQLite has one writer, reports no
+ * stale user, and runs none of this.
  */
 
 import type { PresenceChange, StoreTx } from '../core/changes';
@@ -81,22 +82,12 @@ interface Waiter {
   reject(error: Error): void;
 }
 
-/** What one commit writes, and who waits for it. */
-class Batch {
-  ops: WriteOp[] = [];
-  /** Changes of the ops, for the change sinks once they commit. */
-  changes: PresenceChange[] = [];
+/** Writes waiting for one commit: one promise shared by all of them, made on first demand. */
+class Waiting {
   waiters: Waiter[] = [];
   /** The promise the waiters were handed, while there is one. */
   ack: Ack | null = null;
-  /** Users with an undo record taken for this batch. */
-  touched: UserState[] = [];
 
-  get empty(): boolean {
-    return this.ops.length === 0 && this.changes.length === 0;
-  }
-
-  /** The promise that settles when this batch is committed, or is refused. */
   acknowledgement(): Ack {
     if (this.ack === null) {
       const ack = new Promise<void>((resolve, reject) => {
@@ -108,6 +99,94 @@ class Batch {
       this.ack = ack;
     }
     return this.ack;
+  }
+
+  /** Takes `other`'s waiters in front of its own (they were queued earlier). */
+  join(other: Waiting): void {
+    if (other.waiters.length === 0) return;
+    this.waiters = other.waiters.concat(this.waiters);
+    this.ack ??= other.ack;
+    other.waiters = [];
+    other.ack = null;
+  }
+
+  take(): Waiter[] {
+    const waiters = this.waiters;
+    this.waiters = [];
+    this.ack = null;
+    return waiters;
+  }
+}
+
+/**
+ * What one commit writes, and who waits for it. A public write changes one user, and waits
+ * under that user: the writes of a user the store finds stale are answered with the commit that
+ * makes their change again, the others' at once.
+ */
+class Batch {
+  ops: WriteOp[] = [];
+  /** Changes of the ops, for the change sinks once they commit. */
+  changes: PresenceChange[] = [];
+  /** Writes waiting without naming their user. */
+  readonly all = new Waiting();
+  /** Writes waiting, by the user they change (made on first demand). */
+  byUser: Map<string, Waiting> | null = null;
+  /** Users with an undo record taken for this batch. */
+  touched: UserState[] = [];
+
+  get empty(): boolean {
+    return this.ops.length === 0 && this.changes.length === 0;
+  }
+
+  get waited(): boolean {
+    return this.all.waiters.length > 0 || (this.byUser !== null && this.byUser.size > 0);
+  }
+
+  /** The promise that settles when this batch is committed, or is refused. */
+  acknowledgement(userId?: string): Ack {
+    return userId === undefined ? this.all.acknowledgement() : this.waitingOf(userId).acknowledgement();
+  }
+
+  /** Takes every waiter of `other` in front of its own (a batch put back in front of this one). */
+  join(other: Batch): void {
+    this.all.join(other.all);
+    if (other.byUser === null) return;
+    for (const [userId, w] of other.byUser) this.waitingOf(userId).join(w);
+    other.byUser = null;
+  }
+
+  /** Takes the user's waiters from `other`, in front of its own. */
+  moveUser(other: Batch, userId: string): void {
+    const w = other.byUser?.get(userId);
+    if (w === undefined) return;
+    other.byUser!.delete(userId);
+    this.waitingOf(userId).join(w);
+  }
+
+  /** The user's waiters (and none from now on), or none. */
+  takeUser(userId: string): Waiter[] {
+    const w = this.byUser?.get(userId);
+    if (w === undefined) return [];
+    this.byUser!.delete(userId);
+    return w.take();
+  }
+
+  /** Every waiter (and none from now on). */
+  takeAll(): Waiter[] {
+    const waiters = this.all.take();
+    if (this.byUser !== null) for (const w of this.byUser.values()) waiters.push(...w.take());
+    this.byUser = null;
+    return waiters;
+  }
+
+  private waitingOf(userId: string): Waiting {
+    this.byUser ??= new Map();
+    let w = this.byUser.get(userId);
+    if (w === undefined) {
+      w = new Waiting();
+      this.byUser.set(userId, w);
+    }
+    return w;
   }
 }
 
@@ -224,18 +303,21 @@ export class GroupCommit {
    * committed here, at the end of a whole write and never in its middle, so that a refused
    * commit rolls back whole writes only.
    */
-  acked(): Ack {
-    const ack = this.ack();
+  acked(userId?: string): Ack {
+    const ack = this.ack(userId);
     if (this.queue.ops.length >= this.o.maxBatch) this.commitQueued();
     return ack;
   }
 
-  /** The promise that settles when everything queued so far is committed, or is refused. */
-  private ack(): Ack {
+  /**
+   * The promise that settles when everything queued so far is committed, or is refused; under
+   * `userId`, the user whose change the write made (see Batch).
+   */
+  private ack(userId?: string): Ack {
     const queue = this.queue;
-    if (queue.ops.length > 0 || queue.waiters.length > 0) return queue.acknowledgement();
+    if (queue.ops.length > 0 || queue.waited) return queue.acknowledgement(userId);
     // Nothing queued: only as good as the commit in flight (a refresh of a change it carries).
-    return this.flying === null ? DONE : this.flying.acknowledgement();
+    return this.flying === null ? DONE : this.flying.acknowledgement(userId);
   }
 
   /** Commits what is queued, unless a retry is already scheduled (the queue then joins it). */
@@ -260,7 +342,7 @@ export class GroupCommit {
     }
     const batch = this.queue;
     if (batch.empty) {
-      for (const w of this.takeWaiters(batch)) w.resolve();
+      for (const w of batch.takeAll()) w.resolve();
       return Promise.resolve(null);
     }
     this.queue = new Batch();
@@ -315,7 +397,7 @@ export class GroupCommit {
     this.retouched = [];
     this.endRetries();
     this.healthy();
-    for (const w of this.takeWaiters(batch)) w.resolve();
+    for (const w of batch.takeAll()) w.resolve();
     this.o.stats.changesCommitted += batch.changes.length;
     if (batch.changes.length > 0) this.o.sinks.committed(batch.changes);
   }
@@ -346,15 +428,20 @@ export class GroupCommit {
     this.retouched = [];
     this.endRetries();
     this.healthy();
+    // The stale users' writes wait for their change made again; the others' are durable now.
+    const waiting = new Batch();
+    for (const u of staleUsers) waiting.moveUser(batch, u.userId);
+    waiting.all.join(batch.all); // writes that named no user: answered with the stale users'
+    for (const w of batch.takeAll()) w.resolve();
     this.o.stats.changesCommitted += committed.length;
     if (committed.length > 0) this.o.sinks.committed(committed);
 
     const rounds = new Map<string, number>();
     for (const u of staleUsers) rounds.set(u.userId, (this.staleRounds.get(u.userId) ?? 0) + 1);
     this.staleRounds = rounds;
-    const givenUp = staleUsers.filter((u) => rounds.get(u.userId)! >= MAX_STALE_ROUNDS);
+    const givenUp = new Set(staleUsers.filter((u) => rounds.get(u.userId)! >= MAX_STALE_ROUNDS));
     this.o.log.info(
-      { users: staleUsers.length, retried: staleUsers.length - givenUp.length },
+      { users: staleUsers.length, retried: staleUsers.length - givenUp.size },
       "changes met other nodes' changes to the same users; made again on their committed state",
     );
 
@@ -364,14 +451,15 @@ export class GroupCommit {
       read = [...(await this.o.store.loadUsers(staleUsers.map((u) => u.userId)))];
     } catch (error) {
       // Their committed state cannot be known now: the stale users' changes are refused (their
-      // undo records give back what memory held before them), with the batch's waiters.
+      // undo records give back what memory held before them), with what is queued, as for a
+      // commit that failed.
       this.flying = null;
       this.current = null;
-      this.queue.touched.push(...staleUsers.filter((u) => !this.queue.touched.includes(u)));
-      const q = this.queue;
-      q.waiters = batch.waiters.concat(q.waiters);
-      q.ack ??= batch.ack;
-      for (const u of staleUsers) if (u.undo !== null) u.undo.next = null;
+      for (const u of staleUsers) {
+        if (u.undo !== null) u.undo.next = null;
+        if (!this.queue.touched.includes(u)) this.queue.touched.push(u);
+      }
+      this.queue.join(waiting);
       const fault = this.noteFault(error);
       this.rollBack(fault);
       return fault;
@@ -385,8 +473,15 @@ export class GroupCommit {
     q.ops = q.ops.filter((op) => !stale.has(opUser(op)));
     q.changes = without(q.changes, stale);
     q.touched = q.touched.filter((u) => !stale.has(u.userId));
+    const refused: Waiter[] = [];
     for (const u of staleUsers) {
       const base = bases.get(u)!;
+      const keep = this.o.rebase !== undefined && !givenUp.has(u);
+      if (!keep) {
+        // Its changes are not made again: its writes, queued ones too, are refused.
+        refused.push(...waiting.takeUser(u.userId), ...q.takeUser(u.userId));
+        this.staleRounds.delete(u.userId);
+      }
       if (this.o.rebase === undefined) {
         // No way to make them again: memory goes back to what it held before them.
         u.undo = base;
@@ -395,30 +490,23 @@ export class GroupCommit {
         continue;
       }
       u.undo = null;
-      const keep = !givenUp.includes(u);
       this.o.rebase(u, byId.get(u.userId) ?? null, base, causes.get(u.userId) ?? null, keep);
     }
 
     this.flying = null;
     this.current = null;
-    const ack = batch.ack;
-    const waiters = this.takeWaiters(batch);
-    if (givenUp.length > 0) {
-      // The batch's writes only: those queued behind it are answered with their own commit.
+    q.join(waiting);
+    if (refused.length > 0) {
       const fault = classifyStoreError(
-        new VersionConflictError(givenUp.map((u) => u.userId)),
+        new VersionConflictError([...givenUp].map((u) => u.userId)),
         this.o.clock.now(),
       );
       this.o.log.warn(
-        { users: givenUp.length, writes: waiters.length },
+        { users: givenUp.size, writes: refused.length },
         "refused changes that kept meeting other nodes' changes",
       );
-      for (const u of givenUp) this.staleRounds.delete(u.userId);
       const refusal = new StoreUnavailableError(fault);
-      for (const w of waiters) w.reject(refusal);
-    } else {
-      q.waiters = waiters.concat(q.waiters);
-      q.ack ??= ack;
+      for (const w of refused) w.reject(refusal);
     }
     return this.attempt();
   }
@@ -435,8 +523,7 @@ export class GroupCommit {
     q.ops = batch.ops.concat(q.ops);
     q.changes = batch.changes.concat(q.changes);
     q.touched = batch.touched.concat(q.touched);
-    q.waiters = batch.waiters.concat(q.waiters);
-    q.ack ??= batch.ack;
+    q.join(batch);
 
     const fault = this.noteFault(error);
     const now = this.o.clock.now();
@@ -518,7 +605,7 @@ export class GroupCommit {
   private rollBack(fault: StoreFault): void {
     const q = this.queue;
     this.queue = new Batch();
-    const waiters = this.takeWaiters(q);
+    const waiters = q.takeAll();
     this.endRetries();
     for (const u of q.touched) this.o.restore(u);
     // Refused writes are worth a warning; the sweep's expiries, found again at every sweep while
@@ -592,12 +679,5 @@ export class GroupCommit {
       }
     }
     return this.fault;
-  }
-
-  private takeWaiters(batch: Batch): Waiter[] {
-    const waiters = batch.waiters;
-    batch.waiters = [];
-    batch.ack = null;
-    return waiters;
   }
 }

@@ -211,7 +211,7 @@ export class Ingest {
       }
       if (changed) this.wheel.schedule(u, this.recompute(u, now, platform));
     }
-    return changed ? this.commit.acked() : DONE;
+    return changed ? this.commit.acked(userId) : DONE;
   }
 
   setOverride(userId: string, input: OverrideInput): Ack {
@@ -222,7 +222,7 @@ export class Ingest {
     u.override = { ...input, setAt: now };
     this.commit.enqueue({ op: 'override', userId, override: u.override });
     this.wheel.schedule(u, this.recompute(u, now, 'override'));
-    return this.commit.acked();
+    return this.commit.acked(userId);
   }
 
   /** Clears the override; resolves to false when there was none. */
@@ -235,7 +235,7 @@ export class Ingest {
     u.override = null;
     this.commit.enqueue({ op: 'override', userId, override: null });
     this.wheel.schedule(u, this.recompute(u, now, 'override'));
-    await this.commit.acked();
+    await this.commit.acked(userId);
     return true;
   }
 

@@ -24,12 +24,20 @@ export class MemoryStore implements AsyncPresenceStore {
   readonly tx: StoreTx = { store: 'memory' };
   probes = 0;
 
-  async write(ops: readonly WriteOp[], stage?: (tx: StoreTx) => void | Promise<void>): Promise<void> {
+  /** Users the next writes report stale, one set per write (as PostgreSQL would). */
+  readonly staleNext: ReadonlySet<string>[] = [];
+
+  async write(
+    ops: readonly WriteOp[],
+    stage?: (tx: StoreTx, stale?: ReadonlySet<string>) => void | Promise<void>,
+  ): Promise<ReadonlySet<string> | void> {
     const error = this.failNext.shift();
     if (error !== undefined) throw error;
+    const stale = this.staleNext.shift();
     // Without a stage the write lands at once, as a SQLite write does behind the async face.
-    if (stage !== undefined) await stage(this.tx);
+    if (stage !== undefined) await stage(this.tx, stale);
     this.transactions.push({ ops: [...ops], staged: stage !== undefined });
+    return stale;
   }
 
   get ops(): WriteOp[] {

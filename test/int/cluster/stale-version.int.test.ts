@@ -203,12 +203,18 @@ it("a change that races another node's on one user is made again on top; the bat
   clock.advance(1_000);
   // One batch on B: u's laptop report (B's reduce: still online, no new version, but made on
   // v1) and its own override (B: version 2, colliding with A's), and five other users.
+  // When each write is answered: after how many of B's presence writes.
+  const answeredAt = new Map<string, number>();
+  const answer = (id: string, ack: Promise<void>) => ack.then(() => void answeredAt.set(id, b.writes.length));
   const acks = [
-    b.engine.heartbeat('u', 'laptop', 'online', null, 600_000),
-    b.engine.setOverride('u', override('busy')),
-    ...OTHERS.map((id) => b.engine.heartbeat(id, 'phone', 'online', null, 600_000)),
+    answer('u', b.engine.heartbeat('u', 'laptop', 'online', null, 600_000)),
+    answer('u', b.engine.setOverride('u', override('busy'))),
+    ...OTHERS.map((id) => answer(id, b.engine.heartbeat(id, 'phone', 'online', null, 600_000))),
   ];
   await expect(Promise.all(acks)).resolves.toBeDefined();
+  // The other users' writes are answered with the first commit, u's with the one after.
+  for (const id of OTHERS) expect(answeredAt.get(id)).toBe(1);
+  expect(answeredAt.get('u')).toBe(2);
 
   // The first write: u refused as stale, the others durable; the second: u's change alone.
   expect(b.writes.map((w) => w.stale)).toEqual([['u'], []]);
@@ -297,7 +303,7 @@ it('changes queued behind the stale commit are made again with it, at one versio
   expect(b.committed.filter((c) => c.userId === 'u').map((c) => c.version)).toEqual([3]);
 });
 
-it("a user stale at every try is refused (503 version_conflict) after a bound; the others' changes stay durable", async () => {
+it("a user stale at every try is refused (503 version_conflict) after a bound; the others' writes are acknowledged", async () => {
   const a = await node();
   await a.engine.heartbeat('u', 'phone', 'online', null, 600_000); // v1
   let racing = false;
@@ -312,7 +318,9 @@ it("a user stale at every try is refused (503 version_conflict) after a bound; t
   clock.advance(1_000);
   const others = OTHERS.map((id) => b.engine.heartbeat(id, 'phone', 'online', null, 600_000));
   const mine = b.engine.setOverride('u', override('busy'));
-  const refused = await Promise.all([mine, ...others]).catch((e: unknown) => e);
+  // The other users' writes are acknowledged (durable at the first write); u's alone is refused.
+  await expect(Promise.all(others)).resolves.toBeDefined();
+  const refused = await mine.catch((e: unknown) => e);
   racing = false;
   expect(refused).toBeInstanceOf(StoreUnavailableError);
   expect((refused as StoreUnavailableError).status).toBe(503);
@@ -320,7 +328,7 @@ it("a user stale at every try is refused (503 version_conflict) after a bound; t
     { code: 'version_conflict', message: "the change kept meeting other nodes' changes to the same user" },
   ]);
   expect(b.writes.map((w) => w.stale)).toEqual([['u'], ['u'], ['u'], ['u'], ['u']]);
-  // The other users' changes were durable at the first write all the same.
+  // The other users' changes were durable at the first write.
   const stored = await versions(b);
   for (const id of OTHERS) expect(stored[id]).toEqual([1]);
   // u: A's versions only, consecutive; B's memory is the stored state, its override dropped.

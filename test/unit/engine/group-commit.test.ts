@@ -57,6 +57,46 @@ function setup(options: { maxBatch?: number; commitRetryMs?: number } = {}) {
 
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+describe('GroupCommit with users a store finds stale (several nodes)', () => {
+  it("answers each user's writes apart; a stale user's, with no way to make them again, are refused", async () => {
+    const t = setup();
+    const staged: string[][] = [];
+    const told: string[][] = [];
+    t.sinks.add({
+      stage: (_tx, c) => void staged.push(c.map((x) => x.userId)),
+      committed: (c) => told.push(c.map((x) => x.userId)),
+    });
+    const a = new UserState('a');
+    const b = new UserState('b');
+    for (const u of [a, b]) {
+      t.commit.touch(u);
+      u.version = 1;
+      t.commit.enqueue(userOp(u.userId));
+      t.commit.change(change(u.userId, 1));
+    }
+    const ackA = t.commit.acked('a');
+    const ackB = t.commit.acked('b');
+    expect(t.commit.acked('a')).toBe(ackA); // one promise per user and commit
+    expect(ackA).not.toBe(ackB);
+    t.store.staleNext.push(new Set(['a']));
+    await expect(ackB).resolves.toBeUndefined();
+    await expect(ackA).rejects.toMatchObject({
+      status: 503,
+      details: [{ code: 'version_conflict' }],
+    });
+    expect(staged).toEqual([['b']]);
+    expect(told).toEqual([['b']]);
+    expect(t.stats.changesCommitted).toBe(1);
+    expect(t.restored).toEqual(['a']);
+    expect(a.version).toBe(0);
+    expect(b.version).toBe(1);
+    expect(a.undo).toBeNull();
+    expect(b.undo).toBeNull();
+    // Not a store fault.
+    await expect(t.commit.storeFault()).resolves.toBeNull();
+  });
+});
+
 describe('GroupCommit', () => {
   it('commits everything queued in one turn in one transaction, then settles the acks', async () => {
     const t = setup();
