@@ -22,7 +22,7 @@ import {
   openBackend,
   secretVault,
 } from './compose';
-import { ConfigError, type Env } from './config/env';
+import type { Env } from './config/env';
 import type { StoreTx } from './core/changes';
 import { systemClock, type Clock } from './core/clock';
 import { inProcessCoordination } from './core/coordination';
@@ -189,18 +189,11 @@ async function openCluster(
   parts: {
     readonly clock: Clock;
     readonly log: Log;
-    /** What the engine commits to: several nodes need it shared (PostgreSQL), with its versions. */
-    readonly engineStore: 'sqlite' | 'postgres';
   },
 ): Promise<Cluster | null> {
+  // The configuration has PRESENCE_DATABASE_URL with it (config/env.ts): nodes on SQLite files of
+  // their own would not share their durable state and versions.
   if (env.PRESENCE_REDIS_URL === undefined) return null;
-  // Each node on a SQLite file of its own would keep its own durable state and versions, and the
-  // change log would make them look shared until the next restart: several nodes share one
-  // PostgreSQL (its conditional write decides each version).
-  if (parts.engineStore === 'sqlite')
-    throw new ConfigError([
-      'PRESENCE_REDIS_URL: several nodes share their durable state in PostgreSQL; set PRESENCE_DATABASE_URL too (each node on a SQLite file of its own would keep its own)',
-    ]);
   const cluster = await Cluster.open({
     url: env.PRESENCE_REDIS_URL,
     prefix: env.PRESENCE_REDIS_PREFIX,
@@ -323,11 +316,7 @@ async function assemble(
   });
   // Several nodes (PRESENCE_REDIS_URL): commits go to the shared change log (hooked in before
   // the first commit), whose head is read before the load so nothing committed after is missed.
-  const cluster = await openCluster(env, engine, {
-    clock,
-    log,
-    engineStore: db === null ? 'postgres' : 'sqlite',
-  });
+  const cluster = await openCluster(env, engine, { clock, log });
   if (cluster !== null) closing.cluster = () => cluster.close();
   closing.engine = () => engine.stop();
   if (options.timers === false) await engine.load();
