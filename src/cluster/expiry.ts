@@ -271,14 +271,31 @@ export class ExpiryKeeper implements ExpiryHold {
     if (this.writes.size === 0) return;
     const batch = this.writes;
     this.writes = new Map();
+    const list = [...batch.values()].flatMap((w) => this.asHeld(w));
+    if (list.length === 0) return;
     try {
       this.stats.writeRoundTrips += 1;
-      await this.o.hot.upsertObservations([...batch.values()]);
-      this.stats.writes += batch.size;
+      await this.o.hot.upsertObservations(list);
+      this.stats.writes += list.length;
     } catch (error) {
       for (const [k, w] of batch) if (!this.writes.has(k)) this.writes.set(k, w);
       throw error;
     }
+  }
+
+  /**
+   * A queued write as the engine holds the observation now: a commit refused meanwhile (Redis or
+   * the database down) rolled it back in memory, and Redis must not get what no node holds (a
+   * new observation rolled away is dropped; a changed one goes as memory has it again). One
+   * written just before its commit was refused stays in Redis until its expiry, when the sweep
+   * finds no node holding it and ends nothing.
+   */
+  private asHeld(w: ObservationWrite): ObservationWrite[] {
+    const o = this.o.engine.observation(w.userId, w.source);
+    if (o === undefined) return [];
+    const observation = JSON.stringify(o);
+    if (observation === w.observation) return [w];
+    return [{ ...w, observation, expiresAt: this.redisExpiry(w.userId, o) }];
   }
 
   private async flushRefreshes(): Promise<void> {
