@@ -51,6 +51,7 @@ import { ViewerTokens } from './privacy/viewer-tokens';
 import { streamPrivacy } from './http/viewer-reads';
 import { createStream, type StreamService } from './stream';
 import { Cluster } from './cluster';
+import { RedisCoordination } from './store/redis/coordination';
 import { CONNECTION_LABEL } from './stream/devices';
 
 export interface ServiceOptions {
@@ -212,6 +213,29 @@ async function openCluster(
   return cluster;
 }
 
+/** A node's coordination and how to let go of it at shutdown. */
+export interface OpenedCoordination {
+  readonly coordination: Coordination;
+  close(): Promise<void>;
+}
+
+/**
+ * What this node shares with the others (polling shares, rate budgets, delivery memories,
+ * locks): the Redis coordination when PRESENCE_REDIS_URL is set, its keys under
+ * PRESENCE_REDIS_PREFIX (the change log's), else this process's own. Redis not answering stops
+ * the start (`RedisUnavailableError`, fast).
+ */
+export async function openCoordination(env: Env, clock: Clock): Promise<OpenedCoordination> {
+  if (env.PRESENCE_REDIS_URL === undefined)
+    return { coordination: inProcessCoordination(clock), close: () => Promise.resolve() };
+  const redis = await RedisCoordination.open({
+    url: env.PRESENCE_REDIS_URL,
+    prefix: env.PRESENCE_REDIS_PREFIX,
+    clock,
+  });
+  return { coordination: redis, close: () => redis.close() };
+}
+
 /** What shutdown closes, in this order: what takes work in first, the store last. */
 const CLOSE_ORDER = [
   'http',
@@ -221,6 +245,8 @@ const CLOSE_ORDER = [
   'engine',
   // After the engine's last commit: the changes it committed land in the shared log first.
   'cluster',
+  // After the connectors and connections: their stops release leases and shares through it.
+  'coordination',
   'webhooks',
   'checkpointer',
   'store',
@@ -358,7 +384,12 @@ async function assemble(
   closing.figures = () => figures.stop();
   if (options.timers !== false) figures.start();
   const keys = createKeys(stores, clock);
-  const coordination = options.coordination ?? inProcessCoordination(clock);
+  let coordination = options.coordination;
+  if (coordination === undefined) {
+    const opened = await openCoordination(env, clock);
+    closing.coordination = () => opened.close();
+    coordination = opened.coordination;
+  }
   const host = new ConnectorHost(engine, log, (type, data) => webhooks.emit(type, data), coordination.shares);
   // Events of other layers (connections now; connectors later) go to the webhook outbox. They
   // are emitted inside the transaction that records the change they report.
