@@ -26,7 +26,7 @@ import type { Env } from './config/env';
 import type { StoreTx } from './core/changes';
 import { systemClock, type Clock } from './core/clock';
 import { inProcessCoordination } from './core/coordination';
-import type { Coordination } from './core/ports';
+import { deliveryClaimsOf, type Coordination } from './core/ports';
 import type { Connector, ConnectorHealth } from './core/connector';
 import { silentLog, type Log } from './core/log';
 import { runShutdown, type ShutdownReport } from './core/shutdown';
@@ -306,6 +306,9 @@ async function assemble(
   const checkpointer = db === null || env.PRESENCE_DB === ':memory:' ? null : startCheckpointer(db, { log });
   if (checkpointer !== null) closing.checkpointer = () => checkpointer.stop();
   const engine = createEngine(env, stores.presence, clock, log);
+  // Several nodes share the outbox: each sends only the deliveries it claimed (a killed node's are
+  // taken over when their lease ends); one node sends all of them, without claims.
+  const claims = env.PRESENCE_REDIS_URL === undefined ? null : deliveryClaimsOf(stores.webhooks);
   // The outbox hooks into the engine's commits before anything loads: a change is written with
   // its event in one transaction, and the presence object is built only when a hook wants it.
   const webhooks = await WebhookService.open({
@@ -318,6 +321,7 @@ async function assemble(
     allowPrivateTargets: env.WEBHOOK_ALLOW_PRIVATE_TARGETS,
     // Several nodes: endpoints another node created, changed or deleted are taken in within 1 s.
     followEndpointsMs: env.PRESENCE_REDIS_URL === undefined ? null : 1000,
+    claims: claims === null ? null : { store: claims },
   });
   const privacyStore = stores.privacy;
   const privacy = await new PrivacyService(privacyStore, env.PRESENCE_DEFAULT_VISIBILITY, clock).load();

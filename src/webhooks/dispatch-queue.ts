@@ -12,7 +12,7 @@ import { newMessageId } from './ids';
 import type { EventType } from './schema';
 import { secretKey } from './sign';
 import { literalTargetRefusal } from './ssrf';
-import type { AsyncWebhookStore, EndpointRecord, PendingRow } from '../core/ports';
+import type { AsyncWebhookStore, DeliveryClaims, EndpointRecord, PendingRow } from '../core/ports';
 
 /** A delivery row just written, handed over after its transaction committed. */
 export interface StagedDelivery {
@@ -55,6 +55,23 @@ export class Item {
     this.attempts = attempts;
     this.nextAt = nextAt;
   }
+}
+
+/** A pending delivery as the store read it (a refill, or a claim). */
+export function itemOfRow(r: PendingRow): Item {
+  return new Item(
+    r.id,
+    r.event_seq,
+    r.msg_id,
+    r.type,
+    Buffer.from(r.payload),
+    r.ordering_key,
+    r.not_before,
+    r.created_at,
+    r.replay === 1,
+    r.attempts,
+    r.next_attempt_at ?? r.not_before,
+  );
 }
 
 /** The deliveries of one ordering key on one endpoint, oldest first; only the head is tried. */
@@ -337,21 +354,7 @@ export class EndpointQueue {
         }
         for (const r of rows) {
           if (r.id <= this.maxLoadedId) continue; // taken in memory while the rows were read
-          this.add(
-            new Item(
-              r.id,
-              r.event_seq,
-              r.msg_id,
-              r.type,
-              Buffer.from(r.payload),
-              r.ordering_key,
-              r.not_before,
-              r.created_at,
-              r.replay === 1,
-              r.attempts,
-              r.next_attempt_at ?? r.not_before,
-            ),
-          );
+          this.add(itemOfRow(r));
         }
         if (rows.length < room) {
           if (passed === this.passed) this.spilled = false;
@@ -400,6 +403,52 @@ export class EndpointQueue {
     last.msgId = msgId!;
     last.body = Buffer.from(merged);
     return last;
+  }
+
+  /**
+   * `coalesce` for a claimed head (several nodes, see dispatcher.ts): memory holds only the head
+   * of the FIFO, so the rest of the run is read from the store (no other node can claim it while
+   * the head is pending). The merged event takes the place of the head, the delivery this node
+   * holds the claim on, rather than of the last (which no one has claimed): the rest of the run is
+   * marked coalesced. The same events go out in the same order as `coalesce` sends them. Returns
+   * the head to send, or null when the run cancelled out (the head is then coalesced too, its
+   * claim released).
+   */
+  async coalesceClaimed(
+    store: AsyncWebhookStore,
+    claims: DeliveryClaims,
+    fifo: Fifo,
+    head: Item,
+    now: number,
+  ): Promise<Item | null> {
+    const rest = await claims.laneAfter(this.ep.id, head.orderKey, head.id, 1000);
+    const run: PendingRow[] = [];
+    for (const r of rest) {
+      if (r.attempts > 0 || r.replay === 1 || r.type !== 'presence.changed' || r.created_at > head.notBefore)
+        break;
+      run.push(r);
+    }
+    if (run.length === 0) return head;
+    const n = run.length + 1;
+    const last = run[run.length - 1]!;
+    const merged = mergePresenceChanges([head.body.toString('utf8'), ...run.map((r) => r.payload)]);
+    const msgId = merged === null ? null : newMessageId(now);
+    const note =
+      merged === null
+        ? `coalesced: ${n} changes within ${this.ep.coalesceMs} ms cancelled out`
+        : `coalesced into ${msgId}`;
+    await store.transaction(async (tx) => {
+      for (const r of run) await store.markCoalesced(r.id, note, now, tx);
+      if (merged === null) await store.markCoalesced(head.id, note, now, tx);
+      else head.eventSeq = await store.repoint(head.id, last.event_seq, msgId!, merged, now, tx);
+    });
+    if (merged === null) {
+      this.drop(fifo);
+      return null;
+    }
+    head.msgId = msgId!;
+    head.body = Buffer.from(merged);
+    return head;
   }
 
   /** Removes the head of a FIFO from memory. */

@@ -18,8 +18,38 @@
  * Time comes from the injected Clock. `runDue()` does one round by hand (tests with FakeClock);
  * `start()` adds the production drive: a pump on the next tick after every commit and completion,
  * and a timer for the next retry.
+ *
+ * Claim mode (several nodes on one PostgreSQL outbox, `claims` set; main.ts turns it on with the
+ * cluster, PRESENCE_REDIS_URL): each node sends only deliveries it claimed (`DeliveryClaims`,
+ * core/ports/webhook-store.ts), so no node loads another's backlog and a dead node's deliveries
+ * are taken over.
+ * - The window of an endpoint is fed by `claimDue` instead of `loadPending` and `enqueue`: a claim
+ *   round asks, per enabled endpoint not paused by a Retry-After, for up to
+ *   `maxInFlightPerEndpoint` minus what this node holds, so whatever it claims it can send at once
+ *   and nothing waits here that another node could send. Rounds run one at a time: in the turn
+ *   after each of this node's commits (it claims the deliveries it just wrote, so the latency
+ *   stays one query), after outcomes are written (they free the next delivery of their key), and
+ *   every `claimEveryMs` (500 ms; other nodes' commits, retries coming due, ended leases).
+ * - Order: `claimDue` hands out only the first pending delivery of each ordering key, and only
+ *   when no one holds a live claim on it, so a FIFO here holds at most that head, and the next
+ *   delivery of a user becomes claimable (by any node) only once the head's outcome is written.
+ *   Two nodes never send two events of one user out of order. A failed attempt's outcome
+ *   releases its claim: the retry is claimed again when due, by whichever node asks first.
+ * - Coalescing reads the rest of a claimed head's run from the store (no one else can claim it)
+ *   and merges it into the head (`EndpointQueue.coalesceClaimed`).
+ * - The claims held (`held`: claimed and in memory, until the attempt ends) are renewed every
+ *   `renewEveryMs` (a third of the 30 s lease), so a request in flight longer than the lease stays
+ *   this node's; one the store says this node lost is dropped from memory (and its outcome not
+ *   written). The outcome write releases a claim.
+ * - A graceful stop hands over at once: requests cut off after the grace are not counted as
+ *   attempts, and every claim still held is released, so another node's next round takes them.
+ * - A node that dies keeps its claims until the lease ends; then another node claims them. A
+ *   delivery may so be sent twice around a death (at least once), never lost: its row stays
+ *   pending until an outcome is written.
+ * One node (SQLite, or PostgreSQL without the cluster) takes no claims: everything above is off.
  */
 
+import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 
 import { Agent } from 'undici';
@@ -28,13 +58,33 @@ import type { Clock } from '../core/clock';
 import type { Log } from '../core/log';
 import { parseRetryAfter } from '../core/retry-after';
 import { describeError, httpError, request } from './attempt';
-import { EndpointQueue, type Fifo, type Item, type StagedDelivery } from './dispatch-queue';
+import { EndpointQueue, itemOfRow, type Fifo, type Item, type StagedDelivery } from './dispatch-queue';
 import { OutcomeLog } from './outcome-log';
 import { retryDelay } from './retry';
 import { guardedLookup } from './ssrf';
-import type { AsyncWebhookStore, AttemptRecord, EndpointRecord } from '../core/ports';
+import type {
+  AsyncWebhookStore,
+  AttemptRecord,
+  ClaimedRow,
+  DeliveryClaims,
+  EndpointRecord,
+} from '../core/ports';
 
 export type { StagedDelivery } from './dispatch-queue';
+
+/** Claim mode (several nodes on one outbox): see the module comment. */
+export interface ClaimSettings {
+  /** The outbox's claims (the PostgreSQL webhook store). */
+  readonly store: DeliveryClaims;
+  /** This node's name on its claims (default: random per dispatcher, so per start). */
+  readonly node?: string;
+  /** How long a claim lasts unless renewed: a dead node's deliveries wait this long (default 30 s). */
+  readonly leaseMs?: number;
+  /** Real time between claim rounds besides those after commits and outcomes (default 500 ms). */
+  readonly claimEveryMs?: number;
+  /** Real time between renewals of the claims held (default a third of the lease). */
+  readonly renewEveryMs?: number;
+}
 
 export interface DispatcherOptions {
   readonly store: AsyncWebhookStore;
@@ -51,6 +101,16 @@ export interface DispatcherOptions {
   readonly userAgent: string;
   /** Called when an endpoint must be disabled (410, or failing too long). */
   readonly onDisable: (endpoint: EndpointRecord, reason: 'gone' | 'failing', detail: string) => Promise<void>;
+  /** Claim mode (several nodes); absent or null: this node sends every pending delivery. */
+  readonly claims?: ClaimSettings | null;
+}
+
+interface Claiming {
+  readonly store: DeliveryClaims;
+  readonly node: string;
+  readonly leaseMs: number;
+  readonly claimEveryMs: number;
+  readonly renewEveryMs: number;
 }
 
 export class Dispatcher {
@@ -82,6 +142,17 @@ export class Dispatcher {
   private timerAt = Number.POSITIVE_INFINITY;
   /** Store reads and writes the pump started and does not wait for (refills, disabling): `runDue` and `idle` do. */
   private readonly background = new Set<Promise<void>>();
+  /** Claim mode's settings, or null (one node). */
+  private readonly claiming: Claiming | null;
+  /** Claim mode: the deliveries this node claimed and holds in memory, until their attempt ends: id → endpoint. */
+  private readonly held = new Map<number, string>();
+  private claimRunning = false;
+  private claimAgain = false;
+  private claimScheduled = false;
+  private claimTimer: NodeJS.Timeout | null = null;
+  private renewTimer: NodeJS.Timeout | null = null;
+  /** `abandon()` was called: nothing more is written. */
+  private abandoned = false;
 
   constructor(options: DispatcherOptions) {
     this.store = options.store;
@@ -98,7 +169,21 @@ export class Dispatcher {
     this.userAgent = options.userAgent;
     this.onDisable = options.onDisable;
     this.maxStepMs = Math.max(0, ...this.retrySchedule);
-    this.outcomes = new OutcomeLog(this.store, this.log);
+    const c = options.claims ?? null;
+    const leaseMs = c?.leaseMs ?? 30_000;
+    this.claiming =
+      c === null
+        ? null
+        : {
+            store: c.store,
+            node: c.node ?? `webhooks-${randomBytes(6).toString('hex')}`,
+            leaseMs,
+            claimEveryMs: c.claimEveryMs ?? 500,
+            renewEveryMs: c.renewEveryMs ?? Math.max(1, Math.floor(leaseMs / 3)),
+          };
+    // In claim mode a written outcome frees the next delivery of its ordering key (and a slot):
+    // claim again at once.
+    this.outcomes = new OutcomeLog(this.store, this.log, () => this.scheduleClaim());
     this.agent = new Agent({
       connect: {
         timeout: this.timeoutMs,
@@ -115,7 +200,11 @@ export class Dispatcher {
   addEndpoint(ep: EndpointRecord): void {
     const q = new EndpointQueue(ep);
     this.queues.set(ep.id, q);
-    this.refill(q);
+    if (this.claiming === null) this.refill(q);
+    else {
+      q.spilled = false; // never read by loadPending: fed by claims
+      this.scheduleClaim();
+    }
   }
 
   removeEndpoint(id: string): void {
@@ -123,6 +212,7 @@ export class Dispatcher {
     if (q === undefined) return;
     q.removed = true;
     this.queues.delete(id);
+    this.dropHeld(id); // its rows went with it
   }
 
   /**
@@ -134,7 +224,12 @@ export class Dispatcher {
     const q = this.queues.get(id);
     if (q === undefined) return;
     q.reset();
-    if (q.ep.enabled) this.refill(q);
+    if (this.claiming !== null) {
+      // Disabled: failPending gave up its rows and released their claims. Re-enabled: claimed anew.
+      q.spilled = false;
+      this.dropHeld(id);
+      this.scheduleClaim();
+    } else if (q.ep.enabled) this.refill(q);
     this.schedulePump();
   }
 
@@ -143,6 +238,10 @@ export class Dispatcher {
    * intake (a replay), committed by now.
    */
   reload(endpointIds: Iterable<string>): void {
+    if (this.claiming !== null) {
+      this.scheduleClaim();
+      return;
+    }
     for (const id of endpointIds) {
       const q = this.queues.get(id);
       if (q === undefined) continue;
@@ -160,6 +259,7 @@ export class Dispatcher {
       const q = this.queues.get(endpointId);
       if (q === undefined || ids.size === 0) continue;
       q.forget(ids);
+      for (const id of ids) this.held.delete(id);
     }
     this.schedulePump();
   }
@@ -169,6 +269,12 @@ export class Dispatcher {
   /** Takes committed deliveries into memory and wakes the pump. */
   enqueue(staged: readonly StagedDelivery[]): void {
     if (staged.length === 0) return;
+    if (this.claiming !== null) {
+      // Committed, so claimable now: this node claims what it just wrote (unless another node's
+      // round came first), in the next turn.
+      this.scheduleClaim();
+      return;
+    }
     for (const s of staged) {
       const q = this.queues.get(s.endpointId);
       if (q === undefined || !q.ep.enabled) continue;
@@ -193,13 +299,142 @@ export class Dispatcher {
     while (this.background.size > 0) await Promise.all([...this.background]);
   }
 
+  // ---------------------------------------------------------------- claim mode
+
+  /** Claim mode: a claim round in the next turn (one runs at a time; one asked meanwhile follows). */
+  private scheduleClaim(): void {
+    if (this.claiming === null || !this.running || this.claimScheduled) return;
+    this.claimScheduled = true;
+    setImmediate(() => {
+      this.claimScheduled = false;
+      this.track(this.claimRound());
+    });
+  }
+
+  /**
+   * Claims due deliveries for every enabled endpoint with room (up to `maxInFlightPerEndpoint`
+   * held, so that what this node claims it can send at once and nothing waits here that another
+   * node could send), and takes them into the endpoint's window. Never rejects.
+   */
+  private async claimRound(): Promise<void> {
+    const c = this.claiming;
+    if (c === null) return;
+    if (this.claimRunning) {
+      this.claimAgain = true;
+      return;
+    }
+    this.claimRunning = true;
+    let took = false;
+    try {
+      do {
+        this.claimAgain = false;
+        for (const q of [...this.queues.values()]) {
+          if (this.stopped) return;
+          const now = this.clock.now();
+          if (!q.ep.enabled || q.removed || q.pausedUntil > now) continue;
+          const room = this.maxInFlightPerEndpoint - q.count;
+          if (room <= 0) continue;
+          const epoch = q.epoch;
+          let rows: ClaimedRow[];
+          try {
+            rows = await c.store.claimDue(c.node, now, c.leaseMs, room, [q.ep.id]);
+          } catch (error) {
+            this.log.error({ err: error, endpoint_id: q.ep.id }, 'claiming webhook deliveries failed');
+            return; // the next round (timer, commit, outcome) tries again
+          }
+          if (this.stopped || q.removed || epoch !== q.epoch) {
+            // Stopped, deleted or reset while claiming: not ours to send; hand them back.
+            await this.releaseQuietly(rows.map((r) => r.id));
+            this.claimAgain = !this.stopped;
+            continue;
+          }
+          for (const r of rows) {
+            if (this.held.has(r.id)) continue; // held already (its lease had ended and it was re-claimed)
+            this.held.set(r.id, q.ep.id);
+            q.add(itemOfRow(r));
+            took = true;
+          }
+        }
+      } while (this.claimAgain && !this.stopped);
+    } finally {
+      this.claimRunning = false;
+      if (took) this.schedulePump();
+    }
+  }
+
+  /**
+   * Moves the end of every claim held to now + the lease, so a request in flight longer than the
+   * lease (or a delivery waiting out a Retry-After pause) stays this node's. A claim the store no
+   * longer has for this node (its lease ended while this node stalled and another node claimed
+   * it, or its row was given up) is dropped from memory: the other node sends it.
+   */
+  async renewClaims(): Promise<void> {
+    const c = this.claiming;
+    if (c === null || this.held.size === 0 || this.abandoned) return;
+    const ids = [...this.held.keys()];
+    let kept: number[];
+    try {
+      kept = await c.store.renewClaims(c.node, ids, this.clock.now() + c.leaseMs);
+    } catch (error) {
+      this.log.error({ err: error }, 'renewing webhook delivery claims failed; will retry');
+      return;
+    }
+    const still = new Set(kept);
+    const lost = new Map<string, Set<number>>();
+    for (const id of ids) {
+      const endpointId = this.held.get(id);
+      if (still.has(id) || endpointId === undefined) continue; // renewed, or its attempt ended meanwhile
+      let set = lost.get(endpointId);
+      if (set === undefined) lost.set(endpointId, (set = new Set()));
+      set.add(id);
+    }
+    if (lost.size === 0) return;
+    this.log.warn(
+      { deliveries: [...lost.values()].reduce((n, ids) => n + ids.size, 0) },
+      'webhook delivery claims lost (their lease ended); another node sends them',
+    );
+    this.forget(lost);
+  }
+
+  /** Forgets the claims held on an endpoint's deliveries (its rows went, or were given up). */
+  private dropHeld(endpointId: string): void {
+    for (const [id, ep] of this.held) if (ep === endpointId) this.held.delete(id);
+  }
+
+  private async releaseQuietly(ids: readonly number[]): Promise<void> {
+    if (ids.length === 0 || this.claiming === null) return;
+    try {
+      await this.claiming.store.releaseClaims(this.claiming.node, ids);
+    } catch (error) {
+      // Not handed over: they are claimed again once their lease ends.
+      this.log.error({ err: error, deliveries: ids.length }, 'releasing webhook delivery claims failed');
+    }
+  }
+
   // ---------------------------------------------------------------- the pump
 
   /** Production mode: pump on commits and completions, and on a timer for retries. */
   start(): void {
     if (this.stopped) throw new Error('a stopped webhook dispatcher cannot start again');
     this.running = true;
+    const c = this.claiming;
+    if (c !== null && this.claimTimer === null) {
+      // Other nodes' commits, retries coming due and ended leases are found by this round.
+      this.claimTimer = setInterval(() => this.scheduleClaim(), c.claimEveryMs);
+      this.claimTimer.unref();
+      this.renewTimer = setInterval(() => this.track(this.renewClaims()), c.renewEveryMs);
+      this.renewTimer.unref();
+      this.scheduleClaim();
+    }
     this.schedulePump();
+  }
+
+  /** Claim mode's timers off. */
+  private stopClaimTimers(): void {
+    if (this.claimTimer !== null) clearInterval(this.claimTimer);
+    if (this.renewTimer !== null) clearInterval(this.renewTimer);
+    this.claimTimer = null;
+    this.renewTimer = null;
   }
 
   private schedulePump(): void {
@@ -225,7 +460,7 @@ export class Dispatcher {
 
   private pumpEndpoint(q: EndpointQueue, now: number, started: Promise<void>[]): void {
     if (!q.ep.enabled) return;
-    if (q.spilled && q.count <= this.maxQueuedPerEndpoint / 2) this.refill(q);
+    if (this.claiming === null && q.spilled && q.count <= this.maxQueuedPerEndpoint / 2) this.refill(q);
     if (q.pausedUntil > now) return;
     const max = this.maxInFlightPerEndpoint;
     while (q.inFlight < max) {
@@ -252,7 +487,10 @@ export class Dispatcher {
     const epoch = q.epoch;
     let item: Item | null;
     try {
-      item = await q.coalesce(this.store, fifo, head, now);
+      item =
+        this.claiming === null
+          ? await q.coalesce(this.store, fifo, head, now)
+          : await q.coalesceClaimed(this.store, this.claiming.store, fifo, head, now);
     } catch (error) {
       this.log.error(
         { err: error, endpoint_id: q.ep.id },
@@ -263,6 +501,7 @@ export class Dispatcher {
       return;
     }
     if (item !== null && epoch === q.epoch && !q.removed) return this.send(q, fifo, item, epoch);
+    if (item === null) this.held.delete(head.id); // cancelled out: coalesced, its claim released
     this.release(q, fifo, epoch);
   }
 
@@ -362,7 +601,16 @@ export class Dispatcher {
     retryAfter: string | undefined,
   ): void {
     q.inFlight -= 1;
+    if (this.abandoned) return; // a "dead" node writes nothing
+    if (this.claiming !== null && this.stopped && statusCode === null) {
+      // Cut off by a graceful stop: handed over as it is, not counted as an attempt; `stop`
+      // releases its claim, so another node sends it at once (the receiver may have had it
+      // already: at least once).
+      return;
+    }
     item.attempts += 1;
+    // Claim mode: the attempt is over; its outcome releases the claim once written.
+    this.held.delete(item.id);
     if (q.removed) return; // its rows went with it
     if (item.forgotten) {
       // Its user was deleted while it was in flight: the row is gone, so is any retry.
@@ -434,10 +682,13 @@ export class Dispatcher {
         item.nextAt = now + delay;
         this.outcomes.record(outcome, 'pending', item.nextAt);
         if (asked !== null) q.pausedUntil = Math.max(q.pausedUntil, item.nextAt);
+        // Claim mode: the outcome releases the claim, so the retry is claimed again when due, by
+        // whichever node comes first (still the head of its key: the order holds).
+        if (this.claiming !== null) q.drop(fifo);
       }
     }
     q.requeue(fifo);
-    if (q.spilled && q.count <= this.maxQueuedPerEndpoint / 2) this.refill(q);
+    if (this.claiming === null && q.spilled && q.count <= this.maxQueuedPerEndpoint / 2) this.refill(q);
     this.schedulePump();
   }
 
@@ -468,6 +719,12 @@ export class Dispatcher {
     let attempts = 0;
     for (;;) {
       await this.settled();
+      if (this.claiming !== null) {
+        // Outcomes written release their claims and free the next of each key; then claim.
+        await this.flushOutcomes();
+        if (this.stopped) break;
+        await this.claimRound();
+      }
       const started = this.pump();
       if (started.length === 0 && this.background.size === 0) break;
       attempts += started.length;
@@ -497,6 +754,7 @@ export class Dispatcher {
     if (this.stopped) return;
     this.stopped = true;
     this.running = false;
+    this.stopClaimTimers();
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
     this.timerAt = Number.POSITIVE_INFINITY;
@@ -514,6 +772,31 @@ export class Dispatcher {
     await this.drained();
     await this.settled();
     await this.flushOutcomes();
+    // Claim mode: hand over at once what was claimed and not sent (the attempts cut off above
+    // released theirs with their outcomes), so another node claims it at its next round.
+    const held = [...this.held.keys()];
+    this.held.clear();
+    await this.releaseQuietly(held);
+  }
+
+  /**
+   * Stops at once without writing anything more: no outcome, no release, no renewal; requests in
+   * flight are cut off. What a node that dies leaves behind (its claims end with their lease),
+   * for tests of the takeover.
+   */
+  async abandon(): Promise<void> {
+    if (this.stopped) return;
+    this.abandoned = true;
+    this.stopped = true;
+    this.running = false;
+    this.stopClaimTimers();
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    this.held.clear();
+    this.outcomes.discard();
+    await this.agent.destroy();
+    await this.drained();
+    await this.settled();
   }
 
   stats(): { queued: number; inFlight: number; spilledEndpoints: number } {

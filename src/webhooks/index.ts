@@ -41,4 +41,5 @@ export {
   type WebhookPayload,
 } from './sign';
 export { DEFAULT_RETRY_SCHEDULE } from './retry';
+export type { ClaimSettings } from './dispatcher';
 export { checkEndpointUrl, privateAddressReason } from './ssrf';

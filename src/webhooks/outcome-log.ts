@@ -21,13 +21,25 @@ export class OutcomeLog {
   private flushRetryMs = 0;
   /** The write in progress; the next waits for it. */
   private writing: Promise<void> | null = null;
+  /** `discard()` was called: nothing more is taken or written. */
+  private discarded = false;
 
   constructor(
     private readonly store: AsyncWebhookStore,
     private readonly log: Log,
+    /** Called after outcomes were written (they released their deliveries' claims, if any). */
+    private readonly onWritten: () => void = () => undefined,
   ) {}
 
+  /** Drops what is buffered and takes nothing more (a dispatcher that plays dead, for tests). */
+  discard(): void {
+    this.discarded = true;
+    this.outcomes = [];
+    this.failing = [];
+  }
+
   record(outcome: AttemptRecord, status: AttemptRecord['status'], nextAttemptAt: number | null): void {
+    if (this.discarded) return;
     outcome.status = status;
     outcome.nextAttemptAt = nextAttemptAt;
     this.outcomes.push(outcome);
@@ -79,6 +91,7 @@ export class OutcomeLog {
     try {
       await this.store.writeOutcomes(outcomes, failing);
       this.flushRetryMs = 0;
+      if (outcomes.length > 0) this.onWritten();
     } catch (error) {
       if (!isStoreFault(error)) {
         // One row no longer fits (its delivery is gone): write the others one by one rather than
@@ -113,5 +126,6 @@ export class OutcomeLog {
     } catch (error) {
       this.log.error({ err: error }, 'writing webhook endpoint failure marks failed');
     }
+    this.onWritten();
   }
 }

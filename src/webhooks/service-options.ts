@@ -16,6 +16,7 @@ import type {
   ReplayInput,
   UpdateEndpointInput,
 } from './schema';
+import type { ClaimSettings } from './dispatcher';
 import type { Resolver } from './ssrf';
 import type { AsyncWebhookStore } from '../core/ports';
 
@@ -66,6 +67,11 @@ export interface WebhookServiceOptions {
    * is the only writer.
    */
   readonly followEndpointsMs?: number | null;
+  /**
+   * Several nodes on one outbox (PostgreSQL, the cluster on): this node sends only the deliveries
+   * it claimed (see dispatcher.ts). Absent or null: it sends every pending delivery (one node).
+   */
+  readonly claims?: ClaimSettings | null;
 }
 
 /** What `stats()` reports, for /metrics. */

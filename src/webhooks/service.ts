@@ -110,6 +110,7 @@ export class WebhookService {
       allowPrivateTargets: options.allowPrivateTargets,
       userAgent: options.userAgent ?? 'presence-aggregator-webhooks/1',
       onDisable: (ep, reason, detail) => this.disable(ep, reason, detail),
+      claims: options.claims ?? null,
     });
     if (options.vault !== null && options.engine !== undefined) {
       // The first change sink: rows in the engine's commit, delivery once it is durable.
@@ -237,6 +238,26 @@ export class WebhookService {
       this.syncing = null;
     });
     return this.syncing;
+  }
+
+  /**
+   * Stops delivering at once and writes nothing more (no outcome, no hand-over): what a node that
+   * dies leaves behind, for tests of the takeover by another node.
+   */
+  async abandon(): Promise<void> {
+    if (this.follower !== null) clearInterval(this.follower);
+    this.follower = null;
+    await this.syncing;
+    if (this.cronTask !== null) {
+      await this.cronTask.destroy();
+      this.cronTask = null;
+    }
+    await this.dispatcher.abandon();
+  }
+
+  /** Claim mode: renews the claims held now (a timer does it too). For tests. */
+  renewClaims(): Promise<void> {
+    return this.dispatcher.renewClaims();
   }
 
   // ---------------------------------------------------------------- the outbox, hooked into the engine

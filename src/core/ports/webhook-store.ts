@@ -229,3 +229,52 @@ export interface WebhookStore {
   /** Deletes up to `chunk` events older than `cutoff` that no delivery refers to. */
   pruneEvents(cutoff: number, chunk: number, tx?: StoreTx): number;
 }
+
+/** A delivery a node claimed (`DeliveryClaims.claimDue`): what sending it needs, and whose endpoint it is. */
+export interface ClaimedRow extends PendingRow {
+  endpoint_id: string;
+}
+
+/**
+ * Claims on deliveries, for several nodes sending from one outbox (the PostgreSQL store; SQLite
+ * serves one node and has none). A node sends only the deliveries it claimed; a claim is a lease
+ * held by a node id until a time, released by the delivery's outcome (`writeOutcomes`,
+ * `markCoalesced`, `failPending`), by `releaseClaims`, or by its end (a node that died).
+ * Asynchronous only: no synchronous store implements it.
+ */
+export interface DeliveryClaims {
+  /**
+   * Claims up to `limit` due deliveries (pending, past their coalescing window and retry time, of
+   * an enabled endpoint, unclaimed or their claim ended) for `node` until `now + leaseMs`, in id
+   * order, only the first pending one of each ordering key of an endpoint; only of
+   * `endpointIds` when given. Two nodes never claim the same delivery.
+   */
+  claimDue(
+    node: string,
+    now: number,
+    leaseMs: number,
+    limit: number,
+    endpointIds?: readonly string[],
+  ): Promise<ClaimedRow[]>;
+  /** Moves the end of `node`'s claims on `ids` to `until`; returns the ids it still held. */
+  renewClaims(node: string, ids: readonly number[], until: number): Promise<number[]>;
+  /** Gives up `node`'s claims on `ids` (a graceful stop hands them over). */
+  releaseClaims(node: string, ids: readonly number[]): Promise<void>;
+  /**
+   * Pending deliveries of the endpoint's ordering key `lane` after `afterId`, in id order, at most
+   * `limit`: the rest of the lane behind a claimed head, which no other node can claim while the
+   * head is pending (the coalescing of a claimed head reads them).
+   */
+  laneAfter(endpointId: string, lane: string, afterId: number, limit: number): Promise<PendingRow[]>;
+}
+
+/** The claims of a store that has them (PostgreSQL), else null. */
+export function deliveryClaimsOf(store: object): DeliveryClaims | null {
+  const s = store as Partial<DeliveryClaims>;
+  return typeof s.claimDue === 'function' &&
+    typeof s.renewClaims === 'function' &&
+    typeof s.releaseClaims === 'function' &&
+    typeof s.laneAfter === 'function'
+    ? (store as DeliveryClaims)
+    : null;
+}

@@ -25,7 +25,7 @@ import { PgWebhookStore } from './webhook-store';
 
 export { StaleVersionError } from './presence-store';
 export { PgUnavailableError, type PgTx } from './pool';
-export type { ClaimedRow } from './webhook-store';
+export type { ClaimedRow } from '../../core/ports';
 
 export interface PgStores extends AsyncStores {
   readonly presence: PgPresenceStore;

@@ -17,6 +17,8 @@ import type {
   AsyncWebhookStore,
   AttemptRecord,
   AttemptRow,
+  ClaimedRow,
+  DeliveryClaims,
   DeliveryRow,
   DeliveryStatus,
   EndpointSecrets,
@@ -28,18 +30,13 @@ import type {
 import { endpointValues, type EndpointRow, toEndpoint } from '../rows/webhooks';
 import { clientOf, inPgTx, on, type Queryable } from './pool';
 
-/** A delivery a node claimed: what sending it needs, and whose endpoint it is. */
-export interface ClaimedRow extends PendingRow {
-  endpoint_id: string;
-}
-
 const PENDING_COLUMNS = `d.id, d.event_seq, d.lane AS ordering_key, d.attempts, d.next_attempt_at, d.not_before, d.replay, d.created_at,
   e.msg_id, e.type, e.payload`;
 
 /** The tables that hold sealed values, rewritten by `scrubbing`. */
 const SEALED_TABLES = ['webhook_endpoints', 'connections', 'oauth_states'] as const;
 
-export class PgWebhookStore implements AsyncWebhookStore {
+export class PgWebhookStore implements AsyncWebhookStore, DeliveryClaims {
   constructor(private readonly pool: pg.Pool) {}
 
   transaction<T>(fn: (tx: StoreTx) => T | Promise<T>): Promise<T> {
@@ -368,17 +365,25 @@ export class PgWebhookStore implements AsyncWebhookStore {
    * Claims up to `limit` due deliveries for `node` until `now + leaseMs`, in id order. Due: pending,
    * past its coalescing window and retry time, of an enabled endpoint, not claimed (or its claim
    * expired), and first of its lane (no earlier pending delivery of the same endpoint and lane),
-   * so a lane's deliveries are still sent one after the other across nodes. Rows another node is
-   * claiming at this moment are skipped (`SKIP LOCKED`), never waited for nor claimed twice.
-   * `writeOutcomes`, `failPending` and `markCoalesced` release a claim.
+   * so a lane's deliveries are still sent one after the other across nodes; only of `endpointIds`
+   * when given (a node claims for the endpoints it knows). Rows another node is claiming at this
+   * moment are skipped (`SKIP LOCKED`), never waited for nor claimed twice.
+   * `writeOutcomes`, `failPending`, `markCoalesced` and `releaseClaims` release a claim.
    */
-  async claimDue(node: string, now: number, leaseMs: number, limit: number): Promise<ClaimedRow[]> {
+  async claimDue(
+    node: string,
+    now: number,
+    leaseMs: number,
+    limit: number,
+    endpointIds?: readonly string[],
+  ): Promise<ClaimedRow[]> {
     const { rows } = await this.pool.query<ClaimedRow>(
       `WITH due AS (
          SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints ep ON ep.id = d.endpoint_id
          WHERE d.status = 'pending' AND ep.enabled = 1 AND d.not_before <= $2
            AND coalesce(d.next_attempt_at, 0) <= $2
            AND (d.claim_expires_at IS NULL OR d.claim_expires_at <= $2)
+           AND ($5::text[] IS NULL OR d.endpoint_id = ANY($5::text[]))
            AND NOT EXISTS (
              SELECT 1 FROM webhook_deliveries p
              WHERE p.endpoint_id = d.endpoint_id AND p.lane = d.lane AND p.status = 'pending' AND p.id < d.id)
@@ -388,9 +393,42 @@ export class PgWebhookStore implements AsyncWebhookStore {
        FROM due, webhook_events e
        WHERE d.id = due.id AND e.seq = d.event_seq
        RETURNING ${PENDING_COLUMNS}, d.endpoint_id`,
-      [node, now, leaseMs, limit],
+      [node, now, leaseMs, limit, endpointIds ?? null],
     );
     return rows.sort((a, b) => a.id - b.id);
+  }
+
+  /** Extends `node`'s claims on `ids` that are still pending; returns those ids. */
+  async renewClaims(node: string, ids: readonly number[], until: number): Promise<number[]> {
+    if (ids.length === 0) return [];
+    const { rows } = await this.pool.query<{ id: number }>(
+      `UPDATE webhook_deliveries SET claim_expires_at = $3
+       WHERE id = ANY($2::bigint[]) AND claimed_by = $1 AND status = 'pending'
+       RETURNING id`,
+      [node, ids, until],
+    );
+    return rows.map((r) => r.id);
+  }
+
+  /** Gives up `node`'s claims on `ids`; a claim another node took meanwhile is left alone. */
+  async releaseClaims(node: string, ids: readonly number[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.pool.query(
+      `UPDATE webhook_deliveries SET claimed_by = NULL, claim_expires_at = NULL
+       WHERE id = ANY($2::bigint[]) AND claimed_by = $1`,
+      [node, ids],
+    );
+  }
+
+  async laneAfter(endpointId: string, lane: string, afterId: number, limit: number): Promise<PendingRow[]> {
+    const { rows } = await this.pool.query<PendingRow>(
+      `SELECT ${PENDING_COLUMNS}
+       FROM webhook_deliveries d JOIN webhook_events e ON e.seq = d.event_seq
+       WHERE d.endpoint_id = $1 AND d.lane = $2 AND d.status = 'pending' AND d.id > $3
+       ORDER BY d.id LIMIT $4`,
+      [endpointId, lane, afterId, limit],
+    );
+    return rows;
   }
 }
 
