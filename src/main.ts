@@ -548,6 +548,7 @@ async function assemble(
       },
       ...stream.metrics(),
       ...figures.gauges(),
+      ...(cluster?.metrics() ?? {}),
     },
     connectionsOf: async (userId) =>
       connections === null ? [] : (await connections.list({ user_id: userId })).map((c) => ({ ...c })),

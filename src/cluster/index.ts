@@ -20,6 +20,7 @@ import type { Clock } from '../core/clock';
 import type { Log } from '../core/log';
 import { classifyStoreError, type StoreFault } from '../store/faults';
 import { RedisHotState, type LogPosition } from '../store/redis';
+import type { ExtraGauges } from '../http/metrics';
 import type { Timers } from '../stream/timers';
 import { Appender, ChangeLogUnavailableError } from './appender';
 import { ExpiryKeeper, type ExpiryStats } from './expiry';
@@ -163,6 +164,42 @@ export class Cluster {
       applied: this.follower?.applied ?? 0,
       expiry: this.expiry?.stats ?? null,
       roundTripsPerRefresh: this.expiry?.roundTripsPerRefresh ?? 0,
+    };
+  }
+
+  /**
+   * What /metrics shows of the shared expiries, read at scrape time. Round trips per refresh
+   * heartbeat are `presence_cluster_expiry_round_trips_total / presence_cluster_refresh_heartbeats_total`
+   * (well below 1: a node sends its refreshes in one call every 250 ms, whatever their number).
+   */
+  metrics(): ExtraGauges {
+    const s = (): ExpiryStats | null => this.expiry?.stats ?? null;
+    return {
+      presence_cluster_refresh_heartbeats_total: {
+        help: 'Heartbeats that only moved an expiry (refreshes), taken by this node',
+        read: () => s()?.refreshes ?? 0,
+        counter: true,
+      },
+      presence_cluster_expiry_round_trips_total: {
+        help: 'Redis round trips that sent refreshes (one per batch)',
+        read: () => s()?.refreshRoundTrips ?? 0,
+        counter: true,
+      },
+      presence_cluster_observation_writes_total: {
+        help: 'Observations written whole to Redis (new, changed, ended, or gone there)',
+        read: () => s()?.writes ?? 0,
+        counter: true,
+      },
+      presence_cluster_expiries_ended_total: {
+        help: "Expiries this node's Redis sweeps ended (one node ends each)",
+        read: () => s()?.ended ?? 0,
+        counter: true,
+      },
+      presence_cluster_hot_state_losses_total: {
+        help: 'Times Redis was found to have lost the hot state (restarted empty) and was seeded again',
+        read: () => s()?.losses ?? 0,
+        counter: true,
+      },
     };
   }
 

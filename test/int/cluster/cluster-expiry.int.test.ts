@@ -11,12 +11,15 @@
 
 import { join } from 'node:path';
 
+import Fastify from 'fastify';
+
 import { PresenceEngine } from '../../../src/aggregator/engine';
 import { Cluster } from '../../../src/cluster';
 import type { PresenceChange } from '../../../src/core/changes';
 import { FakeClock } from '../../../src/core/clock';
 import { silentLog } from '../../../src/core/log';
 import { Ladder } from '../../../src/core/presence';
+import { registerMetrics } from '../../../src/http/metrics';
 import { migrate, openDb, type Db } from '../../../src/store/db';
 import { engineDeviceReporter } from '../../../src/stream';
 import { DeviceConnections, HOLD_MS } from '../../../src/stream/devices';
@@ -257,6 +260,22 @@ describe('device connections', () => {
   });
 });
 
+/** The node's /metrics text as the service registers it (cluster.metrics()), by sample name. */
+async function scrape(n: Node): Promise<Map<string, number>> {
+  const app = Fastify();
+  try {
+    const registry = registerMetrics(app, n.engine, { defaults: false, gauges: n.cluster.metrics() });
+    const out = new Map<string, number>();
+    for (const line of (await registry.metrics()).split('\n')) {
+      const m = /^(\w+) (\S+)$/.exec(line);
+      if (m !== null) out.set(m[1]!, Number(m[2]));
+    }
+    return out;
+  } finally {
+    await app.close();
+  }
+}
+
 /** Every expiry Redis holds for the deployment, by `<user>/<source>`. */
 async function expiriesInRedis(n: Node): Promise<Map<string, number>> {
   const flat = await n.cluster.hot.client.zrange(`${deployment.prefix}exp`, '0', '-1', 'WITHSCORES');
@@ -308,6 +327,13 @@ it('a burst of refreshes for 5,000 users across two nodes: every expiry renewed 
   for (const n of [a, b]) {
     expect(n.cluster.stats.expiry!.refreshes).toBe(USERS * 2);
     expect(n.cluster.stats.roundTripsPerRefresh).toBeLessThan(0.01);
+    // What /metrics shows an operator (and the bench): round trips per refresh heartbeat.
+    const scraped = await scrape(n);
+    expect(scraped.get('presence_cluster_refresh_heartbeats_total')).toBe(USERS * 2);
+    expect(scraped.get('presence_cluster_expiry_round_trips_total')).toBe(4);
+    expect(scraped.get('presence_cluster_observation_writes_total')).toBe(USERS / 2);
+    expect(scraped.get('presence_cluster_expiries_ended_total')).toBe(0);
+    expect(scraped.get('presence_cluster_hot_state_losses_total')).toBe(0);
   }
 
   // The refreshes stop: everyone goes offline one TTL after the last one, once, in the first
