@@ -266,6 +266,33 @@ describe('delivery claims', () => {
     await s.webhooks.saveEndpoint(ENDPOINT);
     expect((await s.webhooks.claimDue('n', 10_000, 100_000, 10)).map((r) => r.id)).toEqual([later]);
   });
+
+  it("renews and releases only the node's own claims; filters by endpoint; reads the rest of a lane", async () => {
+    const a = await node();
+    const b = await node();
+    await a.webhooks.saveEndpoint(ENDPOINT);
+    await a.webhooks.saveEndpoint({ ...ENDPOINT, id: 'ep_2' });
+    const [ana1, bo1, ana2, ana3] = await queue(a, ['u:ana', 'u:bo', 'u:ana', 'u:ana']);
+    expect(await a.webhooks.claimDue('node-a', 1_000, 500, 10, ['ep_2'])).toEqual([]);
+    expect((await a.webhooks.claimDue('node-a', 1_000, 500, 10, ['ep_1'])).map((r) => r.id)).toEqual([
+      ana1,
+      bo1,
+    ]);
+    // The lane behind a claimed head, in id order.
+    expect((await b.webhooks.laneAfter('ep_1', 'u:ana', ana1!, 10)).map((r) => r.id)).toEqual([ana2, ana3]);
+    expect((await b.webhooks.laneAfter('ep_1', 'u:ana', ana2!, 10)).map((r) => r.id)).toEqual([ana3]);
+    // Renewed: still node-a's after the first lease; another node's renewal changes nothing.
+    expect(await b.webhooks.renewClaims('node-b', [ana1!, bo1!], 5_000)).toEqual([]);
+    expect((await a.webhooks.renewClaims('node-a', [ana1!, bo1!], 2_000)).sort()).toEqual([ana1, bo1].sort());
+    expect(await b.webhooks.claimDue('node-b', 1_500, 500, 10)).toEqual([]);
+    // A release by another node leaves the claim; node-a's own hands it over at once.
+    await b.webhooks.releaseClaims('node-b', [ana1!]);
+    expect(await b.webhooks.claimDue('node-b', 1_600, 500, 10)).toEqual([]);
+    await a.webhooks.releaseClaims('node-a', [ana1!]);
+    expect((await b.webhooks.claimDue('node-b', 1_600, 500, 10)).map((r) => r.id)).toEqual([ana1]);
+    // A claim node-a lost is not renewed for it.
+    expect(await a.webhooks.renewClaims('node-a', [ana1!], 9_000)).toEqual([]);
+  });
 });
 
 describe('migrations', () => {
