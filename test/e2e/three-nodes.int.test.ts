@@ -140,3 +140,38 @@ it('an endpoint registered through one node gets the changes committed on every 
     await hooks.close();
   }
 }, 120_000);
+
+it('heartbeats that change nothing cost far less than one Redis round trip each (/metrics)', async () => {
+  const [a, b] = nodes as [ServeProcess, ServeProcess, ServeProcess];
+  /** A counter of `node`'s /metrics. */
+  const counter = async (node: ServeProcess, name: string): Promise<number> => {
+    const res = await fetch(`${node.base}/metrics`, { headers: { authorization: `Bearer ${node.key}` } });
+    const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(await res.text());
+    return m === null ? Number.NaN : Number(m[1]);
+  };
+  const ids = Array.from({ length: 50 }, (_, i) => `rt${i}`);
+  for (const id of ids) expect((await heartbeat(a, id, 'phone', 'online')).status).toBe(204);
+  await until(async () => (await seen(b, ids.at(-1)!))?.version === 1, 'B has every user');
+  const before = await counter(b, 'presence_cluster_refresh_heartbeats_total');
+  const tripsBefore = await counter(b, 'presence_cluster_expiry_round_trips_total');
+  // Three rounds of the same heartbeats through B: refreshes only, batched by B.
+  for (let round = 0; round < 3; round++)
+    await Promise.all(
+      ids.map(async (id) => expect((await heartbeat(b, id, 'phone', 'online')).status).toBe(204)),
+    );
+  await until(
+    async () => (await counter(b, 'presence_cluster_refresh_heartbeats_total')) - before === 150,
+    'the refreshes counted',
+  );
+  await until(
+    async () => (await counter(b, 'presence_cluster_expiry_round_trips_total')) > tripsBefore,
+    'the batch sent',
+  );
+  const trips = (await counter(b, 'presence_cluster_expiry_round_trips_total')) - tripsBefore;
+  // Printed for the operator's view: round trips per refresh heartbeat.
+  console.log(
+    `refresh heartbeats 150, Redis round trips ${trips} (${(trips / 150).toFixed(3)} per heartbeat)`,
+  );
+  expect(trips / 150).toBeLessThan(0.5);
+  for (const id of ids) expect((await seen(a, id))?.status).toBe('online');
+});
