@@ -41,6 +41,27 @@ export function sourceOf(o: Pick<Observation, 'platform' | 'device'>): string {
 }
 
 /**
+ * The observations as reads show them while expiries are held: one not ended whose expiry held
+ * here has passed is shown live, expiring just after `now`. Its real expiry is in Redis (a
+ * refresh another node took moves it there only), so this node shows it live until the sweep
+ * ends it, as the reducer counts it, rather than offline while its device still reports. The
+ * same array when nothing needs it.
+ */
+export function shownLive(observations: readonly Observation[], now: number): readonly Observation[] {
+  let out: Observation[] | null = null;
+  for (let i = 0; i < observations.length; i++) {
+    const o = observations[i]!;
+    if (isEnded(o) || o.expiresAt > now) {
+      out?.push(o);
+      continue;
+    }
+    out ??= observations.slice(0, i);
+    out.push({ ...o, expiresAt: now + 1 });
+  }
+  return out ?? observations;
+}
+
+/**
  * The observations as the reducer sees them while expiries are held: each one not ended with
  * no expiry. Decay steps still apply (they count from `observedAt`). The same array when
  * nothing is held.

@@ -29,7 +29,7 @@ import {
 import { changedFields, nextCheckAt, reduce } from '../normalizer/reduce';
 import { explain, toPresence } from '../normalizer/view';
 import type { ChangeSinks } from './change-pipeline';
-import { endObservation, holdOpen, isEnded, sourceOf, type ExpiryHold } from './expiry-hold';
+import { endObservation, holdOpen, isEnded, shownLive, sourceOf, type ExpiryHold } from './expiry-hold';
 import { DONE, type Ack, type GroupCommit } from './group-commit';
 import type { RefreshPersister } from './refresh';
 import type { Undo, UserState } from './user-state';
@@ -331,6 +331,11 @@ export class Ingest {
     return true;
   }
 
+  /** The observations reads show (`shownLive` in several-node mode): `snapshot`'s, as of `now`. */
+  shown(snapshot: { readonly observations: readonly Observation[] }, now: number): readonly Observation[] {
+    return this.hold === null ? snapshot.observations : shownLive(snapshot.observations, now);
+  }
+
   /** The observations the reducer sees: expiries held open in several-node mode. */
   private reduced(u: UserState): readonly Observation[] {
     return this.hold === null ? u.observations : holdOpen(u.observations);
@@ -401,7 +406,7 @@ export class Ingest {
         changed,
         cause,
         explain: explain(held, seen, at),
-        presence: this.sinks.listened ? toPresence(u, at, this.ladder, r) : null,
+        presence: this.sinks.listened ? toPresence(u, at, this.ladder, r, this.shown(u, at)) : null,
         ...(this.sinks.wantsState
           ? {
               reducedFrom: {

@@ -66,7 +66,12 @@ export class ReadCache {
     const now = this.clock.now();
     this.ingest.catchUp(u, now);
     const shown = this.shown(u);
-    return shown === null ? undefined : toPresence(shown, now, this.ladder);
+    return shown === null ? undefined : this.view(shown, now);
+  }
+
+  /** The presence object of `s` as of `now`. */
+  private view(s: UserSnapshot, now: number): PresenceView {
+    return toPresence(s, now, this.ladder, undefined, this.ingest.shown(s, now));
   }
 
   /**
@@ -90,7 +95,7 @@ export class ReadCache {
         unknown.push(id);
         continue;
       }
-      presence[id] = toPresence(shown, now, this.ladder);
+      presence[id] = this.view(shown, now);
     }
     return { presence, unknown };
   }
@@ -181,11 +186,11 @@ export class ReadCache {
       const shown = this.shown(u);
       return shown === null
         ? null
-        : Buffer.from(`${JSON.stringify(u.userId)}:${JSON.stringify(toPresence(shown, now, this.ladder))}`);
+        : Buffer.from(`${JSON.stringify(u.userId)}:${JSON.stringify(this.view(shown, now))}`);
     }
     if (u.json !== null && now < u.jsonUntil) return u.json;
     const fresh = u.json === null;
-    u.json = Buffer.from(`${JSON.stringify(u.userId)}:${JSON.stringify(toPresence(u, now, this.ladder))}`);
+    u.json = Buffer.from(`${JSON.stringify(u.userId)}:${JSON.stringify(this.view(u, now))}`);
     // Valid until the next moment time alone changes the answer (an expiry, a decay step).
     u.jsonUntil = nextCheckAt(u.observations, u.override, now);
     if (fresh) {

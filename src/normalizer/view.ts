@@ -202,9 +202,11 @@ export function toPresence(
   now: number,
   ladder: Ladder,
   reduction?: Reduction,
+  /** The observations as shown (several nodes: expiries held open, aggregator/expiry-hold.ts). */
+  observations: readonly Observation[] = user.observations,
 ): PresenceView {
-  const r = reduction ?? reduce(user.observations, user.override, now, ladder);
-  const { views, reachable } = platformViews(user.observations, now, ladder);
+  const r = reduction ?? reduce(observations, user.override, now, ladder);
+  const { views, reachable } = platformViews(observations, now, ladder);
   let observedAt: number | null = null;
   let expiresAt: number | null = null;
   if (r.override !== null) {
@@ -214,7 +216,7 @@ export function toPresence(
     observedAt = r.winner.observedAt;
     expiresAt = r.winner.expiresAt;
   } else {
-    for (const obs of user.observations)
+    for (const obs of observations)
       if (observedAt === null || obs.observedAt > observedAt) observedAt = obs.observedAt;
   }
   return {
@@ -226,11 +228,11 @@ export function toPresence(
     observed_at: toIsoOrNull(observedAt),
     last_active_at: toIsoOrNull(user.lastActiveAt),
     expires_at: toIsoOrNull(expiresAt),
-    stale: r.override === null && r.winner === null && user.observations.length > 0,
+    stale: r.override === null && r.winner === null && observations.length > 0,
     version: user.version,
     reachable_via: reachable.map((o) => o.platform),
     identity_only: user.identityOnly == null ? [] : [...user.identityOnly],
-    explain: explain(r, user.observations, now),
+    explain: explain(r, observations, now),
     override: r.override === null ? null : overrideView(r.override, now),
     platforms: views,
   };

@@ -122,7 +122,13 @@ describe('presence serve on PostgreSQL', () => {
   }
 
   const heartbeat = (svc: ServeProcess, device: string, status?: string) =>
-    svc.api('POST', '/v1/heartbeats', { user_id: 'eve', device_id: device, ...(status && { status }) });
+    // Live for 10 minutes: the cut-off test must not see a device expire while it runs.
+    svc.api('POST', '/v1/heartbeats', {
+      user_id: 'eve',
+      device_id: device,
+      ttl_seconds: 600,
+      ...(status && { status }),
+    });
 
   it('keeps keys, presence and webhook endpoints in PostgreSQL across a restart', async () => {
     const d = await database();

@@ -1,0 +1,197 @@
+/**
+ * A node killed with SIGKILL, several times over: three `presence serve` processes of the shipped
+ * bin on one PostgreSQL and one Redis; devices (HTTP heartbeats and WebSocket connections) on
+ * every node. The killed node's devices go offline at their TTL or grace plus at most 2 s,
+ * decided by the surviving nodes (the expiries are in Redis), and never come back online; the
+ * survivors' devices stay online; every user's versions stay consecutive; a webhook receiver
+ * (verifying with `standardwebhooks`) gets each offline change.
+ */
+
+import { randomBytes } from 'node:crypto';
+
+import Redis from 'ioredis';
+
+import { createTestDatabase, type TestDatabase } from '../helpers/pg-database';
+import { openWs, type WsClient } from '../helpers/stream-clients';
+import { cleanEnv, runBin, startServe, until, webhookReceiver, type ServeProcess } from './serve-process';
+
+const REDIS_URL = 'redis://127.0.0.1:6379';
+const TTL_S = 3;
+const GRACE_MS = 2000;
+/** What the contract allows past a TTL or a grace for a dead node's devices. */
+const LATE_MS = 2000;
+
+let database: TestDatabase;
+const prefix = `test:node-kill:${randomBytes(4).toString('hex')}:`;
+let env: Record<string, string>;
+const nodes: ServeProcess[] = [];
+const sockets: WsClient[] = [];
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  env = {
+    PRESENCE_DATABASE_URL: database.url,
+    PRESENCE_REDIS_URL: REDIS_URL,
+    PRESENCE_REDIS_PREFIX: prefix,
+    PRESENCE_SECRET_KEY: randomBytes(32).toString('base64'),
+    PRESENCE_DEVICE_GRACE_MS: String(GRACE_MS),
+    WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true',
+  };
+  expect((await runBin(['migrate'], cleanEnv(env))).code).toBe(0);
+  for (let i = 0; i < 3; i++) nodes.push(await startServe({ env }));
+}, 240_000);
+
+afterAll(async () => {
+  for (const s of sockets.splice(0)) await s.close().catch(() => undefined);
+  for (const n of nodes.splice(0)) await n.stop();
+  await database?.drop();
+  const redis = new Redis(REDIS_URL, { lazyConnect: true });
+  await redis.connect();
+  const keys = await redis.keys(`${prefix}*`);
+  if (keys.length > 0) await redis.del(...keys);
+  await redis.quit();
+}, 60_000);
+
+const heartbeat = (node: ServeProcess, userId: string, device: string) =>
+  node.api('POST', '/v1/heartbeats', { user_id: userId, device_id: device, ttl_seconds: TTL_S });
+
+async function statusOn(node: ServeProcess, userId: string): Promise<string | null> {
+  const r = await node.api('GET', `/v1/presence/${userId}`);
+  return r.status === 200 ? (r.body.status as string) : null;
+}
+
+/** The user's transitions as `node` reads them from the store, oldest first. */
+async function history(
+  node: ServeProcess,
+  userId: string,
+): Promise<{ version: number; at: string; to: any }[]> {
+  const r = await node.api('GET', `/v1/presence/${userId}/history`);
+  expect(r.status).toBe(200);
+  return [...(r.body.transitions as { version: number; at: string; to: any }[])].sort(
+    (a, b) => a.version - b.version,
+  );
+}
+
+/** A WebSocket device of `userId` held on `node`. */
+async function wsDevice(node: ServeProcess, userId: string): Promise<WsClient> {
+  const ws = await openWs(
+    `${node.base.replace('http', 'ws')}/v1/ws?access_token=${encodeURIComponent(node.key)}`,
+  );
+  sockets.push(ws);
+  ws.send({ type: 'identify', user_id: userId, device_id: 'tab' });
+  return ws;
+}
+
+it('a SIGKILLed node: its devices go offline at TTL or grace + 2 s and stay offline, the others stay online', async () => {
+  const hooks = await webhookReceiver(nodes[0]!);
+  let keeping = true;
+  try {
+    for (let round = 0; round < 2; round++) {
+      const victimIndex = 2 - round; // a different node each round, never the receiver's
+      const victim = nodes[victimIndex]!;
+      const survivors = nodes.filter((n) => n !== victim);
+      const [watcher] = survivors as [ServeProcess];
+      const hbUser = `hb${round}`;
+      const wsUser = `ws${round}`;
+      const keptUser = `kept${round}`;
+      await until(
+        async () => (await victim.api('GET', `/v1/webhooks/${hooks.endpointId}`)).status === 200,
+        'the endpoint on the victim',
+      );
+
+      // Devices on the victim: a heartbeat and a WebSocket connection. A survivor keeps a third
+      // user alive with heartbeats throughout.
+      const ws = await wsDevice(victim, wsUser);
+      await until(
+        async () => (await statusOn(watcher, wsUser)) === 'online',
+        `${wsUser} online on a survivor`,
+      );
+      expect((await heartbeat(survivors[1]!, keptUser, 'desk')).status).toBe(204);
+      keeping = true;
+      const keeper = (async () => {
+        while (keeping) {
+          await heartbeat(survivors[1]!, keptUser, 'desk').catch(() => undefined);
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      })();
+      const hbSent = Date.now();
+      expect((await heartbeat(victim, hbUser, 'laptop')).status).toBe(204);
+      await until(
+        async () => (await statusOn(watcher, hbUser)) === 'online',
+        `${hbUser} online on a survivor`,
+      );
+
+      // The kill: no graceful stop, no hand-over. The WebSocket's last renewal was before it.
+      const killedAt = Date.now();
+      victim.child.kill('SIGKILL');
+      await victim.exited;
+
+      // Offline once the store has the transition (a read may show it a moment earlier: an
+      // observation past its expiry no longer counts, whether or not the sweep ran yet).
+      const offlineIn = async (userId: string) => {
+        const h = await until(
+          async () => {
+            const t = await history(watcher, userId);
+            return t.length >= 2 ? t : null;
+          },
+          `${userId}'s offline transition`,
+          30_000,
+        );
+        return h;
+      };
+      const hb = await offlineIn(hbUser);
+      const wsh = await offlineIn(wsUser);
+      // Consecutive versions, online then offline, no duplicate.
+      expect(hb.map((t) => [t.version, t.to.status])).toEqual([
+        [1, 'online'],
+        [2, 'offline'],
+      ]);
+      expect(wsh.map((t) => [t.version, t.to.status])).toEqual([
+        [1, 'online'],
+        [2, 'offline'],
+      ]);
+      // When, by the store's transition times (the servers' clocks, the same machine's as ours).
+      const hbLate = Date.parse(hb[1]!.at) - (hbSent + TTL_S * 1000);
+      const wsLate = Date.parse(wsh[1]!.at) - (killedAt + GRACE_MS);
+      console.log(
+        `round ${round}: heartbeat device offline ${hbLate} ms after its TTL, connection ${wsLate} ms after its grace`,
+      );
+      expect(hbLate).toBeLessThanOrEqual(LATE_MS);
+      expect(hbLate).toBeGreaterThan(-200); // not before its TTL (what the test measured, less its own lag)
+      expect(wsLate).toBeLessThanOrEqual(LATE_MS);
+
+      // The offline changes reach the receiver (written and sent by a survivor).
+      await hooks.presenceChanged(hbUser, (c) => c.status === 'offline', `${hbUser} offline webhook`);
+      await hooks.presenceChanged(wsUser, (c) => c.status === 'offline', `${wsUser} offline webhook`);
+
+      // Never online again: wait past another TTL and grace, and look on every survivor.
+      await new Promise((r) => setTimeout(r, (TTL_S * 1000 + GRACE_MS) / 2));
+      for (const n of survivors) {
+        expect(await statusOn(n, hbUser)).toBe('offline');
+        expect(await statusOn(n, wsUser)).toBe('offline');
+        expect(await statusOn(n, keptUser)).toBe('online');
+      }
+      keeping = false;
+      await keeper;
+      expect((await history(watcher, keptUser)).map((t) => t.to.status)).toEqual(['online']);
+      await ws.close().catch(() => undefined);
+
+      // The node comes back (a new process on the same database and Redis) for the next round.
+      nodes[victimIndex] = await startServe({ env });
+    }
+    // No version of any user was sent twice with different content, or skipped.
+    const byUser = new Map<string, Set<number>>();
+    for (const e of hooks.events().filter((x) => x.type === 'presence.changed')) {
+      const seen = byUser.get(e.data.user_id) ?? new Set<number>();
+      seen.add(e.data.current.version as number);
+      byUser.set(e.data.user_id, seen);
+    }
+    for (const [user, versions] of byUser) {
+      const sorted = [...versions].sort((a, b) => a - b);
+      expect({ user, versions: sorted }).toEqual({ user, versions: sorted.map((_, i) => i + 1) });
+    }
+  } finally {
+    keeping = false;
+    await hooks.close();
+  }
+}, 240_000);
