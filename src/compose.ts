@@ -13,7 +13,7 @@ import { PresenceEngine } from './aggregator/engine';
 import type { Env } from './config/env';
 import { systemClock, type Clock } from './core/clock';
 import { silentLog, type Log } from './core/log';
-import type { AsyncPresenceStore, AsyncStores } from './core/ports';
+import type { AsyncPresenceStore, AsyncStores, Locks } from './core/ports';
 import { Ladder, REAL_PLATFORMS } from './core/presence';
 import { ApiKeys } from './keys/api-keys';
 import { AppGrants } from './oauth/app-token';
@@ -150,6 +150,8 @@ export function createConnections(
     readonly onEvent: ConnectionServiceDeps['onEvent'];
     /** The process's app grants (`createAppGrants`); built here when the command needs no other user of them. */
     readonly appGrants?: AppGrants;
+    /** The locks the nodes share (several nodes: a token refresh runs on one node at a time). */
+    readonly locks?: Locks;
   },
 ): ConnectionService | null {
   if (env.PRESENCE_SECRET_KEY === undefined) return null;
@@ -163,5 +165,6 @@ export function createConnections(
     onEvent: parts.onEvent,
     appGrants: parts.appGrants ?? createAppGrants(env, parts.clock),
     previousSecretKeys: env.PRESENCE_SECRET_KEY_PREVIOUS,
+    ...(parts.locks === undefined ? {} : { locks: parts.locks }),
   });
 }

@@ -411,6 +411,7 @@ async function assemble(
     clock,
     log,
     appGrants,
+    locks: coordination.locks,
     onEvent: (type, data, tx) => emitEvent(type, data as unknown as Record<string, unknown>, tx),
   });
   if (connections !== null) closing.connections = () => connections.stop();

@@ -207,7 +207,10 @@ describe('presence serve on PostgreSQL', () => {
 
         await proxy.restore();
         await until(async () => (await fetch(`${svc.base}/readyz`)).status === 200, '/readyz to recover');
+        // The phone's busy is taken now; eve turns busy once the laptop says so too (a device
+        // online keeps her online).
         expect((await heartbeat(svc, 'phone', 'busy')).status).toBe(204);
+        expect((await heartbeat(svc, 'laptop', 'busy')).status).toBe(204);
         await hooks.presenceChanged('eve', (c) => c.status === 'busy', 'eve busy after the recovery');
         const after = await svc.api('GET', '/v1/presence/eve');
         expect(Object.keys(after.body.platforms.device.devices).sort()).toEqual(['laptop', 'phone']);
