@@ -17,7 +17,7 @@
 
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { devNull, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -42,25 +42,39 @@ const LOAD = resolve(__dirname, 'load.ts');
 const ROUNDS = Number(process.env.PRESENCE_BENCH_ROUNDS ?? 5);
 const USERS = 100_000;
 
-/** A load run's result, with the CPU time this process (the servers) spent per request in it. */
-interface Measured extends LoadResult {
+/** A load run's result, with the CPU time the server spent per request in it. */
+export interface Measured extends LoadResult {
   readonly cpuUs: number;
 }
 
+/**
+ * CPU time (µs) used so far by the server: this process, or another one (`pid`), read from
+ * /proc/<pid>/stat (utime + stime, in clock ticks of 10 ms: USER_HZ is 100 on Linux).
+ */
+function serverCpuUs(pid: number | undefined): number {
+  if (pid === undefined) {
+    const u = process.cpuUsage();
+    return u.user + u.system;
+  }
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+}
+
 let specs = 0;
-async function load(dir: string, spec: LoadSpec): Promise<Measured> {
+export async function load(dir: string, spec: LoadSpec): Promise<Measured> {
   const file = join(dir, `load-${++specs}.json`);
   writeFileSync(file, JSON.stringify(spec));
-  // The servers run in this process and the load in a child: this process's CPU time over the run
-  // is what serving cost (timers such as the refresh persister included). Unlike req/s, it does not
-  // depend on how much of the 2 cores the load generator got.
-  const cpu = process.cpuUsage();
+  // The load runs in a child: the server's CPU time over the run is what serving cost (timers
+  // such as the refresh persister included). Unlike req/s, it does not depend on how much of the
+  // 2 cores the load generator got.
+  const cpu = serverCpuUs(spec.serverPid);
   const { stdout } = await run(process.execPath, ['--require', require.resolve('tsx/cjs'), LOAD, file], {
     maxBuffer: 1024 * 1024,
   });
-  const used = process.cpuUsage(cpu);
+  const used = serverCpuUs(spec.serverPid) - cpu;
   const r = JSON.parse(stdout) as LoadResult;
-  return { ...r, cpuUs: (used.user + used.system) / Math.max(1, r.requests) };
+  return { ...r, cpuUs: used / Math.max(1, r.requests) };
 }
 
 const state = (status: 'online' | 'busy' | 'idle', raw: unknown, label: string): NormalizedState => ({
@@ -77,10 +91,10 @@ const state = (status: 'online' | 'busy' | 'idle', raw: unknown, label: string):
  * the engine's persister every 5 s, which would otherwise land in whichever run comes next (a
  * reference's). It is done right after the run, and its time and CPU are counted in the run's.
  */
-type Leftover = () => Promise<unknown>;
+export type Leftover = () => Promise<unknown>;
 
 /** Runs each spec once a round, rotating the order; every result kept. */
-async function rounds(
+export async function rounds(
   dir: string,
   specsToRun: readonly (LoadSpec | readonly [LoadSpec, Leftover])[],
 ): Promise<Measured[][]> {
@@ -109,20 +123,20 @@ async function rounds(
   return results;
 }
 
-function line(rs: readonly Measured[]): string {
+export function line(rs: readonly Measured[]): string {
   const failed = rs.reduce((n, r) => n + r.failed, 0);
   const cpu = median(rs.map((r) => r.cpuUs));
   return `${fmt(median(rs.map((r) => r.rps)))} req/s, p99 ${median(rs.map((r) => r.p99))} ms, server CPU ${cpu.toFixed(0)} µs/req${failed > 0 ? `, ${failed} FAILED` : ''}`;
 }
 
-function coverage(rs: readonly Measured[], of: number): string {
+export function coverage(rs: readonly Measured[], of: number): string {
   const distinct = median(rs.map((r) => r.distinct ?? 0));
   const draws = median(rs.map((r) => r.draws ?? 0));
   const expected = of * (1 - Math.pow(1 - 1 / of, draws));
   return `${fmt(distinct)} of ${fmt(of)} ids a round (${fmt(draws)} drawn; uniform: ${fmt(expected)})`;
 }
 
-function compare(
+export function compare(
   name: string,
   candidate: readonly Measured[],
   refName: string,
@@ -143,6 +157,42 @@ function compare(
     ...(cover === undefined ? {} : { coverage: cover }),
     ...(target === undefined ? {} : { target: `≥ ${target}×`, met: ratio.median >= target }),
   };
+}
+
+/**
+ * The logger as `serve` ships it (pino at info, secrets redacted, the default access log: only
+ * failed and slow requests get a line), written to /dev/null: its hooks and per-request child are
+ * part of what every request costs, and nothing should reach the bench's own output.
+ */
+export function quietLogger(): pino.Logger {
+  return pino(
+    { level: 'info', redact: { paths: LOG_REDACT, censor: '[redacted]' } },
+    pino.destination({ dest: devNull, sync: true }),
+  );
+}
+
+/**
+ * The Redis design behind a route of the service's own app (`POST /bench/redis/heartbeats`), so
+ * with the same auth, hooks and body validation as `POST /v1/heartbeats`.
+ */
+export function addRedisRoute(app: FastifyInstance, redis: RedisDesign): void {
+  app
+    .withTypeProvider<ZodTypeProvider>()
+    .post(
+      '/bench/redis/heartbeats',
+      { config: { scope: 'write' }, schema: { body: HeartbeatBody } },
+      async (req, reply) => {
+        const b = req.body;
+        await redis.heartbeat({
+          userId: b.user_id,
+          deviceId: b.device_id,
+          status: b.status,
+          activity: b.activity,
+          ttlSeconds: b.ttl_seconds,
+        });
+        await reply.code(204).send(null);
+      },
+    );
 }
 
 /** A Fastify server with the heartbeat route's body schema, compiled the same way, and nothing else. */
@@ -172,14 +222,7 @@ export async function benchHttp(seconds = 3): Promise<Figure[]> {
     // Signs the viewer token of the viewer read.
     PRESENCE_SECRET_KEY: randomBytes(32).toString('base64'),
   });
-  // The logger as `serve` ships it (pino at info, secrets redacted, the default access log: only
-  // failed and slow requests get a line), written to /dev/null: its hooks and per-request child
-  // are part of what every request costs, and nothing should reach the bench's own output.
-  const logger = pino(
-    { level: 'info', redact: { paths: LOG_REDACT, censor: '[redacted]' } },
-    pino.destination({ dest: devNull, sync: true }),
-  );
-  const svc = await createService(env, { logger });
+  const svc = await createService(env, { logger: quietLogger() });
   const redis = await RedisDesign.connect();
   const bare = await bareServer();
   try {
@@ -221,25 +264,7 @@ export async function benchHttp(seconds = 3): Promise<Figure[]> {
     svc.app.get('/bench/static', (_req, reply) => {
       void reply.type('application/json; charset=utf-8').send(staticBody);
     });
-    if (typeof redis !== 'string') {
-      svc.app
-        .withTypeProvider<ZodTypeProvider>()
-        .post(
-          '/bench/redis/heartbeats',
-          { config: { scope: 'write' }, schema: { body: HeartbeatBody } },
-          async (req, reply) => {
-            const b = req.body;
-            await redis.heartbeat({
-              userId: b.user_id,
-              deviceId: b.device_id,
-              status: b.status,
-              activity: b.activity,
-              ttlSeconds: b.ttl_seconds,
-            });
-            await reply.code(204).send(null);
-          },
-        );
-    }
+    if (typeof redis !== 'string') addRedisRoute(svc.app, redis);
     await svc.app.listen({ host: '127.0.0.1', port: 0 });
     const address = svc.app.server.address();
     const base = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`;

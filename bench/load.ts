@@ -26,6 +26,8 @@ export type Generator =
       readonly users: number;
       readonly mode: 'refresh' | 'change';
       readonly stateFile?: string;
+      /** Sent as `ttl_seconds` when set (the service's default, 30 s, otherwise). */
+      readonly ttlSeconds?: number;
     };
 
 export interface LoadSpec {
@@ -33,6 +35,11 @@ export interface LoadSpec {
   readonly seconds: number;
   readonly headers?: Record<string, string>;
   readonly generate?: Generator;
+  /**
+   * The server runs in this other process (a `serve` child): its CPU time is read from /proc
+   * instead of the bench process's own.
+   */
+  readonly serverPid?: number;
 }
 
 export interface LoadResult {
@@ -80,6 +87,7 @@ function requestMaker(g: Generator, coverage: Coverage): { make: () => Request; 
             return new Uint8Array(g.users);
           }
         })();
+  const ttl = g.ttlSeconds === undefined ? '' : `,"ttl_seconds":${g.ttlSeconds}`;
   return {
     make: () => {
       const i = rng.below(g.users);
@@ -93,7 +101,7 @@ function requestMaker(g: Generator, coverage: Coverage): { make: () => Request; 
         method: 'POST',
         path: g.path,
         headers: { 'content-type': 'application/json' },
-        body: `{"user_id":"user-${i}","device_id":"laptop","status":"${status}"}`,
+        body: `{"user_id":"user-${i}","device_id":"laptop","status":"${status}"${ttl}}`,
       };
     },
     done: () => {

@@ -88,12 +88,17 @@ export class RedisDesign {
 
   /** Deletes every key this run wrote, then disconnects. */
   async close(): Promise<void> {
-    let cursor = '0';
-    do {
-      const [next, keys] = await this.redis.scan(cursor, 'MATCH', `${this.prefix}*`, 'COUNT', 10_000);
-      if (keys.length > 0) await this.redis.del(...keys);
-      cursor = next;
-    } while (cursor !== '0');
+    await deletePrefix(this.redis, this.prefix);
     await this.redis.quit();
   }
+}
+
+/** Deletes every key under `prefix` (SCAN, not KEYS: the server keeps answering others meanwhile). */
+export async function deletePrefix(redis: Redis, prefix: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 10_000);
+    if (keys.length > 0) await redis.del(...keys);
+    cursor = next;
+  } while (cursor !== '0');
 }
