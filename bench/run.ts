@@ -6,7 +6,8 @@
  *
  * `npm run bench -- http` runs one section (engine, http, webhooks, scale, stream, cluster). Environment:
  * PRESENCE_BENCH_ROUNDS (default 5), PRESENCE_BENCH_REDIS_URL (default redis://127.0.0.1:6379),
- * PRESENCE_BENCH_SCALE (user counts of the scale section, default 10000,100000,1000000).
+ * PRESENCE_BENCH_SCALE (user counts of the scale section, default 10000,100000,1000000),
+ * PRESENCE_BENCH_CLUSTER_USERS (users of the cluster section, default 20000).
  */
 import { cpus, loadavg, totalmem } from 'node:os';
 
