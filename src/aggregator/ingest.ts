@@ -130,6 +130,13 @@ export class Ingest {
       (isLive(existing, now) || (this.hold !== null && !isEnded(existing))) &&
       sameContent(existing, input.state)
     ) {
+      // Several nodes (expiries held in Redis): this node's memory may not have followed another
+      // node's last change yet, so "the same state again" here may be a change there. The report
+      // is also written in the next commit, whose version check (the group commit's expected
+      // versions) finds the user stale then, and makes the change again on the stored state;
+      // batched, and still no Redis round trip of its own (the expiry goes as a refresh).
+      const checked = this.hold !== null;
+      if (checked) this.commit.touch(u);
       // The hot path: same state again. Times move in memory; the disk hears of it later.
       const shortened = expiresAt < existing.expiresAt;
       existing.observedAt = at;
@@ -140,6 +147,10 @@ export class Ingest {
       this.refresh.mark(u);
       this.hold?.observed(userId, existing, 'refresh');
       if (shortened) this.wheel.schedule(u, expiresAt);
+      if (checked) {
+        this.commit.enqueue({ op: 'observation', userId, obs: existing });
+        return true;
+      }
       // A refresh of a report still waiting for its commit is only as good as that commit.
       return u.undo !== null && !u.undo.observations.includes(existing);
     }

@@ -175,3 +175,30 @@ it('heartbeats that change nothing cost far less than one Redis round trip each 
   expect(trips / 150).toBeLessThan(0.5);
   for (const id of ids) expect((await seen(a, id))?.status).toBe('online');
 });
+
+it('reports moving between nodes faster than they follow each other: every acknowledged one counts', async () => {
+  const users = Array.from({ length: 20 }, (_, i) => `mover${i}`);
+  const acked = new Map<string, number>(users.map((u) => [u, 0]));
+  let status = 'online';
+  for (let round = 0; round < 12; round++) {
+    status = round % 2 === 0 ? 'online' : 'busy';
+    // Each round through another node than the last: a node may not have followed the change
+    // before (it holds the state of two rounds ago, the same as this report).
+    await Promise.all(
+      users.map(async (u, i) => {
+        const r = await heartbeat(nodes[(i + round) % 3]!, u, 'desk', status);
+        expect(r.status).toBe(204);
+        acked.set(u, acked.get(u)! + 1);
+      }),
+    );
+  }
+  for (const u of users) {
+    await until(
+      async () => {
+        const seenEverywhere = await Promise.all(nodes.map((n) => seen(n, u)));
+        return seenEverywhere.every((s) => s?.status === status && s.version === acked.get(u));
+      },
+      `${u}: ${acked.get(u)} versions, ${status}, on every node`,
+    );
+  }
+}, 120_000);
