@@ -51,7 +51,7 @@ export interface Measured extends LoadResult {
  * CPU time (µs) used so far by the server: this process, or another one (`pid`), read from
  * /proc/<pid>/stat (utime + stime, in clock ticks of 10 ms: USER_HZ is 100 on Linux).
  */
-function serverCpuUs(pid: number | undefined): number {
+export function serverCpuUs(pid: number | undefined): number {
   if (pid === undefined) {
     const u = process.cpuUsage();
     return u.user + u.system;
