@@ -180,13 +180,7 @@ export class WebhookService {
    * commits meanwhile still land in the outbox.
    */
   async stop(): Promise<void> {
-    if (this.follower !== null) clearInterval(this.follower);
-    this.follower = null;
-    await this.syncing;
-    if (this.cronTask !== null) {
-      await this.cronTask.destroy();
-      this.cronTask = null;
-    }
+    await this.stopTimers();
     await this.pruning;
     await this.dispatcher.stop(this.stopGraceMs);
   }
@@ -240,11 +234,8 @@ export class WebhookService {
     return this.syncing;
   }
 
-  /**
-   * Stops delivering at once and writes nothing more (no outcome, no hand-over): what a node that
-   * dies leaves behind, for tests of the takeover by another node.
-   */
-  async abandon(): Promise<void> {
+  /** Stops the endpoint re-read and the prune schedule, waiting for a re-read under way. */
+  private async stopTimers(): Promise<void> {
     if (this.follower !== null) clearInterval(this.follower);
     this.follower = null;
     await this.syncing;
@@ -252,6 +243,14 @@ export class WebhookService {
       await this.cronTask.destroy();
       this.cronTask = null;
     }
+  }
+
+  /**
+   * Stops delivering at once and writes nothing more (no outcome, no hand-over): what a node that
+   * dies leaves behind, for tests of the takeover by another node.
+   */
+  async abandon(): Promise<void> {
+    await this.stopTimers();
     await this.dispatcher.abandon();
   }
 
