@@ -54,7 +54,7 @@
 import type { PresenceChange, StoreTx } from '../core/changes';
 import type { Clock } from '../core/clock';
 import type { Log } from '../core/log';
-import type { AsyncPresenceStore, LoadedUser, WriteOp } from '../core/ports';
+import { writeOpUser, type AsyncPresenceStore, type LoadedUser, type WriteOp } from '../core/ports';
 import { classifyStoreError, isStoreFault, StoreUnavailableError, type StoreFault } from '../store/faults';
 import type { ChangeSinks } from './change-pipeline';
 import { Undo, type UserState } from './user-state';
@@ -133,6 +133,8 @@ class Batch {
   byUser: Map<string, Waiting> | null = null;
   /** Users with an undo record taken for this batch. */
   touched: UserState[] = [];
+  /** Users with a `check` op in this batch (one is enough: see GroupCommit.check). */
+  checked: Set<string> | null = null;
 
   get empty(): boolean {
     return this.ops.length === 0 && this.changes.length === 0;
@@ -193,9 +195,6 @@ class Batch {
 /** The changes of users other than those in `users`. */
 const without = (changes: readonly PresenceChange[], users: ReadonlySet<string>): PresenceChange[] =>
   changes.filter((c) => !users.has(c.userId));
-
-const opUser = (op: WriteOp): string =>
-  op.op === 'transition' ? op.transition.userId : op.op === 'user' ? op.user.userId : op.userId;
 
 export interface GroupCommitOptions {
   readonly store: AsyncPresenceStore;
@@ -290,6 +289,21 @@ export class GroupCommit {
       undo.next = new Undo(u, false);
       this.retouched.push(u);
     }
+  }
+
+  /**
+   * Has the next commit check the user's version though it changes nothing of it (a report the
+   * same as memory, in several-node mode: the store finds the user stale if another node changed
+   * it meanwhile, and it is rebased as for any stale change). One `check` op per user per commit:
+   * the version is the user's, however many of its reports asked.
+   */
+  check(u: UserState): void {
+    this.touch(u);
+    const q = this.queue;
+    q.checked ??= new Set();
+    if (q.checked.has(u.userId)) return;
+    q.checked.add(u.userId);
+    this.enqueue({ op: 'check', userId: u.userId });
   }
 
   /** Marks a user the queued changes create: a rollback forgets it again. */
@@ -470,9 +484,10 @@ export class GroupCommit {
     const q = this.queue;
     const causes = new Map<string, string | null>();
     for (const c of batch.changes.concat(q.changes)) if (stale.has(c.userId)) causes.set(c.userId, c.cause);
-    q.ops = q.ops.filter((op) => !stale.has(opUser(op)));
+    q.ops = q.ops.filter((op) => !stale.has(writeOpUser(op)));
     q.changes = without(q.changes, stale);
     q.touched = q.touched.filter((u) => !stale.has(u.userId));
+    for (const id of stale) q.checked?.delete(id);
     const refused: Waiter[] = [];
     for (const u of staleUsers) {
       const base = bases.get(u)!;
@@ -523,6 +538,7 @@ export class GroupCommit {
     q.ops = batch.ops.concat(q.ops);
     q.changes = batch.changes.concat(q.changes);
     q.touched = batch.touched.concat(q.touched);
+    if (batch.checked !== null) for (const id of batch.checked) (q.checked ??= new Set()).add(id);
     q.join(batch);
 
     const fault = this.noteFault(error);
@@ -592,9 +608,10 @@ export class GroupCommit {
   forget(u: UserState): void {
     const q = this.queue;
     const id = u.userId;
-    q.ops = q.ops.filter((op) => opUser(op) !== id);
+    q.ops = q.ops.filter((op) => writeOpUser(op) !== id);
     q.changes = q.changes.filter((c) => c.userId !== id);
     q.touched = q.touched.filter((t) => t !== u);
+    q.checked?.delete(id);
     u.undo = null;
   }
 

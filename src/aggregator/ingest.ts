@@ -131,12 +131,13 @@ export class Ingest {
       sameContent(existing, input.state)
     ) {
       // Several nodes (expiries held in Redis): this node's memory may not have followed another
-      // node's last change yet, so "the same state again" here may be a change there. The report
-      // is also written in the next commit, whose version check (the group commit's expected
-      // versions) finds the user stale then, and makes the change again on the stored state;
-      // batched, and still no Redis round trip of its own (the expiry goes as a refresh).
+      // node's last change yet, so "the same state again" here may be a change there. The next
+      // commit checks the user's version (a `check` op: it writes nothing), finds the user stale
+      // then, and the rebase makes the change again on the stored state with this report (it is
+      // later than the stored one); batched, and no Redis round trip of its own (the expiry goes
+      // as a refresh). The times reach the store through the refresh persister, as on one node.
       const checked = this.hold !== null;
-      if (checked) this.commit.touch(u);
+      if (checked) this.commit.check(u);
       // The hot path: same state again. Times move in memory; the disk hears of it later.
       const shortened = expiresAt < existing.expiresAt;
       existing.observedAt = at;
@@ -147,10 +148,7 @@ export class Ingest {
       this.refresh.mark(u);
       this.hold?.observed(userId, existing, 'refresh');
       if (shortened) this.wheel.schedule(u, expiresAt);
-      if (checked) {
-        this.commit.enqueue({ op: 'observation', userId, obs: existing });
-        return true;
-      }
+      if (checked) return true;
       // A refresh of a report still waiting for its commit is only as good as that commit.
       return u.undo !== null && !u.undo.observations.includes(existing);
     }

@@ -274,6 +274,8 @@ export class SqlitePresenceStore implements PresenceStore {
           s.refreshObs.run(o.observedAt, o.expiresAt, op.userId, o.platform, o.device);
         s.touchAggregate.run(op.lastActiveAt, op.userId);
         return;
+      case 'check': // one writer: nothing is ever stale here
+        return;
     }
   }
 

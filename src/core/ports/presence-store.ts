@@ -70,6 +70,12 @@ export type WriteOp =
   | { readonly op: 'override'; readonly userId: string; readonly override: Override | null }
   | { readonly op: 'aggregate'; readonly userId: string; readonly aggregate: AggregateRecord }
   | { readonly op: 'transition'; readonly transition: TransitionRecord }
+  /**
+   * Writes nothing: the user's expected version is checked though the write changes nothing of
+   * it (several nodes: a report the same as this node's memory, which may lag another node's
+   * change; a stale user is returned as for its other ops). A store with one writer ignores it.
+   */
+  | { readonly op: 'check'; readonly userId: string }
   /** A coarse refresh: times of unchanged observations and the user's last activity. */
   | {
       readonly op: 'refresh';
@@ -77,6 +83,10 @@ export type WriteOp =
       readonly observations: readonly Observation[];
       readonly lastActiveAt: number | null;
     };
+
+/** The user a write op is of. */
+export const writeOpUser = (op: WriteOp): string =>
+  op.op === 'transition' ? op.transition.userId : op.op === 'user' ? op.user.userId : op.userId;
 
 export interface HistoryQuery {
   readonly since?: number;

@@ -18,17 +18,18 @@
 import type pg from 'pg';
 
 import type { StoreTx } from '../../core/changes';
-import type {
-  AccountRecord,
-  AccountRef,
-  AggregateRecord,
-  AsyncPresenceStore,
-  HistoryQuery,
-  LinkResult,
-  LoadedUser,
-  TransitionRecord,
-  UserRecord,
-  WriteOp,
+import {
+  writeOpUser,
+  type AccountRecord,
+  type AccountRef,
+  type AggregateRecord,
+  type AsyncPresenceStore,
+  type HistoryQuery,
+  type LinkResult,
+  type LoadedUser,
+  type TransitionRecord,
+  type UserRecord,
+  type WriteOp,
 } from '../../core/ports';
 import type { DecayStep, Observation, Override } from '../../core/presence';
 import {
@@ -81,6 +82,8 @@ function encode(op: WriteOp): Record<string, unknown> {
       return { op: 'aggregate', ...aggregateValues(op.userId, op.aggregate) };
     case 'transition':
       return { op: 'transition', ...transitionValues(op.transition) };
+    case 'check':
+      throw new Error('a check op is not sent to presence_apply'); // see write
     case 'refresh':
       return {
         op: 'refresh',
@@ -95,6 +98,9 @@ function encode(op: WriteOp): Record<string, unknown> {
       };
   }
 }
+
+const staleSet = (found: readonly string[] | undefined): ReadonlySet<string> =>
+  found === undefined || found.length === 0 ? NO_USERS : new Set(found);
 
 /** presence_apply's refusal of a stale version (its SQLSTATE and DETAIL). */
 function staleVersion(error: unknown): StaleVersionError | null {
@@ -112,28 +118,56 @@ export class PgPresenceStore implements AsyncPresenceStore {
 
   /**
    * One round trip for the ops (`presence_apply`), then `stage` (told the stale users), in one
-   * transaction; resolves to the users refused as stale (see the module comment).
+   * transaction; resolves to the users refused as stale (see the module comment). Users named
+   * only by `check` ops (nothing of them is written) are checked without a lock
+   * (`presence_stale`, migrations/pg/0008); a write of checks alone is that one statement,
+   * outside any transaction.
    */
   async write(
     ops: readonly WriteOp[],
     stage?: (tx: StoreTx, stale?: ReadonlySet<string>) => void | Promise<void>,
     expected?: ReadonlyMap<string, number>,
   ): Promise<ReadonlySet<string>> {
-    const encoded = ops.length > 0 ? JSON.stringify(ops.map(encode)) : null;
+    const writes = ops.filter((op) => op.op !== 'check');
+    const written = new Set<string>();
+    for (const op of writes) written.add(writeOpUser(op));
     const versions: Record<string, number> = {};
-    for (const [userId, version] of expected ?? []) versions[userId] = version;
+    const checkedIds: string[] = [];
+    const checkedVersions: number[] = [];
+    for (const [userId, version] of expected ?? []) {
+      if (written.has(userId)) versions[userId] = version;
+      else {
+        checkedIds.push(userId);
+        checkedVersions.push(version);
+      }
+    }
+    if (writes.length === 0 && stage === undefined) {
+      if (checkedIds.length === 0) return NO_USERS;
+      const { rows } = await this.pool.query<{ stale: string[] }>(
+        'SELECT presence_stale($1::text[], $2::bigint[]) AS stale',
+        [checkedIds, checkedVersions],
+      );
+      return staleSet(rows[0]?.stale);
+    }
+    const encoded = writes.length > 0 ? JSON.stringify(writes.map(encode)) : null;
     // Each round counts one more user stale (-1 matches no stored version), so this ends.
     for (;;) {
       try {
         return await inPgTx(this.pool, async (tx: PgTx) => {
           let stale: ReadonlySet<string> = NO_USERS;
-          if (encoded !== null) {
+          if (encoded !== null || checkedIds.length > 0) {
+            const checks = checkedIds.length > 0;
+            const params: unknown[] = checks ? [checkedIds, checkedVersions] : [];
+            const parts: string[] = checks ? ['presence_stale($1::text[], $2::bigint[])'] : [];
+            if (encoded !== null) {
+              params.push(encoded, JSON.stringify(versions));
+              parts.push(`presence_apply($${params.length - 1}::jsonb, $${params.length}::jsonb)`);
+            }
             const { rows } = await tx.client.query<{ stale: string[] }>(
-              'SELECT presence_apply($1::jsonb, $2::jsonb) AS stale',
-              [encoded, JSON.stringify(versions)],
+              `SELECT ${parts.join(' || ')} AS stale`,
+              params,
             );
-            const found = rows[0]?.stale ?? [];
-            if (found.length > 0) stale = new Set(found);
+            stale = staleSet(rows[0]?.stale);
           }
           await stage?.(tx, stale);
           return stale;

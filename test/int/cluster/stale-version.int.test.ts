@@ -12,7 +12,12 @@ import type { PresenceEngine } from '../../../src/aggregator/engine';
 import { PresenceEngine as Engine } from '../../../src/aggregator/engine';
 import type { PresenceChange } from '../../../src/core/changes';
 import { FakeClock } from '../../../src/core/clock';
-import type { AsyncPresenceStore, EndpointRecord, WriteOp } from '../../../src/core/ports';
+import {
+  writeOpUser,
+  type AsyncPresenceStore,
+  type EndpointRecord,
+  type WriteOp,
+} from '../../../src/core/ports';
 import { Ladder } from '../../../src/core/presence';
 import { StoreUnavailableError } from '../../../src/store/faults';
 import { openPgStores, type PgStores } from '../../../src/store/pg';
@@ -85,8 +90,10 @@ afterEach(async () => {
 /**
  * A node on the shared database with the webhook outbox attached, loaded from it. `before`
  * runs ahead of each of its presence writes (another node's commit slipped in just then).
+ * `held`: expiries held elsewhere, as in several-node mode, where the same report again is a
+ * refresh that the next commit checks (aggregator/ingest.ts); the hold here only listens.
  */
-async function node(before?: () => Promise<void>): Promise<Node> {
+async function node(before?: () => Promise<void>, held = false): Promise<Node> {
   const stores = await openPgStores({ connectionString: database.url, max: 4 });
   const writes: Node['writes'] = [];
   const real = stores.presence;
@@ -105,6 +112,7 @@ async function node(before?: () => Promise<void>): Promise<Node> {
   const n: Node = { engine, stores, writes, committed: [], delivered: [] };
   engine.changes.add(outboxSink(outbox, (rows) => n.delivered.push(...rows)));
   engine.changes.add({ committed: (changes) => n.committed.push(...changes) });
+  if (held) engine.holdExpiries({ observed: () => undefined });
   await engine.load();
   nodes.push(n);
   return n;
@@ -126,9 +134,6 @@ function bind(s: PgStores['presence']): AsyncPresenceStore {
     close: () => s.close(),
   };
 }
-
-const opUser = (op: WriteOp): string =>
-  op.op === 'transition' ? op.transition.userId : op.op === 'user' ? op.user.userId : op.userId;
 
 const OTHERS = ['o1', 'o2', 'o3', 'o4', 'o5'];
 
@@ -224,7 +229,7 @@ it("a change that races another node's on one user is made again on top; the bat
     OTHERS.map((id) => `${id}:1`),
   );
   expect(aggregatesOf(b.writes[1]!.ops)).toEqual(['u:3']);
-  expect(new Set(b.writes[1]!.ops.map(opUser))).toEqual(new Set(['u']));
+  expect(new Set(b.writes[1]!.ops.map(writeOpUser))).toEqual(new Set(['u']));
 
   // B's override wins (it committed last), on top of A's: version 3, both devices kept.
   expect(b.engine.state('u')).toMatchObject({ status: 'busy', version: 3 });
@@ -272,6 +277,60 @@ it("a report that changes nothing on the stale node is checked too, and reduced 
   await expectMemoryEqualsStore(b, ['u', ...OTHERS]);
   const { events, transitions } = await eventsAndTransitions(b);
   expect(events).toEqual(transitions);
+});
+
+it('a refresh on a node whose memory is stale (the same state as it holds) is checked, writes nothing, and makes the change again on the stored state', async () => {
+  const a = await node();
+  await a.engine.heartbeat('u', 'phone', 'online', null, 600_000); // v1
+  const b = await node(undefined, true);
+  clock.advance(1_000);
+  await a.engine.heartbeat('u', 'phone', 'busy', null, 600_000); // v2 (A): busy
+
+  clock.advance(1_000);
+  // On B (phone still online there, at v1) the phone's online again is a refresh, twice over
+  // (one check op for the two); on the stored state it is a change.
+  const acks = [
+    b.engine.heartbeat('u', 'phone', 'online', null, 600_000),
+    b.engine.heartbeat('u', 'phone', 'online', null, 600_000),
+    ...OTHERS.map((id) => b.engine.heartbeat(id, 'phone', 'busy', null, 600_000)),
+  ];
+  expect(b.engine.state('u')).toMatchObject({ status: 'online', version: 1 });
+  await Promise.all(acks);
+  // The first commit carried u as one check op and nothing else of u; the store found u stale.
+  expect(b.writes[0]!.ops.filter((op) => writeOpUser(op) === 'u')).toEqual([{ op: 'check', userId: 'u' }]);
+  expect(b.writes.map((w) => w.stale)).toEqual([['u'], []]);
+  expect(b.engine.state('u')).toMatchObject({ status: 'online', version: 3 });
+  expect((await versions(b)).u).toEqual([1, 2, 3]);
+  await expectMemoryEqualsStore(b, ['u', ...OTHERS]);
+  const { events, transitions } = await eventsAndTransitions(b);
+  expect(events).toEqual(transitions);
+  expect(b.committed.filter((c) => c.userId === 'u').map((c) => c.version)).toEqual([3]);
+});
+
+it('a refresh on a node that is up to date is acknowledged after a check that takes no row lock and writes nothing', async () => {
+  const b = await node(undefined, true);
+  await b.engine.heartbeat('u', 'phone', 'online', null, 600_000); // v1
+  const before = await rows<{ observed_at: string }>(
+    b,
+    "SELECT observed_at FROM observations WHERE user_id = 'u'",
+  );
+  // Another transaction holds u's aggregate row locked all along: a check that locked it would
+  // wait for it (and the refresh's acknowledgement with it) until the end of the test.
+  const locker = await b.stores.pool.connect();
+  try {
+    await locker.query('BEGIN');
+    await locker.query("SELECT 1 FROM aggregates WHERE user_id = 'u' FOR UPDATE");
+    clock.advance(1_000);
+    await b.engine.heartbeat('u', 'phone', 'online', null, 600_000);
+  } finally {
+    await locker.query('ROLLBACK');
+    locker.release();
+  }
+  expect(b.writes.at(-1)).toEqual({ ops: [{ op: 'check', userId: 'u' }], stale: [] });
+  expect(b.engine.state('u')).toMatchObject({ status: 'online', version: 1 });
+  // Nothing of u was written: its times reach the store through the refresh persister.
+  expect(await rows(b, "SELECT observed_at FROM observations WHERE user_id = 'u'")).toEqual(before);
+  expect((await versions(b)).u).toEqual([1]);
 });
 
 it('changes queued behind the stale commit are made again with it, at one version', async () => {
