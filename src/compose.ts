@@ -8,6 +8,8 @@
 
 import { resolve } from 'node:path';
 
+import type pg from 'pg';
+
 import { CONNECTORS } from '../connectors';
 import { PresenceEngine } from './aggregator/engine';
 import type { Env } from './config/env';
@@ -40,6 +42,8 @@ export interface OpenedStores {
    * packed refresh slots, the `db` handle); null on PostgreSQL.
    */
   readonly sqlite: SqliteStores | null;
+  /** The PostgreSQL pool behind `stores`, for what only several nodes do; null on SQLite. */
+  readonly pool: pg.Pool | null;
   /** What opening applied. */
   readonly migration: MigrationReport;
   /** Where they are, for messages: the SQLite file, or PostgreSQL's host:port/database (no credentials). */
@@ -82,12 +86,13 @@ export async function openBackend(env: Env, clock: Clock = systemClock): Promise
         return down;
       }
     };
-    return { stores, sqlite: null, migration: stores.migration, where, readiness };
+    return { stores, sqlite: null, pool: stores.pool, migration: stores.migration, where, readiness };
   }
   const sqlite = openStores(env, clock);
   return {
     stores: asyncSqlite(sqlite),
     sqlite,
+    pool: null,
     migration: sqlite.migration,
     where,
     readiness: () => Promise.resolve(sqlite.ready()),

@@ -51,6 +51,9 @@ import { ViewerTokens } from './privacy/viewer-tokens';
 import { streamPrivacy } from './http/viewer-reads';
 import { createStream, type StreamService } from './stream';
 import { Cluster } from './cluster';
+import { FOLLOW_CHANNEL, RowFollower } from './cluster/row-follower';
+import { PgFollowReads } from './store/pg/follow-reads';
+import { PgListener } from './store/pg/listener';
 import { RedisCoordination } from './store/redis/coordination';
 import { CONNECTION_LABEL } from './stream/devices';
 
@@ -243,6 +246,8 @@ const CLOSE_ORDER = [
   'connectors',
   'connections',
   'engine',
+  // Other nodes' users, accounts and privacy: no more re-reads once nothing here uses them.
+  'follow',
   // After the engine's last commit: the changes it committed land in the shared log first.
   'cluster',
   // After the connectors and connections: their stops release leases and shares through it.
@@ -306,6 +311,14 @@ async function assemble(
   const checkpointer = db === null || env.PRESENCE_DB === ':memory:' ? null : startCheckpointer(db, { log });
   if (checkpointer !== null) closing.checkpointer = () => checkpointer.stop();
   const engine = createEngine(env, stores.presence, clock, log);
+  // Several nodes: PostgreSQL announces the users, accounts and privacy rows other nodes write
+  // (cluster/row-follower.ts). Listening starts before anything is loaded, so that nothing
+  // committed after a load goes unannounced; what comes before `start` waits.
+  const listener =
+    env.PRESENCE_REDIS_URL === undefined || env.PRESENCE_DATABASE_URL === undefined
+      ? null
+      : await PgListener.open({ connectionString: env.PRESENCE_DATABASE_URL, channel: FOLLOW_CHANNEL, log });
+  if (listener !== null) closing.follow = () => listener.close();
   // Several nodes share the outbox: each sends only the deliveries it claimed (a killed node's are
   // taken over when their lease ends); one node sends all of them, without claims.
   const claims = env.PRESENCE_REDIS_URL === undefined ? null : deliveryClaimsOf(stores.webhooks);
@@ -395,6 +408,20 @@ async function assemble(
     coordination = opened.coordination;
   }
   const host = new ConnectorHost(engine, log, (type, data) => webhooks.emit(type, data), coordination.shares);
+  if (listener !== null && backend.pool !== null) {
+    const rows = new RowFollower({
+      reads: new PgFollowReads(backend.pool),
+      directory: engine,
+      privacy,
+      log,
+      accountsChanged: (platforms) => void host.renewSharesOf(platforms),
+    });
+    closing.follow = async () => {
+      await listener.close();
+      await rows.stop();
+    };
+    listener.start(rows);
+  }
   // Events of other layers (connections now; connectors later) go to the webhook outbox. They
   // are emitted inside the transaction that records the change they report.
   const emitEvent = async (

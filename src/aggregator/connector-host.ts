@@ -146,6 +146,18 @@ export class ConnectorHost {
     for (const [platform, ctx] of this.polling) await this.renewShares(platform, ctx);
   }
 
+  /**
+   * Renews these platforms' shares now, not at the next timer: their accounts changed (several
+   * nodes: a link or unlink on any node), so a new account is taken by one node within a round
+   * trip and an unlinked one is freed.
+   */
+  async renewSharesOf(platforms: Iterable<string>): Promise<void> {
+    for (const platform of platforms) {
+      const ctx = this.polling.get(platform);
+      if (ctx !== undefined) await this.renewShares(platform, ctx);
+    }
+  }
+
   private async renewShares(platform: string, ctx: ConnectorContext): Promise<void> {
     try {
       await this.shares.renew(platform, ctx.accounts().map(accountTarget));

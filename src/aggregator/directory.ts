@@ -54,6 +54,13 @@ export class Directory {
   private readonly accounts = new Map<string, string>();
   private readonly identityOnlyPlatforms: ReadonlySet<Platform>;
   private readonly deleteSinks: UserDeleteSink[] = [];
+  /**
+   * Several nodes (`mark`): this node's own user and account writes, by user id or `a` + account
+   * key, numbered in order, so that a re-read begun before one does not undo it (see `mark`).
+   */
+  private readonly touched = new Map<string, number>();
+  private writes = 0;
+  private tracking = false;
 
   constructor(private readonly o: DirectoryParts) {
     this.table = o.table;
@@ -109,6 +116,7 @@ export class Directory {
   /** Creates the user if it does not exist yet (queued with the report that needs it). */
   ensureUser(userId: string): void {
     if (this.users.has(userId)) return;
+    this.wrote(userId);
     const now = this.o.clock.now();
     const u = new UserState(userId);
     this.table.add(u);
@@ -135,6 +143,7 @@ export class Directory {
         createdAt: now,
         updatedAt: now,
       };
+      this.wrote(userId);
       const u = new UserState(userId);
       this.table.add(u);
       commit.created(u);
@@ -184,7 +193,11 @@ export class Directory {
       );
       // Changes made to the user while it was being deleted would write rows of a user that is gone.
       commit.forget(u);
-      for (const a of accounts) this.accounts.delete(accountKey(a));
+      this.wrote(userId);
+      for (const a of accounts) {
+        this.accounts.delete(accountKey(a));
+        this.wrote(`a${accountKey(a)}`);
+      }
       this.table.remove(u);
       this.o.refresh.forget(u);
       return accounts;
@@ -207,6 +220,7 @@ export class Directory {
   forget(userId: string): boolean {
     const u = this.users.get(userId);
     if (u === undefined) return false;
+    this.wrote(userId);
     for (const [key, owner] of this.accounts) if (owner === userId) this.accounts.delete(key);
     this.table.remove(u);
     this.o.refresh.forget(u);
@@ -219,6 +233,7 @@ export class Directory {
       const result = await store.linkAccount(userId, account, this.o.clock.now());
       if (result.linked) {
         this.accounts.set(accountKey(account), userId);
+        this.wrote(`a${accountKey(account)}`);
         const u = this.users.get(userId);
         if (u !== undefined) this.noteIdentity(u, account.platform, true);
       }
@@ -232,6 +247,7 @@ export class Directory {
       const removed = await store.unlinkAccount(userId, account);
       if (removed) {
         this.accounts.delete(accountKey(account));
+        this.wrote(`a${accountKey(account)}`);
         const u = this.users.get(userId);
         const stillLinked = (await store.accountsOf(userId)).some((a) => a.platform === account.platform);
         if (u !== undefined) this.noteIdentity(u, account.platform, stillLinked);
@@ -253,6 +269,109 @@ export class Directory {
   /** The user an account belongs to, from memory. */
   resolveAccount(account: AccountRef): string | undefined {
     return this.accounts.get(accountKey(account));
+  }
+
+  /**
+   * Several nodes: where this node's own user and account writes stand. A re-read of users or
+   * accounts (`followUsers`, `followAccounts`, after another node announced a write) takes this
+   * before it reads, and leaves alone what this node wrote since: its read may predate that write,
+   * whose own announcement brings a re-read after it. The first call starts the bookkeeping (one
+   * node never calls it).
+   */
+  mark(): number {
+    this.tracking = true;
+    return this.writes;
+  }
+
+  /**
+   * Takes in the users another node created or deleted: `ids` were re-read (null: every user),
+   * `stored` are those of them the store holds. A stored user unknown here is added with no
+   * presence (its changes come through the change log); one here the store no longer holds is
+   * forgotten, unless this node is creating it (its commit pending). Returns how many changed.
+   */
+  followUsers(ids: readonly string[] | null, stored: ReadonlySet<string>, mark: number): number {
+    let changed = 0;
+    const scope = ids ?? new Set([...stored, ...this.users.keys()]);
+    for (const id of scope) {
+      if (this.since(id, mark)) continue;
+      const u = this.users.get(id);
+      if (stored.has(id)) {
+        if (u === undefined) {
+          this.table.add(new UserState(id));
+          changed += 1;
+        }
+      } else if (u !== undefined && u.undo === null) {
+        this.forget(id);
+        changed += 1;
+      }
+    }
+    this.settle(mark);
+    return changed;
+  }
+
+  /**
+   * Takes in the accounts another node linked, moved or unlinked: `refs` were re-read (null:
+   * every account), `owners` are those still linked with their user. Returns the platforms whose
+   * accounts changed here (their polling shares are renewed).
+   */
+  followAccounts(
+    refs: readonly AccountRef[] | null,
+    owners: readonly { account: AccountRef; userId: string }[],
+    mark: number,
+  ): Set<Platform> {
+    const now = new Map(owners.map((o) => [accountKey(o.account), o]));
+    const scope = new Map<string, AccountRef>();
+    for (const r of refs ?? []) scope.set(accountKey(r), r);
+    if (refs === null) {
+      for (const [key, o] of now) scope.set(key, o.account);
+      for (const [, a] of this.linkedAccounts()) scope.set(accountKey(a), a);
+    }
+    const platforms = new Set<Platform>();
+    for (const [key, account] of scope) {
+      if (this.since(`a${key}`, mark)) continue;
+      const owner = now.get(key)?.userId;
+      const had = this.accounts.get(key);
+      if (owner === had) continue;
+      platforms.add(account.platform);
+      if (had !== undefined) {
+        this.accounts.delete(key);
+        const u = this.users.get(had);
+        if (u !== undefined) this.noteIdentity(u, account.platform, this.holds(had, account.platform));
+      }
+      if (owner !== undefined) {
+        let u = this.users.get(owner);
+        if (u === undefined) {
+          // Linked to a user this node has not taken in yet (its announcement may come next).
+          u = new UserState(owner);
+          this.table.add(u);
+        }
+        this.accounts.set(key, owner);
+        this.noteIdentity(u, account.platform, true);
+      }
+    }
+    this.settle(mark);
+    return platforms;
+  }
+
+  private wrote(key: string): void {
+    if (this.tracking) this.touched.set(key, ++this.writes);
+  }
+
+  private since(key: string, mark: number): boolean {
+    return (this.touched.get(key) ?? 0) > mark;
+  }
+
+  /** Forgets the writes a re-read begun at `mark` has covered (re-reads run one at a time). */
+  private settle(mark: number): void {
+    for (const [key, n] of this.touched) if (n <= mark) this.touched.delete(key);
+  }
+
+  /** Whether the user still has an account of an identity-only platform (scans: rare). */
+  private holds(userId: string, platform: Platform): boolean {
+    if (!this.identityOnlyPlatforms.has(platform)) return false;
+    for (const [key, owner] of this.accounts)
+      if (owner === userId && key.startsWith(`${platform}\u0000`)) return true;
+    return false;
   }
 
   /** Keeps the user's list of identity-only platforms in step with its accounts. */

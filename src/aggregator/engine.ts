@@ -494,6 +494,27 @@ export class PresenceEngine {
   }
 
   /**
+   * Several nodes: users and accounts other nodes created, linked, unlinked or deleted, re-read
+   * from the store (src/cluster/row-follower.ts); take `directoryMark` before the read. See
+   * Directory `followUsers` and `followAccounts`.
+   */
+  directoryMark(): number {
+    return this.directory.mark();
+  }
+
+  followUsers(ids: readonly string[] | null, stored: ReadonlySet<string>, mark: number): number {
+    return this.directory.followUsers(ids, stored, mark);
+  }
+
+  followAccounts(
+    refs: readonly AccountRef[] | null,
+    owners: readonly { account: AccountRef; userId: string }[],
+    mark: number,
+  ): Set<Platform> {
+    return this.directory.followAccounts(refs, owners, mark);
+  }
+
+  /**
    * Several-node mode (before `load`): expiries are decided in Redis by `hold`'s owner, which
    * hears of every observation kept or refreshed, and ends them with `expire`; time alone ends
    * none here (aggregator/expiry-hold.ts says why).

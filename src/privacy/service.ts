@@ -5,15 +5,14 @@
  * waits for the store; written through the (asynchronous) store port first, memory once it answered,
  * and announced to listeners (open streams) after each change.
  *
- * Several nodes: memory is loaded once (`load`) and follows this node's writes only. A change made
- * on another node is not seen here yet: the next step of issue #16 wires it through the shared
- * change feed (the writing node announces the user id; every other node re-reads that user's rows,
- * replaces their record and calls `changed`, which re-projects open streams), which also bounds it
- * to the contract's 1 s. Until then another node's change shows here after a restart.
+ * Several nodes: memory is loaded once (`load`), follows this node's writes at once and other
+ * nodes' through `follow`: PostgreSQL announces every privacy row written (migrations/pg/0009),
+ * and src/cluster/row-follower.ts re-reads the owners' rows and hands them here, which replaces
+ * those records and calls `changed` for each that differs (open streams re-project).
  */
 
 import type { Clock } from '../core/clock';
-import type { AsyncPrivacyStore } from '../core/ports';
+import type { AsyncPrivacyStore, PrivacyRows } from '../core/ports';
 import { classifyStoreError, isStoreFault, StoreUnavailableError } from '../store/faults';
 import {
   accessOf,
@@ -46,6 +45,10 @@ export class PrivacyService implements PrivacyLookup {
   private readonly records = new Map<string, MutableRecord>();
   private readonly listeners = new Set<PrivacyListener>();
   private readonly defaultRecord: PrivacyRecord;
+  /** Several nodes (`mark`): this node's own writes, numbered, by user (see `follow`). */
+  private readonly touched = new Map<string, number>();
+  private writes = 0;
+  private tracking = false;
 
   constructor(
     private readonly store: AsyncPrivacyStore,
@@ -98,6 +101,7 @@ export class PrivacyService implements PrivacyLookup {
   async setSettings(userId: string, settings: PrivacySettings): Promise<PrivacySettings> {
     await this.guarded(() => this.store.putSettings(userId, settings, this.clock.now()));
     this.record(userId).settings = settings;
+    this.wrote(userId);
     this.changed(userId);
     return settings;
   }
@@ -106,6 +110,7 @@ export class PrivacyService implements PrivacyLookup {
     const ids = [...new Set(contactIds)];
     await this.guarded(() => this.store.replaceContacts(userId, ids, this.clock.now()));
     this.record(userId).contacts = new Set(ids);
+    this.wrote(userId);
     this.changed(userId);
     return ids;
   }
@@ -113,6 +118,7 @@ export class PrivacyService implements PrivacyLookup {
   async addContact(userId: string, contactId: string): Promise<boolean> {
     const added = await this.guarded(() => this.store.addContact(userId, contactId, this.clock.now()));
     this.record(userId).contacts.add(contactId);
+    this.wrote(userId);
     if (added) this.changed(userId);
     return added;
   }
@@ -120,6 +126,7 @@ export class PrivacyService implements PrivacyLookup {
   async removeContact(userId: string, contactId: string): Promise<boolean> {
     const removed = await this.guarded(() => this.store.removeContact(userId, contactId));
     this.records.get(userId)?.contacts.delete(contactId);
+    this.wrote(userId);
     if (removed) this.changed(userId);
     return removed;
   }
@@ -128,6 +135,7 @@ export class PrivacyService implements PrivacyLookup {
     const ids = [...new Set(blockedIds)];
     await this.guarded(() => this.store.replaceBlocked(userId, ids, this.clock.now()));
     this.record(userId).blocked = new Set(ids);
+    this.wrote(userId);
     this.changed(userId);
     return ids;
   }
@@ -137,12 +145,61 @@ export class PrivacyService implements PrivacyLookup {
    * the same transaction): memory follows.
    */
   forget(userId: string): void {
+    this.wrote(userId);
     this.records.delete(userId);
     for (const r of this.records.values()) {
       r.contacts.delete(userId);
       r.blocked.delete(userId);
     }
     this.changed(userId);
+  }
+
+  /**
+   * Several nodes: where this node's own writes stand. A re-read takes it before it reads, and
+   * `follow` leaves alone the users this node wrote since (the read may predate that write, whose
+   * own announcement brings a re-read after it). The first call starts the bookkeeping.
+   */
+  mark(): number {
+    this.tracking = true;
+    return this.writes;
+  }
+
+  /**
+   * Takes in the rows owned by `ids` as the store holds them now (null: everyone's, after a gap in
+   * the announcements), read after `mark`: each record that differs from memory is replaced (no
+   * rows: the defaults) and announced to the listeners. Re-reads run one at a time. Returns how
+   * many records changed.
+   */
+  follow(ids: readonly string[] | null, rows: PrivacyRows, mark: number): number {
+    const read = new Map<string, MutableRecord>();
+    const at = (id: string): MutableRecord => {
+      let r = read.get(id);
+      if (r === undefined) {
+        r = { settings: null, contacts: new Set(), blocked: new Set() };
+        read.set(id, r);
+      }
+      return r;
+    };
+    for (const [id, settings] of rows.settings) at(id).settings = settings;
+    for (const [owner, other] of rows.contacts) at(owner).contacts.add(other);
+    for (const [owner, other] of rows.blocks) at(owner).blocked.add(other);
+    const scope = ids ?? new Set([...read.keys(), ...this.records.keys()]);
+    let changed = 0;
+    for (const id of scope) {
+      if ((this.touched.get(id) ?? 0) > mark) continue;
+      const next = read.get(id);
+      if (sameRecord(this.records.get(id), next)) continue;
+      if (next === undefined) this.records.delete(id);
+      else this.records.set(id, next);
+      changed += 1;
+      this.changed(id);
+    }
+    for (const [id, n] of this.touched) if (n <= mark) this.touched.delete(id);
+    return changed;
+  }
+
+  private wrote(userId: string): void {
+    if (this.tracking) this.touched.set(userId, ++this.writes);
   }
 
   private changed(userId: string): void {
@@ -163,4 +220,26 @@ export class PrivacyService implements PrivacyLookup {
       throw new StoreUnavailableError(classifyStoreError(error, this.clock.now()));
     }
   }
+}
+
+const sameSettings = (a: PrivacySettings | null, b: PrivacySettings | null): boolean =>
+  a === b ||
+  (a !== null &&
+    b !== null &&
+    a.presence === b.presence &&
+    a.lastSeen === b.lastSeen &&
+    a.details === b.details &&
+    a.reciprocal === b.reciprocal);
+
+const sameSet = (a: ReadonlySet<string>, b: ReadonlySet<string>): boolean =>
+  a.size === b.size && [...a].every((x) => b.has(x));
+
+/** Whether two records say the same (absent: no settings, no contacts, no blocks). */
+function sameRecord(a: MutableRecord | undefined, b: MutableRecord | undefined): boolean {
+  const empty = { settings: null, contacts: EMPTY, blocked: EMPTY };
+  const x = a ?? empty;
+  const y = b ?? empty;
+  return (
+    sameSettings(x.settings, y.settings) && sameSet(x.contacts, y.contacts) && sameSet(x.blocked, y.blocked)
+  );
 }

@@ -17,28 +17,39 @@ const LISTS = {
   blocks: { table: 'privacy_blocks', column: 'blocked_id' },
 } as const;
 
+/**
+ * The settings, contacts and blocks owned by `ids`, or everyone's (null): the load at start, and
+ * what a node re-reads when another announced a privacy write (store/pg/follow-reads.ts).
+ */
+export async function readPrivacyRows(pool: pg.Pool, ids: readonly string[] | null): Promise<PrivacyRows> {
+  const where = ids === null ? '' : ' WHERE user_id = ANY($1::text[])';
+  const values = ids === null ? [] : [ids];
+  const [settingsRows, contacts, blocks] = await Promise.all([
+    pool.query<SettingsRow>(
+      `SELECT user_id, presence, last_seen, details, reciprocal FROM privacy_settings${where}`,
+      values,
+    ),
+    pool.query<[string, string]>({
+      text: `SELECT user_id, contact_id FROM privacy_contacts${where}`,
+      values,
+      rowMode: 'array',
+    }),
+    pool.query<[string, string]>({
+      text: `SELECT user_id, blocked_id FROM privacy_blocks${where}`,
+      values,
+      rowMode: 'array',
+    }),
+  ]);
+  const settings = new Map<string, PrivacySettings>();
+  for (const r of settingsRows.rows) settings.set(r.user_id, toSettings(r));
+  return { settings, contacts: contacts.rows, blocks: blocks.rows };
+}
+
 export class PgPrivacyStore implements AsyncPrivacyStore {
   constructor(private readonly pool: pg.Pool) {}
 
-  async loadAll(): Promise<PrivacyRows> {
-    const [settingsRows, contacts, blocks] = await Promise.all([
-      this.pool.query<SettingsRow>(
-        'SELECT user_id, presence, last_seen, details, reciprocal FROM privacy_settings',
-      ),
-      this.pool.query<[string, string]>({
-        text: 'SELECT user_id, contact_id FROM privacy_contacts',
-        rowMode: 'array',
-      }),
-      this.pool.query<[string, string]>({
-        text: 'SELECT user_id, blocked_id FROM privacy_blocks',
-        rowMode: 'array',
-      }),
-    ]);
-    const settings = new Map<string, PrivacySettings>();
-    for (const r of settingsRows.rows) {
-      settings.set(r.user_id, toSettings(r));
-    }
-    return { settings, contacts: contacts.rows, blocks: blocks.rows };
+  loadAll(): Promise<PrivacyRows> {
+    return readPrivacyRows(this.pool, null);
   }
 
   async putSettings(userId: string, s: PrivacySettings, now: number): Promise<void> {

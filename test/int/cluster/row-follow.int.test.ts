@@ -1,0 +1,365 @@
+/**
+ * Several nodes following each other's users, accounts and privacy (cluster/row-follower.ts): two
+ * nodes in process, each with its own pool, engine, privacy service and LISTEN connection, on one
+ * PostgreSQL database of their own (migrations/pg/0009 announces every such row written). What
+ * one node writes is taken into the other's memory once its re-read lands (waits are for that
+ * condition, bounded generously; no clock decides it); a re-read never undoes a newer write of the
+ * node itself; a lost listening connection is replaced and everything is re-read once, so an
+ * announcement missed meanwhile does not leave the node wrong; polling shares follow a link made
+ * on either node, and an account is polled by one node at a time.
+ */
+
+import { CONNECTORS } from '../../../connectors';
+import { ConnectorHost } from '../../../src/aggregator/connector-host';
+import { PresenceEngine } from '../../../src/aggregator/engine';
+import { FOLLOW_CHANNEL, RowFollower, type FollowReads } from '../../../src/cluster/row-follower';
+import { FakeClock } from '../../../src/core/clock';
+import type { Connector, ConnectorContext } from '../../../src/core/connector';
+import { silentLog } from '../../../src/core/log';
+import type { AccountRef, PollShares } from '../../../src/core/ports';
+import { Ladder, type Platform } from '../../../src/core/presence';
+import type { PrivacySettings } from '../../../src/privacy/project';
+import { PrivacyService } from '../../../src/privacy/service';
+import { openPgStores, type PgStores } from '../../../src/store/pg';
+import { PgFollowReads } from '../../../src/store/pg/follow-reads';
+import { LISTENER_APPLICATION, PgListener } from '../../../src/store/pg/listener';
+import { createTestDatabase, type TestDatabase } from '../../helpers/pg-database';
+import { waitUntil } from '../../helpers/wait';
+import { Deployment } from '../redis/helpers';
+
+const EVERYONE: PrivacySettings = {
+  presence: 'everyone',
+  lastSeen: 'everyone',
+  details: 'everyone',
+  reciprocal: false,
+};
+const HIDDEN: PrivacySettings = {
+  presence: 'nobody',
+  lastSeen: 'nobody',
+  details: 'nobody',
+  reciprocal: false,
+};
+const SLACK: AccountRef = { platform: 'slack', workspaceId: 'T1', externalId: 'U1' };
+
+interface Node {
+  readonly stores: PgStores;
+  readonly engine: PresenceEngine;
+  readonly privacy: PrivacyService;
+  readonly listener: PgListener;
+  readonly rows: RowFollower;
+  /** What the privacy service announced to its listeners (a stream re-projects these users). */
+  readonly heard: string[];
+  /** The platforms whose polling shares the follower asked to renew. */
+  readonly renewals: Platform[];
+  host: ConnectorHost | null;
+}
+
+let database: TestDatabase;
+let clock: FakeClock;
+let deployment: Deployment | null = null;
+const nodes: Node[] = [];
+
+beforeEach(async () => {
+  database = await createTestDatabase();
+  clock = new FakeClock(Date.now());
+});
+
+afterEach(async () => {
+  for (const n of nodes.splice(0)) {
+    await n.host?.stopAll();
+    await n.listener.close();
+    await n.rows.stop();
+    await n.engine.stop();
+    await n.stores.close();
+  }
+  await deployment?.close();
+  deployment = null;
+  await database.drop();
+});
+
+/** A node as main.ts composes one: listening before the loads, following once they are done. */
+async function node(
+  options: { retryMs?: number; probeMs?: number; reads?: (real: FollowReads) => FollowReads } = {},
+): Promise<Node> {
+  const stores = await openPgStores({ connectionString: database.url, clock, max: 4 });
+  const listener = await PgListener.open({
+    connectionString: database.url,
+    channel: FOLLOW_CHANNEL,
+    log: silentLog,
+    ...(options.probeMs === undefined ? {} : { probeMs: options.probeMs }),
+  });
+  const engine = new PresenceEngine({ clock, store: stores.presence, ladder: new Ladder() });
+  const privacy = await new PrivacyService(stores.privacy, EVERYONE, clock).load();
+  await engine.load();
+  const heard: string[] = [];
+  privacy.onChange((id) => heard.push(id));
+  const renewals: Platform[] = [];
+  const n: Node = {
+    stores,
+    engine,
+    privacy,
+    listener,
+    heard,
+    renewals,
+    host: null,
+    rows: new RowFollower({
+      reads: (options.reads ?? ((r) => r))(new PgFollowReads(stores.pool)),
+      directory: engine,
+      privacy,
+      log: silentLog,
+      accountsChanged: (platforms) => {
+        renewals.push(...platforms);
+        void n.host?.renewSharesOf(platforms);
+      },
+      ...(options.retryMs === undefined ? {} : { retryMs: options.retryMs }),
+    }),
+  };
+  listener.start(n.rows);
+  nodes.push(n);
+  return n;
+}
+
+const sees = (n: Node, target: string, viewer: string): boolean =>
+  n.privacy.access(target, { userId: viewer }).visible;
+
+it('a privacy rule, contacts and blocks set on one node apply on the other', async () => {
+  const a = await node();
+  const b = await node();
+  await a.engine.putUser('ann', {});
+  await a.engine.putUser('bob', {});
+  await a.engine.putUser('cy', {});
+  expect(sees(b, 'ann', 'bob')).toBe(true);
+
+  await a.privacy.setSettings('ann', { ...HIDDEN, presence: 'contacts' });
+  await waitUntil(() => !sees(b, 'ann', 'bob'), "B applies ann's rule");
+  expect(b.privacy.of('ann').settings).toEqual({ ...HIDDEN, presence: 'contacts' });
+  expect(b.heard).toContain('ann'); // B's open streams re-project ann
+
+  await a.privacy.addContact('ann', 'bob');
+  await waitUntil(() => sees(b, 'ann', 'bob'), 'B takes the contact');
+  expect(sees(b, 'ann', 'cy')).toBe(false);
+
+  // the other way round, and blocks
+  await b.privacy.setBlocked('cy', ['bob']);
+  await waitUntil(() => !sees(a, 'cy', 'bob'), "A takes cy's block");
+  await b.privacy.removeContact('ann', 'bob');
+  await waitUntil(() => !sees(a, 'ann', 'bob'), 'A takes the removed contact');
+
+  // a deleted user's rows, and the rows of others naming them, go (a cascade is announced too)
+  await a.privacy.setContacts('cy', ['ann']);
+  await waitUntil(() => b.privacy.of('cy').contacts.has('ann'), 'B takes the contact list');
+  expect(await a.engine.deleteUser('ann')).toBe(true);
+  await waitUntil(() => !b.privacy.of('cy').contacts.has('ann') && !b.engine.hasUser('ann'), 'B forgets ann');
+  expect(b.privacy.of('ann')).toEqual(b.privacy.of('nobody-at-all'));
+});
+
+it('a user created without a presence change, and deleted, on one node is known or forgotten on the other', async () => {
+  const a = await node();
+  const b = await node();
+  await a.engine.putUser('dee', { displayName: 'Dee', timezone: 'Europe/Paris' });
+  await waitUntil(() => b.engine.hasUser('dee'), 'B knows dee');
+  expect(b.engine.get('dee')).toMatchObject({ user_id: 'dee', status: 'offline' });
+  expect((await b.engine.getUser('dee'))?.user).toMatchObject({
+    displayName: 'Dee',
+    timezone: 'Europe/Paris',
+  });
+
+  // a change of the record is read from the row on every node
+  await a.engine.putUser('dee', { displayName: 'Dee D.' });
+  expect((await b.engine.getUser('dee'))?.user.displayName).toBe('Dee D.');
+
+  expect(await a.engine.deleteUser('dee')).toBe(true);
+  await waitUntil(() => !b.engine.hasUser('dee'), 'B forgets dee');
+  expect(await b.engine.getUser('dee')).toBeNull();
+});
+
+it('an account linked, moved and unlinked on one node is resolved alike on the other', async () => {
+  const a = await node();
+  const b = await node();
+  await a.engine.putUser('eve', {});
+  await a.engine.putUser('fay', {});
+  await waitUntil(() => b.engine.hasUser('eve') && b.engine.hasUser('fay'), 'B knows both');
+
+  expect(await a.engine.linkAccount('eve', SLACK)).toMatchObject({ linked: true });
+  await waitUntil(() => b.engine.resolveAccount(SLACK) === 'eve', 'B resolves the account');
+  expect(b.engine.accountsFor('slack')).toEqual([SLACK]);
+  // B's polling shares are renewed for it; A's too, for its own link
+  expect(b.renewals).toContain('slack');
+  await waitUntil(() => a.renewals.includes('slack'), "A's own announcement");
+
+  // a report for the account through B now lands on eve
+  const ack = b.engine.reportAccount(
+    SLACK,
+    {
+      state: {
+        status: 'online',
+        activity: null,
+        customStatus: null,
+        source: 'app',
+        raw: 'active',
+        label: 'active',
+      },
+      devices: null,
+    },
+    60_000,
+  );
+  expect(ack).not.toBe(false);
+  await ack;
+  expect(b.engine.state('eve')).toMatchObject({ status: 'online' });
+
+  expect(await a.engine.unlinkAccount('eve', SLACK)).toBe(true);
+  await waitUntil(() => b.engine.resolveAccount(SLACK) === undefined, 'B drops the account');
+  expect(b.engine.accountsFor('slack')).toEqual([]);
+  expect(
+    b.engine.reportAccount(
+      SLACK,
+      {
+        state: { status: 'busy', activity: null, customStatus: null, source: 'app', raw: 'x', label: 'x' },
+        devices: null,
+      },
+      60_000,
+    ),
+  ).toBe(false);
+
+  // linked again, to another user, through B
+  await b.engine.linkAccount('fay', SLACK);
+  await waitUntil(() => a.engine.resolveAccount(SLACK) === 'fay', 'A resolves it to fay');
+});
+
+it("a re-read that predates this node's own write does not undo it", async () => {
+  const a = await node();
+  await a.engine.putUser('gus', {});
+  await a.rows.idle();
+  // what a re-read begun now would read: gus has no settings yet
+  const mark = a.privacy.mark();
+  const before = await new PgFollowReads(a.stores.pool).privacy(['gus']);
+  await a.privacy.setSettings('gus', HIDDEN); // this node's write, after that read
+  expect(a.privacy.follow(['gus'], before, mark)).toBe(0);
+  expect(a.privacy.of('gus').settings).toEqual(HIDDEN);
+
+  const dirMark = a.engine.directoryMark();
+  const noAccount = await new PgFollowReads(a.stores.pool).accounts([SLACK]);
+  await a.engine.linkAccount('gus', SLACK);
+  a.engine.followAccounts([SLACK], noAccount, dirMark);
+  expect(a.engine.resolveAccount(SLACK)).toBe('gus');
+  // and its own announcements, re-read after the writes, agree
+  await waitUntil(async () => {
+    await a.rows.idle();
+    return a.rows.stats.notifications >= 3;
+  }, 'its own announcements');
+  expect(a.privacy.of('gus').settings).toEqual(HIDDEN);
+  expect(a.engine.resolveAccount(SLACK)).toBe('gus');
+});
+
+it('a lost listening connection is replaced, and what was missed meanwhile is read again', async () => {
+  const a = await node();
+  const b = await node({ probeMs: 200 });
+  await a.engine.putUser('hal', {});
+  await a.engine.putUser('ivy', {});
+  await waitUntil(() => b.engine.hasUser('hal') && b.engine.hasUser('ivy'), 'B knows both');
+
+  // Writes whose announcements nobody hears (triggers off for this session, as if B's connection
+  // had been down when they committed): B stays as it was...
+  const admin = await a.stores.pool.connect();
+  try {
+    await admin.query('SET session_replication_role = replica');
+    await admin.query(
+      `INSERT INTO privacy_settings (user_id, presence, last_seen, details, reciprocal, updated_at)
+       VALUES ('hal', 'nobody', 'nobody', 'nobody', 0, 1)`,
+    );
+    await admin.query(
+      "INSERT INTO accounts (platform, workspace_id, external_id, user_id, created_at) VALUES ('slack', 'T1', 'U1', 'ivy', 1)",
+    );
+    await admin.query(
+      "INSERT INTO users (user_id, display_name, timezone, created_at, updated_at) VALUES ('jo', NULL, NULL, 1, 1)",
+    );
+    await admin.query("DELETE FROM users WHERE user_id = 'hal'");
+    await admin.query('RESET session_replication_role');
+  } finally {
+    admin.release();
+  }
+  await a.privacy.setSettings('ivy', HIDDEN); // an announced write, as a marker
+  await waitUntil(() => !sees(b, 'ivy', 'bob'), 'B follows the marker');
+  expect(b.engine.hasUser('jo')).toBe(false);
+  expect(b.engine.resolveAccount(SLACK)).toBeUndefined();
+
+  // ...until its connection is lost: once listening again it re-reads everything.
+  await a.stores.pool.query(
+    'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND datname = $2 AND pid <> pg_backend_pid()',
+    [LISTENER_APPLICATION, database.name],
+  );
+  await waitUntil(() => b.rows.stats.resyncs >= 1 && b.engine.hasUser('jo'), 'B re-reads everything');
+  await b.rows.idle();
+  expect(b.engine.resolveAccount(SLACK)).toBe('ivy');
+  expect(b.engine.hasUser('hal')).toBe(false);
+  expect(b.listener.reconnects).toBeGreaterThanOrEqual(1);
+  // and follows announcements again afterwards
+  await a.privacy.setSettings('ivy', EVERYONE);
+  await waitUntil(() => sees(b, 'ivy', 'bob'), 'B follows again');
+});
+
+it('a re-read that fails is tried again', async () => {
+  let failures = 1;
+  const a = await node();
+  // B's privacy reads fail once (as a statement on a connection cut in the middle would)
+  const b = await node({
+    retryMs: 50,
+    reads: (real) => ({
+      users: (ids) => real.users(ids),
+      accounts: (refs) => real.accounts(refs),
+      privacy: (ids) =>
+        failures-- > 0 ? Promise.reject(new Error('connection terminated')) : real.privacy(ids),
+    }),
+  });
+  await a.engine.putUser('kim', {});
+  await a.privacy.setSettings('kim', HIDDEN);
+  await waitUntil(() => !sees(b, 'kim', 'bob'), 'B follows after its retry');
+  expect(b.rows.stats.failures).toBe(1);
+  expect(b.engine.hasUser('kim')).toBe(true);
+});
+
+/** A polling connector that only records whether it would poll each linked account. */
+function pollingProbe(): Connector & { ctx: ConnectorContext | null } {
+  const probe = {
+    descriptor: CONNECTORS.slack,
+    ctx: null as ConnectorContext | null,
+    start: (ctx: ConnectorContext) => {
+      probe.ctx = ctx;
+      return Promise.resolve();
+    },
+    stop: () => Promise.resolve(),
+    health: () => ({ state: 'ok' as const, lastSuccessAt: null, lastError: null, nextPollAt: null }),
+  };
+  return probe;
+}
+
+it('an account linked on one node is polled by exactly one node, and by none once unlinked', async () => {
+  deployment = new Deployment();
+  const a = await node();
+  const b = await node();
+  const probes: ReturnType<typeof pollingProbe>[] = [];
+  for (const n of [a, b]) {
+    const co = await deployment.coordination({ clock });
+    const shares: PollShares = co.shares;
+    n.host = new ConnectorHost(n.engine, silentLog, () => undefined, shares);
+    const probe = pollingProbe();
+    await n.host.start(probe);
+    probes.push(probe);
+  }
+  const polling = (): number =>
+    probes.filter((p) => p.ctx!.accounts().some((acc) => p.ctx!.polls?.(acc) === true)).length;
+
+  await a.engine.putUser('lu', {});
+  await a.engine.linkAccount('lu', SLACK);
+  await waitUntil(() => polling() === 1, 'one node polls the new account');
+  // every node knows it (an inbound push reaching either resolves it); still one poller
+  await waitUntil(() => b.engine.resolveAccount(SLACK) === 'lu', 'B knows it');
+  await a.host!.renewAllShares();
+  await b.host!.renewAllShares();
+  expect(polling()).toBe(1);
+
+  await b.engine.unlinkAccount('lu', SLACK);
+  await waitUntil(() => a.engine.accountsFor('slack').length === 0, 'A drops it');
+  expect(polling()).toBe(0);
+  for (const p of probes) expect(p.ctx!.accounts()).toEqual([]);
+});
