@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 
 import Redis from 'ioredis';
 
+import { fetchApi } from '../helpers/fetch-api';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg-database';
 import { openSse, type SseClient } from '../helpers/stream-clients';
 import { cleanEnv, runBin, startServe, until, webhookReceiver, type ServeProcess } from './serve-process';
@@ -201,4 +202,32 @@ it('reports moving between nodes faster than they follow each other: every ackno
       `${u}: ${acked.get(u)} versions, ${status}, on every node`,
     );
   }
+}, 120_000);
+
+it('a privacy rule set through one node applies on reads through the other two', async () => {
+  const [a, b, c] = nodes as [ServeProcess, ServeProcess, ServeProcess];
+  expect((await heartbeat(a, 'pia', 'desk', 'online')).status).toBe(204);
+  expect((await heartbeat(a, 'quin', 'desk', 'online')).status).toBe(204);
+  const issued = await a.api('POST', '/v1/viewer-tokens', { user_id: 'quin' });
+  expect(issued.status).toBe(201);
+  const token = issued.body.token as string;
+  /** Whether quin, reading through `node`, sees pia. */
+  const quinSees = async (node: ServeProcess): Promise<boolean> => {
+    const r = await fetchApi(node.base, token, 'GET', '/v1/presence?user_ids=pia');
+    expect(r.status).toBe(200);
+    return (r.body.presence as Record<string, unknown>).pia !== undefined;
+  };
+  for (const node of [a, b, c]) await until(() => quinSees(node), 'quin sees pia on every node');
+
+  const everyone = { presence: 'everyone', last_seen: 'everyone', details: 'everyone', reciprocal: false };
+  const started = performance.now();
+  const put = await a.api('PUT', '/v1/users/pia/privacy', { ...everyone, presence: 'nobody' });
+  expect(put.status).toBe(200);
+  expect(await quinSees(a)).toBe(false); // the node that took the write: at once
+  for (const node of [b, c]) await until(async () => !(await quinSees(node)), 'the rule on B and C');
+  const lag = performance.now() - started;
+  console.log(`three nodes: privacy rule through A -> applied on B and C after ${Math.round(lag)} ms`);
+
+  expect((await b.api('PUT', '/v1/users/pia/privacy', everyone)).status).toBe(200);
+  for (const node of [a, c]) await until(() => quinSees(node), 'lifted again on A and C');
 }, 120_000);
