@@ -353,6 +353,11 @@ export class Directory {
     return platforms;
   }
 
+  /** A user another node's change log entry brought into memory (see `mark`). */
+  noteArrived(userId: string): void {
+    this.wrote(userId);
+  }
+
   private wrote(key: string): void {
     if (this.tracking) this.touched.set(key, ++this.writes);
   }

@@ -478,7 +478,8 @@ export class PresenceEngine {
    * aggregator/remote.ts for the outcomes.
    */
   applyRemote(state: RemoteState): RemoteOutcome {
-    return applyRemote(
+    const known = this.table.byId.has(state.userId);
+    const outcome = applyRemote(
       {
         table: this.table,
         wheel: this.wheel,
@@ -486,6 +487,9 @@ export class PresenceEngine {
       },
       state,
     );
+    // A user the log brought in: a re-read of users begun before must not forget them.
+    if (!known && outcome === 'applied') this.directory.noteArrived(state.userId);
+    return outcome;
   }
 
   /** Another node deleted the user: forgotten here too (memory only; the store row is gone). */

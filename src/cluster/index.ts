@@ -10,7 +10,8 @@
  * Expiries are decided once, in Redis (cluster/expiry.ts): every observation and its expiry is
  * kept there, every node runs the shared sweep, and no node's own timing wheel ends one.
  *
- * Not here yet: account links and user records without a presence change are not shared.
+ * Users, linked accounts and privacy other nodes write are followed apart from the log, through
+ * PostgreSQL's announcements at commit (cluster/row-follower.ts, wired by main.ts).
  */
 
 import { randomBytes } from 'node:crypto';
