@@ -45,6 +45,7 @@ export class PgListener {
   private closed = false;
   private probe: NodeJS.Timeout | null = null;
   private reconnecting: Promise<void> | null = null;
+  private probing = false;
   /** Connections lost, for tests and /metrics. */
   reconnects = 0;
 
@@ -90,6 +91,7 @@ export class PgListener {
       connectionString: this.o.connectionString,
       connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
       keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
       // Named, so that an operator (or a test) can find this session among the pool's.
       application_name: LISTENER_APPLICATION,
     });
@@ -110,13 +112,23 @@ export class PgListener {
     this.client = client;
   }
 
+  /** Probes the connection: one that errs, or does not answer within a probe period, is lost. */
   private async check(): Promise<void> {
     const c = this.client;
-    if (c === null || this.reconnecting !== null) return;
+    if (c === null || this.reconnecting !== null || this.probing) return;
+    this.probing = true;
+    let timer: NodeJS.Timeout | undefined;
+    const silent = new Promise<'silent'>((resolve) => {
+      timer = setTimeout(() => resolve('silent'), this.o.probeMs ?? 5_000);
+      timer.unref();
+    });
     try {
-      await c.query('SELECT 1');
+      if ((await Promise.race([c.query('SELECT 1'), silent])) === 'silent') this.lost(c);
     } catch {
       this.lost(c);
+    } finally {
+      clearTimeout(timer);
+      this.probing = false;
     }
   }
 
