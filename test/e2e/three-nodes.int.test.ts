@@ -218,6 +218,11 @@ it('a privacy rule set through one node applies on reads through the other two',
     return (r.body.presence as Record<string, unknown>).pia !== undefined;
   };
   for (const node of [a, b, c]) await until(() => quinSees(node), 'quin sees pia on every node');
+  // quin's stream on C: pia's rule reaches it as a `hidden` message
+  const onC = await openSse(`${c.base}/v1/stream?user_ids=pia&access_token=${encodeURIComponent(token)}`);
+  streams.push(onC);
+  expect(onC.status).toBe(200);
+  await onC.next((e) => e.event === 'snapshot', "the snapshot on quin's stream");
 
   const everyone = { presence: 'everyone', last_seen: 'everyone', details: 'everyone', reciprocal: false };
   const started = performance.now();
@@ -227,6 +232,7 @@ it('a privacy rule set through one node applies on reads through the other two',
   for (const node of [b, c]) await until(async () => !(await quinSees(node)), 'the rule on B and C');
   const lag = performance.now() - started;
   console.log(`three nodes: privacy rule through A -> applied on B and C after ${Math.round(lag)} ms`);
+  await onC.next((e) => e.event === 'hidden' && e.data.user_id === 'pia', "pia hidden on quin's stream on C");
 
   expect((await b.api('PUT', '/v1/users/pia/privacy', everyone)).status).toBe(200);
   for (const node of [a, c]) await until(() => quinSees(node), 'lifted again on A and C');
