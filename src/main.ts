@@ -408,8 +408,9 @@ async function assemble(
     coordination = opened.coordination;
   }
   const host = new ConnectorHost(engine, log, (type, data) => webhooks.emit(type, data), coordination.shares);
+  let rows: RowFollower | null = null;
   if (listener !== null && backend.pool !== null) {
-    const rows = new RowFollower({
+    const follower = new RowFollower({
       reads: new PgFollowReads(backend.pool),
       directory: engine,
       privacy,
@@ -418,9 +419,10 @@ async function assemble(
     });
     closing.follow = async () => {
       await listener.close();
-      await rows.stop();
+      await follower.stop();
     };
-    listener.start(rows);
+    listener.start(follower);
+    rows = follower;
   }
   // Events of other layers (connections now; connectors later) go to the webhook outbox. They
   // are emitted inside the transaction that records the change they report.
@@ -577,6 +579,7 @@ async function assemble(
       ...stream.metrics(),
       ...figures.gauges(),
       ...(cluster?.metrics() ?? {}),
+      ...(rows?.metrics() ?? {}),
     },
     connectionsOf: async (userId) =>
       connections === null ? [] : (await connections.list({ user_id: userId })).map((c) => ({ ...c })),

@@ -22,6 +22,7 @@
 import type { AccountRef, PrivacyRows } from '../core/ports';
 import type { Log } from '../core/log';
 import type { Platform } from '../core/presence';
+import type { ExtraGauges } from '../http/metrics';
 
 /** The reads (store/pg/follow-reads.ts). */
 export interface FollowReads {
@@ -118,6 +119,29 @@ export class RowFollower {
   resumed(): void {
     this.everything = true;
     this.kick();
+  }
+
+  /** Its counters, for /metrics. */
+  metrics(): ExtraGauges {
+    const counter = (help: string, read: () => number) => ({ help, read, counter: true });
+    return {
+      presence_cluster_follow_notifications_total: counter(
+        "PostgreSQL announcements of users, accounts and privacy rows written (any node's)",
+        () => this.stats.notifications,
+      ),
+      presence_cluster_follow_rereads_total: counter(
+        'Re-reads of announced rows (each takes every announcement gathered meanwhile)',
+        () => this.stats.rounds,
+      ),
+      presence_cluster_follow_full_rereads_total: counter(
+        'Full re-reads of users, accounts and privacy after the listening connection was lost',
+        () => this.stats.resyncs,
+      ),
+      presence_cluster_follow_failures_total: counter(
+        'Re-reads that failed (each tried again after a second)',
+        () => this.stats.failures,
+      ),
+    };
   }
 
   /** Settles once nothing is pending or being re-read (tests; a failed re-read waits its retry). */

@@ -236,4 +236,9 @@ it('a privacy rule set through one node applies on reads through the other two',
 
   expect((await b.api('PUT', '/v1/users/pia/privacy', everyone)).status).toBe(200);
   for (const node of [a, c]) await until(() => quinSees(node), 'lifted again on A and C');
+  // what B's /metrics says of it: re-reads done, none failed
+  const res = await fetch(`${b.base}/metrics`, { headers: { authorization: `Bearer ${b.key}` } });
+  const metrics = await res.text();
+  expect(Number(/^presence_cluster_follow_rereads_total (\S+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
+  expect(metrics).toMatch(/^presence_cluster_follow_failures_total 0$/m);
 }, 120_000);
