@@ -319,24 +319,20 @@ export class Directory {
     owners: readonly { account: AccountRef; userId: string }[],
     mark: number,
   ): Set<Platform> {
-    const now = new Map(owners.map((o) => [accountKey(o.account), o]));
-    const scope = new Map<string, AccountRef>();
-    for (const r of refs ?? []) scope.set(accountKey(r), r);
-    if (refs === null) {
-      for (const [key, o] of now) scope.set(key, o.account);
-      for (const [, a] of this.linkedAccounts()) scope.set(accountKey(a), a);
-    }
+    const now = new Map<string, string>();
+    for (const o of owners) now.set(accountKey(o.account), o.userId);
     const platforms = new Set<Platform>();
-    for (const [key, account] of scope) {
-      if (this.since(`a${key}`, mark)) continue;
-      const owner = now.get(key)?.userId;
+    const take = (key: string): void => {
+      if (this.touched.size > 0 && this.since(`a${key}`, mark)) return;
+      const owner = now.get(key);
       const had = this.accounts.get(key);
-      if (owner === had) continue;
-      platforms.add(account.platform);
+      if (owner === had) return;
+      const platform = key.slice(0, key.indexOf('\u0000')) as Platform;
+      platforms.add(platform);
       if (had !== undefined) {
         this.accounts.delete(key);
         const u = this.users.get(had);
-        if (u !== undefined) this.noteIdentity(u, account.platform, this.holds(had, account.platform));
+        if (u !== undefined) this.noteIdentity(u, platform, this.holds(had, platform));
       }
       if (owner !== undefined) {
         let u = this.users.get(owner);
@@ -346,8 +342,15 @@ export class Directory {
           this.table.add(u);
         }
         this.accounts.set(key, owner);
-        this.noteIdentity(u, account.platform, true);
+        this.noteIdentity(u, platform, true);
       }
+    };
+    if (refs !== null) for (const r of refs) take(accountKey(r));
+    else {
+      // Everything (a full re-read): what the store holds, then what only memory holds.
+      for (const key of now.keys()) take(key);
+      // (A Map may lose entries while it is iterated; each is visited at most once.)
+      for (const key of this.accounts.keys()) if (!now.has(key)) take(key);
     }
     this.settle(mark);
     return platforms;
