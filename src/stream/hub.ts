@@ -398,13 +398,17 @@ export class StreamHub {
       return;
     }
     this.stats.resumeHits += 1;
-    // What the client has is what it had at `since`: every change after it is sent again.
+    // What the client has is what it had at `since`: every change after it is sent again. As
+    // live (`fanOut`), never an older version after a newer: with several nodes, two changes of
+    // one user committed at almost the same moment on two nodes may reach the log in the other
+    // order, and the older one, a state already replaced, is skipped like a coalesced change.
     for (const { w, k } of slots.values()) w.versions[k] = 0;
     for (const e of decision.changes) {
       const m = this.viewed(s, e.value);
       if (m === null) continue;
       const { w, k } = slots.get(m.userId)!;
-      if (m.version > w.versions[k]!) w.versions[k] = m.version;
+      if (m.version <= w.versions[k]!) continue;
+      w.versions[k] = m.version;
       s.replay(m);
     }
     s.send(Outgoing.of('resumed', { recovered: true, position: this.log.position }));

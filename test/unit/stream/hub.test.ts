@@ -130,6 +130,37 @@ describe('stream hub', () => {
     expect(hub.stats.resumeHits).toBe(1);
   });
 
+  it('several nodes: two changes of a user logged in the other order: nobody gets the older after the newer', () => {
+    const { hub } = setup();
+    hub.restart('ep', 0);
+    const data = (version: number, status: Status) => ({
+      user_id: 'alice',
+      version,
+      previous: { status: 'online' },
+      current: { user_id: 'alice', status, version },
+      changed: ['status'],
+    });
+    const live = new FakeTransport();
+    hub.subscribe(hub.open(live), ['alice']); // snapshot at version 3
+    const since = live.messages()[0].position as string;
+    hub.published(1, data(5, 'away')); // committed second on one node, logged first
+    hub.published(2, data(4, 'busy')); // committed first on another, logged after it
+    hub.published(3, data(6, 'online'));
+    const presence = (t: FakeTransport) =>
+      t.messages().flatMap((m) => (m.type === 'presence' ? [[m.version, m.position]] : []));
+    expect(presence(live)).toEqual([
+      [5, 'ep:1'],
+      [6, 'ep:3'],
+    ]);
+    const resumed = new FakeTransport();
+    hub.resume(hub.open(resumed), since, ['alice']);
+    expect(presence(resumed)).toEqual([
+      [5, 'ep:1'],
+      [6, 'ep:3'],
+    ]);
+    expect(resumed.messages().at(-1)).toEqual({ type: 'resumed', recovered: true, position: 'ep:3' });
+  });
+
   it('resume miss: a fresh snapshot with recovered: false, no replay at all', () => {
     const { hub, commit, clock } = setup({ log: { minAgeMs: 1000, minCount: 2 } });
     commit('alice', 'busy');
