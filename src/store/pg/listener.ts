@@ -46,6 +46,8 @@ export class PgListener {
   private probe: NodeJS.Timeout | null = null;
   private reconnecting: Promise<void> | null = null;
   private probing = false;
+  /** Ends the pause between reconnection attempts. */
+  private wake: (() => void) | null = null;
   /** Connections lost, for tests and /metrics. */
   reconnects = 0;
 
@@ -76,11 +78,15 @@ export class PgListener {
     for (const p of this.early.splice(0)) events.notified(p);
   }
 
+  /**
+   * Stops listening. A reconnection under way is not waited for (PostgreSQL may be down, and a
+   * stop is bounded): its pause ends at once, and a connection it opens after this is closed.
+   */
   async close(): Promise<void> {
     this.closed = true;
     if (this.probe !== null) clearInterval(this.probe);
     this.probe = null;
-    await this.reconnecting;
+    this.wake?.();
     const c = this.client;
     this.client = null;
     await c?.end().catch(() => undefined);
@@ -149,7 +155,15 @@ export class PgListener {
       try {
         await this.connect();
       } catch {
-        await new Promise((resolve) => setTimeout(resolve, waitMs).unref());
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, waitMs);
+          t.unref();
+          this.wake = () => {
+            clearTimeout(t);
+            resolve();
+          };
+        });
+        this.wake = null;
         waitMs = Math.min(waitMs * 2, this.o.retryMaxMs ?? 2_000);
         continue;
       }
