@@ -3,7 +3,7 @@
  * The presence store on PostgreSQL (`Async<PresenceStore>`): the engine's grouped writes, the
  * load at start, history, users and accounts, as store/presence-store.ts does on SQLite.
  *
- * A write's ops go to the database in one statement, `presence_apply` (migrations/pg/0007),
+ * A write's ops go to the database in one statement, `presence_apply` (migrations/pg/0007, 0010),
  * which applies them in order. One difference is deliberate: versions are checked. Each user
  * whose presence the write changes comes with the version the engine holds as committed
  * (`expected`); a user whose stored version differs (another node changed it meanwhile) is stale,
