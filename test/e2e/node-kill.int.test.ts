@@ -7,50 +7,31 @@
  * (verifying with `standardwebhooks`) gets each offline change.
  */
 
-import { randomBytes } from 'node:crypto';
-
-import Redis from 'ioredis';
 import pg from 'pg';
 
-import { createTestDatabase, type TestDatabase } from '../helpers/pg-database';
 import { openWs, type WsClient } from '../helpers/stream-clients';
-import { cleanEnv, runBin, startServe, until, webhookReceiver, type ServeProcess } from './serve-process';
+import { startDeployment, type Deployment } from './deployment';
+import { startServe, until, webhookReceiver, type ServeProcess } from './serve-process';
 
-const REDIS_URL = 'redis://127.0.0.1:6379';
 const TTL_S = 3;
 const GRACE_MS = 2000;
 /** What the contract allows past a TTL or a grace for a dead node's devices. */
 const LATE_MS = 2000;
 
-let database: TestDatabase;
-const prefix = `test:node-kill:${randomBytes(4).toString('hex')}:`;
-let env: Record<string, string>;
-const nodes: ServeProcess[] = [];
+let deployment: Deployment;
+let nodes: ServeProcess[];
 const sockets: WsClient[] = [];
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  env = {
-    PRESENCE_DATABASE_URL: database.url,
-    PRESENCE_REDIS_URL: REDIS_URL,
-    PRESENCE_REDIS_PREFIX: prefix,
-    PRESENCE_SECRET_KEY: randomBytes(32).toString('base64'),
-    PRESENCE_DEVICE_GRACE_MS: String(GRACE_MS),
-    WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true',
-  };
-  expect((await runBin(['migrate'], cleanEnv(env))).code).toBe(0);
-  for (let i = 0; i < 3; i++) nodes.push(await startServe({ env }));
+  deployment = await startDeployment('node-kill', {
+    env: { PRESENCE_DEVICE_GRACE_MS: String(GRACE_MS) },
+  });
+  nodes = deployment.nodes;
 }, 240_000);
 
 afterAll(async () => {
   for (const s of sockets.splice(0)) await s.close().catch(() => undefined);
-  for (const n of nodes.splice(0)) await n.stop();
-  await database?.drop();
-  const redis = new Redis(REDIS_URL, { lazyConnect: true });
-  await redis.connect();
-  const keys = await redis.keys(`${prefix}*`);
-  if (keys.length > 0) await redis.del(...keys);
-  await redis.quit();
+  await deployment?.close();
 }, 60_000);
 
 const heartbeat = (node: ServeProcess, userId: string, device: string) =>
@@ -181,7 +162,7 @@ it('a SIGKILLed node: its devices go offline at TTL or grace + 2 s and stay offl
       await ws.close().catch(() => undefined);
 
       // The node comes back (a new process on the same database and Redis) for the next round.
-      nodes[victimIndex] = await startServe({ env });
+      nodes[victimIndex] = await startServe({ env: deployment.env });
     }
     // No version of any user was sent twice with different content, or skipped.
     const byUser = new Map<string, Set<number>>();
@@ -236,7 +217,7 @@ it('a SIGKILLed node under load: no acknowledged change lost, versions consecuti
     }
     await victim.exited;
     // The store: every acknowledged change is there, each user's versions 1..n without a gap.
-    const c = new pg.Client({ connectionString: database.url });
+    const c = new pg.Client({ connectionString: deployment.database.url });
     await c.connect();
     const { rows } = await c.query<{ user_id: string; version: string }>(
       "SELECT user_id, version FROM transitions WHERE user_id LIKE 'load%' ORDER BY user_id, version",
@@ -266,7 +247,7 @@ it('a SIGKILLed node under load: no acknowledged change lost, versions consecuti
     await until(() => missing().length === 0, 'every committed change delivered', 90_000).catch(
       async (e: unknown) => {
         // What the outbox says of the users still missing some: stuck claims, retries, or no rows.
-        const c2 = new pg.Client({ connectionString: database.url });
+        const c2 = new pg.Client({ connectionString: deployment.database.url });
         await c2.connect();
         const { rows: outbox } = await c2.query(
           `SELECT e.user_id, e.version, d.id, d.status, d.attempts, d.claimed_by, d.claim_expires_at,
@@ -282,7 +263,7 @@ it('a SIGKILLed node under load: no acknowledged change lost, versions consecuti
         );
       },
     );
-    nodes[1] = await startServe({ env });
+    nodes[1] = await startServe({ env: deployment.env });
   } finally {
     await hooks.close();
   }

@@ -6,46 +6,23 @@
  * node gives them; a webhook endpoint registered through one node receives every node's changes.
  */
 
-import { randomBytes } from 'node:crypto';
-
-import Redis from 'ioredis';
-
 import { fetchApi } from '../helpers/fetch-api';
-import { createTestDatabase, type TestDatabase } from '../helpers/pg-database';
 import { openSse, type SseClient } from '../helpers/stream-clients';
-import { cleanEnv, runBin, startServe, until, webhookReceiver, type ServeProcess } from './serve-process';
+import { startDeployment, type Deployment } from './deployment';
+import { until, webhookReceiver, type ServeProcess } from './serve-process';
 
-const REDIS_URL = 'redis://127.0.0.1:6379';
-
-let database: TestDatabase;
-const prefix = `test:three-nodes:${randomBytes(4).toString('hex')}:`;
-const nodes: ServeProcess[] = [];
+let deployment: Deployment;
+let nodes: ServeProcess[];
 const streams: SseClient[] = [];
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  const env = {
-    PRESENCE_DATABASE_URL: database.url,
-    PRESENCE_REDIS_URL: REDIS_URL,
-    PRESENCE_REDIS_PREFIX: prefix,
-    WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true', // the receiver is on loopback
-    // One deployment: every node opens what the others sealed.
-    PRESENCE_SECRET_KEY: randomBytes(32).toString('base64'),
-  };
-  expect((await runBin(['migrate'], cleanEnv(env))).code).toBe(0);
-  // One at a time: each start applies no migration (done above) and reads the log's head.
-  for (let i = 0; i < 3; i++) nodes.push(await startServe({ env }));
+  deployment = await startDeployment('three-nodes');
+  nodes = deployment.nodes;
 }, 240_000);
 
 afterAll(async () => {
   for (const s of streams.splice(0)) s.close();
-  for (const n of nodes.splice(0)) await n.stop();
-  await database?.drop();
-  const redis = new Redis(REDIS_URL, { lazyConnect: true });
-  await redis.connect();
-  const keys = await redis.keys(`${prefix}*`);
-  if (keys.length > 0) await redis.del(...keys);
-  await redis.quit();
+  await deployment?.close();
 }, 60_000);
 
 const heartbeat = (node: ServeProcess, userId: string, device: string, status: string) =>
