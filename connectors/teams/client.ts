@@ -1,7 +1,7 @@
 /**
  * @module connectors/teams/client
  * The only file that imports the Microsoft Graph SDK (@microsoft/microsoft-graph-client). It
- * offers the five Graph calls the connector makes, each failing with a `TeamsGraphError` that
+ * offers the six Graph calls the connector makes, each failing with a `TeamsGraphError` that
  * carries the status, Graph's error code and `Retry-After`. The app's client-credentials token
  * is not requested here: it comes from the OAuth layer's app grant (src/oauth/app-token.ts), and
  * `tokenEndpointError` says how its failures read. Nothing here logs, and no message built here
@@ -34,6 +34,7 @@ import type {
   GraphPresence,
   GraphPresencesResponse,
   GraphSubscription,
+  GraphSubscriptionPage,
   GraphSubscriptionRequest,
 } from './types';
 
@@ -47,6 +48,9 @@ const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
 export function isSafeTokenUrl(url: URL): boolean {
   return url.protocol === 'https:' || (url.protocol === 'http:' && LOOPBACK.has(url.hostname));
 }
+
+/** A bound on `@odata.nextLink` pages followed by one listing (a looping link must end). */
+export const MAX_LIST_PAGES = 100;
 
 export type GraphErrorKind =
   'network' | 'rate_limited' | 'unauthorized' | 'forbidden' | 'not_found' | 'conflict' | 'server' | 'client';
@@ -202,9 +206,12 @@ export class TeamsGraphClient {
   private readonly client: Client;
   private readonly timeoutMs: number;
   private readonly token: () => Promise<string>;
+  /** `<base>v1.0/`: where an `@odata.nextLink` must point for the token to follow it. */
+  private readonly versionRoot: string;
 
   constructor(options: TeamsGraphClientOptions) {
     const base = normalizeBase(options.baseUrl ?? DEFAULT_GRAPH_URL);
+    this.versionRoot = `${base.href}v1.0/`;
     this.timeoutMs = options.timeoutMs ?? 10_000;
     this.token = options.token;
     this.client = Client.initWithMiddleware({
@@ -279,6 +286,50 @@ export class TeamsGraphClient {
       `/subscriptions/${encodeURIComponent(id)}`,
       (r) => r.delete() as Promise<unknown>,
     );
+  }
+
+  /**
+   * https://learn.microsoft.com/graph/api/subscription-list: with a delegated token, the
+   * subscriptions this app created for the signed-in user (presence allows no app-only listing,
+   * as it allows no app-only presence subscription). `clientState` comes back null ("not returned
+   * for security purposes"). Pages are followed through `@odata.nextLink`
+   * (https://learn.microsoft.com/graph/paging), an absolute URL: it is followed only under the
+   * configured Graph base (the SDK would take any https host from it, and reads a plain-http
+   * loopback link as a path), as a path the SDK joins to that base again.
+   */
+  async listSubscriptions(): Promise<GraphSubscription[]> {
+    const out: GraphSubscription[] = [];
+    let path = '/subscriptions';
+    for (let page = 1; ; page++) {
+      const res = await this.call(
+        'list subscriptions',
+        path,
+        (r) => r.get() as Promise<GraphSubscriptionPage | undefined>,
+      );
+      const value: unknown = res?.value;
+      if (Array.isArray(value)) {
+        for (const s of value as unknown[]) {
+          const sub = s as Partial<GraphSubscription> | null;
+          if (typeof sub?.id === 'string' && typeof sub.expirationDateTime === 'string') {
+            out.push(sub as GraphSubscription);
+          }
+        }
+      }
+      const next = res?.['@odata.nextLink'];
+      if (typeof next !== 'string' || next === '') return out;
+      if (!next.startsWith(this.versionRoot) || page >= MAX_LIST_PAGES) {
+        throw new TeamsGraphError(
+          'list subscriptions',
+          0,
+          null,
+          page >= MAX_LIST_PAGES
+            ? `more than ${MAX_LIST_PAGES} pages`
+            : 'an @odata.nextLink outside the Graph base URL',
+          null,
+        );
+      }
+      path = `/${next.slice(this.versionRoot.length)}`;
+    }
   }
 
   // https://learn.microsoft.com/graph/api/subscription-reauthorize (204 No Content)

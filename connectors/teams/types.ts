@@ -32,6 +32,14 @@ export interface GraphSubscription {
   readonly lifecycleNotificationUrl?: string | null;
   readonly expirationDateTime: string;
   readonly clientState?: string | null;
+  /** The user (delegated) or service principal that created it (List subscriptions). */
+  readonly creatorId?: string | null;
+}
+
+/** A page of `GET /subscriptions`: more follow at `@odata.nextLink`, an absolute URL. */
+export interface GraphSubscriptionPage {
+  readonly value?: unknown;
+  readonly '@odata.nextLink'?: unknown;
 }
 
 /** The body of `POST /subscriptions` for presence (basic notifications: no resource data). */

@@ -8,7 +8,10 @@
  * - `POST /v1.0/communications/getPresencesByUserId` (≤ 650 ids, app or delegated token);
  * - `POST /v1.0/subscriptions` (delegated tokens only, presence resource, ≤ 60 min, one per owner,
  *   after the validation handshake on both URLs), `PATCH`/`DELETE /v1.0/subscriptions/{id}`,
- *   `POST /v1.0/subscriptions/{id}/reauthorize` (204);
+ *   `POST /v1.0/subscriptions/{id}/reauthorize` (204); `GET /v1.0/subscriptions` (List
+ *   subscriptions: with a delegated token, the live ones created for that user, `clientState`
+ *   null, `listPageSize` a page, further pages at an absolute `@odata.nextLink` with a
+ *   `$skiptoken`; an app token is refused, presence allowing no application permission);
  * - faults on demand (`fail`): 429 with Retry-After, 5xx, anything, for the next n calls;
  * - Graph error bodies `{ error: { code, message, innerError } }`; 401 for a token it did not
  *   issue or has revoked.
@@ -26,12 +29,14 @@ import { parseEnv } from '../../src/config/env';
 import type { Clock } from '../../src/core/clock';
 import { AppGrants, type AppToken } from '../../src/oauth/app-token';
 
-export type GraphOp = 'presences' | 'create' | 'renew' | 'delete' | 'reauthorize';
+export type GraphOp = 'presences' | 'create' | 'renew' | 'delete' | 'reauthorize' | 'list';
 
 export interface FakeGraphCall {
   readonly op: GraphOp | 'other';
   readonly method: string;
   readonly path: string;
+  /** The query string as sent (`?$skiptoken=…`), or ''. */
+  readonly query: string;
   /** The bearer token sent, or null. */
   readonly token: string | null;
   readonly body: unknown;
@@ -124,11 +129,15 @@ export class FakeGraph {
   readonly presences = new Map<string, GraphPresence>();
   /** Graph requests whose bearer token this fake did not issue (or had revoked). */
   foreignAuth = 0;
+  /** Subscriptions per page of `GET /subscriptions`. */
+  listPageSize = 100;
 
   private readonly appTokens = new Set<string>();
   private readonly delegated = new Map<string, string>(); // token → user id
   private readonly faults: { op: GraphOp; fault: FakeFault; left: number }[] = [];
   private tokenFault: { status: number; error: string } | null = null;
+  /** `$skiptoken` → the rest of a listing (ids, in order) for the user who asked. */
+  private readonly listings = new Map<string, { user: string; ids: string[] }>();
   private server: Server | null = null;
   url = '';
 
@@ -184,6 +193,32 @@ export class FakeGraph {
   /** The next `times` calls of `op` fail with `fault`. */
   fail(op: GraphOp, fault: FakeFault, times = 1): void {
     this.faults.push({ op, fault, left: times });
+  }
+
+  /**
+   * A subscription the app made some other way (another resource, another notification URL),
+   * for listing tests; `resource` is stored as given.
+   */
+  seedSubscription(s: {
+    owner: string;
+    resource: string;
+    notificationUrl: string;
+    expiresAt: number;
+    lifecycleNotificationUrl?: string | null;
+  }): FakeSubscription {
+    const sub: FakeSubscription = {
+      id: randomUUID(),
+      resource: s.resource,
+      ids: idsOfResource(s.resource) ?? [],
+      notificationUrl: s.notificationUrl,
+      lifecycleNotificationUrl: s.lifecycleNotificationUrl ?? null,
+      clientState: 'seeded',
+      expiresAt: s.expiresAt,
+      owner: s.owner.toLowerCase(),
+      reauthorized: 0,
+    };
+    this.subscriptions.set(sub.id, sub);
+    return sub;
   }
 
   count(op: GraphOp): number {
@@ -308,7 +343,15 @@ export class FakeGraph {
     }
     const auth = req.headers.authorization;
     const token = typeof auth === 'string' && auth.startsWith('Bearer ') ? auth.slice(7) : null;
-    this.calls.push({ op, method: req.method ?? '', path, token, body, at: this.o.clock.now() });
+    this.calls.push({
+      op,
+      method: req.method ?? '',
+      path,
+      query: url.search,
+      token,
+      body,
+      at: this.o.clock.now(),
+    });
     const isApp = token !== null && this.appTokens.has(token);
     const user = token === null ? undefined : this.delegated.get(token);
     if (!isApp && user === undefined) {
@@ -349,12 +392,15 @@ export class FakeGraph {
         return this.remove(path, user, res);
       case 'reauthorize':
         return this.reauthorize(path, user, res);
+      case 'list':
+        return this.list(url, user, res);
     }
   }
 
   private opOf(method: string, path: string): GraphOp | 'other' {
     if (method === 'POST' && path === '/communications/getPresencesByUserId') return 'presences';
     if (method === 'POST' && path === '/subscriptions') return 'create';
+    if (method === 'GET' && path === '/subscriptions') return 'list';
     if (method === 'PATCH' && /^\/subscriptions\/[^/]+$/.test(path)) return 'renew';
     if (method === 'DELETE' && /^\/subscriptions\/[^/]+$/.test(path)) return 'delete';
     if (method === 'POST' && /^\/subscriptions\/[^/]+\/reauthorize$/.test(path)) return 'reauthorize';
@@ -528,6 +574,44 @@ export class FakeGraph {
     if (sub === null) return;
     sub.reauthorized += 1;
     json(res, 204, undefined);
+  }
+
+  private list(url: URL, user: string | undefined, res: ServerResponse): void {
+    if (user === undefined) {
+      graphError(res, 403, 'ExtensionError', 'presence subscriptions support no application permission');
+      return;
+    }
+    const skip = url.searchParams.get('$skiptoken');
+    let ids: string[];
+    if (skip !== null) {
+      const rest = this.listings.get(skip);
+      if (rest === undefined || rest.user !== user) {
+        graphError(res, 400, 'InvalidRequest', 'the $skiptoken is not valid');
+        return;
+      }
+      this.listings.delete(skip);
+      ids = rest.ids;
+    } else {
+      const now = this.o.clock.now();
+      ids = [...this.subscriptions.values()]
+        .filter((s) => s.owner === user && s.expiresAt > now)
+        .map((s) => s.id);
+    }
+    const page = ids.slice(0, this.listPageSize);
+    const body: Record<string, unknown> = {
+      '@odata.context': 'https://graph.microsoft.com/v1.0/$metadata#subscriptions',
+      value: page
+        .map((id) => this.subscriptions.get(id))
+        .filter((s): s is FakeSubscription => s !== undefined)
+        // "the clientState property value is not returned for security purposes"
+        .map((s) => ({ ...this.view(s), '@odata.context': undefined, clientState: null })),
+    };
+    if (ids.length > page.length) {
+      const token = randomBytes(9).toString('base64url');
+      this.listings.set(token, { user, ids: ids.slice(page.length) });
+      body['@odata.nextLink'] = `${this.url}/v1.0/subscriptions?$skiptoken=${token}`;
+    }
+    json(res, 200, body);
   }
 
   private view(sub: FakeSubscription): Record<string, unknown> {
