@@ -17,6 +17,14 @@
  * deleting them. The other nodes read the note at their ticks to know who is covered (polled at
  * the reconcile interval) and take notifications like the holder (the clientState is derived
  * from the shared secret key).
+ *
+ * A lost list (adopt.ts): a node taking the lock without a note (Redis restarted empty) or with
+ * one naming subscriptions already over (an old note) asks Graph, listing with each uncovered
+ * user's delegated token the subscriptions this app made for them, and adopts its own before it
+ * creates any; and whenever Graph answers a create with 409 (that owner already has one, e.g.
+ * from before a crash of a lone process), that owner's listing is read and its subscription
+ * adopted. Those it cannot use (users no longer linked, a duplicate) are deleted, so their
+ * owners are free again at once.
  */
 
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
@@ -27,6 +35,7 @@ import type { AccountRef, Lease, Locks } from '../../src/core/ports';
 import { parseIsoAssumingUtc, toIso } from '../../src/core/time';
 import { isSafeTokenUrl, MAX_IDS_PER_CALL, type TeamsGraphClient, TeamsGraphError } from './client';
 import type { TeamsHealth } from './health';
+import { ownSubscription } from './adopt';
 import { chunks } from './ids';
 import type { TeamsRuntime } from './runtime';
 import type { GraphLifecycleNotification } from './types';
@@ -102,17 +111,20 @@ function isAccount(v: unknown): v is AccountRef {
   );
 }
 
-/** The subscriptions a note names (those it cannot read are left out: they lapse at Graph). */
-function subsOfNote(note: string | null): SubState[] {
-  if (note === null) return [];
+/**
+ * The subscriptions a note names (those it cannot read are left out), or null for no note or
+ * one that is not a note at all.
+ */
+function subsOfNote(note: string | null): SubState[] | null {
+  if (note === null) return null;
   let parsed: unknown;
   try {
     parsed = JSON.parse(note);
   } catch {
-    return [];
+    return null;
   }
   const subs = (parsed as { subs?: unknown } | null)?.subs;
-  if (!Array.isArray(subs)) return [];
+  if (!Array.isArray(subs)) return null;
   return subs.filter(
     (s): s is SubState =>
       typeof s === 'object' &&
@@ -156,6 +168,13 @@ export class SubscriptionManager {
   private lease: Lease | null = null;
   /** Another node manages them: its subscriptions as its note last said (coverage only). */
   private followed: SubState[] = [];
+  /** The list was lost (no note, or an old one): the next sync asks Graph before it creates. */
+  private discover = false;
+  /**
+   * Subscriptions this manager let go (removed, unrenewable, deleted) until their expiry: never
+   * adopted again from a listing, which may still show them for a while.
+   */
+  private readonly refused = new Map<string, number>();
   private nextSyncAt = 0;
   private subChain: Promise<void> = Promise.resolve();
   private syncTimer: NodeJS.Timeout | null = null;
@@ -294,18 +313,22 @@ export class SubscriptionManager {
         if (lease !== null) {
           this.lease = lease;
           const now = this.rt.clock.now();
-          const adopted = subsOfNote(await locks.readNote(this.lockKey)).filter((s) => s.expiresAt > now);
+          const noted = subsOfNote(await locks.readNote(this.lockKey));
+          const adopted = (noted ?? []).filter((s) => s.expiresAt > now);
           this.subs.clear();
           for (const s of adopted) this.subs.set(s.id, s);
           this.followed = [];
+          // No note (Redis lost it) or one naming subscriptions already over (an old note): Graph
+          // may hold live ones it does not name, which it would not let us create again.
+          this.discover = noted === null || adopted.length < noted.length;
           this.rt.log.info(
-            { platform: 'teams', subscriptions: adopted.length },
+            { platform: 'teams', subscriptions: adopted.length, askingGraph: this.discover },
             'this node manages the Teams subscriptions now',
           );
           return true;
         }
       }
-      this.followed = subsOfNote(await locks.readNote(this.lockKey));
+      this.followed = subsOfNote(await locks.readNote(this.lockKey)) ?? [];
       return false;
     } catch (e) {
       // The coordination cannot be reached: the lease is ours until its end by our clock, and
@@ -381,7 +404,7 @@ export class SubscriptionManager {
           if (!(await this.reauthorize(sub))) lost = true;
           break;
         case 'subscriptionRemoved':
-          this.subs.delete(sub.id);
+          this.let(sub);
           lost = true;
           break;
         case 'missed':
@@ -447,6 +470,7 @@ export class SubscriptionManager {
         }
       }
     }
+    for (const [id, expiresAt] of this.refused) if (expiresAt <= now) this.refused.delete(id);
     let problem: string | null = null;
     const covered = new Set<string>();
     for (const sub of [...this.subs.values()]) {
@@ -456,26 +480,106 @@ export class SubscriptionManager {
         for (const id of sub.ids) covered.add(id);
         continue;
       }
-      this.subs.delete(sub.id);
+      this.let(sub);
       const owner = delegated.get(sub.ownerId);
       if (owner !== undefined && sub.expiresAt > now) await this.deleteRemote(sub, owner.token);
     }
-    const uncovered = [...delegated.keys()].filter((id) => !covered.has(id)).sort();
-    for (const ids of chunks(uncovered, MAX_IDS_PER_CALL)) {
-      const failure = await this.create(ids, delegated);
-      if (failure !== null) {
-        problem = failure;
-        break;
+    const uncovered = (): string[] => [...delegated.keys()].filter((id) => !covered.has(id)).sort();
+    if (this.discover) {
+      this.discover = false;
+      // In id order, as subscriptions are created (owned by one of the first ids of a group): one
+      // listing usually covers a whole group of 650.
+      for (const id of uncovered()) {
+        if (!covered.has(id)) await this.adoptListed(id, delegated, covered);
       }
+    }
+    // A 409 whose subscription was adopted changes what is uncovered: work it out again (bounded:
+    // each pass adopts at least one subscription or ends).
+    for (let pass = 0; pass < 3; pass++) {
+      let again = false;
+      for (const ids of chunks(uncovered(), MAX_IDS_PER_CALL)) {
+        const outcome = await this.create(ids, delegated, covered);
+        if (outcome === 'adopted') {
+          again = true;
+          break;
+        }
+        if (outcome !== 'created') {
+          problem = outcome.problem;
+          break;
+        }
+      }
+      if (!again) break;
     }
     this.health.setSubProblem(problem);
   }
 
-  /** Creates one subscription for `ids`, owned by the first of them whose token Graph takes. */
+  /** Lets a subscription go: no longer held, and never adopted again from a listing. */
+  private let(sub: SubState): void {
+    this.subs.delete(sub.id);
+    this.refused.set(sub.id, Math.max(sub.expiresAt, this.rt.clock.now() + MAX_SUBSCRIPTION_MS));
+  }
+
+  /**
+   * Lists the subscriptions this app made for `ownerId` (its delegated token) and adopts those
+   * that are the connector's own and cover only linked users none of the held ones cover; an own
+   * one that does not fit is deleted (its owner may then own a new one at once). How many it
+   * adopted.
+   */
+  private async adoptListed(
+    ownerId: string,
+    delegated: ReadonlyMap<string, { account: AccountRef; token: string }>,
+    covered: Set<string>,
+  ): Promise<number> {
+    const owner = delegated.get(ownerId);
+    if (owner === undefined || this.notificationUrl === null || this.lifecycleUrl === null) return 0;
+    let listed;
+    try {
+      listed = await this.graphAs(owner.token).listSubscriptions();
+    } catch (e) {
+      // Not fatal: creating goes on, and a 409 for this owner asks again.
+      this.rt.log.warn(
+        { platform: 'teams', err: e instanceof Error ? e.message : String(e) },
+        'listing the Teams subscriptions of a user failed',
+      );
+      if (e instanceof TeamsGraphError && e.kind === 'unauthorized') this.rejected(owner.account, e.message);
+      return 0;
+    }
+    const now = this.rt.clock.now();
+    let adopted = 0;
+    for (const g of listed) {
+      const own = ownSubscription(g, {
+        notificationUrl: this.notificationUrl,
+        lifecycleUrl: this.lifecycleUrl,
+        ownerId,
+        now,
+      });
+      if (own === null || this.subs.has(own.id) || this.refused.has(own.id)) continue;
+      const sub: SubState = { ...own, owner: owner.account, ownerId };
+      if (sub.ids.some((id) => covered.has(id) || !delegated.has(id))) {
+        this.let(sub);
+        await this.deleteRemote(sub, owner.token);
+        continue;
+      }
+      this.subs.set(sub.id, sub);
+      for (const id of sub.ids) covered.add(id);
+      adopted += 1;
+      this.rt.log.info(
+        { platform: 'teams', subscriptionId: sub.id, users: sub.ids.length },
+        'Teams presence subscription found at Graph and adopted',
+      );
+    }
+    return adopted;
+  }
+
+  /**
+   * Creates one subscription for `ids`, owned by the first of them whose token Graph takes;
+   * 'adopted' when a 409 led to adopting the owner's existing one instead.
+   */
   private async create(
     ids: string[],
     delegated: ReadonlyMap<string, { account: AccountRef; token: string }>,
-  ): Promise<string | null> {
+    covered: Set<string>,
+  ): Promise<'created' | 'adopted' | { problem: string }> {
     const url = this.notificationUrl!;
     const lifecycle = this.lifecycleUrl!;
     for (const ownerId of ids.slice(0, 3)) {
@@ -501,7 +605,7 @@ export class SubscriptionManager {
           { platform: 'teams', subscriptionId: created.id, users: ids.length },
           'Teams presence subscription created',
         );
-        return null;
+        return 'created';
       } catch (e) {
         const err = e instanceof TeamsGraphError ? e : null;
         const message = `creating a Teams presence subscription failed: ${e instanceof Error ? e.message : String(e)}`;
@@ -510,16 +614,24 @@ export class SubscriptionManager {
           this.rejected(owner.account, err.message);
           continue;
         }
-        // 403 (this user lacks the delegated permission) and 409 (they already own one, e.g.
-        // from before a crash) are about the owner: another user of the batch may own it.
+        // 409: they already own one (from before a crash, or the note was lost): ours, it is
+        // adopted instead. 403 (this user lacks the delegated permission) and a 409 for one that
+        // is not ours are about the owner: another user of the batch may own it.
+        if (err?.kind === 'conflict' && (await this.adoptListed(ownerId, delegated, covered)) > 0) {
+          return 'adopted';
+        }
         if (err?.kind === 'forbidden' || err?.kind === 'conflict') continue;
         if (err?.kind === 'client') {
-          return `${message} (Graph validates the notification URL: it must be public HTTPS and answer the validationToken handshake)`;
+          return {
+            problem: `${message} (Graph validates the notification URL: it must be public HTTPS and answer the validationToken handshake)`,
+          };
         }
-        return message;
+        return { problem: message };
       }
     }
-    return 'creating a Teams presence subscription failed for every owner tried; those users are polled';
+    return {
+      problem: 'creating a Teams presence subscription failed for every owner tried; those users are polled',
+    };
   }
 
   private async doRenew(): Promise<void> {
@@ -544,7 +656,8 @@ export class SubscriptionManager {
       if (outcome === 'drop') lost = true;
       else if (outcome !== 'ok') problem = outcome.problem;
     }
-    if (lost || now >= this.nextSyncAt) await this.doSync();
+    // A lost list is looked for at Graph at once, before users go uncovered for long.
+    if (lost || this.discover || now >= this.nextSyncAt) await this.doSync();
     else this.health.setSubProblem(problem);
   }
 
@@ -565,7 +678,7 @@ export class SubscriptionManager {
         err !== null &&
         ['unauthorized', 'forbidden', 'not_found', 'client', 'conflict'].includes(err.kind)
       ) {
-        this.subs.delete(sub.id);
+        this.let(sub);
         return 'drop';
       }
       return { problem: message };

@@ -4,20 +4,25 @@
  * as its renewal cron would. One node manages the subscriptions (the lease lock): they are created
  * once and renewed once per renewal window whichever nodes tick; a lifecycle event delivered to
  * every node is acted on once; a stopping node hands them over (no delete, no new create) and a
- * dead one's are adopted when its lease ends, renewed by the successor in place.
+ * dead one's are adopted when its lease ends, renewed by the successor in place. When Redis
+ * loses the note (restarted empty) or gives back an old one (restored), the next manager finds
+ * the subscriptions at Graph (`GET /subscriptions` with the users' delegated tokens, paged) and
+ * adopts them: no new one created, no user left uncovered, renewals in place.
  */
 
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 import { TeamsConnector } from '../../../connectors/teams/connector';
-import { SUBSCRIPTION_LEASE_MS } from '../../../connectors/teams/subscriptions';
+import { SUBSCRIPTION_LEASE_MS, subscriptionLockKey } from '../../../connectors/teams/subscriptions';
 import type { ConnectorContext } from '../../../src/core/connector';
 import { silentLog } from '../../../src/core/log';
 import type { AccountRef } from '../../../src/core/ports';
 import { aadId, fakeGraphAppToken, startFakeGraph, type FakeGraph } from '../../helpers/fake-graph';
 
-import { Deployment } from './helpers';
+import Redis from 'ioredis';
+
+import { Deployment, REDIS_URL } from './helpers';
 
 jest.setTimeout(120_000);
 
@@ -58,7 +63,8 @@ async function startReceiver(): Promise<Server> {
   return s;
 }
 
-async function node(): Promise<TeamsConnector> {
+/** A node of the deployment; `alone`: a single process without shared locks. */
+async function node(o: { alone?: boolean } = {}): Promise<TeamsConnector> {
   const co = await d.coordination();
   const delegated = new Map(accounts.map((a) => [a.externalId, graph.issueDelegatedToken(a.externalId)]));
   const c = new TeamsConnector({
@@ -76,8 +82,7 @@ async function node(): Promise<TeamsConnector> {
     notificationUrl,
     clientState: CLIENT_STATE,
     delegatedTokenFor: (account) => Promise.resolve(delegated.get(account.externalId) ?? null),
-    buckets: co.buckets,
-    locks: co.locks,
+    ...(o.alone === true ? {} : { buckets: co.buckets, locks: co.locks }),
   });
   const ctx: ConnectorContext = {
     clock: d.clock,
@@ -186,4 +191,130 @@ it('a node that died managing them: another takes over when the lease ends and r
   expect(ops('renew')).toBe(1);
   expect(ops('create')).toBe(1);
   expect(graph.subscriptions.size).toBe(1);
+});
+
+/** The subscriptions at the fake Graph live now for our notification URL. */
+const liveOurs = (): string[] =>
+  [...graph.subscriptions.values()]
+    .filter((s) => s.notificationUrl === notificationUrl && s.expiresAt > d.clock.now())
+    .map((s) => s.id);
+
+it('Redis restarted empty: the next manager lists them at Graph (paged) and adopts them; no new create, renewals in place', async () => {
+  const a = await node();
+  const b = await node();
+  await a.syncSubscriptions();
+  await b.syncSubscriptions();
+  const [sub] = a.subscriptions();
+  expect(sub).toMatchObject({ userIds: [ALICE, BOB], owner: { externalId: ALICE } });
+  // The first manager found no note either: it asked Graph for each user before creating.
+  expect(ops('list')).toBe(2);
+  graph.calls.length = 0;
+  // Alice also has two other subscriptions of the app, not the connector's: another resource on
+  // our URL, and one for another URL. One a page, her listing is three pages long.
+  const other = [
+    graph.seedSubscription({
+      owner: ALICE,
+      resource: '/me/events',
+      notificationUrl,
+      expiresAt: d.clock.now() + 50 * MIN,
+    }),
+    graph.seedSubscription({
+      owner: ALICE,
+      resource: "/communications/presences?$filter=id in ('" + BOB + "')",
+      notificationUrl: 'https://elsewhere.example/notify',
+      expiresAt: d.clock.now() + 50 * MIN,
+    }),
+  ];
+  graph.listPageSize = 1;
+  await minutes(10, [a, b]);
+  expect(ops('list')).toBe(0);
+  expect(ops('create')).toBe(0);
+
+  await d.wipe();
+  // a's lease is gone with everything else; the next node to tick takes it without a note.
+  await minutes(1, [a, b]);
+  const manager = [a, b].find((c) => c.subscriptions().length > 0)!;
+  expect(manager.subscriptions()).toEqual([
+    expect.objectContaining({
+      id: sub!.id,
+      userIds: [ALICE, BOB],
+      owner: expect.objectContaining({ externalId: ALICE }),
+    }),
+  ]);
+  // One listing, Alice's (it covered Bob too), followed over its three pages, with her token.
+  const lists = graph.calls.filter((c) => c.op === 'list');
+  expect(lists).toHaveLength(3);
+  expect(lists.map((c) => `${c.path}${c.query}`)).toEqual([
+    '/subscriptions',
+    expect.stringMatching(/^\/subscriptions\?\$skiptoken=[\w-]+$/),
+    expect.stringMatching(/^\/subscriptions\?\$skiptoken=[\w-]+$/),
+  ]);
+  expect(new Set(lists.map((c) => c.token)).size).toBe(1);
+  expect(ops('create')).toBe(0);
+  expect(ops('delete')).toBe(0);
+  expect(other.every((o) => graph.subscriptions.has(o.id))).toBe(true);
+
+  // Renewed in place by the manager, once, ahead of its expiry; nothing else created.
+  await minutes(40, [a, b]);
+  expect(ops('renew')).toBe(1);
+  expect(graph.calls.filter((c) => c.op === 'renew')[0]?.path).toContain(sub!.id);
+  expect(ops('create')).toBe(0);
+  expect(liveOurs()).toEqual([sub!.id]);
+  expect(graph.subscriptions.get(sub!.id)!.expiresAt).toBeGreaterThan(d.clock.now() + 40 * MIN);
+  expect(ops('list')).toBe(3);
+});
+
+it('an old note given back (Redis restored): its subscription over by its expiry, the manager asks Graph and adopts the renewed one', async () => {
+  const a = await node();
+  const b = await node();
+  await a.syncSubscriptions();
+  await b.syncSubscriptions();
+  const [sub] = a.subscriptions();
+  graph.calls.length = 0;
+  const admin = new Redis(REDIS_URL);
+  try {
+    const noteKey = (await d.coordination()).key('note', subscriptionLockKey(TENANT));
+    const old = await admin.get(noteKey);
+    expect(old).toContain(sub!.id);
+    // Renewed at minute 45 (to minute 100); at minute 60 Redis comes back from the old snapshot:
+    // no lock, and a note that says the subscription ended at minute 55.
+    await minutes(60, [a, b]);
+    expect(ops('renew')).toBe(1);
+    await d.wipe();
+    await admin.set(noteKey, old!, 'PX', 60 * MIN);
+    await minutes(1, [b, a]);
+  } finally {
+    admin.disconnect();
+  }
+  const manager = [a, b].find((c) => c.subscriptions().length > 0)!;
+  expect(manager.subscriptions().map((s) => s.id)).toEqual([sub!.id]);
+  expect(ops('list')).toBe(1);
+  expect(ops('create')).toBe(0);
+  await minutes(40, [a, b]);
+  expect(ops('renew')).toBe(2);
+  expect(ops('create')).toBe(0);
+  expect(liveOurs()).toEqual([sub!.id]);
+});
+
+it('alone, after a crash: Graph answers the create with 409, the owner’s listing gives the old subscription back and it is adopted', async () => {
+  const first = await node({ alone: true });
+  await first.syncSubscriptions();
+  const [sub] = first.subscriptions();
+  expect(ops('list')).toBe(0);
+  // The process dies (no stop: its subscription stays at Graph); the next one knows nothing of it.
+  running.splice(running.indexOf(first), 1);
+  const next = await node({ alone: true });
+  await minutes(5, [next]);
+  await next.syncSubscriptions();
+  expect(next.subscriptions()).toEqual([expect.objectContaining({ id: sub!.id, userIds: [ALICE, BOB] })]);
+  // Alice's create was refused (409), then her listing; no second subscription owned by Bob.
+  expect(graph.calls.filter((c) => c.op === 'create' || c.op === 'list').map((c) => c.op)).toEqual([
+    'create',
+    'create',
+    'list',
+  ]);
+  expect(liveOurs()).toEqual([sub!.id]);
+  await minutes(40, [next]);
+  expect(ops('renew')).toBe(1);
+  expect(ops('create')).toBe(2);
 });
