@@ -60,6 +60,15 @@ export class ChangeSinks implements ChangePipeline {
     return runStages(this.stagers, 0, (sink) => sink.stage!(tx, changes));
   }
 
+  /** Why a sink would refuse any commit carrying changes now (`ChangeSink.refusal`), or null. */
+  refusal(): Error | null {
+    for (const sink of this.stagers) {
+      const refusal = sink.refusal?.() ?? null;
+      if (refusal !== null) return refusal;
+    }
+    return null;
+  }
+
   /** Phase 2, once the commit is durable. A sink that throws is logged; the others still run. */
   committed(changes: readonly PresenceChange[]): void {
     for (const sink of this.sinks) {

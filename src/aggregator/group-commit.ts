@@ -196,6 +196,31 @@ class Batch {
 const without = (changes: readonly PresenceChange[], users: ReadonlySet<string>): PresenceChange[] =>
   changes.filter((c) => !users.has(c.userId));
 
+/**
+ * Takes the users with changes out of `batch` (their ops, changes, undo records and waiters) into
+ * a batch of their own, with the writes that named no user (they wait for everything queued);
+ * null, `batch` untouched, when no user of it is without a change.
+ */
+function takeChanged(batch: Batch): Batch | null {
+  const changed = new Set(batch.changes.map((c) => c.userId));
+  const kept = batch.ops.filter((op) => !changed.has(writeOpUser(op)));
+  if (kept.length === 0) return null;
+  const out = new Batch();
+  out.ops = batch.ops.filter((op) => changed.has(writeOpUser(op)));
+  out.changes = batch.changes;
+  out.touched = batch.touched.filter((u) => changed.has(u.userId));
+  if (batch.checked !== null) {
+    out.checked = new Set([...batch.checked].filter((id) => changed.has(id)));
+    batch.checked = new Set([...batch.checked].filter((id) => !changed.has(id)));
+  }
+  out.all.join(batch.all);
+  for (const userId of changed) out.moveUser(batch, userId);
+  batch.ops = kept;
+  batch.changes = [];
+  batch.touched = batch.touched.filter((u) => !changed.has(u.userId));
+  return out;
+}
+
 export interface GroupCommitOptions {
   readonly store: AsyncPresenceStore;
   readonly clock: Clock;
@@ -359,7 +384,18 @@ export class GroupCommit {
       for (const w of batch.takeAll()) w.resolve();
       return Promise.resolve(null);
     }
-    this.queue = new Batch();
+    // A sink that would refuse the changes (the change log down) would refuse the refreshes
+    // sharing their commit too: those users are committed on their own, and the users with
+    // changes are refused at once, with no round trip (or, the sink ready again by the next
+    // attempt, committed).
+    const refusal = batch.changes.length > 0 ? this.o.sinks.refusal() : null;
+    const refused = refusal === null ? null : takeChanged(batch);
+    if (refusal !== null && refused === null) {
+      this.queue = new Batch();
+      this.flying = batch;
+      return Promise.resolve(this.failed(batch, refusal));
+    }
+    this.queue = refused ?? new Batch();
     this.flying = batch;
     // The version each touched user's changes were made on (checked where several nodes write).
     const expected = new Map<string, number>();
@@ -394,7 +430,10 @@ export class GroupCommit {
       (error: unknown) => this.failed(batch, error),
     );
     this.current = done;
-    return done;
+    if (refused === null) return done;
+    // Split: the users with changes are attempted right after, as a follow-up; this resolves to
+    // the first fault of either, so a flush or a stop still learns that the changes were refused.
+    return Promise.all([done, this.attempt()]).then(([kept, rest]) => kept ?? rest);
   }
 
   /** The batch in flight is durable. */

@@ -62,7 +62,13 @@ export class Appender implements ChangeSink {
 
   /** Throws `ChangeLogUnavailableError` while the connection is down. */
   check(): void {
-    if (!this.hot.connected) throw new ChangeLogUnavailableError();
+    const refusal = this.refusal();
+    if (refusal !== null) throw refusal;
+  }
+
+  /** Asked before a commit with changes: its users without one are then committed apart. */
+  refusal(): Error | null {
+    return this.hot.connected ? null : new ChangeLogUnavailableError();
   }
 
   committed(changes: readonly PresenceChange[]): void {

@@ -91,6 +91,12 @@ export interface ChangeSink {
   committed?(changes: readonly PresenceChange[]): void;
   /** The sink needs each change's `reducedFrom` (the engine then takes it). */
   readonly wantsState?: boolean;
+  /**
+   * Why `stage` would refuse any commit carrying changes right now (the change log down), or
+   * null. Asked before a commit that carries some, so that the users of the batch without a
+   * change (refreshes only) are committed on their own instead of being refused with the others.
+   */
+  refusal?(): Error | null;
 }
 
 export interface ChangePipeline {

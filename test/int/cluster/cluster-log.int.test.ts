@@ -186,6 +186,32 @@ it('while Redis is down a write is refused (503) before anything is committed; b
   expect(b.engine.state('di')?.version).toBe(1);
 });
 
+it('while Redis is down a heartbeat that changes nothing is taken even when a refused change shares its commit', async () => {
+  const proxy = new CuttableProxy();
+  proxies.push(proxy);
+  await proxy.start();
+  const a = await node(proxy.url);
+  await a.engine.heartbeat('eve', 'phone', 'online', null, 60_000);
+
+  await proxy.cut();
+  await waitUntil(() => !a.cluster.hot.connected, 'A sees Redis gone');
+  clock.advance(1_000);
+  // One turn of the event loop, so one group commit: eve's refresh and fay's change.
+  const refresh = a.engine.heartbeat('eve', 'phone', 'online', null, 60_000);
+  const change = a.engine.heartbeat('fay', 'phone', 'busy', null, 60_000).catch((e: unknown) => e);
+  await refresh; // taken: it needs no change log (before, the change's refusal took it along)
+  const refused = await change;
+  expect(refused).toBeInstanceOf(StoreUnavailableError);
+  expect((refused as StoreUnavailableError).details[0]).toMatchObject({ code: 'change_log_unavailable' });
+  expect(a.engine.hasUser('fay')).toBe(false);
+  expect(a.engine.state('eve')?.version).toBe(1);
+
+  await proxy.start();
+  await waitUntil(() => a.cluster.hot.connected && a.cluster.fault() === null, 'A sees Redis back');
+  await a.engine.heartbeat('fay', 'phone', 'busy', null, 60_000);
+  expect(a.engine.state('fay')?.version).toBe(1);
+});
+
 it('several nodes on SQLite are refused at configuration (each node would keep its own durable state)', () => {
   let failed: unknown;
   try {
