@@ -20,7 +20,8 @@
  * timers in `start` only call them, so tests drive the connector with a FakeClock.
  *
  * This class composes the parts and is the only one the host sees: `poller.ts` (batches, budget,
- * backoff), `subscriptions.ts` (create, renew, delete, lifecycle events), `health.ts`, and
+ * backoff), `subscriptions.ts` (the subscriptions' options, timers and one chain; the set and its
+ * Graph calls in `subscription-set.ts`, which node manages them in `lease.ts`), `health.ts`, and
  * `runtime.ts` (the context, log and in-flight work they share).
  */
 
@@ -46,7 +47,8 @@ import { SubscriptionManager, type TeamsSubscriptionInfo } from './subscriptions
 import type { GraphChangeNotification, GraphLifecycleNotification } from './types';
 
 export { notificationUserId } from './ids';
-export { MAX_SUBSCRIPTION_MS, presenceResource, type TeamsSubscriptionInfo } from './subscriptions';
+export { MAX_SUBSCRIPTION_MS, presenceResource } from './subscription-set';
+export type { TeamsSubscriptionInfo } from './subscriptions';
 
 /** What Graph wants as a reply time for notifications; the inbound route answers at once. */
 export const GRAPH_REPLY_WITHIN_MS = 3_000;
@@ -90,7 +92,7 @@ export interface TeamsConnectorOptions {
   /**
    * The locks shared by the nodes (the coordination's). When shared, one node at a time manages
    * the subscriptions (creates and renews them), handing them over through the lock's note when
-   * it stops or dies (subscriptions.ts); default: this process manages them alone.
+   * it stops or dies (lease.ts); default: this process manages them alone.
    */
   readonly locks?: Locks;
   /** That node's lease (default 3 min), renewed at every renewal tick. */

@@ -33,7 +33,7 @@ import {
 import { notificationUserId } from '../../connectors/teams/ids';
 import { teamsInbound, type TeamsPush } from '../../connectors/teams/inbound';
 import { toTeamsPresence } from '../../connectors/teams/map';
-import { presenceResource } from '../../connectors/teams/subscriptions';
+import { presenceResource } from '../../connectors/teams/subscription-set';
 import type { GraphPresence, GraphSubscriptionRequest } from '../../connectors/teams/types';
 import { whatsappInbound } from '../../connectors/whatsapp/inbound';
 import { toWhatsAppSightings } from '../../connectors/whatsapp/map';

@@ -5,7 +5,7 @@
  */
 
 import { ownSubscription, presenceIdsOf } from '../../connectors/teams/adopt';
-import { presenceResource } from '../../connectors/teams/subscriptions';
+import { presenceResource } from '../../connectors/teams/subscription-set';
 import type { GraphSubscription } from '../../connectors/teams/types';
 
 const A = '00000000-0000-4000-8000-00000000000a';

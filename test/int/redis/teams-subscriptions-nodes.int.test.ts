@@ -14,7 +14,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 import { TeamsConnector } from '../../../connectors/teams/connector';
-import { SUBSCRIPTION_LEASE_MS, subscriptionLockKey } from '../../../connectors/teams/subscriptions';
+import { SUBSCRIPTION_LEASE_MS, subscriptionLockKey } from '../../../connectors/teams/lease';
 import type { ConnectorContext } from '../../../src/core/connector';
 import { silentLog } from '../../../src/core/log';
 import type { AccountRef } from '../../../src/core/ports';
