@@ -284,15 +284,15 @@ export class Directory {
   }
 
   /**
-   * Takes in the users another node created or deleted: `ids` were re-read (null: every user),
-   * `stored` are those of them the store holds. A stored user unknown here is added with no
-   * presence (its changes come through the change log); one here the store no longer holds is
-   * forgotten, unless this node is creating it (its commit pending). Returns how many changed.
+   * Takes in the users another node created or deleted: `ids` were re-read (a full re-read hands
+   * them a page at a time, then those of memory no page held), `stored` are those of them the
+   * store holds. A stored user unknown here is added with no presence (its changes come through
+   * the change log); one here the store no longer holds is forgotten, unless this node is creating
+   * it (its commit pending). Returns how many changed.
    */
-  followUsers(ids: readonly string[] | null, stored: ReadonlySet<string>, mark: number): number {
+  followUsers(ids: readonly string[], stored: ReadonlySet<string>, mark: number): number {
     let changed = 0;
-    const scope = ids ?? new Set([...stored, ...this.users.keys()]);
-    for (const id of scope) {
+    for (const id of ids) {
       if (this.since(id, mark)) continue;
       const u = this.users.get(id);
       if (stored.has(id)) {
@@ -310,12 +310,12 @@ export class Directory {
   }
 
   /**
-   * Takes in the accounts another node linked, moved or unlinked: `refs` were re-read (null:
-   * every account), `owners` are those still linked with their user. Returns the platforms whose
-   * accounts changed here (their polling shares are renewed).
+   * Takes in the accounts another node linked, moved or unlinked: `refs` were re-read, `owners`
+   * are those still linked with their user. Returns the platforms whose accounts changed here
+   * (their polling shares are renewed).
    */
   followAccounts(
-    refs: readonly AccountRef[] | null,
+    refs: readonly AccountRef[],
     owners: readonly { account: AccountRef; userId: string }[],
     mark: number,
   ): Set<Platform> {
@@ -345,13 +345,7 @@ export class Directory {
         this.noteIdentity(u, platform, true);
       }
     };
-    if (refs !== null) for (const r of refs) take(accountKey(r));
-    else {
-      // Everything (a full re-read): what the store holds, then what only memory holds.
-      for (const key of now.keys()) take(key);
-      // (A Map may lose entries while it is iterated; each is visited at most once.)
-      for (const key of this.accounts.keys()) if (!now.has(key)) take(key);
-    }
+    for (const r of refs) take(accountKey(r));
     this.settle(mark);
     return platforms;
   }

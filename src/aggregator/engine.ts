@@ -506,12 +506,17 @@ export class PresenceEngine {
     return this.directory.mark();
   }
 
-  followUsers(ids: readonly string[] | null, stored: ReadonlySet<string>, mark: number): number {
+  followUsers(ids: readonly string[], stored: ReadonlySet<string>, mark: number): number {
     return this.directory.followUsers(ids, stored, mark);
   }
 
+  /** Every linked account with its user, live (a full re-read walks it over several turns). */
+  linkedAccounts(): Iterable<[userId: string, account: AccountRef]> {
+    return this.directory.linkedAccounts();
+  }
+
   followAccounts(
-    refs: readonly AccountRef[] | null,
+    refs: readonly AccountRef[],
     owners: readonly { account: AccountRef; userId: string }[],
     mark: number,
   ): Set<Platform> {

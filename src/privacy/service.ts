@@ -165,12 +165,12 @@ export class PrivacyService implements PrivacyLookup {
   }
 
   /**
-   * Takes in the rows owned by `ids` as the store holds them now (null: everyone's, after a gap in
-   * the announcements), read after `mark`: each record that differs from memory is replaced (no
-   * rows: the defaults) and announced to the listeners. Re-reads run one at a time. Returns how
-   * many records changed.
+   * Takes in the rows owned by `ids` as the store holds them now (a full re-read, after a gap in
+   * the announcements, hands them a page at a time, then the records no page held), read after
+   * `mark`: each record that differs from memory is replaced (no rows: the defaults) and announced
+   * to the listeners. Re-reads run one at a time. Returns how many records changed.
    */
-  follow(ids: readonly string[] | null, rows: PrivacyRows, mark: number): number {
+  follow(ids: readonly string[], rows: PrivacyRows, mark: number): number {
     const read = new Map<string, MutableRecord>();
     const at = (id: string): MutableRecord => {
       let r = read.get(id);
@@ -183,9 +183,8 @@ export class PrivacyService implements PrivacyLookup {
     for (const [id, settings] of rows.settings) at(id).settings = settings;
     for (const [owner, other] of rows.contacts) at(owner).contacts.add(other);
     for (const [owner, other] of rows.blocks) at(owner).blocked.add(other);
-    const scope = ids ?? new Set([...read.keys(), ...this.records.keys()]);
     let changed = 0;
-    for (const id of scope) {
+    for (const id of ids) {
       if ((this.touched.get(id) ?? 0) > mark) continue;
       const next = read.get(id);
       if (sameRecord(this.records.get(id), next)) continue;
@@ -196,6 +195,11 @@ export class PrivacyService implements PrivacyLookup {
     }
     for (const [id, n] of this.touched) if (n <= mark) this.touched.delete(id);
     return changed;
+  }
+
+  /** The users with a record in memory, live (a full re-read walks it over several turns). */
+  recordIds(): IterableIterator<string> {
+    return this.records.keys();
   }
 
   private wrote(userId: string): void {

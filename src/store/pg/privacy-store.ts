@@ -21,22 +21,34 @@ const LISTS = {
  * The settings, contacts and blocks owned by `ids`, or everyone's (null): the load at start, and
  * what a node re-reads when another announced a privacy write (store/pg/follow-reads.ts).
  */
-export async function readPrivacyRows(pool: pg.Pool, ids: readonly string[] | null): Promise<PrivacyRows> {
-  const where = ids === null ? '' : ' WHERE user_id = ANY($1::text[])';
-  const values = ids === null ? [] : [ids];
+export function readPrivacyRows(pool: pg.Pool, ids: readonly string[] | null): Promise<PrivacyRows> {
+  return ids === null
+    ? readPrivacyRowsWhere(pool, '', [])
+    : readPrivacyRowsWhere(pool, ' WHERE user_id = ANY($1::text[])', [ids]);
+}
+
+/**
+ * The rows whose owner matches `where` (a condition on `user_id` written by the caller, never from
+ * input, with its `values`): the three tables share the column, so one condition serves them all.
+ */
+export async function readPrivacyRowsWhere(
+  pool: pg.Pool,
+  where: string,
+  values: readonly unknown[],
+): Promise<PrivacyRows> {
   const [settingsRows, contacts, blocks] = await Promise.all([
     pool.query<SettingsRow>(
       `SELECT user_id, presence, last_seen, details, reciprocal FROM privacy_settings${where}`,
-      values,
+      [...values],
     ),
     pool.query<[string, string]>({
       text: `SELECT user_id, contact_id FROM privacy_contacts${where}`,
-      values,
+      values: [...values],
       rowMode: 'array',
     }),
     pool.query<[string, string]>({
       text: `SELECT user_id, blocked_id FROM privacy_blocks${where}`,
-      values,
+      values: [...values],
       rowMode: 'array',
     }),
   ]);

@@ -41,6 +41,7 @@ const HIDDEN: PrivacySettings = {
   reciprocal: false,
 };
 const SLACK: AccountRef = { platform: 'slack', workspaceId: 'T1', externalId: 'U1' };
+const SLACK2: AccountRef = { platform: 'slack', workspaceId: 'T1', externalId: 'U2' };
 
 interface Node {
   readonly stores: PgStores;
@@ -80,7 +81,13 @@ afterEach(async () => {
 
 /** A node as main.ts composes one: listening before the loads, following once they are done. */
 async function node(
-  options: { retryMs?: number; probeMs?: number; reads?: (real: FollowReads) => FollowReads } = {},
+  options: {
+    retryMs?: number;
+    probeMs?: number;
+    pageSize?: number;
+    turnSize?: number;
+    reads?: (real: FollowReads) => FollowReads;
+  } = {},
 ): Promise<Node> {
   const stores = await openPgStores({ connectionString: database.url, clock, max: 4 });
   const listener = await PgListener.open({
@@ -113,6 +120,8 @@ async function node(
         void n.host?.renewSharesOf(platforms);
       },
       ...(options.retryMs === undefined ? {} : { retryMs: options.retryMs }),
+      ...(options.pageSize === undefined ? {} : { pageSize: options.pageSize }),
+      ...(options.turnSize === undefined ? {} : { turnSize: options.turnSize }),
     }),
   };
   listener.start(n.rows);
@@ -344,6 +353,99 @@ it('a listener cut off from PostgreSQL keeps trying, follows again once it is ba
   expect(resumed).toBe(1); // no reconnection after the close
 });
 
+/** Writes nobody hears (triggers off for that session), as if every listener had been down. */
+async function unannounced(n: Node, statements: readonly string[]): Promise<void> {
+  const admin = await n.stores.pool.connect();
+  try {
+    await admin.query('SET session_replication_role = replica');
+    for (const text of statements) await admin.query(text);
+    await admin.query('RESET session_replication_role');
+  } finally {
+    admin.release();
+  }
+}
+
+it('the full re-read goes a page at a time: deletions found, announcements during it followed, own writes kept', async () => {
+  let b: Node | null = null;
+  let armed = false;
+  let pages = 0;
+  const a = await node();
+  b = await node({
+    pageSize: 3,
+    turnSize: 2, // pages compared in slices, memory swept in slices
+    reads: (real) => ({
+      users: (ids) => real.users(ids),
+      accounts: (refs) => real.accounts(refs),
+      privacy: (ids) => real.privacy(ids),
+      page: async (after, limit) => {
+        if (!armed) return real.page(after, limit);
+        pages += 1;
+        if (pages === 2) {
+          // Announced writes while the pass is under way, in the range of the page already read
+          // (u00 sorts first): they must not be lost.
+          const before = b!.rows.stats.notifications;
+          await a.engine.putUser('u00', {});
+          await a.privacy.setSettings('u02', HIDDEN);
+          await waitUntil(() => b!.rows.stats.notifications >= before + 2, 'B hears them during the pass');
+        }
+        const page = await real.page(after, limit);
+        if (pages === 3) {
+          // B's own writes after this page was read: the older page must not undo them.
+          await b!.privacy.setSettings('u08', HIDDEN);
+          await b!.engine.linkAccount('u09', SLACK2);
+        }
+        return page;
+      },
+    }),
+  });
+  const ids = Array.from({ length: 10 }, (_, i) => `u${String(i + 1).padStart(2, '0')}`);
+  for (const id of ids) await a.engine.putUser(id, {});
+  await a.engine.linkAccount('u07', SLACK);
+  await a.privacy.setSettings('u08', { ...HIDDEN, presence: 'contacts' });
+  await a.privacy.setContacts('u04', ['u01', 'u03', 'u09']);
+  await a.privacy.setBlocked('u06', ['u02']);
+  await waitUntil(
+    () =>
+      b.engine.hasUser('u10') &&
+      b.engine.resolveAccount(SLACK) === 'u07' &&
+      !sees(b, 'u08', 'bob') &&
+      b.privacy.of('u04').contacts.size === 3 &&
+      b.privacy.of('u06').blocked.has('u02'),
+    'B follows the set-up',
+  );
+  await b.rows.idle();
+  await unannounced(a, [
+    "DELETE FROM users WHERE user_id IN ('u05', 'u10')",
+    "DELETE FROM accounts WHERE external_id = 'U1'",
+    "DELETE FROM privacy_settings WHERE user_id = 'u08'",
+    "DELETE FROM privacy_contacts WHERE user_id = 'u04' AND contact_id = 'u03'",
+    "DELETE FROM privacy_blocks WHERE user_id = 'u06'",
+    "INSERT INTO users (user_id, created_at, updated_at) VALUES ('u06b', 1, 1)",
+  ]);
+  const heardBefore = b.heard.length;
+  armed = true;
+  b.rows.resumed();
+  await waitUntil(async () => {
+    await b.rows.idle();
+    return b.engine.hasUser('u00') && !sees(b, 'u02', 'bob');
+  }, 'the announcements made during the pass followed');
+  await b.rows.idle();
+  expect(b.rows.stats.resyncs).toBe(1);
+  expect(pages).toBe(4); // u01-03, u04-06b, u07-09, the rest (none left)
+  // deleted while nobody listened: gone from memory, as the sweep after the pages found
+  expect(b.engine.hasUser('u05')).toBe(false);
+  expect(b.engine.hasUser('u10')).toBe(false);
+  expect(b.engine.hasUser('u06b')).toBe(true);
+  expect([...b.privacy.of('u04').contacts].sort()).toEqual(['u01', 'u09']);
+  expect(b.privacy.of('u06').blocked.size).toBe(0);
+  expect(b.engine.resolveAccount(SLACK)).toBeUndefined();
+  // B's own newer writes stand, and the pass never took u08 back to an older state meanwhile
+  expect(b.privacy.of('u08').settings).toEqual(HIDDEN);
+  expect(b.heard.slice(heardBefore).filter((id) => id === 'u08')).toEqual(['u08']);
+  expect(b.engine.resolveAccount(SLACK2)).toBe('u09');
+  for (const id of ['u01', 'u03', 'u04', 'u07', 'u09']) expect(b.engine.hasUser(id)).toBe(true);
+});
+
 it('a re-read that fails is tried again', async () => {
   let failures = 1;
   const a = await node();
@@ -355,6 +457,7 @@ it('a re-read that fails is tried again', async () => {
       accounts: (refs) => real.accounts(refs),
       privacy: (ids) =>
         failures-- > 0 ? Promise.reject(new Error('connection terminated')) : real.privacy(ids),
+      page: (after, limit) => real.page(after, limit),
     }),
   });
   await a.engine.putUser('kim', {});
