@@ -357,6 +357,10 @@ async function assemble(
       viewerTokens?.forget(userId);
     },
   });
+  // Several nodes: a user another node deleted. Its privacy records follow that node's
+  // announcements (the cascade is announced); a token epoch is not announced, and one held here
+  // would let the deleted user's old tokens pass again if the id were created anew.
+  engine.onUserForgotten((userId) => viewerTokens?.forget(userId));
   // Several nodes (PRESENCE_REDIS_URL): commits go to the shared change log (hooked in before
   // the first commit), whose head is read before the load so nothing committed after is missed.
   const cluster = await openCluster(env, engine, { clock, log });

@@ -54,6 +54,7 @@ export class Directory {
   private readonly accounts = new Map<string, string>();
   private readonly identityOnlyPlatforms: ReadonlySet<Platform>;
   private readonly deleteSinks: UserDeleteSink[] = [];
+  private readonly forgetListeners: ((userId: string) => void)[] = [];
   /**
    * Several nodes (`mark`): this node's own user and account writes, by user id or `a` + account
    * key, numbered in order, so that a re-read begun before one does not undo it (see `mark`).
@@ -214,8 +215,17 @@ export class Directory {
   }
 
   /**
+   * Told about every user another node deleted, once it is forgotten here (`forget`): memory of
+   * other layers keyed by the user follows, as the delete sinks' `committed` does for this node's.
+   */
+  onUserForgotten(listener: (userId: string) => void): void {
+    this.forgetListeners.push(listener);
+  }
+
+  /**
    * Forgets a user another node deleted, from memory only (its rows are gone already): the user
-   * and its accounts. The delete sinks are not told: the node that deleted it did that.
+   * and its accounts. The delete sinks are not told (the node that deleted it did that: their
+   * stage wrote in its transaction); `onUserForgotten` listeners are.
    */
   forget(userId: string): boolean {
     const u = this.users.get(userId);
@@ -224,6 +234,13 @@ export class Directory {
     for (const [key, owner] of this.accounts) if (owner === userId) this.accounts.delete(key);
     this.table.remove(u);
     this.o.refresh.forget(u);
+    for (const listener of this.forgetListeners) {
+      try {
+        listener(userId);
+      } catch (error) {
+        this.o.log.error({ err: error }, 'a listener of remote user deletions failed');
+      }
+    }
     return true;
   }
 

@@ -303,6 +303,11 @@ export class PresenceEngine {
     this.directory.onUserDelete(sink);
   }
 
+  /** Told about every user another node deleted, once forgotten here (Directory `onUserForgotten`). */
+  onUserForgotten(listener: (userId: string) => void): void {
+    this.directory.onUserForgotten(listener);
+  }
+
   hasUser(userId: string): boolean {
     return this.table.byId.has(userId);
   }

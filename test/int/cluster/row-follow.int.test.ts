@@ -9,6 +9,8 @@
  * on either node, and an account is polled by one node at a time.
  */
 
+import { randomBytes } from 'node:crypto';
+
 import { CONNECTORS } from '../../../connectors';
 import { ConnectorHost } from '../../../src/aggregator/connector-host';
 import { PresenceEngine } from '../../../src/aggregator/engine';
@@ -20,6 +22,7 @@ import type { AccountRef, PollShares } from '../../../src/core/ports';
 import { Ladder, type Platform } from '../../../src/core/presence';
 import type { PrivacySettings } from '../../../src/privacy/project';
 import { PrivacyService } from '../../../src/privacy/service';
+import { ViewerTokens } from '../../../src/privacy/viewer-tokens';
 import { openPgStores, type PgStores } from '../../../src/store/pg';
 import { PgFollowReads } from '../../../src/store/pg/follow-reads';
 import { LISTENER_APPLICATION, PgListener } from '../../../src/store/pg/listener';
@@ -42,6 +45,8 @@ const HIDDEN: PrivacySettings = {
 };
 const SLACK: AccountRef = { platform: 'slack', workspaceId: 'T1', externalId: 'U1' };
 const SLACK2: AccountRef = { platform: 'slack', workspaceId: 'T1', externalId: 'U2' };
+/** Every node's viewer token key (a deployment shares PRESENCE_SECRET_KEY). */
+const SECRET = randomBytes(32).toString('base64');
 
 interface Node {
   readonly stores: PgStores;
@@ -49,6 +54,7 @@ interface Node {
   readonly privacy: PrivacyService;
   readonly listener: PgListener;
   readonly rows: RowFollower;
+  readonly tokens: ViewerTokens;
   /** What the privacy service announced to its listeners (a stream re-projects these users). */
   readonly heard: string[];
   /** The platforms whose polling shares the follower asked to renew. */
@@ -101,6 +107,15 @@ async function node(
   await engine.load();
   const heard: string[] = [];
   privacy.onChange((id) => heard.push(id));
+  const tokens = new ViewerTokens(stores.privacy, clock, (id) => engine.hasUser(id), SECRET);
+  engine.onUserDelete({
+    stage: () => undefined,
+    committed: (id) => {
+      privacy.forget(id);
+      tokens.forget(id);
+    },
+  });
+  engine.onUserForgotten((id) => tokens.forget(id));
   const renewals: Platform[] = [];
   const n: Node = {
     stores,
@@ -110,6 +125,7 @@ async function node(
     heard,
     renewals,
     host: null,
+    tokens,
     rows: new RowFollower({
       reads: (options.reads ?? ((r) => r))(new PgFollowReads(stores.pool)),
       directory: engine,
@@ -444,6 +460,25 @@ it('the full re-read goes a page at a time: deletions found, announcements durin
   expect(b.heard.slice(heardBefore).filter((id) => id === 'u08')).toEqual(['u08']);
   expect(b.engine.resolveAccount(SLACK2)).toBe('u09');
   for (const id of ['u01', 'u03', 'u04', 'u07', 'u09']) expect(b.engine.hasUser(id)).toBe(true);
+});
+
+it("a user deleted on another node loses its viewer tokens' epoch here too", async () => {
+  const a = await node();
+  const b = await node();
+  await a.engine.putUser('mo', {});
+  await waitUntil(() => b.engine.hasUser('mo'), 'B knows mo');
+  const { token } = await a.tokens.issue('mo', 600);
+  expect(await b.tokens.verify(token)).toEqual({ userId: 'mo' }); // B holds mo's epoch now
+
+  expect(await a.engine.deleteUser('mo')).toBe(true);
+  await waitUntil(() => !b.engine.hasUser('mo'), 'B forgets mo');
+  expect(await b.tokens.verify(token)).toBeNull();
+  // The id created anew has no epoch (the deletion removed it): an epoch B still held would let
+  // the old token pass again (the injected clock keeps B's cached read fresh).
+  await a.engine.putUser('mo', {});
+  await waitUntil(() => b.engine.hasUser('mo'), 'B knows the new mo');
+  expect(await b.tokens.verify(token)).toBeNull();
+  expect(await a.tokens.verify(token)).toBeNull();
 });
 
 it('a re-read that fails is tried again', async () => {
