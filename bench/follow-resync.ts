@@ -8,7 +8,8 @@
  * (the longest gap between two `setImmediate` callbacks that reschedule themselves: a turn that
  * blocks delays the next one by as long), which is what a WebSocket device's lease waits behind,
  * and which on a loaded machine includes time the process was not scheduled; and the longest time
- * the comparison itself (the directory's and the privacy service's calls) took within one turn.
+ * the comparison itself (the directory's and the privacy service's calls) took within one turn,
+ * wall clock and CPU (the process's: garbage collection threads included).
  */
 
 import { PresenceEngine } from '../src/aggregator/engine';
@@ -35,15 +36,18 @@ let turn = 0;
  * A target whose calls are timed, summed per turn into `spent` (the comparison's own share of a
  * turn, whatever else the loaded machine does meanwhile).
  */
-function timed<T extends object>(target: T, spent: Map<number, number>): T {
+function timed<T extends object>(target: T, spent: Map<number, number>, cpu: Map<number, number>): T {
   return new Proxy(target, {
     get(t, key) {
       const value: unknown = Reflect.get(t, key, t);
       if (typeof value !== 'function') return value;
       return (...args: unknown[]) => {
         const start = performance.now();
+        const used = process.cpuUsage();
         const out: unknown = Reflect.apply(value, t, args);
         spent.set(turn, (spent.get(turn) ?? 0) + performance.now() - start);
+        const { user, system } = process.cpuUsage(used);
+        cpu.set(turn, (cpu.get(turn) ?? 0) + (user + system) / 1000);
         return out;
       };
     },
@@ -88,20 +92,22 @@ async function main(): Promise<void> {
     await engine.load();
     const privacy = await new PrivacyService(stores.privacy, EVERYONE, clock).load();
     const spent = new Map<number, number>();
+    const cpu = new Map<number, number>();
     const rows = new RowFollower({
       reads: new PgFollowReads(stores.pool),
-      directory: timed(engine, spent),
-      privacy: timed(privacy, spent),
+      directory: timed(engine, spent, cpu),
+      privacy: timed(privacy, spent, cpu),
       log: silentLog,
     });
     for (let run = 1; run <= 3; run += 1) {
       spent.clear();
+      cpu.clear();
       const { maxMs, totalMs } = await longestTurn(async () => {
         rows.resumed();
         await rows.idle();
       });
       console.log(
-        `run ${run}: ${users} users, full re-read ${totalMs.toFixed(0)} ms, longest turn ${maxMs.toFixed(1)} ms, comparison's longest turn ${Math.max(...spent.values()).toFixed(1)} ms, changed ${rows.stats.changed}`,
+        `run ${run}: ${users} users, full re-read ${totalMs.toFixed(0)} ms, longest turn ${maxMs.toFixed(1)} ms, comparison's longest turn ${Math.max(...spent.values()).toFixed(1)} ms (CPU ${Math.max(...cpu.values()).toFixed(1)} ms), changed ${rows.stats.changed}`,
       );
     }
     await rows.stop();
