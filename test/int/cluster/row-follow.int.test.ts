@@ -26,6 +26,7 @@ import { ViewerTokens } from '../../../src/privacy/viewer-tokens';
 import { openPgStores, type PgStores } from '../../../src/store/pg';
 import { PgFollowReads } from '../../../src/store/pg/follow-reads';
 import { LISTENER_APPLICATION, PgListener } from '../../../src/store/pg/listener';
+import { slackActive } from '../../helpers/observations';
 import { createTestDatabase, type TestDatabase } from '../../helpers/pg-database';
 import { TcpProxy } from '../../helpers/tcp-proxy';
 import { waitUntil } from '../../helpers/wait';
@@ -223,14 +224,7 @@ it('an account linked, moved and unlinked on one node is resolved alike on the o
   const ack = b.engine.reportAccount(
     SLACK,
     {
-      state: {
-        status: 'online',
-        activity: null,
-        customStatus: null,
-        source: 'app',
-        raw: 'active',
-        label: 'active',
-      },
+      state: slackActive(),
       devices: null,
     },
     60_000,
