@@ -208,10 +208,19 @@ it('a SIGKILLed node under load: no acknowledged change lost, versions consecuti
           // a refresh on a node that had not followed the change before: a gap the README names.)
           const node = alive[i % alive.length]!;
           sent.set(u, sent.get(u)! + 1);
-          const r = await node
-            .api('POST', '/v1/heartbeats', { user_id: u, device_id: 'd', status, ttl_seconds: 600 })
-            .catch(() => null);
-          if (r?.status === 204) acked.set(u, acked.get(u)! + 1);
+          // One user in four changes by manual override after its first heartbeat: busy set,
+          // then cleared (back to the device's online), each a change.
+          const r =
+            i % 4 === 3 && round > 0
+              ? await (
+                  status === 'busy'
+                    ? node.api('PUT', `/v1/presence/${u}/override`, { status: 'busy' })
+                    : node.api('DELETE', `/v1/presence/${u}/override`)
+                ).catch(() => null)
+              : await node
+                  .api('POST', '/v1/heartbeats', { user_id: u, device_id: 'd', status, ttl_seconds: 600 })
+                  .catch(() => null);
+          if (r?.status === 200 || r?.status === 204) acked.set(u, acked.get(u)! + 1);
         }),
       );
     }
@@ -232,6 +241,8 @@ it('a SIGKILLed node under load: no acknowledged change lost, versions consecuti
       // (but for the move at the kill, to a node that may not have followed the victim's last).
       expect(v.length).toBeGreaterThanOrEqual(acked.get(u)! - 2);
       expect(v.length).toBeLessThanOrEqual(sent.get(u)!);
+      // And every write was answered but those to the dead node (overrides included).
+      expect(acked.get(u)!).toBeGreaterThanOrEqual(sent.get(u)! - 2);
     }
     // Every committed change reaches the receiver, the dead node's claimed ones after their lease.
     const delivered = () => {
