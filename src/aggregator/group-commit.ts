@@ -51,6 +51,7 @@
  * stale user, and runs none of this.
  */
 
+import { Backoff } from '../core/backoff';
 import type { PresenceChange, StoreTx } from '../core/changes';
 import type { Clock } from '../core/clock';
 import type { Log } from '../core/log';
@@ -263,7 +264,7 @@ export class GroupCommit {
   private followUp: Promise<StoreFault | null> | null = null;
   private flushScheduled = false;
   private retryTimer: NodeJS.Timeout | null = null;
-  private retryDelayMs = 0;
+  private readonly retryDelay = new Backoff(RETRY_FIRST_MS, RETRY_MAX_MS);
   /** When the queued commit first failed (clock time), while it is being retried. */
   private failingSince: number | null = null;
   /** Why the store last failed to commit; null once a commit succeeds again. */
@@ -585,11 +586,10 @@ export class GroupCommit {
     this.failingSince ??= now;
     if (fault.transient && !this.stopped && now - this.failingSince < this.o.commitRetryMs) {
       if (this.retryTimer === null) {
-        this.retryDelayMs = Math.min(Math.max(this.retryDelayMs * 2, RETRY_FIRST_MS), RETRY_MAX_MS);
         this.retryTimer = setTimeout(() => {
           this.retryTimer = null;
           void this.attempt();
-        }, this.retryDelayMs);
+        }, this.retryDelay.next());
         this.retryTimer.unref();
       }
       return fault;
@@ -681,7 +681,7 @@ export class GroupCommit {
   private endRetries(): void {
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
     this.retryTimer = null;
-    this.retryDelayMs = 0;
+    this.retryDelay.reset();
     this.failingSince = null;
   }
 

@@ -12,6 +12,7 @@
  *   failed but had landed is not logged twice (the log skips a version it already holds).
  */
 
+import { Backoff } from '../core/backoff';
 import type { ChangeSink, PresenceChange, StoreTx } from '../core/changes';
 import type { Log } from '../core/log';
 import type { RedisHotState } from '../store/redis';
@@ -41,7 +42,7 @@ export class Appender implements ChangeSink {
   readonly wantsState = true;
   private readonly queue: Pending[] = [];
   private pumping = false;
-  private retryMs = 0;
+  private readonly backoff = new Backoff(RETRY_FIRST_MS, RETRY_MAX_MS);
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
   /** Set while appends fail (the first failure's time is not kept: readiness says "now"). */
@@ -114,11 +115,10 @@ export class Appender implements ChangeSink {
         if (!this.failing)
           this.log.error({ err: error }, 'a committed change could not reach the change log; retrying');
         this.failing = true;
-        this.retryMs = Math.min(Math.max(this.retryMs * 2, RETRY_FIRST_MS), RETRY_MAX_MS);
         this.timer = setTimeout(() => {
           this.timer = null;
           this.pump();
-        }, this.retryMs);
+        }, this.backoff.next());
         this.timer.unref();
         return;
       }
@@ -126,7 +126,7 @@ export class Appender implements ChangeSink {
       this.appended += 1;
       if (this.failing) this.log.info({ backlog: this.queue.length }, 'the change log takes appends again');
       this.failing = false;
-      this.retryMs = 0;
+      this.backoff.reset();
     }
   }
 

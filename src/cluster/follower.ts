@@ -13,6 +13,7 @@
  */
 
 import type { RemoteOutcome, RemoteState } from '../aggregator/remote';
+import { Backoff } from '../core/backoff';
 import type { Log } from '../core/log';
 import type { LogEntry, LogPosition, RedisHotState } from '../store/redis';
 import { offsetOfId } from '../store/redis';
@@ -94,7 +95,7 @@ export class Follower {
   }
 
   private async loop(): Promise<void> {
-    let retryMs = 0;
+    const backoff = new Backoff(RETRY_FIRST_MS, RETRY_MAX_MS);
     while (!this.stopped) {
       const from = this.position;
       let read;
@@ -104,13 +105,12 @@ export class Follower {
         if (this.stopped) return;
         if (!this.failing) this.o.log.warn({ err: error }, 'the change log cannot be read; retrying');
         this.failing = true;
-        retryMs = Math.min(Math.max(retryMs * 2, RETRY_FIRST_MS), RETRY_MAX_MS);
-        await this.pause(retryMs);
+        await this.pause(backoff.next());
         continue;
       }
       if (this.failing) this.o.log.info({}, 'the change log is read again');
       this.failing = false;
-      retryMs = 0;
+      backoff.reset();
       if (!read.recovered) {
         const head = await this.o.hot.logHead().catch(() => null);
         if (head === null) continue;

@@ -4,6 +4,7 @@
  * batches.
  */
 
+import { Backoff } from '../core/backoff';
 import type { Log } from '../core/log';
 import type { AsyncWebhookStore, AttemptRecord } from '../core/ports';
 import { isStoreFault } from '../store/faults';
@@ -18,7 +19,8 @@ export class OutcomeLog {
   /** Endpoints whose `failingSince` changed, written with the outcomes. */
   failing: { endpointId: string; since: number | null }[] = [];
   private flushScheduled = false;
-  private flushRetryMs = 0;
+  /** Between writes of outcomes the store refused. */
+  private readonly flushRetry = new Backoff(50, 5000);
   /** The write in progress; the next waits for it. */
   private writing: Promise<void> | null = null;
   /** `discard()` was called: nothing more is taken or written. */
@@ -60,7 +62,7 @@ export class OutcomeLog {
         this.flushScheduled = false;
         void this.flush();
       },
-      Math.max(this.flushRetryMs, FLUSH_DELAY_MS),
+      Math.max(this.flushRetry.current, FLUSH_DELAY_MS),
     );
     timer.unref();
   }
@@ -90,7 +92,7 @@ export class OutcomeLog {
   ): Promise<void> {
     try {
       await this.store.writeOutcomes(outcomes, failing);
-      this.flushRetryMs = 0;
+      this.flushRetry.reset();
       if (outcomes.length > 0) this.onWritten();
     } catch (error) {
       if (!isStoreFault(error)) {
@@ -101,7 +103,7 @@ export class OutcomeLog {
       }
       this.outcomes = outcomes.concat(this.outcomes);
       this.failing = failing.concat(this.failing);
-      this.flushRetryMs = Math.min(Math.max(this.flushRetryMs * 2, 50), 5000);
+      this.flushRetry.next();
       this.log.error({ err: error }, 'writing webhook attempt outcomes failed; will retry');
       this.scheduleFlush();
     }

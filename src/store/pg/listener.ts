@@ -11,6 +11,7 @@
 
 import pg from 'pg';
 
+import { Backoff } from '../../core/backoff';
 import type { Log } from '../../core/log';
 import { CONNECT_TIMEOUT_MS, PgUnavailableError, describeTarget } from './pool';
 
@@ -150,13 +151,13 @@ export class PgListener {
   }
 
   private async reconnect(): Promise<void> {
-    let waitMs = RETRY_FIRST_MS;
+    const backoff = new Backoff(RETRY_FIRST_MS, this.o.retryMaxMs ?? 2_000);
     while (!this.closed) {
       try {
         await this.connect();
       } catch {
         await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, waitMs);
+          const t = setTimeout(resolve, backoff.next());
           t.unref();
           this.wake = () => {
             clearTimeout(t);
@@ -164,7 +165,6 @@ export class PgListener {
           };
         });
         this.wake = null;
-        waitMs = Math.min(waitMs * 2, this.o.retryMaxMs ?? 2_000);
         continue;
       }
       if (this.closed) {
