@@ -318,7 +318,14 @@ async function assemble(
     env.PRESENCE_REDIS_URL === undefined || env.PRESENCE_DATABASE_URL === undefined
       ? null
       : await PgListener.open({ connectionString: env.PRESENCE_DATABASE_URL, channel: FOLLOW_CHANNEL, log });
-  if (listener !== null) closing.follow = () => listener.close();
+  // Its row follower is made below, once the engine and the connectors' host exist; shutdown closes
+  // the listener first, then that follower (none yet if the start failed before it).
+  let rows: RowFollower | null = null;
+  if (listener !== null)
+    closing.follow = async () => {
+      await listener.close();
+      await rows?.stop();
+    };
   // Several nodes share the outbox: each sends only the deliveries it claimed (a killed node's are
   // taken over when their lease ends); one node sends all of them, without claims.
   const claims = env.PRESENCE_REDIS_URL === undefined ? null : deliveryClaimsOf(stores.webhooks);
@@ -412,7 +419,6 @@ async function assemble(
     coordination = opened.coordination;
   }
   const host = new ConnectorHost(engine, log, (type, data) => webhooks.emit(type, data), coordination.shares);
-  let rows: RowFollower | null = null;
   if (listener !== null && backend.pool !== null) {
     const follower = new RowFollower({
       reads: new PgFollowReads(backend.pool),
@@ -421,12 +427,8 @@ async function assemble(
       log,
       accountsChanged: (platforms) => void host.renewSharesOf(platforms),
     });
-    closing.follow = async () => {
-      await listener.close();
-      await follower.stop();
-    };
-    listener.start(follower);
     rows = follower;
+    listener.start(follower);
   }
   // Events of other layers (connections now; connectors later) go to the webhook outbox. They
   // are emitted inside the transaction that records the change they report.
