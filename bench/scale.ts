@@ -8,7 +8,8 @@
  * - refresh persistence: every user refreshed once, then the persister's run, against its 5 s
  *   interval (the target is at most half of it);
  * - the snapshot of the hot state (aggregator/snapshot.ts): its write, a part per turn;
- * - restart to ready: `presence serve` started on the file until `/readyz` answers 200, from the
+ * - restart to ready: `presence serve`, compiled and laid out as an installed package runs it, started
+ *   on the file until `/readyz` answers 200, from the
  *   snapshot its last graceful stop wrote and from the rows (the snapshot dropped first), against
  *   the same start on an empty database, in alternating rounds.
  *
@@ -19,9 +20,9 @@
  * cost at the smallest size.
  */
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -31,7 +32,23 @@ import { migrate, openDb } from '../src/store/db';
 import { freshEngine } from './engine';
 import { alternate, Coverage, fmt, gc, median, percentile, ratioOf, Rng, type Figure } from './stats';
 
-const BIN = resolve(__dirname, '../bin/presence.js');
+const ROOT = resolve(__dirname, '..');
+
+/**
+ * The `presence` command as an installed package runs it: `npm run build`'s dist/ and bin/ in a
+ * folder of their own, without the TypeScript sources, so bin/presence.js takes the compiled
+ * JavaScript (a checkout runs the sources through tsx, whose compiling alone made an empty start
+ * take ~2.9 s of CPU). Its dependencies are the checkout's node_modules, linked. Returns the bin.
+ */
+function installedPackage(dir: string): string {
+  execFileSync(process.execPath, [join(ROOT, 'scripts', 'build.js')], { stdio: 'ignore' });
+  const pkg = join(dir, 'package');
+  mkdirSync(pkg);
+  for (const part of ['dist', 'bin', 'package.json'])
+    cpSync(join(ROOT, part), join(pkg, part), { recursive: true });
+  symlinkSync(join(ROOT, 'node_modules'), join(pkg, 'node_modules'));
+  return join(pkg, 'bin', 'presence.js');
+}
 const INTERVAL_MS = 5000;
 
 interface Restart {
@@ -53,7 +70,7 @@ function rssOf(pid: number): number {
 }
 
 /** Starts `presence serve` on the file, and measures the time to a 200 from /readyz. */
-async function restart(db: string): Promise<Restart> {
+async function restart(bin: string, db: string): Promise<Restart> {
   const env = {
     ...process.env,
     PRESENCE_DB: db,
@@ -63,7 +80,7 @@ async function restart(db: string): Promise<Restart> {
     LOG_LEVEL: 'info',
   };
   const t0 = performance.now();
-  const child = spawn(process.execPath, [BIN, 'serve'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [bin, 'serve'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((done) => child.once('exit', () => done()));
   try {
     const base = await new Promise<string>((done, fail) => {
@@ -110,7 +127,7 @@ interface Row {
   buildPerS: number;
 }
 
-async function measure(dir: string, users: number, emptyDb: string): Promise<Row> {
+async function measure(dir: string, users: number, emptyDb: string, bin: string): Promise<Row> {
   gc();
   const heapBefore = process.memoryUsage().heapUsed;
   const file = join(dir, `scale-${users}.db`);
@@ -200,18 +217,18 @@ async function measure(dir: string, users: number, emptyDb: string): Promise<Row
   };
   await alternate(rounds, [
     async () => {
-      const r = await restart(file);
+      const r = await restart(bin, file);
       starts.push(r);
       return r.readyMs;
     },
     async () => {
       dropSnapshot();
-      const r = await restart(rowsFile);
+      const r = await restart(bin, rowsFile);
       fromRows.push(r);
       return r.readyMs;
     },
     async () => {
-      const r = await restart(emptyDb);
+      const r = await restart(bin, emptyDb);
       empties.push(r);
       return r.readyMs;
     },
@@ -251,11 +268,12 @@ export async function benchScale(): Promise<Figure[]> {
   const empty = openDb(emptyDb);
   migrate(empty);
   empty.close();
+  const bin = installedPackage(dir);
   const figures: Figure[] = [];
   try {
     let first: Row | undefined;
     for (const users of sizes) {
-      const row = await measure(dir, users, emptyDb);
+      const row = await measure(dir, users, emptyDb, bin);
       first ??= row;
       const k = fmt(users);
       const restartMs = median(row.restartMs);
