@@ -161,21 +161,25 @@ export function nextCheckAt(
   override: Override | null,
   now: number,
 ): number {
+  // Plain loops and a module-level helper, no closure: a load calls this once per user, and a
+  // closure made per call costs an allocation (and, under tsx, a `__name` property definition).
   let next = Number.POSITIVE_INFINITY;
-  const consider = (at: number | null): void => {
-    if (at !== null && at > now && at < next) next = at;
-  };
   if (override !== null) {
-    consider(override.expiresAt);
-    consider(override.customStatus?.expiresAt ?? null);
+    next = earlierAfter(next, override.expiresAt, now);
+    next = earlierAfter(next, override.customStatus?.expiresAt ?? null, now);
   }
   for (const obs of observations) {
     if (!isLive(obs, now)) continue;
-    consider(obs.expiresAt);
-    consider(obs.customStatus?.expiresAt ?? null);
+    next = earlierAfter(next, obs.expiresAt, now);
+    next = earlierAfter(next, obs.customStatus?.expiresAt ?? null, now);
     if (obs.decay !== null) {
-      for (const step of obs.decay) consider(obs.observedAt + step.untilMs);
+      for (const step of obs.decay) next = earlierAfter(next, obs.observedAt + step.untilMs, now);
     }
   }
   return next;
+}
+
+/** `next`, or `at` when it is later than `now` and earlier than `next`. */
+function earlierAfter(next: number, at: number | null, now: number): number {
+  return at !== null && at > now && at < next ? at : next;
 }
