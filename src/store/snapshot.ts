@@ -21,6 +21,9 @@ import type {
 } from '../core/ports';
 import type { Db } from './db';
 
+/** How much of the file a part's read may map (SQLite maps up to this, or the file's size). */
+const MMAP_BYTES = 1 << 30;
+
 interface StoredHeader {
   readonly seq: number;
   readonly schema: string;
@@ -139,10 +142,19 @@ export class SqliteSnapshots implements PresenceSnapshots {
     const h = header as CheckedHeader;
     const check = h.checks[index];
     if (check === undefined) return null;
-    const data = this.db
-      .prepare('SELECT data FROM presence_snapshot WHERE gen = ? AND part = ?')
-      .pluck()
-      .get(h.gen, index + 1) as Buffer | undefined;
+    // Read through a memory map, only for this read: a part is a ~0.5 MB blob over some 140
+    // overflow pages, and a read(2) per page was most of the time (about 0.3 s of a 1M-user load).
+    // Turned off again at once, so the connection's other reads and writes stay as configured.
+    this.db.pragma(`mmap_size = ${MMAP_BYTES}`);
+    let data: Buffer | undefined;
+    try {
+      data = this.db
+        .prepare('SELECT data FROM presence_snapshot WHERE gen = ? AND part = ?')
+        .pluck()
+        .get(h.gen, index + 1) as Buffer | undefined;
+    } finally {
+      this.db.pragma('mmap_size = 0');
+    }
     if (data === undefined || data.length !== check.bytes || crc32(data) !== check.crc) return null;
     return data;
   }
