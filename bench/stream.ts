@@ -32,12 +32,15 @@ import { Session } from 'node:inspector';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { writeHeapSnapshot } from 'node:v8';
 
+import WebSocket from 'ws';
+
 import { parseEnv } from '../src/config/env';
 import type { PresenceChange } from '../src/core/changes';
 import type { Status } from '../src/core/presence';
 import { createService, type Service } from '../src/main';
 import { WsTransport } from '../src/stream/transports';
-import { fmt, type Figure } from './stats';
+import { fmt, ratioOf, type Figure } from './stats';
+import { startReference, type Reference } from './stream-reference';
 
 const num = (name: string, fallback: number): number => Number(process.env[name] ?? fallback);
 const IDLE = num('PRESENCE_BENCH_STREAM_IDLE', 15_000);
@@ -57,6 +60,8 @@ const CHILDREN = 2;
  * report → client figure).
  */
 const PROBES = num('PRESENCE_BENCH_STREAM_PROBES', 100);
+/** Rounds of the fan-out, each the product's stream and the plain ws reference (bench/stream-reference.ts). */
+const ROUNDS = num('PRESENCE_BENCH_STREAM_ROUNDS', 2);
 const ONLY = new Set((process.env.PRESENCE_BENCH_STREAM_ONLY ?? 'idle,sse,fanout,stall,resume').split(','));
 /** A heap snapshot of the server with its idle connections open, for finding what each costs. */
 const SNAPSHOT = process.env.PRESENCE_BENCH_STREAM_HEAP_SNAPSHOT;
@@ -136,33 +141,6 @@ async function openAll(
   );
 }
 
-/** Changes at `rate`/s for `seconds`; returns how many messages the subscribers should get. */
-async function drive(
-  svc: Service,
-  rate: number,
-  seconds: number,
-): Promise<{ changes: number; expected: number }> {
-  const statuses: Status[] = ['online', 'busy'];
-  let changes = 0;
-  let expected = 0;
-  const tickMs = 10;
-  const start = performance.now();
-  for (;;) {
-    const elapsed = performance.now() - start;
-    if (elapsed >= seconds * 1000) break;
-    // As many changes as are due by now: a late tick catches up, the rate holds.
-    const due = Math.floor((elapsed / 1000) * rate) + 1;
-    for (; changes < due; changes++) {
-      const user = `u${Math.floor(Math.random() * USERS)}`;
-      const version = svc.engine.state(user)?.version ?? 0;
-      void svc.engine.heartbeat(user, 'd', statuses[version % 2]!, null, 3_600_000);
-      expected += svc.stream.hub.subscriberCount(user);
-    }
-    await sleep(tickMs);
-  }
-  return { changes, expected };
-}
-
 /** Latencies in 1 ms buckets up to 60 s (the last bucket holds anything later). */
 class Histogram {
   private readonly counts = new Uint32Array(60_001);
@@ -180,6 +158,46 @@ class Histogram {
     }
     return 0;
   }
+}
+
+/**
+ * Changes at `rate`/s for `seconds`, each made by `change` (which returns how many subscribers it
+ * should reach); returns how many changes and messages that made, and how far behind the rate's
+ * schedule each change was made (the driver shares this process's event loop with the server).
+ */
+async function drive(
+  change: () => number,
+  rate: number,
+  seconds: number,
+): Promise<{ changes: number; expected: number; behind: Histogram }> {
+  let changes = 0;
+  let expected = 0;
+  const behind = new Histogram();
+  const tickMs = 10;
+  const start = performance.now();
+  for (;;) {
+    const elapsed = performance.now() - start;
+    if (elapsed >= seconds * 1000) break;
+    // As many changes as are due by now: a late tick catches up, the rate holds.
+    const due = Math.floor((elapsed / 1000) * rate) + 1;
+    for (; changes < due; changes++) {
+      behind.add(performance.now() - start - (changes * 1000) / rate);
+      expected += change();
+    }
+    await sleep(tickMs);
+  }
+  return { changes, expected, behind };
+}
+
+/** A change of the product: a heartbeat of a random user that flips its status. */
+function productChange(svc: Service): () => number {
+  const statuses: Status[] = ['online', 'busy'];
+  return () => {
+    const user = `u${Math.floor(Math.random() * USERS)}`;
+    const version = svc.engine.state(user)?.version ?? 0;
+    void svc.engine.heartbeat(user, 'd', statuses[version % 2]!, null, 3_600_000);
+    return svc.stream.hub.subscriberCount(user);
+  };
 }
 
 /**
@@ -249,6 +267,10 @@ interface FanOut {
   delivered: number;
   expected: number;
   changes: number;
+  /** Changes made per second of the driving (the rate, unless the driver fell behind it). */
+  kept: number;
+  /** How far behind the rate's schedule changes were made: p50 / p99, ms. */
+  behind: [number, number];
   p50: number;
   p99: number;
   resyncs: number;
@@ -260,33 +282,59 @@ interface FanOut {
   exact: { p50: number; p99: number; max: number; n: number; unmatched: number };
   /** CPU s/s of the probe process. */
   probeCpu: number;
-  /** Change → hub (after the commit), change → written to every socket: p50 / p99, ms. */
-  commit: [number, number];
-  flushed: [number, number];
+  /** The product only: change → hub (after the commit), change → written to every socket: p50 / p99, ms. */
+  commit: [number, number] | null;
+  flushed: [number, number] | null;
   /** CPU seconds per second of the run: the server, each client process. */
   cpu: { server: number; serverSystem: number; clients: number[] };
-  /** Socket writes of presence messages, and the messages they carried. */
-  writes: number;
+  /** The product only: socket writes of presence messages. */
+  writes: number | null;
   /** The client processes' own event-loop delay p99 (ms): how far behind their reading is. */
   clientLag: number[];
 }
 
-async function fanOut(svc: Service, url: string, key: string, stall: boolean): Promise<FanOut> {
+/** Whether the CPU profile (PRESENCE_BENCH_STREAM_CPU_PROFILE) was taken: of the first product run only. */
+let profiled = false;
+
+/**
+ * One fan-out run: the subscribers connect (to the product at `url`, or to the plain ws
+ * reference when `ref` is given), changes are driven at RATE for SECONDS, and every message is
+ * counted. The probes' messages are matched with the moment the product's hub took the
+ * committed change, or the reference took its change.
+ */
+async function fanOut(
+  svc: Service,
+  url: string,
+  key: string,
+  stall: boolean,
+  ref: Reference | null = null,
+): Promise<FanOut> {
   const load = await Promise.all(Array.from({ length: CHILDREN }, () => child()));
   const prober = await child();
   const children = [...load, prober];
-  await openAll(load, url, key, SUBSCRIBERS - PROBES, 100, { stall });
-  await openAll([prober], url, key, PROBES, 100, { probe: true });
+  const to = ref?.url ?? url;
+  await openAll(load, to, key, SUBSCRIBERS - PROBES, 100, { stall });
+  await openAll([prober], to, key, PROBES, 100, { probe: true });
   await sleep(1000);
   gc();
   // Before the reset: every message a probe counts from here on is of a change the budget saw.
-  const probe = budget(svc);
+  const probe = ref === null ? budget(svc) : null;
+  const takenAt = probe?.committedAt ?? new Map<string, number>();
+  const change =
+    ref === null
+      ? productChange(svc)
+      : () => {
+          const taken = ref.change(`u${Math.floor(Math.random() * USERS)}`);
+          takenAt.set(taken.key, taken.at);
+          return taken.sent;
+        };
   await Promise.all(children.map((c) => c.ask({ cmd: 'reset' })));
   let heapMax = 0;
   const sampler = setInterval(() => (heapMax = Math.max(heapMax, process.memoryUsage().heapUsed)), 200);
   const sent0 = svc.stream.hub.stats.messagesSent;
-  const session = CPU_PROFILE === undefined || stall ? null : new Session();
+  const session = CPU_PROFILE === undefined || stall || ref !== null || profiled ? null : new Session();
   if (session !== null) {
+    profiled = true;
     session.connect();
     await new Promise((r) => session.post('Profiler.enable', () => session.post('Profiler.start', r)));
   }
@@ -294,7 +342,7 @@ async function fanOut(svc: Service, url: string, key: string, stall: boolean): P
   lag.enable();
   const cpu0 = process.cpuUsage();
   const started = performance.now();
-  const { changes, expected } = await drive(svc, RATE, SECONDS);
+  const { changes, expected, behind } = await drive(change, RATE, SECONDS);
   const cpu = process.cpuUsage(cpu0);
   const driven = (performance.now() - started) / 1000;
   const clientCpu = await Promise.all(
@@ -321,12 +369,12 @@ async function fanOut(svc: Service, url: string, key: string, stall: boolean): P
     await sleep(100);
   }
   const seconds = (performance.now() - started) / 1000;
-  probe.stop();
+  probe?.stop();
   const exact = new Histogram();
   const records = await prober.ask<{ keys: string[]; at: number[] }>({ cmd: 'probes' });
   let unmatched = 0;
   records.keys.forEach((k, i) => {
-    const at = probe.committedAt.get(k);
+    const at = takenAt.get(k);
     if (at === undefined) unmatched += 1;
     else exact.add(records.at[i]! - at);
   });
@@ -338,6 +386,8 @@ async function fanOut(svc: Service, url: string, key: string, stall: boolean): P
     delivered: stats.reduce((n, s) => n + s.received, 0),
     expected: stall ? Math.min(expected - stalledShare, sent) : expected,
     changes,
+    kept: changes / driven,
+    behind: [behind.at(0.5), behind.at(0.99)],
     p50: Math.max(...stats.map((s) => s.p50)),
     p99: Math.max(...stats.map((s) => s.p99)),
     resyncs: stats.reduce((n, s) => n + s.resyncs, 0),
@@ -346,9 +396,9 @@ async function fanOut(svc: Service, url: string, key: string, stall: boolean): P
     lagP99: lag.percentile(99) / 1e6,
     exact: { p50: exact.at(0.5), p99: exact.at(0.99), max: exact.at(1), n: records.keys.length, unmatched },
     probeCpu: clientCpu.at(-1)!.cpu / driven,
-    commit: [probe.commit.at(0.5), probe.commit.at(0.99)],
-    flushed: [probe.flushed.at(0.5), probe.flushed.at(0.99)],
-    writes: probe.writes(),
+    commit: probe === null ? null : [probe.commit.at(0.5), probe.commit.at(0.99)],
+    flushed: probe === null ? null : [probe.flushed.at(0.5), probe.flushed.at(0.99)],
+    writes: probe?.writes() ?? null,
     cpu: {
       server: (cpu.user + cpu.system) / 1e6 / driven,
       serverSystem: cpu.system / 1e6 / driven,
@@ -356,6 +406,29 @@ async function fanOut(svc: Service, url: string, key: string, stall: boolean): P
     },
     clientLag: clientCpu.slice(0, -1).map((c) => c.lag),
   };
+}
+
+/**
+ * One real `presence` message of the product's stream, as a client gets it: a `ws` client
+ * watches u0 and u0's status flips. The reference's messages are made in its shape.
+ */
+async function recordPresence(svc: Service, url: string, key: string): Promise<string> {
+  const ws = new WebSocket(`${url}/v1/ws?user_ids=u0&access_token=${key}`, { perMessageDeflate: false });
+  try {
+    return await new Promise<string>((resolve, reject) => {
+      ws.on('error', reject);
+      ws.on('message', (data: Buffer) => {
+        const text = data.toString('utf8');
+        const type = (JSON.parse(text) as { type: string }).type;
+        if (type === 'snapshot') {
+          const version = svc.engine.state('u0')?.version ?? 0;
+          void svc.engine.heartbeat('u0', 'd', version % 2 === 0 ? 'online' : 'busy', null, 3_600_000);
+        } else if (type === 'presence') resolve(text);
+      });
+    });
+  } finally {
+    ws.terminate();
+  }
 }
 
 /**
@@ -474,13 +547,39 @@ export async function benchStream(): Promise<Figure[]> {
 
     let healthy: FanOut | null = null;
     if (ONLY.has('fanout')) {
-      healthy = await fanOut(svc, url, key, false);
+      // The product and the plain ws reference in alternating rounds (who goes first alternates
+      // too): the machine's load swings, so the two are compared round by round.
+      const ref = await startReference(await recordPresence(svc, url, key));
+      const rounds: { product: FanOut; reference: FanOut }[] = [];
+      try {
+        for (let r = 0; r < ROUNDS; r++) {
+          const first =
+            r % 2 === 0 ? await fanOut(svc, url, key, false) : await fanOut(svc, url, key, false, ref);
+          const second =
+            r % 2 === 0 ? await fanOut(svc, url, key, false, ref) : await fanOut(svc, url, key, false);
+          rounds.push(
+            r % 2 === 0 ? { product: first, reference: second } : { product: second, reference: first },
+          );
+        }
+      } finally {
+        await ref.close();
+      }
+      healthy = rounds[0]!.product;
+      const fellBehind = (f: FanOut): boolean => f.kept < 0.95 * RATE;
+      const p99Ratio = ratioOf(rounds.map((r) => r.product.exact.p99 / Math.max(1, r.reference.exact.p99)));
+      const behindRounds = rounds.filter((r) => fellBehind(r.reference)).length;
+      const cpuOf = (f: FanOut): string =>
+        `${f.cpu.server.toFixed(2)} CPU s/s (${f.cpu.serverSystem.toFixed(2)} in the kernel)`;
       figures.push(
         {
           name: `delivered (${fmt(SUBSCRIBERS)} subscribers × 100 of ${fmt(USERS)} users, ${fmt(healthy.changes / SECONDS)} changes/s for ${SECONDS} s)`,
           value: `${fmt(healthy.delivered)} of ${fmt(healthy.expected)} expected, ${healthy.resyncs} resyncs`,
           target: 'every message, no subscriber dropped',
           met: healthy.delivered === healthy.expected && healthy.resyncs === 0,
+          note:
+            rounds.length > 1
+              ? 'this and the next figures: the first round; the p99 of every round is under the reference below'
+              : undefined,
         },
         {
           name: 'messages/s delivered',
@@ -493,6 +592,11 @@ export async function benchStream(): Promise<Figure[]> {
           value: `p50 ${healthy.exact.p50} ms, p99 ${healthy.exact.p99} ms, max ${healthy.exact.max} ms`,
           target: 'p99 ≤ 100 ms',
           met: healthy.exact.p99 <= 100 && healthy.exact.unmatched === 0 && healthy.exact.n > 0,
+          reference: {
+            name: `plain ws in the same run (product p99 ÷ its p99, per round: lower is better here)${behindRounds > 0 ? `; in ${behindRounds} of ${rounds.length} rounds it FELL BEHIND the rate, so its p99 there is of a lighter load than the product's` : ''}`,
+            value: `product p99 ${rounds.map((r) => r.product.exact.p99).join(', ')} ms; plain ws p99 ${rounds.map((r) => r.reference.exact.p99).join(', ')} ms`,
+            ratio: p99Ratio,
+          },
           note: `from the hub taking the committed change to the probe client reading it (a process of its own, CPU ${healthy.probeCpu.toFixed(2)} s/s)${healthy.exact.unmatched > 0 ? `; ${healthy.exact.unmatched} messages not matched to a commit` : ''}; the server's event-loop delay p99 ${healthy.lagP99.toFixed(0)} ms`,
         },
         {
@@ -502,10 +606,18 @@ export async function benchStream(): Promise<Figure[]> {
         },
         {
           name: 'where it goes (p50 / p99)',
-          value: `change → hub (committed) ${healthy.commit[0]} / ${healthy.commit[1]} ms, change → written to every socket ${healthy.flushed[0]} / ${healthy.flushed[1]} ms`,
-          note: `${fmt(healthy.writes)} socket writes (${(healthy.delivered / healthy.writes).toFixed(2)} messages each); CPU s/s while driven: server ${healthy.cpu.server.toFixed(2)} (${healthy.cpu.serverSystem.toFixed(2)} in the kernel), client processes ${healthy.cpu.clients.map((c) => c.toFixed(2)).join(', ')} (their event-loop delay p99 ${healthy.clientLag.map((l) => l.toFixed(0)).join(', ')} ms)`,
+          value: `change → hub (committed) ${healthy.commit![0]} / ${healthy.commit![1]} ms, change → written to every socket ${healthy.flushed![0]} / ${healthy.flushed![1]} ms`,
+          note: `${fmt(healthy.writes!)} socket writes (${(healthy.delivered / healthy.writes!).toFixed(2)} messages each); CPU s/s while driven: server ${healthy.cpu.server.toFixed(2)} (${healthy.cpu.serverSystem.toFixed(2)} in the kernel), client processes ${healthy.cpu.clients.map((c) => c.toFixed(2)).join(', ')} (their event-loop delay p99 ${healthy.clientLag.map((l) => l.toFixed(0)).join(', ')} ms); changes made behind the rate's schedule p50 / p99 ${healthy.behind[0]} / ${healthy.behind[1]} ms`,
         },
       );
+      rounds.forEach(({ product, reference }, i) => {
+        const order = i % 2 === 0 ? 'after the product' : 'before the product';
+        figures.push({
+          name: `plain ws reference, round ${i + 1} of ${rounds.length} (${order}): the same clients and probes, no presence logic, one ws.send per message per subscriber`,
+          value: `${fellBehind(reference) ? 'FELL BEHIND the rate: ' : ''}kept ${fmt(reference.kept)} changes/s of ${fmt(RATE)}; ${fmt(reference.delivered)} of ${fmt(reference.expected)} messages delivered (${fmt(reference.delivered / reference.seconds)}/s); commit → client p50 ${reference.exact.p50} ms, p99 ${reference.exact.p99} ms, max ${reference.exact.max} ms (${fmt(reference.exact.n)} probe messages); server ${cpuOf(reference)}`,
+          note: `"commit" here is the moment the reference took the change${reference.exact.unmatched > 0 ? ` (${reference.exact.unmatched} probe messages not matched)` : ''}; changes made behind the rate's schedule p50 / p99 ${reference.behind[0]} / ${reference.behind[1]} ms, this process's event-loop delay p99 ${reference.lagP99.toFixed(0)} ms; client processes ${reference.cpu.clients.map((c) => c.toFixed(2)).join(', ')} CPU s/s, probes ${reference.probeCpu.toFixed(2)}. The product this round: kept ${fmt(product.kept)} changes/s, ${fmt(product.delivered)} of ${fmt(product.expected)} delivered, commit → client p50 ${product.exact.p50} ms, p99 ${product.exact.p99} ms, server ${cpuOf(product)}; p99 ${(product.exact.p99 / Math.max(1, reference.exact.p99)).toFixed(1)}× the reference's`,
+        });
+      });
     }
     if (ONLY.has('stall')) {
       const stalled = await fanOut(svc, url, key, true);
@@ -532,7 +644,7 @@ export async function benchStream(): Promise<Figure[]> {
           gapMs: 10_000,
           afterMs: 2000,
         }),
-        drive(svc, RATE, 14.5),
+        drive(productChange(svc), RATE, 14.5),
       ]);
       await c.ask({ cmd: 'close' });
       figures.push({
