@@ -12,6 +12,11 @@
  * - a stalled subscriber (stops reading): the healthy ones' p99 with it and without, and the
  *   server's heap;
  * - resume after a 10 s disconnect under the same rate: every missed change, in order, none twice.
+ * The fan-out's reference is measured in the same run, in alternating rounds with the product
+ * (PRESENCE_BENCH_STREAM_ROUNDS, 2): a plain `ws` server with no presence logic
+ * (bench/stream-reference.ts), on its own port in this process, the same clients, probes and
+ * driver; it prints the changes/s it kept, the messages it delivered, its commit → client
+ * percentiles and CPU, and the product's p99 and messages/s as ratios to its.
  * The server runs in this process (a real `createService`, SQLite file, `listen` on loopback); the
  * clients run in child processes (bench/stream-client.ts): two that hold the load's connections,
  * and for the fan-out a third with the probe subscribers. Scale down with
@@ -586,6 +591,16 @@ export async function benchStream(): Promise<Figure[]> {
           value: fmt(healthy.delivered / healthy.seconds),
           target: '~100,000/s (10,000 subscribers × 100 ids × 1,000 changes/s ÷ 10,000 users)',
           note: 'delivered ÷ (the run + the time the last message took to arrive)',
+          reference: {
+            name: 'plain ws in the same run (product ÷ plain ws, per round)',
+            value: `product ${rounds.map((r) => fmt(r.product.delivered / r.product.seconds)).join(', ')}/s; plain ws ${rounds.map((r) => fmt(r.reference.delivered / r.reference.seconds)).join(', ')}/s`,
+            ratio: ratioOf(
+              rounds.map(
+                (r) =>
+                  r.product.delivered / r.product.seconds / (r.reference.delivered / r.reference.seconds),
+              ),
+            ),
+          },
         },
         {
           name: `commit → client latency (${fmt(PROBES)} probe subscribers, ${fmt(healthy.exact.n)} messages)`,
