@@ -7,7 +7,7 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -28,6 +28,8 @@ import { post, postTarget } from '../src/webhooks/sender';
 import { alternate, fmt, median, percentile, ratioOf, ratios, type Figure } from './stats';
 
 const ROUNDS = Number(process.env.PRESENCE_BENCH_ROUNDS ?? 5);
+/** How long the latency run measures; longer runs show what the WAL does under steady commits. */
+const LATENCY_SECONDS = Number(process.env.PRESENCE_BENCH_WEBHOOK_SECONDS ?? 5);
 
 // Plain JS for the worker: answers 204 at once, counts requests, and stamps the arrival of each
 // (user, version) when asked to.
@@ -252,7 +254,15 @@ async function throughput(dir: string, receiver: ReceiverThread): Promise<Throug
   return { rates: rates!, rawRequests: rawRequests!, rawDispatch: rawDis };
 }
 
-async function latency(dir: string, receiver: ReceiverThread): Promise<number[]> {
+interface Latency {
+  sorted: number[];
+  /** The WAL file's size at the end: it never shrinks, so this is the furthest it grew. */
+  walBytes: number;
+  /** Checkpoint rounds the main thread finished (the WAL started over after each). */
+  finished: number;
+}
+
+async function latency(dir: string, receiver: ReceiverThread): Promise<Latency> {
   const { db, engine, webhooks, checkpointer } = await rig(dir, 'latency.db', 100);
   await webhooks.createEndpoint({ url: receiver.url });
   webhooks.start();
@@ -278,7 +288,7 @@ async function latency(dir: string, receiver: ReceiverThread): Promise<number[]>
   await run(1000, false); // warm-up
   await sleep(200);
   await receiver.ask('stamp');
-  await run(5000, true);
+  await run(LATENCY_SECONDS * 1000, true);
   for (let i = 0; i < 200; i++) {
     const s = webhooks.stats();
     if (s.queued === 0 && s.in_flight === 0) break;
@@ -292,11 +302,13 @@ async function latency(dir: string, receiver: ReceiverThread): Promise<number[]>
   }
   if (latencies.length < sent.size)
     throw new Error(`only ${latencies.length} of ${sent.size} changes arrived`);
+  const walBytes = statSync(`${db.name}-wal`).size;
+  const { finished } = checkpointer;
   await webhooks.stop();
   await engine.stop();
   await checkpointer.stop();
   db.close();
-  return latencies.sort((a, b) => a - b);
+  return { sorted: latencies.sort((a, b) => a - b), walBytes, finished };
 }
 
 export async function benchWebhooks(): Promise<Figure[]> {
@@ -308,10 +320,14 @@ export async function benchWebhooks(): Promise<Figure[]> {
     const ratio = ratioOf(ratios(t.rates, t.rawRequests));
     return [
       {
-        name: 'change-to-webhook latency at 1,000 changes/s, p50 / p99',
-        value: `${percentile(lat, 50).toFixed(1)} / ${percentile(lat, 99).toFixed(1)} ms`,
+        name: `change-to-webhook latency at 1,000 changes/s for ${LATENCY_SECONDS} s, p50 / p99`,
+        value: `${percentile(lat.sorted, 50).toFixed(1)} / ${percentile(lat.sorted, 99).toFixed(1)} ms`,
         target: 'p99 ≤ 50 ms',
-        met: percentile(lat, 99) <= 50,
+        met: percentile(lat.sorted, 99) <= 50,
+      },
+      {
+        name: "  WAL file at the end (SQLite's safety net is at ~40 MB), checkpoint rounds finished",
+        value: `${(lat.walBytes / 1e6).toFixed(1)} MB, ${lat.finished}`,
       },
       {
         name: 'webhook deliveries, 100 in flight (signed, ordered, logged)',
