@@ -29,8 +29,6 @@ export interface Taken {
 
 export interface Reference {
   readonly url: string;
-  /** Sockets connected now. */
-  readonly connections: number;
   /** Makes a change of `userId` and sends it to every subscriber of that user; returns how many. */
   change(userId: string): Taken;
   close(): Promise<void>;
@@ -109,9 +107,6 @@ export async function startReference(sample: string): Promise<Reference> {
   });
   return {
     url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`,
-    get connections() {
-      return sockets.size;
-    },
     change(userId) {
       const at = performance.timeOrigin + performance.now();
       const version = (versions.get(userId) ?? 0) + 1;

@@ -44,7 +44,7 @@ import type { PresenceChange } from '../src/core/changes';
 import type { Status } from '../src/core/presence';
 import { createService, type Service } from '../src/main';
 import { WsTransport } from '../src/stream/transports';
-import { fmt, ratioOf, type Figure } from './stats';
+import { alternate, fmt, ratioOf, type Figure } from './stats';
 import { startReference, type Reference } from './stream-reference';
 
 const num = (name: string, fallback: number): number => Number(process.env[name] ?? fallback);
@@ -555,20 +555,16 @@ export async function benchStream(): Promise<Figure[]> {
       // The product and the plain ws reference in alternating rounds (who goes first alternates
       // too): the machine's load swings, so the two are compared round by round.
       const ref = await startReference(await recordPresence(svc, url, key));
-      const rounds: { product: FanOut; reference: FanOut }[] = [];
+      const products: FanOut[] = [];
+      const references: FanOut[] = [];
+      const run = (into: FanOut[], reference?: Reference) => async (): Promise<number> =>
+        into.push(await fanOut(svc, url, key, false, reference));
       try {
-        for (let r = 0; r < ROUNDS; r++) {
-          const first =
-            r % 2 === 0 ? await fanOut(svc, url, key, false) : await fanOut(svc, url, key, false, ref);
-          const second =
-            r % 2 === 0 ? await fanOut(svc, url, key, false, ref) : await fanOut(svc, url, key, false);
-          rounds.push(
-            r % 2 === 0 ? { product: first, reference: second } : { product: second, reference: first },
-          );
-        }
+        await alternate(ROUNDS, [run(products), run(references, ref)]);
       } finally {
         await ref.close();
       }
+      const rounds = products.map((product, i) => ({ product, reference: references[i]! }));
       healthy = rounds[0]!.product;
       const fellBehind = (f: FanOut): boolean => f.kept < 0.95 * RATE;
       const p99Ratio = ratioOf(rounds.map((r) => r.product.exact.p99 / Math.max(1, r.reference.exact.p99)));
