@@ -124,11 +124,11 @@ export class Coverage {
  * Runs the candidate and each reference once per round, rotating who goes first, so a drift in
  * the machine's speed over the rounds falls on all alike. Returns each one's values, in order.
  */
-export async function alternate(
+export async function alternate<T = number>(
   rounds: number,
-  runs: readonly (() => Promise<number> | number)[],
-): Promise<number[][]> {
-  const values = runs.map((): number[] => []);
+  runs: readonly (() => Promise<T> | T)[],
+): Promise<T[][]> {
+  const values = runs.map((): T[] => []);
   for (let round = 0; round < rounds; round++) {
     for (let k = 0; k < runs.length; k++) {
       const i = (k + round) % runs.length;

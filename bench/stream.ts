@@ -555,16 +555,17 @@ export async function benchStream(): Promise<Figure[]> {
       // The product and the plain ws reference in alternating rounds (who goes first alternates
       // too): the machine's load swings, so the two are compared round by round.
       const ref = await startReference(await recordPresence(svc, url, key));
-      const products: FanOut[] = [];
-      const references: FanOut[] = [];
-      const run = (into: FanOut[], reference?: Reference) => async (): Promise<number> =>
-        into.push(await fanOut(svc, url, key, false, reference));
+      let runs: FanOut[][];
       try {
-        await alternate(ROUNDS, [run(products), run(references, ref)]);
+        runs = await alternate(ROUNDS, [
+          () => fanOut(svc, url, key, false),
+          () => fanOut(svc, url, key, false, ref),
+        ]);
       } finally {
         await ref.close();
       }
-      const rounds = products.map((product, i) => ({ product, reference: references[i]! }));
+      const [products, references] = runs;
+      const rounds = products!.map((product, i) => ({ product, reference: references![i]! }));
       healthy = rounds[0]!.product;
       const fellBehind = (f: FanOut): boolean => f.kept < 0.95 * RATE;
       const p99Ratio = ratioOf(rounds.map((r) => r.product.exact.p99 / Math.max(1, r.reference.exact.p99)));

@@ -24,7 +24,7 @@ import type { Log } from '../core/log';
 import type { Db } from './db';
 
 /** About 40 MB of WAL: only reached if the worker has stopped checkpointing. */
-const SAFETY_NET_PAGES = 10_000;
+export const SAFETY_NET_PAGES = 10_000;
 /** Below this many frames (~4 MB, SQLite's own mark) the WAL is left to start over by itself. */
 const START_OVER_FRAMES = 1_000;
 /** A pass that finds no more than this many new frames (~1 MB) ends the worker's half of a round. */

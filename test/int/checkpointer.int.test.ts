@@ -2,7 +2,7 @@ import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 import type { Log } from '../../src/core/log';
-import { startCheckpointer } from '../../src/store/checkpointer';
+import { SAFETY_NET_PAGES, startCheckpointer } from '../../src/store/checkpointer';
 import { openDb, type Db } from '../../src/store/db';
 import { tmpDir } from '../helpers/engine';
 import { waitUntil } from '../helpers/wait';
@@ -30,8 +30,8 @@ function walSequence(path: string): number {
   return header.readUInt32BE(12);
 }
 
-/** The main connection's safety-net auto-checkpoint mark, in bytes of WAL (10,000 pages of 4 KiB). */
-const SAFETY_NET_BYTES = 10_000 * 4096;
+/** The main connection's safety-net auto-checkpoint mark, in bytes of WAL (pages of 4 KiB). */
+const SAFETY_NET_BYTES = SAFETY_NET_PAGES * 4096;
 
 describe('background WAL checkpoints', () => {
   const tmp = tmpDir();
