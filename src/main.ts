@@ -384,6 +384,8 @@ async function assemble(
     settings: {
       deviceGraceMs: env.PRESENCE_DEVICE_GRACE_MS,
       maxConnectionsPerKey: env.PRESENCE_STREAM_MAX_CONNECTIONS_PER_KEY,
+      workers: env.PRESENCE_STREAM_WORKERS,
+      logLevel: env.LOG_LEVEL,
     },
     // The rows' expiry is their last change's; the engine holds the refreshed one.
     heldDevices: () =>
@@ -394,6 +396,7 @@ async function assemble(
     privacy: streamPrivacy({ engine, privacy, now: () => clock.now() }),
   });
   stream.start();
+  await stream.workers?.ready();
   cluster?.start(stream.hub);
   closing.webhooks = () => webhooks.stop();
   webhooks.start();
@@ -404,8 +407,8 @@ async function assemble(
     isStale: (userId) => engine.get(userId)?.stale === true,
     changesTotal: () => engine.stats.changesCommitted,
     heartbeatsTotal: () => engine.heartbeats,
-    missedDevicePingsTotal: () => stream.hub.stats.missedDevicePings,
-    streamConnections: () => stream.hub.connections,
+    missedDevicePingsTotal: () => stream.stats.missedDevicePings,
+    streamConnections: () => stream.connections,
     webhooks: () => webhooks.stats(),
   });
   engine.changes.add(figures.sink);

@@ -218,6 +218,8 @@ const EnvSchema = z.object({
   PRESENCE_DEVICE_GRACE_MS: z.coerce.number().int().min(0).max(3_600_000).default(5000),
   /** Stream connections (SSE and WebSocket) one API key may hold open at once. */
   PRESENCE_STREAM_MAX_CONNECTIONS_PER_KEY: z.coerce.number().int().min(1).default(5000),
+  /** Worker processes that hold API keys' WebSocket connections, spreading their writes over cores. */
+  PRESENCE_STREAM_WORKERS: z.coerce.number().int().min(0).max(64).default(0),
 
   SLACK_CLIENT_ID: z.string().min(1).optional(),
   SLACK_CLIENT_SECRET: z.string().min(1).optional(),
@@ -284,6 +286,7 @@ const ENV_HELP: Partial<Record<keyof Env, string>> = {
   WEBHOOK_ALLOW_PRIVATE_TARGETS: 'let webhook endpoints use loopback/private addresses (false)',
   PRESENCE_DEVICE_GRACE_MS: 'a closed device connection goes offline this much later (5000)',
   PRESENCE_STREAM_MAX_CONNECTIONS_PER_KEY: 'open stream connections per API key (5000)',
+  PRESENCE_STREAM_WORKERS: 'processes holding WebSocket connections besides this one (0)',
   SLACK_POLL_INTERVAL: 'how often a linked user is polled (60s)',
   TEAMS_POLL_INTERVAL: 'how often linked users are polled (60s)',
   ZOOM_POLL_INTERVAL: 'how often linked users are polled (5m)',

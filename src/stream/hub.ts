@@ -35,6 +35,16 @@ export interface PresenceReader {
 }
 
 /**
+ * Where the hub's changes go besides its own subscribers: the stream workers, which hold
+ * connections in other processes (stream/workers/). Told of every logged change, at its offset,
+ * in order, and of a restart of the log.
+ */
+export interface StreamRelay {
+  change(offset: number, m: ChangeMessage): void;
+  restart(epoch: string, offset: number): void;
+}
+
+/**
  * What a viewer (a connection opened with a viewer token) may see: the privacy projection, applied
  * before coalescing and diff suppression, and told when anyone's privacy changes.
  */
@@ -65,6 +75,7 @@ export interface HubOptions {
   /** Keepalive ping interval. */
   readonly pingMs?: number;
   readonly defer?: (run: () => void) => void;
+  readonly relay?: StreamRelay;
 }
 
 export const MAX_IDS_PER_CONNECTION = 10_000;
@@ -121,6 +132,9 @@ export class StreamHub {
   private watchCount = 0;
   private ticker: { cancel(): void } | null = null;
   private draining = false;
+  private readonly relay: StreamRelay | null;
+  /** Subscribers whose resume waits for what it reads (a worker's): live changes skip them. */
+  private readonly heldBack = new Set<Subscriber>();
 
   constructor(options: HubOptions) {
     this.clock = options.clock;
@@ -133,6 +147,7 @@ export class StreamHub {
     this.maxIds = options.maxIdsPerConnection ?? MAX_IDS_PER_CONNECTION;
     this.pingMs = options.pingMs ?? PING_MS;
     this.defer = options.defer ?? ((run) => setImmediate(run));
+    this.relay = options.relay ?? null;
     this.context = {
       clock: this.clock,
       timers: this.timers,
@@ -214,6 +229,7 @@ export class StreamHub {
         c.userId,
         (offset) => new ChangeMessage(c, `${this.log.epoch}:${offset}`),
       );
+      this.relay?.change(entry.offset, entry.value);
       this.fanOut(entry.value);
     }
   }
@@ -226,12 +242,33 @@ export class StreamHub {
   published(offset: number, data: ChangeData): void {
     const m = ChangeMessage.fromData(data, `${this.log.epoch}:${offset}`);
     this.log.appendAt(offset, m.userId, m);
+    this.relay?.change(offset, m);
+    this.fanOut(m);
+  }
+
+  /**
+   * A change another process's hub logged and relayed (a stream worker's feed): logged at the
+   * same offset, so a position means the same in every process, and sent as is.
+   */
+  relayed(offset: number, userId: string, version: number, json: string): void {
+    const m = ChangeMessage.ready(json, userId, version, `${this.log.epoch}:${offset}`);
+    this.log.appendAt(offset, userId, m);
     this.fanOut(m);
   }
 
   /** The shared change log (re)starts at `offset` of `epoch`: positions from before are misses. */
   restart(epoch: string, offset: number): void {
     this.log.restart(epoch, offset);
+    this.relay?.restart(epoch, offset);
+  }
+
+  /**
+   * The subscriber's resume is waiting for what it will read (a worker loads it from the main
+   * process): until `resume` runs, live changes are not sent to it, since the resume replays
+   * them from the log in order (or the snapshot holds them).
+   */
+  holdBack(s: Subscriber): void {
+    this.heldBack.add(s);
   }
 
   /** Sends a logged change to the subscribers of its user. */
@@ -240,8 +277,10 @@ export class StreamHub {
     if (w === undefined) return;
     const { subs, versions } = w;
     // Backwards: a subscriber closed on the way (resync) is swapped out with one already done.
+    const held = this.heldBack.size > 0;
     for (let k = subs.length - 1; k >= 0; k--) {
       const s = subs[k]!;
+      if (held && this.heldBack.has(s)) continue;
       const m = s.viewer === null ? message : this.viewed(s, message);
       // Diff suppression: a change the client already has (its snapshot was newer) is not sent.
       if (m === null || m.version <= versions[k]!) continue;
@@ -264,7 +303,7 @@ export class StreamHub {
   }
 
   /** Ids not yet watched, or an error when the connection would watch more than allowed. */
-  private added(s: Subscriber, ids: readonly string[]): string[] {
+  added(s: Subscriber, ids: readonly string[]): string[] {
     const watched = new Set(s.ids);
     const fresh = [...new Set(ids)].filter((id) => !watched.has(id));
     if (s.ids.length + fresh.length > this.maxIds)
@@ -382,6 +421,7 @@ export class StreamHub {
    * fresh snapshot with `recovered: false`.
    */
   resume(s: Subscriber, since: string, ids: readonly string[] = []): void {
+    this.heldBack.delete(s);
     const fresh = this.added(s, ids);
     this.watch(s, fresh);
     // Where the subscriber sits among each watched user's subscribers (nothing moves meanwhile).
@@ -416,6 +456,7 @@ export class StreamHub {
 
   /** The connection ended (closed by either side, or found dead): forgotten everywhere. */
   close(s: Subscriber): void {
+    this.heldBack.delete(s);
     if (!this.subscribers.delete(s)) return;
     for (const id of s.ids) this.unindex(s, id);
     s.ids = [];

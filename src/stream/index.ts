@@ -11,6 +11,7 @@ import type { Log } from '../core/log';
 import type { StreamPrivacy } from './hub';
 import { CONNECTION_LABEL, type DeviceLease, type DeviceReporter, type HeldDevice } from './devices';
 import { StreamService } from './service';
+import { StreamWorkers } from './workers/pool';
 
 export { StreamService } from './service';
 
@@ -26,6 +27,10 @@ export function engineDeviceReporter(engine: PresenceEngine): DeviceReporter {
 export interface StreamSettings {
   readonly deviceGraceMs: number;
   readonly maxConnectionsPerKey: number;
+  /** Worker processes holding API keys' WebSocket connections (0: all in this process). */
+  readonly workers?: number;
+  /** The log level the workers log at. */
+  readonly logLevel?: string;
 }
 
 export function createStream(
@@ -55,6 +60,14 @@ export function createStream(
     maxConnectionsPerKey: options.settings.maxConnectionsPerKey,
     heldDevices: options.heldDevices,
     deviceLease: options.deviceLease ?? null,
+    workers:
+      (options.settings.workers ?? 0) > 0
+        ? new StreamWorkers({
+            count: options.settings.workers!,
+            log: options.log,
+            logLevel: options.settings.logLevel,
+          })
+        : null,
     ...(options.privacy === undefined ? {} : { hub: { privacy: options.privacy } }),
   });
   // A consumer of the change pipeline, fed after each commit is durable, in commit order.

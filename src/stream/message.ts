@@ -121,6 +121,14 @@ export class ChangeMessage {
     return m;
   }
 
+  /** A message whose JSON was made elsewhere (relayed from the main process to a stream worker). */
+  static ready(json: string, userId: string, version: number, position: string): ChangeMessage {
+    const m = new ChangeMessage(null, position);
+    Object.assign(m, { userId, version });
+    m.made = new Outgoing('presence', json, userId, position);
+    return m;
+  }
+
   readonly userId: string;
   readonly version: number;
 

@@ -13,6 +13,9 @@ import { MAX_IDS_PER_CONNECTION } from './hub';
 
 export const MAX_COALESCE_MS = 5000;
 
+/** The largest WebSocket message a client may send: a subscribe of 10,000 long ids is about 1.3 MB. */
+export const MAX_FRAME_BYTES = 2 * 1024 * 1024;
+
 const UserId = z.string().regex(USER_ID_PATTERN, 'user ids are 1-128 characters of A-Z a-z 0-9 . _ : @ -');
 const UserIds = z.array(UserId).max(MAX_IDS_PER_CONNECTION, `at most ${MAX_IDS_PER_CONNECTION} user ids`);
 const CoalesceMs = z.number().int().min(0).max(MAX_COALESCE_MS);

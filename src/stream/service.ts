@@ -21,7 +21,9 @@ import { DeviceConnections, type DeviceLease, type DeviceReporter, type HeldDevi
 import { StreamHub, type HubOptions, type PresenceReader } from './hub';
 import { Outgoing } from './message';
 import { parseClientMessage, type StreamQuery } from './protocol';
-import type { Subscriber } from './subscriber';
+import type { StreamStats, Subscriber } from './subscriber';
+import type { WorkerFigures } from './workers/ipc';
+import type { StreamWorkers } from './workers/pool';
 import type { Timers } from './timers';
 import type { ViewerIdentity } from '../privacy/viewer-tokens';
 import { CLOSE_RESTART, SseTransport, WsTransport } from './transports';
@@ -31,7 +33,8 @@ export const DEFAULT_MAX_CONNECTIONS_PER_KEY = 5000;
 export interface StreamServiceOptions {
   readonly clock: Clock;
   readonly reader: PresenceReader;
-  readonly devices: DeviceReporter;
+  /** How device connections reach the engine (absent only in a stream worker: see `remote`). */
+  readonly devices?: DeviceReporter;
   readonly log?: Log;
   readonly timers?: Timers;
   readonly maxConnectionsPerKey?: number;
@@ -41,6 +44,33 @@ export interface StreamServiceOptions {
   /** Device entries connections held before this start (cut to one grace by `start`). */
   readonly heldDevices?: () => readonly HeldDevice[];
   readonly hub?: Partial<Omit<HubOptions, 'clock' | 'reader' | 'timers'>>;
+  /**
+   * A stream worker's: the devices its connections hold live in the main process (told over
+   * IPC) instead of a `DeviceConnections` of its own, and what a subscribe or resume reads is
+   * loaded from there first (`loader`); the worker learns when a connection's count is given back.
+   */
+  /** Stream workers to hand API keys' WebSocket connections to (PRESENCE_STREAM_WORKERS). */
+  readonly workers?: StreamWorkers | null;
+  readonly remote?: {
+    readonly devices: DeviceSessions;
+    readonly loader: SnapshotLoader;
+    readonly released: (keyId: string) => void;
+  };
+}
+
+/** What the service does with the devices its connections hold (`DeviceConnections`). */
+export type DeviceSessions = Pick<
+  DeviceConnections,
+  'hold' | 'update' | 'alive' | 'release' | 'stop' | 'restarted' | 'connected'
+>;
+
+/**
+ * A reader in another process: `load` fetches what the hub will read for exactly these ids
+ * (their snapshot body and versions) and calls `done` synchronously when the answer arrives, so
+ * that nothing else (a relayed change) runs between the answer and the hub's use of it.
+ */
+export interface SnapshotLoader {
+  load(ids: readonly string[], done: (error: Error | null) => void): void;
 }
 
 /** Who opened a connection: the API key's id and whether it may write (identify a device). */
@@ -53,8 +83,12 @@ export interface StreamCaller {
 
 export class StreamService {
   readonly hub: StreamHub;
-  readonly devices: DeviceConnections;
+  readonly devices: DeviceSessions;
   private readonly log: Log;
+  private readonly reader: PresenceReader;
+  private readonly remote: StreamServiceOptions['remote'] | null;
+  /** The stream workers, when connections are spread over them (null: all in this process). */
+  readonly workers: StreamWorkers | null;
   private readonly maxPerKey: number;
   private readonly perKey = new Map<string, number>();
   private readonly heldDevices: () => readonly HeldDevice[];
@@ -63,16 +97,24 @@ export class StreamService {
 
   constructor(options: StreamServiceOptions) {
     this.log = options.log ?? silentLog;
+    this.workers = options.workers ?? null;
     this.hub = new StreamHub({
       clock: options.clock,
       reader: options.reader,
       timers: options.timers,
       ...options.hub,
+      ...(this.workers === null ? {} : { relay: this.workers }),
     });
-    this.devices = new DeviceConnections(options.devices, options.clock, {
-      graceMs: options.deviceGraceMs,
-      lease: options.deviceLease ?? null,
-    });
+    this.reader = options.reader;
+    this.remote = options.remote ?? null;
+    if (this.remote === null && options.devices === undefined)
+      throw new Error('a stream needs a device reporter (or a worker its remote devices)');
+    this.devices =
+      this.remote?.devices ??
+      new DeviceConnections(options.devices!, options.clock, {
+        graceMs: options.deviceGraceMs,
+        lease: options.deviceLease ?? null,
+      });
     this.maxPerKey = options.maxConnectionsPerKey ?? DEFAULT_MAX_CONNECTIONS_PER_KEY;
     this.heldDevices = options.heldDevices ?? (() => []);
   }
@@ -89,6 +131,12 @@ export class StreamService {
   /** Starts the keepalive; devices held before this start go offline one grace from now unless they come back. */
   start(): void {
     this.hub.start();
+    this.workers?.start({
+      position: () => ({ epoch: this.hub.log.epoch, offset: this.hub.log.offset }),
+      reader: this.reader,
+      devices: this.devices,
+      release: (keyId) => this.release(keyId),
+    });
     for (const ack of this.devices.restarted(this.heldDevices()))
       ack.catch((error: unknown) =>
         this.log.warn({ err: error }, 'a held device could not be cut to its grace'),
@@ -99,58 +147,86 @@ export class StreamService {
   drain(): void {
     this.devices.stop();
     this.hub.drain();
+    this.workers?.drain();
+  }
+
+  /** Open stream connections, here and in the workers (theirs as of their last report). */
+  get connections(): number {
+    return this.hub.connections + (this.workers?.totals().connections ?? 0);
+  }
+
+  /** The stream's counters, here and in the workers. */
+  get stats(): StreamStats {
+    if (this.workers === null) return this.hub.stats;
+    const stats = { ...this.workers.totals().stats };
+    for (const k of Object.keys(stats) as (keyof StreamStats)[]) stats[k] += this.hub.stats[k];
+    return stats;
   }
 
   /** What /metrics shows of the stream. */
   metrics(): ExtraGauges {
-    const stats = this.hub.stats;
+    const workers = (): WorkerFigures | null => this.workers?.totals() ?? null;
+    const stat = (k: keyof StreamStats) => () => this.hub.stats[k] + (workers()?.stats[k] ?? 0);
     return {
       stream_connections: {
         help: 'Open stream connections (SSE and WebSocket)',
-        read: () => this.hub.connections,
+        read: () => this.connections,
       },
       stream_subscriptions: {
         help: 'Watched ids over all stream connections',
-        read: () => this.hub.subscriptions,
+        read: () => this.hub.subscriptions + (workers()?.subscriptions ?? 0),
       },
       stream_device_connections: {
         help: 'WebSocket connections that are a device (identify)',
-        read: () => this.deviceConnections,
+        read: () => this.deviceConnections + (workers()?.deviceConnections ?? 0),
       },
+      ...(this.workers === null
+        ? {}
+        : {
+            stream_workers: {
+              help: 'Stream worker processes running (PRESENCE_STREAM_WORKERS)',
+              read: () => this.workers!.running,
+            },
+            stream_worker_restarts_total: {
+              help: 'Stream workers started again after one exited',
+              read: () => this.workers!.restarts,
+              counter: true,
+            },
+          }),
       stream_change_log_entries: { help: 'Changes held for resuming', read: () => this.hub.log.size },
       stream_messages_sent_total: {
         help: 'Stream messages written',
-        read: () => stats.messagesSent,
+        read: stat('messagesSent'),
         counter: true,
       },
       stream_messages_dropped_coalesced_total: {
         help: 'Presence messages not sent because a coalescing window merged or cancelled them',
-        read: () => stats.droppedCoalesced,
+        read: stat('droppedCoalesced'),
         counter: true,
       },
       stream_messages_dropped_compacted_total: {
         help: 'Queued presence messages dropped for a newer one of the same user (slow consumers)',
-        read: () => stats.droppedCompacted,
+        read: stat('droppedCompacted'),
         counter: true,
       },
       stream_resyncs_total: {
         help: 'Slow consumers closed with resync',
-        read: () => stats.resyncs,
+        read: stat('resyncs'),
         counter: true,
       },
       stream_resume_hits_total: {
         help: 'Resumes answered from the change log',
-        read: () => stats.resumeHits,
+        read: stat('resumeHits'),
         counter: true,
       },
       stream_missed_device_pings_total: {
         help: 'Keepalive pings a device connection had not answered when the next one was due',
-        read: () => stats.missedDevicePings,
+        read: stat('missedDevicePings'),
         counter: true,
       },
       stream_resume_misses_total: {
         help: 'Resumes answered with a fresh snapshot (recovered: false)',
-        read: () => stats.resumeMisses,
+        read: stat('resumeMisses'),
         counter: true,
       },
     };
@@ -177,6 +253,7 @@ export class StreamService {
     const n = (this.perKey.get(keyId) ?? 1) - 1;
     if (n <= 0) this.perKey.delete(keyId);
     else this.perKey.set(keyId, n);
+    this.remote?.released(keyId);
   }
 
   /** A Server-Sent Events stream on a hijacked response; the caller already counted it. */
@@ -208,6 +285,68 @@ export class StreamService {
     else this.hub.subscribe(sub, ids);
   }
 
+  /**
+   * Runs a WebSocket client's message. In this process at once; in a stream worker in order
+   * with the connection's other messages, a subscribe or resume once what it reads is loaded
+   * from the main process (`reads`: the exact ids the hub will read, see SnapshotLoader).
+   */
+  private inOrder(peer: WsPeer, step: Step): void {
+    if (this.remote === null) {
+      this.attempt(peer, step);
+      return;
+    }
+    (peer.queue ??= []).push(step);
+    if (peer.queue.length === 1) this.next(peer);
+  }
+
+  /** Runs the connection's queued steps until one must wait for a load. */
+  private next(peer: WsPeer): void {
+    const queue = peer.queue!;
+    while (queue.length > 0) {
+      const step = queue[0]!;
+      let reads: readonly string[] | null;
+      try {
+        reads = peer.sub.closed ? null : (step.reads?.() ?? null);
+      } catch (error) {
+        queue.shift();
+        this.reply(peer, error);
+        continue;
+      }
+      if (reads !== null) {
+        if (step.resume === true) this.hub.holdBack(peer.sub);
+        this.remote!.loader.load(reads, (error) => {
+          queue.shift();
+          if (error !== null) this.reply(peer, error);
+          else if (!peer.sub.closed) this.attempt(peer, step);
+          if (queue.length > 0) this.next(peer);
+          else peer.queue = null;
+        });
+        return;
+      }
+      queue.shift();
+      if (!peer.sub.closed) this.attempt(peer, step);
+    }
+    peer.queue = null;
+  }
+
+  private attempt(peer: WsPeer, step: Step): void {
+    try {
+      step.run();
+    } catch (error) {
+      this.reply(peer, error);
+    }
+  }
+
+  /** What a subscribe of `ids` reads: the ids not watched yet (throws past the limit). */
+  private subscribeReads(sub: Subscriber, ids: readonly string[]): () => readonly string[] {
+    return () => this.hub.added(sub, ids);
+  }
+
+  /** What a resume reads, should it miss: every id watched once the new ones are. */
+  private resumeReads(sub: Subscriber, ids: readonly string[]): () => readonly string[] {
+    return () => sub.ids.concat(this.hub.added(sub, ids));
+  }
+
   /** A WebSocket connection, upgraded; the caller already counted it. */
   openWs(ws: WebSocket, socket: Duplex, caller: StreamCaller, query: StreamQuery, requestId: string): void {
     if (!this.hub.accepting) {
@@ -224,11 +363,14 @@ export class StreamService {
     ws.on('message', onMessage);
     ws.on('close', onClose);
     ws.on('error', ignoreError); // a reset peer: 'close' follows
-    try {
-      this.begin(sub, query, query.since);
-    } catch (error) {
-      this.reply(peer, error);
-    }
+    const ids = query.user_ids ?? [];
+    const since = query.since;
+    this.inOrder(
+      peer,
+      since !== undefined
+        ? { reads: this.resumeReads(sub, ids), resume: true, run: () => this.hub.resume(sub, since, ids) }
+        : { reads: this.subscribeReads(sub, ids), run: () => this.hub.subscribe(sub, ids) },
+    );
   }
 
   /** Answers a bad client message with the REST error body; the connection stays. */
@@ -257,14 +399,23 @@ export class StreamService {
       const m = parseClientMessage(text);
       switch (m.type) {
         case 'subscribe':
-          if (m.coalesce_ms !== undefined) sub.coalesceMs = m.coalesce_ms;
-          this.hub.subscribe(sub, m.user_ids);
+          this.inOrder(peer, {
+            reads: this.subscribeReads(sub, m.user_ids),
+            run: () => {
+              if (m.coalesce_ms !== undefined) sub.coalesceMs = m.coalesce_ms;
+              this.hub.subscribe(sub, m.user_ids);
+            },
+          });
           break;
         case 'unsubscribe':
-          this.hub.unsubscribe(sub, m.user_ids);
+          this.inOrder(peer, { run: () => this.hub.unsubscribe(sub, m.user_ids) });
           break;
         case 'resume':
-          this.hub.resume(sub, m.since, m.user_ids);
+          this.inOrder(peer, {
+            reads: this.resumeReads(sub, m.user_ids ?? []),
+            resume: true,
+            run: () => this.hub.resume(sub, m.since, m.user_ids ?? []),
+          });
           break;
         case 'ping':
           sub.send(Outgoing.of('pong', {}));
@@ -321,6 +472,15 @@ export class StreamService {
   }
 }
 
+/** A client's message as the service runs it (see inOrder). */
+interface Step {
+  /** The ids it reads from the presence reader, when it reads any (subscribe, resume). */
+  readonly reads?: () => readonly string[];
+  /** A resume: live changes wait while its load is under way. */
+  readonly resume?: true;
+  readonly run: () => void;
+}
+
 /** Where a WebSocket keeps its connection's state (see openWs). */
 const PEER = Symbol('stream peer');
 type PeerSocket = WebSocket & { [PEER]?: WsPeer };
@@ -328,6 +488,8 @@ type PeerSocket = WebSocket & { [PEER]?: WsPeer };
 /** @internal One WebSocket connection's state: its subscriber, who opened it, the device it is (if any). */
 export class WsPeer {
   device: { userId: string; deviceId: string } | null = null;
+  /** A stream worker's: the connection's messages waiting for an earlier one's load. */
+  queue: Step[] | null = null;
 
   constructor(
     readonly service: StreamService,

@@ -10,6 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
+import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
 import type { FastifyInstance } from 'fastify';
@@ -19,15 +20,12 @@ import { z } from 'zod';
 
 import { AppError } from '../../core/errors';
 import type { ApiKeys } from '../../keys/api-keys';
-import { parseStreamQuery, StreamQuery } from '../../stream/protocol';
+import { MAX_FRAME_BYTES, parseStreamQuery, StreamQuery } from '../../stream/protocol';
 import type { StreamCaller, StreamService } from '../../stream/service';
 import { looksLikeViewerToken, type ViewerTokens } from '../../privacy/viewer-tokens';
 import { keyFor, tokenOf } from '../auth';
 import { errorBody } from '../errors';
 import { COMMON_ERRORS } from '../schemas';
-
-/** A subscribe of 10,000 long ids is about 1.3 MB; nothing a client sends needs more. */
-const MAX_FRAME_BYTES = 2 * 1024 * 1024;
 
 const SSE_DESCRIPTION = [
   'Server-Sent Events: `event: snapshot` (the watched ids), then `event: presence` with `id: <position>` for each',
@@ -144,6 +142,16 @@ export function streamRoutes(
       );
       return;
     }
+    // An API key's connection goes to a stream worker when there are any (a viewer's stays:
+    // its privacy projection reads this process's rules).
+    const workers = stream.workers;
+    if (
+      workers !== null &&
+      caller.viewer == null &&
+      socket instanceof Socket &&
+      workers.handOff(req, socket, head, caller.keyId, caller.canWrite, query, requestId)
+    )
+      return;
     accept(req, socket, head, caller, query, requestId);
   };
   /**
