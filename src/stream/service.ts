@@ -316,8 +316,12 @@ export class StreamService {
         if (step.resume === true) this.hub.holdBack(peer.sub);
         this.remote!.loader.load(reads, (error) => {
           queue.shift();
-          if (error !== null) this.reply(peer, error);
-          else if (!peer.sub.closed) this.attempt(peer, step);
+          if (error !== null) {
+            this.reply(peer, error);
+            // Live changes were held back for the resume: going on would skip them, so the
+            // client is told to resume again (`resync`), from the position it still has.
+            if (step.resume === true) peer.sub.transport.resync();
+          } else if (!peer.sub.closed) this.attempt(peer, step);
           if (queue.length > 0) this.next(peer);
           else peer.queue = null;
         });
