@@ -67,6 +67,8 @@ const CHILDREN = 2;
 const PROBES = num('PRESENCE_BENCH_STREAM_PROBES', 100);
 /** Rounds of the fan-out, each the product's stream and the plain ws reference (bench/stream-reference.ts). */
 const ROUNDS = num('PRESENCE_BENCH_STREAM_ROUNDS', 2);
+/** Stream workers of the fan-out's second contender (0: the product in one process only). */
+const WORKERS = num('PRESENCE_BENCH_STREAM_WORKERS', 2);
 const ONLY = new Set((process.env.PRESENCE_BENCH_STREAM_ONLY ?? 'idle,sse,fanout,stall,resume').split(','));
 /** A heap snapshot of the server with its idle connections open, for finding what each costs. */
 const SNAPSHOT = process.env.PRESENCE_BENCH_STREAM_HEAP_SNAPSHOT;
@@ -128,15 +130,16 @@ async function openAll(
   count: number,
   ids: number,
   extra: { transport?: 'ws' | 'sse'; stall?: boolean; probe?: boolean } = {},
-): Promise<void> {
+): Promise<string[][]> {
   const per = Math.ceil(count / children.length);
+  const lists = children.map(() => Array.from({ length: per }, () => pick(ids)));
   await Promise.all(
     children.map((c, i) =>
       c.ask({
         cmd: 'open',
         url,
         key,
-        lists: Array.from({ length: per }, () => pick(ids)),
+        lists: lists[i],
         stall: extra.stall === true && i === 0 ? 0 : -1,
         transport: extra.transport ?? 'ws',
         from: FROM.filter((_, j) => j % children.length === i),
@@ -144,6 +147,25 @@ async function openAll(
       }),
     ),
   );
+  return lists.flat();
+}
+
+/** How many of the lists watch each user: the messages a change of that user is expected to make. */
+function watchers(lists: readonly (readonly string[])[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const list of lists) for (const id of list) counts.set(id, (counts.get(id) ?? 0) + 1);
+  return counts;
+}
+
+/** CPU seconds (user, system) a process used so far, from /proc (Linux): the stream workers'. */
+function processCpu(pid: number): { user: number; system: number } {
+  try {
+    // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th, in ticks of 1/100 s.
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
+  } catch {
+    return { user: 0, system: 0 };
+  }
 }
 
 /** Latencies in 1 ms buckets up to 60 s (the last bucket holds anything later). */
@@ -194,14 +216,17 @@ async function drive(
   return { changes, expected, behind };
 }
 
-/** A change of the product: a heartbeat of a random user that flips its status. */
-function productChange(svc: Service): () => number {
+/**
+ * A change of the product: a heartbeat of a random user that flips its status; it should reach
+ * every connection watching the user (`counts`, from the lists the clients were given).
+ */
+function productChange(svc: Service, counts: ReadonlyMap<string, number>): () => number {
   const statuses: Status[] = ['online', 'busy'];
   return () => {
     const user = `u${Math.floor(Math.random() * USERS)}`;
     const version = svc.engine.state(user)?.version ?? 0;
     void svc.engine.heartbeat(user, 'd', statuses[version % 2]!, null, 3_600_000);
-    return svc.stream.hub.subscriberCount(user);
+    return counts.get(user) ?? 0;
   };
 }
 
@@ -290,10 +315,12 @@ interface FanOut {
   /** The product only: change → hub (after the commit), change → written to every socket: p50 / p99, ms. */
   commit: [number, number] | null;
   flushed: [number, number] | null;
-  /** CPU seconds per second of the run: the server, each client process. */
-  cpu: { server: number; serverSystem: number; clients: number[] };
-  /** The product only: socket writes of presence messages. */
+  /** CPU seconds per second of the run: the server (its workers included), each client process, each stream worker. */
+  cpu: { server: number; serverSystem: number; clients: number[]; workers: number[] };
+  /** The product in one process only: socket writes of presence messages. */
   writes: number | null;
+  /** Stream worker processes the server ran (0: every connection in its own process). */
+  workers: number;
   /** The client processes' own event-loop delay p99 (ms): how far behind their reading is. */
   clientLag: number[];
 }
@@ -318,8 +345,9 @@ async function fanOut(
   const prober = await child();
   const children = [...load, prober];
   const to = ref?.url ?? url;
-  await openAll(load, to, key, SUBSCRIBERS - PROBES, 100, { stall });
-  await openAll([prober], to, key, PROBES, 100, { probe: true });
+  const lists = await openAll(load, to, key, SUBSCRIBERS - PROBES, 100, { stall });
+  lists.push(...(await openAll([prober], to, key, PROBES, 100, { probe: true })));
+  const counts = watchers(lists);
   await sleep(1000);
   gc();
   // Before the reset: every message a probe counts from here on is of a change the budget saw.
@@ -327,7 +355,7 @@ async function fanOut(
   const takenAt = probe?.committedAt ?? new Map<string, number>();
   const change =
     ref === null
-      ? productChange(svc)
+      ? productChange(svc, counts)
       : () => {
           const taken = ref.change(`u${Math.floor(Math.random() * USERS)}`);
           takenAt.set(taken.key, taken.at);
@@ -336,7 +364,9 @@ async function fanOut(
   await Promise.all(children.map((c) => c.ask({ cmd: 'reset' })));
   let heapMax = 0;
   const sampler = setInterval(() => (heapMax = Math.max(heapMax, process.memoryUsage().heapUsed)), 200);
-  const sent0 = svc.stream.hub.stats.messagesSent;
+  const sent0 = svc.stream.stats.messagesSent;
+  const pids = ref === null ? (svc.stream.workers?.pids() ?? []) : [];
+  const workerCpu0 = pids.map(processCpu);
   const session = CPU_PROFILE === undefined || stall || ref !== null || profiled ? null : new Session();
   if (session !== null) {
     profiled = true;
@@ -350,6 +380,10 @@ async function fanOut(
   const { changes, expected, behind } = await drive(change, RATE, SECONDS);
   const cpu = process.cpuUsage(cpu0);
   const driven = (performance.now() - started) / 1000;
+  const workerCpu = pids.map((pid, i) => {
+    const now = processCpu(pid);
+    return { user: now.user - workerCpu0[i]!.user, system: now.system - workerCpu0[i]!.system };
+  });
   const clientCpu = await Promise.all(
     children.map((c) => c.ask<{ cpu: number; lag: number }>({ cmd: 'cpu' })),
   );
@@ -384,7 +418,8 @@ async function fanOut(
     else exact.add(records.at[i]! - at);
   });
   clearInterval(sampler);
-  const sent = svc.stream.hub.stats.messagesSent - sent0;
+  await sleep(1100); // the workers' counters reach this process once a second
+  const sent = svc.stream.stats.messagesSent - sent0;
   await Promise.all(children.map((c) => c.ask({ cmd: 'close' })));
   await sleep(1000);
   return {
@@ -402,12 +437,14 @@ async function fanOut(
     exact: { p50: exact.at(0.5), p99: exact.at(0.99), max: exact.at(1), n: records.keys.length, unmatched },
     probeCpu: clientCpu.at(-1)!.cpu / driven,
     commit: probe === null ? null : [probe.commit.at(0.5), probe.commit.at(0.99)],
-    flushed: probe === null ? null : [probe.flushed.at(0.5), probe.flushed.at(0.99)],
-    writes: probe?.writes() ?? null,
+    flushed: probe === null || pids.length > 0 ? null : [probe.flushed.at(0.5), probe.flushed.at(0.99)],
+    writes: probe === null || pids.length > 0 ? null : probe.writes(),
+    workers: pids.length,
     cpu: {
-      server: (cpu.user + cpu.system) / 1e6 / driven,
-      serverSystem: cpu.system / 1e6 / driven,
+      server: ((cpu.user + cpu.system) / 1e6 + workerCpu.reduce((a, w) => a + w.user + w.system, 0)) / driven,
+      serverSystem: (cpu.system / 1e6 + workerCpu.reduce((a, w) => a + w.system, 0)) / driven,
       clients: clientCpu.slice(0, -1).map((c) => c.cpu / driven),
+      workers: workerCpu.map((w) => (w.user + w.system) / driven),
     },
     clientLag: clientCpu.slice(0, -1).map((c) => c.lag),
   };
@@ -502,27 +539,12 @@ export async function benchStream(): Promise<Figure[]> {
       `the stream bench needs ~${needed} open files and this process may hold ${limit}: raise the hard limit (ulimit -Hn), or scale it down (PRESENCE_BENCH_STREAM_IDLE, PRESENCE_BENCH_STREAM_SUBSCRIBERS)`,
     );
   const dir = mkdtempSync(join(tmpdir(), 'presence-bench-stream-'));
-  const svc = await createService(
-    parseEnv({
-      PRESENCE_DB: join(dir, 'bench.db'),
-      PRESENCE_SECRET_KEY: randomBytes(32).toString('base64'),
-      LOG_LEVEL: 'silent',
-      PRESENCE_STREAM_MAX_CONNECTIONS_PER_KEY: '1000000',
-    }),
-    { logger: false },
-  );
+  const servers: Server[] = [];
   const figures: Figure[] = [];
   try {
-    const key = encodeURIComponent((await svc.keys.create(['read'], 'bench')).key);
-    await svc.app.listen({ port: 0, host: '127.0.0.1' });
-    const url = `ws://127.0.0.1:${(svc.app.server.address() as AddressInfo).port}`;
-    for (let i = 0; i < USERS; i++) void svc.engine.heartbeat(`u${i}`, 'd', 'online', null, 3_600_000);
-    await svc.engine.heartbeat('u0', 'd', 'online', null, 3_600_000);
-    // Every user's presence JSON is made first (the read cache), so that the figures are what the
-    // connections cost, not the cache their snapshots would fill.
-    for (let i = 0; i < USERS; i += 1000)
-      svc.engine.getManyJson(Array.from({ length: 1000 }, (_, j) => `u${i + j}`));
-
+    const main = await startServer(dir, 'bench', 0);
+    servers.push(main);
+    const { svc, url, key } = main;
     if (ONLY.has('idle')) {
       const ws = await idle(svc, url, key, IDLE, 'ws');
       figures.push(
@@ -552,82 +574,106 @@ export async function benchStream(): Promise<Figure[]> {
 
     let healthy: FanOut | null = null;
     if (ONLY.has('fanout')) {
-      // The product and the plain ws reference in alternating rounds (who goes first alternates
-      // too): the machine's load swings, so the two are compared round by round.
+      // The product in one process, the product with its stream workers (a service of its own)
+      // and the plain ws reference, in alternating rounds (who goes first rotates too): the
+      // machine's load swings, so they are compared round by round.
+      const split = WORKERS > 0 ? await startServer(dir, 'workers', WORKERS) : null;
+      if (split !== null) servers.push(split);
       const ref = await startReference(await recordPresence(svc, url, key));
       let runs: FanOut[][];
       try {
         runs = await alternate(ROUNDS, [
           () => fanOut(svc, url, key, false),
+          ...(split === null ? [] : [() => fanOut(split.svc, split.url, split.key, false)]),
           () => fanOut(svc, url, key, false, ref),
         ]);
       } finally {
         await ref.close();
       }
-      const [products, references] = runs;
-      const rounds = products!.map((product, i) => ({ product, reference: references![i]! }));
-      healthy = rounds[0]!.product;
+      const ones = runs[0]!;
+      const references = runs.at(-1)!;
+      const splits = split === null ? null : runs[1]!;
+      // The figures with targets are of the product as it is meant to run them: with its workers.
+      const products = splits ?? ones;
+      const rounds = products.map((product, i) => ({ product, one: ones[i]!, reference: references[i]! }));
+      healthy = ones[0]!;
+      const head = products[0]!;
+      const how =
+        split === null
+          ? 'in one process'
+          : `with ${WORKERS} stream workers (PRESENCE_STREAM_WORKERS=${WORKERS})`;
       const fellBehind = (f: FanOut): boolean => f.kept < 0.95 * RATE;
       const p99Ratio = ratioOf(rounds.map((r) => r.product.exact.p99 / Math.max(1, r.reference.exact.p99)));
       const behindRounds = rounds.filter((r) => fellBehind(r.reference)).length;
       const cpuOf = (f: FanOut): string =>
-        `${f.cpu.server.toFixed(2)} CPU s/s (${f.cpu.serverSystem.toFixed(2)} in the kernel)`;
+        `${f.cpu.server.toFixed(2)} CPU s/s (${f.cpu.serverSystem.toFixed(2)} in the kernel${f.workers > 0 ? `; workers ${f.cpu.workers.map((c) => c.toFixed(2)).join(', ')}` : ''})`;
+      const rate = (f: FanOut): number => f.delivered / f.seconds;
       figures.push(
         {
-          name: `delivered (${fmt(SUBSCRIBERS)} subscribers × 100 of ${fmt(USERS)} users, ${fmt(healthy.changes / SECONDS)} changes/s for ${SECONDS} s)`,
-          value: `${fmt(healthy.delivered)} of ${fmt(healthy.expected)} expected, ${healthy.resyncs} resyncs`,
+          name: `delivered ${how} (${fmt(SUBSCRIBERS)} subscribers × 100 of ${fmt(USERS)} users, ${fmt(head.changes / SECONDS)} changes/s for ${SECONDS} s)`,
+          value: `${fmt(head.delivered)} of ${fmt(head.expected)} expected, ${head.resyncs} resyncs`,
           target: 'every message, no subscriber dropped',
-          met: healthy.delivered === healthy.expected && healthy.resyncs === 0,
+          met: rounds.every((r) => r.product.delivered === r.product.expected && r.product.resyncs === 0),
           note:
             rounds.length > 1
-              ? 'this and the next figures: the first round; the p99 of every round is under the reference below'
+              ? `this and the next figures: the first round (the target: in every round, ${rounds.map((r) => `${fmt(r.product.delivered)} of ${fmt(r.product.expected)}`).join('; ')})`
               : undefined,
         },
         {
-          name: 'messages/s delivered',
-          value: fmt(healthy.delivered / healthy.seconds),
+          name: `messages/s delivered ${how}`,
+          value: fmt(rate(head)),
           target: '~100,000/s (10,000 subscribers × 100 ids × 1,000 changes/s ÷ 10,000 users)',
           note: 'delivered ÷ (the run + the time the last message took to arrive)',
           reference: {
             name: 'plain ws in the same run (product ÷ plain ws, per round)',
-            value: `product ${rounds.map((r) => fmt(r.product.delivered / r.product.seconds)).join(', ')}/s; plain ws ${rounds.map((r) => fmt(r.reference.delivered / r.reference.seconds)).join(', ')}/s`,
-            ratio: ratioOf(
-              rounds.map(
-                (r) =>
-                  r.product.delivered / r.product.seconds / (r.reference.delivered / r.reference.seconds),
-              ),
-            ),
+            value: `product ${rounds.map((r) => fmt(rate(r.product))).join(', ')}/s; plain ws ${rounds.map((r) => fmt(rate(r.reference))).join(', ')}/s`,
+            ratio: ratioOf(rounds.map((r) => rate(r.product) / rate(r.reference))),
           },
         },
         {
-          name: `commit → client latency (${fmt(PROBES)} probe subscribers, ${fmt(healthy.exact.n)} messages)`,
-          value: `p50 ${healthy.exact.p50} ms, p99 ${healthy.exact.p99} ms, max ${healthy.exact.max} ms`,
+          name: `commit → client latency ${how} (${fmt(PROBES)} probe subscribers, ${fmt(head.exact.n)} messages)`,
+          value: `p50 ${head.exact.p50} ms, p99 ${head.exact.p99} ms, max ${head.exact.max} ms; p99 per round ${rounds.map((r) => r.product.exact.p99).join(', ')} ms`,
           target: 'p99 ≤ 100 ms',
-          met: healthy.exact.p99 <= 100 && healthy.exact.unmatched === 0 && healthy.exact.n > 0,
+          met: rounds.every(
+            (r) => r.product.exact.p99 <= 100 && r.product.exact.unmatched === 0 && r.product.exact.n > 0,
+          ),
           reference: {
             name: `plain ws in the same run (product p99 ÷ its p99, per round: lower is better here)${behindRounds > 0 ? `; in ${behindRounds} of ${rounds.length} rounds it FELL BEHIND the rate, so its p99 there is of a lighter load than the product's` : ''}`,
             value: `product p99 ${rounds.map((r) => r.product.exact.p99).join(', ')} ms; plain ws p99 ${rounds.map((r) => r.reference.exact.p99).join(', ')} ms`,
             ratio: p99Ratio,
           },
-          note: `from the hub taking the committed change to the probe client reading it (a process of its own, CPU ${healthy.probeCpu.toFixed(2)} s/s)${healthy.exact.unmatched > 0 ? `; ${healthy.exact.unmatched} messages not matched to a commit` : ''}; the server's event-loop delay p99 ${healthy.lagP99.toFixed(0)} ms`,
+          note: `from the main process's hub taking the committed change to the probe client reading it (a process of its own, CPU ${head.probeCpu.toFixed(2)} s/s)${head.exact.unmatched > 0 ? `; ${head.exact.unmatched} messages not matched to a commit` : ''}; the main process's event-loop delay p99 ${head.lagP99.toFixed(0)} ms; server ${cpuOf(head)}; client processes ${head.cpu.clients.map((c) => c.toFixed(2)).join(', ')} CPU s/s`,
         },
         {
           name: 'report → client latency, every subscriber',
-          value: `p50 ${healthy.p50} ms, p99 ${healthy.p99} ms`,
+          value: `p50 ${head.p50} ms, p99 ${head.p99} ms`,
           note: "from the report (observed_at) to the client, the worst client process's percentiles: includes the wait for the group commit and the load processes' own queueing",
         },
-        {
-          name: 'where it goes (p50 / p99)',
-          value: `change → hub (committed) ${healthy.commit![0]} / ${healthy.commit![1]} ms, change → written to every socket ${healthy.flushed![0]} / ${healthy.flushed![1]} ms`,
-          note: `${fmt(healthy.writes!)} socket writes (${(healthy.delivered / healthy.writes!).toFixed(2)} messages each); CPU s/s while driven: server ${healthy.cpu.server.toFixed(2)} (${healthy.cpu.serverSystem.toFixed(2)} in the kernel), client processes ${healthy.cpu.clients.map((c) => c.toFixed(2)).join(', ')} (their event-loop delay p99 ${healthy.clientLag.map((l) => l.toFixed(0)).join(', ')} ms); changes made behind the rate's schedule p50 / p99 ${healthy.behind[0]} / ${healthy.behind[1]} ms`,
-        },
       );
-      rounds.forEach(({ product, reference }, i) => {
-        const order = i % 2 === 0 ? 'after the product' : 'before the product';
+      if (split !== null)
         figures.push({
-          name: `plain ws reference, round ${i + 1} of ${rounds.length} (${order}): the same clients and probes, no presence logic, one ws.send per message per subscriber`,
-          value: `${fellBehind(reference) ? 'FELL BEHIND the rate: ' : ''}kept ${fmt(reference.kept)} changes/s of ${fmt(RATE)}; ${fmt(reference.delivered)} of ${fmt(reference.expected)} messages delivered (${fmt(reference.delivered / reference.seconds)}/s); commit → client p50 ${reference.exact.p50} ms, p99 ${reference.exact.p99} ms, max ${reference.exact.max} ms (${fmt(reference.exact.n)} probe messages); server ${cpuOf(reference)}`,
-          note: `"commit" here is the moment the reference took the change${reference.exact.unmatched > 0 ? ` (${reference.exact.unmatched} probe messages not matched)` : ''}; changes made behind the rate's schedule p50 / p99 ${reference.behind[0]} / ${reference.behind[1]} ms, this process's event-loop delay p99 ${reference.lagP99.toFixed(0)} ms; client processes ${reference.cpu.clients.map((c) => c.toFixed(2)).join(', ')} CPU s/s, probes ${reference.probeCpu.toFixed(2)}. The product this round: kept ${fmt(product.kept)} changes/s, ${fmt(product.delivered)} of ${fmt(product.expected)} delivered, commit → client p50 ${product.exact.p50} ms, p99 ${product.exact.p99} ms, server ${cpuOf(product)}; p99 ${(product.exact.p99 / Math.max(1, reference.exact.p99)).toFixed(1)}× the reference's`,
+          name: 'the same in one process (PRESENCE_STREAM_WORKERS=0), per round',
+          value: rounds
+            .map(
+              (r) =>
+                `${fmt(r.one.delivered)} of ${fmt(r.one.expected)} delivered, ${fmt(rate(r.one))}/s, commit → client p50 ${r.one.exact.p50} ms, p99 ${r.one.exact.p99} ms, server ${cpuOf(r.one)}`,
+            )
+            .join('; '),
+          reference: {
+            name: `with ${WORKERS} workers ÷ in one process, commit → client p99 per round (lower is better)`,
+            ratio: ratioOf(rounds.map((r) => r.product.exact.p99 / Math.max(1, r.one.exact.p99))),
+          },
+        });
+      figures.push({
+        name: 'where it goes in one process (p50 / p99)',
+        value: `change → hub (committed) ${healthy.commit![0]} / ${healthy.commit![1]} ms, change → written to every socket ${healthy.flushed![0]} / ${healthy.flushed![1]} ms`,
+        note: `${fmt(healthy.writes!)} socket writes (${(healthy.delivered / healthy.writes!).toFixed(2)} messages each); CPU s/s while driven: server ${healthy.cpu.server.toFixed(2)} (${healthy.cpu.serverSystem.toFixed(2)} in the kernel), client processes ${healthy.cpu.clients.map((c) => c.toFixed(2)).join(', ')} (their event-loop delay p99 ${healthy.clientLag.map((l) => l.toFixed(0)).join(', ')} ms); changes made behind the rate's schedule p50 / p99 ${healthy.behind[0]} / ${healthy.behind[1]} ms`,
+      });
+      rounds.forEach(({ product, reference }, i) => {
+        figures.push({
+          name: `plain ws reference, round ${i + 1} of ${rounds.length}: the same clients and probes, no presence logic, one ws.send per message per subscriber`,
+          value: `${fellBehind(reference) ? 'FELL BEHIND the rate: ' : ''}kept ${fmt(reference.kept)} changes/s of ${fmt(RATE)}; ${fmt(reference.delivered)} of ${fmt(reference.expected)} messages delivered (${fmt(rate(reference))}/s); commit → client p50 ${reference.exact.p50} ms, p99 ${reference.exact.p99} ms, max ${reference.exact.max} ms (${fmt(reference.exact.n)} probe messages); server ${cpuOf(reference)}`,
+          note: `"commit" here is the moment the reference took the change${reference.exact.unmatched > 0 ? ` (${reference.exact.unmatched} probe messages not matched)` : ''}; changes made behind the rate's schedule p50 / p99 ${reference.behind[0]} / ${reference.behind[1]} ms, this process's event-loop delay p99 ${reference.lagP99.toFixed(0)} ms; client processes ${reference.cpu.clients.map((c) => c.toFixed(2)).join(', ')} CPU s/s, probes ${reference.probeCpu.toFixed(2)}. The product ${how} this round: kept ${fmt(product.kept)} changes/s, ${fmt(product.delivered)} of ${fmt(product.expected)} delivered, commit → client p50 ${product.exact.p50} ms, p99 ${product.exact.p99} ms, server ${cpuOf(product)}; p99 ${(product.exact.p99 / Math.max(1, reference.exact.p99)).toFixed(1)}× the reference's`,
         });
       });
     }
@@ -656,7 +702,7 @@ export async function benchStream(): Promise<Figure[]> {
           gapMs: 10_000,
           afterMs: 2000,
         }),
-        drive(productChange(svc), RATE, 14.5),
+        drive(productChange(svc, new Map()), RATE, 14.5),
       ]);
       await c.ask({ cmd: 'close' });
       figures.push({
@@ -668,8 +714,40 @@ export async function benchStream(): Promise<Figure[]> {
       });
     }
   } finally {
-    await svc.close();
+    for (const server of servers) await server.svc.close();
     rmSync(dir, { recursive: true, force: true });
   }
   return figures;
+}
+
+interface Server {
+  readonly svc: Service;
+  readonly url: string;
+  readonly key: string;
+}
+
+/**
+ * A service on its own SQLite file, listening on loopback, with USERS users whose presence JSON
+ * is made first (the read cache), so that the figures are what the connections cost, not the
+ * cache their snapshots would fill.
+ */
+async function startServer(dir: string, name: string, workers: number): Promise<Server> {
+  const svc = await createService(
+    parseEnv({
+      PRESENCE_DB: join(dir, `${name}.db`),
+      PRESENCE_SECRET_KEY: randomBytes(32).toString('base64'),
+      LOG_LEVEL: 'silent',
+      PRESENCE_STREAM_MAX_CONNECTIONS_PER_KEY: '1000000',
+      PRESENCE_STREAM_WORKERS: String(workers),
+    }),
+    { logger: false },
+  );
+  const key = encodeURIComponent((await svc.keys.create(['read'], 'bench')).key);
+  await svc.app.listen({ port: 0, host: '127.0.0.1' });
+  const url = `ws://127.0.0.1:${(svc.app.server.address() as AddressInfo).port}`;
+  for (let i = 0; i < USERS; i++) void svc.engine.heartbeat(`u${i}`, 'd', 'online', null, 3_600_000);
+  await svc.engine.heartbeat('u0', 'd', 'online', null, 3_600_000);
+  for (let i = 0; i < USERS; i += 1000)
+    svc.engine.getManyJson(Array.from({ length: 1000 }, (_, j) => `u${i + j}`));
+  return { svc, url, key };
 }
