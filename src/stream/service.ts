@@ -44,13 +44,13 @@ export interface StreamServiceOptions {
   /** Device entries connections held before this start (cut to one grace by `start`). */
   readonly heldDevices?: () => readonly HeldDevice[];
   readonly hub?: Partial<Omit<HubOptions, 'clock' | 'reader' | 'timers'>>;
+  /** Stream workers to hand API keys' WebSocket connections to (PRESENCE_STREAM_WORKERS). */
+  readonly workers?: StreamWorkers | null;
   /**
    * A stream worker's: the devices its connections hold live in the main process (told over
    * IPC) instead of a `DeviceConnections` of its own, and what a subscribe or resume reads is
    * loaded from there first (`loader`); the worker learns when a connection's count is given back.
    */
-  /** Stream workers to hand API keys' WebSocket connections to (PRESENCE_STREAM_WORKERS). */
-  readonly workers?: StreamWorkers | null;
   readonly remote?: {
     readonly devices: DeviceSessions;
     readonly loader: SnapshotLoader;
@@ -166,7 +166,7 @@ export class StreamService {
   /** What /metrics shows of the stream. */
   metrics(): ExtraGauges {
     const workers = (): WorkerFigures | null => this.workers?.totals() ?? null;
-    const stat = (k: keyof StreamStats) => () => this.hub.stats[k] + (workers()?.stats[k] ?? 0);
+    const stat = (k: keyof StreamStats) => () => this.stats[k];
     return {
       stream_connections: {
         help: 'Open stream connections (SSE and WebSocket)',

@@ -198,4 +198,23 @@ describe('presence serve with two stream workers', () => {
     expect(serve.logs.some((l) => l.includes('a stream worker exited'))).toBe(true);
     expect(serve.logs.join('\n')).not.toContain(serve.key);
   });
+
+  it('shutdown: the workers tell their clients to reconnect (1012) and exit with the service', async () => {
+    await until(async () => (await metric('stream_workers')) === 2, 'two workers running');
+    const pids = workerPids();
+    const opened = await Promise.all([0, 1].map(() => rawOpen('u1')));
+    const codes = opened.map((o) => new Promise<number>((done) => o.ws.on('close', (code) => done(code))));
+    serve.child.kill('SIGTERM');
+    expect(await Promise.all(codes)).toEqual([1012, 1012]);
+    expect(await serve.exited).toBe(0);
+    const alive = (pid: number): boolean => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    await until(() => pids.every((pid) => !alive(pid)), 'the workers gone');
+  });
 });

@@ -3,25 +3,26 @@
  * one PostgreSQL database (PRESENCE_DATABASE_URL, a database of its own) and one Redis (a key
  * prefix of its own, removed after). A write through one node is read on the others; a stream
  * subscriber on one node receives the changes made through another, at the same positions every
- * node gives them; a webhook endpoint registered through one node receives every node's changes.
+ * node gives them (the nodes run a stream worker each: a WebSocket's changes come through it, at
+ * the same positions); a webhook endpoint registered through one node receives every node's changes.
  */
 
 import { fetchApi } from '../helpers/fetch-api';
-import { openSse, type SseClient } from '../helpers/stream-clients';
+import { openSse, openWs, type SseClient, type WsClient } from '../helpers/stream-clients';
 import { startDeployment, type Deployment } from './deployment';
 import { until, webhookReceiver, type ServeProcess } from './serve-process';
 
 let deployment: Deployment;
 let nodes: ServeProcess[];
-const streams: SseClient[] = [];
+const streams: (SseClient | WsClient)[] = [];
 
 beforeAll(async () => {
-  deployment = await startDeployment('three-nodes');
+  deployment = await startDeployment('three-nodes', { env: { PRESENCE_STREAM_WORKERS: '1' } });
   nodes = deployment.nodes;
 }, 240_000);
 
 afterAll(async () => {
-  for (const s of streams.splice(0)) s.close();
+  for (const s of streams.splice(0)) void s.close();
   await deployment?.close();
 }, 60_000);
 
@@ -68,10 +69,15 @@ it("a stream subscriber on one node receives another node's changes, at the same
     `${n.base}/v1/stream?user_ids=zoe&access_token=${encodeURIComponent(n.key)}`;
   const onC = await openSse(url(c));
   const onB = await openSse(url(b));
-  streams.push(onC, onB);
+  // A WebSocket on B: held by B's stream worker, fed what B's hub takes from the shared log.
+  const wsOnB = await openWs(`${b.base.replace('http', 'ws')}/v1/ws?user_ids=zoe`, {
+    authorization: `Bearer ${b.key}`,
+  });
+  streams.push(onC, onB, wsOnB);
   expect(onC.status).toBe(200);
   await onC.next((e) => e.event === 'snapshot', 'the snapshot on C');
   await onB.next((e) => e.event === 'snapshot', 'the snapshot on B');
+  await wsOnB.next((m) => m.type === 'snapshot', "the snapshot on B's worker");
 
   expect((await heartbeat(a, 'zoe', 'phone', 'online')).status).toBe(204);
   expect((await heartbeat(a, 'zoe', 'phone', 'busy')).status).toBe(204);
@@ -90,6 +96,11 @@ it("a stream subscriber on one node receives another node's changes, at the same
   expect(changes(onC).map((e) => e.id)).toEqual(changes(onB).map((e) => e.id));
   expect(busyOnC.id).toBe(busyOnB.id);
   expect(busyOnC.data.current.version).toBe(2);
+  await wsOnB.next((m) => m.type === 'presence' && m.current?.status === 'busy', "zoe's busy on B's worker");
+  const overWs = wsOnB.messages.filter((m) => m.type === 'presence');
+  expect(overWs.map((m) => [m.current.status, m.position])).toEqual(
+    changes(onB).map((e) => [e.data.current.status, e.id]),
+  );
 }, 120_000);
 
 it('an endpoint registered through one node gets the changes committed on every node, each once', async () => {
