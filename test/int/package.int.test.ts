@@ -194,7 +194,7 @@ describe('the npm package', () => {
   );
 
   it(
-    'the installed `presence` command runs the compiled JavaScript, without tsx',
+    'the installed `presence` command runs the compiled JavaScript, without tsx (its stream worker too)',
     async () => {
       const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
       // The runtime dependencies, and nothing else, as an install with --omit=dev would have them.
@@ -226,6 +226,8 @@ describe('the npm package', () => {
           HOST: '127.0.0.1',
           LOG_LEVEL: 'info',
           NODE_OPTIONS: '',
+          // A stream worker is forked from the compiled code too (dist/src/stream/workers/worker.js).
+          PRESENCE_STREAM_WORKERS: '1',
         },
         stdio: ['ignore', 'pipe', 'inherit'],
       });
@@ -243,6 +245,9 @@ describe('the npm package', () => {
         expect(await page.text()).toContain('/dashboard/app.js');
         const js = await fetch(`${base}/dashboard/app.js`);
         expect(await js.text()).toBe(readFileSync(join(installed, 'dist', 'dashboard', 'app.js'), 'utf8'));
+        // The service waits for its workers before it listens: the compiled worker is running.
+        const metrics = await (await fetch(`${base}/metrics`)).text();
+        expect(metrics).toMatch(/^stream_workers 1$/m);
       } finally {
         serve.kill('SIGTERM');
         await new Promise((done) => (serve.exitCode === null ? serve.once('exit', done) : done(null)));

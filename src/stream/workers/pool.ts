@@ -44,6 +44,12 @@ const HANDSHAKE_HEADERS = [
 ];
 
 const RESPAWN_MS = 1000;
+/**
+ * A worker that stops taking what it is sent (hung, or stopped by a signal) would make this
+ * process hold everything meant for it: past this much unsent, it is killed (its clients
+ * reconnect and resume elsewhere) and started again.
+ */
+export const MAX_UNSENT_BYTES = 64 * 1024 * 1024;
 /** How long the service waits for its workers before it listens anyway. */
 const READY_WAIT_MS = 15_000;
 /** How long drained workers get to close their connections before they are killed. */
@@ -60,6 +66,8 @@ interface Worker {
   /** The devices its connections hold (user, device → holds), released if it dies. */
   readonly devices: Map<string, { userId: string; deviceId: string; holds: number }>;
   figures: WorkerFigures | null;
+  /** About how many bytes were sent to it and not yet written to its channel. */
+  unsent: number;
 }
 
 export interface StreamWorkersOptions {
@@ -67,6 +75,8 @@ export interface StreamWorkersOptions {
   readonly log: Log;
   /** The log level the workers log at. */
   readonly logLevel?: string;
+  /** Past this much unsent to one worker it is killed and started again (MAX_UNSENT_BYTES). */
+  readonly maxUnsentBytes?: number;
 }
 
 /** What the pool needs of the main process's stream, given once it exists (`start`). */
@@ -83,6 +93,7 @@ export class StreamWorkers implements StreamRelay {
   private readonly log: Log;
   private readonly count: number;
   private readonly logLevel: string;
+  private readonly maxUnsent: number;
   private main: MainStream | null = null;
   private pending: RelayedChange[] = [];
   private flushQueued = false;
@@ -98,6 +109,7 @@ export class StreamWorkers implements StreamRelay {
     this.log = options.log;
     this.count = options.count;
     this.logLevel = options.logLevel ?? 'info';
+    this.maxUnsent = options.maxUnsentBytes ?? MAX_UNSENT_BYTES;
   }
 
   /** Starts the workers. */
@@ -159,7 +171,18 @@ export class StreamWorkers implements StreamRelay {
   }
 
   private send(w: Worker, message: ToWorker): void {
-    if (w.child.connected) w.child.send(message, undefined, undefined, ignore);
+    if (!w.child.connected) return;
+    const bytes = sizeOf(message);
+    w.unsent += bytes;
+    // The callback runs once the message is written to the channel (not before: a worker that
+    // does not read leaves it waiting).
+    w.child.send(message, undefined, undefined, () => (w.unsent -= bytes));
+    if (w.unsent <= this.maxUnsent || w.child.killed) return;
+    this.log.error(
+      { worker: w.n, unsent: w.unsent },
+      'a stream worker stopped taking what it is sent: killing it (its clients resume elsewhere)',
+    );
+    w.child.kill('SIGKILL');
   }
 
   // ------------------------------------------------------------------ connections
@@ -189,7 +212,6 @@ export class StreamWorkers implements StreamRelay {
     const { access_token: _token, ...rest } = query;
     w.connections += 1;
     w.keys.set(keyId, (w.keys.get(keyId) ?? 0) + 1);
-    this.flush();
     const message: ToWorker = {
       t: 'ws',
       method: req.method ?? 'GET',
@@ -290,9 +312,10 @@ export class StreamWorkers implements StreamRelay {
     const source = __filename.endsWith('.ts');
     const entry = join(__dirname, source ? 'worker.ts' : 'worker.js');
     const n = ++this.spawned;
-    const child = fork(entry, [], {
+    // Its number (for its log lines) as its argument.
+    const child = fork(entry, [String(n)], {
       execArgv: source ? ['--require', 'tsx/cjs'] : [],
-      env: { ...process.env, PRESENCE_STREAM_WORKER: String(n), LOG_LEVEL: this.logLevel },
+      env: { ...process.env, LOG_LEVEL: this.logLevel },
       serialization: 'json',
     });
     const w: Worker = {
@@ -303,6 +326,7 @@ export class StreamWorkers implements StreamRelay {
       keys: new Map(),
       devices: new Map(),
       figures: null,
+      unsent: 0,
     };
     this.workers.set(n, w);
     // It takes the changes logged after this position: earlier ones went to the others.
@@ -384,6 +408,13 @@ export class StreamWorkers implements StreamRelay {
   }
 }
 
+/** About the bytes a message takes on the channel: what dominates it (the changes' JSON, a snapshot body). */
+function sizeOf(message: ToWorker): number {
+  if (message.t === 'changes') return message.changes.reduce((n, c) => n + c[3].length + 64, 0);
+  if (message.t === 'loaded') return message.body.length + message.versions.length * 8;
+  return 256;
+}
+
 function addStats(into: StreamStats, more: StreamStats): void {
   for (const k of Object.keys(into) as (keyof StreamStats)[]) into[k] += more[k];
 }
@@ -394,5 +425,3 @@ function wire(error: unknown, log: Log): WireError {
   log.error({ err: error }, 'a stream worker request failed');
   return { code: 'internal', message: 'the request could not be handled', details: [] };
 }
-
-function ignore(): void {}

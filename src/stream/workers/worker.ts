@@ -143,7 +143,7 @@ class RemoteDevices implements DeviceSessions {
 
 export function runWorker(): void {
   const log = pino({ level: process.env.LOG_LEVEL ?? 'info' }).child({
-    stream_worker: process.env.PRESENCE_STREAM_WORKER ?? '?',
+    stream_worker: process.argv[2] ?? '?',
   });
   const post = (m: FromWorker): void => {
     if (process.connected) process.send!(m, undefined, undefined, () => undefined);
