@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 
 import { Webhook } from 'standardwebhooks';
 
+import { PresenceClient } from '../../src/client';
 import { tmpDir } from '../helpers/engine';
 import { fetchApi } from '../helpers/fetch-api';
 import { Receiver } from '../helpers/receiver';
@@ -237,5 +238,51 @@ export async function webhookReceiver(svc: ServeProcess) {
       );
     },
     close: () => receiver.close(),
+  };
+}
+
+/** Whether a process of this id still runs. */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A device's heartbeat through the API, live for an hour; fails the test unless it is taken (204). */
+export async function heartbeatVia(
+  serve: ServeProcess,
+  user: string,
+  status: string,
+  device = 'laptop',
+): Promise<void> {
+  const res = await serve.api('POST', '/v1/heartbeats', {
+    user_id: user,
+    device_id: device,
+    status,
+    ttl_seconds: 3600,
+  });
+  expect(res.status).toBe(204);
+}
+
+type ClientOptions = ConstructorParameters<typeof PresenceClient>[0];
+
+/** Stream clients (`presence-aggregator/client`) of the current `serve()`, closed together by `closeAll`. */
+export function presenceClients(
+  serve: () => ServeProcess,
+  defaults: Partial<ClientOptions>,
+): { client(options?: Partial<ClientOptions>): PresenceClient; closeAll(): void } {
+  const open: PresenceClient[] = [];
+  return {
+    client(options = {}) {
+      const c = new PresenceClient({ url: serve().base, token: serve().key, ...defaults, ...options });
+      open.push(c);
+      return c;
+    },
+    closeAll() {
+      for (const c of open.splice(0)) c.close();
+    },
   };
 }

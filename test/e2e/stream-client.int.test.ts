@@ -7,38 +7,19 @@
 
 import WebSocket from 'ws';
 
-import { PresenceClient, type WebSocketConstructor } from '../../src/client';
-import { startServe, until, type ServeProcess } from './serve-process';
+import type { WebSocketConstructor } from '../../src/client';
+import { heartbeatVia, presenceClients, startServe, until, type ServeProcess } from './serve-process';
 
 jest.setTimeout(180_000);
 
 const Ws = WebSocket as unknown as WebSocketConstructor;
 let serve: ServeProcess;
-const clients: PresenceClient[] = [];
-
-function client(options: Partial<ConstructorParameters<typeof PresenceClient>[0]> = {}): PresenceClient {
-  const c = new PresenceClient({
-    url: serve.base,
-    token: serve.key,
-    reconnect: { minMs: 50, maxMs: 500 },
-    ...options,
-  });
-  clients.push(c);
-  return c;
-}
-
-const beat = async (user: string, status: string, device = 'laptop'): Promise<void> => {
-  const res = await serve.api('POST', '/v1/heartbeats', {
-    user_id: user,
-    device_id: device,
-    status,
-    ttl_seconds: 3600,
-  });
-  expect(res.status).toBe(204);
-};
+const { client, closeAll } = presenceClients(() => serve, { reconnect: { minMs: 50, maxMs: 500 } });
+const beat = (user: string, status: string, device?: string): Promise<void> =>
+  heartbeatVia(serve, user, status, device);
 
 afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
+  closeAll();
   await serve.stop();
 });
 

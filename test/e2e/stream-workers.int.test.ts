@@ -9,38 +9,27 @@ import { readFileSync } from 'node:fs';
 
 import WebSocket from 'ws';
 
-import { PresenceClient, type WebSocketConstructor } from '../../src/client';
+import type { WebSocketConstructor } from '../../src/client';
 import type { Presence } from '../../src/types';
-import { startServe, until, type ServeProcess } from './serve-process';
+import {
+  heartbeatVia,
+  presenceClients,
+  processAlive,
+  startServe,
+  until,
+  type ServeProcess,
+} from './serve-process';
 
 jest.setTimeout(180_000);
 
 const Ws = WebSocket as unknown as WebSocketConstructor;
 const MAX_PER_KEY = 6;
 let serve: ServeProcess;
-const clients: PresenceClient[] = [];
-
-function client(options: Partial<ConstructorParameters<typeof PresenceClient>[0]> = {}): PresenceClient {
-  const c = new PresenceClient({
-    url: serve.base,
-    token: serve.key,
-    WebSocket: Ws,
-    reconnect: { minMs: 50, maxMs: 300 },
-    ...options,
-  });
-  clients.push(c);
-  return c;
-}
-
-const beat = async (user: string, status: string, device = 'laptop'): Promise<void> => {
-  const res = await serve.api('POST', '/v1/heartbeats', {
-    user_id: user,
-    device_id: device,
-    status,
-    ttl_seconds: 3600,
-  });
-  expect(res.status).toBe(204);
-};
+const { client, closeAll } = presenceClients(() => serve, {
+  WebSocket: Ws,
+  reconnect: { minMs: 50, maxMs: 300 },
+});
+const beat = (user: string, status: string): Promise<void> => heartbeatVia(serve, user, status);
 
 /** The serve process's children: its stream workers. */
 const workerPids = (): number[] => {
@@ -95,7 +84,7 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
+  closeAll();
   await serve.stop();
 });
 
@@ -207,14 +196,6 @@ describe('presence serve with two stream workers', () => {
     serve.child.kill('SIGTERM');
     expect(await Promise.all(codes)).toEqual([1012, 1012]);
     expect(await serve.exited).toBe(0);
-    const alive = (pid: number): boolean => {
-      try {
-        process.kill(pid, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    };
-    await until(() => pids.every((pid) => !alive(pid)), 'the workers gone');
+    await until(() => pids.every((pid) => !processAlive(pid)), 'the workers gone');
   });
 });

@@ -10,7 +10,7 @@ import type { PresenceReader } from '../../src/stream/hub';
 import { ChangeMessage } from '../../src/stream/message';
 import type { DeviceSessions } from '../../src/stream/service';
 import { StreamWorkers } from '../../src/stream/workers/pool';
-import { until } from '../e2e/serve-process';
+import { processAlive, until } from '../e2e/serve-process';
 
 jest.setTimeout(60_000);
 
@@ -44,15 +44,6 @@ afterEach(async () => {
   errors.length = 0;
 });
 
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
-
 describe('stream workers (real processes)', () => {
   it('start from the main hub, and exit when drained', async () => {
     pool = new StreamWorkers({ count: 2, log, logLevel: 'silent' });
@@ -63,7 +54,7 @@ describe('stream workers (real processes)', () => {
     expect(pids).toHaveLength(2);
     pool.drain();
     await pool.stopped();
-    expect(pids.some(alive)).toBe(false);
+    expect(pids.some(processAlive)).toBe(false);
     pool = null;
   });
 
@@ -88,7 +79,7 @@ describe('stream workers (real processes)', () => {
       }
       await new Promise((r) => setImmediate(r));
     }
-    await until(() => !alive(stopped!), 'the stopped worker killed');
+    await until(() => !processAlive(stopped!), 'the stopped worker killed');
     expect(errors).toContain(
       'a stream worker stopped taking what it is sent: killing it (its clients resume elsewhere)',
     );
