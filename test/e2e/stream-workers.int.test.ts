@@ -188,6 +188,57 @@ describe('presence serve with two stream workers', () => {
     expect(serve.logs.join('\n')).not.toContain(serve.key);
   });
 
+  it('while a user changes without pause, every snapshot and resume in a worker is followed by each later version once, in order', async () => {
+    await until(async () => (await metric('stream_workers')) === 2, 'two workers running');
+    let changing = true;
+    const churn = (async () => {
+      for (let i = 0; changing; i++) await beat('flip', i % 2 === 0 ? 'online' : 'busy');
+    })();
+    /** The versions of `flip` a connection saw, less `from`: 1, 2, 3… when none is missed or repeated. */
+    const versionsAfter = (got: any[], from: number): number[] =>
+      got.filter((m) => m.type === 'presence' && m.user_id === 'flip').map((m) => m.version - from);
+    /** A connection held until it has seen at least three changes of `flip` (and its first answer). */
+    const watch = (query: string): Promise<any[]> =>
+      new Promise((done) => {
+        const ws = new WebSocket(`${serve.base.replace('http', 'ws')}/v1/ws?${query}`, {
+          headers: { authorization: `Bearer ${serve.key}` },
+        });
+        const got: any[] = [];
+        ws.on('message', (d: Buffer) => {
+          got.push(JSON.parse(d.toString()));
+          if (versionsAfter(got, 0).length < 3) return;
+          ws.terminate();
+          done(got);
+        });
+      });
+    try {
+      await until(async () => (await serve.api('GET', '/v1/presence/flip')).status === 200, 'flip exists');
+      const seen = await Promise.all(
+        // Five at once (the key's limit here is six), while the user changes.
+        Array.from({ length: 5 }, () => watch('user_ids=flip')),
+      );
+      for (const got of seen) {
+        expect(got[0]).toMatchObject({ type: 'snapshot' });
+        const v0 = got[0].presence.flip.version as number;
+        const after = versionsAfter(got, v0);
+        expect(after).toEqual(after.map((_, i) => i + 1)); // 1, 2, 3 (a frame may bring one more)
+      }
+      // Resumes from the last position each connection saw: each replay starts right after it.
+      await Promise.all(
+        seen.map(async (got) => {
+          const last = got.filter((m) => m.type === 'presence').at(-1);
+          const resumed = await watch(`user_ids=flip&since=${last.position}`);
+          expect(resumed.some((m) => m.type === 'resumed')).toBe(true);
+          const after = versionsAfter(resumed, last.version as number);
+          expect(after).toEqual(after.map((_, i) => i + 1));
+        }),
+      );
+    } finally {
+      changing = false;
+      await churn;
+    }
+  });
+
   it('shutdown: the workers tell their clients to reconnect (1012) and exit with the service', async () => {
     await until(async () => (await metric('stream_workers')) === 2, 'two workers running');
     const pids = workerPids();
