@@ -12,8 +12,10 @@
  * - a stalled subscriber (stops reading): the healthy ones' p99 with it and without, and the
  *   server's heap;
  * - resume after a 10 s disconnect under the same rate: every missed change, in order, none twice.
- * The fan-out's reference is measured in the same run, in alternating rounds with the product
- * (PRESENCE_BENCH_STREAM_ROUNDS, 2): a plain `ws` server with no presence logic
+ * The fan-out runs three contenders in rotating rounds (PRESENCE_BENCH_STREAM_ROUNDS, 2): the
+ * product in one process, the product with stream workers (PRESENCE_BENCH_STREAM_WORKERS, 2: a
+ * second service, whose figures the targets are judged on; 0 leaves it out), and its reference,
+ * a plain `ws` server with no presence logic
  * (bench/stream-reference.ts), on its own port in this process, the same clients, probes and
  * driver; it prints the changes/s it kept, the messages it delivered, its commit → client
  * percentiles and CPU, and the product's p99 and messages/s as ratios to its.
