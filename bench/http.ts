@@ -17,7 +17,7 @@
 
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { devNull, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -35,7 +35,7 @@ import { HeartbeatBody } from '../src/http/routes/heartbeats';
 import { createService } from '../src/main';
 import type { LoadResult, LoadSpec } from './load';
 import { RedisDesign } from './redis';
-import { alternate, fmt, median, ratioOf, ratios, type Figure } from './stats';
+import { alternate, fmt, median, processCpu, ratioOf, ratios, type Figure } from './stats';
 
 const run = promisify(execFile);
 const LOAD = resolve(__dirname, 'load.ts');
@@ -48,17 +48,16 @@ export interface Measured extends LoadResult {
 }
 
 /**
- * CPU time (µs) used so far by the server: this process, or another one (`pid`), read from
- * /proc/<pid>/stat (utime + stime, in clock ticks of 10 ms: USER_HZ is 100 on Linux).
+ * CPU time (µs) used so far by the server: this process, or another one (`pid`, from /proc:
+ * processCpu).
  */
 export function serverCpuUs(pid: number | undefined): number {
   if (pid === undefined) {
     const u = process.cpuUsage();
     return u.user + u.system;
   }
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+  const { user, system } = processCpu(pid);
+  return (user + system) * 1e6;
 }
 
 let specs = 0;

@@ -30,7 +30,18 @@ import { createInterface } from 'node:readline';
 
 import { migrate, openDb } from '../src/store/db';
 import { freshEngine } from './engine';
-import { alternate, Coverage, fmt, gc, median, percentile, ratioOf, Rng, type Figure } from './stats';
+import {
+  alternate,
+  Coverage,
+  fmt,
+  gc,
+  median,
+  percentile,
+  processCpu,
+  ratioOf,
+  Rng,
+  type Figure,
+} from './stats';
 
 const ROOT = resolve(__dirname, '..');
 
@@ -58,10 +69,10 @@ interface Restart {
   cpuMs: number;
 }
 
-/** User and system time of a process, from /proc (clock ticks of 10 ms, as Linux counts them). */
+/** User and system time of a process, in ms. */
 function cpuOf(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(fields[11]) + Number(fields[12])) * 10;
+  const { user, system } = processCpu(pid);
+  return (user + system) * 1000;
 }
 
 function rssOf(pid: number): number {

@@ -9,6 +9,7 @@
  */
 
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 
 export interface Ratio {
   readonly median: number;
@@ -147,4 +148,15 @@ export function gc(): void {
     g();
     g();
   }
+}
+
+/**
+ * CPU seconds (user, system) another process has used so far, from /proc/<pid>/stat (Linux):
+ * utime and stime, in clock ticks of 10 ms (USER_HZ is 100 on Linux). The fields are counted
+ * after the command's closing parenthesis, which the command itself may contain.
+ */
+export function processCpu(pid: number): { user: number; system: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
 }

@@ -46,7 +46,7 @@ import type { PresenceChange } from '../src/core/changes';
 import type { Status } from '../src/core/presence';
 import { createService, type Service } from '../src/main';
 import { WsTransport } from '../src/stream/transports';
-import { alternate, fmt, ratioOf, type Figure } from './stats';
+import { alternate, fmt, processCpu, ratioOf, type Figure } from './stats';
 import { startReference, type Reference } from './stream-reference';
 
 const num = (name: string, fallback: number): number => Number(process.env[name] ?? fallback);
@@ -159,12 +159,10 @@ function watchers(lists: readonly (readonly string[])[]): Map<string, number> {
   return counts;
 }
 
-/** CPU seconds (user, system) a process used so far, from /proc (Linux): the stream workers'. */
-function processCpu(pid: number): { user: number; system: number } {
+/** A stream worker's CPU seconds so far (processCpu), or none once it is gone. */
+function workerCpu(pid: number): { user: number; system: number } {
   try {
-    // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th, in ticks of 1/100 s.
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
+    return processCpu(pid);
   } catch {
     return { user: 0, system: 0 };
   }
@@ -368,7 +366,7 @@ async function fanOut(
   const sampler = setInterval(() => (heapMax = Math.max(heapMax, process.memoryUsage().heapUsed)), 200);
   const sent0 = svc.stream.stats.messagesSent;
   const pids = ref === null ? (svc.stream.workers?.pids() ?? []) : [];
-  const workerCpu0 = pids.map(processCpu);
+  const workerCpu0 = pids.map(workerCpu);
   const session = CPU_PROFILE === undefined || stall || ref !== null || profiled ? null : new Session();
   if (session !== null) {
     profiled = true;
@@ -382,8 +380,8 @@ async function fanOut(
   const { changes, expected, behind } = await drive(change, RATE, SECONDS);
   const cpu = process.cpuUsage(cpu0);
   const driven = (performance.now() - started) / 1000;
-  const workerCpu = pids.map((pid, i) => {
-    const now = processCpu(pid);
+  const workersCpu = pids.map((pid, i) => {
+    const now = workerCpu(pid);
     return { user: now.user - workerCpu0[i]!.user, system: now.system - workerCpu0[i]!.system };
   });
   const clientCpu = await Promise.all(
@@ -443,10 +441,11 @@ async function fanOut(
     writes: probe === null || pids.length > 0 ? null : probe.writes(),
     workers: pids.length,
     cpu: {
-      server: ((cpu.user + cpu.system) / 1e6 + workerCpu.reduce((a, w) => a + w.user + w.system, 0)) / driven,
-      serverSystem: (cpu.system / 1e6 + workerCpu.reduce((a, w) => a + w.system, 0)) / driven,
+      server:
+        ((cpu.user + cpu.system) / 1e6 + workersCpu.reduce((a, w) => a + w.user + w.system, 0)) / driven,
+      serverSystem: (cpu.system / 1e6 + workersCpu.reduce((a, w) => a + w.system, 0)) / driven,
       clients: clientCpu.slice(0, -1).map((c) => c.cpu / driven),
-      workers: workerCpu.map((w) => (w.user + w.system) / driven),
+      workers: workersCpu.map((w) => (w.user + w.system) / driven),
     },
     clientLag: clientCpu.slice(0, -1).map((c) => c.lag),
   };
