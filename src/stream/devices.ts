@@ -62,7 +62,8 @@ export interface DeviceLease {
   release(userId: string, deviceId: string): void;
 }
 
-const keyOf = (userId: string, deviceId: string): string => `${userId}\u0000${deviceId}`;
+/** One device's key in a map of devices. */
+export const deviceKey = (userId: string, deviceId: string): string => `${userId}\u0000${deviceId}`;
 
 export class DeviceConnections {
   private readonly sessions = new Map<string, Session>();
@@ -90,7 +91,7 @@ export class DeviceConnections {
     const until = this.clock.now() + this.graceMs;
     const acks: Promise<void>[] = [];
     for (const h of held) {
-      if (h.expiresAt <= until || this.sessions.has(keyOf(h.userId, h.deviceId))) continue;
+      if (h.expiresAt <= until || this.sessions.has(deviceKey(h.userId, h.deviceId))) continue;
       acks.push(this.reporter.report(h.userId, h.deviceId, h.status, h.activity, this.graceMs));
     }
     return acks;
@@ -98,7 +99,7 @@ export class DeviceConnections {
 
   /** A connection now holds this device; its state as given (default online). */
   hold(userId: string, deviceId: string, status: Status, activity: Activity | null): Promise<void> {
-    const key = keyOf(userId, deviceId);
+    const key = deviceKey(userId, deviceId);
     let s = this.sessions.get(key);
     if (s === undefined) this.sessions.set(key, (s = { userId, deviceId, status, activity, holders: 0 }));
     s.holders += 1;
@@ -110,7 +111,7 @@ export class DeviceConnections {
 
   /** The holding connection changed the device's state (`status` message). */
   update(userId: string, deviceId: string, status: Status, activity: Activity | null): Promise<void> {
-    const s = this.sessions.get(keyOf(userId, deviceId));
+    const s = this.sessions.get(deviceKey(userId, deviceId));
     if (s === undefined) return Promise.resolve();
     s.status = status;
     s.activity = activity;
@@ -119,7 +120,7 @@ export class DeviceConnections {
 
   /** The connection answered a ping: the hold is refreshed (in memory; no disk write, no change). */
   alive(userId: string, deviceId: string): void {
-    const s = this.sessions.get(keyOf(userId, deviceId));
+    const s = this.sessions.get(deviceKey(userId, deviceId));
     if (s !== undefined)
       void this.reporter.report(userId, deviceId, s.status, s.activity, HOLD_MS).catch(() => undefined);
   }
@@ -134,7 +135,7 @@ export class DeviceConnections {
 
   /** A holding connection closed or was found dead: the device goes offline one grace from now. */
   release(userId: string, deviceId: string): Promise<void> {
-    const key = keyOf(userId, deviceId);
+    const key = deviceKey(userId, deviceId);
     const s = this.sessions.get(key);
     if (s === undefined || this.stopping) return Promise.resolve();
     s.holders -= 1;

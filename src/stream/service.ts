@@ -286,9 +286,10 @@ export class StreamService {
   }
 
   /**
-   * Runs a WebSocket client's message. In this process at once; in a stream worker in order
-   * with the connection's other messages, a subscribe or resume once what it reads is loaded
-   * from the main process (`reads`: the exact ids the hub will read, see SnapshotLoader).
+   * Runs a WebSocket client's subscribe, unsubscribe or resume (or its first answer). In this
+   * process at once; in a stream worker in order with the connection's others of these, a
+   * subscribe or resume once what it reads is loaded from the main process (`reads`: the exact
+   * ids the hub will read, see SnapshotLoader).
    */
   private inOrder(peer: WsPeer, step: Step): void {
     if (this.remote === null) {
@@ -341,14 +342,24 @@ export class StreamService {
     }
   }
 
-  /** What a subscribe of `ids` reads: the ids not watched yet (throws past the limit). */
-  private subscribeReads(sub: Subscriber, ids: readonly string[]): () => readonly string[] {
-    return () => this.hub.added(sub, ids);
+  /** A subscribe of `ids`: it reads the ids not watched yet (and throws past the limit). */
+  private subscribeStep(sub: Subscriber, ids: readonly string[], coalesceMs?: number): Step {
+    return {
+      reads: () => this.hub.added(sub, ids),
+      run: () => {
+        if (coalesceMs !== undefined) sub.coalesceMs = coalesceMs;
+        this.hub.subscribe(sub, ids);
+      },
+    };
   }
 
-  /** What a resume reads, should it miss: every id watched once the new ones are. */
-  private resumeReads(sub: Subscriber, ids: readonly string[]): () => readonly string[] {
-    return () => sub.ids.concat(this.hub.added(sub, ids));
+  /** A resume from `since`: should it miss, it reads every id watched once the new ones are. */
+  private resumeStep(sub: Subscriber, since: string, ids: readonly string[]): Step {
+    return {
+      reads: () => sub.ids.concat(this.hub.added(sub, ids)),
+      resume: true,
+      run: () => this.hub.resume(sub, since, ids),
+    };
   }
 
   /** A WebSocket connection, upgraded; the caller already counted it. */
@@ -368,12 +379,9 @@ export class StreamService {
     ws.on('close', onClose);
     ws.on('error', ignoreError); // a reset peer: 'close' follows
     const ids = query.user_ids ?? [];
-    const since = query.since;
     this.inOrder(
       peer,
-      since !== undefined
-        ? { reads: this.resumeReads(sub, ids), resume: true, run: () => this.hub.resume(sub, since, ids) }
-        : { reads: this.subscribeReads(sub, ids), run: () => this.hub.subscribe(sub, ids) },
+      query.since !== undefined ? this.resumeStep(sub, query.since, ids) : this.subscribeStep(sub, ids),
     );
   }
 
@@ -403,23 +411,13 @@ export class StreamService {
       const m = parseClientMessage(text);
       switch (m.type) {
         case 'subscribe':
-          this.inOrder(peer, {
-            reads: this.subscribeReads(sub, m.user_ids),
-            run: () => {
-              if (m.coalesce_ms !== undefined) sub.coalesceMs = m.coalesce_ms;
-              this.hub.subscribe(sub, m.user_ids);
-            },
-          });
+          this.inOrder(peer, this.subscribeStep(sub, m.user_ids, m.coalesce_ms));
           break;
         case 'unsubscribe':
           this.inOrder(peer, { run: () => this.hub.unsubscribe(sub, m.user_ids) });
           break;
         case 'resume':
-          this.inOrder(peer, {
-            reads: this.resumeReads(sub, m.user_ids ?? []),
-            resume: true,
-            run: () => this.hub.resume(sub, m.since, m.user_ids ?? []),
-          });
+          this.inOrder(peer, this.resumeStep(sub, m.since, m.user_ids ?? []));
           break;
         case 'ping':
           sub.send(Outgoing.of('pong', {}));

@@ -25,6 +25,7 @@ import type { Socket } from 'node:net';
 import { join } from 'node:path';
 
 import { AppError } from '../../core/errors';
+import { deviceKey } from '../devices';
 import type { Log } from '../../core/log';
 import type { StreamRelay, PresenceReader } from '../hub';
 import type { ChangeMessage } from '../message';
@@ -275,7 +276,7 @@ export class StreamWorkers implements StreamRelay {
 
   private device(w: Worker, m: Extract<FromWorker, { t: 'device' }>): void {
     const devices = this.main!.devices;
-    const key = `${m.userId}\u0000${m.deviceId}`;
+    const key = deviceKey(m.userId, m.deviceId);
     let done: Promise<void>;
     switch (m.op) {
       case 'alive':
