@@ -7,8 +7,10 @@
  * subscriber), to show that the others do not wait for it.
  *
  * The many WebSocket connections are read by a lean client here (the handshake over `net`, then
- * frames parsed in place, pings answered): the clients share the machine's two cores with the
- * server, and `ws` per message (a Buffer, an event, a string) would take a good part of them.
+ * every read into one shared buffer with `onread` and its frames parsed in place, pings
+ * answered): the clients share the machine's two cores with the server, and `ws` per message (a
+ * Buffer, an event, a string) would take a good part of them. The fan-out's load processes can
+ * also read in rounds (`rounds`), the probes always as each frame arrives.
  * The resume check uses the `ws` package, as a Node client would.
  *
  * Connections are spread over several loopback source addresses (127.0.0.2, …): each has its own
@@ -54,6 +56,7 @@ type Command =
   | { readonly cmd: 'reset' }
   | { readonly cmd: 'cpu' }
   | { readonly cmd: 'probes' }
+  | { readonly cmd: 'rounds'; readonly ms: number }
   | { readonly cmd: 'close' };
 
 const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -172,34 +175,53 @@ function probed(text: string): void {
   probeAt.push(wallNow());
 }
 
+/**
+ * From now on this process reads in rounds: it sleeps `ms` (blocked in a futex, not waiting in
+ * epoll), then takes everything that arrived in one pass of the event loop, and again. Waiting in
+ * epoll, it would be woken by every frame the server writes, a wakeup in each of the server's
+ * writes (bench/stream.ts, PRESENCE_BENCH_STREAM_LOAD_READ_MS).
+ */
+function readInRounds(ms: number): void {
+  const cell = new Int32Array(new SharedArrayBuffer(4));
+  const round = (): void => {
+    Atomics.wait(cell, 0, 0, ms);
+    setImmediate(round);
+  };
+  setImmediate(round);
+}
+
 function send(m: unknown): void {
   process.send!(m);
 }
+
+/**
+ * Every lean WebSocket connection of this process reads into this one buffer (`onread`): no
+ * Buffer per read and no Readable stream in between. Reads are handled one at a time, and what a
+ * read leaves of an unfinished frame is copied out before the next.
+ */
+const READ_BUFFER = Buffer.allocUnsafe(256 * 1024);
 
 /** A WebSocket connection read by hand; resolves once its snapshot is in. */
 function openWs(c: Open, list: readonly string[], stall: boolean, from: string | undefined): Promise<void> {
   const probe = c.probe === true;
   const url = new URL(c.url);
   return new Promise((done, fail) => {
-    const socket = connect({ host: url.hostname, port: Number(url.port), localAddress: from });
-    closers.push(() => socket.destroy());
-    socket.on('error', fail);
-    socket.write(
-      `GET /v1/ws?user_ids=${list.join(',')}&access_token=${c.key} HTTP/1.1\r\nHost: ${url.host}\r\n` +
-        `Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n` +
-        `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\n\r\n`,
-    );
     let upgraded = false;
     let ready = false;
-    let buf: Buffer | null = null;
-    socket.on('data', (chunk: Buffer) => {
-      buf = buf === null ? chunk : Buffer.concat([buf, chunk]);
+    /** The unfinished frame (or response head) the last read ended with, copied out of READ_BUFFER. */
+    let rest: Buffer | null = null;
+    const read = (n: number, into: Buffer): boolean => {
+      let buf = rest === null ? into.subarray(0, n) : Buffer.concat([rest, into.subarray(0, n)]);
+      rest = null;
       if (!upgraded) {
         const end = buf.indexOf('\r\n\r\n');
-        if (end < 0) return;
+        if (end < 0) {
+          rest = Buffer.from(buf);
+          return true;
+        }
         if (!buf.subarray(0, 13).toString('latin1').includes(' 101')) {
           fail(new Error(`upgrade refused: ${buf.subarray(0, end).toString('latin1')}`));
-          return;
+          return false;
         }
         upgraded = true;
         buf = buf.subarray(end + 4);
@@ -225,8 +247,11 @@ function openWs(c: Open, list: readonly string[], stall: boolean, from: string |
         if (opcode === 1) {
           if (!ready && buf.indexOf(SNAPSHOT_START, start) === start) {
             ready = true;
-            if (stall) socket.pause();
             done();
+            if (stall) {
+              rest = Buffer.from(buf.subarray(off));
+              return false; // stops reading: the stalled subscriber
+            }
             continue;
           }
           if (buf[start + 9] !== 0x70) continue; // {"type":"p… — presence; anything else is not counted
@@ -238,8 +263,22 @@ function openWs(c: Open, list: readonly string[], stall: boolean, from: string |
         } else if (opcode === 9) socket.write(PONG);
         else if (opcode === 8 && length >= 2 && buf.readUInt16BE(start) === 4008) resyncs += 1;
       }
-      buf = off === buf.length ? null : buf.subarray(off);
+      if (off < buf.length) rest = Buffer.from(buf.subarray(off));
+      return true;
+    };
+    const socket = connect({
+      host: url.hostname,
+      port: Number(url.port),
+      localAddress: from,
+      onread: { buffer: READ_BUFFER, callback: read },
     });
+    closers.push(() => socket.destroy());
+    socket.on('error', fail);
+    socket.write(
+      `GET /v1/ws?user_ids=${list.join(',')}&access_token=${c.key} HTTP/1.1\r\nHost: ${url.host}\r\n` +
+        `Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n` +
+        `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\n\r\n`,
+    );
   });
 }
 
@@ -321,6 +360,10 @@ process.on('message', (m: Command) => {
       }
       case 'probes':
         send({ keys: probeKeys, at: probeAt });
+        break;
+      case 'rounds':
+        readInRounds(m.ms);
+        send({ ok: true });
         break;
       case 'reset':
         received = 0;

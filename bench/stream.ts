@@ -24,7 +24,8 @@
  * and for the fan-out a third with the probe subscribers. Scale down with
  * PRESENCE_BENCH_STREAM_IDLE (15000), PRESENCE_BENCH_STREAM_SSE_IDLE (5000),
  * PRESENCE_BENCH_STREAM_SUBSCRIBERS (10000), PRESENCE_BENCH_STREAM_RATE (changes/s, 1000) and
- * PRESENCE_BENCH_STREAM_SECONDS (10); PRESENCE_BENCH_STREAM_ONLY picks parts (idle, sse, fanout,
+ * PRESENCE_BENCH_STREAM_SECONDS (10); the load processes read in rounds PRESENCE_BENCH_STREAM_LOAD_READ_MS
+ * apart (20; 0: as each frame arrives); PRESENCE_BENCH_STREAM_ONLY picks parts (idle, sse, fanout,
  * stall, resume; comma-separated).
  */
 
@@ -71,6 +72,14 @@ const PROBES = num('PRESENCE_BENCH_STREAM_PROBES', 100);
 const ROUNDS = num('PRESENCE_BENCH_STREAM_ROUNDS', 2);
 /** Stream workers of the fan-out's second contender (0: the product in one process only). */
 const WORKERS = num('PRESENCE_BENCH_STREAM_WORKERS', 2);
+/**
+ * The fan-out's load processes read in rounds this far apart (0: as each frame arrives), as a
+ * client busy with other work does. On loopback the kernel wakes a waiting reader inside the
+ * server's write call, so a reader woken for every frame adds a wakeup to each of the server's
+ * writes (~12% of the server's time in a profile), which a server writing to a network does not
+ * pay. Their messages are counted, not timed for the target: the probes read each frame at once.
+ */
+const LOAD_READ_MS = num('PRESENCE_BENCH_STREAM_LOAD_READ_MS', 20);
 const ONLY = new Set((process.env.PRESENCE_BENCH_STREAM_ONLY ?? 'idle,sse,fanout,stall,resume').split(','));
 /** A heap snapshot of the server with its idle connections open, for finding what each costs. */
 const SNAPSHOT = process.env.PRESENCE_BENCH_STREAM_HEAP_SNAPSHOT;
@@ -348,6 +357,7 @@ async function fanOut(
   const lists = await openAll(load, to, key, SUBSCRIBERS - PROBES, 100, { stall });
   lists.push(...(await openAll([prober], to, key, PROBES, 100, { probe: true })));
   const counts = watchers(lists);
+  if (LOAD_READ_MS > 0) await Promise.all(load.map((c) => c.ask({ cmd: 'rounds', ms: LOAD_READ_MS })));
   await sleep(1000);
   gc();
   // Before the reset: every message a probe counts from here on is of a change the budget saw.
