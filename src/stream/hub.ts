@@ -109,6 +109,10 @@ class Watchers {
   }
 }
 export const PING_MS = 25_000;
+/** The keepalive sweep's period (at most; a fifth of a shorter ping interval). */
+export const SWEEP_MS = 1000;
+/** Pings one sweep may always send, however few the connections. */
+const MIN_PINGS_PER_SWEEP = 64;
 
 export class StreamHub {
   readonly log: ChangeLog<ChangeMessage>;
@@ -217,9 +221,13 @@ export class StreamHub {
     return this.index.size;
   }
 
-  /** Starts the keepalive (every fifth of the ping interval: it also checks blocked subscribers). */
+  /** Starts the keepalive sweep (it also checks blocked subscribers). */
   start(): void {
-    this.ticker ??= this.timers.every(Math.min(5000, this.pingMs), () => this.tick());
+    this.ticker ??= this.timers.every(this.sweepMs(), () => this.tick());
+  }
+
+  private sweepMs(): number {
+    return Math.min(SWEEP_MS, this.pingMs / 5);
   }
 
   /** The change pipeline's `committed` phase: after the commit, in commit order. */
@@ -463,12 +471,25 @@ export class StreamHub {
     s.close();
   }
 
-  /** Keepalive and the blocked-subscriber rule; the ticker calls it, tests call it after moving the clock. */
+  /**
+   * Keepalive and the blocked-subscriber rule; the ticker calls it, tests call it after moving the
+   * clock. A sweep pings at most twice the connections' even share of one sweep: connections
+   * opened together (every client reconnecting after a restart) would otherwise be pinged in one
+   * burst of writes every ping interval, forever, holding every change behind it for as long as
+   * thousands of writes take. The ones left over are pinged by the next sweeps, oldest first, and
+   * stay spread from then on.
+   */
   tick(): void {
     const now = this.clock.now();
+    const budget = Math.max(
+      MIN_PINGS_PER_SWEEP,
+      Math.ceil((2 * this.subscribers.size * this.sweepMs()) / this.pingMs),
+    );
+    let pinged = 0;
     for (const s of [...this.subscribers]) {
       s.check(now);
-      if (s.closed || now - s.lastPingAt < this.pingMs) continue;
+      if (s.closed || now - s.lastPingAt < this.pingMs || pinged >= budget) continue;
+      pinged += 1;
       if (s.holdsDevice && s.unansweredPings > 0) this.stats.missedDevicePings += 1;
       if (s.transport.kind === 'ws' && s.unansweredPings >= 2) {
         s.transport.dead();

@@ -236,6 +236,42 @@ describe('stream hub', () => {
     expect(sse.pings).toBe(3);
   });
 
+  it('pings connections opened together over several sweeps, and they stay spread', () => {
+    const { hub, timers, clock } = setup();
+    hub.start();
+    const n = 1000;
+    const budget = (2 * n * 1000) / 25_000; // twice the even share of a 1 s sweep
+    const opened = clock.now();
+    const pingedAt: number[][] = [];
+    for (let i = 0; i < n; i++) {
+      const t = new FakeTransport('ws');
+      const s = hub.open(t);
+      const times: number[] = [];
+      pingedAt.push(times);
+      t.ping = () => {
+        times.push(clock.now());
+        s.unansweredPings = 0; // its pong
+      };
+    }
+    const perSweep: number[] = [];
+    let total = 0;
+    for (let second = 0; second < 90; second++) {
+      timers.advance(1000);
+      const now = pingedAt.reduce((a, t) => a + t.length, 0);
+      perSweep.push(now - total);
+      total = now;
+    }
+    expect(Math.max(...perSweep)).toBe(budget);
+    // All opened at once: the first pings take ceil(1000 / 80) = 13 sweeps from 25 s on.
+    expect(Math.max(...pingedAt.map((t) => t[0]!)) - opened).toBe(37_000);
+    // From then on each is pinged every 25 s exactly: none waits for a sweep's budget again.
+    for (const t of pingedAt) {
+      expect(t.length).toBeGreaterThanOrEqual(3);
+      for (let k = 1; k < t.length; k++) expect(t[k]! - t[k - 1]!).toBe(25_000);
+    }
+    expect(hub.connections).toBe(n);
+  });
+
   it('drain tells every client to reconnect and refuses new connections', () => {
     const { hub } = setup();
     const t = new FakeTransport();
