@@ -110,7 +110,7 @@ class Watchers {
 }
 export const PING_MS = 25_000;
 /** The keepalive sweep's period (at most; a fifth of a shorter ping interval). */
-export const SWEEP_MS = 1000;
+const SWEEP_MS = 1000;
 /** Pings one sweep may always send, however few the connections. */
 const MIN_PINGS_PER_SWEEP = 64;
 
