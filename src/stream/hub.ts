@@ -110,7 +110,7 @@ class Watchers {
 }
 export const PING_MS = 25_000;
 /** The keepalive sweep's period (at most; a fifth of a shorter ping interval). */
-const SWEEP_MS = 1000;
+const KEEPALIVE_SWEEP_MS = 1000;
 /** Pings one sweep may always send, however few the connections. */
 const MIN_PINGS_PER_SWEEP = 64;
 
@@ -227,7 +227,7 @@ export class StreamHub {
   }
 
   private sweepMs(): number {
-    return Math.min(SWEEP_MS, this.pingMs / 5);
+    return Math.min(KEEPALIVE_SWEEP_MS, this.pingMs / 5);
   }
 
   /** The change pipeline's `committed` phase: after the commit, in commit order. */
