@@ -20,8 +20,10 @@
  * driver; it prints the changes/s it kept, the messages it delivered, its commit → client
  * percentiles and CPU, and the product's p99 and messages/s as ratios to its.
  * The server runs in this process (a real `createService`, SQLite file, `listen` on loopback); the
- * clients run in child processes (bench/stream-client.ts): two that hold the load's connections,
- * and for the fan-out a third with the probe subscribers. Scale down with
+ * clients run in child processes: two that hold the load's connections (for the fan-out, the C
+ * reader bench/stream-load.c unless PRESENCE_BENCH_STREAM_LOAD=node; otherwise
+ * bench/stream-client.ts), and for the fan-out a third with the probe subscribers (always
+ * stream-client.ts). Scale down with
  * PRESENCE_BENCH_STREAM_IDLE (15000), PRESENCE_BENCH_STREAM_SSE_IDLE (5000),
  * PRESENCE_BENCH_STREAM_SUBSCRIBERS (10000), PRESENCE_BENCH_STREAM_RATE (changes/s, 1000) and
  * PRESENCE_BENCH_STREAM_SECONDS (10); the load processes read in rounds PRESENCE_BENCH_STREAM_LOAD_READ_MS
@@ -29,7 +31,7 @@
  * stall, resume; comma-separated).
  */
 
-import { fork, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -38,6 +40,7 @@ import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
 import { writeHeapSnapshot } from 'node:v8';
 
 import WebSocket from 'ws';
@@ -88,8 +91,8 @@ const CPU_PROFILE = process.env.PRESENCE_BENCH_STREAM_CPU_PROFILE;
 /** Loopback source addresses the clients spread over (each with its own ephemeral ports). */
 const FROM = Array.from({ length: 8 }, (_, i) => `127.0.0.${i + 2}`);
 
+/** A client process, asked one command at a time (stream-client.ts's commands). */
 interface Child {
-  readonly proc: ChildProcess;
   ask<T = unknown>(m: unknown): Promise<T>;
 }
 
@@ -111,8 +114,79 @@ function child(): Promise<Child> {
       proc.send(m as object);
     });
   return new Promise((resolve) => {
-    waiting = () => resolve({ proc, ask });
+    waiting = () => resolve({ ask });
   });
+}
+
+/**
+ * The fan-out's load readers: in C (bench/stream-load.c, built with the machine's `cc` when the
+ * bench starts), or in Node (stream-client.ts) with PRESENCE_BENCH_STREAM_LOAD=node. A Node
+ * reader costs ~5 µs a message, ~0.5 of the machine's two cores at this load, which the server
+ * then does not have; the C one reads the same sockets with epoll and read(2), so the figures are
+ * the server's, as with its clients on other machines. The probes are always the Node client.
+ */
+const LOAD = process.env.PRESENCE_BENCH_STREAM_LOAD ?? 'c';
+/** The C reader's executable, once built (null: Node readers). */
+let loadReader: string | null = null;
+
+function buildLoadReader(dir: string): string | null {
+  if (LOAD === 'node') return null;
+  const out = join(dir, 'stream-load');
+  try {
+    execFileSync('cc', ['-O2', '-o', out, join(__dirname, 'stream-load.c')], { stdio: 'pipe' });
+  } catch (error) {
+    throw new Error(
+      `the stream bench builds its load reader with cc (${String(error).split('\n')[0]}): install a C compiler, or run it with PRESENCE_BENCH_STREAM_LOAD=node`,
+    );
+  }
+  return out;
+}
+
+/**
+ * A C load reader as a Child: `open` starts it with its connections' lists, the other commands
+ * are lines on its standard input, each answered by one JSON line.
+ */
+function cReader(binary: string): Child {
+  let stdin: NodeJS.WritableStream | null = null;
+  let closing = false;
+  const waiting: ((line: string) => void)[] = [];
+  return {
+    async ask<T>(m: unknown): Promise<T> {
+      const c = m as { cmd: string; ms?: number } & Partial<Open>;
+      if (c.cmd === 'open') {
+        const url = new URL(c.url!);
+        const proc = spawn(binary, [url.hostname, url.port, c.key!, c.from!.join(','), String(c.stall)], {
+          stdio: ['pipe', 'pipe', 'inherit'],
+        });
+        createInterface({ input: proc.stdout }).on('line', (line) => waiting.shift()?.(line));
+        // It exits once closed, maybe before its last line is read.
+        proc.on('exit', (code) => {
+          const line = JSON.stringify(
+            closing ? { closed: true } : { error: `the load reader exited (${code})` },
+          );
+          for (const w of waiting.splice(0)) w(line);
+        });
+        stdin = proc.stdin;
+        stdin.write(`${c.lists!.map((l) => l.join(',')).join('\n')}\n\n`);
+      } else if (stdin === null) return { closed: true } as T;
+      else {
+        closing = c.cmd === 'close';
+        stdin.write(c.cmd === 'rounds' ? `rounds ${c.ms}\n` : `${c.cmd}\n`);
+      }
+      const answer = JSON.parse(await new Promise<string>((r) => waiting.push(r))) as { error?: string };
+      if (answer.error !== undefined) throw new Error(answer.error);
+      return answer as T;
+    },
+  };
+}
+
+/** What openAll sends a client process to open its connections. */
+interface Open {
+  url: string;
+  key: string;
+  lists: string[][];
+  stall: number;
+  from: string[];
 }
 
 const gc = (): void => (globalThis as { gc?: () => void }).gc?.();
@@ -350,7 +424,11 @@ async function fanOut(
   stall: boolean,
   ref: Reference | null = null,
 ): Promise<FanOut> {
-  const load = await Promise.all(Array.from({ length: CHILDREN }, () => child()));
+  const reader = loadReader;
+  const load =
+    reader === null
+      ? await Promise.all(Array.from({ length: CHILDREN }, () => child()))
+      : Array.from({ length: CHILDREN }, () => cReader(reader));
   const prober = await child();
   const children = [...load, prober];
   const to = ref?.url ?? url;
@@ -550,6 +628,7 @@ export async function benchStream(): Promise<Figure[]> {
       `the stream bench needs ~${needed} open files and this process may hold ${limit}: raise the hard limit (ulimit -Hn), or scale it down (PRESENCE_BENCH_STREAM_IDLE, PRESENCE_BENCH_STREAM_SUBSCRIBERS)`,
     );
   const dir = mkdtempSync(join(tmpdir(), 'presence-bench-stream-'));
+  if (ONLY.has('fanout') || ONLY.has('stall')) loadReader = buildLoadReader(dir);
   const servers: Server[] = [];
   const figures: Figure[] = [];
   try {
@@ -653,7 +732,7 @@ export async function benchStream(): Promise<Figure[]> {
             value: `product p99 ${rounds.map((r) => r.product.exact.p99).join(', ')} ms; plain ws p99 ${rounds.map((r) => r.reference.exact.p99).join(', ')} ms`,
             ratio: p99Ratio,
           },
-          note: `from the main process's hub taking the committed change to the probe client reading it (a process of its own, CPU ${head.probeCpu.toFixed(2)} s/s)${head.exact.unmatched > 0 ? `; ${head.exact.unmatched} messages not matched to a commit` : ''}; the main process's event-loop delay p99 ${head.lagP99.toFixed(0)} ms; server ${cpuOf(head)}; client processes ${head.cpu.clients.map((c) => c.toFixed(2)).join(', ')} CPU s/s`,
+          note: `from the main process's hub taking the committed change to the probe client reading it (a process of its own, CPU ${head.probeCpu.toFixed(2)} s/s; the load readers ${loadReader === null ? 'in Node (stream-client.ts)' : 'in C (stream-load.c)'}, reading in rounds ${LOAD_READ_MS} ms apart)${head.exact.unmatched > 0 ? `; ${head.exact.unmatched} messages not matched to a commit` : ''}; the main process's event-loop delay p99 ${head.lagP99.toFixed(0)} ms; server ${cpuOf(head)}; client processes ${head.cpu.clients.map((c) => c.toFixed(2)).join(', ')} CPU s/s`,
         },
         {
           name: 'report → client latency, every subscriber',
@@ -678,7 +757,7 @@ export async function benchStream(): Promise<Figure[]> {
       figures.push({
         name: 'where it goes in one process (p50 / p99)',
         value: `change → hub (committed) ${healthy.commit![0]} / ${healthy.commit![1]} ms, change → written to every socket ${healthy.flushed![0]} / ${healthy.flushed![1]} ms`,
-        note: `${fmt(healthy.writes!)} socket writes (${(healthy.delivered / healthy.writes!).toFixed(2)} messages each); CPU s/s while driven: server ${healthy.cpu.server.toFixed(2)} (${healthy.cpu.serverSystem.toFixed(2)} in the kernel), client processes ${healthy.cpu.clients.map((c) => c.toFixed(2)).join(', ')} (their event-loop delay p99 ${healthy.clientLag.map((l) => l.toFixed(0)).join(', ')} ms); changes made behind the rate's schedule p50 / p99 ${healthy.behind[0]} / ${healthy.behind[1]} ms`,
+        note: `${fmt(healthy.writes!)} socket writes (${(healthy.delivered / healthy.writes!).toFixed(2)} messages each); CPU s/s while driven: server ${healthy.cpu.server.toFixed(2)} (${healthy.cpu.serverSystem.toFixed(2)} in the kernel), client processes ${healthy.cpu.clients.map((c) => c.toFixed(2)).join(', ')}${loadReader === null ? ` (their event-loop delay p99 ${healthy.clientLag.map((l) => l.toFixed(0)).join(', ')} ms)` : ''}; changes made behind the rate's schedule p50 / p99 ${healthy.behind[0]} / ${healthy.behind[1]} ms`,
       });
       rounds.forEach(({ product, reference }, i) => {
         figures.push({
