@@ -25,7 +25,8 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 
 import WebSocket from 'ws';
 
-interface Open {
+/** The `open` command (bench/stream.ts sends it to this client and to the C reader alike). */
+export interface Open {
   readonly cmd: 'open';
   readonly url: string;
   readonly key: string;
@@ -248,10 +249,7 @@ function openWs(c: Open, list: readonly string[], stall: boolean, from: string |
           if (!ready && buf.indexOf(SNAPSHOT_START, start) === start) {
             ready = true;
             done();
-            if (stall) {
-              rest = Buffer.from(buf.subarray(off));
-              return false; // stops reading: the stalled subscriber
-            }
+            if (stall) return false; // stops reading for good: the stalled subscriber
             continue;
           }
           if (buf[start + 9] !== 0x70) continue; // {"type":"p… — presence; anything else is not counted

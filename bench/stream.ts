@@ -51,6 +51,7 @@ import type { Status } from '../src/core/presence';
 import { createService, type Service } from '../src/main';
 import { WsTransport } from '../src/stream/transports';
 import { alternate, fmt, processCpu, ratioOf, type Figure } from './stats';
+import type { Open } from './stream-client';
 import { startReference, type Reference } from './stream-reference';
 
 const num = (name: string, fallback: number): number => Number(process.env[name] ?? fallback);
@@ -152,12 +153,17 @@ function cReader(binary: string): Child {
   const waiting: ((line: string) => void)[] = [];
   return {
     async ask<T>(m: unknown): Promise<T> {
-      const c = m as { cmd: string; ms?: number } & Partial<Open>;
+      const c = m as { cmd: string; ms?: number };
       if (c.cmd === 'open') {
-        const url = new URL(c.url!);
-        const proc = spawn(binary, [url.hostname, url.port, c.key!, c.from!.join(','), String(c.stall)], {
-          stdio: ['pipe', 'pipe', 'inherit'],
-        });
+        const o = m as Open;
+        const url = new URL(o.url);
+        const proc = spawn(
+          binary,
+          [url.hostname, url.port, o.key, (o.from ?? []).join(','), String(o.stall ?? -1)],
+          {
+            stdio: ['pipe', 'pipe', 'inherit'],
+          },
+        );
         createInterface({ input: proc.stdout }).on('line', (line) => waiting.shift()?.(line));
         // It exits once closed, maybe before its last line is read.
         proc.on('exit', (code) => {
@@ -167,7 +173,7 @@ function cReader(binary: string): Child {
           for (const w of waiting.splice(0)) w(line);
         });
         stdin = proc.stdin;
-        stdin.write(`${c.lists!.map((l) => l.join(',')).join('\n')}\n\n`);
+        stdin.write(`${o.lists.map((l) => l.join(',')).join('\n')}\n\n`);
       } else if (stdin === null) return { closed: true } as T;
       else {
         closing = c.cmd === 'close';
@@ -178,15 +184,6 @@ function cReader(binary: string): Child {
       return answer as T;
     },
   };
-}
-
-/** What openAll sends a client process to open its connections. */
-interface Open {
-  url: string;
-  key: string;
-  lists: string[][];
-  stall: number;
-  from: string[];
 }
 
 const gc = (): void => (globalThis as { gc?: () => void }).gc?.();
